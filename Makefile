@@ -1,0 +1,128 @@
+# rpr — build, run, test, install.
+#
+#   make            bin/rprd and bin/rprctl
+#   make run        build, start rprd in the foreground on ./.rpr, apply examples/quickstart
+#   make check      build (plain and ASan+UBSan) and run every test
+#   make deps       install the Debian packages the build and the tests need
+#   make bench      run the benchmarks under tests/bench
+
+CC      ?= gcc
+PKGS    := libh2o-evloop libssh2 yaml-0.1 jansson libsystemd libcurl sqlite3 libgit2
+DEB_PKGS := build-essential pkg-config libh2o-evloop-dev libssl-dev libssh2-1-dev libyaml-dev \
+	libjansson-dev libsystemd-dev libcurl4-openssl-dev libsqlite3-dev libgit2-dev \
+	libcmocka-dev python3 python3-pytest python3-yaml wrk openssh-server git sqlite3 procps
+
+SAN ?= 0
+ifeq ($(SAN),1)
+B        := build/asan
+BINDIR   := build/asan/bin
+OPTFLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+else
+B        := build/release
+BINDIR   := bin
+OPTFLAGS := -O2 -g
+endif
+
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lssl -lcrypto
+CFLAGS  += -std=c17 -D_GNU_SOURCE -DH2O_USE_LIBUV=0 -pthread -Wall -Wextra -Werror \
+	-Wno-missing-field-initializers $(OPTFLAGS) -Ipkg -I$(B)/gen $(PKG_CFLAGS)
+LDFLAGS += -pthread $(OPTFLAGS)
+
+MODULES := base yaml resource store api client
+$(foreach m,$(MODULES),$(eval SRC_$(m) := $(wildcard pkg/$(m)/*.c)))
+$(foreach m,$(MODULES),$(eval OBJ_$(m) := $(patsubst %.c,$(B)/%.o,$(SRC_$(m)))))
+OBJ_resource += $(B)/gen/kinds-embed.o
+
+LIB = $(B)/lib$(1).a
+RPRD_LIBS   := $(call LIB,api) $(call LIB,store) $(call LIB,resource) $(call LIB,yaml) $(call LIB,base)
+RPRCTL_LIBS := $(call LIB,client) $(call LIB,resource) $(call LIB,yaml) $(call LIB,base)
+TEST_LIBS   := $(call LIB,api) $(call LIB,store) $(call LIB,client) $(call LIB,resource) $(call LIB,yaml) $(call LIB,base)
+
+RPRD_SRC   := $(wildcard cmd/rprd/*.c)
+RPRCTL_SRC := $(wildcard cmd/rprctl/*.c)
+UNIT_SRC   := $(wildcard tests/unit/test-*.c)
+UNIT_BINS  := $(patsubst tests/unit/%.c,$(B)/tests/%,$(UNIT_SRC))
+KINDS      := $(sort $(wildcard manifests/kinds/*.yaml))
+VERSION    := $(shell cat VERSION 2>/dev/null || echo 0.1.0)
+CFLAGS     += -DRPR_VERSION='"$(VERSION)"'
+
+.PHONY: all deps check-deps run check unit integration asan bench clean install format
+all: $(BINDIR)/rprd $(BINDIR)/rprctl
+
+$(B)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+
+# The kind schemas, embedded as C strings so both binaries carry them.
+$(B)/gen/kinds-embed.c: $(KINDS) Makefile
+	@mkdir -p $(dir $@)
+	@{ echo '/* generated from manifests/kinds/*.yaml; do not edit */'; \
+	   echo '#include <stddef.h>'; \
+	   echo 'const char *const rpr_embedded_kinds[] = {'; \
+	   for f in $(KINDS); do sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' -e 's/^/"/' -e 's/$$/\\n"/' $$f; echo ','; done; \
+	   echo 'NULL };'; } > $@
+$(B)/gen/kinds-embed.o: $(B)/gen/kinds-embed.c
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(foreach m,$(MODULES),$(eval $(call LIB,$(m)): $(OBJ_$(m)) ; @mkdir -p $$(dir $$@); rm -f $$@; ar rcs $$@ $$^))
+
+$(BINDIR)/rprd: $(patsubst %.c,$(B)/%.o,$(RPRD_SRC)) $(RPRD_LIBS)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
+$(BINDIR)/rprctl: $(patsubst %.c,$(B)/%.o,$(RPRCTL_SRC)) $(RPRCTL_LIBS)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
+# Each unit test links only the modules below it, so one module's tests do
+# not wait for every other module to build.
+TEST_LIBS_base     := $(call LIB,base)
+TEST_LIBS_yaml     := $(call LIB,yaml) $(TEST_LIBS_base)
+TEST_LIBS_resource := $(call LIB,resource) $(TEST_LIBS_yaml)
+TEST_LIBS_store    := $(call LIB,store) $(TEST_LIBS_resource)
+.SECONDEXPANSION:
+$(B)/tests/test-%: $(B)/tests/unit/test-%.o $$(or $$(TEST_LIBS_$$*),$(TEST_LIBS))
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) -lcmocka
+
+# ---- dependencies ---------------------------------------------------------
+deps:
+	apt-get update -q
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(DEB_PKGS)
+
+# Installs what is missing, and nothing when all is there.
+check-deps:
+	@missing=""; for p in $(DEB_PKGS); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then echo "make deps: missing:$$missing"; $(MAKE) --no-print-directory deps; fi
+
+# ---- the two README commands ----------------------------------------------
+run: check-deps
+	@$(MAKE) --no-print-directory all
+	@tests/run-quickstart.sh $(BINDIR)
+
+check: check-deps
+	@$(MAKE) --no-print-directory all unit
+	@$(MAKE) --no-print-directory SAN=1 all unit
+	@$(MAKE) --no-print-directory integration
+
+unit: $(UNIT_BINS)
+	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; \
+	  LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp ASAN_OPTIONS=detect_leaks=1 $$t; done
+
+# Integration tests run against the sanitizer build: every request also
+# checks for memory errors and leaks.
+integration:
+	@$(MAKE) --no-print-directory SAN=1 all
+	cd tests/integration && RPR_BIN_DIR=$(CURDIR)/build/asan/bin \
+	  LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp \
+	  /usr/bin/python3 -m pytest -q -p no:cacheprovider .
+
+bench: all
+	tests/bench/apply.sh
+
+format:
+	clang-format -i $$(git ls-files '*.c' '*.h')
+
+clean:
+	rm -rf build bin
+
+-include $(shell find build -name '*.d' 2>/dev/null)

@@ -1,0 +1,39 @@
+/* api: rprd's HTTP API on h2o (evloop), on a unix socket and loopback TCP.
+ *
+ * One event-loop thread serves every request. Reads come from the store's
+ * in-memory index; anything that blocks (store writes, which fsync) runs on
+ * a work queue and answers back through h2o's multithread queue. Watch
+ * streams follow the store's change feed. Bearer-token auth with roles
+ * viewer < operator < admin on every route. */
+#pragma once
+
+#include "base/base.h"
+
+typedef struct Store Store;
+typedef struct ApiServer ApiServer;
+
+typedef struct ApiOptions {
+        Store *store;
+        /* "unix:PATH" or "tcp:HOST:PORT" each. */
+        const char *const *listen;
+        size_t n_listen;
+        /* Listening sockets handed over already bound (socket activation);
+         * when n_fds > 0 these are used instead of listen. */
+        const int *fds;
+        size_t n_fds;
+        const char *state_dir;
+        const char *web_dir; /* NULL: no dashboard */
+        size_t max_body;     /* bytes; 0 = API_DEFAULT_MAX_BODY */
+        unsigned workers;    /* threads for blocking work; 0 = 2 */
+} ApiOptions;
+
+#define API_DEFAULT_MAX_BODY (16u * 1024 * 1024)
+
+/* Creates the server, binds its listeners and makes sure the admin token
+ * exists (generating $STATE/admin.token, mode 0600, on first start). */
+int api_new(const ApiOptions *o, ApiServer **ret);
+/* Runs the event loop until api_stop(). */
+int api_run(ApiServer *a);
+/* Async-signal-safe: asks api_run() to return. */
+void api_stop(ApiServer *a);
+void api_free(ApiServer *a); /* NULL-safe */

@@ -1,0 +1,171 @@
+/* base: the few things every rpr module needs and nothing of ours below it.
+ *
+ * Cleanup attributes in the systemd manner, logging that returns the error it
+ * logged, one duration parser, one time formatter, random tokens, hashing and
+ * constant-time comparison, a bounded growable buffer, files, a diagnostics
+ * list that carries file:line:col and field paths to the person who reads it,
+ * and a small thread-pool work queue.
+ *
+ * Conventions: functions that can fail return a negative errno and write
+ * their ret_ out-parameters only on success. */
+#pragma once
+
+#include <errno.h>
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+/* ---- cleanup ---------------------------------------------------------- */
+
+#define _cleanup_(f) __attribute__((cleanup(f)))
+#define _cleanup_free_ _cleanup_(freep)
+/* json_decrefp() comes with jansson >= 2.11. */
+#define _cleanup_json_ _cleanup_(json_decrefp)
+#define _printf_(a, b) __attribute__((format(printf, a, b)))
+#define _unused_ __attribute__((unused))
+
+static inline void freep(void *p) {
+        free(*(void **) p);
+}
+
+/* Hands ownership on: returns the pointer and leaves NULL behind. */
+#define TAKE_PTR(p)                                                                                \
+        ({                                                                                         \
+                __typeof__(p) _ptr_ = (p);                                                         \
+                (p) = NULL;                                                                        \
+                _ptr_;                                                                             \
+        })
+
+#define ELEMENTSOF(x) (sizeof(x) / sizeof((x)[0]))
+#define STREQ(a, b) (strcmp((a), (b)) == 0)
+#define USEC_PER_SEC UINT64_C(1000000)
+#define USEC_PER_MSEC UINT64_C(1000)
+
+/* Allocation that cannot fail: out of memory aborts (as systemd's xmalloc). */
+void *xmalloc(size_t n);
+void *xcalloc(size_t n, size_t size);
+void *xrealloc(void *p, size_t n);
+char *xstrdup(const char *s);
+char *xstrndup(const char *s, size_t n);
+char *xasprintf(const char *fmt, ...) _printf_(1, 2);
+
+/* ---- logging ----------------------------------------------------------- */
+
+enum { LOG_LEVEL_ERR = 3, LOG_LEVEL_WARNING = 4, LOG_LEVEL_INFO = 6, LOG_LEVEL_DEBUG = 7 };
+
+void log_set_max_level(int level);
+/* Writes "LEVEL: message" to stderr; "%m" in fmt expands to strerror(-err).
+ * Returns -abs(err) so a caller can `return log_error_errno(r, ...)`. */
+int log_internal(int level, int err, const char *fmt, ...) _printf_(3, 4);
+
+#define log_error_errno(err, ...) log_internal(LOG_LEVEL_ERR, (err), __VA_ARGS__)
+#define log_warning_errno(err, ...) log_internal(LOG_LEVEL_WARNING, (err), __VA_ARGS__)
+#define log_error(...) (void) log_internal(LOG_LEVEL_ERR, 0, __VA_ARGS__)
+#define log_warning(...) (void) log_internal(LOG_LEVEL_WARNING, 0, __VA_ARGS__)
+#define log_info(...) (void) log_internal(LOG_LEVEL_INFO, 0, __VA_ARGS__)
+#define log_debug(...) (void) log_internal(LOG_LEVEL_DEBUG, 0, __VA_ARGS__)
+
+/* ---- time -------------------------------------------------------------- */
+
+uint64_t now_usec(void);      /* CLOCK_REALTIME */
+uint64_t now_mono_usec(void); /* CLOCK_MONOTONIC */
+
+/* Go-style durations: "90s", "1m", "1h30m", "500ms", "24h", "0s", also "2d"
+ * and "1w" for expiry periods. -EINVAL on anything else, -ERANGE on overflow. */
+int duration_parse(const char *s, uint64_t *ret_usec);
+/* Shortest Go-style form ("1h30m", "45s", "0s") into buf (>= 32 bytes). */
+char *duration_format(uint64_t usec, char *buf, size_t size);
+
+#define RFC3339_MAX 32
+/* UTC, second precision: "2026-11-22T10:00:00Z". */
+char *time_format_rfc3339(uint64_t usec, char buf[static RFC3339_MAX]);
+/* Accepts "2026-11-22T10:00:00Z", with fractional seconds and +hh:mm offsets,
+ * and a bare date "2027-06-30" (midnight UTC). -EINVAL otherwise. */
+int time_parse_rfc3339(const char *s, uint64_t *ret_usec);
+
+/* ---- randomness, hashing, secrets -------------------------------------- */
+
+int random_bytes(void *buf, size_t n); /* getrandom(2) */
+/* len random characters of [A-Za-z0-9] plus NUL into buf (size len + 1). */
+int random_token(char *buf, size_t len);
+/* RFC 4122 version 4 uuid, 36 characters plus NUL. */
+int uuid_v4(char buf[static 37]);
+/* Lower-case hex SHA-256 of data: 64 characters plus NUL. */
+void sha256_hex(const void *data, size_t n, char out[static 65]);
+/* Compares n bytes in time independent of where they differ. */
+bool memeq_consttime(const void *a, const void *b, size_t n);
+
+/* ---- buffer ------------------------------------------------------------ */
+
+/* A growable byte buffer, always NUL-terminated. max (0 = unlimited) bounds
+ * its length: appends past it fail with -EFBIG and leave it unchanged. */
+typedef struct Buf {
+        char *data;
+        size_t len, cap, max;
+} Buf;
+
+#define BUF_INIT {NULL, 0, 0, 0}
+int buf_append(Buf *b, const void *data, size_t n);
+int buf_puts(Buf *b, const char *s);
+int buf_printf(Buf *b, const char *fmt, ...) _printf_(2, 3);
+/* Returns the data (caller frees) and resets b. Never NULL. */
+char *buf_steal(Buf *b);
+void buf_free(Buf *b);
+
+/* ---- files ------------------------------------------------------------- */
+
+/* Reads a whole file ("-" = stdin). -EFBIG past max bytes. */
+int read_file(const char *path, size_t max, char **ret_data, size_t *ret_len);
+/* Writes via a temporary file, fsync and rename, with the given mode. */
+int write_file_atomic(const char *path, const void *data, size_t n, unsigned mode);
+int mkdir_p(const char *path, unsigned mode);
+
+/* ---- strings ----------------------------------------------------------- */
+
+bool startswith(const char *s, const char *prefix);
+bool endswith(const char *s, const char *suffix);
+/* Strict decimal parse of a whole string: no sign games, no trailing junk. */
+int parse_uint64(const char *s, uint64_t *ret);
+
+/* ---- diagnostics ------------------------------------------------------- */
+
+/* One error a person will read:
+ *   FILE:LINE:COL: Kind/name: field.path: message
+ * Every part but message may be absent (NULL or 0) and is then left out. */
+typedef struct Diag {
+        char *file;
+        unsigned line, col;
+        char *object; /* "Server/web-1" */
+        char *field;  /* "spec.port", "metadata.name" */
+        char *message;
+        int index; /* document index in an apply, -1 when not known */
+} Diag;
+
+typedef struct Diags {
+        Diag *items;
+        size_t n, cap;
+} Diags;
+
+#define DIAGS_INIT {NULL, 0, 0}
+/* Appends one; strings are copied. Returns -EINVAL so that callers can
+ * `return diags_add(...)` to mean "invalid". */
+int diags_add(Diags *d, int index, const char *object, const char *field, const char *fmt, ...)
+        _printf_(5, 6);
+/* Formats one as above; caller frees. */
+char *diag_format(const Diag *d);
+void diags_free(Diags *d);
+
+/* ---- work queue -------------------------------------------------------- */
+
+/* A fixed pool of threads running submitted jobs in FIFO order. Used to keep
+ * blocking work (store writes, remote I/O) off the HTTP event loop. */
+typedef struct WorkQueue WorkQueue;
+typedef void (*WorkFn)(void *userdata);
+
+int workq_new(unsigned threads, WorkQueue **ret);
+int workq_submit(WorkQueue *q, WorkFn fn, void *userdata);
+/* Runs every job already submitted, then joins the threads. NULL-safe. */
+void workq_free(WorkQueue *q);

@@ -1,0 +1,45 @@
+/* client: rprctl's way to rprd's API, over the unix socket or TCP (libcurl).
+ *
+ * Finding rprd: --server URL (http://HOST:PORT or unix:PATH), then
+ * $RPR_SERVER, then unix:./.rpr/rpr.sock, then unix:/run/rpr/rpr.sock.
+ * Finding the token: --token, $RPR_TOKEN, ~/.config/rpr/token, then a
+ * readable admin.token beside the socket that was found ($STATE/admin.token). */
+#pragma once
+
+#include "base/base.h"
+
+typedef struct Client Client;
+
+/* server and token may be NULL to use the lookup above. */
+int client_new(const char *server, const char *token, Client **ret);
+void client_free(Client *c); /* NULL-safe */
+/* The URL or unix:PATH in use, for messages. */
+const char *client_server(const Client *c);
+
+typedef struct ClientResponse {
+        long status;
+        char *body; /* NUL-terminated */
+        size_t len;
+} ClientResponse;
+
+void client_response_clear(ClientResponse *r);
+
+/* One request; body may be NULL. path starts with "/" and is already
+ * escaped. Negative errno only when rprd could not be reached at all (with
+ * an explanation through *ret_error, caller frees); any HTTP status is 0. */
+int client_request(Client *c, const char *method, const char *path, const char *content_type,
+                   const char *body, size_t len, ClientResponse *ret, char **ret_error);
+
+/* A streaming GET (watch, log follow): calls fn for each complete line
+ * (without the newline) until the server ends the stream or fn returns
+ * non-zero. ret_status gets the HTTP status. */
+typedef int (*ClientLineFn)(const char *line, size_t len, void *userdata);
+int client_stream_lines(Client *c, const char *path, ClientLineFn fn, void *userdata,
+                        long *ret_status, char **ret_error);
+
+/* For an error answer: the Status message, or a fallback naming the code.
+ * Caller frees. */
+char *client_error_message(const ClientResponse *r);
+
+/* Percent-escapes a path segment or query value; caller frees. */
+char *client_escape(const char *s);

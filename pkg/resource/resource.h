@@ -1,0 +1,71 @@
+/* resource: the rpr object model.
+ *
+ * Kinds (Token, Repo, Server, Binding, Pipeline, Runner, Run, Event) are
+ * described as data in manifests/kinds/<kind>.yaml, an OpenAPI-style
+ * structural schema embedded at build time. One generic defaulter and strict
+ * validator serves every kind: type, required, enum, default, minimum and
+ * maximum, minLength/maxLength, pattern, format (duration, date-time, date),
+ * additionalProperties (false, or a schema for maps). Object metadata is
+ * checked here too: name (DNS-1123 label), namespace, labels, annotations.
+ *
+ * Field paths in diagnostics are dotted: "spec.check.interval",
+ * "spec.tasks.build.dependsOn[0]", keys with dots as a["x.y"]. */
+#pragma once
+
+#include "base/base.h"
+
+#define RPR_API_VERSION "rpr/v1"
+
+typedef struct Kind Kind;
+
+/* Loads the embedded schemas. Call once at start before anything else here.
+ * Returns a negative errno if an embedded schema is itself broken. */
+int resource_init(void);
+void resource_shutdown(void);
+
+/* Finds a kind by its name ("Server"), singular ("server"), plural
+ * ("servers") or short name ("srv"), case-insensitively. NULL if none. */
+const Kind *kind_lookup(const char *name);
+/* All kinds in a stable order; *ret_n set to the count. */
+const Kind *const *kind_all(size_t *ret_n);
+const char *kind_name(const Kind *k);   /* "Server" */
+const char *kind_plural(const Kind *k); /* "servers" */
+const char *kind_short(const Kind *k);  /* "srv", or NULL */
+/* Whether users may create it with apply (Run and Event are made by rprd). */
+bool kind_user_writable(const Kind *k);
+/* Printer columns for `rprctl get`: the extra columns the kind's schema lists
+ * under x-rpr-columns, each {name, path (JSONPath-like "status.phase"),
+ * wide (bool)}. Borrowed array. */
+const json_t *kind_columns(const Kind *k);
+
+/* Checks and completes an object as a user wrote it: apiVersion, kind,
+ * metadata (name, namespace defaulted to "default", labels, annotations; the
+ * fields rprd sets are dropped), spec defaulted and validated strictly
+ * against the kind's schema. status is dropped. index is the document index
+ * put into every diagnostic. Returns 0, or -EINVAL with every problem found
+ * added to d (each with object "Kind/name" and field). obj is modified in
+ * place; on error it is left partly defaulted. */
+int resource_prepare(json_t *obj, int index, Diags *d);
+
+/* "Kind/name" of an object for messages, best effort; caller frees. */
+char *resource_display_name(const json_t *obj);
+
+/* DNS-1123 label: [a-z0-9]([-a-z0-9]*[a-z0-9])?, at most 63 characters. */
+bool resource_name_valid(const char *name);
+
+/* Label selector "k=v,k!=v,k,!k,k in (a,b),k notin (a)". */
+typedef struct Selector Selector;
+int selector_parse(const char *text, Selector **ret, char **ret_error);
+/* Whether an object's metadata.labels match. NULL selector matches all. */
+bool selector_matches(const Selector *s, const json_t *labels);
+void selector_free(Selector *s);
+
+/* Removes secrets from an object before it leaves rprd (Token spec.value,
+ * spec.valueHash, and any field the schema marks x-rpr-secret). Every route
+ * that returns an object calls this. */
+void resource_redact(json_t *obj);
+
+/* Text for `rprctl explain`: path is "server", "server.spec",
+ * "server.spec.check.interval". Caller frees. -ENOENT with *ret_error set
+ * (caller frees) naming the unknown part. */
+int resource_explain(const char *path, char **ret_text, char **ret_error);

@@ -1,0 +1,117 @@
+/* store: the durable home of every object, and its change feed.
+ *
+ * One global revision counts every write; an object's
+ * metadata.resourceVersion is the revision of its last write (a decimal
+ * string, as Kubernetes has it). The store owns the metadata rprd sets:
+ * uid, resourceVersion, generation (bumped only when spec changes),
+ * creationTimestamp, deletionTimestamp; finalizers are kept as written.
+ *
+ * Reads are served from an in-memory index of every object's JSON text, so
+ * they never wait on disk; writes go to the backend (SQLite now, etcd later:
+ * see store-backend.h) in one transaction per store_commit() and are in the
+ * index and the feed only once durable. Every function here is thread-safe;
+ * writes are serialized.
+ *
+ * The change feed keeps a ring of recent events (STORE_RING_SIZE) so that a
+ * watcher can resume from a revision; older than the ring is -ERANGE (the
+ * API answers 410 Gone). */
+#pragma once
+
+#include "base/base.h"
+
+#define STORE_RING_SIZE 8192
+
+typedef struct Store Store;
+
+/* url: "sqlite:PATH" (created if missing, schema migrated to the current
+ * version). Other schemes: -EPROTONOSUPPORT. */
+int store_open(const char *url, Store **ret);
+/* NULL-safe. Waits for no one: callers stop their writers first. */
+void store_close(Store *s);
+
+uint64_t store_revision(Store *s);
+/* Objects by kind name ("Server"); kind NULL counts all. */
+size_t store_count(Store *s, const char *kind);
+
+/* One object's JSON text (caller frees). -ENOENT if absent. */
+int store_get(Store *s, const char *kind, const char *ns, const char *name, char **ret_json);
+/* Same, parsed. */
+int store_get_json(Store *s, const char *kind, const char *ns, const char *name, json_t **ret);
+
+/* Calls fn for every object of kind (NULL: all kinds) in namespace ns (NULL:
+ * all), ordered by kind, namespace, name, under a read lock: fn must not call
+ * back into the store. json is the object's text, valid during the call.
+ * Returns the revision the listing reflects through ret_revision (optional). */
+typedef void (*StoreListFn)(const char *json, size_t len, void *userdata);
+int store_list(Store *s, const char *kind, const char *ns, StoreListFn fn, void *userdata,
+               uint64_t *ret_revision);
+
+typedef enum StoreOpType {
+        STORE_OP_APPLY,  /* create or replace spec/labels/annotations; status kept */
+        STORE_OP_UPDATE, /* as APPLY, and finalizers too (PUT) */
+        STORE_OP_STATUS, /* replace status only */
+        STORE_OP_DELETE, /* remove, or mark deletionTimestamp while finalizers remain */
+} StoreOpType;
+
+typedef enum StoreOutcome {
+        STORE_UNCHANGED,
+        STORE_CREATED,
+        STORE_CONFIGURED,
+        STORE_DELETED, /* gone, or marked for deletion when finalizers remain */
+} StoreOutcome;
+
+const char *store_outcome_to_string(StoreOutcome o); /* "created", ... */
+
+typedef struct StoreOp {
+        StoreOpType type;
+        /* APPLY/UPDATE/STATUS: the object (borrowed; must carry kind,
+         * metadata.name, metadata.namespace). DELETE: kind, ns, name below. */
+        const json_t *object;
+        const char *kind, *ns, *name;
+        /* If non-zero, the write fails with -ESTALE unless the stored
+         * object's resourceVersion equals it (409 Conflict). */
+        uint64_t expect_revision;
+
+        /* Results, set by store_commit on success: */
+        StoreOutcome outcome;
+        json_t *result; /* the object as stored (or as it was, for a delete); caller decrefs */
+} StoreOp;
+
+/* Applies ops in order in one transaction: all or nothing. dry_run computes
+ * the outcomes and results without writing. On failure returns a negative
+ * errno and sets *ret_failed (optional) to the index of the op that failed:
+ * -ENOENT (STATUS/DELETE of an absent object), -ESTALE (expect_revision
+ * mismatch), -EEXIST (same object twice in one commit), -EIO (backend).
+ * Results are set only on success. */
+int store_commit(Store *s, StoreOp *ops, size_t n, bool dry_run, size_t *ret_failed);
+void store_ops_clear(StoreOp *ops, size_t n); /* decrefs results */
+
+/* ---- change feed ------------------------------------------------------- */
+
+typedef enum StoreEventType { STORE_EVENT_ADDED, STORE_EVENT_MODIFIED, STORE_EVENT_DELETED } StoreEventType;
+const char *store_event_type_to_string(StoreEventType t); /* "ADDED", ... */
+
+typedef struct StoreEvent {
+        StoreEventType type;
+        uint64_t revision;
+        char *kind, *ns, *name;
+        char *json; /* the object after the change (before it, for DELETED) */
+        size_t len;
+} StoreEvent;
+
+void store_event_free(StoreEvent *e);
+
+typedef struct StoreWatch StoreWatch;
+/* notify runs on the writing thread after each commit that adds events,
+ * outside every store lock; it must only wake the watcher up (e.g. send a
+ * message to an event loop). Events after revision from_revision are
+ * delivered; -ERANGE if from_revision is older than the ring keeps. */
+int store_watch(Store *s, uint64_t from_revision, void (*notify)(void *userdata), void *userdata,
+                StoreWatch **ret);
+/* Next event, without blocking: 1 and *ret set (caller frees), 0 when none
+ * is pending, -ERANGE when this watcher fell behind the ring. */
+int store_watch_next(StoreWatch *w, StoreEvent **ret);
+void store_watch_free(StoreWatch *w); /* NULL-safe */
+
+/* Backend latency figures for /metrics: commits and their total seconds. */
+void store_stats(Store *s, uint64_t *ret_commits, double *ret_commit_seconds);
