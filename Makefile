@@ -50,9 +50,13 @@ CFLAGS     += -DRPR_VERSION='"$(VERSION)"'
 .PHONY: all deps check-deps run check unit integration asan bench clean install format
 all: $(BINDIR)/rprd $(BINDIR)/rprctl
 
+# V=1 shows the whole command lines.
+Q := $(if $(filter 1,$(V)),,@)
+
 $(B)/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+	@$(if $(Q),echo "  CC      $@")
+	$(Q)$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
 
 # The kind schemas, embedded as C strings so both binaries carry them.
 $(B)/gen/kinds-embed.c: $(KINDS) Makefile
@@ -63,16 +67,18 @@ $(B)/gen/kinds-embed.c: $(KINDS) Makefile
 	   for f in $(KINDS); do sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' -e 's/^/"/' -e 's/$$/\\n"/' $$f; echo ','; done; \
 	   echo 'NULL };'; } > $@
 $(B)/gen/kinds-embed.o: $(B)/gen/kinds-embed.c
-	$(CC) $(CFLAGS) -c $< -o $@
+	$(Q)$(CC) $(CFLAGS) -c $< -o $@
 
 $(foreach m,$(MODULES),$(eval $(call LIB,$(m)): $(OBJ_$(m)) ; @mkdir -p $$(dir $$@); rm -f $$@; ar rcs $$@ $$^))
 
 $(BINDIR)/rprd: $(patsubst %.c,$(B)/%.o,$(RPRD_SRC)) $(RPRD_LIBS)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
 $(BINDIR)/rprctl: $(patsubst %.c,$(B)/%.o,$(RPRCTL_SRC)) $(RPRCTL_LIBS)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
 # Each unit test links only the modules below it, so one module's tests do
 # not wait for every other module to build.
 TEST_LIBS_base     := $(call LIB,base)
@@ -82,7 +88,8 @@ TEST_LIBS_store    := $(call LIB,store) $(TEST_LIBS_resource)
 .SECONDEXPANSION:
 $(B)/tests/test-%: $(B)/tests/unit/test-%.o $$(or $$(TEST_LIBS_$$*),$(TEST_LIBS))
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) -lcmocka
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) -lcmocka
 
 # ---- dependencies ---------------------------------------------------------
 deps:
