@@ -61,7 +61,7 @@ $(B)/%.o: %.c
 # The kind schemas, embedded as C strings so both binaries carry them.
 $(B)/gen/kinds-embed.c: $(KINDS) Makefile
 	@mkdir -p $(dir $@)
-	@{ echo '/* generated from manifests/kinds/*.yaml; do not edit */'; \
+	@{ echo '/* generated from manifests/kinds (one string per file); do not edit */'; \
 	   echo '#include <stddef.h>'; \
 	   echo 'const char *const rpr_embedded_kinds[] = {'; \
 	   for f in $(KINDS); do sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' -e 's/^/"/' -e 's/$$/\\n"/' $$f; echo ','; done; \

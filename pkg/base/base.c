@@ -323,3 +323,37 @@ void diags_free(Diags *d) {
         free(d->items);
         *d = (Diags) DIAGS_INIT;
 }
+
+/* ---- field paths ---- */
+
+/* A key needs the bracket form when a dot or bracket inside it would make
+ * the path ambiguous. */
+static bool key_needs_quoting(const char *key) {
+        return !*key || strpbrk(key, ".[]\"\\");
+}
+
+char *field_path_key(const char *parent, const char *key) {
+        Buf b = BUF_INIT;
+
+        if (parent && *parent)
+                buf_puts(&b, parent);
+        if (!key_needs_quoting(key)) {
+                if (parent && *parent)
+                        buf_puts(&b, ".");
+                buf_puts(&b, key);
+                return buf_steal(&b);
+        }
+
+        buf_puts(&b, "[\"");
+        for (const char *p = key; *p; p++) {
+                if (*p == '"' || *p == '\\')
+                        buf_puts(&b, "\\");
+                buf_append(&b, p, 1);
+        }
+        buf_puts(&b, "\"]");
+        return buf_steal(&b);
+}
+
+char *field_path_index(const char *parent, size_t i) {
+        return xasprintf("%s[%zu]", parent ? parent : "", i);
+}

@@ -130,6 +130,13 @@ bool endswith(const char *s, const char *suffix);
 /* Strict decimal parse of a whole string: no sign games, no trailing junk. */
 int parse_uint64(const char *s, uint64_t *ret);
 
+/* Dotted field paths as diagnostics name them and yamldoc_pos() reads them:
+ * "spec.port", "spec.dependsOn[0]", "metadata.labels[\"app.kubernetes.io/name\"]"
+ * (a key with a dot, bracket or quote takes the bracket form). parent may be
+ * NULL or "" for the root. Caller frees. */
+char *field_path_key(const char *parent, const char *key);
+char *field_path_index(const char *parent, size_t i);
+
 /* ---- diagnostics ------------------------------------------------------- */
 
 /* One error a person will read:

@@ -34,14 +34,18 @@ const char *kind_short(const Kind *k);  /* "srv", or NULL */
 /* Whether users may create it with apply (Run and Event are made by rprd). */
 bool kind_user_writable(const Kind *k);
 /* Printer columns for `rprctl get`: the extra columns the kind's schema lists
- * under x-rpr-columns, each {name, path (JSONPath-like "status.phase"),
+ * under columns, each {name, path (JSONPath-like "status.phase"),
  * wide (bool)}. Borrowed array. */
 const json_t *kind_columns(const Kind *k);
 
 /* Checks and completes an object as a user wrote it: apiVersion, kind,
  * metadata (name, namespace defaulted to "default", labels, annotations; the
  * fields rprd sets are dropped), spec defaulted and validated strictly
- * against the kind's schema. status is dropped. index is the document index
+ * against the kind's schema. status is dropped. Defaults are applied
+ * recursively, also inside objects the user gave partly; an absent object is
+ * only created when its schema has a default (Server check and Binding
+ * backoff have default {}, so they always come back complete). An api
+ * Token's inline value is replaced by valueHash here. index is the document index
  * put into every diagnostic. Returns 0, or -EINVAL with every problem found
  * added to d (each with object "Kind/name" and field). obj is modified in
  * place; on error it is left partly defaulted. */
