@@ -1,0 +1,86 @@
+/* store-backend: the private interface between the generic store (store.c)
+ * and the place objects are kept durably.
+ *
+ * The generic part owns the in-memory index, the metadata rules and the
+ * change feed; a backend only has to load everything once at open and then
+ * write batches of puts and deletes atomically, each batch stamped with the
+ * global revision it ends at. SQLite implements it now (store-sqlite.c); an
+ * etcd backend can be added later as another StoreBackendOps. Calls are
+ * serialized by the store's write mutex, so a backend needs no locking of
+ * its own. */
+#pragma once
+
+#include "store/store.h"
+
+typedef struct StoreBackend StoreBackend;
+
+/* Called once per stored object by load(); json is valid during the call.
+ * A negative return stops the load and is passed on. */
+typedef int (*StoreLoadFn)(const char *kind, const char *ns, const char *name, uint64_t revision,
+                           const char *json, size_t len, void *userdata);
+
+typedef struct StoreBackendOps {
+        const char *scheme; /* "sqlite" in "sqlite:PATH" */
+        /* Opens (creating and migrating as needed) the backend at location
+         * (the URL without the scheme) and reads the global revision. */
+        int (*open)(const char *location, StoreBackend **ret, uint64_t *ret_revision);
+        /* Every stored object, in any order. */
+        int (*load)(StoreBackend *b, StoreLoadFn fn, void *userdata);
+        /* One transaction: begin, any number of put/del, then commit with the
+         * revision the batch ends at (durable when commit returns 0) or
+         * rollback. Errors are -EIO. */
+        int (*begin)(StoreBackend *b);
+        int (*put)(StoreBackend *b, const char *kind, const char *ns, const char *name, uint64_t revision,
+                   const char *json, size_t len);
+        int (*del)(StoreBackend *b, const char *kind, const char *ns, const char *name);
+        int (*commit)(StoreBackend *b, uint64_t revision);
+        void (*rollback)(StoreBackend *b);
+        /* NULL-safe. */
+        void (*close)(StoreBackend *b);
+} StoreBackendOps;
+
+extern const StoreBackendOps store_backend_sqlite;
+
+/* The schema version store-sqlite.c migrates to (PRAGMA user_version);
+ * exposed for the unit tests. */
+extern const unsigned store_sqlite_schema_version;
+
+/* ---- shared by the generic part's files (store.c, store-object.c,
+ * store-feed.c); nothing outside pkg/store uses these ---------------------- */
+
+/* What one op does, worked out by store_object_change() from the op and the
+ * object as stored (old, NULL if absent). */
+typedef struct StoreChange {
+        StoreOutcome outcome;
+        bool write;  /* the backend and index change */
+        bool remove; /* ... by removing the object (outcome DELETED) */
+        StoreEventType event;
+        json_t *result; /* owned: the object after (or as it was, for a removal) */
+} StoreChange;
+
+/* Applies the metadata rules of store.h to one op: old is the stored object
+ * (borrowed, NULL if absent) with revision old_revision; the result carries
+ * resourceVersion "0" when it is written: the caller stamps the revision
+ * with store_object_stamp(). Returns 0, -ENOENT, -ESTALE or -EINVAL (an
+ * object without kind or metadata.name/namespace). */
+int store_object_change(const StoreOp *op, const json_t *old, uint64_t old_revision, StoreChange *ret);
+void store_object_stamp(json_t *obj, uint64_t revision);
+/* An op's key; -EINVAL unless all three are non-empty strings. */
+int store_op_key(const StoreOp *op, const char **ret_kind, const char **ret_ns, const char **ret_name);
+
+/* The change feed: a ring of the last STORE_RING_SIZE events. Pushes come
+ * from the committing thread in revision order; watchers read under the
+ * feed's own lock. revision is the store's revision at open: events up to
+ * it are not in the ring. */
+typedef struct StoreFeed StoreFeed;
+StoreFeed *store_feed_new(uint64_t revision);
+/* Frees the ring and detaches (does not free) remaining watchers. */
+void store_feed_free(StoreFeed *f);
+/* Takes a copy of the strings. */
+void store_feed_push(StoreFeed *f, StoreEventType type, uint64_t revision, const char *kind, const char *ns,
+                     const char *name, const char *json, size_t len);
+/* Calls every watcher's notify, holding only the watcher-list lock: notify
+ * must not call store_watch() or store_watch_free(). */
+void store_feed_notify(StoreFeed *f);
+int store_feed_watch(StoreFeed *f, uint64_t from_revision, void (*notify)(void *userdata), void *userdata,
+                     StoreWatch **ret);

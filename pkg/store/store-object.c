@@ -1,0 +1,211 @@
+/* store-object: what a write does to one object, as pure JSON work.
+ *
+ * Given an op and the object as stored, works out the object to store, the
+ * outcome and the event, following the rules in store.h: rprd owns uid,
+ * resourceVersion, generation, creationTimestamp and deletionTimestamp;
+ * APPLY replaces spec, labels and annotations and keeps status and
+ * finalizers; UPDATE takes finalizers too; STATUS replaces status only;
+ * generation bumps only when spec changes; a DELETE of an object with
+ * finalizers only marks it, and the UPDATE that empties the finalizers of a
+ * marked object removes it. A write that changes nothing is UNCHANGED and
+ * is not written at all, so the revision does not move. Nothing here
+ * touches the index or the backend. */
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "store/store-backend.h"
+
+static json_t *meta_of(const json_t *obj) {
+        return json_object_get(obj, "metadata");
+}
+
+static const char *meta_str(const json_t *obj, const char *key) {
+        return json_string_value(json_object_get(meta_of(obj), key));
+}
+
+int store_op_key(const StoreOp *op, const char **ret_kind, const char **ret_ns, const char **ret_name) {
+        const char *kind = op->kind, *ns = op->ns, *name = op->name;
+
+        if (op->type != STORE_OP_DELETE || op->object) {
+                if (!op->object)
+                        return -EINVAL;
+                kind = json_string_value(json_object_get(op->object, "kind"));
+                ns = meta_str(op->object, "namespace");
+                name = meta_str(op->object, "name");
+        }
+        if (!kind || !*kind || !ns || !*ns || !name || !*name)
+                return -EINVAL;
+        *ret_kind = kind;
+        *ret_ns = ns;
+        *ret_name = name;
+        return 0;
+}
+
+void store_object_stamp(json_t *obj, uint64_t revision) {
+        char buf[24];
+
+        snprintf(buf, sizeof buf, "%" PRIu64, revision);
+        json_object_set_new(meta_of(obj), "resourceVersion", json_string(buf));
+}
+
+static bool has_finalizers(const json_t *obj) {
+        return json_array_size(json_object_get(meta_of(obj), "finalizers")) > 0;
+}
+
+/* Copies key from src into dst (deeply), if src has it. */
+static void copy_key(json_t *dst, const json_t *src, const char *key) {
+        const json_t *v = json_object_get(src, key);
+
+        if (v)
+                json_object_set_new(dst, key, json_deep_copy(v));
+}
+
+static bool equal_or_both_absent(const json_t *a, const json_t *b) {
+        if (!a || !b)
+                return a == b;
+        return json_equal(a, b);
+}
+
+static void set_now(json_t *meta, const char *key) {
+        char buf[RFC3339_MAX];
+
+        json_object_set_new(meta, key, json_string(time_format_rfc3339(now_usec(), buf)));
+}
+
+/* The metadata of an APPLY or UPDATE: identity and history from old (or
+ * new ones), the user's part from input. */
+static json_t *merged_meta(const StoreOp *op, const json_t *old) {
+        const json_t *in = meta_of(op->object), *om = meta_of(old);
+        json_t *m = json_object();
+
+        copy_key(m, in, "name");
+        copy_key(m, in, "namespace");
+        if (om) {
+                copy_key(m, om, "uid");
+                copy_key(m, om, "resourceVersion");
+                copy_key(m, om, "generation");
+                copy_key(m, om, "creationTimestamp");
+                copy_key(m, om, "deletionTimestamp");
+        } else {
+                char uid[37];
+
+                if (uuid_v4(uid) < 0)
+                        abort(); /* getrandom(2) does not fail once the pool is up */
+                json_object_set_new(m, "uid", json_string(uid));
+                json_object_set_new(m, "resourceVersion", json_string("0"));
+                json_object_set_new(m, "generation", json_integer(1));
+                set_now(m, "creationTimestamp");
+        }
+        copy_key(m, in, "labels");
+        copy_key(m, in, "annotations");
+        /* APPLY keeps the stored finalizers (a new object brings its own);
+         * UPDATE takes them as given. Kept only when there are some, so
+         * that [] and no key compare equal. */
+        const json_t *fin = json_object_get(op->type == STORE_OP_UPDATE || !om ? in : om, "finalizers");
+        if (json_array_size(fin) > 0)
+                json_object_set_new(m, "finalizers", json_deep_copy(fin));
+        copy_key(m, json_object_get(in, "managedBy") ? in : om, "managedBy");
+        return m;
+}
+
+static json_t *applied(const StoreOp *op, const json_t *old) {
+        json_t *obj = json_object();
+
+        copy_key(obj, op->object, "apiVersion");
+        copy_key(obj, op->object, "kind");
+        json_object_set_new(obj, "metadata", merged_meta(op, old));
+        copy_key(obj, op->object, "spec");
+        /* Status belongs to the controller: kept from the stored object; a
+         * new object may bring its first one (a Run made by rprd). */
+        copy_key(obj, old ? old : op->object, "status");
+        return obj;
+}
+
+static int change_apply(const StoreOp *op, const json_t *old, StoreChange *c) {
+        json_t *obj = applied(op, old);
+
+        if (!old) {
+                *c = (StoreChange){
+                        .outcome = STORE_CREATED, .write = true, .event = STORE_EVENT_ADDED, .result = obj};
+                return 0;
+        }
+        if (json_equal(obj, old)) {
+                json_decref(obj);
+                *c = (StoreChange){.outcome = STORE_UNCHANGED, .result = json_deep_copy(old)};
+                return 0;
+        }
+        if (!equal_or_both_absent(json_object_get(obj, "spec"), json_object_get(old, "spec"))) {
+                json_int_t gen = json_integer_value(json_object_get(meta_of(old), "generation"));
+
+                json_object_set_new(meta_of(obj), "generation", json_integer(gen + 1));
+        }
+        bool gone = json_object_get(meta_of(obj), "deletionTimestamp") && !has_finalizers(obj);
+        *c = (StoreChange){.outcome = gone ? STORE_DELETED : STORE_CONFIGURED,
+                           .write = true,
+                           .remove = gone,
+                           .event = gone ? STORE_EVENT_DELETED : STORE_EVENT_MODIFIED,
+                           .result = obj};
+        return 0;
+}
+
+static int change_status(const StoreOp *op, const json_t *old, StoreChange *c) {
+        json_t *obj = json_deep_copy(old);
+        const json_t *status = json_object_get(op->object, "status");
+
+        if (status)
+                json_object_set_new(obj, "status", json_deep_copy(status));
+        else
+                json_object_del(obj, "status");
+        if (json_equal(obj, old)) {
+                *c = (StoreChange){.outcome = STORE_UNCHANGED, .result = obj};
+                return 0;
+        }
+        *c = (StoreChange){
+                .outcome = STORE_CONFIGURED, .write = true, .event = STORE_EVENT_MODIFIED, .result = obj};
+        return 0;
+}
+
+static int change_delete(const json_t *old, StoreChange *c) {
+        json_t *obj = json_deep_copy(old);
+
+        if (!has_finalizers(old)) {
+                *c = (StoreChange){.outcome = STORE_DELETED,
+                                   .write = true,
+                                   .remove = true,
+                                   .event = STORE_EVENT_DELETED,
+                                   .result = obj};
+                return 0;
+        }
+        if (json_object_get(meta_of(old), "deletionTimestamp")) {
+                /* Already marked: nothing more to do until the finalizers go. */
+                *c = (StoreChange){.outcome = STORE_DELETED, .result = obj};
+                return 0;
+        }
+        set_now(meta_of(obj), "deletionTimestamp");
+        *c = (StoreChange){
+                .outcome = STORE_DELETED, .write = true, .event = STORE_EVENT_MODIFIED, .result = obj};
+        return 0;
+}
+
+int store_object_change(const StoreOp *op, const json_t *old, uint64_t old_revision, StoreChange *ret) {
+        bool needs_old = op->type == STORE_OP_STATUS || op->type == STORE_OP_DELETE;
+
+        if (!old && needs_old)
+                return -ENOENT;
+        if (op->expect_revision != 0 && (!old || old_revision != op->expect_revision))
+                return -ESTALE;
+        if (op->type != STORE_OP_DELETE && !json_is_object(op->object))
+                return -EINVAL;
+
+        switch (op->type) {
+        case STORE_OP_APPLY:
+        case STORE_OP_UPDATE:
+                return change_apply(op, old, ret);
+        case STORE_OP_STATUS:
+                return change_status(op, old, ret);
+        case STORE_OP_DELETE:
+                return change_delete(old, ret);
+        }
+        return -EINVAL;
+}

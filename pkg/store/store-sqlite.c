@@ -1,0 +1,270 @@
+/* store-sqlite: the embedded backend, one SQLite file in the state dir.
+ *
+ * WAL journal with synchronous=FULL, so a commit that returned is on disk
+ * and survives kill -9 or power loss. Objects live in one table keyed by
+ * (kind, ns, name) with their JSON text and the revision of their last
+ * write; the global revision lives in a meta table, so it keeps counting
+ * across restarts even when the newest objects were deleted.
+ *
+ * The schema is versioned with PRAGMA user_version: migrations[] holds one
+ * SQL step per version, applied in order inside one transaction. A file
+ * written by a newer rprd (a higher user_version) is refused rather than
+ * guessed at. Statements are prepared once and reused. */
+#include <inttypes.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "store/store-backend.h"
+
+/* migrations[i] takes the schema from version i to version i + 1. Append
+ * only: never edit a step that has shipped. */
+static const char *const migrations[] = {
+        "CREATE TABLE objects ("
+        "  kind TEXT NOT NULL,"
+        "  ns TEXT NOT NULL,"
+        "  name TEXT NOT NULL,"
+        "  revision INTEGER NOT NULL,"
+        "  json TEXT NOT NULL,"
+        "  PRIMARY KEY (kind, ns, name)"
+        ") WITHOUT ROWID;"
+        "CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);"
+        "INSERT INTO meta (key, value) VALUES ('revision', 0);",
+};
+
+const unsigned store_sqlite_schema_version = ELEMENTSOF(migrations);
+
+struct StoreBackend {
+        sqlite3 *db;
+        char *path;
+        sqlite3_stmt *put, *del, *set_revision, *begin, *commit, *rollback;
+};
+
+static void stmt_freep(sqlite3_stmt **p) {
+        sqlite3_finalize(*p);
+}
+#define _cleanup_stmt_ _cleanup_(stmt_freep)
+
+static int sql_error(StoreBackend *b, const char *what) {
+        log_debug("store %s: %s: %s", b->path, what, sqlite3_errmsg(b->db));
+        return -EIO;
+}
+
+static int exec_sql(StoreBackend *b, const char *sql) {
+        char *err = NULL;
+
+        if (sqlite3_exec(b->db, sql, NULL, NULL, &err) != SQLITE_OK) {
+                log_debug("store %s: %s: %s", b->path, sql, err ? err : "?");
+                sqlite3_free(err);
+                return -EIO;
+        }
+        return 0;
+}
+
+static int query_int(StoreBackend *b, const char *sql, int64_t *ret) {
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+
+        if (sqlite3_prepare_v2(b->db, sql, -1, &st, NULL) != SQLITE_OK)
+                return sql_error(b, sql);
+        if (sqlite3_step(st) != SQLITE_ROW)
+                return sql_error(b, sql);
+        *ret = sqlite3_column_int64(st, 0);
+        return 0;
+}
+
+/* Brings the schema to store_sqlite_schema_version in one transaction. */
+static int migrate(StoreBackend *b) {
+        int64_t version;
+        int r;
+
+        r = exec_sql(b, "BEGIN IMMEDIATE");
+        if (r < 0)
+                return r;
+        r = query_int(b, "PRAGMA user_version", &version);
+        if (r < 0)
+                goto fail;
+        if (version > (int64_t) store_sqlite_schema_version) {
+                log_error("store %s has schema version %" PRId64 ", newer than this rprd knows (%u); "
+                          "refusing to open it (use the newer rprd, or restore a backup)",
+                          b->path, version, store_sqlite_schema_version);
+                r = -EPROTONOSUPPORT;
+                goto fail;
+        }
+        for (int64_t v = version; v < (int64_t) store_sqlite_schema_version; v++) {
+                r = exec_sql(b, migrations[v]);
+                if (r < 0)
+                        goto fail;
+        }
+        if (version < (int64_t) store_sqlite_schema_version) {
+                char sql[64];
+
+                snprintf(sql, sizeof sql, "PRAGMA user_version = %u", store_sqlite_schema_version);
+                r = exec_sql(b, sql);
+                if (r < 0)
+                        goto fail;
+        }
+        return exec_sql(b, "COMMIT");
+fail:
+        (void) exec_sql(b, "ROLLBACK");
+        return r;
+}
+
+static int prepare(StoreBackend *b, const char *sql, sqlite3_stmt **ret) {
+        if (sqlite3_prepare_v3(b->db, sql, -1, SQLITE_PREPARE_PERSISTENT, ret, NULL) != SQLITE_OK)
+                return sql_error(b, sql);
+        return 0;
+}
+
+static int prepare_all(StoreBackend *b) {
+        int r;
+
+        r = prepare(b,
+                    "INSERT OR REPLACE INTO objects (kind, ns, name, revision, json) VALUES (?, ?, ?, ?, ?)",
+                    &b->put);
+        if (r >= 0)
+                r = prepare(b, "DELETE FROM objects WHERE kind = ? AND ns = ? AND name = ?", &b->del);
+        if (r >= 0)
+                r = prepare(b, "UPDATE meta SET value = ? WHERE key = 'revision'", &b->set_revision);
+        if (r >= 0)
+                r = prepare(b, "BEGIN IMMEDIATE", &b->begin);
+        if (r >= 0)
+                r = prepare(b, "COMMIT", &b->commit);
+        if (r >= 0)
+                r = prepare(b, "ROLLBACK", &b->rollback);
+        return r;
+}
+
+static void sqlite_close(StoreBackend *b) {
+        if (!b)
+                return;
+        sqlite3_finalize(b->put);
+        sqlite3_finalize(b->del);
+        sqlite3_finalize(b->set_revision);
+        sqlite3_finalize(b->begin);
+        sqlite3_finalize(b->commit);
+        sqlite3_finalize(b->rollback);
+        sqlite3_close(b->db);
+        free(b->path);
+        free(b);
+}
+
+static void sqlite_closep(StoreBackend **b) {
+        sqlite_close(*b);
+}
+
+static int sqlite_open(const char *location, StoreBackend **ret, uint64_t *ret_revision) {
+        _cleanup_(sqlite_closep) StoreBackend *b = NULL;
+        int64_t revision;
+        int r;
+
+        if (!location || !*location)
+                return -EINVAL;
+        b = xcalloc(1, sizeof *b);
+        b->path = xstrdup(location);
+        r = sqlite3_open_v2(location, &b->db,
+                            SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX, NULL);
+        if (r != SQLITE_OK) {
+                log_debug("store %s: cannot open: %s", location, b->db ? sqlite3_errmsg(b->db) : "?");
+                return r == SQLITE_CANTOPEN ? -ENOENT : -EIO;
+        }
+        sqlite3_extended_result_codes(b->db, 1);
+        r = exec_sql(b, "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000;");
+        if (r < 0)
+                return r;
+        r = migrate(b);
+        if (r < 0)
+                return r;
+        r = query_int(b, "SELECT value FROM meta WHERE key = 'revision'", &revision);
+        if (r < 0)
+                return r;
+        r = prepare_all(b);
+        if (r < 0)
+                return r;
+
+        *ret_revision = revision < 0 ? 0 : (uint64_t) revision;
+        *ret = TAKE_PTR(b);
+        return 0;
+}
+
+static int sqlite_load(StoreBackend *b, StoreLoadFn fn, void *userdata) {
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        int r;
+
+        if (sqlite3_prepare_v2(b->db, "SELECT kind, ns, name, revision, json FROM objects", -1, &st, NULL) !=
+            SQLITE_OK)
+                return sql_error(b, "load");
+        while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+                const char *json = (const char *) sqlite3_column_text(st, 4);
+                int len = sqlite3_column_bytes(st, 4);
+                int k = fn((const char *) sqlite3_column_text(st, 0),
+                           (const char *) sqlite3_column_text(st, 1),
+                           (const char *) sqlite3_column_text(st, 2), (uint64_t) sqlite3_column_int64(st, 3),
+                           json ? json : "", (size_t) len, userdata);
+                if (k < 0)
+                        return k;
+        }
+        if (r != SQLITE_DONE)
+                return sql_error(b, "load");
+        return 0;
+}
+
+/* Runs a reset statement to its end. */
+static int step_done(StoreBackend *b, sqlite3_stmt *st, const char *what) {
+        int r = sqlite3_step(st);
+
+        sqlite3_reset(st);
+        sqlite3_clear_bindings(st);
+        if (r != SQLITE_DONE)
+                return sql_error(b, what);
+        return 0;
+}
+
+static int sqlite_begin(StoreBackend *b) {
+        return step_done(b, b->begin, "begin");
+}
+
+static int sqlite_put(StoreBackend *b, const char *kind, const char *ns, const char *name, uint64_t revision,
+                      const char *json, size_t len) {
+        sqlite3_bind_text(b->put, 1, kind, -1, SQLITE_STATIC);
+        sqlite3_bind_text(b->put, 2, ns, -1, SQLITE_STATIC);
+        sqlite3_bind_text(b->put, 3, name, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(b->put, 4, (sqlite3_int64) revision);
+        sqlite3_bind_text64(b->put, 5, json, len, SQLITE_STATIC, SQLITE_UTF8);
+        return step_done(b, b->put, "put");
+}
+
+static int sqlite_del(StoreBackend *b, const char *kind, const char *ns, const char *name) {
+        sqlite3_bind_text(b->del, 1, kind, -1, SQLITE_STATIC);
+        sqlite3_bind_text(b->del, 2, ns, -1, SQLITE_STATIC);
+        sqlite3_bind_text(b->del, 3, name, -1, SQLITE_STATIC);
+        return step_done(b, b->del, "delete");
+}
+
+static void sqlite_rollback(StoreBackend *b) {
+        if (!sqlite3_get_autocommit(b->db))
+                (void) step_done(b, b->rollback, "rollback");
+}
+
+static int sqlite_commit(StoreBackend *b, uint64_t revision) {
+        int r;
+
+        sqlite3_bind_int64(b->set_revision, 1, (sqlite3_int64) revision);
+        r = step_done(b, b->set_revision, "set revision");
+        if (r >= 0)
+                r = step_done(b, b->commit, "commit");
+        if (r < 0)
+                sqlite_rollback(b);
+        return r;
+}
+
+const StoreBackendOps store_backend_sqlite = {
+        .scheme = "sqlite",
+        .open = sqlite_open,
+        .load = sqlite_load,
+        .begin = sqlite_begin,
+        .put = sqlite_put,
+        .del = sqlite_del,
+        .commit = sqlite_commit,
+        .rollback = sqlite_rollback,
+        .close = sqlite_close,
+};

@@ -1,0 +1,536 @@
+/* store: the generic part of the object store, in front of a backend.
+ *
+ * Every object's JSON text is kept in memory in an array sorted by (kind,
+ * namespace, name), so a get is a binary search and a list is a contiguous
+ * run, both under a read lock and never waiting on disk. Writes are
+ * serialized by write_lock: store_commit() works out every op's new object
+ * (store-object.c) against the index, writes all of them to the backend in
+ * one transaction, and only once that is durable takes the index's write
+ * lock to swap the new texts in and push the events to the feed
+ * (store-feed.c). Watchers are woken after every lock is released. */
+#include <pthread.h>
+#include <string.h>
+
+#include "store/store-backend.h"
+
+typedef struct Entry {
+        char *kind, *ns, *name; /* in the same allocation as the entry */
+        char *json;
+        size_t len;
+        uint64_t revision;
+} Entry;
+
+struct Store {
+        const StoreBackendOps *ops;
+        StoreBackend *backend;
+        pthread_mutex_t write_lock; /* one committer at a time */
+        pthread_rwlock_t lock;      /* the index, revision and stats */
+        Entry **entries;            /* sorted by kind, ns, name */
+        size_t n, cap;
+        uint64_t revision;
+        uint64_t commits;
+        double commit_seconds;
+        StoreFeed *feed;
+};
+
+static const StoreBackendOps *const backends[] = {&store_backend_sqlite};
+
+const char *store_outcome_to_string(StoreOutcome o) {
+        switch (o) {
+        case STORE_UNCHANGED:
+                return "unchanged";
+        case STORE_CREATED:
+                return "created";
+        case STORE_CONFIGURED:
+                return "configured";
+        case STORE_DELETED:
+                return "deleted";
+        }
+        return "unknown";
+}
+
+/* ---- the index --------------------------------------------------------- */
+
+static Entry *entry_new(const char *kind, const char *ns, const char *name) {
+        size_t lk = strlen(kind) + 1, ln = strlen(ns) + 1, lm = strlen(name) + 1;
+        Entry *e = xmalloc(sizeof *e + lk + ln + lm);
+        char *p = (char *) (e + 1);
+
+        e->kind = memcpy(p, kind, lk);
+        e->ns = memcpy(p += lk, ns, ln);
+        e->name = memcpy(p += ln, name, lm);
+        e->json = NULL;
+        e->len = 0;
+        e->revision = 0;
+        return e;
+}
+
+static void entry_free(Entry *e) {
+        if (!e)
+                return;
+        free(e->json);
+        free(e);
+}
+
+static int key_cmp(const char *k1, const char *n1, const char *m1, const char *k2, const char *n2,
+                   const char *m2) {
+        int c = strcmp(k1, k2);
+
+        if (c == 0)
+                c = strcmp(n1, n2);
+        if (c == 0)
+                c = strcmp(m1, m2);
+        return c;
+}
+
+static int entry_cmp(const void *a, const void *b) {
+        const Entry *x = *(Entry *const *) a, *y = *(Entry *const *) b;
+
+        return key_cmp(x->kind, x->ns, x->name, y->kind, y->ns, y->name);
+}
+
+/* The first index whose key is >= the given one. */
+static size_t lower_bound(const Store *s, const char *kind, const char *ns, const char *name) {
+        size_t lo = 0, hi = s->n;
+
+        while (lo < hi) {
+                size_t mid = lo + (hi - lo) / 2;
+                const Entry *e = s->entries[mid];
+
+                if (key_cmp(e->kind, e->ns, e->name, kind, ns, name) < 0)
+                        lo = mid + 1;
+                else
+                        hi = mid;
+        }
+        return lo;
+}
+
+static Entry *lookup(const Store *s, const char *kind, const char *ns, const char *name) {
+        size_t i = lower_bound(s, kind, ns, name);
+
+        if (i < s->n &&
+            key_cmp(s->entries[i]->kind, s->entries[i]->ns, s->entries[i]->name, kind, ns, name) == 0)
+                return s->entries[i];
+        return NULL;
+}
+
+static void index_reserve(Store *s, size_t n) {
+        if (n <= s->cap)
+                return;
+        s->cap = n < 64 ? 64 : n + n / 2;
+        s->entries = xrealloc(s->entries, s->cap * sizeof *s->entries);
+}
+
+/* Merges the sorted array add[0..k) into the sorted index in place, from
+ * the back: O(n + k), whatever k is. */
+static void index_merge(Store *s, Entry **add, size_t k) {
+        size_t i = s->n, j = k, out = s->n + k;
+
+        index_reserve(s, s->n + k);
+        while (j > 0) {
+                if (i > 0 && entry_cmp(&s->entries[i - 1], &add[j - 1]) > 0)
+                        s->entries[--out] = s->entries[--i];
+                else
+                        s->entries[--out] = add[--j];
+        }
+        s->n += k;
+}
+
+/* Drops the entries whose json is NULL (removed in this commit). */
+static void index_compact(Store *s) {
+        size_t out = 0;
+
+        for (size_t i = 0; i < s->n; i++) {
+                if (s->entries[i]->json)
+                        s->entries[out++] = s->entries[i];
+                else
+                        entry_free(s->entries[i]);
+        }
+        s->n = out;
+}
+
+/* ---- open, close ------------------------------------------------------- */
+
+static int load_one(const char *kind, const char *ns, const char *name, uint64_t revision, const char *json,
+                    size_t len, void *userdata) {
+        Store *s = userdata;
+        Entry *e = entry_new(kind, ns, name);
+
+        e->json = xstrndup(json, len);
+        e->len = len;
+        e->revision = revision;
+        index_reserve(s, s->n + 1);
+        s->entries[s->n++] = e;
+        if (revision > s->revision)
+                s->revision = revision;
+        return 0;
+}
+
+int store_open(const char *url, Store **ret) {
+        const StoreBackendOps *ops = NULL;
+        const char *location = NULL;
+        Store *s;
+        int r;
+
+        if (!url || !ret)
+                return -EINVAL;
+        for (size_t i = 0; i < ELEMENTSOF(backends); i++) {
+                size_t l = strlen(backends[i]->scheme);
+
+                if (strncmp(url, backends[i]->scheme, l) == 0 && url[l] == ':') {
+                        ops = backends[i];
+                        location = url + l + 1;
+                }
+        }
+        if (!ops)
+                return -EPROTONOSUPPORT;
+
+        s = xcalloc(1, sizeof *s);
+        s->ops = ops;
+        pthread_mutex_init(&s->write_lock, NULL);
+        pthread_rwlock_init(&s->lock, NULL);
+        r = ops->open(location, &s->backend, &s->revision);
+        if (r >= 0)
+                r = ops->load(s->backend, load_one, s);
+        if (r < 0) {
+                store_close(s);
+                return r;
+        }
+        if (s->n > 0)
+                qsort(s->entries, s->n, sizeof *s->entries, entry_cmp);
+        s->feed = store_feed_new(s->revision);
+        *ret = s;
+        return 0;
+}
+
+void store_close(Store *s) {
+        if (!s)
+                return;
+        store_feed_free(s->feed);
+        if (s->backend)
+                s->ops->close(s->backend);
+        for (size_t i = 0; i < s->n; i++)
+                entry_free(s->entries[i]);
+        free(s->entries);
+        pthread_rwlock_destroy(&s->lock);
+        pthread_mutex_destroy(&s->write_lock);
+        free(s);
+}
+
+/* ---- reads ------------------------------------------------------------- */
+
+uint64_t store_revision(Store *s) {
+        uint64_t r;
+
+        pthread_rwlock_rdlock(&s->lock);
+        r = s->revision;
+        pthread_rwlock_unlock(&s->lock);
+        return r;
+}
+
+size_t store_count(Store *s, const char *kind) {
+        size_t n;
+
+        pthread_rwlock_rdlock(&s->lock);
+        if (!kind)
+                n = s->n;
+        else {
+                size_t i = lower_bound(s, kind, "", "");
+
+                for (n = 0; i + n < s->n && STREQ(s->entries[i + n]->kind, kind); n++)
+                        ;
+        }
+        pthread_rwlock_unlock(&s->lock);
+        return n;
+}
+
+int store_get(Store *s, const char *kind, const char *ns, const char *name, char **ret_json) {
+        char *json = NULL;
+
+        if (!kind || !ns || !name)
+                return -EINVAL;
+        pthread_rwlock_rdlock(&s->lock);
+        const Entry *e = lookup(s, kind, ns, name);
+        if (e)
+                json = xstrndup(e->json, e->len);
+        pthread_rwlock_unlock(&s->lock);
+        if (!json)
+                return -ENOENT;
+        *ret_json = json;
+        return 0;
+}
+
+int store_get_json(Store *s, const char *kind, const char *ns, const char *name, json_t **ret) {
+        _cleanup_free_ char *text = NULL;
+        json_t *obj;
+        int r;
+
+        r = store_get(s, kind, ns, name, &text);
+        if (r < 0)
+                return r;
+        obj = json_loads(text, 0, NULL);
+        if (!obj)
+                return -EIO;
+        *ret = obj;
+        return 0;
+}
+
+int store_list(Store *s, const char *kind, const char *ns, StoreListFn fn, void *userdata,
+               uint64_t *ret_revision) {
+        size_t i = 0;
+
+        if (!fn)
+                return -EINVAL;
+        pthread_rwlock_rdlock(&s->lock);
+        if (kind)
+                i = lower_bound(s, kind, ns ? ns : "", "");
+        for (; i < s->n; i++) {
+                const Entry *e = s->entries[i];
+
+                if (kind && !STREQ(e->kind, kind))
+                        break;
+                if (ns && !STREQ(e->ns, ns)) {
+                        if (kind)
+                                break;
+                        continue;
+                }
+                fn(e->json, e->len, userdata);
+        }
+        if (ret_revision)
+                *ret_revision = s->revision;
+        pthread_rwlock_unlock(&s->lock);
+        return 0;
+}
+
+void store_stats(Store *s, uint64_t *ret_commits, double *ret_commit_seconds) {
+        pthread_rwlock_rdlock(&s->lock);
+        if (ret_commits)
+                *ret_commits = s->commits;
+        if (ret_commit_seconds)
+                *ret_commit_seconds = s->commit_seconds;
+        pthread_rwlock_unlock(&s->lock);
+}
+
+/* ---- the change feed --------------------------------------------------- */
+
+int store_watch(Store *s, uint64_t from_revision, void (*notify)(void *userdata), void *userdata,
+                StoreWatch **ret) {
+        if (!s || !ret)
+                return -EINVAL;
+        return store_feed_watch(s->feed, from_revision, notify, userdata, ret);
+}
+
+/* ---- commit ------------------------------------------------------------ */
+
+/* One op on its way: its key, the entry it replaces, what it does. */
+typedef struct Pending {
+        const char *kind, *ns, *name;
+        size_t index; /* the op's position */
+        Entry *old;
+        StoreChange change;
+        uint64_t revision; /* when written */
+        char *json;        /* the text written, or the event's for a removal */
+        size_t len;
+} Pending;
+
+static int pending_key_cmp(const void *a, const void *b) {
+        const Pending *x = *(Pending *const *) a, *y = *(Pending *const *) b;
+        int c = key_cmp(x->kind, x->ns, x->name, y->kind, y->ns, y->name);
+
+        if (c == 0)
+                c = x->index < y->index ? -1 : x->index > y->index;
+        return c;
+}
+
+static void pending_free_all(Pending *p, size_t n) {
+        for (size_t i = 0; i < n; i++) {
+                json_decref(p[i].change.result);
+                free(p[i].json);
+        }
+        free(p);
+}
+
+/* -EEXIST with *ret_failed the first op whose key came earlier too. */
+static int check_duplicates(Pending *p, size_t n, size_t *ret_failed) {
+        _cleanup_free_ Pending **sorted = xmalloc((n ? n : 1) * sizeof *sorted);
+        size_t failed = SIZE_MAX;
+
+        for (size_t i = 0; i < n; i++)
+                sorted[i] = &p[i];
+        qsort(sorted, n, sizeof *sorted, pending_key_cmp);
+        for (size_t i = 1; i < n; i++)
+                if (key_cmp(sorted[i - 1]->kind, sorted[i - 1]->ns, sorted[i - 1]->name, sorted[i]->kind,
+                            sorted[i]->ns, sorted[i]->name) == 0 &&
+                    sorted[i]->index < failed)
+                        failed = sorted[i]->index;
+        if (failed == SIZE_MAX)
+                return 0;
+        *ret_failed = failed;
+        return -EEXIST;
+}
+
+/* Works out every op against the index (stable under write_lock). */
+static int plan(Store *s, StoreOp *ops, Pending *p, size_t n, size_t *ret_failed) {
+        uint64_t revision = s->revision;
+        int r;
+
+        for (size_t i = 0; i < n; i++) {
+                p[i].index = i;
+                r = store_op_key(&ops[i], &p[i].kind, &p[i].ns, &p[i].name);
+                if (r < 0) {
+                        *ret_failed = i;
+                        return r;
+                }
+        }
+        r = check_duplicates(p, n, ret_failed);
+        if (r < 0)
+                return r;
+
+        for (size_t i = 0; i < n; i++) {
+                _cleanup_json_ json_t *old = NULL;
+
+                p[i].old = lookup(s, p[i].kind, p[i].ns, p[i].name);
+                if (p[i].old) {
+                        old = json_loadb(p[i].old->json, p[i].old->len, 0, NULL);
+                        if (!old) {
+                                *ret_failed = i;
+                                return -EIO;
+                        }
+                }
+                r = store_object_change(&ops[i], old, p[i].old ? p[i].old->revision : 0, &p[i].change);
+                if (r < 0) {
+                        *ret_failed = i;
+                        return r;
+                }
+                if (!p[i].change.write)
+                        continue;
+                p[i].revision = ++revision;
+                store_object_stamp(p[i].change.result, p[i].revision);
+                p[i].json = json_dumps(p[i].change.result, JSON_COMPACT);
+                if (!p[i].json)
+                        abort(); /* out of memory */
+                p[i].len = strlen(p[i].json);
+        }
+        return 0;
+}
+
+/* The one backend transaction. Returns the time it took in *ret_seconds. */
+static int write_backend(Store *s, const Pending *p, size_t n, uint64_t revision, double *ret_seconds) {
+        uint64_t start = now_mono_usec();
+        int r;
+
+        r = s->ops->begin(s->backend);
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < n && r >= 0; i++) {
+                if (!p[i].change.write)
+                        continue;
+                if (p[i].change.remove)
+                        r = s->ops->del(s->backend, p[i].kind, p[i].ns, p[i].name);
+                else
+                        r = s->ops->put(s->backend, p[i].kind, p[i].ns, p[i].name, p[i].revision, p[i].json,
+                                        p[i].len);
+        }
+        if (r >= 0)
+                r = s->ops->commit(s->backend, revision);
+        else
+                s->ops->rollback(s->backend);
+        *ret_seconds = (double) (now_mono_usec() - start) / 1e6;
+        return r < 0 ? -EIO : 0;
+}
+
+/* Swaps the written objects into the index and the feed. Under the index's
+ * write lock. The feed gets its events before readers can see the new
+ * revision, so a list at revision R followed by a watch from R misses
+ * nothing. */
+static void publish(Store *s, Pending *p, size_t n, uint64_t revision) {
+        _cleanup_free_ Entry **added = NULL;
+        size_t n_added = 0;
+        bool removed = false;
+
+        for (size_t i = 0; i < n; i++) {
+                Pending *q = &p[i];
+                Entry *e = q->old;
+
+                if (!q->change.write)
+                        continue;
+                store_feed_push(s->feed, q->change.event, q->revision, q->kind, q->ns, q->name, q->json,
+                                q->len);
+                if (q->change.remove) {
+                        free(e->json);
+                        e->json = NULL;
+                        removed = true;
+                        continue;
+                }
+                if (!e) {
+                        if (!added)
+                                added = xmalloc(n * sizeof *added);
+                        e = added[n_added++] = entry_new(q->kind, q->ns, q->name);
+                }
+                free(e->json);
+                e->json = TAKE_PTR(q->json);
+                e->len = q->len;
+                e->revision = q->revision;
+        }
+        if (removed)
+                index_compact(s);
+        if (n_added > 0) {
+                qsort(added, n_added, sizeof *added, entry_cmp);
+                index_merge(s, added, n_added);
+        }
+        s->revision = revision;
+}
+
+int store_commit(Store *s, StoreOp *ops, size_t n, bool dry_run, size_t *ret_failed) {
+        Pending *p;
+        size_t failed = 0;
+        uint64_t revision;
+        double seconds = 0;
+        bool wrote = false;
+        int r;
+
+        if (!s || (!ops && n > 0))
+                return -EINVAL;
+        p = xcalloc(n ? n : 1, sizeof *p);
+
+        pthread_mutex_lock(&s->write_lock);
+        r = plan(s, ops, p, n, &failed);
+        revision = s->revision;
+        for (size_t i = 0; r >= 0 && i < n; i++)
+                if (p[i].change.write)
+                        revision = p[i].revision;
+        if (r >= 0 && !dry_run && revision != s->revision) {
+                r = write_backend(s, p, n, revision, &seconds);
+                if (r >= 0) {
+                        pthread_rwlock_wrlock(&s->lock);
+                        publish(s, p, n, revision);
+                        s->commits++;
+                        s->commit_seconds += seconds;
+                        pthread_rwlock_unlock(&s->lock);
+                        wrote = true;
+                }
+        }
+        pthread_mutex_unlock(&s->write_lock);
+
+        if (r < 0) {
+                if (ret_failed)
+                        *ret_failed = failed;
+                pending_free_all(p, n);
+                return r;
+        }
+        for (size_t i = 0; i < n; i++) {
+                ops[i].outcome = p[i].change.outcome;
+                ops[i].result = TAKE_PTR(p[i].change.result);
+        }
+        pending_free_all(p, n);
+        if (wrote)
+                store_feed_notify(s->feed);
+        return 0;
+}
+
+void store_ops_clear(StoreOp *ops, size_t n) {
+        for (size_t i = 0; ops && i < n; i++) {
+                json_decref(ops[i].result);
+                ops[i].result = NULL;
+        }
+}

@@ -1,0 +1,683 @@
+/* Unit tests for pkg/store: outcomes and the metadata rules (uid,
+ * generation, resourceVersion, status, finalizers and deletionTimestamp),
+ * optimistic concurrency, all-or-nothing commits and dry runs, durability
+ * across a reopen, the change feed, schema migrations and a large commit.
+ * Every test works on its own SQLite file in a fresh temporary directory. */
+/* cmocka needs these three first. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+
+#include <cmocka.h>
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "store/store-backend.h"
+#include "store/store.h"
+
+/* ---- fixture ----------------------------------------------------------- */
+
+typedef struct Fixture {
+        char dir[64];
+        char *path, *url;
+        Store *store;
+} Fixture;
+
+static int setup(void **state) {
+        Fixture *f = xcalloc(1, sizeof *f);
+
+        snprintf(f->dir, sizeof f->dir, "/tmp/test-store-XXXXXX");
+        assert_non_null(mkdtemp(f->dir));
+        f->path = xasprintf("%s/state.db", f->dir);
+        f->url = xasprintf("sqlite:%s", f->path);
+        assert_int_equal(store_open(f->url, &f->store), 0);
+        *state = f;
+        return 0;
+}
+
+static int teardown(void **state) {
+        Fixture *f = *state;
+        const char *suffixes[] = {"", "-wal", "-shm"};
+
+        store_close(f->store);
+        for (size_t i = 0; i < ELEMENTSOF(suffixes); i++) {
+                char *p = xasprintf("%s%s", f->path, suffixes[i]);
+                (void) unlink(p);
+                free(p);
+        }
+        assert_int_equal(rmdir(f->dir), 0);
+        free(f->path);
+        free(f->url);
+        free(f);
+        return 0;
+}
+
+static void reopen(Fixture *f) {
+        store_close(f->store);
+        f->store = NULL;
+        assert_int_equal(store_open(f->url, &f->store), 0);
+}
+
+/* ---- helpers ----------------------------------------------------------- */
+
+static json_t *server(const char *name, const char *host, const char *role) {
+        return json_pack("{s:s, s:s, s:{s:s, s:s, s:{s:s}}, s:{s:s, s:s, s:i}}", "apiVersion", "rpr/v1",
+                         "kind", "Server", "metadata", "name", name, "namespace", "default", "labels",
+                         "role", role, "spec", "transport", "ssh", "host", host, "port", 22);
+}
+
+/* Commits one op and returns its outcome; the result goes to *ret (optional). */
+static int commit1(Store *s, StoreOpType type, json_t *obj, uint64_t expect, StoreOutcome *ret_outcome,
+                   json_t **ret) {
+        StoreOp op = {.type = type, .object = obj, .expect_revision = expect};
+        int r = store_commit(s, &op, 1, false, NULL);
+
+        if (r >= 0 && ret_outcome)
+                *ret_outcome = op.outcome;
+        if (r >= 0 && ret)
+                *ret = json_incref(op.result);
+        store_ops_clear(&op, 1);
+        return r;
+}
+
+static StoreOutcome apply_ok(Store *s, json_t *obj) {
+        StoreOutcome o;
+
+        assert_int_equal(commit1(s, STORE_OP_APPLY, obj, 0, &o, NULL), 0);
+        return o;
+}
+
+static int delete_op(Store *s, const char *kind, const char *name, StoreOutcome *ret_outcome) {
+        StoreOp op = {.type = STORE_OP_DELETE, .kind = kind, .ns = "default", .name = name};
+        int r = store_commit(s, &op, 1, false, NULL);
+
+        if (r >= 0 && ret_outcome)
+                *ret_outcome = op.outcome;
+        store_ops_clear(&op, 1);
+        return r;
+}
+
+static json_t *get(Store *s, const char *name) {
+        json_t *obj = NULL;
+
+        assert_int_equal(store_get_json(s, "Server", "default", name, &obj), 0);
+        return obj;
+}
+
+static const char *meta_s(const json_t *obj, const char *key) {
+        return json_string_value(json_object_get(json_object_get(obj, "metadata"), key));
+}
+
+static json_int_t generation(const json_t *obj) {
+        return json_integer_value(json_object_get(json_object_get(obj, "metadata"), "generation"));
+}
+
+static uint64_t rv(const json_t *obj) {
+        uint64_t v = 0;
+
+        assert_int_equal(parse_uint64(meta_s(obj, "resourceVersion"), &v), 0);
+        return v;
+}
+
+/* ---- outcomes and metadata --------------------------------------------- */
+
+static void test_apply_creates_configures_and_leaves_unchanged(void **state) {
+        Fixture *f = *state;
+        json_t *a = server("web-1", "10.0.0.1", "web"), *b = server("web-1", "10.0.0.2", "web");
+        json_t *obj;
+
+        assert_int_equal(apply_ok(f->store, a), STORE_CREATED);
+        assert_int_equal(store_revision(f->store), 1);
+        obj = get(f->store, "web-1");
+        assert_int_equal(strlen(meta_s(obj, "uid")), 36);
+        assert_string_equal(meta_s(obj, "resourceVersion"), "1");
+        assert_non_null(meta_s(obj, "creationTimestamp"));
+        assert_int_equal(generation(obj), 1);
+        json_decref(obj);
+
+        assert_int_equal(apply_ok(f->store, a), STORE_UNCHANGED);
+        assert_int_equal(store_revision(f->store), 1);
+        assert_int_equal(apply_ok(f->store, b), STORE_CONFIGURED);
+        assert_int_equal(store_revision(f->store), 2);
+        assert_int_equal(store_count(f->store, "Server"), 1);
+        assert_int_equal(store_count(f->store, NULL), 1);
+        assert_string_equal(store_outcome_to_string(STORE_CONFIGURED), "configured");
+        json_decref(a);
+        json_decref(b);
+}
+
+static void test_generation_bumps_only_on_spec_change(void **state) {
+        Fixture *f = *state;
+        json_t *a = server("web-1", "h1", "web"), *relabeled = server("web-1", "h1", "db"),
+               *respec = server("web-1", "h2", "db");
+        json_t *obj;
+
+        apply_ok(f->store, a);
+        assert_int_equal(apply_ok(f->store, relabeled), STORE_CONFIGURED);
+        obj = get(f->store, "web-1");
+        assert_int_equal(generation(obj), 1);
+        assert_int_equal(rv(obj), 2);
+        json_decref(obj);
+
+        assert_int_equal(apply_ok(f->store, respec), STORE_CONFIGURED);
+        obj = get(f->store, "web-1");
+        assert_int_equal(generation(obj), 2);
+        assert_int_equal(rv(obj), 3);
+        json_decref(obj);
+        json_decref(a);
+        json_decref(relabeled);
+        json_decref(respec);
+}
+
+static void test_status_does_not_bump_generation_and_survives_apply(void **state) {
+        Fixture *f = *state;
+        json_t *a = server("web-1", "h1", "web"), *b = server("web-1", "h2", "web");
+        json_t *st = json_pack("{s:s, s:{s:s, s:s}, s:{s:s}}", "kind", "Server", "metadata", "name", "web-1",
+                               "namespace", "default", "status", "phase", "Reachable");
+        StoreOutcome o;
+        json_t *obj;
+
+        apply_ok(f->store, a);
+        assert_int_equal(commit1(f->store, STORE_OP_STATUS, st, 0, &o, NULL), 0);
+        assert_int_equal(o, STORE_CONFIGURED);
+        assert_int_equal(commit1(f->store, STORE_OP_STATUS, st, 0, &o, NULL), 0);
+        assert_int_equal(o, STORE_UNCHANGED);
+        assert_int_equal(store_revision(f->store), 2);
+
+        obj = get(f->store, "web-1");
+        assert_int_equal(generation(obj), 1);
+        assert_string_equal(json_string_value(json_object_get(json_object_get(obj, "status"), "phase")),
+                            "Reachable");
+        json_decref(obj);
+
+        assert_int_equal(apply_ok(f->store, b), STORE_CONFIGURED);
+        obj = get(f->store, "web-1");
+        assert_int_equal(generation(obj), 2);
+        assert_non_null(json_object_get(obj, "status"));
+        json_decref(obj);
+        json_decref(a);
+        json_decref(b);
+        json_decref(st);
+}
+
+static void test_expect_revision_mismatch_is_estale(void **state) {
+        Fixture *f = *state;
+        json_t *a = server("web-1", "h1", "web"), *b = server("web-1", "h2", "web");
+        size_t failed = 99;
+        StoreOp op = {.type = STORE_OP_UPDATE, .object = b, .expect_revision = 7};
+
+        apply_ok(f->store, a);
+        assert_int_equal(store_commit(f->store, &op, 1, false, &failed), -ESTALE);
+        assert_int_equal(failed, 0);
+        assert_null(op.result);
+        op.expect_revision = 1;
+        assert_int_equal(store_commit(f->store, &op, 1, false, NULL), 0);
+        assert_int_equal(op.outcome, STORE_CONFIGURED);
+        store_ops_clear(&op, 1);
+        json_decref(a);
+        json_decref(b);
+}
+
+static void test_delete_with_finalizers_marks_then_update_removes(void **state) {
+        Fixture *f = *state;
+        json_t *a = server("web-1", "h1", "web");
+        StoreOutcome o;
+        json_t *obj, *res;
+
+        json_object_set_new(json_object_get(a, "metadata"), "finalizers", json_pack("[s]", "rpr/cleanup"));
+        assert_int_equal(commit1(f->store, STORE_OP_UPDATE, a, 0, &o, NULL), 0);
+        assert_int_equal(o, STORE_CREATED);
+
+        assert_int_equal(delete_op(f->store, "Server", "web-1", &o), 0);
+        assert_int_equal(o, STORE_DELETED);
+        obj = get(f->store, "web-1");
+        assert_non_null(meta_s(obj, "deletionTimestamp"));
+        assert_int_equal(rv(obj), 2);
+        json_decref(obj);
+        /* Deleting again changes nothing more. */
+        assert_int_equal(delete_op(f->store, "Server", "web-1", &o), 0);
+        assert_int_equal(store_revision(f->store), 2);
+        /* APPLY keeps finalizers: still there. */
+        assert_int_equal(apply_ok(f->store, a), STORE_UNCHANGED);
+
+        json_object_del(json_object_get(a, "metadata"), "finalizers");
+        assert_int_equal(commit1(f->store, STORE_OP_UPDATE, a, 0, &o, &res), 0);
+        assert_int_equal(o, STORE_DELETED);
+        assert_int_equal(rv(res), 3);
+        json_decref(res);
+        assert_int_equal(store_get_json(f->store, "Server", "default", "web-1", &obj), -ENOENT);
+        assert_int_equal(store_count(f->store, NULL), 0);
+        json_decref(a);
+}
+
+static void test_delete_and_status_of_absent_are_enoent(void **state) {
+        Fixture *f = *state;
+        json_t *st = json_pack("{s:s, s:{s:s, s:s}, s:{}}", "kind", "Server", "metadata", "name", "nope",
+                               "namespace", "default", "status");
+        json_t *a = server("web-1", "h1", "web");
+        StoreOutcome o;
+
+        assert_int_equal(delete_op(f->store, "Server", "nope", NULL), -ENOENT);
+        assert_int_equal(commit1(f->store, STORE_OP_STATUS, st, 0, NULL, NULL), -ENOENT);
+        apply_ok(f->store, a);
+        assert_int_equal(delete_op(f->store, "Server", "web-1", &o), 0);
+        assert_int_equal(o, STORE_DELETED);
+        assert_int_equal(store_revision(f->store), 2);
+        assert_int_equal(store_count(f->store, "Server"), 0);
+        json_decref(st);
+        json_decref(a);
+}
+
+/* ---- all or nothing, dry run ------------------------------------------- */
+
+static void test_failing_op_leaves_nothing_written(void **state) {
+        Fixture *f = *state;
+        json_t *a = server("a", "h", "web"), *b = server("b", "h", "web");
+        json_t *st = json_pack("{s:s, s:{s:s, s:s}, s:{}}", "kind", "Server", "metadata", "name", "c",
+                               "namespace", "default", "status");
+        StoreOp ops[3] = {{.type = STORE_OP_APPLY, .object = a},
+                          {.type = STORE_OP_APPLY, .object = b},
+                          {.type = STORE_OP_STATUS, .object = st}};
+        size_t failed = 99;
+
+        assert_int_equal(store_commit(f->store, ops, 3, false, &failed), -ENOENT);
+        assert_int_equal(failed, 2);
+        assert_int_equal(store_revision(f->store), 0);
+        assert_int_equal(store_count(f->store, NULL), 0);
+        for (size_t i = 0; i < 3; i++)
+                assert_null(ops[i].result);
+
+        /* The same object twice: the later one is named. */
+        ops[2] = (StoreOp){.type = STORE_OP_APPLY, .object = a};
+        assert_int_equal(store_commit(f->store, ops, 3, false, &failed), -EEXIST);
+        assert_int_equal(failed, 2);
+        assert_int_equal(store_count(f->store, NULL), 0);
+
+        reopen(f);
+        assert_int_equal(store_revision(f->store), 0);
+        assert_int_equal(store_count(f->store, NULL), 0);
+        json_decref(a);
+        json_decref(b);
+        json_decref(st);
+}
+
+static void test_dry_run_writes_nothing(void **state) {
+        Fixture *f = *state;
+        json_t *a = server("a", "h", "web"), *b = server("b", "h", "web");
+        StoreOp ops[2] = {{.type = STORE_OP_APPLY, .object = a}, {.type = STORE_OP_APPLY, .object = b}};
+        StoreWatch *w = NULL;
+        StoreEvent *ev = NULL;
+
+        assert_int_equal(store_watch(f->store, 0, NULL, NULL, &w), 0);
+        assert_int_equal(store_commit(f->store, ops, 2, true, NULL), 0);
+        assert_int_equal(ops[0].outcome, STORE_CREATED);
+        assert_int_equal(ops[1].outcome, STORE_CREATED);
+        assert_string_equal(meta_s(ops[1].result, "resourceVersion"), "2");
+        assert_string_equal(
+                json_string_value(json_object_get(json_object_get(ops[1].result, "spec"), "host")), "h");
+        store_ops_clear(ops, 2);
+        assert_int_equal(store_revision(f->store), 0);
+        assert_int_equal(store_count(f->store, NULL), 0);
+        assert_int_equal(store_watch_next(w, &ev), 0);
+        store_watch_free(w);
+
+        reopen(f);
+        assert_int_equal(store_count(f->store, NULL), 0);
+        json_decref(a);
+        json_decref(b);
+}
+
+/* ---- durability and listing -------------------------------------------- */
+
+typedef struct Collected {
+        char names[16][64];
+        size_t n;
+} Collected;
+
+static void collect(const char *json, size_t len, void *userdata) {
+        Collected *c = userdata;
+        json_t *obj = json_loadb(json, len, 0, NULL);
+
+        assert_non_null(obj);
+        assert_true(c->n < 16);
+        snprintf(c->names[c->n++], 64, "%s/%s/%s", json_string_value(json_object_get(obj, "kind")),
+                 meta_s(obj, "namespace"), meta_s(obj, "name"));
+        json_decref(obj);
+}
+
+static json_t *object(const char *kind, const char *ns, const char *name) {
+        return json_pack("{s:s, s:{s:s, s:s}, s:{}}", "kind", kind, "metadata", "name", name, "namespace",
+                         ns, "spec");
+}
+
+static void test_reopen_finds_everything_in_order(void **state) {
+        Fixture *f = *state;
+        json_t *objs[] = {object("Server", "prod", "b"), object("Repo", "default", "site"),
+                          object("Server", "default", "z"), object("Server", "default", "a"),
+                          object("Server", "prod", "gone")};
+        StoreOp ops[ELEMENTSOF(objs)] = {};
+        Collected c = {};
+        uint64_t rev = 0;
+
+        for (size_t i = 0; i < ELEMENTSOF(objs); i++)
+                ops[i] = (StoreOp){.type = STORE_OP_APPLY, .object = objs[i]};
+        assert_int_equal(store_commit(f->store, ops, ELEMENTSOF(ops), false, NULL), 0);
+        store_ops_clear(ops, ELEMENTSOF(ops));
+        assert_int_equal(delete_op(f->store, "Server", "gone", NULL), -ENOENT); /* it is in prod */
+        StoreOp del = {.type = STORE_OP_DELETE, .kind = "Server", .ns = "prod", .name = "gone"};
+        assert_int_equal(store_commit(f->store, &del, 1, false, NULL), 0);
+        store_ops_clear(&del, 1);
+        assert_int_equal(store_revision(f->store), 6);
+
+        reopen(f);
+        assert_int_equal(store_revision(f->store), 6);
+        assert_int_equal(store_count(f->store, NULL), 4);
+        assert_int_equal(store_list(f->store, NULL, NULL, collect, &c, &rev), 0);
+        assert_int_equal(rev, 6);
+        assert_int_equal(c.n, 4);
+        assert_string_equal(c.names[0], "Repo/default/site");
+        assert_string_equal(c.names[1], "Server/default/a");
+        assert_string_equal(c.names[2], "Server/default/z");
+        assert_string_equal(c.names[3], "Server/prod/b");
+
+        c.n = 0;
+        assert_int_equal(store_list(f->store, "Server", "prod", collect, &c, NULL), 0);
+        assert_int_equal(c.n, 1);
+        c.n = 0;
+        assert_int_equal(store_list(f->store, NULL, "default", collect, &c, NULL), 0);
+        assert_int_equal(c.n, 3);
+        c.n = 0;
+        assert_int_equal(store_list(f->store, "Token", NULL, collect, &c, NULL), 0);
+        assert_int_equal(c.n, 0);
+
+        /* The revision keeps counting after a restart. */
+        json_t *x = object("Server", "default", "x");
+        assert_int_equal(apply_ok(f->store, x), STORE_CREATED);
+        assert_int_equal(store_revision(f->store), 7);
+        json_decref(x);
+        for (size_t i = 0; i < ELEMENTSOF(objs); i++)
+                json_decref(objs[i]);
+}
+
+static void test_unknown_scheme_is_refused(void **state) {
+        Store *s = NULL;
+
+        (void) state;
+        assert_int_equal(store_open("etcd:http://127.0.0.1:2379", &s), -EPROTONOSUPPORT);
+        assert_int_equal(store_open("/tmp/x.db", &s), -EPROTONOSUPPORT);
+        assert_null(s);
+}
+
+/* ---- change feed ------------------------------------------------------- */
+
+static void count_notify(void *userdata) {
+        (*(int *) userdata)++;
+}
+
+static void test_watch_from_zero_and_from_n(void **state) {
+        Fixture *f = *state;
+        json_t *a = server("a", "h", "web"), *a2 = server("a", "h2", "web"), *b = server("b", "h", "web");
+        StoreWatch *w0 = NULL, *w2 = NULL;
+        StoreEvent *ev = NULL;
+        int notified = 0;
+
+        assert_int_equal(store_watch(f->store, 0, count_notify, &notified, &w0), 0);
+        apply_ok(f->store, a);
+        apply_ok(f->store, a2);
+        apply_ok(f->store, b);
+        assert_int_equal(delete_op(f->store, "Server", "a", NULL), 0);
+        assert_int_equal(notified, 4);
+
+        const StoreEventType want[] = {STORE_EVENT_ADDED, STORE_EVENT_MODIFIED, STORE_EVENT_ADDED,
+                                       STORE_EVENT_DELETED};
+        for (size_t i = 0; i < ELEMENTSOF(want); i++) {
+                assert_int_equal(store_watch_next(w0, &ev), 1);
+                assert_int_equal(ev->type, want[i]);
+                assert_int_equal(ev->revision, i + 1);
+                assert_string_equal(ev->kind, "Server");
+                assert_string_equal(ev->ns, "default");
+                assert_int_equal(strlen(ev->json), ev->len);
+                store_event_free(ev);
+        }
+        assert_int_equal(store_watch_next(w0, &ev), 0);
+        assert_string_equal(store_event_type_to_string(STORE_EVENT_DELETED), "DELETED");
+
+        assert_int_equal(store_watch(f->store, 2, NULL, NULL, &w2), 0);
+        assert_int_equal(store_watch_next(w2, &ev), 1);
+        assert_int_equal(ev->revision, 3);
+        assert_string_equal(ev->name, "b");
+        store_event_free(ev);
+        store_watch_free(w2);
+        store_watch_free(w0);
+
+        /* After a restart the ring starts empty: older revisions are gone. */
+        reopen(f);
+        assert_int_equal(store_watch(f->store, 0, NULL, NULL, &w0), -ERANGE);
+        assert_int_equal(store_watch(f->store, 3, NULL, NULL, &w0), -ERANGE);
+        assert_int_equal(store_watch(f->store, 4, NULL, NULL, &w0), 0);
+        assert_int_equal(store_watch_next(w0, &ev), 0);
+        apply_ok(f->store, a);
+        assert_int_equal(store_watch_next(w0, &ev), 1);
+        assert_int_equal(ev->revision, 5);
+        assert_int_equal(ev->type, STORE_EVENT_ADDED);
+        store_event_free(ev);
+        store_watch_free(w0);
+        json_decref(a);
+        json_decref(a2);
+        json_decref(b);
+}
+
+static void commit_many(Store *s, size_t n, const char *prefix) {
+        StoreOp *ops = xcalloc(n, sizeof *ops);
+        json_t **objs = xcalloc(n, sizeof *objs);
+
+        for (size_t i = 0; i < n; i++) {
+                char name[64];
+
+                snprintf(name, sizeof name, "%s-%05zu", prefix, i);
+                objs[i] = server(name, "10.0.0.1", i % 2 ? "web" : "db");
+                ops[i] = (StoreOp){.type = STORE_OP_APPLY, .object = objs[i]};
+        }
+        assert_int_equal(store_commit(s, ops, n, false, NULL), 0);
+        for (size_t i = 0; i < n; i++) {
+                assert_int_equal(ops[i].outcome, STORE_CREATED);
+                json_decref(objs[i]);
+        }
+        store_ops_clear(ops, n);
+        free(ops);
+        free(objs);
+}
+
+static void test_watcher_that_fell_behind_gets_erange(void **state) {
+        Fixture *f = *state;
+        StoreWatch *w = NULL, *late = NULL;
+        StoreEvent *ev = NULL;
+
+        assert_int_equal(store_watch(f->store, 0, NULL, NULL, &w), 0);
+        commit_many(f->store, STORE_RING_SIZE + 10, "s");
+        assert_int_equal(store_watch_next(w, &ev), -ERANGE);
+        store_watch_free(w);
+
+        assert_int_equal(store_watch(f->store, 5, NULL, NULL, &late), -ERANGE);
+        assert_int_equal(store_watch(f->store, 10, NULL, NULL, &late), 0);
+        assert_int_equal(store_watch_next(late, &ev), 1);
+        assert_int_equal(ev->revision, 11);
+        store_event_free(ev);
+        store_watch_free(late);
+}
+
+/* ---- schema ------------------------------------------------------------ */
+
+static int64_t user_version(const char *path) {
+        sqlite3 *db = NULL;
+        sqlite3_stmt *st = NULL;
+        int64_t v;
+
+        assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+        assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL), SQLITE_OK);
+        assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+        v = sqlite3_column_int64(st, 0);
+        sqlite3_finalize(st);
+        sqlite3_close(db);
+        return v;
+}
+
+static void test_schema_is_migrated_and_newer_is_refused(void **state) {
+        Fixture *f = *state;
+        sqlite3 *db = NULL;
+        Store *s = NULL;
+        char sql[64];
+
+        assert_true(store_sqlite_schema_version >= 1);
+        assert_int_equal(user_version(f->path), store_sqlite_schema_version);
+        store_close(f->store);
+        f->store = NULL;
+
+        assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+        snprintf(sql, sizeof sql, "PRAGMA user_version = %u", store_sqlite_schema_version + 1);
+        assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+        sqlite3_close(db);
+
+        log_set_max_level(0); /* the refusal is logged; keep the test output quiet */
+        assert_int_equal(store_open(f->url, &s), -EPROTONOSUPPORT);
+        log_set_max_level(LOG_LEVEL_INFO);
+        assert_null(s);
+        assert_int_equal(user_version(f->path), store_sqlite_schema_version + 1);
+
+        /* Put it back so that teardown's store can be reopened. */
+        assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+        snprintf(sql, sizeof sql, "PRAGMA user_version = %u", store_sqlite_schema_version);
+        assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+        sqlite3_close(db);
+        reopen(f);
+}
+
+/* ---- scale ------------------------------------------------------------- */
+
+static void test_ten_thousand_objects_in_one_commit(void **state) {
+        Fixture *f = *state;
+        uint64_t start = now_mono_usec(), commits = 0;
+        double seconds = 0;
+        char *json = NULL;
+
+        commit_many(f->store, 10000, "srv");
+        double took = (double) (now_mono_usec() - start) / 1e6;
+        print_message("  10000 objects in one commit: %.3f s\n", took);
+        assert_true(took < 5.0);
+        assert_int_equal(store_count(f->store, "Server"), 10000);
+        assert_int_equal(store_revision(f->store), 10000);
+        store_stats(f->store, &commits, &seconds);
+        assert_int_equal(commits, 1);
+        assert_true(seconds > 0);
+
+        start = now_mono_usec();
+        for (int i = 0; i < 100000; i++) {
+                char name[64];
+
+                snprintf(name, sizeof name, "srv-%05d", i % 10000);
+                assert_int_equal(store_get(f->store, "Server", "default", name, &json), 0);
+                free(json);
+        }
+        print_message("  100000 gets: %.3f s\n", (double) (now_mono_usec() - start) / 1e6);
+
+        reopen(f);
+        assert_int_equal(store_count(f->store, NULL), 10000);
+        assert_int_equal(store_get(f->store, "Server", "default", "srv-09999", &json), 0);
+        free(json);
+}
+
+/* ---- threads ----------------------------------------------------------- */
+
+typedef struct Reader {
+        Store *store;
+        _Atomic bool stop;
+} Reader;
+
+static void count_one(const char *json, size_t len, void *userdata) {
+        (void) json;
+        (void) len;
+        (*(size_t *) userdata)++;
+}
+
+static void *reader_main(void *userdata) {
+        Reader *r = userdata;
+
+        while (!r->stop) {
+                size_t n = 0;
+                char *json = NULL;
+
+                assert_int_equal(store_list(r->store, "Server", NULL, count_one, &n, NULL), 0);
+                if (store_get(r->store, "Server", "default", "w-00", &json) == 0) {
+                        json_t *obj = json_loads(json, 0, NULL);
+
+                        assert_non_null(obj);
+                        json_decref(obj);
+                        free(json);
+                }
+        }
+        return NULL;
+}
+
+/* Drains the watcher from inside notify, as a single-threaded caller may. */
+static void drain_notify(void *userdata) {
+        StoreWatch *w = *(StoreWatch **) userdata;
+        StoreEvent *ev = NULL;
+
+        while (store_watch_next(w, &ev) == 1)
+                store_event_free(ev);
+}
+
+static void test_readers_run_alongside_writers(void **state) {
+        Fixture *f = *state;
+        Reader r = {.store = f->store};
+        pthread_t threads[2];
+        StoreWatch *w = NULL;
+        StoreEvent *ev = NULL;
+
+        assert_int_equal(store_watch(f->store, 0, drain_notify, &w, &w), 0);
+        for (size_t i = 0; i < ELEMENTSOF(threads); i++)
+                assert_int_equal(pthread_create(&threads[i], NULL, reader_main, &r), 0);
+        for (int i = 0; i < 200; i++) {
+                char name[16], host[16];
+
+                snprintf(name, sizeof name, "w-%02d", i % 20);
+                snprintf(host, sizeof host, "h%d", i);
+                json_t *obj = server(name, host, "web");
+                apply_ok(f->store, obj);
+                json_decref(obj);
+        }
+        r.stop = true;
+        for (size_t i = 0; i < ELEMENTSOF(threads); i++)
+                assert_int_equal(pthread_join(threads[i], NULL), 0);
+        assert_int_equal(store_revision(f->store), 200);
+        assert_int_equal(store_count(f->store, "Server"), 20);
+        assert_int_equal(store_watch_next(w, &ev), 0);
+        store_watch_free(w);
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+#define T(t) cmocka_unit_test_setup_teardown(t, setup, teardown)
+                T(test_apply_creates_configures_and_leaves_unchanged),
+                T(test_generation_bumps_only_on_spec_change),
+                T(test_status_does_not_bump_generation_and_survives_apply),
+                T(test_expect_revision_mismatch_is_estale),
+                T(test_delete_with_finalizers_marks_then_update_removes),
+                T(test_delete_and_status_of_absent_are_enoent),
+                T(test_failing_op_leaves_nothing_written),
+                T(test_dry_run_writes_nothing),
+                T(test_reopen_finds_everything_in_order),
+                cmocka_unit_test(test_unknown_scheme_is_refused),
+                T(test_watch_from_zero_and_from_n),
+                T(test_watcher_that_fell_behind_gets_erange),
+                T(test_schema_is_migrated_and_newer_is_refused),
+                T(test_readers_run_alongside_writers),
+                T(test_ten_thousand_objects_in_one_commit),
+#undef T
+        };
+
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
