@@ -32,6 +32,10 @@ typedef struct ApiOptions {
 /* Creates the server, binds its listeners and makes sure the admin token
  * exists (generating $STATE/admin.token, mode 0600, on first start). */
 int api_new(const ApiOptions *o, ApiServer **ret);
+/* As api_new(); on failure also sets *ret_error (optional; caller frees) to
+ * what failed, for a person: "cannot listen on tcp:127.0.0.1:8270: Address
+ * already in use". */
+int api_new_verbose(const ApiOptions *o, ApiServer **ret, char **ret_error);
 /* Runs the event loop until api_stop(). */
 int api_run(ApiServer *a);
 /* Async-signal-safe: asks api_run() to return. */

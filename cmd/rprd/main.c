@@ -1,0 +1,311 @@
+/* rprd: the rpr daemon. Parses its flags, prepares the state and log
+ * directories, opens the store and serves the HTTP API until SIGINT or
+ * SIGTERM.
+ *
+ * Exit status: 0 after a clean stop, 1 when start-up fails or the command
+ * line is wrong (the message names what failed, or the flag). */
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "api/api.h"
+#include "resource/resource.h"
+#include "store/store.h"
+
+#define MAX_LISTEN 16
+#define MAX_WORKERS 256
+#define MAX_BODY_LIMIT (1024u * 1024 * 1024)
+
+typedef struct Options {
+        const char *state_dir;
+        const char *log_dir;
+        const char *listen[MAX_LISTEN];
+        size_t n_listen;
+        const char *store;
+        unsigned workers;
+        uint64_t idle_exit_usec;
+        const char *web_dir;
+        size_t max_body;
+        int log_level;
+} Options;
+
+static ApiServer *volatile the_server;
+static volatile sig_atomic_t stop_early;
+
+static void on_signal(int sig) {
+        (void) sig;
+        stop_early = 1;
+        if (the_server)
+                api_stop(the_server);
+}
+
+static void usage(FILE *f) {
+        fputs("Usage: rprd [OPTION]...\n"
+              "The rpr daemon: stores manifests and serves the rpr HTTP API.\n\n"
+              "  --state-dir DIR        state directory (default ./.rpr, created 0700)\n"
+              "  --log-dir DIR          activity and connectivity logs (default STATE/logs)\n"
+              "  --listen unix:PATH     listen on a unix socket (repeatable)\n"
+              "  --listen tcp:HOST:PORT listen on TCP (repeatable)\n"
+              "                         default: unix:STATE/rpr.sock and tcp:127.0.0.1:8270\n"
+              "  --store sqlite:PATH    the store (default sqlite:STATE/state.db)\n"
+              "  --workers N            threads for blocking work (default 2)\n"
+              "  --idle-exit DURATION   exit after being idle this long (e.g. 10m)\n"
+              "  --web-dir DIR          dashboard files (default ./web, else /usr/share/rpr/web)\n"
+              "  --max-body BYTES       largest request body accepted (default 16777216)\n"
+              "  --log-level LEVEL      error, warning, info or debug (default info)\n"
+              "  -h, --help             show this help\n"
+              "  --version              show the version\n",
+              f);
+}
+
+static int bad(const char *flag, const char *value, const char *why) {
+        fprintf(stderr, "rprd: %s: \"%s\" %s\n", flag, value, why);
+        return -EINVAL;
+}
+
+static bool is_dir(const char *path) {
+        struct stat st;
+
+        return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+static int check_listen(const char *v) {
+        uint64_t port;
+
+        if (startswith(v, "unix:"))
+                return v[5] ? 0 : bad("--listen", v, "needs a path after unix:");
+        if (!startswith(v, "tcp:"))
+                return bad("--listen", v, "must be unix:PATH or tcp:HOST:PORT");
+        const char *colon = strrchr(v + 4, ':');
+        if (!colon || colon == v + 4 || parse_uint64(colon + 1, &port) < 0 || port == 0 || port > 65535)
+                return bad("--listen", v, "must be tcp:HOST:PORT with a port from 1 to 65535");
+        return 0;
+}
+
+static int parse_level(const char *v, int *ret) {
+        static const struct {
+                const char *name;
+                int level;
+        } levels[] = {{"error", LOG_LEVEL_ERR},
+                      {"warning", LOG_LEVEL_WARNING},
+                      {"info", LOG_LEVEL_INFO},
+                      {"debug", LOG_LEVEL_DEBUG}};
+
+        for (size_t i = 0; i < ELEMENTSOF(levels); i++)
+                if (STREQ(v, levels[i].name)) {
+                        *ret = levels[i].level;
+                        return 0;
+                }
+        return bad("--log-level", v, "must be error, warning, info or debug");
+}
+
+enum {
+        ARG_STATE_DIR = 0x100,
+        ARG_LOG_DIR,
+        ARG_LISTEN,
+        ARG_STORE,
+        ARG_WORKERS,
+        ARG_IDLE_EXIT,
+        ARG_WEB_DIR,
+        ARG_MAX_BODY,
+        ARG_LOG_LEVEL,
+        ARG_VERSION
+};
+
+static int parse_one(Options *o, int c, const char *v) {
+        uint64_t n;
+
+        switch (c) {
+        case ARG_STATE_DIR:
+                o->state_dir = *v ? v : NULL;
+                return *v ? 0 : bad("--state-dir", v, "must not be empty");
+        case ARG_LOG_DIR:
+                o->log_dir = v;
+                return *v ? 0 : bad("--log-dir", v, "must not be empty");
+        case ARG_LISTEN:
+                if (o->n_listen == MAX_LISTEN)
+                        return bad("--listen", v, "is one too many (at most 16 listeners)");
+                o->listen[o->n_listen++] = v;
+                return check_listen(v);
+        case ARG_STORE:
+                o->store = v;
+                if (!startswith(v, "sqlite:") || !v[7])
+                        return bad("--store", v, "must be sqlite:PATH (the only store so far)");
+                return 0;
+        case ARG_WORKERS:
+                if (parse_uint64(v, &n) < 0 || n == 0 || n > MAX_WORKERS)
+                        return bad("--workers", v, "must be a number from 1 to 256");
+                o->workers = (unsigned) n;
+                return 0;
+        case ARG_IDLE_EXIT:
+                if (duration_parse(v, &o->idle_exit_usec) < 0)
+                        return bad("--idle-exit", v, "must be a duration like 90s, 10m or 1h30m");
+                return 0;
+        case ARG_WEB_DIR:
+                o->web_dir = v;
+                return is_dir(v) ? 0 : bad("--web-dir", v, "is not a directory");
+        case ARG_MAX_BODY:
+                if (parse_uint64(v, &n) < 0 || n == 0 || n > MAX_BODY_LIMIT)
+                        return bad("--max-body", v, "must be a number of bytes from 1 to 1073741824");
+                o->max_body = (size_t) n;
+                return 0;
+        case ARG_LOG_LEVEL:
+                return parse_level(v, &o->log_level);
+        }
+        return -EINVAL;
+}
+
+/* 0 to run, 1 to exit 0 (help, version), negative for a bad command line. */
+static int parse_argv(int argc, char **argv, Options *o) {
+        static const struct option longopts[] = {
+                {"state-dir", required_argument, NULL, ARG_STATE_DIR},
+                {"log-dir", required_argument, NULL, ARG_LOG_DIR},
+                {"listen", required_argument, NULL, ARG_LISTEN},
+                {"store", required_argument, NULL, ARG_STORE},
+                {"workers", required_argument, NULL, ARG_WORKERS},
+                {"idle-exit", required_argument, NULL, ARG_IDLE_EXIT},
+                {"web-dir", required_argument, NULL, ARG_WEB_DIR},
+                {"max-body", required_argument, NULL, ARG_MAX_BODY},
+                {"log-level", required_argument, NULL, ARG_LOG_LEVEL},
+                {"help", no_argument, NULL, 'h'},
+                {"version", no_argument, NULL, ARG_VERSION},
+                {NULL, 0, NULL, 0},
+        };
+        int c;
+
+        opterr = 0;
+        while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) >= 0) {
+                if (c == 'h') {
+                        usage(stdout);
+                        return 1;
+                }
+                if (c == ARG_VERSION) {
+                        printf("rprd %s (%s)\n", RPR_VERSION, RPR_API_VERSION);
+                        return 1;
+                }
+                if (c == ':') {
+                        fprintf(stderr, "rprd: %s needs a value\n", argv[optind - 1]);
+                        return -EINVAL;
+                }
+                if (c == '?') {
+                        fprintf(stderr, "rprd: unknown option %s (see rprd --help)\n", argv[optind - 1]);
+                        return -EINVAL;
+                }
+                if (parse_one(o, c, optarg) < 0)
+                        return -EINVAL;
+        }
+        if (optind < argc) {
+                fprintf(stderr, "rprd: unexpected argument \"%s\" (see rprd --help)\n", argv[optind]);
+                return -EINVAL;
+        }
+        return 0;
+}
+
+static const char *default_web_dir(void) {
+        if (is_dir("web"))
+                return "web";
+        if (is_dir("/usr/share/rpr/web"))
+                return "/usr/share/rpr/web";
+        return NULL;
+}
+
+static int serve(const Options *o, Store *store) {
+        _cleanup_free_ char *error = NULL;
+        ApiServer *a = NULL;
+        ApiOptions ao = {
+                .store = store,
+                .listen = o->listen,
+                .n_listen = o->n_listen,
+                .state_dir = o->state_dir,
+                .web_dir = o->web_dir,
+                .max_body = o->max_body,
+                .workers = o->workers,
+        };
+        int r = api_new_verbose(&ao, &a, &error);
+
+        if (r < 0) {
+                fprintf(stderr, "rprd: %s\n", error ? error : strerror(-r));
+                return r;
+        }
+        for (size_t i = 0; i < o->n_listen; i++)
+                fprintf(stderr, "rprd: listening on %s\n", o->listen[i]);
+        fprintf(stderr, "rprd: admin token in %s/admin.token\n", o->state_dir);
+
+        the_server = a;
+        if (stop_early)
+                api_stop(a);
+        r = api_run(a);
+        the_server = NULL;
+        api_free(a);
+        if (r >= 0)
+                fprintf(stderr, "rprd: stopped\n");
+        return r;
+}
+
+static void signals_setup(void) {
+        struct sigaction sa = {.sa_handler = on_signal};
+
+        sigemptyset(&sa.sa_mask);
+        sigaction(SIGINT, &sa, NULL);
+        sigaction(SIGTERM, &sa, NULL);
+        signal(SIGPIPE, SIG_IGN);
+}
+
+int main(int argc, char **argv) {
+        Options o = {.state_dir = ".rpr", .log_level = LOG_LEVEL_INFO};
+        _cleanup_free_ char *log_dir = NULL, *store_url = NULL, *sock = NULL;
+        Store *store = NULL;
+        int r;
+
+        r = parse_argv(argc, argv, &o);
+        if (r != 0)
+                return r > 0 ? 0 : 1;
+        log_set_max_level(o.log_level);
+
+        if (!o.log_dir)
+                o.log_dir = log_dir = xasprintf("%s/logs", o.state_dir);
+        if (!o.store)
+                o.store = store_url = xasprintf("sqlite:%s/state.db", o.state_dir);
+        if (o.n_listen == 0) {
+                o.listen[o.n_listen++] = sock = xasprintf("unix:%s/rpr.sock", o.state_dir);
+                o.listen[o.n_listen++] = "tcp:127.0.0.1:8270";
+        }
+        if (!o.web_dir)
+                o.web_dir = default_web_dir();
+
+        signals_setup();
+
+        r = resource_init();
+        if (r < 0) {
+                fprintf(stderr, "rprd: the embedded kind schemas are broken: %s\n", strerror(-r));
+                return 1;
+        }
+        r = mkdir_p(o.state_dir, 0700);
+        if (r >= 0)
+                r = chmod(o.state_dir, 0700) < 0 ? -errno : 0;
+        if (r < 0) {
+                fprintf(stderr, "rprd: cannot create state directory %s: %s\n", o.state_dir, strerror(-r));
+                resource_shutdown();
+                return 1;
+        }
+        r = mkdir_p(o.log_dir, 0750);
+        if (r < 0) {
+                fprintf(stderr, "rprd: cannot create log directory %s: %s\n", o.log_dir, strerror(-r));
+                resource_shutdown();
+                return 1;
+        }
+        r = store_open(o.store, &store);
+        if (r < 0) {
+                fprintf(stderr, "rprd: cannot open store %s: %s\n", o.store, strerror(-r));
+                resource_shutdown();
+                return 1;
+        }
+
+        r = serve(&o, store);
+        store_close(store);
+        resource_shutdown();
+        return r < 0 ? 1 : 0;
+}

@@ -1,0 +1,71 @@
+/* api-misc: the anonymous read-only routes: /healthz, /api/v1/version and
+ * /metrics (Prometheus text format 0.0.4). */
+#include <inttypes.h>
+#include <string.h>
+
+#include "api/api-private.h"
+
+void api_handle_healthz(ApiCall *c) {
+        ApiServer *a = c->api;
+        char tick[RFC3339_MAX];
+
+        time_format_rfc3339(a->last_tick_usec, tick);
+        api_reply_json(c, 200,
+                       json_pack("{s:s, s:I, s:s, s:{s:s}}", "status", "ok", "revision",
+                                 (json_int_t) store_revision(a->store), "store", "ok", "loops", "api",
+                                 tick));
+}
+
+void api_handle_version(ApiCall *c) {
+        api_reply_json(
+                c, 200,
+                json_pack("{s:s, s:s}", "version", API_VERSION_STRING, "apiVersion", RPR_API_VERSION));
+}
+
+static void metrics_http(ApiServer *a, Buf *b) {
+        buf_puts(b, "# HELP rpr_http_requests_total HTTP requests answered, by route and status code.\n"
+                    "# TYPE rpr_http_requests_total counter\n");
+        for (size_t i = 0; i < a->n_counters; i++)
+                buf_printf(b, "rpr_http_requests_total{route=\"%s\",code=\"%d\"} %" PRIu64 "\n",
+                           a->counters[i].route, a->counters[i].code, a->counters[i].count);
+}
+
+static void metrics_store(ApiServer *a, Buf *b) {
+        size_t n;
+        const Kind *const *kinds = kind_all(&n);
+        uint64_t commits = 0;
+        double seconds = 0;
+
+        buf_puts(b, "# HELP rpr_objects Objects in the store, by kind.\n# TYPE rpr_objects gauge\n");
+        for (size_t i = 0; i < n; i++)
+                buf_printf(b, "rpr_objects{kind=\"%s\"} %zu\n", kind_name(kinds[i]),
+                           store_count(a->store, kind_name(kinds[i])));
+
+        store_stats(a->store, &commits, &seconds);
+        buf_printf(
+                b,
+                "# HELP rpr_store_revision The store's current revision.\n# TYPE rpr_store_revision gauge\n"
+                "rpr_store_revision %" PRIu64 "\n",
+                store_revision(a->store));
+        buf_printf(b,
+                   "# HELP rpr_store_commit_seconds Time spent committing writes to the store.\n"
+                   "# TYPE rpr_store_commit_seconds summary\n"
+                   "rpr_store_commit_seconds_sum %.6f\nrpr_store_commit_seconds_count %" PRIu64 "\n",
+                   seconds, commits);
+}
+
+void api_handle_metrics(ApiCall *c) {
+        ApiServer *a = c->api;
+        Buf b = BUF_INIT;
+
+        metrics_http(a, &b);
+        metrics_store(a, &b);
+        buf_printf(&b,
+                   "# HELP rpr_watchers Open watch streams.\n# TYPE rpr_watchers gauge\nrpr_watchers %zu\n",
+                   a->n_watches);
+
+        char *body = api_pool_strdup(c->req, b.data ? b.data : "", b.len);
+        size_t len = b.len;
+        buf_free(&b);
+        api_reply_text(c, 200, "text/plain; version=0.0.4; charset=utf-8", body, len);
+}

@@ -1,0 +1,234 @@
+/* api-private: what the files of the api module share.
+ *
+ * The server (ApiServer) owns one h2o event loop, its listeners, a work
+ * queue for blocking store writes and the open watch streams. Each request
+ * gets an ApiCall from its memory pool: the parsed route, the caller's
+ * identity and the helpers that answer it. Everything here runs on the loop
+ * thread unless it says otherwise. */
+#pragma once
+
+#include <h2o.h>
+#include <h2o/http1.h>
+#include <signal.h>
+#include <stdatomic.h>
+
+#include "api/api.h"
+#include "resource/resource.h"
+#include "store/store.h"
+
+#define API_VERSION_STRING RPR_VERSION
+
+typedef enum ApiRole {
+        ROLE_ANONYMOUS = 0,
+        ROLE_VIEWER,
+        ROLE_OPERATOR,
+        ROLE_ADMIN,
+} ApiRole;
+
+/* Requests counted per route template and status code for /metrics. */
+typedef struct ApiCounter {
+        const char *route;
+        int code;
+        uint64_t count;
+} ApiCounter;
+
+typedef struct ApiListener {
+        h2o_socket_t *sock;
+        char *spec;      /* "unix:PATH" or "tcp:HOST:PORT" */
+        char *unix_path; /* removed again on free */
+} ApiListener;
+
+typedef struct ApiWatch ApiWatch;
+
+struct ApiServer {
+        Store *store;
+        char *state_dir;
+        char *web_dir;
+        size_t max_body;
+
+        h2o_globalconf_t config;
+        h2o_context_t ctx;
+        h2o_accept_ctx_t accept_ctx;
+        bool ctx_ready;
+
+        ApiListener *listeners;
+        size_t n_listeners;
+
+        /* Writes: jobs run on workq and come back through job_receiver. */
+        WorkQueue *workq;
+        h2o_multithread_receiver_t job_receiver;
+        size_t jobs_pending;
+
+        /* Watch streams: the store wakes the loop through watch_receiver. */
+        h2o_multithread_receiver_t watch_receiver;
+        h2o_multithread_message_t watch_msg;
+        atomic_bool watch_wakeup_sent;
+        ApiWatch *watches;
+        size_t n_watches;
+
+        /* api_stop(): a byte down a pipe, read on the loop. */
+        int stop_pipe[2];
+        h2o_socket_t *stop_sock;
+        volatile sig_atomic_t stop_requested;
+        bool stopping;
+
+        uint64_t last_tick_usec;
+
+        ApiCounter *counters;
+        size_t n_counters;
+};
+
+typedef struct ApiHandler {
+        h2o_handler_t super;
+        ApiServer *api;
+} ApiHandler;
+
+/* What a request asks for, parsed from its path. */
+typedef enum ApiRouteType {
+        ROUTE_NOT_FOUND,
+        ROUTE_HEALTHZ,
+        ROUTE_METRICS,
+        ROUTE_VERSION,
+        ROUTE_HOOK,
+        ROUTE_APPLY,
+        ROUTE_TOKENS,
+        ROUTE_LOGS,
+        ROUTE_LIST,   /* /api/v1/{plural} and /api/v1/namespaces/{ns}/{plural} */
+        ROUTE_OBJECT, /* .../{plural}/{name} */
+        ROUTE_STATUS, /* .../{plural}/{name}/status */
+        ROUTE_ACTION, /* .../{plural}/{name}/{check|trigger|runs|cancel|log} */
+} ApiRouteType;
+
+typedef struct ApiRoute {
+        ApiRouteType type;
+        const char *template; /* metrics label, e.g. "/api/v1/namespaces/{ns}/{plural}" */
+        const Kind *kind;
+        const char *plural, *ns, *name, *sub; /* pool strings; ns NULL = all namespaces */
+} ApiRoute;
+
+typedef struct ApiCaller {
+        ApiRole role;
+        const char *name;              /* the Token's name (pool); NULL when anonymous */
+        const char *const *namespaces; /* NULL-terminated (pool); NULL = every namespace */
+} ApiCaller;
+
+typedef struct ApiCall {
+        ApiServer *api;
+        h2o_req_t *req;
+        ApiRoute route;
+        ApiCaller caller;
+} ApiCall;
+
+/* ---- api-http.c: answers, request parts ---------------------------------- */
+
+/* Each answers the request once and counts it for /metrics. */
+void api_reply_json(ApiCall *c, int status, json_t *body); /* steals body */
+void api_reply_text(ApiCall *c, int status, const char *content_type, const char *body, size_t len);
+/* A Status object. */
+void api_reply_status(ApiCall *c, int code, const char *fmt, ...) _printf_(3, 4);
+/* 422 Invalid (or code) with every diagnostic as a detail. */
+void api_reply_diags(ApiCall *c, int code, const char *message, const Diags *d);
+json_t *api_status_new(int code, const char *message);
+const char *api_reason(int code);
+json_t *api_diag_to_json(const Diag *d);
+
+/* Decoded query parameter (pool string) or NULL if absent. */
+const char *api_query(h2o_req_t *req, const char *name);
+bool api_query_true(h2o_req_t *req, const char *name);
+/* A request header's value (pool string) or NULL. */
+const char *api_header(h2o_req_t *req, const h2o_token_t *token);
+bool api_method_is(h2o_req_t *req, const char *method);
+/* Copies a string into the request pool. */
+char *api_pool_strdup(h2o_req_t *req, const char *s, size_t len);
+/* Body as parsed JSON, or an answer of 400/413 and NULL. */
+json_t *api_body_json(ApiCall *c);
+
+void api_count(ApiServer *a, const char *route, int code);
+void api_counters_free(ApiServer *a);
+
+/* ---- api-routes.c --------------------------------------------------------- */
+
+int api_on_req(h2o_handler_t *self, h2o_req_t *req);
+/* Whether the caller may touch namespace ns; answers 403 and returns false if not. */
+bool api_check_namespace(ApiCall *c, const char *ns);
+
+/* ---- api-auth.c ----------------------------------------------------------- */
+
+/* Identifies the bearer token. Returns 0 and fills c->caller, or answers
+ * 401 and returns -EACCES. */
+int api_authenticate(ApiCall *c);
+const char *api_role_name(ApiRole r);
+/* Makes sure Token default/admin and $STATE/admin.token exist and agree. */
+int api_admin_token_ensure(ApiServer *a);
+
+/* ---- api-jobs.c: blocking work off the loop -------------------------------- */
+
+typedef struct ApiJob ApiJob;
+/* work runs on a worker thread; done on the loop, with c NULL when the
+ * client has gone. done must free what it owns in job->data. */
+typedef void (*ApiJobWork)(ApiJob *job);
+typedef void (*ApiJobDone)(ApiJob *job, ApiCall *c);
+
+struct ApiJob {
+        h2o_multithread_message_t msg; /* first: the loop receives this */
+        ApiServer *api;
+        struct ApiJobRef *ref;
+        ApiCall *call; /* NULL once the request is gone */
+        ApiJobWork work;
+        ApiJobDone done;
+
+        StoreOp *ops;
+        size_t n_ops;
+        bool dry_run;
+        int r;
+        size_t failed;
+        /* Owned by the job, freed with it: what ops point into. */
+        json_t *input;
+        char *kind, *ns, *name;
+        void *data;
+        void (*data_free)(void *data);
+};
+
+/* New job for call (ops zeroed, n of them); submit with api_job_submit. */
+ApiJob *api_job_new(ApiCall *c, size_t n_ops, ApiJobWork work, ApiJobDone done);
+/* The default work: store_commit of the ops. */
+void api_job_commit(ApiJob *job);
+void api_job_submit(ApiJob *job);
+void api_jobs_init(ApiServer *a);
+void api_jobs_done(ApiServer *a);
+
+/* ---- api-objects.c ------------------------------------------------------- */
+
+void api_handle_list(ApiCall *c);
+void api_handle_get(ApiCall *c);
+void api_handle_put(ApiCall *c);
+void api_handle_delete(ApiCall *c);
+void api_handle_status(ApiCall *c);
+void api_handle_action(ApiCall *c);
+/* Answers 409/404/500 for a failed store_commit. */
+void api_reply_store_error(ApiCall *c, int r, const StoreOp *op);
+/* metadata.resourceVersion as a precondition: 0 if absent; -EINVAL if bad. */
+int api_object_revision(const json_t *obj, uint64_t *ret);
+
+/* ---- api-apply.c ---------------------------------------------------------- */
+
+void api_handle_apply(ApiCall *c);
+void api_handle_token_create(ApiCall *c);
+
+/* ---- api-watch.c ---------------------------------------------------------- */
+
+/* Starts a ?watch=1 stream for c's route; selector_text already checked. */
+void api_watch_start(ApiCall *c, const char *selector_text);
+void api_watch_init(ApiServer *a);
+/* Ends the streams whose clients have hung up. */
+void api_watch_reap(ApiServer *a);
+/* Ends every stream (at shutdown). */
+void api_watch_end_all(ApiServer *a);
+void api_watch_done(ApiServer *a);
+bool api_object_matches(const json_t *obj, const char *kind, const char *ns, const Selector *sel);
+
+/* ---- api-misc.c ----------------------------------------------------------- */
+
+void api_handle_healthz(ApiCall *c);
+void api_handle_version(ApiCall *c);
+void api_handle_metrics(ApiCall *c);

@@ -1,0 +1,263 @@
+/* api-routes: from a request's method and path to the function that
+ * answers it, with authentication, the role each route needs and the
+ * namespaces a token is limited to checked on the way.
+ *
+ * URLs name kinds by their plural only ("servers"), as Kubernetes does. */
+#include <string.h>
+
+#include "api/api-private.h"
+
+#define MAX_SEGMENTS 8
+
+typedef void (*ApiHandlerFn)(ApiCall *c);
+
+/* One method a route accepts, the role it needs and who answers. */
+typedef struct ApiMethod {
+        const char *method;
+        ApiRole role;
+        ApiHandlerFn fn;
+} ApiMethod;
+
+static void handle_not_implemented(ApiCall *c) {
+        api_reply_status(c, 501, "%.*s is not implemented yet", (int) c->req->path_normalized.len,
+                         c->req->path_normalized.base);
+}
+
+static void handle_logs(ApiCall *c) {
+        api_reply_status(c, 501, "the %s log is not implemented yet", c->route.sub);
+}
+
+/* ---- parsing ------------------------------------------------------------------- */
+
+static size_t split_path(h2o_req_t *req, const char **segs) {
+        const char *p = req->path_normalized.base, *end = p + req->path_normalized.len;
+        size_t n = 0;
+
+        while (p < end) {
+                while (p < end && *p == '/')
+                        p++;
+                if (p >= end)
+                        break;
+                const char *s = memchr(p, '/', end - p);
+                const char *se = s ? s : end;
+                if (n == MAX_SEGMENTS)
+                        return MAX_SEGMENTS + 1;
+                segs[n++] = api_pool_strdup(req, p, se - p);
+                p = se;
+        }
+        return n;
+}
+
+/* The kind whose plural is segment, or NULL. */
+static const Kind *plural_kind(const char *plural) {
+        const Kind *k = kind_lookup(plural);
+
+        return k && STREQ(kind_plural(k), plural) ? k : NULL;
+}
+
+static void route_resource(ApiRoute *r, const char **segs, size_t n) {
+        /* segs: api v1 namespaces NS PLURAL [NAME [SUB]] */
+        r->ns = segs[3];
+        r->plural = segs[4];
+        r->kind = plural_kind(r->plural);
+        if (!r->kind)
+                return;
+        if (n == 5) {
+                r->type = ROUTE_LIST;
+                r->template = "/api/v1/namespaces/{ns}/{plural}";
+        } else if (n == 6) {
+                r->type = ROUTE_OBJECT;
+                r->name = segs[5];
+                r->template = "/api/v1/namespaces/{ns}/{plural}/{name}";
+        } else if (n == 7) {
+                r->name = segs[5];
+                r->sub = segs[6];
+                r->type = STREQ(r->sub, "status") ? ROUTE_STATUS : ROUTE_ACTION;
+                r->template = r->type == ROUTE_STATUS ? "/api/v1/namespaces/{ns}/{plural}/{name}/status"
+                                                      : "/api/v1/namespaces/{ns}/{plural}/{name}/{action}";
+        }
+}
+
+static void route_parse(h2o_req_t *req, ApiRoute *r) {
+        const char *segs[MAX_SEGMENTS];
+        size_t n = split_path(req, segs);
+
+        *r = (ApiRoute){.type = ROUTE_NOT_FOUND, .template = "other"};
+        if (n == 1 && STREQ(segs[0], "healthz"))
+                *r = (ApiRoute){.type = ROUTE_HEALTHZ, .template = "/healthz"};
+        else if (n == 1 && STREQ(segs[0], "metrics"))
+                *r = (ApiRoute){.type = ROUTE_METRICS, .template = "/metrics"};
+        else if (n == 2 && STREQ(segs[0], "hooks") && STREQ(segs[1], "github"))
+                *r = (ApiRoute){.type = ROUTE_HOOK, .template = "/hooks/github"};
+        if (n < 3 || n > 7 || !STREQ(segs[0], "api") || !STREQ(segs[1], "v1"))
+                return;
+
+        if (n == 3 && STREQ(segs[2], "version"))
+                *r = (ApiRoute){.type = ROUTE_VERSION, .template = "/api/v1/version"};
+        else if (n == 3 && STREQ(segs[2], "apply"))
+                *r = (ApiRoute){.type = ROUTE_APPLY, .template = "/api/v1/apply"};
+        else if (n == 3 && STREQ(segs[2], "tokens"))
+                *r = (ApiRoute){.type = ROUTE_TOKENS,
+                                .template = "/api/v1/tokens",
+                                .plural = "tokens",
+                                .kind = kind_lookup("Token")};
+        else if (n == 3 && plural_kind(segs[2]))
+                *r = (ApiRoute){.type = ROUTE_LIST,
+                                .template = "/api/v1/{plural}",
+                                .plural = segs[2],
+                                .kind = plural_kind(segs[2])};
+        else if (n == 3)
+                r->plural = segs[2];
+        else if (n == 4 && STREQ(segs[2], "logs") &&
+                 (STREQ(segs[3], "activity") || STREQ(segs[3], "connectivity")))
+                *r = (ApiRoute){.type = ROUTE_LOGS, .template = "/api/v1/logs/{log}", .sub = segs[3]};
+        else if (n >= 5 && STREQ(segs[2], "namespaces"))
+                route_resource(r, segs, n);
+}
+
+/* ---- methods per route ---------------------------------------------------------- */
+
+static const ApiMethod m_healthz[] = {{"GET", ROLE_ANONYMOUS, api_handle_healthz}, {NULL, 0, NULL}};
+static const ApiMethod m_metrics[] = {{"GET", ROLE_ANONYMOUS, api_handle_metrics}, {NULL, 0, NULL}};
+static const ApiMethod m_version[] = {{"GET", ROLE_ANONYMOUS, api_handle_version}, {NULL, 0, NULL}};
+static const ApiMethod m_hook[] = {{"POST", ROLE_ANONYMOUS, handle_not_implemented}, {NULL, 0, NULL}};
+static const ApiMethod m_apply[] = {{"POST", ROLE_ADMIN, api_handle_apply}, {NULL, 0, NULL}};
+static const ApiMethod m_tokens[] = {{"GET", ROLE_VIEWER, api_handle_list},
+                                     {"POST", ROLE_ADMIN, api_handle_token_create},
+                                     {NULL, 0, NULL}};
+static const ApiMethod m_logs[] = {{"GET", ROLE_VIEWER, handle_logs}, {NULL, 0, NULL}};
+static const ApiMethod m_list[] = {{"GET", ROLE_VIEWER, api_handle_list}, {NULL, 0, NULL}};
+static const ApiMethod m_object[] = {{"GET", ROLE_VIEWER, api_handle_get},
+                                     {"PUT", ROLE_ADMIN, api_handle_put},
+                                     {"DELETE", ROLE_ADMIN, api_handle_delete},
+                                     {NULL, 0, NULL}};
+static const ApiMethod m_status[] = {
+        {"GET", ROLE_VIEWER, api_handle_get}, {"PUT", ROLE_ADMIN, api_handle_status}, {NULL, 0, NULL}};
+static const ApiMethod m_action[] = {{"POST", ROLE_OPERATOR, api_handle_action}, {NULL, 0, NULL}};
+static const ApiMethod m_action_log[] = {{"GET", ROLE_VIEWER, api_handle_action}, {NULL, 0, NULL}};
+
+/* The actions each kind has: POST .../{plural}/{name}/{action}. */
+static const struct {
+        const char *plural, *action;
+} actions[] = {
+        {"servers", "check"},  {"repos", "check"}, {"bindings", "trigger"},
+        {"pipelines", "runs"}, {"runs", "cancel"}, {"runs", "log"},
+};
+
+static const ApiMethod *route_methods(const ApiRoute *r) {
+        switch (r->type) {
+        case ROUTE_HEALTHZ:
+                return m_healthz;
+        case ROUTE_METRICS:
+                return m_metrics;
+        case ROUTE_VERSION:
+                return m_version;
+        case ROUTE_HOOK:
+                return m_hook;
+        case ROUTE_APPLY:
+                return m_apply;
+        case ROUTE_TOKENS:
+                return m_tokens;
+        case ROUTE_LOGS:
+                return m_logs;
+        case ROUTE_LIST:
+                return m_list;
+        case ROUTE_OBJECT:
+                return m_object;
+        case ROUTE_STATUS:
+                return m_status;
+        case ROUTE_ACTION:
+                for (size_t i = 0; i < ELEMENTSOF(actions); i++)
+                        if (STREQ(actions[i].plural, r->plural) && STREQ(actions[i].action, r->sub))
+                                return STREQ(r->sub, "log") ? m_action_log : m_action;
+                return NULL;
+        case ROUTE_NOT_FOUND:
+                break;
+        }
+        return NULL;
+}
+
+/* ---- checks ------------------------------------------------------------------- */
+
+bool api_check_namespace(ApiCall *c, const char *ns) {
+        const char *const *allowed = c->caller.namespaces;
+
+        if (!allowed)
+                return true;
+        if (ns)
+                for (size_t i = 0; allowed[i]; i++)
+                        if (STREQ(allowed[i], ns))
+                                return true;
+
+        Buf b = BUF_INIT;
+        for (size_t i = 0; allowed[i]; i++)
+                buf_printf(&b, "%s%s", i ? ", " : "", allowed[i]);
+        if (ns)
+                api_reply_status(c, 403, "token %s may not access namespace %s (allowed: %s)",
+                                 c->caller.name, ns, b.data ? b.data : "none");
+        else
+                api_reply_status(c, 403, "token %s is limited to namespaces %s; ask for one of them",
+                                 c->caller.name, b.data ? b.data : "none");
+        buf_free(&b);
+        return false;
+}
+
+static const ApiMethod *method_find(const ApiMethod *ms, h2o_req_t *req) {
+        for (size_t i = 0; ms[i].method; i++)
+                if (api_method_is(req, ms[i].method) ||
+                    (STREQ(ms[i].method, "GET") && api_method_is(req, "HEAD")))
+                        return &ms[i];
+        return NULL;
+}
+
+static void reply_not_found(ApiCall *c) {
+        const ApiRoute *r = &c->route;
+
+        if (r->plural && !r->kind)
+                api_reply_status(c, 404,
+                                 "unknown resource type \"%s\" (URLs use the plural, e.g. \"servers\")",
+                                 r->plural);
+        else
+                api_reply_status(c, 404, "the server could not find the requested resource %.*s",
+                                 (int) c->req->path_normalized.len, c->req->path_normalized.base);
+}
+
+int api_on_req(h2o_handler_t *self, h2o_req_t *req) {
+        ApiServer *a = ((ApiHandler *) self)->api;
+        ApiCall *c = h2o_mem_alloc_pool(&req->pool, sizeof *c);
+
+        *c = (ApiCall){.api = a, .req = req};
+        route_parse(req, &c->route);
+
+        if (a->stopping) {
+                api_reply_status(c, 503, "rprd is shutting down");
+                return 0;
+        }
+
+        const ApiMethod *ms = route_methods(&c->route);
+        if (!ms) {
+                reply_not_found(c);
+                return 0;
+        }
+        if (ms[0].role != ROLE_ANONYMOUS && api_authenticate(c) < 0)
+                return 0;
+
+        const ApiMethod *m = method_find(ms, req);
+        if (!m) {
+                api_reply_status(c, 405, "method %.*s is not allowed here", (int) req->method.len,
+                                 req->method.base);
+                return 0;
+        }
+        if (c->caller.role < m->role) {
+                api_reply_status(c, 403, "token %s has role %s; this needs %s", c->caller.name,
+                                 api_role_name(c->caller.role), api_role_name(m->role));
+                return 0;
+        }
+        if (m->role != ROLE_ANONYMOUS && c->route.type != ROUTE_APPLY && c->route.type != ROUTE_LOGS &&
+            !(c->route.type == ROUTE_TOKENS && api_method_is(req, "POST")) &&
+            !api_check_namespace(c, c->route.ns))
+                return 0;
+
+        m->fn(c);
+        return 0;
+}

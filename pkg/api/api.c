@@ -1,0 +1,380 @@
+/* api: the server's life: h2o set-up, listeners, the loop, and a shutdown
+ * that lets in-flight writes answer, ends watch streams and closes every
+ * connection before the loop goes away.
+ *
+ * api_stop() may run in a signal handler, so it only writes a byte down a
+ * pipe whose read end sits in the loop. */
+#include <fcntl.h>
+#include <netdb.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "api/api-private.h"
+
+#define API_SHUTDOWN_WAIT_USEC (5 * USEC_PER_SEC)
+
+/* ---- listeners ------------------------------------------------------------ */
+
+static void on_accept(h2o_socket_t *listener, const char *err) {
+        ApiServer *a = listener->data;
+        h2o_socket_t *sock;
+
+        if (err)
+                return;
+        sock = h2o_evloop_socket_accept(listener);
+        if (!sock)
+                return;
+        h2o_accept(&a->accept_ctx, sock);
+}
+
+static bool unix_socket_alive(const struct sockaddr_un *sa) {
+        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        bool alive;
+
+        if (fd < 0)
+                return false;
+        alive = connect(fd, (const struct sockaddr *) sa, sizeof *sa) == 0;
+        close(fd);
+        return alive;
+}
+
+static int listen_unix(const char *path, int *ret_fd) {
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
+        struct stat st;
+
+        if (strlen(path) >= sizeof sa.sun_path)
+                return -ENAMETOOLONG;
+        memcpy(sa.sun_path, path, strlen(path) + 1);
+
+        /* A socket file left behind by an earlier run is stale and goes;
+         * one that still answers belongs to a running rprd. */
+        if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode)) {
+                if (unix_socket_alive(&sa))
+                        return -EADDRINUSE;
+                (void) unlink(path);
+        }
+
+        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        if (fd < 0)
+                return -errno;
+        if (bind(fd, (struct sockaddr *) &sa, sizeof sa) < 0 || chmod(path, 0660) < 0 ||
+            listen(fd, 128) < 0) {
+                int r = -errno;
+                close(fd);
+                return r;
+        }
+        *ret_fd = fd;
+        return 0;
+}
+
+static int listen_tcp(const char *hostport, int *ret_fd) {
+        _cleanup_free_ char *host = NULL;
+        const char *colon = strrchr(hostport, ':');
+        struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
+        struct addrinfo *res = NULL;
+        int one = 1, r;
+
+        if (!colon || colon == hostport || !colon[1])
+                return -EINVAL;
+        if (hostport[0] == '[' && colon[-1] == ']')
+                host = xstrndup(hostport + 1, colon - hostport - 2);
+        else
+                host = xstrndup(hostport, colon - hostport);
+
+        r = getaddrinfo(host, colon + 1, &hints, &res);
+        if (r != 0)
+                return r == EAI_SYSTEM ? -errno : -EADDRNOTAVAIL;
+
+        int fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        if (fd < 0) {
+                r = -errno;
+                freeaddrinfo(res);
+                return r;
+        }
+        (void) setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        if (bind(fd, res->ai_addr, res->ai_addrlen) < 0 || listen(fd, 128) < 0) {
+                r = -errno;
+                close(fd);
+                freeaddrinfo(res);
+                return r;
+        }
+        freeaddrinfo(res);
+        *ret_fd = fd;
+        return 0;
+}
+
+static void listener_add(ApiServer *a, int fd, const char *spec, const char *unix_path) {
+        ApiListener *l;
+
+        a->listeners = xrealloc(a->listeners, (a->n_listeners + 1) * sizeof *a->listeners);
+        l = &a->listeners[a->n_listeners++];
+        *l = (ApiListener){
+                .sock = h2o_evloop_socket_create(a->ctx.loop, fd, H2O_SOCKET_FLAG_DONT_READ),
+                .spec = xstrdup(spec),
+                .unix_path = unix_path ? xstrdup(unix_path) : NULL,
+        };
+        l->sock->data = a;
+        h2o_socket_read_start(l->sock, on_accept);
+}
+
+static int listeners_open(ApiServer *a, const ApiOptions *o, char **ret_error) {
+        int r, fd;
+
+        for (size_t i = 0; i < o->n_fds; i++) {
+                fd = o->fds[i];
+                (void) fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+                _cleanup_free_ char *spec = xasprintf("fd:%d", fd);
+                listener_add(a, fd, spec, NULL);
+        }
+        if (o->n_fds > 0)
+                return 0;
+
+        for (size_t i = 0; i < o->n_listen; i++) {
+                const char *spec = o->listen[i];
+
+                if (startswith(spec, "unix:"))
+                        r = listen_unix(spec + 5, &fd);
+                else if (startswith(spec, "tcp:"))
+                        r = listen_tcp(spec + 4, &fd);
+                else
+                        r = -EPROTONOSUPPORT;
+                if (r < 0) {
+                        *ret_error = xasprintf("cannot listen on %s: %s", spec, strerror(-r));
+                        return r;
+                }
+                listener_add(a, fd, spec, startswith(spec, "unix:") ? spec + 5 : NULL);
+        }
+        return 0;
+}
+
+static void listeners_close(ApiServer *a) {
+        for (size_t i = 0; i < a->n_listeners; i++) {
+                ApiListener *l = &a->listeners[i];
+
+                if (l->sock) {
+                        h2o_socket_read_stop(l->sock);
+                        h2o_socket_close(l->sock);
+                        l->sock = NULL;
+                }
+                if (l->unix_path) {
+                        (void) unlink(l->unix_path);
+                        free(l->unix_path);
+                        l->unix_path = NULL;
+                }
+        }
+}
+
+/* ---- stop pipe ------------------------------------------------------------ */
+
+static void on_stop_read(h2o_socket_t *sock, const char *err) {
+        ApiServer *a = sock->data;
+
+        (void) err;
+        h2o_buffer_consume(&sock->input, sock->input->size);
+        a->stop_requested = 1;
+}
+
+void api_stop(ApiServer *a) {
+        char c = 1;
+
+        if (!a)
+                return;
+        a->stop_requested = 1;
+        /* Async-signal-safe: the byte only wakes the loop up. */
+        (void) !write(a->stop_pipe[1], &c, 1);
+}
+
+/* ---- set-up --------------------------------------------------------------- */
+
+static void handler_add(ApiServer *a, h2o_pathconf_t *pc) {
+        ApiHandler *h = (ApiHandler *) h2o_create_handler(pc, sizeof *h);
+
+        h->super.on_req = api_on_req;
+        h->api = a;
+}
+
+static void handler_register(ApiServer *a, h2o_hostconf_t *host, const char *path) {
+        handler_add(a, h2o_config_register_path(host, path, 0));
+}
+
+static void config_setup(ApiServer *a) {
+        static const char *index_files[] = {"index.html", NULL};
+        h2o_hostconf_t *host;
+
+        h2o_config_init(&a->config);
+        /* Bodies just over the limit still reach us, to be answered with a
+         * JSON 413; h2o's own plain 413 covers only the absurd ones. */
+        a->config.max_request_entity_size = a->max_body * 2 + 1024 * 1024;
+        a->config.http1.upgrade_to_http2 = 0;
+        host = h2o_config_register_host(&a->config, h2o_iovec_init(H2O_STRLIT("default")), 65535);
+
+        handler_register(a, host, "/api");
+        handler_register(a, host, "/healthz");
+        handler_register(a, host, "/metrics");
+        handler_register(a, host, "/hooks");
+        /* "/": the dashboard's files, and our JSON 404 for what is not one. */
+        h2o_pathconf_t *root = h2o_config_register_path(host, "/", 0);
+        if (a->web_dir)
+                h2o_file_register(root, a->web_dir, index_files, NULL, 0);
+        handler_add(a, root);
+}
+
+static void api_freep(ApiServer **a) {
+        api_free(*a);
+}
+
+int api_new_verbose(const ApiOptions *o, ApiServer **ret, char **ret_error) {
+        _cleanup_(api_freep) ApiServer *a = xcalloc(1, sizeof *a);
+        _cleanup_free_ char *error = NULL;
+        int r;
+
+        a->store = o->store;
+        a->state_dir = xstrdup(o->state_dir ? o->state_dir : ".");
+        a->web_dir = o->web_dir ? xstrdup(o->web_dir) : NULL;
+        a->max_body = o->max_body ? o->max_body : API_DEFAULT_MAX_BODY;
+        a->stop_pipe[0] = a->stop_pipe[1] = -1;
+        a->last_tick_usec = now_usec();
+
+        config_setup(a);
+        h2o_context_init(&a->ctx, h2o_evloop_create(), &a->config);
+        a->ctx_ready = true;
+        a->accept_ctx = (h2o_accept_ctx_t){.ctx = &a->ctx, .hosts = a->config.hosts};
+        api_jobs_init(a);
+        api_watch_init(a);
+
+        if (pipe2(a->stop_pipe, O_CLOEXEC | O_NONBLOCK) < 0) {
+                r = -errno;
+                error = xasprintf("cannot create a pipe: %s", strerror(errno));
+                goto fail;
+        }
+        a->stop_sock = h2o_evloop_socket_create(a->ctx.loop, a->stop_pipe[0], 0);
+        a->stop_sock->data = a;
+        h2o_socket_read_start(a->stop_sock, on_stop_read);
+
+        r = workq_new(o->workers ? o->workers : 2, &a->workq);
+        if (r < 0) {
+                error = xasprintf("cannot start worker threads: %s", strerror(-r));
+                goto fail;
+        }
+
+        r = listeners_open(a, o, &error);
+        if (r < 0)
+                goto fail;
+
+        r = api_admin_token_ensure(a);
+        if (r < 0) {
+                error = xasprintf("cannot create the admin token in %s: %s", a->state_dir, strerror(-r));
+                goto fail;
+        }
+
+        *ret = TAKE_PTR(a);
+        return 0;
+
+fail:
+        if (ret_error)
+                *ret_error = TAKE_PTR(error);
+        return r;
+}
+
+int api_new(const ApiOptions *o, ApiServer **ret) {
+        return api_new_verbose(o, ret, NULL);
+}
+
+/* ---- running and stopping ---------------------------------------------- */
+
+static int shutdown_socket(h2o_req_t *req, void *userdata) {
+        h2o_socket_t *sock =
+                req->conn->callbacks->get_socket ? req->conn->callbacks->get_socket(req->conn) : NULL;
+
+        (void) userdata;
+        if (sock)
+                (void) shutdown(h2o_socket_get_fd(sock), SHUT_RDWR);
+        return 0;
+}
+
+static bool connections_open(ApiServer *a) {
+        return !h2o_linklist_is_empty(&a->ctx.http1._conns);
+}
+
+/* Runs the loop until done(a) or the deadline. */
+static void loop_until(ApiServer *a, bool (*done)(ApiServer *a), uint64_t deadline) {
+        while (!done(a) && now_mono_usec() < deadline)
+                h2o_evloop_run(a->ctx.loop, 10);
+}
+
+static bool no_jobs(ApiServer *a) {
+        return a->jobs_pending == 0;
+}
+
+static bool all_closed(ApiServer *a) {
+        return a->jobs_pending == 0 && a->n_watches == 0 && !connections_open(a);
+}
+
+static void api_shutdown(ApiServer *a) {
+        uint64_t deadline = now_mono_usec() + API_SHUTDOWN_WAIT_USEC;
+
+        a->stopping = true;
+        listeners_close(a);
+
+        /* Acknowledged-or-not writes in flight still answer. */
+        loop_until(a, no_jobs, deadline);
+
+        api_watch_end_all(a);
+        H2O_HTTP1_CALLBACKS.foreach_request(&a->ctx, shutdown_socket, NULL);
+        loop_until(a, all_closed, deadline);
+}
+
+int api_run(ApiServer *a) {
+        while (!a->stop_requested) {
+                h2o_evloop_run(a->ctx.loop, 1000);
+                uint64_t now = now_usec();
+                if (now - a->last_tick_usec >= USEC_PER_SEC) {
+                        a->last_tick_usec = now;
+                        api_watch_reap(a);
+                }
+        }
+        api_shutdown(a);
+        return 0;
+}
+
+void api_free(ApiServer *a) {
+        if (!a)
+                return;
+
+        listeners_close(a);
+        workq_free(a->workq);
+        if (a->ctx_ready) {
+                h2o_evloop_t *loop = a->ctx.loop;
+
+                api_watch_done(a);
+                api_jobs_done(a);
+                if (a->stop_sock)
+                        h2o_socket_close(a->stop_sock);
+                else if (a->stop_pipe[0] >= 0)
+                        close(a->stop_pipe[0]);
+                /* h2o asserts that no connection is left; if a client would
+                 * not go, leave the loop to the process's exit. */
+                if (!connections_open(a)) {
+                        h2o_evloop_run(loop, 0);
+                        h2o_context_dispose(&a->ctx);
+                        h2o_evloop_destroy(loop);
+                }
+        } else if (a->stop_pipe[0] >= 0)
+                close(a->stop_pipe[0]);
+        if (a->stop_pipe[1] >= 0)
+                close(a->stop_pipe[1]);
+        h2o_config_dispose(&a->config);
+
+        for (size_t i = 0; i < a->n_listeners; i++) {
+                free(a->listeners[i].spec);
+                free(a->listeners[i].unix_path);
+        }
+        free(a->listeners);
+        api_counters_free(a);
+        free(a->state_dir);
+        free(a->web_dir);
+        free(a);
+}
