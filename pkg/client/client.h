@@ -2,8 +2,16 @@
  *
  * Finding rprd: --server URL (http://HOST:PORT or unix:PATH), then
  * $RPR_SERVER, then unix:./.rpr/rpr.sock, then unix:/run/rpr/rpr.sock.
- * Finding the token: --token, $RPR_TOKEN, ~/.config/rpr/token, then a
- * readable admin.token beside the socket that was found ($STATE/admin.token). */
+ * (unix:./.rpr/rpr.sock is the answer when neither socket exists, so that
+ * errors name the place a hand-started rprd would use.) A server may also be
+ * written tcp:HOST:PORT, HOST:PORT or a bare /path (a unix socket).
+ * Finding the token: --token, $RPR_TOKEN, ~/.config/rpr/token (or
+ * $XDG_CONFIG_HOME/rpr/token), then a readable admin.token beside the socket
+ * that was found ($STATE/admin.token); for a TCP server ./.rpr/admin.token,
+ * then /var/lib/rpr/admin.token. A token file's first word is the token.
+ *
+ * Timeouts: 5 s to connect, 120 s for a whole request, none for streams.
+ * Answers are bounded to 256 MiB. The token never appears in any message. */
 #pragma once
 
 #include "base/base.h"
@@ -11,10 +19,12 @@
 typedef struct Client Client;
 
 /* server and token may be NULL to use the lookup above. */
-int client_new(const char *server, const char *token, Client **ret);
+int client_new(const char *server, const char *token, Client **ret); /* -EINVAL: bad server */
 void client_free(Client *c); /* NULL-safe */
 /* The URL or unix:PATH in use, for messages. */
 const char *client_server(const Client *c);
+/* Whether a token was given or found (for a hint on 401). */
+bool client_has_token(const Client *c);
 
 typedef struct ClientResponse {
         long status;
@@ -32,7 +42,9 @@ int client_request(Client *c, const char *method, const char *path, const char *
 
 /* A streaming GET (watch, log follow): calls fn for each complete line
  * (without the newline) until the server ends the stream or fn returns
- * non-zero. ret_status gets the HTTP status. */
+ * non-zero. ret_status gets the HTTP status. An answer that is not 2xx is
+ * not passed to fn: it returns 0 with *ret_error set to its Status message
+ * (caller frees); a negative errno as client_request. */
 typedef int (*ClientLineFn)(const char *line, size_t len, void *userdata);
 int client_stream_lines(Client *c, const char *path, ClientLineFn fn, void *userdata,
                         long *ret_status, char **ret_error);

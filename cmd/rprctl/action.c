@@ -1,0 +1,129 @@
+/* action: the verbs that ask rprd to do something now — check server|repo,
+ * trigger binding, run pipeline, cancel run — and logs, which prints a run's
+ * output or rprd's activity and connectivity logs (following with -f). */
+#include <string.h>
+
+#include "resource/resource.h"
+#include "rprctl.h"
+
+typedef struct Action {
+        const char *verb, *kind, *sub;
+} Action;
+
+static const Action actions[] = {
+        {"check", "Server", "check"},       {"check", "Repo", "check"}, {"trigger", "Binding", "trigger"},
+        {"run", "Pipeline", "runs"},        {"cancel", "Run", "cancel"},
+};
+
+/* {"args":{"k":"v"}} from --arg k=v. */
+static int run_body(Ctl *c, char **ret) {
+        _cleanup_free_ const char **args = NULL;
+        size_t n = ctl_opt_all(c, "arg", &args);
+        _cleanup_json_ json_t *map = json_object();
+
+        for (size_t i = 0; i < n; i++) {
+                const char *eq = strchr(args[i], '=');
+                if (!eq || eq == args[i])
+                        return ctl_error("--arg needs KEY=VALUE, got \"%s\"", args[i]), -EINVAL;
+                _cleanup_free_ char *key = xstrndup(args[i], eq - args[i]);
+                json_object_set_new(map, key, json_string(eq + 1));
+        }
+        _cleanup_json_ json_t *body = json_pack("{s:O}", "args", map);
+        *ret = json_dumps(body, JSON_COMPACT);
+        return 0;
+}
+
+int verb_action(Ctl *c) {
+        _cleanup_free_ char *kind_arg = NULL, *body = NULL;
+        ClientResponse resp = {0};
+        const Action *a = NULL;
+        char singular[64];
+        int ret;
+
+        if (c->n_pos == 0)
+                return ctl_error("%s needs KIND NAME", c->verb);
+        kind_arg = xstrdup(c->pos[0]);
+        char *slash = strchr(kind_arg, '/');
+        if (slash)
+                *slash++ = 0;
+        const char *name = slash ? slash : c->n_pos > 1 ? c->pos[1] : NULL;
+        const Kind *k = ctl_kind(kind_arg);
+        if (!k)
+                return 1;
+        for (size_t i = 0; i < ELEMENTSOF(actions); i++)
+                if (STREQ(actions[i].verb, c->verb) && STREQ(actions[i].kind, kind_name(k)))
+                        a = &actions[i];
+        if (!a)
+                return ctl_error("cannot %s a %s", c->verb, ctl_kind_singular(k, singular, sizeof(singular)));
+        if (!name)
+                return ctl_error("%s %s needs a NAME", c->verb, ctl_kind_singular(k, singular, sizeof(singular)));
+        if (STREQ(c->verb, "run") && run_body(c, &body) < 0)
+                return 1;
+
+        _cleanup_free_ char *obj = ctl_object_path(k, ctl_namespace(c), name);
+        _cleanup_free_ char *path = xasprintf("%s/%s", obj, a->sub);
+        if (ctl_request(c, "POST", path, body ?: "{}", strlen(body ?: "{}"), &resp) < 0)
+                return 1;
+        ctl_kind_singular(k, singular, sizeof(singular));
+        if (resp.status == 404)
+                ret = ctl_error("%s \"%s\" not found", singular, name);
+        else if (resp.status >= 300)
+                ret = ctl_http_error(c, &resp);
+        else {
+                _cleanup_json_ json_t *j = json_loadb(resp.body, resp.len, 0, NULL);
+                const char *run = json_path_str(j, "metadata.name");
+                if (run && STREQ(json_string_value(json_object_get(j, "kind")) ?: "", "Run"))
+                        printf("run/%s created\n", run);
+                else
+                        printf("%s/%s %s\n", singular, name, STREQ(c->verb, "cancel") ? "canceled" : "triggered");
+                ret = 0;
+        }
+        client_response_clear(&resp);
+        return ret;
+}
+
+/* ---- logs --------------------------------------------------------------------- */
+
+static int on_line(const char *line, size_t len, void *userdata) {
+        (void) userdata;
+        fwrite(line, 1, len, stdout);
+        fputc('\n', stdout);
+        fflush(stdout);
+        return 0;
+}
+
+int verb_logs(Ctl *c) {
+        _cleanup_free_ char *path = NULL, *why = NULL;
+        const char *tail = ctl_opt(c, "tail");
+        long status = 0;
+
+        if (c->n_pos != 1)
+                return ctl_error("logs needs run/NAME, activity or connectivity");
+        const char *what = c->pos[0];
+        if (STREQ(what, "activity") || STREQ(what, "connectivity")) {
+                uint64_t n;
+                if (tail && parse_uint64(tail, &n) < 0)
+                        return ctl_error("--tail needs a number, got \"%s\"", tail);
+                path = xasprintf("/api/v1/logs/%s%s%s", what, tail ? "?tail=" : "", tail ?: "");
+        } else {
+                const char *slash = strchr(what, '/');
+                _cleanup_free_ char *kind_arg = slash ? xstrndup(what, slash - what) : xstrdup("run");
+                const Kind *k = ctl_kind(kind_arg);
+                if (!k)
+                        return 1;
+                if (!STREQ(kind_name(k), "Run"))
+                        return ctl_error("logs are kept for runs only (run/NAME)");
+                _cleanup_free_ char *obj = ctl_object_path(k, ctl_namespace(c), slash ? slash + 1 : what);
+                path = xasprintf("%s/log%s", obj, ctl_flag(c, "follow") ? "?follow=1" : "");
+        }
+
+        Client *cl = ctl_client(c);
+        if (!cl)
+                return 1;
+        int r = client_stream_lines(cl, path, on_line, NULL, &status, &why);
+        if (r < 0)
+                return ctl_error("cannot reach rprd at %s: %s", client_server(cl), why ? why : strerror(-r));
+        if (why)
+                return ctl_error("%s", why);
+        return 0;
+}

@@ -1,0 +1,270 @@
+/* rprctl: the command line client of rprd, in kubectl's habits.
+ *
+ * One table lists every verb with its flags and help, as git's commands[]
+ * does. Global flags (--server, --token, -n/--namespace, -A) may stand
+ * anywhere on the line, before or after the verb; the verb's own flags are
+ * parsed with them in one pass so that "-n x get servers" and
+ * "get servers -n x" mean the same. */
+#include <stdio.h>
+#include <string.h>
+
+#include "resource/resource.h"
+#include "rprctl.h"
+
+typedef struct Verb {
+        const char *name;
+        int (*fn)(Ctl *c);
+        const CtlOpt *opts;
+        const char *usage;
+        const char *help;
+} Verb;
+
+static const CtlOpt global_opts[] = {
+        {"server", 0, true},   {"token", 0, true}, {"namespace", 'n', true},
+        {"all-namespaces", 'A', false}, {"help", 'h', false}, {NULL, 0, false},
+};
+
+static const CtlOpt apply_opts[] = {
+        {"filename", 'f', true}, {"recursive", 'R', false}, {"dry-run", 0, false},
+        {"prune", 0, false},     {"selector", 'l', true},   {NULL, 0, false},
+};
+static const CtlOpt get_opts[] = {
+        {"output", 'o', true}, {"selector", 'l', true}, {"watch", 'w', false}, {NULL, 0, false},
+};
+static const CtlOpt file_opts[] = {
+        {"filename", 'f', true}, {"recursive", 'R', false}, {NULL, 0, false},
+};
+static const CtlOpt token_opts[] = {
+        {"role", 0, true}, {"expires", 0, true}, {"namespaces", 0, true}, {NULL, 0, false},
+};
+static const CtlOpt run_opts[] = {
+        {"arg", 0, true}, {NULL, 0, false},
+};
+static const CtlOpt logs_opts[] = {
+        {"follow", 'f', false}, {"tail", 0, true}, {NULL, 0, false},
+};
+static const CtlOpt no_opts[] = {{NULL, 0, false}};
+
+static const Verb verbs[] = {
+        {"apply", verb_apply, apply_opts, "apply -f FILE|DIR|- [-R] [--dry-run]",
+         "Create or update the objects in the manifests. Every document is checked first;\n"
+         "nothing is sent if any is invalid."},
+        {"get", verb_get, get_opts, "get KIND [NAME...] [-o wide|yaml|json|name] [-l SEL] [-n NS|-A] [-w]",
+         "List objects as a table, or print them as YAML or JSON."},
+        {"describe", verb_describe, no_opts, "describe KIND NAME",
+         "Show one object in detail, with its conditions and events."},
+        {"delete", verb_delete, file_opts, "delete -f FILE|DIR [-R] | delete KIND NAME...",
+         "Delete objects by name or as named in manifests."},
+        {"diff", verb_diff, file_opts, "diff -f FILE|DIR [-R]",
+         "Show what apply would change. Exit 0: no changes, 1: changes, 2: error."},
+        {"explain", verb_explain, no_opts, "explain KIND[.field.path]", "Describe a kind or one of its fields."},
+        {"logs", verb_logs, logs_opts, "logs run/NAME [-f] | logs activity|connectivity [--tail N]",
+         "Print the output of a run, or rprd's activity or connectivity log."},
+        {"check", verb_action, no_opts, "check server|repo NAME", "Check a server or a repository now."},
+        {"trigger", verb_action, no_opts, "trigger binding NAME", "Run a binding's command now."},
+        {"run", verb_action, run_opts, "run pipeline NAME [--arg k=v]...", "Start a pipeline run."},
+        {"cancel", verb_action, no_opts, "cancel run NAME", "Cancel a run."},
+        {"token", verb_token, token_opts,
+         "token create NAME --role viewer|operator|admin [--expires 30d|DATE] [--namespaces a,b]"
+         " | token list | token revoke NAME",
+         "Manage API tokens. create prints the secret once, on stdout."},
+        {"version", verb_version, no_opts, "version", "Print the client's and the server's version."},
+};
+
+static void usage(FILE *f) {
+        fprintf(f, "Usage: rprctl [--server URL] [--token TOKEN] [-n NS|-A] VERB [ARGS...]\n\nVerbs:\n");
+        for (size_t i = 0; i < ELEMENTSOF(verbs); i++)
+                fprintf(f, "  %-10s %s\n", verbs[i].name, verbs[i].usage);
+        fprintf(f, "\nrprd is found by --server (unix:PATH or http://HOST:PORT), $RPR_SERVER,\n"
+                   "then unix:./.rpr/rpr.sock or unix:/run/rpr/rpr.sock. The token comes from\n"
+                   "--token, $RPR_TOKEN, ~/.config/rpr/token, then rprd's admin.token.\n"
+                   "Run 'rprctl VERB --help' for a verb's help.\n");
+}
+
+static void verb_usage(const Verb *v) {
+        printf("Usage: rprctl %s\n\n%s\n", v->usage, v->help);
+        if (v->opts[0].name) {
+                printf("\nFlags:\n");
+                for (const CtlOpt *o = v->opts; o->name; o++) {
+                        if (o->short_name)
+                                printf("  -%c, --%s%s\n", o->short_name, o->name, o->has_arg ? " VALUE" : "");
+                        else
+                                printf("      --%s%s\n", o->name, o->has_arg ? " VALUE" : "");
+                }
+        }
+        printf("\nGlobal flags: --server URL, --token TOKEN, -n/--namespace NS, -A/--all-namespaces\n");
+}
+
+/* ---- parsing ------------------------------------------------------------------ */
+
+static const CtlOpt *find_opt(const CtlOpt *opts, const char *name, size_t len, char short_name) {
+        for (const CtlOpt *o = opts; o && o->name; o++) {
+                if (short_name ? o->short_name == short_name
+                               : strlen(o->name) == len && strncmp(o->name, name, len) == 0)
+                        return o;
+        }
+        return NULL;
+}
+
+static void record(Ctl *c, const CtlOpt *o, const char *value) {
+        if (STREQ(o->name, "server"))
+                c->server = value;
+        else if (STREQ(o->name, "token"))
+                c->token = value;
+        else if (STREQ(o->name, "namespace")) {
+                c->ns = value;
+                c->ns_given = true;
+        } else if (STREQ(o->name, "all-namespaces"))
+                c->all_namespaces = true;
+        else {
+                c->args = xrealloc(c->args, (c->n_args + 1) * sizeof(CtlArg));
+                c->args[c->n_args++] = (CtlArg){o->name, value};
+        }
+}
+
+/* One option at argv[*i]; verb_opts may be NULL before the verb is known. */
+static int parse_one(Ctl *c, int argc, char **argv, int *i, const CtlOpt *verb_opts) {
+        const char *a = argv[*i], *value = NULL;
+        const CtlOpt *o;
+
+        if (a[1] == '-') {
+                const char *name = a + 2, *eq = strchr(name, '=');
+                size_t len = eq ? (size_t) (eq - name) : strlen(name);
+                o = find_opt(global_opts, name, len, 0) ?: find_opt(verb_opts, name, len, 0);
+                if (!o)
+                        return verb_opts ? ctl_error("unknown flag --%.*s", (int) len, name), -EINVAL : 0;
+                if (eq && !o->has_arg)
+                        return ctl_error("flag --%s takes no value", o->name), -EINVAL;
+                value = eq ? eq + 1 : NULL;
+        } else {
+                o = find_opt(global_opts, NULL, 0, a[1]) ?: find_opt(verb_opts, NULL, 0, a[1]);
+                if (!o)
+                        return verb_opts ? ctl_error("unknown flag -%c", a[1]), -EINVAL : 0;
+                if (a[2] && o->has_arg)
+                        value = a[2] == '=' ? a + 3 : a + 2; /* -o=json as kubectl takes it */
+                else if (a[2])
+                        return ctl_error("flag -%c takes no value", a[1]), -EINVAL;
+        }
+
+        if (o->has_arg && !value) {
+                if (*i + 1 >= argc)
+                        return ctl_error("flag %s needs a value", a), -EINVAL;
+                value = argv[++*i];
+        }
+        record(c, o, o->has_arg ? value : "true");
+        return 1;
+}
+
+/* The first argument that is neither a flag nor a global flag's value. */
+static const char *find_verb(int argc, char **argv, int *ret_index) {
+        for (int i = 1; i < argc; i++) {
+                const char *a = argv[i];
+                if (a[0] != '-' || !a[1]) {
+                        *ret_index = i;
+                        return a;
+                }
+                if (STREQ(a, "--"))
+                        break;
+                const CtlOpt *o = a[1] == '-' ? find_opt(global_opts, a + 2, strcspn(a + 2, "="), 0)
+                                              : find_opt(global_opts, NULL, 0, a[1]);
+                if (o && o->has_arg && !strchr(a, '=') && (a[1] == '-' || !a[2]))
+                        i++;
+        }
+        return NULL;
+}
+
+static int parse_all(Ctl *c, int argc, char **argv, int verb_index, const CtlOpt *opts) {
+        bool dashdash = false;
+
+        c->pos = xcalloc(argc, sizeof(char *));
+        for (int i = 1; i < argc; i++) {
+                const char *a = argv[i];
+                if (i == verb_index)
+                        continue;
+                if (!dashdash && STREQ(a, "--")) {
+                        dashdash = true;
+                        continue;
+                }
+                if (dashdash || a[0] != '-' || !a[1]) {
+                        c->pos[c->n_pos++] = argv[i];
+                        continue;
+                }
+                int r = parse_one(c, argc, argv, &i, opts);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+static int run(int argc, char **argv) {
+        Ctl c = {.ns = "default"};
+        int verb_index = 0, r;
+        const char *name = find_verb(argc, argv, &verb_index);
+        const Verb *v = NULL;
+
+        for (size_t i = 0; name && i < ELEMENTSOF(verbs); i++)
+                if (STREQ(verbs[i].name, name))
+                        v = &verbs[i];
+
+        if (!name || STREQ(name, "help")) {
+                bool asked = name || (argc > 1 && (STREQ(argv[1], "-h") || STREQ(argv[1], "--help")));
+                usage(asked ? stdout : stderr);
+                return asked ? 0 : 1;
+        }
+        if (!v) {
+                usage(stderr);
+                return ctl_error("unknown verb \"%s\"", name);
+        }
+
+        c.verb = v->name;
+        r = parse_all(&c, argc, argv, verb_index, v->opts);
+        if (r >= 0 && ctl_flag(&c, "help"))
+                verb_usage(v);
+        else if (r >= 0)
+                r = v->fn(&c);
+        else
+                r = STREQ(v->name, "diff") ? 2 : 1;
+
+        client_free(c.client);
+        free(c.pos);
+        free(c.args);
+        return r;
+}
+
+int main(int argc, char **argv) {
+        int r = resource_init();
+        if (r < 0) {
+                fprintf(stderr, "error: cannot load the kind schemas: %s\n", strerror(-r));
+                return 1;
+        }
+        r = run(argc, argv);
+        resource_shutdown();
+        return r;
+}
+
+/* ---- flag access ------------------------------------------------------------- */
+
+const char *ctl_opt(const Ctl *c, const char *name) {
+        for (size_t i = c->n_args; i > 0; i--)
+                if (STREQ(c->args[i - 1].name, name))
+                        return c->args[i - 1].value;
+        return NULL;
+}
+
+bool ctl_flag(const Ctl *c, const char *name) {
+        for (size_t i = 0; i < c->n_args; i++)
+                if (STREQ(c->args[i].name, name))
+                        return true;
+        return false;
+}
+
+size_t ctl_opt_all(const Ctl *c, const char *name, const char ***ret) {
+        const char **v = xcalloc(c->n_args + 1, sizeof(char *));
+        size_t n = 0;
+
+        for (size_t i = 0; i < c->n_args; i++)
+                if (STREQ(c->args[i].name, name))
+                        v[n++] = c->args[i].value;
+        *ret = v;
+        return n;
+}
