@@ -5,6 +5,8 @@
  * goes to the store, as one commit. A YAML body's problems carry the line
  * and column of the field they are about. */
 #include <ctype.h>
+#include <inttypes.h>
+#include <stdio.h>
 #include <string.h>
 #include <strings.h>
 
@@ -187,8 +189,28 @@ static bool items_check(ApiCall *c, ApplyBody *b) {
 
 /* ---- apply --------------------------------------------------------------------------- */
 
+/* One item of the answer: the outcome and the object as stored. Written as
+ * text, the stored object spliced in, so that the answer to a large apply
+ * costs one buffer and not a second tree of every object. */
+static void buf_apply_item(Buf *b, const StoreOp *op) {
+        const char *kind = json_string_value(json_object_get(op->object, "kind"));
+        char rev[24];
+
+        snprintf(rev, sizeof rev, "%" PRIu64, op->revision);
+        _cleanup_json_ json_t *head = json_pack(
+                "{s:s?, s:s?, s:s?, s:s, s:s}", "kind", kind, "namespace", meta_str(op->object, "namespace"),
+                "name", meta_str(op->object, "name"), "outcome", store_outcome_to_string(op->outcome),
+                "resourceVersion", rev);
+
+        api_buf_json(b, head);
+        b->data[--b->len] = '\0'; /* reopen the object: drop its closing brace */
+        buf_puts(b, ",\"object\":");
+        api_buf_object(b, kind ? kind_lookup(kind) : NULL, op->result, op->result_len);
+        buf_puts(b, "}");
+}
+
 static void apply_done(ApiJob *job, ApiCall *c) {
-        json_t *items;
+        Buf out = BUF_INIT;
 
         if (!c)
                 return;
@@ -196,21 +218,15 @@ static void apply_done(ApiJob *job, ApiCall *c) {
                 api_reply_store_error(c, job->r, job->failed < job->n_ops ? &job->ops[job->failed] : NULL);
                 return;
         }
-        items = json_array();
+        buf_printf(&out, "{\"apiVersion\":\"%s\",\"kind\":\"ApplyResult\",\"dryRun\":%s,\"items\":[",
+                   RPR_API_VERSION, job->dry_run ? "true" : "false");
         for (size_t i = 0; i < job->n_ops; i++) {
-                const StoreOp *op = &job->ops[i];
-                json_t *obj = json_deep_copy(op->result);
-                resource_redact(obj);
-                json_array_append_new(
-                        items,
-                        json_pack("{s:O?, s:s?, s:s?, s:s, s:s?, s:o}", "kind", json_object_get(obj, "kind"),
-                                  "namespace", meta_str(obj, "namespace"), "name", meta_str(obj, "name"),
-                                  "outcome", store_outcome_to_string(op->outcome), "resourceVersion",
-                                  meta_str(obj, "resourceVersion"), "object", obj));
+                if (i > 0)
+                        buf_puts(&out, ",");
+                buf_apply_item(&out, &job->ops[i]);
         }
-        api_reply_json(c, 200,
-                       json_pack("{s:s, s:s, s:b, s:o}", "apiVersion", RPR_API_VERSION, "kind",
-                                 "ApplyResult", "dryRun", job->dry_run, "items", items));
+        buf_puts(&out, "]}");
+        api_reply_buf(c, 200, &out);
 }
 
 static bool dry_run_wanted(h2o_req_t *req) {

@@ -61,7 +61,8 @@ void api_counters_free(ApiServer *a) {
 
 /* ---- answers ----------------------------------------------------------------- */
 
-void api_reply_text(ApiCall *c, int status, const char *content_type, const char *body, size_t len) {
+/* Status line and headers of every answer, counted for /metrics. */
+static void reply_head(ApiCall *c, int status, const char *content_type, size_t len) {
         h2o_req_t *req = c->req;
 
         api_count(c->api, c->route.template ? c->route.template : "other", status);
@@ -71,25 +72,74 @@ void api_reply_text(ApiCall *c, int status, const char *content_type, const char
         h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, content_type,
                        strlen(content_type));
         h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL, H2O_STRLIT("no-store"));
-        h2o_send_inline(req, body, len);
+}
+
+void api_reply_text(ApiCall *c, int status, const char *content_type, const char *body, size_t len) {
+        reply_head(c, status, content_type, len);
+        h2o_send_inline(c->req, body, len);
+}
+
+static void free_owned(void *p) {
+        free(*(char **) p);
+}
+
+void api_reply_owned(ApiCall *c, int status, const char *content_type, char *body, size_t len) {
+        static h2o_generator_t generator = {NULL, NULL};
+        char **owner = h2o_mem_alloc_shared(&c->req->pool, sizeof *owner, free_owned);
+        h2o_iovec_t iov = h2o_iovec_init(body, len);
+
+        /* Freed with the request, once h2o has sent it: no copy into the
+         * pool, which matters for a 10,000-object answer. */
+        *owner = body;
+        reply_head(c, status, content_type, len);
+        h2o_start_response(c->req, &generator);
+        h2o_send(c->req, &iov, 1, H2O_SEND_STATE_FINAL);
+}
+
+void api_reply_buf(ApiCall *c, int status, Buf *b) {
+        size_t len;
+
+        buf_puts(b, "\n");
+        len = b->len;
+        api_reply_owned(c, status, "application/json", buf_steal(b), len);
+}
+
+static int dump_to_buf(const char *data, size_t n, void *userdata) {
+        return buf_append(userdata, data, n);
+}
+
+int api_buf_json(Buf *b, const json_t *v) {
+        return json_dump_callback(v, dump_to_buf, b, JSON_COMPACT) < 0 ? -ENOMEM : 0;
 }
 
 void api_reply_json(ApiCall *c, int status, json_t *body) {
-        _cleanup_free_ char *text = json_dumps(body, JSON_COMPACT);
-        json_decref(body);
+        Buf b = BUF_INIT;
+        int r = api_buf_json(&b, body);
 
-        if (!text) {
+        json_decref(body);
+        if (r < 0) {
                 static const char oom[] =
                         "{\"apiVersion\":\"rpr/v1\",\"kind\":\"Status\",\"code\":500,"
                         "\"reason\":\"InternalError\",\"message\":\"cannot encode answer\"}\n";
+                buf_free(&b);
                 api_reply_text(c, 500, "application/json", oom, sizeof oom - 1);
                 return;
         }
-        size_t n = strlen(text);
-        char *line = h2o_mem_alloc_pool(&c->req->pool, n + 1);
-        memcpy(line, text, n);
-        line[n] = '\n';
-        api_reply_text(c, status, "application/json", line, n + 1);
+        api_reply_buf(c, status, &b);
+}
+
+void api_buf_object(Buf *b, const Kind *k, const char *text, size_t len) {
+        if (!k || !kind_has_secrets(k)) {
+                buf_append(b, text, len);
+                return;
+        }
+        _cleanup_json_ json_t *obj = json_loadb(text, len, 0, NULL);
+        if (!obj) {
+                buf_puts(b, "null"); /* the store holds only valid JSON */
+                return;
+        }
+        resource_redact(obj);
+        api_buf_json(b, obj);
 }
 
 json_t *api_status_new(int code, const char *message) {

@@ -5,7 +5,12 @@
  * answers the request. If the client goes away meanwhile, the request's
  * pool dies; a small object in that pool clears the job's pointer to the
  * call so that done learns there is no one left to answer. */
+#include <malloc.h>
+
 #include "api/api-private.h"
+
+/* Ops from which a finished job gives its freed memory back. */
+#define JOB_LARGE_OPS 256
 
 struct ApiJobRef {
         ApiJob *job;
@@ -62,10 +67,16 @@ static void job_free(ApiJob *job) {
 
 static void job_finish(ApiJob *job) {
         ApiServer *a = job->api;
+        bool large = job->n_ops >= JOB_LARGE_OPS;
 
         job->done(job, job->call);
         job_free(job);
         a->jobs_pending--;
+        /* A large apply leaves its parsed body behind as free heap that
+         * glibc would otherwise keep; the daemon's footprint should be what
+         * it holds, not what it once parsed. */
+        if (large)
+                malloc_trim(0);
 }
 
 void api_job_submit(ApiJob *job) {

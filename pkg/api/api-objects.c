@@ -63,36 +63,44 @@ void api_reply_store_error(ApiCall *c, int r, const StoreOp *op) {
 /* ---- GET ----------------------------------------------------------------------- */
 
 typedef struct ListCtx {
+        const Kind *kind;
         const Selector *sel;
-        json_t *items;
+        Buf *out;
+        size_t n;
 } ListCtx;
 
+static bool labels_match(const Selector *sel, const char *text, size_t len) {
+        _cleanup_json_ json_t *obj = NULL;
+
+        if (!sel)
+                return true;
+        obj = json_loadb(text, len, 0, NULL);
+        return obj && selector_matches(sel, json_object_get(json_object_get(obj, "metadata"), "labels"));
+}
+
+/* Lists are written straight from the stored texts: no tree of every
+ * object is ever built. */
 static void list_one(const char *text, size_t len, void *userdata) {
         ListCtx *l = userdata;
-        json_t *obj = json_loadb(text, len, 0, NULL);
 
-        if (!obj)
+        if (!labels_match(l->sel, text, len))
                 return;
-        if (l->sel &&
-            !selector_matches(l->sel, json_object_get(json_object_get(obj, "metadata"), "labels"))) {
-                json_decref(obj);
-                return;
-        }
-        resource_redact(obj);
-        json_array_append_new(l->items, obj);
+        if (l->n++ > 0)
+                buf_puts(l->out, ",");
+        api_buf_object(l->out, l->kind, text, len);
 }
 
 void api_handle_list(ApiCall *c) {
         const char *sel_text = api_query(c->req, "labelSelector");
         Selector *sel = NULL;
         _cleanup_free_ char *error = NULL;
+        Buf out = BUF_INIT;
         uint64_t rev = 0;
-        char revbuf[32];
         int r;
 
         if (sel_text && *sel_text && selector_parse(sel_text, &sel, &error) < 0) {
-                api_reply_status(c, 400, "invalid label selector \"%s\": %s", sel_text,
-                                 error ? error : "syntax error");
+                /* The parser's message names the selector and the bad part. */
+                api_reply_status(c, 400, "%s", error ? error : "invalid label selector");
                 return;
         }
         if (api_query_true(c->req, "watch")) {
@@ -101,23 +109,23 @@ void api_handle_list(ApiCall *c) {
                 return;
         }
 
-        ListCtx l = {.sel = sel, .items = json_array()};
+        ListCtx l = {.kind = c->route.kind, .sel = sel, .out = &out};
+        buf_printf(&out, "{\"apiVersion\":\"%s\",\"kind\":\"List\",\"items\":[", RPR_API_VERSION);
         r = store_list(c->api->store, kind_name(c->route.kind), c->route.ns, list_one, &l, &rev);
         selector_free(sel);
         if (r < 0) {
-                json_decref(l.items);
+                buf_free(&out);
                 api_reply_status(c, 500, "cannot list %s: %s", c->route.plural, strerror(-r));
                 return;
         }
-        snprintf(revbuf, sizeof revbuf, "%" PRIu64, rev);
-        api_reply_json(c, 200,
-                       json_pack("{s:s, s:s, s:{s:s}, s:o}", "apiVersion", RPR_API_VERSION, "kind", "List",
-                                 "metadata", "resourceVersion", revbuf, "items", l.items));
+        buf_printf(&out, "],\"metadata\":{\"resourceVersion\":\"%" PRIu64 "\"}}", rev);
+        api_reply_buf(c, 200, &out);
 }
 
 void api_handle_get(ApiCall *c) {
-        json_t *obj = NULL;
-        int r = store_get_json(c->api->store, kind_name(c->route.kind), c->route.ns, c->route.name, &obj);
+        _cleanup_free_ char *text = NULL;
+        Buf out = BUF_INIT;
+        int r = store_get(c->api->store, kind_name(c->route.kind), c->route.ns, c->route.name, &text);
 
         if (r == -ENOENT) {
                 reply_object_not_found(c, c->route.plural, c->route.name);
@@ -128,8 +136,8 @@ void api_handle_get(ApiCall *c) {
                                  strerror(-r));
                 return;
         }
-        resource_redact(obj);
-        api_reply_json(c, 200, obj);
+        api_buf_object(&out, c->route.kind, text, strlen(text));
+        api_reply_buf(c, 200, &out);
 }
 
 /* ---- writes -------------------------------------------------------------------- */
@@ -141,9 +149,11 @@ static void write_done(ApiJob *job, ApiCall *c) {
                 api_reply_store_error(c, job->r, &job->ops[0]);
                 return;
         }
-        json_t *obj = json_incref(job->ops[0].result);
-        resource_redact(obj);
-        api_reply_json(c, job->ops[0].outcome == STORE_CREATED ? 201 : 200, obj);
+        const StoreOp *op = &job->ops[0];
+        Buf out = BUF_INIT;
+
+        api_buf_object(&out, c->route.kind, op->result, op->result_len);
+        api_reply_buf(c, op->outcome == STORE_CREATED ? 201 : 200, &out);
 }
 
 /* Fills in or checks a body's kind, name and namespace against the URL. */

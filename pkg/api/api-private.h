@@ -123,6 +123,10 @@ typedef struct ApiCall {
 
 /* Each answers the request once and counts it for /metrics. */
 void api_reply_json(ApiCall *c, int status, json_t *body); /* steals body */
+/* Answers JSON text built in b (a newline is added); takes b's data. */
+void api_reply_buf(ApiCall *c, int status, Buf *b);
+/* Takes body (malloc'd) and frees it once sent. */
+void api_reply_owned(ApiCall *c, int status, const char *content_type, char *body, size_t len);
 void api_reply_text(ApiCall *c, int status, const char *content_type, const char *body, size_t len);
 /* A Status object. */
 void api_reply_status(ApiCall *c, int code, const char *fmt, ...) _printf_(3, 4);
@@ -131,6 +135,11 @@ void api_reply_diags(ApiCall *c, int code, const char *message, const Diags *d);
 json_t *api_status_new(int code, const char *message);
 const char *api_reason(int code);
 json_t *api_diag_to_json(const Diag *d);
+/* Appends v as compact JSON. */
+int api_buf_json(Buf *b, const json_t *v);
+/* Appends an object's stored text as it may leave rprd: verbatim, or
+ * parsed and redacted when its kind (k) has secrets. */
+void api_buf_object(Buf *b, const Kind *k, const char *text, size_t len);
 
 /* Decoded query parameter (pool string) or NULL if absent. */
 const char *api_query(h2o_req_t *req, const char *name);

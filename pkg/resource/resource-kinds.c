@@ -120,6 +120,8 @@ static int kind_from_doc(json_t *doc, Kind **ret) {
         k->singular = lowercase(name);
         k->user_writable = json_is_true(uw);
         k->spec = json_object_get(doc, "spec");
+        /* Token's value and valueHash are redacted whatever its schema says. */
+        k->has_secrets = schema_has_secret(k->spec) || STREQ(name, "Token");
 
         r = columns_normalize(json_object_get(doc, "columns"), &k->columns);
         if (r < 0)
@@ -233,6 +235,10 @@ const char *kind_plural(const Kind *k) {
 
 const char *kind_short(const Kind *k) {
         return k->short_name;
+}
+
+bool kind_has_secrets(const Kind *k) {
+        return k->has_secrets;
 }
 
 bool kind_user_writable(const Kind *k) {

@@ -11,6 +11,7 @@ struct Kind {
         char *short_name; /* "srv", or NULL */
         char *singular;   /* "server" */
         bool user_writable;
+        bool has_secrets; /* some field is redacted before leaving rprd */
         json_t *doc;     /* the whole schema document (owns the parts below) */
         json_t *columns; /* normalized [{name, path, wide}] */
         json_t *spec;    /* borrowed from doc */
@@ -41,6 +42,8 @@ void schema_default(const json_t *schema, json_t *value);
 size_t schema_validate(const json_t *schema, const json_t *value, const char *path, Check *c);
 /* Deletes every property marked x-rpr-secret, recursively. */
 void schema_redact(const json_t *schema, json_t *value);
+/* Whether any property at any depth is marked x-rpr-secret. */
+bool schema_has_secret(const json_t *schema);
 /* The schema's type as a word for messages and explain: "string", "integer",
  * "Object", "map[string]string", "[]string", "string or []string". Caller
  * frees. */

@@ -555,6 +555,12 @@ void schema_default(const json_t *schema, json_t *value) {
         }
 }
 
+static bool schema_has_secret_in(const json_t *schema, const char *key) {
+        const json_t *sub = json_object_get(schema, key);
+
+        return json_is_object(sub) && schema_has_secret(sub);
+}
+
 void schema_redact(const json_t *schema, json_t *value) {
         const json_t *props = json_object_get(schema, "properties"),
                      *extra = json_object_get(schema, "additionalProperties");
@@ -583,6 +589,17 @@ void schema_redact(const json_t *schema, json_t *value) {
                 else
                         schema_redact(sub, v);
         }
+}
+
+bool schema_has_secret(const json_t *schema) {
+        const json_t *props = json_object_get(schema, "properties");
+        const char *key;
+        json_t *sub;
+
+        if (schema_secret(schema))
+                return true;
+        json_object_foreach((json_t *) props, key, sub) if (schema_has_secret(sub)) return true;
+        return schema_has_secret_in(schema, "additionalProperties") || schema_has_secret_in(schema, "items");
 }
 
 /* ---- type labels for explain ------------------------------------------------- */

@@ -68,6 +68,9 @@ void selector_free(Selector *s);
  * spec.valueHash, and any field the schema marks x-rpr-secret). Every route
  * that returns an object calls this. */
 void resource_redact(json_t *obj);
+/* Whether resource_redact() can change an object of this kind; objects of
+ * the other kinds may leave as stored, text and all. */
+bool kind_has_secrets(const Kind *k);
 
 /* Text for `rprctl explain`: path is "server", "server.spec",
  * "server.spec.check.interval". Caller frees. -ENOENT with *ret_error set

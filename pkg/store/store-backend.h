@@ -48,6 +48,19 @@ extern const unsigned store_sqlite_schema_version;
 /* ---- shared by the generic part's files (store.c, store-object.c,
  * store-feed.c); nothing outside pkg/store uses these ---------------------- */
 
+/* An object's JSON text, immutable once made and shared by reference
+ * between the index, the feed's ring and commit results: a write keeps one
+ * copy of the object however many places hold it. */
+struct StoreText {
+        unsigned refs; /* changed atomically */
+        size_t len;
+        char data[]; /* NUL-terminated */
+};
+/* Takes a copy of data. */
+StoreText *store_text_new(const char *data, size_t len);
+StoreText *store_text_ref(StoreText *t);
+void store_text_unref(StoreText *t); /* NULL-safe */
+
 /* What one op does, worked out by store_object_change() from the op and the
  * object as stored (old, NULL if absent). */
 typedef struct StoreChange {
@@ -76,9 +89,9 @@ typedef struct StoreFeed StoreFeed;
 StoreFeed *store_feed_new(uint64_t revision);
 /* Frees the ring and detaches (does not free) remaining watchers. */
 void store_feed_free(StoreFeed *f);
-/* Takes a copy of the strings. */
+/* Takes a copy of the key and a reference to the text. */
 void store_feed_push(StoreFeed *f, StoreEventType type, uint64_t revision, const char *kind, const char *ns,
-                     const char *name, const char *json, size_t len);
+                     const char *name, StoreText *text);
 /* Calls every watcher's notify, holding only the watcher-list lock: notify
  * must not call store_watch() or store_watch_free(). */
 void store_feed_notify(StoreFeed *f);

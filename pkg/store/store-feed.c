@@ -23,11 +23,20 @@ struct StoreWatch {
         StoreWatch *prev, *next_watch;
 };
 
+/* An event as the ring keeps it: the object's text is shared with the
+ * index (and with whoever else holds it), not copied. */
+typedef struct RingEvent {
+        StoreEventType type;
+        uint64_t revision;
+        char *kind, *ns, *name; /* in the same allocation */
+        StoreText *text;
+} RingEvent;
+
 struct StoreFeed {
         pthread_mutex_t ring_lock, list_lock;
-        StoreEvent **ring; /* STORE_RING_SIZE slots */
-        uint64_t first;    /* the oldest revision that can be in the ring */
-        uint64_t last;     /* the newest pushed (first - 1 when none) */
+        RingEvent **ring; /* STORE_RING_SIZE slots */
+        uint64_t first;   /* the oldest revision that can be in the ring */
+        uint64_t last;    /* the newest pushed (first - 1 when none) */
         StoreWatch *watchers;
 };
 
@@ -43,21 +52,41 @@ const char *store_event_type_to_string(StoreEventType t) {
         return "UNKNOWN";
 }
 
-/* One allocation holds the event and its strings; store_event_free() is a
- * plain free(). */
-static StoreEvent *event_new(StoreEventType type, uint64_t revision, const char *kind, const char *ns,
-                             const char *name, const char *json, size_t len) {
+static RingEvent *ring_event_new(StoreEventType type, uint64_t revision, const char *kind, const char *ns,
+                                 const char *name, StoreText *text) {
         size_t lk = strlen(kind) + 1, ln = strlen(ns) + 1, lm = strlen(name) + 1;
-        StoreEvent *e = xmalloc(sizeof *e + lk + ln + lm + len + 1);
+        RingEvent *e = xmalloc(sizeof *e + lk + ln + lm);
         char *p = (char *) (e + 1);
 
         e->type = type;
         e->revision = revision;
         e->kind = memcpy(p, kind, lk);
         e->ns = memcpy(p += lk, ns, ln);
-        e->name = memcpy(p += ln, name, lm);
-        e->json = memcpy(p += lm, json, len);
-        e->json[len] = 0;
+        e->name = memcpy(p + ln, name, lm);
+        e->text = store_text_ref(text);
+        return e;
+}
+
+static void ring_event_free(RingEvent *e) {
+        if (e)
+                store_text_unref(e->text);
+        free(e);
+}
+
+/* The copy a watcher gets: one allocation holds the event and its strings,
+ * so store_event_free() is a plain free(). */
+static StoreEvent *event_copy(const RingEvent *r) {
+        size_t lk = strlen(r->kind) + 1, ln = strlen(r->ns) + 1, lm = strlen(r->name) + 1;
+        size_t len = r->text->len;
+        StoreEvent *e = xmalloc(sizeof *e + lk + ln + lm + len + 1);
+        char *p = (char *) (e + 1);
+
+        e->type = r->type;
+        e->revision = r->revision;
+        e->kind = memcpy(p, r->kind, lk);
+        e->ns = memcpy(p += lk, r->ns, ln);
+        e->name = memcpy(p += ln, r->name, lm);
+        e->json = memcpy(p + lm, r->text->data, len + 1);
         e->len = len;
         return e;
 }
@@ -85,7 +114,7 @@ void store_feed_free(StoreFeed *f) {
                 w->feed = NULL;
         pthread_mutex_unlock(&f->list_lock);
         for (size_t i = 0; i < STORE_RING_SIZE; i++)
-                store_event_free(f->ring[i]);
+                ring_event_free(f->ring[i]);
         free(f->ring);
         pthread_mutex_destroy(&f->ring_lock);
         pthread_mutex_destroy(&f->list_lock);
@@ -100,15 +129,16 @@ static uint64_t oldest(const StoreFeed *f) {
 }
 
 void store_feed_push(StoreFeed *f, StoreEventType type, uint64_t revision, const char *kind, const char *ns,
-                     const char *name, const char *json, size_t len) {
-        StoreEvent *e = event_new(type, revision, kind, ns, name, json, len);
+                     const char *name, StoreText *text) {
+        RingEvent *e = ring_event_new(type, revision, kind, ns, name, text), *old;
         size_t slot = revision % STORE_RING_SIZE;
 
         pthread_mutex_lock(&f->ring_lock);
-        store_event_free(f->ring[slot]);
+        old = f->ring[slot];
         f->ring[slot] = e;
         f->last = revision;
         pthread_mutex_unlock(&f->ring_lock);
+        ring_event_free(old);
 }
 
 void store_feed_notify(StoreFeed *f) {
@@ -148,7 +178,6 @@ int store_feed_watch(StoreFeed *f, uint64_t from_revision, void (*notify)(void *
 
 int store_watch_next(StoreWatch *w, StoreEvent **ret) {
         StoreFeed *f = w->feed;
-        StoreEvent *e;
         int r = 0;
 
         if (!f)
@@ -158,8 +187,7 @@ int store_watch_next(StoreWatch *w, StoreEvent **ret) {
                 if (w->next < oldest(f))
                         r = -ERANGE;
                 else {
-                        e = f->ring[w->next % STORE_RING_SIZE];
-                        *ret = event_new(e->type, e->revision, e->kind, e->ns, e->name, e->json, e->len);
+                        *ret = event_copy(f->ring[w->next % STORE_RING_SIZE]);
                         w->next++;
                         r = 1;
                 }

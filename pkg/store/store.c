@@ -15,8 +15,7 @@
 
 typedef struct Entry {
         char *kind, *ns, *name; /* in the same allocation as the entry */
-        char *json;
-        size_t len;
+        StoreText *text;        /* NULL once removed in a commit */
         uint64_t revision;
 } Entry;
 
@@ -49,6 +48,28 @@ const char *store_outcome_to_string(StoreOutcome o) {
         return "unknown";
 }
 
+/* ---- shared texts ------------------------------------------------------ */
+
+StoreText *store_text_new(const char *data, size_t len) {
+        StoreText *t = xmalloc(sizeof *t + len + 1);
+
+        t->refs = 1;
+        t->len = len;
+        memcpy(t->data, data, len);
+        t->data[len] = '\0';
+        return t;
+}
+
+StoreText *store_text_ref(StoreText *t) {
+        __atomic_add_fetch(&t->refs, 1, __ATOMIC_RELAXED);
+        return t;
+}
+
+void store_text_unref(StoreText *t) {
+        if (t && __atomic_sub_fetch(&t->refs, 1, __ATOMIC_ACQ_REL) == 0)
+                free(t);
+}
+
 /* ---- the index --------------------------------------------------------- */
 
 static Entry *entry_new(const char *kind, const char *ns, const char *name) {
@@ -59,8 +80,7 @@ static Entry *entry_new(const char *kind, const char *ns, const char *name) {
         e->kind = memcpy(p, kind, lk);
         e->ns = memcpy(p += lk, ns, ln);
         e->name = memcpy(p += ln, name, lm);
-        e->json = NULL;
-        e->len = 0;
+        e->text = NULL;
         e->revision = 0;
         return e;
 }
@@ -68,7 +88,7 @@ static Entry *entry_new(const char *kind, const char *ns, const char *name) {
 static void entry_free(Entry *e) {
         if (!e)
                 return;
-        free(e->json);
+        store_text_unref(e->text);
         free(e);
 }
 
@@ -136,12 +156,12 @@ static void index_merge(Store *s, Entry **add, size_t k) {
         s->n += k;
 }
 
-/* Drops the entries whose json is NULL (removed in this commit). */
+/* Drops the entries whose text is NULL (removed in this commit). */
 static void index_compact(Store *s) {
         size_t out = 0;
 
         for (size_t i = 0; i < s->n; i++) {
-                if (s->entries[i]->json)
+                if (s->entries[i]->text)
                         s->entries[out++] = s->entries[i];
                 else
                         entry_free(s->entries[i]);
@@ -156,8 +176,7 @@ static int load_one(const char *kind, const char *ns, const char *name, uint64_t
         Store *s = userdata;
         Entry *e = entry_new(kind, ns, name);
 
-        e->json = xstrndup(json, len);
-        e->len = len;
+        e->text = store_text_new(json, len);
         e->revision = revision;
         index_reserve(s, s->n + 1);
         s->entries[s->n++] = e;
@@ -252,7 +271,7 @@ int store_get(Store *s, const char *kind, const char *ns, const char *name, char
         pthread_rwlock_rdlock(&s->lock);
         const Entry *e = lookup(s, kind, ns, name);
         if (e)
-                json = xstrndup(e->json, e->len);
+                json = xstrndup(e->text->data, e->text->len);
         pthread_rwlock_unlock(&s->lock);
         if (!json)
                 return -ENOENT;
@@ -294,7 +313,7 @@ int store_list(Store *s, const char *kind, const char *ns, StoreListFn fn, void 
                                 break;
                         continue;
                 }
-                fn(e->json, e->len, userdata);
+                fn(e->text->data, e->text->len, userdata);
         }
         if (ret_revision)
                 *ret_revision = s->revision;
@@ -329,8 +348,7 @@ typedef struct Pending {
         Entry *old;
         StoreChange change;
         uint64_t revision; /* when written */
-        char *json;        /* the text written, or the event's for a removal */
-        size_t len;
+        StoreText *text;   /* the object written (or as it was, for a removal); the result */
 } Pending;
 
 static int pending_key_cmp(const void *a, const void *b) {
@@ -345,7 +363,7 @@ static int pending_key_cmp(const void *a, const void *b) {
 static void pending_free_all(Pending *p, size_t n) {
         for (size_t i = 0; i < n; i++) {
                 json_decref(p[i].change.result);
-                free(p[i].json);
+                store_text_unref(p[i].text);
         }
         free(p);
 }
@@ -367,6 +385,14 @@ static int check_duplicates(Pending *p, size_t n, size_t *ret_failed) {
                 return 0;
         *ret_failed = failed;
         return -EEXIST;
+}
+
+static StoreText *text_of(const json_t *obj) {
+        _cleanup_free_ char *json = json_dumps(obj, JSON_COMPACT);
+
+        if (!json)
+                abort(); /* out of memory */
+        return store_text_new(json, strlen(json));
 }
 
 /* Works out every op against the index (stable under write_lock). */
@@ -391,7 +417,7 @@ static int plan(Store *s, StoreOp *ops, Pending *p, size_t n, size_t *ret_failed
 
                 p[i].old = lookup(s, p[i].kind, p[i].ns, p[i].name);
                 if (p[i].old) {
-                        old = json_loadb(p[i].old->json, p[i].old->len, 0, NULL);
+                        old = json_loadb(p[i].old->text->data, p[i].old->text->len, 0, NULL);
                         if (!old) {
                                 *ret_failed = i;
                                 return -EIO;
@@ -402,14 +428,15 @@ static int plan(Store *s, StoreOp *ops, Pending *p, size_t n, size_t *ret_failed
                         *ret_failed = i;
                         return r;
                 }
-                if (!p[i].change.write)
-                        continue;
-                p[i].revision = ++revision;
-                store_object_stamp(p[i].change.result, p[i].revision);
-                p[i].json = json_dumps(p[i].change.result, JSON_COMPACT);
-                if (!p[i].json)
-                        abort(); /* out of memory */
-                p[i].len = strlen(p[i].json);
+                if (p[i].change.write) {
+                        p[i].revision = ++revision;
+                        store_object_stamp(p[i].change.result, p[i].revision);
+                        p[i].text = text_of(p[i].change.result);
+                } else
+                        p[i].text = store_text_ref(p[i].old->text); /* unchanged: as stored */
+                /* Only the text goes on: a 10,000-object commit must not
+                 * hold 10,000 trees. */
+                json_decref(TAKE_PTR(p[i].change.result));
         }
         return 0;
 }
@@ -428,8 +455,8 @@ static int write_backend(Store *s, const Pending *p, size_t n, uint64_t revision
                 if (p[i].change.remove)
                         r = s->ops->del(s->backend, p[i].kind, p[i].ns, p[i].name);
                 else
-                        r = s->ops->put(s->backend, p[i].kind, p[i].ns, p[i].name, p[i].revision, p[i].json,
-                                        p[i].len);
+                        r = s->ops->put(s->backend, p[i].kind, p[i].ns, p[i].name, p[i].revision,
+                                        p[i].text->data, p[i].text->len);
         }
         if (r >= 0)
                 r = s->ops->commit(s->backend, revision);
@@ -454,11 +481,9 @@ static void publish(Store *s, Pending *p, size_t n, uint64_t revision) {
 
                 if (!q->change.write)
                         continue;
-                store_feed_push(s->feed, q->change.event, q->revision, q->kind, q->ns, q->name, q->json,
-                                q->len);
+                store_feed_push(s->feed, q->change.event, q->revision, q->kind, q->ns, q->name, q->text);
                 if (q->change.remove) {
-                        free(e->json);
-                        e->json = NULL;
+                        store_text_unref(TAKE_PTR(e->text));
                         removed = true;
                         continue;
                 }
@@ -467,9 +492,8 @@ static void publish(Store *s, Pending *p, size_t n, uint64_t revision) {
                                 added = xmalloc(n * sizeof *added);
                         e = added[n_added++] = entry_new(q->kind, q->ns, q->name);
                 }
-                free(e->json);
-                e->json = TAKE_PTR(q->json);
-                e->len = q->len;
+                store_text_unref(e->text);
+                e->text = store_text_ref(q->text);
                 e->revision = q->revision;
         }
         if (removed)
@@ -520,7 +544,10 @@ int store_commit(Store *s, StoreOp *ops, size_t n, bool dry_run, size_t *ret_fai
         }
         for (size_t i = 0; i < n; i++) {
                 ops[i].outcome = p[i].change.outcome;
-                ops[i].result = TAKE_PTR(p[i].change.result);
+                ops[i].revision = p[i].change.write ? p[i].revision : p[i].old->revision;
+                ops[i].result_ref = TAKE_PTR(p[i].text);
+                ops[i].result = ops[i].result_ref->data;
+                ops[i].result_len = ops[i].result_ref->len;
         }
         pending_free_all(p, n);
         if (wrote)
@@ -530,7 +557,13 @@ int store_commit(Store *s, StoreOp *ops, size_t n, bool dry_run, size_t *ret_fai
 
 void store_ops_clear(StoreOp *ops, size_t n) {
         for (size_t i = 0; ops && i < n; i++) {
-                json_decref(ops[i].result);
+                store_text_unref(ops[i].result_ref);
+                ops[i].result_ref = NULL;
                 ops[i].result = NULL;
+                ops[i].result_len = 0;
         }
+}
+
+json_t *store_op_result_json(const StoreOp *op) {
+        return op->result ? json_loadb(op->result, op->result_len, 0, NULL) : NULL;
 }

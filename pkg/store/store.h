@@ -22,6 +22,7 @@
 #define STORE_RING_SIZE 8192
 
 typedef struct Store Store;
+typedef struct StoreText StoreText;
 
 /* url: "sqlite:PATH" (created if missing, schema migrated to the current
  * version). Other schemes: -EPROTONOSUPPORT. */
@@ -72,9 +73,15 @@ typedef struct StoreOp {
          * object's resourceVersion equals it (409 Conflict). */
         uint64_t expect_revision;
 
-        /* Results, set by store_commit on success: */
+        /* Results, set by store_commit on success: the outcome, and the
+         * object as stored (or as it was, for a delete) as JSON text, valid
+         * until store_ops_clear(). The text is the one the index and the
+         * feed hold, not a copy: result_ref is the store's reference to it. */
         StoreOutcome outcome;
-        json_t *result; /* the object as stored (or as it was, for a delete); caller decrefs */
+        uint64_t revision; /* the result's resourceVersion */
+        const char *result;
+        size_t result_len;
+        StoreText *result_ref;
 } StoreOp;
 
 /* Applies ops in order in one transaction: all or nothing. dry_run computes
@@ -84,7 +91,9 @@ typedef struct StoreOp {
  * mismatch), -EEXIST (same object twice in one commit), -EIO (backend).
  * Results are set only on success. */
 int store_commit(Store *s, StoreOp *ops, size_t n, bool dry_run, size_t *ret_failed);
-void store_ops_clear(StoreOp *ops, size_t n); /* decrefs results */
+void store_ops_clear(StoreOp *ops, size_t n); /* releases the results */
+/* An op's result parsed (new reference), NULL before a successful commit. */
+json_t *store_op_result_json(const StoreOp *op);
 
 /* ---- change feed ------------------------------------------------------- */
 

@@ -182,4 +182,6 @@ def test_label_selector(rprd):
         ["w1", "w2"]
     r = rprd.get("/api/v1/servers?labelSelector=role%20in%20(web")
     assert r.status == 400, r
-    assert "label selector" in status_of(r)["message"]
+    msg = status_of(r)["message"]
+    assert msg.startswith('invalid label selector "role in (web":'), msg
+    assert msg.count("invalid label selector") == 1, msg

@@ -688,6 +688,20 @@ static void test_redact_removes_secrets(void **state) {
         json_decref(o);
 }
 
+/* Objects of kinds without secrets leave rprd as stored, text and all. */
+static void test_kinds_with_secrets(void **state) {
+        size_t n;
+        const Kind *const *all = kind_all(&n);
+
+        (void) state;
+        assert_true(kind_has_secrets(kind_lookup("Token")));
+        for (size_t i = 0; i < n; i++) {
+                const char *name = kind_name(all[i]);
+                /* Today only Token has fields marked x-rpr-secret. */
+                assert_int_equal(kind_has_secrets(all[i]), STREQ(name, "Token"));
+        }
+}
+
 static void test_display_name(void **state) {
         (void) state;
         json_t *o = parse("kind: Server\nmetadata: {name: web-1}\n");
@@ -888,6 +902,7 @@ int main(void) {
                 cmocka_unit_test(test_api_token_value_is_hashed),
                 cmocka_unit_test(test_secrets_never_in_messages),
                 cmocka_unit_test(test_redact_removes_secrets),
+                cmocka_unit_test(test_kinds_with_secrets),
                 cmocka_unit_test(test_display_name),
                 cmocka_unit_test(test_selector_matches),
                 cmocka_unit_test(test_selector_errors_name_the_bad_part),

@@ -78,7 +78,7 @@ static int commit1(Store *s, StoreOpType type, json_t *obj, uint64_t expect, Sto
         if (r >= 0 && ret_outcome)
                 *ret_outcome = op.outcome;
         if (r >= 0 && ret)
-                *ret = json_incref(op.result);
+                *ret = store_op_result_json(&op);
         store_ops_clear(&op, 1);
         return r;
 }
@@ -147,6 +147,35 @@ static void test_apply_creates_configures_and_leaves_unchanged(void **state) {
         assert_string_equal(store_outcome_to_string(STORE_CONFIGURED), "configured");
         json_decref(a);
         json_decref(b);
+}
+
+/* A result is the stored text with its revision: for an unchanged object
+ * exactly what a get returns. */
+static void test_results_are_the_stored_text(void **state) {
+        Fixture *f = *state;
+        json_t *a = server("web-1", "10.0.0.1", "web");
+        StoreOp op = {.type = STORE_OP_APPLY, .object = a};
+        _cleanup_free_ char *stored = NULL;
+
+        assert_int_equal(store_commit(f->store, &op, 1, false, NULL), 0);
+        assert_int_equal(op.revision, 1);
+        store_ops_clear(&op, 1);
+        assert_null(op.result);
+
+        assert_int_equal(store_commit(f->store, &op, 1, false, NULL), 0);
+        assert_int_equal(op.outcome, STORE_UNCHANGED);
+        assert_int_equal(op.revision, 1);
+        assert_int_equal(store_get(f->store, "Server", "default", "web-1", &stored), 0);
+        assert_int_equal(op.result_len, strlen(stored));
+        assert_string_equal(op.result, stored);
+        store_ops_clear(&op, 1);
+
+        op = (StoreOp){.type = STORE_OP_DELETE, .kind = "Server", .ns = "default", .name = "web-1"};
+        assert_int_equal(store_commit(f->store, &op, 1, false, NULL), 0);
+        assert_int_equal(op.revision, 2); /* the delete's own revision */
+        assert_non_null(strstr(op.result, "\"10.0.0.1\""));
+        store_ops_clear(&op, 1);
+        json_decref(a);
 }
 
 static void test_generation_bumps_only_on_spec_change(void **state) {
@@ -315,9 +344,11 @@ static void test_dry_run_writes_nothing(void **state) {
         assert_int_equal(store_commit(f->store, ops, 2, true, NULL), 0);
         assert_int_equal(ops[0].outcome, STORE_CREATED);
         assert_int_equal(ops[1].outcome, STORE_CREATED);
-        assert_string_equal(meta_s(ops[1].result, "resourceVersion"), "2");
-        assert_string_equal(
-                json_string_value(json_object_get(json_object_get(ops[1].result, "spec"), "host")), "h");
+        json_t *res = store_op_result_json(&ops[1]);
+        assert_int_equal(strlen(ops[1].result), ops[1].result_len);
+        assert_string_equal(meta_s(res, "resourceVersion"), "2");
+        assert_string_equal(json_string_value(json_object_get(json_object_get(res, "spec"), "host")), "h");
+        json_decref(res);
         store_ops_clear(ops, 2);
         assert_int_equal(store_revision(f->store), 0);
         assert_int_equal(store_count(f->store, NULL), 0);
@@ -662,6 +693,7 @@ int main(void) {
         const struct CMUnitTest tests[] = {
 #define T(t) cmocka_unit_test_setup_teardown(t, setup, teardown)
                 T(test_apply_creates_configures_and_leaves_unchanged),
+                T(test_results_are_the_stored_text),
                 T(test_generation_bumps_only_on_spec_change),
                 T(test_status_does_not_bump_generation_and_survives_apply),
                 T(test_expect_revision_mismatch_is_estale),
