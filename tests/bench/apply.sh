@@ -133,11 +133,12 @@ T_MAKE=$(since "$t0")
 
 # ---- report ------------------------------------------------------------------------
 printf '\nrpr bench: %d Server objects (%d KiB of YAML), binaries in %s\n\n' "$N" "$SIZE_KB" "$BINDIR"
-fmt='  %-52s %-22s %s\n'
+fmt='  %-52s %-28s %s\n'
 printf "$fmt" "what" "figure" "target"
 printf "$fmt" "----" "------" "------"
 printf "$fmt" "rprd VmRSS at start (empty store)" "$RSS_IDLE MB" ""
-printf "$fmt" "rprctl apply -f (one file, $CREATED created)" "$T_APPLY s" "< 5 s"
+RATE=$(awk -v n="$CREATED" -v t="$T_APPLY" 'BEGIN { printf "%d", (t > 0 ? n / t : 0) }')
+printf "$fmt" "rprctl apply -f (one file, $CREATED created)" "$T_APPLY s ($RATE objects/s)" "< 5 s"
 printf "$fmt" "rprctl apply -f again (all unchanged)" "$T_APPLY2 s" ""
 printf "$fmt" "rprctl get servers (table of $N)" "$T_GET s" ""
 printf "$fmt" "rprd memory after apply: VmHWM / VmRSS" "$HWM / $RSS MB" "< 30 MB"
