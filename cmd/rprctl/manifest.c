@@ -154,7 +154,7 @@ static int load_file(ManifestSet *set, const char *file) {
         int r = read_file(STREQ(file, "<stdin>") ? "-" : file, MANIFEST_MAX_BYTES, &data, &len);
 
         if (r == -EFBIG)
-                return ctl_error("%s: larger than %u bytes", file, MANIFEST_MAX_BYTES), r;
+                return ctl_error("%s: file too large (more than %u MiB)", file, MANIFEST_MAX_BYTES >> 20), r;
         if (r < 0)
                 return ctl_error("cannot read %s: %s", file, strerror(-r)), r;
         if (endswith(file, ".json"))
