@@ -10,6 +10,10 @@
 #include "base/base.h"
 
 typedef struct Store Store;
+typedef struct Controller Controller;
+typedef struct ServerController ServerController;
+typedef struct SshPool SshPool;
+typedef struct LogFile LogFile;
 typedef struct ApiServer ApiServer;
 
 typedef struct ApiOptions {
@@ -25,6 +29,12 @@ typedef struct ApiOptions {
         const char *web_dir; /* NULL: no dashboard */
         size_t max_body;     /* bytes; 0 = API_DEFAULT_MAX_BODY */
         unsigned workers;    /* threads for blocking work; 0 = 2 */
+        /* The controllers, for actions, /healthz and /metrics; any may be
+         * NULL (then the actions that need them answer 503). */
+        Controller *controller;
+        ServerController *servers;
+        SshPool *ssh;
+        LogFile *connectivity;
 } ApiOptions;
 
 #define API_DEFAULT_MAX_BODY (16u * 1024 * 1024)

@@ -1,0 +1,43 @@
+/* controller: the reconcile loop every kind shares.
+ *
+ * Level-triggered: a reconciler gets a key (kind, namespace, name), reads
+ * the object as it is now, acts, writes status, and says when to come back.
+ * Keys are queued and deduplicated; one reconcile per key runs at a time,
+ * on a pool of worker threads; a key that changes while it is being
+ * reconciled is run once more afterwards. Keys come from the store's change
+ * feed (every event of a registered kind), from start-up (every existing
+ * object), from requeue-after timers, and from controller_enqueue(). A
+ * reconcile that fails is retried with backoff (1 s doubling to 5 min). */
+#pragma once
+
+#include "base/base.h"
+
+typedef struct Store Store;
+typedef struct Controller Controller;
+
+/* Reconciles kind/ns/name (the object may be gone: then clean up). Returns
+ * >= 0 when done; sets *ret_requeue_after_usec (0 = not again unless
+ * something changes) to come back then. A negative errno is an error, and
+ * the key is retried with backoff. Runs on a worker thread. */
+typedef int (*ReconcileFn)(void *userdata, const char *ns, const char *name,
+                           uint64_t *ret_requeue_after_usec);
+
+/* workers: reconciles at once (0 = 4). */
+int controller_new(Store *store, unsigned workers, Controller **ret);
+/* Before controller_start(): fn reconciles objects of kind ("Server"). */
+int controller_add(Controller *c, const char *kind, ReconcileFn fn, void *userdata);
+/* Enqueues every existing object of the registered kinds and starts the
+ * workers, the timers and the feed watcher. */
+int controller_start(Controller *c);
+/* Reconcile kind/ns/name after delay_usec (0 = now). An earlier pending
+ * time wins over a later one. Thread-safe, callable from reconcilers. */
+void controller_enqueue(Controller *c, const char *kind, const char *ns, const char *name,
+                        uint64_t delay_usec);
+/* Stops taking keys and waits for running reconciles. */
+void controller_stop(Controller *c);
+void controller_free(Controller *c); /* stops first; NULL-safe */
+
+/* When the loop last did something (or idled), for /healthz. */
+uint64_t controller_last_tick(Controller *c);
+/* Keys queued or running, for /metrics and tests. */
+size_t controller_pending(Controller *c);

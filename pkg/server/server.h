@@ -1,0 +1,52 @@
+/* server: the Server kind's controller.
+ *
+ * Checks every Server that is active: on apply (a new generation), every
+ * spec.check.interval, and on demand. A check logs in and runs one command
+ * that prints uptime, load, memory and root-disk use; on failure it is
+ * tried spec.check.retries more times, retryInterval apart, and only then
+ * is the Server Unreachable (and re-checked every retryInterval, so that it
+ * is seen back soon). Status: phase Reachable|Unreachable|Inactive,
+ * lastCheckTime, lastLoginTime, metrics, hostKey (the key seen), and a
+ * Reachable condition whose reason names the cause. Every attempt is a line
+ * in the connectivity log. A Server that becomes Reachable wakes whoever
+ * waits for it. */
+#pragma once
+
+#include "base/base.h"
+#include "ssh/ssh.h"
+
+typedef struct Store Store;
+typedef struct Controller Controller;
+typedef struct LogFile LogFile;
+typedef struct ServerController ServerController;
+
+typedef struct ServerOptions {
+        Store *store;
+        Controller *controller; /* the Server kind is registered on it */
+        SshPool *ssh;
+        LogFile *connectivity; /* may be NULL */
+} ServerOptions;
+
+int server_controller_new(const ServerOptions *o, ServerController **ret);
+void server_controller_free(ServerController *s); /* NULL-safe */
+
+/* Called (on a worker thread) when a Server's phase becomes Reachable. */
+typedef void (*ServerReachableFn)(void *userdata, const char *ns, const char *name);
+void server_on_reachable(ServerController *s, ServerReachableFn fn, void *userdata);
+
+/* The Server's target for ssh_run(), from the stored object: keyRef read
+ * from its Token, a host key accepted earlier (status.hostKey) pinned.
+ * -ENOENT if the Server is absent; -EINVAL with *ret_error (caller frees)
+ * when it cannot be used (inactive, key Token missing). Free with
+ * server_target_free(). */
+typedef struct ServerTarget ServerTarget;
+int server_target_get(ServerController *s, const char *ns, const char *name, ServerTarget **ret,
+                      char **ret_error);
+const SshTarget *server_target(const ServerTarget *t);
+void server_target_free(ServerTarget *t); /* NULL-safe */
+
+/* A check now, as the periodic one (status written, log line, retries
+ * not waited for): runs `uptime` and the metrics command. Blocks.
+ * *ret_uptime (caller frees) gets uptime's output when it ran. */
+int server_check_now(ServerController *s, const char *ns, const char *name, SshResult *result,
+                     char **ret_uptime);
