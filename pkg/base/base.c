@@ -274,19 +274,15 @@ int parse_uint64(const char *s, uint64_t *ret) {
 
 /* ---- diagnostics ------------------------------------------------------- */
 
-int diags_add(Diags *d, int index, const char *object, const char *field, const char *fmt, ...) {
+int diags_addv(Diags *d, int index, const char *object, const char *field, const char *fmt, va_list ap) {
+        char *msg;
+
+        if (vasprintf(&msg, fmt, ap) < 0)
+                abort(); /* out of memory */
         if (d->n == d->cap) {
                 d->cap = d->cap ? d->cap * 2 : 8;
                 d->items = xrealloc(d->items, d->cap * sizeof(Diag));
         }
-
-        va_list ap;
-        char *msg;
-        va_start(ap, fmt);
-        if (vasprintf(&msg, fmt, ap) < 0)
-                abort();
-        va_end(ap);
-
         d->items[d->n++] = (Diag){
                 .object = object ? xstrdup(object) : NULL,
                 .field = field && *field ? xstrdup(field) : NULL,
@@ -294,6 +290,16 @@ int diags_add(Diags *d, int index, const char *object, const char *field, const 
                 .index = index,
         };
         return -EINVAL;
+}
+
+int diags_add(Diags *d, int index, const char *object, const char *field, const char *fmt, ...) {
+        va_list ap;
+        int r;
+
+        va_start(ap, fmt);
+        r = diags_addv(d, index, object, field, fmt, ap);
+        va_end(ap);
+        return r;
 }
 
 char *diag_format(const Diag *d) {

@@ -161,6 +161,8 @@ typedef struct Diags {
  * `return diags_add(...)` to mean "invalid". */
 int diags_add(Diags *d, int index, const char *object, const char *field, const char *fmt, ...)
         _printf_(5, 6);
+int diags_addv(Diags *d, int index, const char *object, const char *field, const char *fmt, va_list ap)
+        _printf_(5, 0);
 /* Formats one as above; caller frees. */
 char *diag_format(const Diag *d);
 void diags_free(Diags *d);

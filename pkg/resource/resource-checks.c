@@ -11,18 +11,6 @@
 
 #include "resource/resource-private.h"
 
-static void add(Check *c, const char *field, const char *fmt, ...) _printf_(3, 4);
-static void add(Check *c, const char *field, const char *fmt, ...) {
-        va_list ap;
-        _cleanup_free_ char *msg = NULL;
-
-        va_start(ap, fmt);
-        if (vasprintf(&msg, fmt, ap) < 0)
-                msg = NULL;
-        va_end(ap);
-        (void) diags_add(c->diags, c->index, c->object, field, "%s", msg ?: "invalid");
-}
-
 static const char *spec_str(const json_t *spec, const char *key) {
         return json_string_value(json_object_get(spec, key));
 }
@@ -45,15 +33,15 @@ static void token_checks(json_t *spec, Check *c) {
 
         if (!json_object_get(spec, "value") && !json_object_get(spec, "valueFrom") &&
             !json_object_get(spec, "valueHash"))
-                add(c, "spec", "needs one of: value, valueFrom, valueHash");
+                check_report(c, "spec", "needs one of: value, valueFrom, valueHash");
 
         if (type && !api) {
                 if (json_object_get(spec, "role"))
-                        add(c, "spec.role", "is only allowed for type api");
+                        check_report(c, "spec.role", "is only allowed for type api");
                 if (json_object_get(spec, "namespaces"))
-                        add(c, "spec.namespaces", "is only allowed for type api");
+                        check_report(c, "spec.namespaces", "is only allowed for type api");
                 if (json_object_get(spec, "valueHash"))
-                        add(c, "spec.valueHash", "is only allowed for type api");
+                        check_report(c, "spec.valueHash", "is only allowed for type api");
                 return;
         }
         if (!api)
@@ -85,14 +73,14 @@ static void repo_checks(json_t *spec, Check *c) {
                 for (size_t i = 0; i < ELEMENTSOF(github_only); i++)
                         if (json_object_get(spec, github_only[i])) {
                                 _cleanup_free_ char *p = xasprintf("spec.%s", github_only[i]);
-                                add(c, p, "is only allowed for provider github");
+                                check_report(c, p, "is only allowed for provider github");
                         }
                 if (!json_object_get(spec, "url"))
-                        add(c, "spec.url", "is required for provider git");
+                        check_report(c, "spec.url", "is required for provider git");
                 else if (url && !regex_matches("^([a-z][a-z0-9+.-]*://[^[:space:]]+|[^@/[:space:]]+@[^:/"
                                                "[:space:]]+:[^[:space:]]+|/[^[:space:]]*)$",
                                                url))
-                        add(c, "spec.url",
+                        check_report(c, "spec.url",
                             "must be a git URL like https://host/repo.git, ssh://git@host/repo.git or "
                             "file:///srv/git/site.git (got \"%s\")",
                             url);
@@ -102,16 +90,16 @@ static void repo_checks(json_t *spec, Check *c) {
         /* github: url, or owner and name. */
         if (json_object_get(spec, "url")) {
                 if (url && !regex_matches("^https://[^/[:space:]]+/[^/[:space:]]+/[^/[:space:]]+/?$", url))
-                        add(c, "spec.url",
+                        check_report(c, "spec.url",
                             "must be a GitHub repository URL like https://github.com/OWNER/NAME (got "
                             "\"%s\")",
                             url);
                 return;
         }
         if (!json_object_get(spec, "owner"))
-                add(c, "spec.owner", "is required (or url)");
+                check_report(c, "spec.owner", "is required (or url)");
         if (!json_object_get(spec, "name"))
-                add(c, "spec.name", "is required (or url)");
+                check_report(c, "spec.name", "is required (or url)");
 }
 
 /* ---- Server ----------------------------------------------------------------- */
@@ -120,7 +108,7 @@ static void server_checks(json_t *spec, Check *c) {
         const char *transport = spec_str(spec, "transport");
 
         if (transport && STREQ(transport, "ssh") && !json_object_get(spec, "host"))
-                add(c, "spec.host", "is required for transport ssh");
+                check_report(c, "spec.host", "is required for transport ssh");
 }
 
 /* ---- Pipeline --------------------------------------------------------------- */
@@ -173,7 +161,7 @@ static void dag_build(const json_t *tasks, Dag *g, Check *c) {
                         if (!at) {
                                 _cleanup_free_ char *tp = field_path_key("spec.tasks", name);
                                 _cleanup_free_ char *p = xasprintf("%s.dependsOn[%zu]", tp, j);
-                                add(c, p, "unknown task \"%s\"", dep);
+                                check_report(c, p, "unknown task \"%s\"", dep);
                                 continue;
                         }
                         g->deps[i][g->n_deps[i]++] = (size_t) json_integer_value(at);
@@ -249,7 +237,7 @@ static void dag_report_cycle(const Dag *g, const size_t *left, Check *c) {
         buf_puts(&b, g->names[cur]);
         _cleanup_free_ char *tp = field_path_key("spec.tasks", g->names[cur]);
         _cleanup_free_ char *p = xasprintf("%s.dependsOn", tp);
-        add(c, p, "dependency cycle: %s (each task depends on the next)", b.data);
+        check_report(c, p, "dependency cycle: %s (each task depends on the next)", b.data);
         buf_free(&b);
 }
 
@@ -261,7 +249,7 @@ static void pipeline_checks(json_t *spec, Check *c) {
         if (!json_is_object(tasks))
                 return;
         if (on_error && !json_object_get(tasks, on_error))
-                add(c, "spec.onError", "unknown task \"%s\"", on_error);
+                check_report(c, "spec.onError", "unknown task \"%s\"", on_error);
 
         dag_build(tasks, &g, c);
         _cleanup_free_ size_t *left = xcalloc(g.n + 1, sizeof(size_t));

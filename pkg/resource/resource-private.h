@@ -25,6 +25,9 @@ typedef struct Check {
         const char *object; /* "Server/web-1" */
 } Check;
 
+/* Adds a problem at field (a dotted path) of the object being checked. */
+void check_report(Check *c, const char *field, const char *fmt, ...) _printf_(3, 4);
+
 /* ---- resource-util.c: message parts (field paths are in base.h) ------- */
 
 /* ---- resource-schema.c ------------------------------------------------ */

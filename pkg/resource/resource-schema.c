@@ -163,16 +163,12 @@ static size_t utf8_length(const char *s) {
 
 /* ---- messages ------------------------------------------------------------ */
 
-static void report(Check *c, const char *path, const char *fmt, ...) _printf_(3, 4);
-static void report(Check *c, const char *path, const char *fmt, ...) {
+void check_report(Check *c, const char *field, const char *fmt, ...) {
         va_list ap;
-        _cleanup_free_ char *msg = NULL;
 
         va_start(ap, fmt);
-        if (vasprintf(&msg, fmt, ap) < 0)
-                msg = NULL;
+        (void) diags_addv(c->diags, c->index, c->object, field, fmt, ap);
         va_end(ap);
-        (void) diags_add(c->diags, c->index, c->object, path, "%s", msg ? msg : "invalid");
 }
 
 /* " (got X)", or nothing for a secret: a secret is never echoed. */
@@ -273,13 +269,13 @@ static void report_type(const json_t *schema, const json_t *v, const char *path,
         /* A string field with an enum or a format says what it wants. */
         if (json_is_array(en) && schema_has_type(schema, "string")) {
                 _cleanup_free_ char *list = enum_list(en);
-                return report(c, path, "must be one of: %s%s", list, got);
+                return check_report(c, path, "must be one of: %s%s", list, got);
         }
         if (format && json_is_string(json_object_get(schema, "type")))
-                return report(c, path, "must be %s%s", format_expectation(format), got);
+                return check_report(c, path, "must be %s%s", format_expectation(format), got);
 
         _cleanup_free_ char *want = type_expectation(schema);
-        report(c, path, "must be %s%s", want, got);
+        check_report(c, path, "must be %s%s", want, got);
 }
 
 /* ---- validation ------------------------------------------------------------ */
@@ -307,9 +303,9 @@ static size_t validate_format(const json_t *schema, const char *s, const json_t 
         got = got_suffix(schema, v);
         if (!ok) {
                 if (why)
-                        report(c, path, "must be %s: %s%s", format_expectation(format), why, got);
+                        check_report(c, path, "must be %s: %s%s", format_expectation(format), why, got);
                 else
-                        report(c, path, "must be %s%s", format_expectation(format), got);
+                        check_report(c, path, "must be %s%s", format_expectation(format), got);
                 return 1;
         }
 
@@ -318,11 +314,11 @@ static size_t validate_format(const json_t *schema, const char *s, const json_t 
                 const char *min = schema_str(schema, "minimum"), *max = schema_str(schema, "maximum");
                 uint64_t bound;
                 if (min && duration_parse(min, &bound) >= 0 && u < bound) {
-                        report(c, path, "must be at least %s%s", min, got);
+                        check_report(c, path, "must be at least %s%s", min, got);
                         return 1;
                 }
                 if (max && duration_parse(max, &bound) >= 0 && u > bound) {
-                        report(c, path, "must be at most %s%s", max, got);
+                        check_report(c, path, "must be at most %s%s", max, got);
                         return 1;
                 }
         }
@@ -338,23 +334,23 @@ static size_t validate_string(const json_t *schema, const json_t *v, const char 
 
         if (json_is_integer(min) && len < (size_t) json_integer_value(min)) {
                 if (json_integer_value(min) == 1)
-                        report(c, path, "must not be empty");
+                        check_report(c, path, "must not be empty");
                 else
-                        report(c, path, "must be at least %" JSON_INTEGER_FORMAT " characters long%s",
+                        check_report(c, path, "must be at least %" JSON_INTEGER_FORMAT " characters long%s",
                                json_integer_value(min), got);
                 return 1;
         }
         if (json_is_integer(max) && len > (size_t) json_integer_value(max)) {
-                report(c, path, "must be at most %" JSON_INTEGER_FORMAT " characters long (got %zu)",
+                check_report(c, path, "must be at most %" JSON_INTEGER_FORMAT " characters long (got %zu)",
                        json_integer_value(max), len);
                 return 1;
         }
         if (pattern && !pattern_matches(pattern, s)) {
                 const char *hint = schema_str(schema, "x-rpr-patternHint");
                 if (hint)
-                        report(c, path, "must be %s%s", hint, got);
+                        check_report(c, path, "must be %s%s", hint, got);
                 else
-                        report(c, path, "must match %s%s", pattern, got);
+                        check_report(c, path, "must match %s%s", pattern, got);
                 return 1;
         }
         return validate_format(schema, s, v, path, c);
@@ -405,12 +401,12 @@ static size_t validate_groups(const json_t *schema, const json_t *obj, const cha
                                 continue;
                         }
                         _cleanup_free_ char *p = field_path_key(path, key);
-                        report(c, p, "cannot be set together with %s", first);
+                        check_report(c, p, "cannot be set together with %s", first);
                         n_errors++;
                 }
                 if (!first && exactly_one) {
                         Buf b = BUF_INIT;
-                        report(c, path, "needs exactly one of: %s", group_member_names(group, &b));
+                        check_report(c, path, "needs exactly one of: %s", group_member_names(group, &b));
                         buf_free(&b);
                         n_errors++;
                 }
@@ -437,12 +433,12 @@ static size_t validate_object(const json_t *schema, const json_t *obj, const cha
                         continue;
                 }
                 if (!json_is_object(extra)) {
-                        report(c, p, "unknown field \"%s\"", key);
+                        check_report(c, p, "unknown field \"%s\"", key);
                         n_errors++;
                         continue;
                 }
                 if (key_pattern && !pattern_matches(key_pattern, key)) {
-                        report(c, p, "invalid name \"%s\" (must match %s)", key, key_pattern);
+                        check_report(c, p, "invalid name \"%s\" (must match %s)", key, key_pattern);
                         n_errors++;
                 }
                 n_errors += schema_validate(extra, v, p, c);
@@ -453,12 +449,12 @@ static size_t validate_object(const json_t *schema, const json_t *obj, const cha
                 if (!name || json_object_get(obj, name))
                         continue;
                 _cleanup_free_ char *p = field_path_key(path, name);
-                report(c, p, "is required");
+                check_report(c, p, "is required");
                 n_errors++;
         }
 
         if (json_is_integer(minp) && json_object_size(obj) < (size_t) json_integer_value(minp)) {
-                report(c, path, "must have at least %" JSON_INTEGER_FORMAT " %s", json_integer_value(minp),
+                check_report(c, path, "must have at least %" JSON_INTEGER_FORMAT " %s", json_integer_value(minp),
                        json_integer_value(minp) == 1 ? "entry" : "entries");
                 n_errors++;
         }
@@ -475,12 +471,12 @@ static size_t validate_array(const json_t *schema, const json_t *arr, const char
         json_t *v;
 
         if (json_is_integer(min) && json_array_size(arr) < (size_t) json_integer_value(min)) {
-                report(c, path, "must have at least %" JSON_INTEGER_FORMAT " item%s",
+                check_report(c, path, "must have at least %" JSON_INTEGER_FORMAT " item%s",
                        json_integer_value(min), json_integer_value(min) == 1 ? "" : "s");
                 n_errors++;
         }
         if (json_is_integer(max) && json_array_size(arr) > (size_t) json_integer_value(max)) {
-                report(c, path, "must have at most %" JSON_INTEGER_FORMAT " items (got %zu)",
+                check_report(c, path, "must have at most %" JSON_INTEGER_FORMAT " items (got %zu)",
                        json_integer_value(max), json_array_size(arr));
                 n_errors++;
         }

@@ -65,14 +65,10 @@ typedef struct Builder {
 
 _printf_(3, 4) static int fail(Builder *b, const yaml_mark_t *m, const char *fmt, ...) {
         va_list ap;
-        char *msg;
 
         va_start(ap, fmt);
-        if (vasprintf(&msg, fmt, ap) < 0)
-                abort();
+        diags_addv(b->diags, -1, NULL, NULL, fmt, ap);
         va_end(ap);
-        diags_add(b->diags, -1, NULL, NULL, "%s", msg);
-        free(msg);
         Diag *d = &b->diags->items[b->diags->n - 1];
         d->file = xstrdup(b->file);
         d->line = m ? (unsigned) m->line + 1 : 0;
