@@ -48,7 +48,7 @@ KINDS      := $(sort $(wildcard manifests/kinds/*.yaml))
 VERSION    := $(shell cat VERSION 2>/dev/null || echo 0.1.0)
 CFLAGS     += -DRPR_VERSION='"$(VERSION)"'
 
-.PHONY: all deps check-deps run check unit integration asan bench clean install format
+.PHONY: all deps check-deps run check unit integration asan bench bench-deps clean install format
 all: $(BINDIR)/rprd $(BINDIR)/rprctl
 
 # V=1 shows the whole command lines.
@@ -128,8 +128,14 @@ integration:
 	  LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp \
 	  /usr/bin/python3 -m pytest -q -p no:cacheprovider .
 
-bench: all
+bench: all bench-deps
 	tests/bench/apply.sh
+	tests/bench/fanout.sh
+
+# The peers fanout.sh compares rpr with.
+bench-deps:
+	@command -v parallel-ssh >/dev/null && command -v ansible >/dev/null || \
+	  apt-get install -y pssh ansible
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')

@@ -33,6 +33,25 @@ static int run_body(Ctl *c, char **ret) {
         return 0;
 }
 
+/* A CheckResult: uptime's output and the time, or the reason on stderr. */
+static int print_check(const char *name, const ClientResponse *resp) {
+        _cleanup_json_ json_t *j = json_loadb(resp->body, resp->len, 0, NULL);
+        const char *output = json_string_value(json_object_get(j, "output")) ?: "";
+        const char *reason = json_string_value(json_object_get(j, "reason")) ?: "Unknown";
+        const char *message = json_string_value(json_object_get(j, "message")) ?: "";
+        double seconds = json_number_value(json_object_get(j, "durationSeconds"));
+
+        if (!j)
+                return ctl_error("rprd answered the check with something that is not JSON");
+        if (!json_is_true(json_object_get(j, "reachable")))
+                return ctl_error("server/%s: %s%s%s", name, reason, *message ? ": " : "", message);
+        fputs(output, stdout);
+        if (*output && output[strlen(output) - 1] != '\n')
+                fputc('\n', stdout);
+        printf("server/%s reachable in %.2fs\n", name, seconds);
+        return 0;
+}
+
 int verb_action(Ctl *c) {
         _cleanup_free_ char *kind_arg = NULL, *body = NULL;
         ClientResponse resp = {0};
@@ -69,6 +88,8 @@ int verb_action(Ctl *c) {
                 ret = ctl_error("%s \"%s\" not found", singular, name);
         else if (resp.status >= 300)
                 ret = ctl_http_error(c, &resp);
+        else if (STREQ(a->kind, "Server"))
+                ret = print_check(name, &resp);
         else {
                 _cleanup_json_ json_t *j = json_loadb(resp.body, resp.len, 0, NULL);
                 const char *run = json_path_str(j, "metadata.name");

@@ -50,6 +50,27 @@ static size_t column_count(const Get *g) {
         return n;
 }
 
+/* A column's cell as a person reads it: times as ages ("5m"), fractions
+ * with two decimals ("0.42"), percentages as "37%". The kind's columns
+ * carry no format, so the field's name says which. */
+static char *column_cell(const char *path, const json_t *v) {
+        const char *leaf = path ? strrchr(path, '.') : NULL;
+        uint64_t t;
+
+        leaf = leaf ? leaf + 1 : path ? path : "";
+        if (json_is_string(v) && (endswith(leaf, "Time") || endswith(leaf, "Timestamp")) &&
+            time_parse_rfc3339(json_string_value(v), &t) >= 0) {
+                char age[32];
+                format_age(json_string_value(v), age, sizeof(age));
+                return xstrdup(age);
+        }
+        if (json_is_number(v) && endswith(leaf, "Percent"))
+                return xasprintf("%.0f%%", json_number_value(v));
+        if (json_is_real(v))
+                return xasprintf("%.2f", json_real_value(v));
+        return json_cell(v);
+}
+
 /* The cells of one object (or of the header when obj is NULL). */
 static char **row_cells(const Get *g, const json_t *obj) {
         const json_t *cols = kind_columns(g->kind), *col;
@@ -64,7 +85,7 @@ static char **row_cells(const Get *g, const json_t *obj) {
                         continue;
                 const char *title = json_string_value(json_object_get(col, "name"));
                 const char *path = json_string_value(json_object_get(col, "path"));
-                cells[n++] = obj ? json_cell(path ? json_path_get(obj, path) : NULL) : xstrdup(title ?: "?");
+                cells[n++] = obj ? column_cell(path, path ? json_path_get(obj, path) : NULL) : xstrdup(title ?: "?");
         }
         if (obj) {
                 char age[32];

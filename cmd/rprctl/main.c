@@ -43,6 +43,9 @@ static const CtlOpt run_opts[] = {
 static const CtlOpt logs_opts[] = {
         {"follow", 'f', false}, {"tail", 0, true}, {NULL, 0, false},
 };
+static const CtlOpt exec_opts[] = {
+        {"selector", 'l', true}, {"timeout", 0, true}, {"parallel", 0, true}, {NULL, 0, false},
+};
 static const CtlOpt no_opts[] = {{NULL, 0, false}};
 
 static const Verb verbs[] = {
@@ -60,7 +63,14 @@ static const Verb verbs[] = {
         {"explain", verb_explain, no_opts, "explain KIND[.field.path]", "Describe a kind or one of its fields."},
         {"logs", verb_logs, logs_opts, "logs run/NAME [-f] | logs activity|connectivity [--tail N]",
          "Print the output of a run, or rprd's activity or connectivity log."},
-        {"check", verb_action, no_opts, "check server|repo NAME", "Check a server or a repository now."},
+        {"check", verb_action, no_opts, "check server|repo NAME",
+         "Check a server or a repository now. For a server: log in, run uptime, print\n"
+         "its output and how long it took; exit 1 if it is not reachable."},
+        {"exec", verb_exec, exec_opts,
+         "exec server NAME...|-l SELECTOR [--timeout D] [--parallel N] -- COMMAND...",
+         "Run a command on servers now. Output lines are prefixed with the server's\n"
+         "name (stderr to stderr); servers that fail are listed at the end. Exit 1 if\n"
+         "any failed."},
         {"trigger", verb_action, no_opts, "trigger binding NAME", "Run a binding's command now."},
         {"run", verb_action, run_opts, "run pipeline NAME [--arg k=v]...", "Start a pipeline run."},
         {"cancel", verb_action, no_opts, "cancel run NAME", "Cancel a run."},
@@ -183,6 +193,8 @@ static int parse_all(Ctl *c, int argc, char **argv, int verb_index, const CtlOpt
                         continue;
                 if (!dashdash && STREQ(a, "--")) {
                         dashdash = true;
+                        c->dashdash = true;
+                        c->n_pos_before_dashdash = c->n_pos;
                         continue;
                 }
                 if (dashdash || a[0] != '-' || !a[1]) {
@@ -218,6 +230,8 @@ static int run(int argc, char **argv) {
 
         c.verb = v->name;
         r = parse_all(&c, argc, argv, verb_index, v->opts);
+        if (!c.dashdash)
+                c.n_pos_before_dashdash = c.n_pos;
         if (r >= 0 && ctl_flag(&c, "help"))
                 verb_usage(v);
         else if (r >= 0)

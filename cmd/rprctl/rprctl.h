@@ -32,6 +32,9 @@ typedef struct Ctl {
         const char *verb;
         char **pos;
         size_t n_pos;
+        /* Positional arguments before "--" (n_pos when there is none). */
+        size_t n_pos_before_dashdash;
+        bool dashdash;
         CtlArg *args;
         size_t n_args;
         Client *client; /* made on first use */
@@ -140,6 +143,7 @@ int verb_version(Ctl *c);
 int verb_token(Ctl *c);
 int verb_action(Ctl *c);
 int verb_logs(Ctl *c);
+int verb_exec(Ctl *c);
 
 /* ---- diff ------------------------------------------------------------------- */
 

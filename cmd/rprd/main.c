@@ -1,6 +1,6 @@
 /* rprd: the rpr daemon. Parses its flags, prepares the state and log
- * directories, opens the store and serves the HTTP API until SIGINT or
- * SIGTERM.
+ * directories, opens the store, starts the controllers (Servers for now) and
+ * serves the HTTP API until SIGINT or SIGTERM.
  *
  * Exit status: 0 after a clean stop, 1 when start-up fails or the command
  * line is wrong (the message names what failed, or the flag). */
@@ -13,12 +13,18 @@
 #include <unistd.h>
 
 #include "api/api.h"
+#include "controller/controller.h"
+#include "logfile/logfile.h"
 #include "resource/resource.h"
+#include "server/server.h"
+#include "ssh/ssh.h"
 #include "store/store.h"
 
 #define MAX_LISTEN 16
 #define MAX_WORKERS 256
 #define MAX_BODY_LIMIT (1024u * 1024 * 1024)
+#define CONTROLLER_WORKERS 8
+#define SSH_MAX_RUNNING 64
 
 typedef struct Options {
         const char *state_dir;
@@ -31,6 +37,7 @@ typedef struct Options {
         const char *web_dir;
         size_t max_body;
         int log_level;
+        bool no_controllers;
 } Options;
 
 static ApiServer *volatile the_server;
@@ -57,6 +64,8 @@ static void usage(FILE *f) {
               "  --web-dir DIR          dashboard files (default ./web, else /usr/share/rpr/web)\n"
               "  --max-body BYTES       largest request body accepted (default 16777216)\n"
               "  --log-level LEVEL      error, warning, info or debug (default info)\n"
+              "  --no-controllers       serve the API only, reconcile nothing (an API replica;\n"
+              "                         tests of the API alone)\n"
               "  -h, --help             show this help\n"
               "  --version              show the version\n",
               f);
@@ -113,6 +122,7 @@ enum {
         ARG_WEB_DIR,
         ARG_MAX_BODY,
         ARG_LOG_LEVEL,
+        ARG_NO_CONTROLLERS,
         ARG_VERSION
 };
 
@@ -153,6 +163,9 @@ static int parse_one(Options *o, int c, const char *v) {
                         return bad("--max-body", v, "must be a number of bytes from 1 to 1073741824");
                 o->max_body = (size_t) n;
                 return 0;
+        case ARG_NO_CONTROLLERS:
+                o->no_controllers = true;
+                return 0;
         case ARG_LOG_LEVEL:
                 return parse_level(v, &o->log_level);
         }
@@ -171,6 +184,7 @@ static int parse_argv(int argc, char **argv, Options *o) {
                 {"web-dir", required_argument, NULL, ARG_WEB_DIR},
                 {"max-body", required_argument, NULL, ARG_MAX_BODY},
                 {"log-level", required_argument, NULL, ARG_LOG_LEVEL},
+                {"no-controllers", no_argument, NULL, ARG_NO_CONTROLLERS},
                 {"help", no_argument, NULL, 'h'},
                 {"version", no_argument, NULL, ARG_VERSION},
                 {NULL, 0, NULL, 0},
@@ -213,22 +227,76 @@ static const char *default_web_dir(void) {
         return NULL;
 }
 
-static int serve(const Options *o, Store *store) {
+/* What runs behind the API: the controller loop and what it drives. */
+typedef struct Daemon {
+        Store *store;
+        SshPool *ssh;
+        LogFile *connectivity;
+        Controller *controller;
+        ServerController *servers;
+} Daemon;
+
+static int daemon_setup(const Options *o, Daemon *d) {
+        ServerOptions so;
+        int r;
+
+        r = ssh_pool_new(SSH_MAX_RUNNING, &d->ssh);
+        if (r < 0) {
+                fprintf(stderr, "rprd: cannot set up ssh: %s\n", strerror(-r));
+                return r;
+        }
+        r = logfile_open(o->log_dir, "connectivity", &d->connectivity);
+        if (r < 0) {
+                fprintf(stderr, "rprd: cannot open the connectivity log in %s: %s\n", o->log_dir, strerror(-r));
+                return r;
+        }
+        r = controller_new(d->store, CONTROLLER_WORKERS, &d->controller);
+        if (r >= 0) {
+                so = (ServerOptions){d->store, d->controller, d->ssh, d->connectivity};
+                r = server_controller_new(&so, &d->servers);
+        }
+        if (r < 0)
+                fprintf(stderr, "rprd: cannot set up the controllers: %s\n", strerror(-r));
+        return r;
+}
+
+/* Stops the loop first: nothing may touch the store once it is closed. */
+static void daemon_free(Daemon *d) {
+        controller_free(d->controller);
+        server_controller_free(d->servers);
+        ssh_pool_free(d->ssh);
+        logfile_free(d->connectivity);
+}
+
+static int serve(const Options *o, Daemon *d) {
         _cleanup_free_ char *error = NULL;
         ApiServer *a = NULL;
         ApiOptions ao = {
-                .store = store,
+                .store = d->store,
                 .listen = o->listen,
                 .n_listen = o->n_listen,
                 .state_dir = o->state_dir,
                 .web_dir = o->web_dir,
                 .max_body = o->max_body,
                 .workers = o->workers,
+                /* Not running: /healthz must not report a loop that never ticks. */
+                .controller = o->no_controllers ? NULL : d->controller,
+                .servers = d->servers,
+                .ssh = d->ssh,
+                .connectivity = d->connectivity,
         };
         int r = api_new_verbose(&ao, &a, &error);
 
         if (r < 0) {
                 fprintf(stderr, "rprd: %s\n", error ? error : strerror(-r));
+                return r;
+        }
+        /* Only once the listeners are bound: a bad address fails start-up
+         * before any check runs. */
+        r = o->no_controllers ? 0 : controller_start(d->controller);
+        if (r < 0) {
+                fprintf(stderr, "rprd: cannot start the controllers: %s\n", strerror(-r));
+                api_free(a);
                 return r;
         }
         for (size_t i = 0; i < o->n_listen; i++)
@@ -240,6 +308,7 @@ static int serve(const Options *o, Store *store) {
                 api_stop(a);
         r = api_run(a);
         the_server = NULL;
+        controller_stop(d->controller);
         api_free(a);
         if (r >= 0)
                 fprintf(stderr, "rprd: stopped\n");
@@ -313,7 +382,11 @@ int main(int argc, char **argv) {
                 return 1;
         }
 
-        r = serve(&o, store);
+        Daemon d = {.store = store};
+        r = daemon_setup(&o, &d);
+        if (r >= 0)
+                r = serve(&o, &d);
+        daemon_free(&d);
         store_close(store);
         resource_shutdown();
         return r < 0 ? 1 : 0;

@@ -83,7 +83,9 @@ void api_job_submit(ApiJob *job) {
         ApiServer *a = job->api;
 
         a->jobs_pending++;
-        if (!a->workq || workq_submit(a->workq, job_run, job) < 0) {
+        WorkQueue *q = job->queue ? job->queue : a->workq;
+
+        if (!q || workq_submit(q, job_run, job) < 0) {
                 /* Shutting down: nothing runs any more. */
                 job->r = -ESHUTDOWN;
                 job_finish(job);

@@ -4,16 +4,23 @@
 #include <string.h>
 
 #include "api/api-private.h"
+#include "controller/controller.h"
+#include "ssh/ssh.h"
 
 void api_handle_healthz(ApiCall *c) {
         ApiServer *a = c->api;
         char tick[RFC3339_MAX];
+        json_t *loops;
 
         time_format_rfc3339(a->last_tick_usec, tick);
+        loops = json_pack("{s:s}", "api", tick);
+        if (a->controller) {
+                time_format_rfc3339(controller_last_tick(a->controller), tick);
+                json_object_set_new(loops, "controller", json_string(tick));
+        }
         api_reply_json(c, 200,
-                       json_pack("{s:s, s:I, s:s, s:{s:s}}", "status", "ok", "revision",
-                                 (json_int_t) store_revision(a->store), "store", "ok", "loops", "api",
-                                 tick));
+                       json_pack("{s:s, s:I, s:s, s:o}", "status", "ok", "revision",
+                                 (json_int_t) store_revision(a->store), "store", "ok", "loops", loops));
 }
 
 void api_handle_version(ApiCall *c) {
@@ -63,6 +70,19 @@ void api_handle_metrics(ApiCall *c) {
         buf_printf(&b,
                    "# HELP rpr_watchers Open watch streams.\n# TYPE rpr_watchers gauge\nrpr_watchers %zu\n",
                    a->n_watches);
+        buf_printf(&b,
+                   "# HELP rpr_ssh_sessions Open pooled SSH sessions.\n# TYPE rpr_ssh_sessions gauge\n"
+                   "rpr_ssh_sessions %zu\n",
+                   a->ssh ? ssh_pool_sessions(a->ssh) : 0);
+        buf_printf(&b,
+                   "# HELP rpr_exec_streams Running exec requests.\n# TYPE rpr_exec_streams gauge\n"
+                   "rpr_exec_streams %zu\n",
+                   a->n_execs);
+        if (a->controller)
+                buf_printf(&b,
+                           "# HELP rpr_controller_pending Keys queued or being reconciled.\n"
+                           "# TYPE rpr_controller_pending gauge\nrpr_controller_pending %zu\n",
+                           controller_pending(a->controller));
 
         char *body = api_pool_strdup(c->req, b.data ? b.data : "", b.len);
         size_t len = b.len;

@@ -272,6 +272,11 @@ void api_handle_status(ApiCall *c) {
 
 void api_handle_action(ApiCall *c) {
         _cleanup_free_ char *json = NULL;
+
+        if (STREQ(kind_name(c->route.kind), "Server") && STREQ(c->route.sub, "check")) {
+                api_handle_server_check(c);
+                return;
+        }
         int r = store_get(c->api->store, kind_name(c->route.kind), c->route.ns, c->route.name, &json);
 
         if (r == -ENOENT) {

@@ -39,9 +39,15 @@ typedef struct ApiListener {
 } ApiListener;
 
 typedef struct ApiWatch ApiWatch;
+typedef struct ApiExec ApiExec;
 
 struct ApiServer {
         Store *store;
+        /* From ApiOptions; any may be NULL. */
+        Controller *controller;
+        ServerController *servers;
+        SshPool *ssh;
+        LogFile *connectivity;
         char *state_dir;
         char *web_dir;
         size_t max_body;
@@ -58,6 +64,15 @@ struct ApiServer {
         WorkQueue *workq;
         h2o_multithread_receiver_t job_receiver;
         size_t jobs_pending;
+        /* Actions that wait on remote machines (checks) run here, so that a
+         * slow server never holds up a store write. */
+        WorkQueue *actionq;
+
+        /* Exec streams: their worker threads wake the loop through
+         * exec_receiver. */
+        h2o_multithread_receiver_t exec_receiver;
+        ApiExec *execs;
+        size_t n_execs;
 
         /* Watch streams: the store wakes the loop through watch_receiver. */
         h2o_multithread_receiver_t watch_receiver;
@@ -91,6 +106,7 @@ typedef enum ApiRouteType {
         ROUTE_VERSION,
         ROUTE_HOOK,
         ROUTE_APPLY,
+        ROUTE_EXEC,
         ROUTE_TOKENS,
         ROUTE_LOGS,
         ROUTE_LIST,   /* /api/v1/{plural} and /api/v1/namespaces/{ns}/{plural} */
@@ -185,6 +201,7 @@ struct ApiJob {
         ApiCall *call; /* NULL once the request is gone */
         ApiJobWork work;
         ApiJobDone done;
+        WorkQueue *queue; /* NULL: the API's work queue */
 
         StoreOp *ops;
         size_t n_ops;
@@ -223,6 +240,61 @@ int api_object_revision(const json_t *obj, uint64_t *ret);
 
 void api_handle_apply(ApiCall *c);
 void api_handle_token_create(ApiCall *c);
+
+/* ---- api-stream.c: chunked streaming answers -------------------------------- */
+
+/* An answer sent in pieces as they come (watch, exec). The owner queues
+ * bytes and calls api_stream_flush(); h2o takes one write at a time, and
+ * when it is done refill() is called to queue and flush more. When the
+ * client goes, h2o calls stop and req becomes NULL. */
+typedef struct ApiStream ApiStream;
+struct ApiStream {
+        h2o_generator_t super; /* first: h2o calls back with it */
+        h2o_req_t *req;        /* NULL once h2o stopped the stream */
+        Buf queued;
+        Buf sending;  /* handed to h2o, valid until proceed() */
+        bool started; /* the first send, even if empty, puts the headers out */
+        bool chunked; /* HTTP/1.1: we frame the chunks ourselves */
+        bool in_flight, final, ended;
+        char chunk_head[24];
+        void (*refill)(ApiStream *s);
+};
+
+/* Answers 200 with content_type and starts the stream; flushes once. */
+void api_stream_start(ApiCall *c, ApiStream *s, const char *content_type);
+/* Sends what is queued (and, when s->final, ends the answer), unless a
+ * write is still in flight or the stream has ended. */
+void api_stream_flush(ApiStream *s);
+/* Whether the client of an idle stream has hung up (h2o reads nothing
+ * while it answers, so it would only notice at the next write). */
+bool api_stream_client_gone(const ApiStream *s);
+void api_stream_clear(ApiStream *s); /* frees the buffers */
+
+/* ---- api-actions.c: the requests that act on Servers -------------------------- */
+
+/* POST /api/v1/exec: checks the body and the servers, then api_exec_start. */
+void api_handle_exec(ApiCall *c);
+/* POST .../servers/{name}/check. */
+void api_handle_server_check(ApiCall *c);
+/* GET /api/v1/logs/{log}. */
+void api_handle_logs(ApiCall *c);
+
+/* ---- api-exec.c: exec streams ------------------------------------------------ */
+
+#define EXEC_PARALLEL_DEFAULT 32
+#define EXEC_PARALLEL_MAX 256
+
+/* Answers c with the stream of cmd run on the servers names[0..n) of ns
+ * (inactive[i]: answered as such without running). Takes names and each
+ * string in it. */
+void api_exec_start(ApiCall *c, const char *ns, const char *command, uint64_t timeout_usec,
+                    unsigned parallel, char **names, const bool *inactive, size_t n);
+void api_exec_init(ApiServer *a);
+/* Cancels the commands of streams whose clients have hung up. */
+void api_exec_reap(ApiServer *a);
+/* Cancels every command (at shutdown). */
+void api_exec_cancel_all(ApiServer *a);
+void api_exec_done(ApiServer *a);
 
 /* ---- api-watch.c ---------------------------------------------------------- */
 

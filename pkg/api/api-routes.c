@@ -23,10 +23,6 @@ static void handle_not_implemented(ApiCall *c) {
                          c->req->path_normalized.base);
 }
 
-static void handle_logs(ApiCall *c) {
-        api_reply_status(c, 501, "the %s log is not implemented yet", c->route.sub);
-}
-
 /* ---- parsing ------------------------------------------------------------------- */
 
 static size_t split_path(h2o_req_t *req, const char **segs) {
@@ -96,6 +92,8 @@ static void route_parse(h2o_req_t *req, ApiRoute *r) {
                 *r = (ApiRoute){.type = ROUTE_VERSION, .template = "/api/v1/version"};
         else if (n == 3 && STREQ(segs[2], "apply"))
                 *r = (ApiRoute){.type = ROUTE_APPLY, .template = "/api/v1/apply"};
+        else if (n == 3 && STREQ(segs[2], "exec"))
+                *r = (ApiRoute){.type = ROUTE_EXEC, .template = "/api/v1/exec"};
         else if (n == 3 && STREQ(segs[2], "tokens"))
                 *r = (ApiRoute){.type = ROUTE_TOKENS,
                                 .template = "/api/v1/tokens",
@@ -125,7 +123,8 @@ static const ApiMethod m_apply[] = {{"POST", ROLE_ADMIN, api_handle_apply}, {NUL
 static const ApiMethod m_tokens[] = {{"GET", ROLE_VIEWER, api_handle_list},
                                      {"POST", ROLE_ADMIN, api_handle_token_create},
                                      {NULL, 0, NULL}};
-static const ApiMethod m_logs[] = {{"GET", ROLE_VIEWER, handle_logs}, {NULL, 0, NULL}};
+static const ApiMethod m_exec[] = {{"POST", ROLE_ADMIN, api_handle_exec}, {NULL, 0, NULL}};
+static const ApiMethod m_logs[] = {{"GET", ROLE_VIEWER, api_handle_logs}, {NULL, 0, NULL}};
 static const ApiMethod m_list[] = {{"GET", ROLE_VIEWER, api_handle_list}, {NULL, 0, NULL}};
 static const ApiMethod m_object[] = {{"GET", ROLE_VIEWER, api_handle_get},
                                      {"PUT", ROLE_ADMIN, api_handle_put},
@@ -158,6 +157,8 @@ static const ApiMethod *route_methods(const ApiRoute *r) {
                 return m_apply;
         case ROUTE_TOKENS:
                 return m_tokens;
+        case ROUTE_EXEC:
+                return m_exec;
         case ROUTE_LOGS:
                 return m_logs;
         case ROUTE_LIST:
@@ -253,8 +254,9 @@ int api_on_req(h2o_handler_t *self, h2o_req_t *req) {
                                  api_role_name(c->caller.role), api_role_name(m->role));
                 return 0;
         }
+        /* apply and exec check the namespaces named in their bodies. */
         if (m->role != ROLE_ANONYMOUS && c->route.type != ROUTE_APPLY && c->route.type != ROUTE_LOGS &&
-            !(c->route.type == ROUTE_TOKENS && api_method_is(req, "POST")) &&
+            c->route.type != ROUTE_EXEC && !(c->route.type == ROUTE_TOKENS && api_method_is(req, "POST")) &&
             !api_check_namespace(c, c->route.ns))
                 return 0;
 

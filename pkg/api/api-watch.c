@@ -4,10 +4,9 @@
  * message, sent at most once until the loop has seen it) and the loop then
  * drains every stream that is not waiting for its last write to finish.
  * A stream's state lives in its request's pool: when the client goes, h2o
- * stops the generator and disposes the pool, which frees the StoreWatch. */
+ * stops the generator and disposes the pool, which frees the StoreWatch.
+ * The sending itself is api-stream's. */
 #include <inttypes.h>
-#include <poll.h>
-#include <stdio.h>
 #include <string.h>
 
 #include "api/api-private.h"
@@ -15,19 +14,12 @@
 #define WATCH_CHUNK_MAX (256u * 1024)
 
 struct ApiWatch {
-        h2o_generator_t super; /* first: h2o calls back with it */
+        ApiStream stream; /* first: h2o calls back with it */
         ApiServer *api;
         ApiWatch *prev, *next;
-        h2o_req_t *req; /* NULL once h2o stopped the stream */
         StoreWatch *sw;
         char *kind, *ns; /* ns NULL = all namespaces */
         Selector *sel;
-        Buf sending; /* handed to h2o, valid until proceed() */
-        Buf queued;
-        bool started; /* the first send, even if empty, puts the headers out */
-        bool chunked; /* HTTP/1.1: we frame the chunks ourselves */
-        char chunk_head[24];
-        bool in_flight, final, ended;
 };
 
 bool api_object_matches(const json_t *obj, const char *kind, const char *ns, const Selector *sel) {
@@ -48,8 +40,8 @@ static void queue_line(ApiWatch *w, const char *type, json_t *obj) {
         _cleanup_free_ char *text = json_dumps(line, JSON_COMPACT);
 
         if (text) {
-                buf_puts(&w->queued, text);
-                buf_puts(&w->queued, "\n");
+                buf_puts(&w->stream.queued, text);
+                buf_puts(&w->stream.queued, "\n");
         }
 }
 
@@ -57,7 +49,7 @@ static void queue_gone(ApiWatch *w) {
         queue_line(w, "ERROR",
                    api_status_new(410, "the watch fell too far behind the change feed; list again and watch "
                                        "from the list's resourceVersion"));
-        w->final = true;
+        w->stream.final = true;
 }
 
 static void queue_object(ApiWatch *w, const char *type, const char *text, size_t len) {
@@ -74,7 +66,7 @@ static void queue_object(ApiWatch *w, const char *type, const char *text, size_t
 }
 
 static void queue_events(ApiWatch *w) {
-        while (!w->final && w->queued.len < WATCH_CHUNK_MAX) {
+        while (!w->stream.final && w->stream.queued.len < WATCH_CHUNK_MAX) {
                 StoreEvent *ev = NULL;
                 int r = store_watch_next(w->sw, &ev);
 
@@ -90,54 +82,15 @@ static void queue_events(ApiWatch *w) {
         }
 }
 
-/* Sends what is queued, unless a write is still in flight. The stream
- * frames its own chunks: with h2o's chunked encoder an empty first send
- * would not put the headers out, and a client would wait for them until
- * the first event. */
 static void watch_pump(ApiWatch *w) {
-        h2o_iovec_t iov[3];
-        size_t n = 0;
-
-        if (!w->req || w->in_flight || w->ended)
+        if (!w->stream.req || w->stream.in_flight || w->stream.ended)
                 return;
         queue_events(w);
-        if (w->queued.len == 0 && !w->final && w->started)
-                return;
-        w->started = true;
-
-        buf_free(&w->sending);
-        w->sending = w->queued;
-        w->queued = (Buf) BUF_INIT;
-        if (w->sending.len > 0) {
-                if (w->chunked)
-                        iov[n++] =
-                                h2o_iovec_init(w->chunk_head, snprintf(w->chunk_head, sizeof w->chunk_head,
-                                                                       "%zx\r\n", w->sending.len));
-                iov[n++] = h2o_iovec_init(w->sending.data, w->sending.len);
-                if (w->chunked)
-                        iov[n++] = h2o_iovec_init(H2O_STRLIT("\r\n"));
-        }
-        if (w->final && w->chunked)
-                iov[n++] = h2o_iovec_init(H2O_STRLIT("0\r\n\r\n"));
-        if (w->final)
-                w->ended = true;
-        w->in_flight = true;
-        h2o_send(w->req, iov, n, w->final ? H2O_SEND_STATE_FINAL : H2O_SEND_STATE_IN_PROGRESS);
+        api_stream_flush(&w->stream);
 }
 
-static void on_proceed(h2o_generator_t *g, h2o_req_t *req) {
-        ApiWatch *w = (ApiWatch *) g;
-
-        (void) req;
-        w->in_flight = false;
-        watch_pump(w);
-}
-
-static void on_stop(h2o_generator_t *g, h2o_req_t *req) {
-        ApiWatch *w = (ApiWatch *) g;
-
-        (void) req;
-        w->req = NULL;
+static void on_refill(ApiStream *s) {
+        watch_pump((ApiWatch *) s);
 }
 
 static void watch_dispose(void *p) {
@@ -154,8 +107,7 @@ static void watch_dispose(void *p) {
 
         store_watch_free(w->sw);
         selector_free(w->sel);
-        buf_free(&w->sending);
-        buf_free(&w->queued);
+        api_stream_clear(&w->stream);
         free(w->kind);
         free(w->ns);
 }
@@ -188,21 +140,11 @@ void api_watch_init(ApiServer *a) {
         h2o_multithread_register_receiver(a->ctx.queue, &a->watch_receiver, on_watch_messages);
 }
 
-/* h2o reads nothing while it answers a request, so a client that hung
- * up on an idle stream would only be noticed at the next event. */
-static bool client_gone(h2o_req_t *req) {
-        h2o_socket_t *sock =
-                req->conn->callbacks->get_socket ? req->conn->callbacks->get_socket(req->conn) : NULL;
-        struct pollfd p = {.fd = sock ? h2o_socket_get_fd(sock) : -1, .events = POLLRDHUP};
-
-        return p.fd >= 0 && poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR));
-}
-
 void api_watch_reap(ApiServer *a) {
         for (ApiWatch *w = a->watches, *next; w; w = next) {
                 next = w->next;
-                if (w->req && !w->in_flight && !w->ended && client_gone(w->req)) {
-                        w->final = true;
+                if (api_stream_client_gone(&w->stream)) {
+                        w->stream.final = true;
                         watch_pump(w);
                 }
         }
@@ -211,7 +153,7 @@ void api_watch_reap(ApiServer *a) {
 void api_watch_end_all(ApiServer *a) {
         for (ApiWatch *w = a->watches, *next; w; w = next) {
                 next = w->next;
-                w->final = true;
+                w->stream.final = true;
                 watch_pump(w);
         }
 }
@@ -244,13 +186,10 @@ void api_watch_start(ApiCall *c, const char *selector_text) {
                 return;
         }
 
-        ApiWatch tmp = {.super = {on_proceed, on_stop},
+        ApiWatch tmp = {.stream = {.queued = BUF_INIT, .sending = BUF_INIT, .refill = on_refill},
                         .api = a,
-                        .req = req,
                         .kind = xstrdup(kind_name(c->route.kind)),
-                        .ns = c->route.ns ? xstrdup(c->route.ns) : NULL,
-                        .queued = BUF_INIT,
-                        .sending = BUF_INIT};
+                        .ns = c->route.ns ? xstrdup(c->route.ns) : NULL};
         if (selector_text && *selector_text) {
                 _cleanup_free_ char *error = NULL;
                 (void) selector_parse(selector_text, &tmp.sel, &error);
@@ -271,7 +210,7 @@ void api_watch_start(ApiCall *c, const char *selector_text) {
                 else
                         api_reply_status(c, 500, "cannot watch %s: %s", c->route.plural, strerror(-r));
                 selector_free(tmp.sel);
-                buf_free(&tmp.queued);
+                api_stream_clear(&tmp.stream);
                 free(tmp.kind);
                 free(tmp.ns);
                 return;
@@ -286,18 +225,7 @@ void api_watch_start(ApiCall *c, const char *selector_text) {
         a->watches = w;
         a->n_watches++;
 
-        api_count(a, c->route.template, 200);
-        req->res.status = 200;
-        req->res.reason = "OK";
-        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL,
-                       H2O_STRLIT("application/json"));
-        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL, H2O_STRLIT("no-store"));
-        w->chunked = req->version >= 0x101;
-        if (w->chunked)
-                h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_TRANSFER_ENCODING, NULL,
-                               H2O_STRLIT("chunked"));
-        else
-                req->http1_is_persistent = 0; /* HTTP/1.0: the body ends when the connection does */
-        h2o_start_response(req, &w->super);
+        /* The first flush sends the ADDED lines queued by the list. */
+        api_stream_start(c, &w->stream, "application/json");
         watch_pump(w);
 }

@@ -15,6 +15,8 @@
 #include "api/api-private.h"
 
 #define API_SHUTDOWN_WAIT_USEC (5 * USEC_PER_SEC)
+/* Checks at once; each waits on a remote machine, not on the CPU. */
+#define API_ACTION_THREADS 8
 
 /* ---- listeners ------------------------------------------------------------ */
 
@@ -232,6 +234,10 @@ int api_new_verbose(const ApiOptions *o, ApiServer **ret, char **ret_error) {
         int r;
 
         a->store = o->store;
+        a->controller = o->controller;
+        a->servers = o->servers;
+        a->ssh = o->ssh;
+        a->connectivity = o->connectivity;
         a->state_dir = xstrdup(o->state_dir ? o->state_dir : ".");
         a->web_dir = o->web_dir ? xstrdup(o->web_dir) : NULL;
         a->max_body = o->max_body ? o->max_body : API_DEFAULT_MAX_BODY;
@@ -244,6 +250,7 @@ int api_new_verbose(const ApiOptions *o, ApiServer **ret, char **ret_error) {
         a->accept_ctx = (h2o_accept_ctx_t){.ctx = &a->ctx, .hosts = a->config.hosts};
         api_jobs_init(a);
         api_watch_init(a);
+        api_exec_init(a);
 
         if (pipe2(a->stop_pipe, O_CLOEXEC | O_NONBLOCK) < 0) {
                 r = -errno;
@@ -255,6 +262,12 @@ int api_new_verbose(const ApiOptions *o, ApiServer **ret, char **ret_error) {
         h2o_socket_read_start(a->stop_sock, on_stop_read);
 
         r = workq_new(o->workers ? o->workers : 2, &a->workq);
+        if (r < 0) {
+                error = xasprintf("cannot start worker threads: %s", strerror(-r));
+                goto fail;
+        }
+
+        r = workq_new(API_ACTION_THREADS, &a->actionq);
         if (r < 0) {
                 error = xasprintf("cannot start worker threads: %s", strerror(-r));
                 goto fail;
@@ -305,12 +318,14 @@ static void loop_until(ApiServer *a, bool (*done)(ApiServer *a), uint64_t deadli
                 h2o_evloop_run(a->ctx.loop, 10);
 }
 
+/* Writes have answered and exec streams, canceled, have sent their last
+ * line. */
 static bool no_jobs(ApiServer *a) {
-        return a->jobs_pending == 0;
+        return a->jobs_pending == 0 && a->n_execs == 0;
 }
 
 static bool all_closed(ApiServer *a) {
-        return a->jobs_pending == 0 && a->n_watches == 0 && !connections_open(a);
+        return a->jobs_pending == 0 && a->n_watches == 0 && a->n_execs == 0 && !connections_open(a);
 }
 
 static void api_shutdown(ApiServer *a) {
@@ -319,7 +334,9 @@ static void api_shutdown(ApiServer *a) {
         a->stopping = true;
         listeners_close(a);
 
-        /* Acknowledged-or-not writes in flight still answer. */
+        /* Acknowledged-or-not writes in flight still answer; exec streams
+         * end with their results. */
+        api_exec_cancel_all(a);
         loop_until(a, no_jobs, deadline);
 
         api_watch_end_all(a);
@@ -334,6 +351,7 @@ int api_run(ApiServer *a) {
                 if (now - a->last_tick_usec >= USEC_PER_SEC) {
                         a->last_tick_usec = now;
                         api_watch_reap(a);
+                        api_exec_reap(a);
                 }
         }
         api_shutdown(a);
@@ -345,12 +363,14 @@ void api_free(ApiServer *a) {
                 return;
 
         listeners_close(a);
+        workq_free(a->actionq);
         workq_free(a->workq);
         if (a->ctx_ready) {
                 h2o_evloop_t *loop = a->ctx.loop;
 
                 api_watch_done(a);
                 api_jobs_done(a);
+                api_exec_done(a);
                 if (a->stop_sock)
                         h2o_socket_close(a->stop_sock);
                 else if (a->stop_pipe[0] >= 0)

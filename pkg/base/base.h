@@ -41,6 +41,12 @@ static inline void freep(void *p) {
 
 #define ELEMENTSOF(x) (sizeof(x) / sizeof((x)[0]))
 #define STREQ(a, b) (strcmp((a), (b)) == 0)
+#ifndef MIN
+#define MIN(a, b) ((a) < (b) ? (a) : (b))
+#endif
+#ifndef MAX
+#define MAX(a, b) ((a) > (b) ? (a) : (b))
+#endif
 #define USEC_PER_SEC UINT64_C(1000000)
 #define USEC_PER_MSEC UINT64_C(1000)
 

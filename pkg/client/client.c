@@ -322,13 +322,24 @@ static size_t on_stream(char *data, size_t size, size_t n, void *userdata) {
 
 int client_stream_lines(Client *c, const char *path, ClientLineFn fn, void *userdata, long *ret_status,
                         char **ret_error) {
+        return client_stream_request(c, "GET", path, NULL, NULL, 0, fn, userdata, ret_status, ret_error);
+}
+
+int client_stream_request(Client *c, const char *method, const char *path, const char *content_type,
+                          const char *body, size_t len, ClientLineFn fn, void *userdata, long *ret_status,
+                          char **ret_error) {
         char errbuf[CURL_ERROR_SIZE];
         struct curl_slist *headers = NULL;
         Stream s = {.client = c, .fn = fn, .userdata = userdata, .pending = {.max = CLIENT_MAX_LINE}};
 
-        setup(c, "GET", path, NULL, &headers, errbuf);
+        setup(c, method, path, body ? (content_type ? content_type : "application/json") : NULL, &headers,
+              errbuf);
         curl_easy_setopt(c->curl, CURLOPT_WRITEFUNCTION, on_stream);
         curl_easy_setopt(c->curl, CURLOPT_WRITEDATA, &s);
+        if (body) {
+                curl_easy_setopt(c->curl, CURLOPT_POSTFIELDS, body);
+                curl_easy_setopt(c->curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) len);
+        }
 
         CURLcode code = curl_easy_perform(c->curl);
         curl_slist_free_all(headers);

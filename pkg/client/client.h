@@ -49,6 +49,12 @@ typedef int (*ClientLineFn)(const char *line, size_t len, void *userdata);
 int client_stream_lines(Client *c, const char *path, ClientLineFn fn, void *userdata,
                         long *ret_status, char **ret_error);
 
+/* As client_stream_lines() for any method, with a body (may be NULL;
+ * content_type NULL = application/json): POST /api/v1/exec. */
+int client_stream_request(Client *c, const char *method, const char *path, const char *content_type,
+                          const char *body, size_t len, ClientLineFn fn, void *userdata, long *ret_status,
+                          char **ret_error);
+
 /* For an error answer: the Status message, or a fallback naming the code.
  * Caller frees. */
 char *client_error_message(const ClientResponse *r);

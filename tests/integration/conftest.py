@@ -430,11 +430,17 @@ def binaries():
 
 
 @pytest.fixture
-def rprd_factory():
-    """Starts daemons on demand (extra args, shared state dirs); stops all."""
+def rprd_factory(request):
+    """Starts daemons on demand (extra args, shared state dirs); stops all.
+    The API's own tests run rprd with --no-controllers, so that nothing but
+    the test writes to the store; a module that sets CONTROLLERS = True gets
+    the controllers running."""
     made = []
+    controllers = getattr(request.module, "CONTROLLERS", False)
 
     def make(state_dir=None, extra_args=(), start=True):
+        if not controllers:
+            extra_args = ["--no-controllers", *extra_args]
         d = Rprd(state_dir=state_dir, extra_args=extra_args)
         made.append(d)
         return d.start() if start else d
@@ -459,9 +465,44 @@ def rprd(rprd_factory):
 @pytest.fixture(scope="module")
 def shared_rprd():
     """One daemon for a module of read-mostly tests (bad input etc.)."""
-    d = Rprd(extra_args=["--max-body", "65536"]).start()
+    d = Rprd(extra_args=["--no-controllers", "--max-body", "65536"]).start()
     yield d
     try:
         d.stop()
     finally:
         d.cleanup()
+
+
+# ---- sshd (issue 3) ---------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def ssh_keys(tmp_path_factory):
+    """Host and client keys of each type (ed25519, ecdsa, rsa), made once."""
+    from sshd import Keys
+    return Keys.generate(str(tmp_path_factory.mktemp("ssh-keys")))
+
+
+@pytest.fixture
+def sshd_factory(ssh_keys):
+    """Starts real sshd processes: make(host="ed25519", client=["ed25519"],
+    start=True, extra=()) -> Sshd. Stops every one (by pid) afterwards."""
+    from sshd import Sshd
+    made = []
+
+    def make(host=("ed25519",), client=("ed25519", "ecdsa", "rsa"), start=True, extra=(), port=None):
+        hosts = [host] if isinstance(host, str) else list(host)
+        clients = [client] if isinstance(client, str) else list(client)
+        d = Sshd(None, host_keys=[ssh_keys.host(t) for t in hosts],
+                 authorized=[ssh_keys.client_pub(t) for t in clients], port=port, extra=extra)
+        made.append(d)
+        return d.start() if start else d
+
+    yield make
+    for d in made:
+        d.cleanup()
+
+
+@pytest.fixture
+def sshd(sshd_factory):
+    """One sshd with an ed25519 host key accepting every client key."""
+    return sshd_factory()

@@ -243,7 +243,8 @@ def test_get(rprd, tmp_path):
 
     p = rprd.ctl("get", "servers", "-o", "wide")
     names, _ = columns(p.stdout)
-    assert names == ["NAME", "TRANSPORT", "HOST", "PHASE", "LAST-CHECK", "LOAD", "AGE"], p.stdout
+    assert names == ["NAME", "TRANSPORT", "HOST", "PHASE", "LAST-CHECK", "LAST-LOGIN", "LOAD", "MEM", "DISK",
+                     "AGE"], p.stdout
 
     p = rprd.ctl("get", "servers", "-A")
     names, rows = columns(p.stdout)

@@ -1,0 +1,515 @@
+/* api-exec: POST /api/v1/exec, one command on many Servers, its output
+ * streamed back as newline-delimited JSON while it runs.
+ *
+ * The one idea: output crosses from the worker threads to the loop through
+ * one bounded buffer per request. Each exec request gets its own threads
+ * (as many as it may run at once), which take the next server, run the
+ * command with ssh_run() and append output lines to `pending`; a thread
+ * whose output would grow `pending` past EXEC_PENDING_MAX waits until the
+ * loop has handed it to h2o, and h2o only takes the next piece once the
+ * client has read the last. So a slow reader slows the commands down, and
+ * rprd's memory stays flat whatever they print. A client that goes away
+ * cancels every command.
+ *
+ * Lifetime: the ApiExec is freed on the loop once the request is gone, no
+ * thread runs and no wake-up is on its way; `lock` guards what the threads
+ * and the loop share. */
+#include <pthread.h>
+#include <string.h>
+
+#include "api/api-private.h"
+#include "server/server.h"
+#include "ssh/ssh.h"
+
+#define EXEC_PENDING_MAX (1024u * 1024)
+#define EXEC_THREAD_STACK (1024u * 1024)
+
+typedef struct ExecTarget {
+        ApiExec *exec;
+        char *name;
+        bool inactive;
+        SshCancel *cancel;
+        Buf line; /* the thread's scratch buffer for one output line */
+        /* The start of a UTF-8 sequence cut at the end of a chunk, per stream. */
+        unsigned char partial[2][4];
+        size_t n_partial[2];
+} ExecTarget;
+
+struct ExecRef {
+        ApiExec *exec;
+};
+
+struct ApiExec {
+        ApiStream stream; /* first: h2o calls back with it */
+        h2o_multithread_message_t msg;
+        ApiServer *api;
+        ApiExec *prev, *next;
+        struct ExecRef *ref; /* in the request's pool; NULL once the request is gone */
+
+        char *ns, *command;
+        uint64_t timeout_usec;
+        ExecTarget *targets;
+        size_t n_targets;
+
+        pthread_mutex_t lock;
+        pthread_cond_t drained;
+        Buf pending;        /* lines for the loop to send */
+        size_t next_target; /* the next server a thread takes */
+        unsigned running;   /* threads not finished */
+        size_t n_failed;
+        bool gone;        /* the client went: stop */
+        bool stopping;    /* canceled: start no more servers */
+        bool wakeup_sent; /* msg is on its way to the loop */
+        bool complete;    /* the last line is in pending */
+};
+
+/* ---- JSON lines ------------------------------------------------------------------ */
+
+/* Length of the valid UTF-8 sequence at p (1..4), 0 if invalid, or -1 if
+ * it may be valid but is cut off by end. */
+static int utf8_sequence(const unsigned char *p, const unsigned char *end) {
+        unsigned char c = p[0];
+        int n;
+
+        if (c < 0x80)
+                return 1;
+        if (c >= 0xc2 && c <= 0xdf)
+                n = 2;
+        else if (c >= 0xe0 && c <= 0xef)
+                n = 3;
+        else if (c >= 0xf0 && c <= 0xf4)
+                n = 4;
+        else
+                return 0;
+        for (int i = 1; i < n; i++) {
+                if (p + i >= end)
+                        return -1;
+                if ((p[i] & 0xc0) != 0x80)
+                        return 0;
+                /* Overlong forms, surrogates and code points past U+10FFFF. */
+                if (i == 1 && ((c == 0xe0 && p[1] < 0xa0) || (c == 0xed && p[1] > 0x9f) ||
+                               (c == 0xf0 && p[1] < 0x90) || (c == 0xf4 && p[1] > 0x8f)))
+                        return 0;
+        }
+        return n;
+}
+
+/* Appends data as the inside of a JSON string: valid UTF-8 as is, every
+ * invalid byte as U+FFFD. Returns how many bytes at the end were left
+ * because they may start a sequence that the next chunk completes. */
+static size_t json_escape_utf8(Buf *b, const unsigned char *p, size_t n, bool last) {
+        static const char hex[] = "0123456789abcdef";
+        const unsigned char *end = p + n, *run = p;
+
+        while (p < end) {
+                unsigned char c = *p;
+                if (c >= 0x20 && c != '"' && c != '\\' && c < 0x80) {
+                        p++;
+                        continue;
+                }
+                buf_append(b, run, p - run);
+                if (c < 0x80) {
+                        char esc[7] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15], 0};
+                        if (c == '"' || c == '\\')
+                                esc[1] = (char) c, esc[2] = 0;
+                        else if (c == '\n')
+                                esc[1] = 'n', esc[2] = 0;
+                        else if (c == '\t')
+                                esc[1] = 't', esc[2] = 0;
+                        else if (c == '\r')
+                                esc[1] = 'r', esc[2] = 0;
+                        buf_puts(b, esc);
+                        p++;
+                } else {
+                        int len = utf8_sequence(p, end);
+                        if (len < 0 && !last) {
+                                run = p;
+                                return end - p;
+                        }
+                        if (len <= 0) {
+                                buf_puts(b, "\\ufffd");
+                                p++;
+                        } else {
+                                buf_append(b, p, len);
+                                p += len;
+                        }
+                }
+                run = p;
+        }
+        buf_append(b, run, p - run);
+        return 0;
+}
+
+/* {"server":NAME,"stream":S,"data":...}\n into t->line, with what was
+ * cut off last time in front. */
+static void output_line(ExecTarget *t, SshStream stream, const char *data, size_t n, bool last) {
+        size_t s = stream == SSH_STDERR ? 1 : 0;
+        _cleanup_free_ unsigned char *joined = NULL;
+        const unsigned char *p = (const unsigned char *) data;
+
+        if (t->n_partial[s] > 0) {
+                joined = xmalloc(t->n_partial[s] + n);
+                memcpy(joined, t->partial[s], t->n_partial[s]);
+                memcpy(joined + t->n_partial[s], data, n);
+                n += t->n_partial[s];
+                p = joined;
+                t->n_partial[s] = 0;
+        }
+
+        t->line.len = 0;
+        buf_puts(&t->line, "{\"server\":\"");
+        json_escape_utf8(&t->line, (const unsigned char *) t->name, strlen(t->name), true);
+        buf_printf(&t->line, "\",\"stream\":\"%s\",\"data\":\"", s ? "stderr" : "stdout");
+        size_t left = json_escape_utf8(&t->line, p, n, last);
+        buf_puts(&t->line, "\"}\n");
+        memcpy(t->partial[s], p + n - left, left);
+        t->n_partial[s] = left;
+}
+
+/* ---- the threads' side -------------------------------------------------------------- */
+
+/* Under lock: whether the caller must send the wake-up (after unlocking). */
+static bool wakeup_needed_locked(ApiExec *e) {
+        if (e->wakeup_sent)
+                return false;
+        e->wakeup_sent = true;
+        return true;
+}
+
+static void wakeup_send(ApiExec *e) {
+        h2o_multithread_send_message(&e->api->exec_receiver, &e->msg);
+}
+
+/* Appends text to pending, waiting while the client is behind. -ECANCELED
+ * when the client has gone. */
+static int pending_append(ApiExec *e, const char *text, size_t len) {
+        bool send;
+
+        pthread_mutex_lock(&e->lock);
+        while (e->pending.len > EXEC_PENDING_MAX && !e->gone)
+                pthread_cond_wait(&e->drained, &e->lock);
+        if (e->gone) {
+                pthread_mutex_unlock(&e->lock);
+                return -ECANCELED;
+        }
+        buf_append(&e->pending, text, len);
+        send = wakeup_needed_locked(e);
+        pthread_mutex_unlock(&e->lock);
+        if (send)
+                wakeup_send(e);
+        return 0;
+}
+
+static int on_output(void *userdata, SshStream stream, const char *data, size_t n) {
+        ExecTarget *t = userdata;
+
+        output_line(t, stream, data, n, false);
+        return pending_append(t->exec, t->line.data, t->line.len);
+}
+
+/* What is still cut off at the end of the output becomes U+FFFD. */
+static void output_finish(ExecTarget *t) {
+        for (SshStream s = SSH_STDOUT; s <= SSH_STDERR; s++)
+                if (t->n_partial[s == SSH_STDERR ? 1 : 0] > 0) {
+                        output_line(t, s, "", 0, true);
+                        (void) pending_append(t->exec, t->line.data, t->line.len);
+                }
+}
+
+static void result_line(ExecTarget *t, int exit_code, const char *signal, const char *reason,
+                        const char *message, uint64_t usec) {
+        _cleanup_json_ json_t *j = json_pack("{s:s, s:i, s:s, s:s, s:s, s:f}", "server", t->name, "exitCode",
+                                             exit_code, "signal", signal, "reason", reason, "message",
+                                             message, "durationSeconds", (double) usec / USEC_PER_SEC);
+        bool failed = exit_code != 0 || *signal || *reason;
+
+        _cleanup_free_ char *text = json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(6));
+        t->line.len = 0;
+        buf_printf(&t->line, "%s\n", text ? text : "{}");
+        if (failed) {
+                pthread_mutex_lock(&t->exec->lock);
+                t->exec->n_failed++;
+                pthread_mutex_unlock(&t->exec->lock);
+        }
+        (void) pending_append(t->exec, t->line.data, t->line.len);
+}
+
+/* server_target_get() says why only in words: a Token that does not
+ * exist is MissingKey, anything else about the key KeyUnusable. */
+static const char *target_failure_reason(int r, const char *error) {
+        if (r == -ENOENT)
+                return "NotFound";
+        if (error && strstr(error, "inactive"))
+                return "Inactive";
+        if (error && (strstr(error, "does not exist") || strstr(error, "cannot read Token")))
+                return "MissingKey";
+        if (error && strstr(error, "not supported"))
+                return "ExecFailed";
+        return "KeyUnusable";
+}
+
+static void run_target(ExecTarget *t) {
+        ApiExec *e = t->exec;
+        uint64_t start = now_mono_usec();
+        _cleanup_free_ char *error = NULL;
+        ServerTarget *st = NULL;
+        SshResult res = {0};
+        int r;
+
+        if (t->inactive) {
+                result_line(t, -1, "", "Inactive", "the server is inactive (spec.active is false)", 0);
+                return;
+        }
+        r = server_target_get(e->api->servers, e->ns, t->name, &st, &error);
+        if (r < 0) {
+                result_line(t, -1, "", target_failure_reason(r, error), error ? error : strerror(-r),
+                            now_mono_usec() - start);
+                return;
+        }
+
+        SshCommand cmd = {.script = e->command,
+                          .timeout_usec = e->timeout_usec,
+                          .output = on_output,
+                          .userdata = t,
+                          .cancel = t->cancel};
+        (void) ssh_run(e->api->ssh, server_target(st), &cmd, &res);
+        server_target_free(st);
+        output_finish(t);
+        result_line(t, res.failure == SSH_OK ? res.exit_code : -1, res.signal,
+                    res.failure == SSH_OK ? "" : ssh_failure_reason(res.failure), res.message,
+                    res.duration_usec ? res.duration_usec : now_mono_usec() - start);
+}
+
+static void *exec_thread(void *userdata) {
+        ApiExec *e = userdata;
+        bool send;
+
+        for (;;) {
+                pthread_mutex_lock(&e->lock);
+                bool stop = e->next_target >= e->n_targets, canceled = e->stopping;
+                size_t i = e->next_target++;
+                pthread_mutex_unlock(&e->lock);
+                if (stop)
+                        break;
+                if (canceled)
+                        result_line(&e->targets[i], -1, "", "Canceled", "canceled before it started", 0);
+                else
+                        run_target(&e->targets[i]);
+        }
+
+        /* The last thread writes the last line. After the unlock this
+         * thread may touch e only to send the wake-up it claimed. */
+        pthread_mutex_lock(&e->lock);
+        if (--e->running == 0) {
+                buf_printf(&e->pending, "{\"kind\":\"ExecResult\",\"servers\":%zu,\"failed\":%zu}\n",
+                           e->n_targets, e->n_failed);
+                e->complete = true;
+        }
+        send = wakeup_needed_locked(e);
+        pthread_mutex_unlock(&e->lock);
+        if (send)
+                wakeup_send(e);
+        return NULL;
+}
+
+/* ---- the loop's side ------------------------------------------------------------------- */
+
+static void exec_free(ApiExec *e) {
+        ApiServer *a = e->api;
+
+        if (e->prev)
+                e->prev->next = e->next;
+        else
+                a->execs = e->next;
+        if (e->next)
+                e->next->prev = e->prev;
+        a->n_execs--;
+
+        for (size_t i = 0; i < e->n_targets; i++) {
+                free(e->targets[i].name);
+                ssh_cancel_free(e->targets[i].cancel);
+                buf_free(&e->targets[i].line);
+        }
+        free(e->targets);
+        api_stream_clear(&e->stream);
+        buf_free(&e->pending);
+        pthread_mutex_destroy(&e->lock);
+        pthread_cond_destroy(&e->drained);
+        free(e->ns);
+        free(e->command);
+        free(e);
+}
+
+static void exec_maybe_free(ApiExec *e) {
+        pthread_mutex_lock(&e->lock);
+        bool idle = e->running == 0 && !e->wakeup_sent;
+        pthread_mutex_unlock(&e->lock);
+        if (idle && !e->ref)
+                exec_free(e);
+}
+
+/* Stops the commands. With gone (the client went) nothing more is
+ * queued; else (rprd stops) the results still go out, as Canceled. */
+static void exec_cancel(ApiExec *e, bool gone) {
+        pthread_mutex_lock(&e->lock);
+        e->gone = e->gone || gone;
+        e->stopping = true;
+        pthread_cond_broadcast(&e->drained);
+        pthread_mutex_unlock(&e->lock);
+        for (size_t i = 0; i < e->n_targets; i++)
+                ssh_cancel_fire(e->targets[i].cancel);
+}
+
+static void exec_pump(ApiExec *e) {
+        ApiStream *s = &e->stream;
+
+        if (!s->req || s->in_flight || s->ended)
+                return;
+        pthread_mutex_lock(&e->lock);
+        if (s->queued.len == 0) {
+                Buf t = s->queued;
+                s->queued = e->pending;
+                e->pending = t;
+                if (e->complete && e->pending.len == 0)
+                        s->final = true;
+                pthread_cond_broadcast(&e->drained);
+        }
+        pthread_mutex_unlock(&e->lock);
+        api_stream_flush(s);
+}
+
+static void on_refill(ApiStream *s) {
+        exec_pump((ApiExec *) s);
+}
+
+static void exec_ref_dispose(void *p) {
+        struct ExecRef *ref = p;
+        ApiExec *e = ref->exec;
+
+        e->ref = NULL;
+        e->stream.req = NULL;
+        exec_cancel(e, true);
+        exec_maybe_free(e);
+}
+
+static void on_exec_messages(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages) {
+        (void) receiver;
+
+        while (!h2o_linklist_is_empty(messages)) {
+                ApiExec *e = H2O_STRUCT_FROM_MEMBER(ApiExec, msg.link, messages->next);
+
+                h2o_linklist_unlink(&e->msg.link);
+                pthread_mutex_lock(&e->lock);
+                e->wakeup_sent = false;
+                pthread_mutex_unlock(&e->lock);
+                exec_pump(e);
+                exec_maybe_free(e);
+        }
+}
+
+void api_exec_init(ApiServer *a) {
+        h2o_multithread_register_receiver(a->ctx.queue, &a->exec_receiver, on_exec_messages);
+}
+
+void api_exec_reap(ApiServer *a) {
+        for (ApiExec *e = a->execs; e; e = e->next)
+                if (api_stream_client_gone(&e->stream))
+                        exec_cancel(e, true);
+}
+
+void api_exec_cancel_all(ApiServer *a) {
+        for (ApiExec *e = a->execs; e; e = e->next)
+                exec_cancel(e, false);
+}
+
+void api_exec_done(ApiServer *a) {
+        h2o_multithread_unregister_receiver(a->ctx.queue, &a->exec_receiver);
+}
+
+/* ---- start ------------------------------------------------------------------------------ */
+
+/* Starts n threads; returns how many started. running counts all n from
+ * the start, so that a quick first thread cannot mistake itself for the
+ * last one; the threads that could not start are taken back out. */
+static unsigned threads_start(ApiExec *e, unsigned n) {
+        pthread_attr_t attr;
+        unsigned i;
+
+        pthread_mutex_lock(&e->lock);
+        e->running = n;
+        pthread_mutex_unlock(&e->lock);
+
+        pthread_attr_init(&attr);
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        pthread_attr_setstacksize(&attr, EXEC_THREAD_STACK);
+        for (i = 0; i < n; i++) {
+                pthread_t t;
+
+                if (pthread_create(&t, &attr, exec_thread, e) != 0)
+                        break;
+        }
+        pthread_attr_destroy(&attr);
+        return i;
+}
+
+void api_exec_start(ApiCall *c, const char *ns, const char *command, uint64_t timeout_usec,
+                    unsigned parallel, char **names, const bool *inactive, size_t n) {
+        ApiServer *a = c->api;
+        ApiExec *e = xcalloc(1, sizeof *e);
+
+        e->api = a;
+        e->stream = (ApiStream){.queued = BUF_INIT, .sending = BUF_INIT, .refill = on_refill};
+        e->ns = xstrdup(ns);
+        e->command = xstrdup(command);
+        e->timeout_usec = timeout_usec;
+        e->n_targets = n;
+        e->targets = xcalloc(n, sizeof *e->targets);
+        for (size_t i = 0; i < n; i++)
+                e->targets[i] = (ExecTarget){.exec = e,
+                                             .name = names[i],
+                                             .inactive = inactive[i],
+                                             .cancel = ssh_cancel_new(),
+                                             .line = BUF_INIT};
+        pthread_mutex_init(&e->lock, NULL);
+        pthread_cond_init(&e->drained, NULL);
+
+        e->next = a->execs;
+        if (a->execs)
+                a->execs->prev = e;
+        a->execs = e;
+        a->n_execs++;
+
+        e->ref = h2o_mem_alloc_shared(&c->req->pool, sizeof *e->ref, exec_ref_dispose);
+        e->ref->exec = e;
+
+        /* Headers first, so that a client sees the answer start at once. */
+        api_stream_start(c, &e->stream, "application/x-ndjson");
+
+        unsigned threads = parallel < n ? parallel : (unsigned) n;
+        unsigned started = threads_start(e, threads);
+        if (started == threads)
+                return;
+
+        /* Fewer threads than asked: those that run take every server. If
+         * none could start, or all have finished already, end it here. */
+        pthread_mutex_lock(&e->lock);
+        e->running -= threads - started;
+        bool last = e->running == 0;
+        if (last && started == 0) {
+                for (size_t i = 0; i < n; i++)
+                        buf_printf(&e->pending,
+                                   "{\"server\":\"%s\",\"exitCode\":-1,\"signal\":\"\",\"reason\":"
+                                   "\"ExecFailed\",\"message\":\"rprd cannot start a thread\","
+                                   "\"durationSeconds\":0}\n",
+                                   e->targets[i].name);
+                e->n_failed = n;
+        }
+        if (last) {
+                buf_printf(&e->pending, "{\"kind\":\"ExecResult\",\"servers\":%zu,\"failed\":%zu}\n", n,
+                           e->n_failed);
+                e->complete = true;
+        }
+        pthread_mutex_unlock(&e->lock);
+        if (last)
+                exec_pump(e);
+}

@@ -1,0 +1,223 @@
+/* server-target.c: from a stored Server to an SshTarget.
+ *
+ * Everything ssh_run() needs is read here from the Server object as it is
+ * stored: transport, address, user, the private key (a file, or the secret
+ * of the Token named by keyRef), and the host key to verify (pinned,
+ * known_hosts, or the key accepted earlier under accept-new and recorded in
+ * status.hostKey). The target borrows its strings from the object, so a
+ * ServerTarget keeps a reference to it; a key read from a Token is wiped
+ * when the target is freed. Error messages name the Token and where its
+ * secret should be, never the secret. */
+#include <string.h>
+
+#include "server/server-private.h"
+#include "store/store.h"
+
+#define KEY_MAX_BYTES (64 * 1024)
+#define DEFAULT_INTERVAL_USEC (12 * 3600 * USEC_PER_SEC)
+#define DEFAULT_RETRY_INTERVAL_USEC (5 * 60 * USEC_PER_SEC)
+#define DEFAULT_RETRIES 3
+
+struct ServerTarget {
+        SshTarget target;
+        json_t *object;
+        char *id;
+        char *key_data;
+        size_t key_len;
+};
+
+static const char *str_at(const json_t *o, const char *key) {
+        return json_string_value(json_object_get(o, key));
+}
+
+static uint64_t duration_or(const json_t *o, const char *key, uint64_t fallback) {
+        const char *s = str_at(o, key);
+        uint64_t usec;
+
+        return s && duration_parse(s, &usec) >= 0 ? usec : fallback;
+}
+
+void server_spec_read(const json_t *obj, ServerSpec *ret) {
+        const json_t *spec = json_object_get(obj, "spec");
+        const json_t *check = json_object_get(spec, "check");
+        const json_t *retries = json_object_get(check, "retries");
+
+        *ret = (ServerSpec){
+                .active = !json_is_false(json_object_get(spec, "active")),
+                .interval_usec = duration_or(check, "interval", DEFAULT_INTERVAL_USEC),
+                .retry_interval_usec = duration_or(check, "retryInterval", DEFAULT_RETRY_INTERVAL_USEC),
+                .retries = json_is_integer(retries) && json_integer_value(retries) >= 0
+                                   ? (unsigned) json_integer_value(retries)
+                                   : DEFAULT_RETRIES,
+        };
+}
+
+void server_target_free(ServerTarget *t) {
+        if (!t)
+                return;
+        if (t->key_data) {
+                explicit_bzero(t->key_data, t->key_len);
+                free(t->key_data);
+        }
+        json_decref(t->object);
+        free(t->id);
+        free(t);
+}
+
+static void server_target_freep(ServerTarget **t) {
+        server_target_free(*t);
+}
+
+const SshTarget *server_target(const ServerTarget *t) {
+        return &t->target;
+}
+
+/* The secret of an ssh-key Token: inline, from a file or from rprd's
+ * environment. */
+static int token_secret(const char *token, const json_t *spec, char **ret, size_t *ret_len, char **ret_error) {
+        const json_t *from = json_object_get(spec, "valueFrom");
+        const char *value = str_at(spec, "value");
+        const char *file = str_at(from, "file"), *env = str_at(from, "env");
+
+        if (value) {
+                *ret_len = strlen(value);
+                *ret = xstrdup(value);
+                return 0;
+        }
+        if (file) {
+                int r = read_file(file, KEY_MAX_BYTES, ret, ret_len);
+                if (r < 0)
+                        *ret_error = xasprintf("cannot read the key of Token \"%s\" from %s: %s", token, file,
+                                               strerror(-r));
+                return r < 0 ? -EINVAL : 0;
+        }
+        if (env) {
+                const char *v = getenv(env);
+                if (!v || !*v) {
+                        *ret_error = xasprintf("the key of Token \"%s\" is in $%s, which rprd's environment "
+                                               "does not set",
+                                               token, env);
+                        return -EINVAL;
+                }
+                *ret_len = strlen(v);
+                *ret = xstrdup(v);
+                return 0;
+        }
+        *ret_error = xasprintf("Token \"%s\" has neither value nor valueFrom", token);
+        return -EINVAL;
+}
+
+static int key_from_token(ServerController *s, ServerTarget *t, const char *ns, const char *token,
+                          const char **ret_reason, char **ret_error) {
+        _cleanup_json_ json_t *tok = NULL;
+        int r = store_get_json(s->store, "Token", ns, token, &tok);
+
+        if (r == -ENOENT) {
+                *ret_reason = "MissingKey";
+                *ret_error = xasprintf("spec.keyRef names Token \"%s\", which does not exist in namespace %s",
+                                       token, ns);
+                return -EINVAL;
+        }
+        if (r < 0) {
+                *ret_reason = "MissingKey";
+                *ret_error = xasprintf("cannot read Token \"%s\": %s", token, strerror(-r));
+                return -EINVAL;
+        }
+
+        const json_t *spec = json_object_get(tok, "spec");
+        const char *type = str_at(spec, "type");
+        *ret_reason = "KeyUnusable";
+        if (!type || !STREQ(type, "ssh-key")) {
+                *ret_error = xasprintf("Token \"%s\" is of type %s; spec.keyRef needs one of type ssh-key", token,
+                                       type ? type : "(none)");
+                return -EINVAL;
+        }
+        r = token_secret(token, spec, &t->key_data, &t->key_len, ret_error);
+        if (r < 0)
+                return r;
+        t->target.key_data = t->key_data;
+        t->target.key_len = t->key_len;
+        return 0;
+}
+
+static int transport_of(const json_t *spec, SshTransport *ret, char **ret_error) {
+        const char *tr = str_at(spec, "transport");
+
+        if (!tr || STREQ(tr, "ssh")) {
+                *ret = SSH_TRANSPORT_SSH;
+                return 0;
+        }
+        if (STREQ(tr, "local")) {
+                *ret = SSH_TRANSPORT_LOCAL;
+                return 0;
+        }
+        *ret_error = xasprintf("transport %s is not supported yet; use ssh or local", tr);
+        return -EINVAL;
+}
+
+int server_target_build(ServerController *s, json_t *obj, ServerTarget **ret, const char **ret_reason,
+                        char **ret_error) {
+        const json_t *meta = json_object_get(obj, "metadata");
+        const json_t *spec = json_object_get(obj, "spec");
+        const char *ns = str_at(meta, "namespace"), *name = str_at(meta, "name");
+        _cleanup_(server_target_freep) ServerTarget *t = xcalloc(1, sizeof *t);
+        int r;
+
+        if (!ns || !name)
+                return -EINVAL;
+        t->object = json_incref(obj);
+        t->id = xasprintf("%s/%s", ns, name);
+        if (json_is_false(json_object_get(spec, "active"))) {
+                *ret_reason = "Inactive";
+                *ret_error = xasprintf("server %s is inactive (spec.active is false)", name);
+                return -EINVAL;
+        }
+        r = transport_of(spec, &t->target.transport, ret_error);
+        if (r < 0) {
+                *ret_reason = "ExecFailed";
+                return r;
+        }
+
+        const json_t *port = json_object_get(spec, "port");
+        t->target.id = t->id;
+        t->target.host = str_at(spec, "host");
+        t->target.port = json_is_integer(port) ? (unsigned) json_integer_value(port) : 22;
+        t->target.user = str_at(spec, "user");
+        t->target.key_file = str_at(spec, "identityFile");
+        t->target.host_key = str_at(spec, "hostKey");
+        t->target.known_hosts_file = str_at(spec, "knownHostsFile");
+        const char *policy = str_at(spec, "hostKeyPolicy");
+        t->target.accept_new = policy && STREQ(policy, "accept-new");
+        /* accept-new pins what it accepted the first time. */
+        if (t->target.accept_new && !t->target.host_key && !t->target.known_hosts_file)
+                t->target.host_key = str_at(json_object_get(obj, "status"), "hostKey");
+
+        const char *key_ref = str_at(spec, "keyRef");
+        if (key_ref && t->target.transport == SSH_TRANSPORT_SSH) {
+                r = key_from_token(s, t, ns, key_ref, ret_reason, ret_error);
+                if (r < 0)
+                        return r;
+        }
+        *ret = TAKE_PTR(t);
+        return 0;
+}
+
+int server_target_get(ServerController *s, const char *ns, const char *name, ServerTarget **ret,
+                      char **ret_error) {
+        _cleanup_json_ json_t *obj = NULL;
+        const char *reason = NULL;
+        char *error = NULL;
+        int r;
+
+        r = store_get_json(s->store, "Server", ns, name, &obj);
+        if (r < 0)
+                return r;
+        r = server_target_build(s, obj, ret, &reason, &error);
+        if (r < 0) {
+                if (ret_error)
+                        *ret_error = error;
+                else
+                        free(error);
+        }
+        return r;
+}
