@@ -234,20 +234,6 @@ static void result_line(ExecTarget *t, int exit_code, const char *signal, const 
         (void) pending_append(t->exec, t->line.data, t->line.len);
 }
 
-/* server_target_get() says why only in words: a Token that does not
- * exist is MissingKey, anything else about the key KeyUnusable. */
-static const char *target_failure_reason(int r, const char *error) {
-        if (r == -ENOENT)
-                return "NotFound";
-        if (error && strstr(error, "inactive"))
-                return "Inactive";
-        if (error && (strstr(error, "does not exist") || strstr(error, "cannot read Token")))
-                return "MissingKey";
-        if (error && strstr(error, "not supported"))
-                return "ExecFailed";
-        return "KeyUnusable";
-}
-
 static void run_target(ExecTarget *t) {
         ApiExec *e = t->exec;
         uint64_t start = now_mono_usec();
@@ -260,9 +246,11 @@ static void run_target(ExecTarget *t) {
                 result_line(t, -1, "", "Inactive", "the server is inactive (spec.active is false)", 0);
                 return;
         }
-        r = server_target_get(e->api->servers, e->ns, t->name, &st, &error);
+        const char *reason = NULL;
+        r = server_target_get(e->api->servers, e->ns, t->name, &st, &reason, &error);
         if (r < 0) {
-                result_line(t, -1, "", target_failure_reason(r, error), error ? error : strerror(-r),
+                result_line(t, -1, "", r == -ENOENT ? "NotFound" : reason ? reason : "ExecFailed",
+                            error ? error : strerror(-r),
                             now_mono_usec() - start);
                 return;
         }

@@ -203,7 +203,7 @@ int server_target_build(ServerController *s, json_t *obj, ServerTarget **ret, co
 }
 
 int server_target_get(ServerController *s, const char *ns, const char *name, ServerTarget **ret,
-                      char **ret_error) {
+                      const char **ret_reason, char **ret_error) {
         _cleanup_json_ json_t *obj = NULL;
         const char *reason = NULL;
         char *error = NULL;
@@ -214,6 +214,8 @@ int server_target_get(ServerController *s, const char *ns, const char *name, Ser
                 return r;
         r = server_target_build(s, obj, ret, &reason, &error);
         if (r < 0) {
+                if (ret_reason)
+                        *ret_reason = reason;
                 if (ret_error)
                         *ret_error = error;
                 else

@@ -36,12 +36,13 @@ void server_on_reachable(ServerController *s, ServerReachableFn fn, void *userda
 
 /* The Server's target for ssh_run(), from the stored object: keyRef read
  * from its Token, a host key accepted earlier (status.hostKey) pinned.
- * -ENOENT if the Server is absent; -EINVAL with *ret_error (caller frees)
- * when it cannot be used (inactive, key Token missing). Free with
- * server_target_free(). */
+ * -ENOENT if the Server is absent; -EINVAL when it cannot be used, with
+ * *ret_reason (optional; static: "Inactive", "MissingKey", "KeyUnusable",
+ * "ExecFailed") and *ret_error (optional; caller frees) saying why. Free
+ * with server_target_free(). */
 typedef struct ServerTarget ServerTarget;
 int server_target_get(ServerController *s, const char *ns, const char *name, ServerTarget **ret,
-                      char **ret_error);
+                      const char **ret_reason, char **ret_error);
 const SshTarget *server_target(const ServerTarget *t);
 void server_target_free(ServerTarget *t); /* NULL-safe */
 

@@ -394,7 +394,7 @@ static void test_accept_new_records_host_key_over_real_sshd(void **state) {
         assert_true(json_integer_value(json_object_get(json_object_get(st, "metrics"), "uptimeSeconds")) > 0);
 
         ServerTarget *t = NULL;
-        assert_int_equal(server_target_get(f->servers, "default", "real", &t, NULL), 0);
+        assert_int_equal(server_target_get(f->servers, "default", "real", &t, NULL, NULL), 0);
         assert_string_equal(server_target(t)->host_key, pin);
         server_target_free(t);
 
@@ -484,7 +484,7 @@ static void test_target_from_token_and_pinned_accepted_key(void **state) {
         apply(f, "{\"apiVersion\":\"rpr/v1\",\"kind\":\"Server\",\"metadata\":{\"name\":\"s\"},"
                  "\"spec\":{\"host\":\"h.example\",\"port\":2222,\"user\":\"deploy\",\"keyRef\":\"k\","
                  "\"hostKeyPolicy\":\"accept-new\"}}");
-        assert_int_equal(server_target_get(f->servers, "default", "s", &t, &error), 0);
+        assert_int_equal(server_target_get(f->servers, "default", "s", &t, NULL, &error), 0);
         const SshTarget *st = server_target(t);
         assert_string_equal(st->id, "default/s");
         assert_int_equal(st->transport, SSH_TRANSPORT_SSH);
@@ -506,7 +506,7 @@ static void test_target_from_token_and_pinned_accepted_key(void **state) {
         assert_int_equal(store_commit(f->store, &op, 1, false, NULL), 0);
         store_ops_clear(&op, 1);
         json_decref(o);
-        assert_int_equal(server_target_get(f->servers, "default", "s", &t, &error), 0);
+        assert_int_equal(server_target_get(f->servers, "default", "s", &t, NULL, &error), 0);
         assert_string_equal(server_target(t)->host_key, seen);
         server_target_free(t);
 
@@ -514,7 +514,7 @@ static void test_target_from_token_and_pinned_accepted_key(void **state) {
         setenv("RPR_TEST_KEY", "ENV-KEY", 1);
         apply(f, "{\"apiVersion\":\"rpr/v1\",\"kind\":\"Token\",\"metadata\":{\"name\":\"k\"},"
                  "\"spec\":{\"type\":\"ssh-key\",\"valueFrom\":{\"env\":\"RPR_TEST_KEY\"}}}");
-        assert_int_equal(server_target_get(f->servers, "default", "s", &t, &error), 0);
+        assert_int_equal(server_target_get(f->servers, "default", "s", &t, NULL, &error), 0);
         assert_int_equal(server_target(t)->key_len, 7);
         assert_memory_equal(server_target(t)->key_data, "ENV-KEY", 7);
         server_target_free(t);
@@ -525,18 +525,18 @@ static void test_target_errors_name_the_cause_not_the_secret(void **state) {
         ServerTarget *t = NULL;
         char *error = NULL;
 
-        assert_int_equal(server_target_get(f->servers, "default", "absent", &t, &error), -ENOENT);
+        assert_int_equal(server_target_get(f->servers, "default", "absent", &t, NULL, &error), -ENOENT);
 
         apply(f, "{\"apiVersion\":\"rpr/v1\",\"kind\":\"Server\",\"metadata\":{\"name\":\"s\"},"
                  "\"spec\":{\"host\":\"h\",\"keyRef\":\"gone\"}}");
-        assert_int_equal(server_target_get(f->servers, "default", "s", &t, &error), -EINVAL);
+        assert_int_equal(server_target_get(f->servers, "default", "s", &t, NULL, &error), -EINVAL);
         assert_non_null(strstr(error, "\"gone\""));
         free(error);
         error = NULL;
 
         apply(f, "{\"apiVersion\":\"rpr/v1\",\"kind\":\"Token\",\"metadata\":{\"name\":\"gone\"},"
                  "\"spec\":{\"type\":\"github\",\"value\":\"ghp_TOPSECRET\"}}");
-        assert_int_equal(server_target_get(f->servers, "default", "s", &t, &error), -EINVAL);
+        assert_int_equal(server_target_get(f->servers, "default", "s", &t, NULL, &error), -EINVAL);
         assert_non_null(strstr(error, "ssh-key"));
         assert_null(strstr(error, "TOPSECRET"));
         free(error);
@@ -544,14 +544,18 @@ static void test_target_errors_name_the_cause_not_the_secret(void **state) {
 
         apply(f, "{\"apiVersion\":\"rpr/v1\",\"kind\":\"Token\",\"metadata\":{\"name\":\"gone\"},"
                  "\"spec\":{\"type\":\"ssh-key\",\"valueFrom\":{\"file\":\"/nonexistent/key\"}}}");
-        assert_int_equal(server_target_get(f->servers, "default", "s", &t, &error), -EINVAL);
+        const char *why = NULL;
+        assert_int_equal(server_target_get(f->servers, "default", "s", &t, &why, &error), -EINVAL);
         assert_non_null(strstr(error, "/nonexistent/key"));
+        assert_string_equal(why, "KeyUnusable");
         free(error);
         error = NULL;
 
         apply(f, LOCAL_SERVER("off", ", \"active\": false"));
-        assert_int_equal(server_target_get(f->servers, "default", "off", &t, &error), -EINVAL);
+        const char *reason = NULL;
+        assert_int_equal(server_target_get(f->servers, "default", "off", &t, &reason, &error), -EINVAL);
         assert_non_null(strstr(error, "inactive"));
+        assert_string_equal(reason, "Inactive");
         free(error);
         assert_null(t);
 }
