@@ -10,7 +10,7 @@ CC      ?= gcc
 PKGS    := libh2o-evloop libssh2 yaml-0.1 jansson libsystemd libcurl sqlite3 libgit2
 DEB_PKGS := build-essential pkg-config libh2o-evloop-dev libssl-dev libssh2-1-dev libyaml-dev \
 	libjansson-dev libsystemd-dev libcurl4-openssl-dev libsqlite3-dev libgit2-dev \
-	libcmocka-dev python3 python3-pytest python3-yaml wrk openssh-server git sqlite3 procps
+	libcmocka-dev python3 python3-pytest python3-yaml wrk openssh-server git sqlite3 procps curl
 
 SAN ?= 0
 ifeq ($(SAN),1)

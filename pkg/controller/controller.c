@@ -7,6 +7,7 @@
  * reconcile per key at a time" fall out of a few lines under one mutex.
  * Condition variables wake every thread at once on stop, so stopping waits
  * only for reconciles already running. */
+#include <malloc.h>
 #include <pthread.h>
 #include <sys/types.h>
 #include <stdatomic.h>
@@ -20,6 +21,7 @@
 #define BACKOFF_MAX_USEC (300 * USEC_PER_SEC)
 /* The dispatcher ticks at least this often, so /healthz sees it alive. */
 #define IDLE_TICK_USEC (1 * USEC_PER_SEC)
+#define TRIM_AFTER_RECONCILES 256
 
 typedef struct Registration {
         char *kind;
@@ -48,6 +50,7 @@ struct Controller {
         pthread_t *workers;
         unsigned n_started;
         _Atomic uint64_t last_tick_usec;
+        unsigned since_trim; /* reconciles since the heap was last trimmed */
 };
 
 static ssize_t registration_find(Controller *c, const char *kind) {
@@ -165,6 +168,16 @@ static void *worker_thread(void *arg) {
 
         pthread_mutex_lock(&c->lock);
         for (;;) {
+                if (!c->ready_head && c->n_running == 0 && c->since_trim >= TRIM_AFTER_RECONCILES) {
+                        /* A burst of work is over (10,000 objects applied at
+                         * once): its garbage goes back to the system rather
+                         * than staying in rprd's footprint. */
+                        c->since_trim = 0;
+                        pthread_mutex_unlock(&c->lock);
+                        malloc_trim(0);
+                        pthread_mutex_lock(&c->lock);
+                        continue;
+                }
                 while (!c->ready_head && !c->stopping)
                         pthread_cond_wait(&c->work_cond, &c->lock);
                 if (c->stopping)
@@ -185,6 +198,7 @@ static void *worker_thread(void *arg) {
 
                 pthread_mutex_lock(&c->lock);
                 tick(c);
+                c->since_trim++;
                 finish(c, e, r, r < 0 ? 0 : after);
         }
         pthread_mutex_unlock(&c->lock);
