@@ -122,20 +122,25 @@ void api_handle_list(ApiCall *c) {
         api_reply_buf(c, 200, &out);
 }
 
+/* The text of the object the route names; when there is none, answers
+ * 404 (or 500) itself and returns a negative errno. */
+static int route_object_text(ApiCall *c, char **ret) {
+        int r = store_get(c->api->store, kind_name(c->route.kind), c->route.ns, c->route.name, ret);
+
+        if (r == -ENOENT)
+                reply_object_not_found(c, c->route.plural, c->route.name);
+        else if (r < 0)
+                api_reply_status(c, 500, "cannot read %s/%s: %s", c->route.plural, c->route.name,
+                                 strerror(-r));
+        return r;
+}
+
 void api_handle_get(ApiCall *c) {
         _cleanup_free_ char *text = NULL;
         Buf out = BUF_INIT;
-        int r = store_get(c->api->store, kind_name(c->route.kind), c->route.ns, c->route.name, &text);
 
-        if (r == -ENOENT) {
-                reply_object_not_found(c, c->route.plural, c->route.name);
+        if (route_object_text(c, &text) < 0)
                 return;
-        }
-        if (r < 0) {
-                api_reply_status(c, 500, "cannot read %s/%s: %s", c->route.plural, c->route.name,
-                                 strerror(-r));
-                return;
-        }
         api_buf_object(&out, c->route.kind, text, strlen(text));
         api_reply_buf(c, 200, &out);
 }
@@ -277,17 +282,8 @@ void api_handle_action(ApiCall *c) {
                 api_handle_server_check(c);
                 return;
         }
-        int r = store_get(c->api->store, kind_name(c->route.kind), c->route.ns, c->route.name, &json);
-
-        if (r == -ENOENT) {
-                reply_object_not_found(c, c->route.plural, c->route.name);
+        if (route_object_text(c, &json) < 0)
                 return;
-        }
-        if (r < 0) {
-                api_reply_status(c, 500, "cannot read %s/%s: %s", c->route.plural, c->route.name,
-                                 strerror(-r));
-                return;
-        }
         api_reply_status(c, 501, "%s of %s/%s is not implemented yet", c->route.sub, c->route.plural,
                          c->route.name);
 }
