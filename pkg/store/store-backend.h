@@ -68,7 +68,9 @@ typedef struct StoreChange {
         bool write;  /* the backend and index change */
         bool remove; /* ... by removing the object (outcome DELETED) */
         StoreEventType event;
-        json_t *result; /* owned: the object after (or as it was, for a removal) */
+        /* Owned: the object after (or as it was, for a removal); NULL when
+         * nothing is written: the stored text is the result then. */
+        json_t *result;
 } StoreChange;
 
 /* Applies the metadata rules of store.h to one op: old is the stored object

@@ -132,7 +132,7 @@ static int change_apply(const StoreOp *op, const json_t *old, StoreChange *c) {
         }
         if (json_equal(obj, old)) {
                 json_decref(obj);
-                *c = (StoreChange){.outcome = STORE_UNCHANGED, .result = json_deep_copy(old)};
+                *c = (StoreChange){.outcome = STORE_UNCHANGED};
                 return 0;
         }
         if (!equal_or_both_absent(json_object_get(obj, "spec"), json_object_get(old, "spec"))) {
@@ -158,7 +158,8 @@ static int change_status(const StoreOp *op, const json_t *old, StoreChange *c) {
         else
                 json_object_del(obj, "status");
         if (json_equal(obj, old)) {
-                *c = (StoreChange){.outcome = STORE_UNCHANGED, .result = obj};
+                json_decref(obj);
+                *c = (StoreChange){.outcome = STORE_UNCHANGED};
                 return 0;
         }
         *c = (StoreChange){
@@ -167,19 +168,20 @@ static int change_status(const StoreOp *op, const json_t *old, StoreChange *c) {
 }
 
 static int change_delete(const json_t *old, StoreChange *c) {
-        json_t *obj = json_deep_copy(old);
+        json_t *obj;
 
+        if (json_object_get(meta_of(old), "deletionTimestamp") && has_finalizers(old)) {
+                /* Already marked: nothing more to do until the finalizers go. */
+                *c = (StoreChange){.outcome = STORE_DELETED};
+                return 0;
+        }
+        obj = json_deep_copy(old);
         if (!has_finalizers(old)) {
                 *c = (StoreChange){.outcome = STORE_DELETED,
                                    .write = true,
                                    .remove = true,
                                    .event = STORE_EVENT_DELETED,
                                    .result = obj};
-                return 0;
-        }
-        if (json_object_get(meta_of(old), "deletionTimestamp")) {
-                /* Already marked: nothing more to do until the finalizers go. */
-                *c = (StoreChange){.outcome = STORE_DELETED, .result = obj};
                 return 0;
         }
         set_now(meta_of(obj), "deletionTimestamp");
