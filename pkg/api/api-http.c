@@ -128,6 +128,15 @@ void api_reply_json(ApiCall *c, int status, json_t *body) {
         api_reply_buf(c, status, &b);
 }
 
+bool api_text_selected(const Selector *sel, const char *text, size_t len) {
+        _cleanup_json_ json_t *obj = NULL;
+
+        if (!sel)
+                return true;
+        obj = json_loadb(text, len, 0, NULL);
+        return obj && selector_matches(sel, json_object_get(json_object_get(obj, "metadata"), "labels"));
+}
+
 void api_buf_object(Buf *b, const Kind *k, const char *text, size_t len) {
         if (!k || !kind_has_secrets(k)) {
                 buf_append(b, text, len);

@@ -69,21 +69,12 @@ typedef struct ListCtx {
         size_t n;
 } ListCtx;
 
-static bool labels_match(const Selector *sel, const char *text, size_t len) {
-        _cleanup_json_ json_t *obj = NULL;
-
-        if (!sel)
-                return true;
-        obj = json_loadb(text, len, 0, NULL);
-        return obj && selector_matches(sel, json_object_get(json_object_get(obj, "metadata"), "labels"));
-}
-
 /* Lists are written straight from the stored texts: no tree of every
  * object is ever built. */
 static void list_one(const char *text, size_t len, void *userdata) {
         ListCtx *l = userdata;
 
-        if (!labels_match(l->sel, text, len))
+        if (!api_text_selected(l->sel, text, len))
                 return;
         if (l->n++ > 0)
                 buf_puts(l->out, ",");

@@ -156,6 +156,9 @@ int api_buf_json(Buf *b, const json_t *v);
 /* Appends an object's stored text as it may leave rprd: verbatim, or
  * parsed and redacted when its kind (k) has secrets. */
 void api_buf_object(Buf *b, const Kind *k, const char *text, size_t len);
+/* Whether a stored object's labels match sel (NULL matches all); parses
+ * only when there is a selector. */
+bool api_text_selected(const Selector *sel, const char *text, size_t len);
 
 /* Decoded query parameter (pool string) or NULL if absent. */
 const char *api_query(h2o_req_t *req, const char *name);
@@ -306,7 +309,6 @@ void api_watch_reap(ApiServer *a);
 /* Ends every stream (at shutdown). */
 void api_watch_end_all(ApiServer *a);
 void api_watch_done(ApiServer *a);
-bool api_object_matches(const json_t *obj, const char *kind, const char *ns, const Selector *sel);
 
 /* ---- api-misc.c ----------------------------------------------------------- */
 

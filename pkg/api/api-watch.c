@@ -18,21 +18,10 @@ struct ApiWatch {
         ApiServer *api;
         ApiWatch *prev, *next;
         StoreWatch *sw;
-        char *kind, *ns; /* ns NULL = all namespaces */
+        const Kind *kind;
+        char *ns; /* NULL = all namespaces */
         Selector *sel;
 };
-
-bool api_object_matches(const json_t *obj, const char *kind, const char *ns, const Selector *sel) {
-        const json_t *meta = json_object_get(obj, "metadata");
-        const char *k = json_string_value(json_object_get(obj, "kind"));
-        const char *n = json_string_value(json_object_get(meta, "namespace"));
-
-        if (kind && (!k || !STREQ(k, kind)))
-                return false;
-        if (ns && (!n || !STREQ(n, ns)))
-                return false;
-        return !sel || selector_matches(sel, json_object_get(meta, "labels"));
-}
 
 /* Appends one line; takes obj. */
 static void queue_line(ApiWatch *w, const char *type, json_t *obj) {
@@ -52,17 +41,16 @@ static void queue_gone(ApiWatch *w) {
         w->stream.final = true;
 }
 
+/* One event line, the object written from its stored text as a list
+ * writes it. Kind and namespace are matched by the caller. */
 static void queue_object(ApiWatch *w, const char *type, const char *text, size_t len) {
-        json_t *obj = json_loadb(text, len, 0, NULL);
+        Buf *q = &w->stream.queued;
 
-        if (!obj)
+        if (!api_text_selected(w->sel, text, len))
                 return;
-        if (!api_object_matches(obj, w->kind, w->ns, w->sel)) {
-                json_decref(obj);
-                return;
-        }
-        resource_redact(obj);
-        queue_line(w, type, obj);
+        buf_printf(q, "{\"type\":\"%s\",\"object\":", type);
+        api_buf_object(q, w->kind, text, len);
+        buf_puts(q, "}\n");
 }
 
 static void queue_events(ApiWatch *w) {
@@ -76,7 +64,7 @@ static void queue_events(ApiWatch *w) {
                         queue_gone(w);
                         break;
                 }
-                if (STREQ(ev->kind, w->kind) && (!w->ns || STREQ(ev->ns, w->ns)))
+                if (STREQ(ev->kind, kind_name(w->kind)) && (!w->ns || STREQ(ev->ns, w->ns)))
                         queue_object(w, store_event_type_to_string(ev->type), ev->json, ev->len);
                 store_event_free(ev);
         }
@@ -108,7 +96,6 @@ static void watch_dispose(void *p) {
         store_watch_free(w->sw);
         selector_free(w->sel);
         api_stream_clear(&w->stream);
-        free(w->kind);
         free(w->ns);
 }
 
@@ -188,7 +175,7 @@ void api_watch_start(ApiCall *c, const char *selector_text) {
 
         ApiWatch tmp = {.stream = {.queued = BUF_INIT, .sending = BUF_INIT, .refill = on_refill},
                         .api = a,
-                        .kind = xstrdup(kind_name(c->route.kind)),
+                        .kind = c->route.kind,
                         .ns = c->route.ns ? xstrdup(c->route.ns) : NULL};
         if (selector_text && *selector_text) {
                 _cleanup_free_ char *error = NULL;
@@ -196,7 +183,7 @@ void api_watch_start(ApiCall *c, const char *selector_text) {
         }
 
         if (from == 0)
-                r = store_list(a->store, tmp.kind, tmp.ns, list_added, &tmp, &from);
+                r = store_list(a->store, kind_name(tmp.kind), tmp.ns, list_added, &tmp, &from);
         else
                 r = 0;
         if (r >= 0)
@@ -211,7 +198,6 @@ void api_watch_start(ApiCall *c, const char *selector_text) {
                         api_reply_status(c, 500, "cannot watch %s: %s", c->route.plural, strerror(-r));
                 selector_free(tmp.sel);
                 api_stream_clear(&tmp.stream);
-                free(tmp.kind);
                 free(tmp.ns);
                 return;
         }
