@@ -5,7 +5,9 @@
 #include "base/base.h"
 
 #include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <stdio.h>
+#include <string.h>
 #include <sys/random.h>
 
 int random_bytes(void *buf, size_t n) {
@@ -54,18 +56,33 @@ int uuid_v4(char buf[static 37]) {
         return 0;
 }
 
-void sha256_hex(const void *data, size_t n, char out[static 65]) {
+static void hex32(const unsigned char md[static 32], char out[static 65]) {
         static const char hex[] = "0123456789abcdef";
-        unsigned char md[EVP_MAX_MD_SIZE];
-        unsigned len = 0;
 
-        if (EVP_Digest(data, n, md, &len, EVP_sha256(), NULL) != 1 || len != 32)
-                abort();
         for (unsigned i = 0; i < 32; i++) {
                 out[2 * i] = hex[md[i] >> 4];
                 out[2 * i + 1] = hex[md[i] & 15];
         }
         out[64] = '\0';
+}
+
+void sha256_hex(const void *data, size_t n, char out[static 65]) {
+        unsigned char md[EVP_MAX_MD_SIZE];
+        unsigned len = 0;
+
+        if (EVP_Digest(data, n, md, &len, EVP_sha256(), NULL) != 1 || len != 32)
+                abort();
+        hex32(md, out);
+}
+
+void hmac_sha256_hex(const void *key, size_t key_len, const void *data, size_t n, char out[static 65]) {
+        unsigned char md[EVP_MAX_MD_SIZE];
+        unsigned len = 0;
+
+        if (!HMAC(EVP_sha256(), key, (int) key_len, data, n, md, &len) || len != 32)
+                abort();
+        hex32(md, out);
+        explicit_bzero(md, sizeof md);
 }
 
 bool memeq_consttime(const void *a, const void *b, size_t n) {

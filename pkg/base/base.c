@@ -255,6 +255,15 @@ bool endswith(const char *s, const char *suffix) {
         return ls >= lx && memcmp(s + ls - lx, suffix, lx) == 0;
 }
 
+const char *json_str_at(const json_t *o, const char *key) {
+        return json_string_value(json_object_get(o, key));
+}
+
+json_int_t json_int_at(const json_t *o, const char *key, json_int_t fallback) {
+        const json_t *v = json_object_get(o, key);
+        return json_is_integer(v) ? json_integer_value(v) : fallback;
+}
+
 int parse_uint64(const char *s, uint64_t *ret) {
         uint64_t v = 0;
 

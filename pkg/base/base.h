@@ -101,6 +101,8 @@ int random_token(char *buf, size_t len);
 int uuid_v4(char buf[static 37]);
 /* Lower-case hex SHA-256 of data: 64 characters plus NUL. */
 void sha256_hex(const void *data, size_t n, char out[static 65]);
+/* Lower-case hex HMAC-SHA256 of data under key (webhook signatures). */
+void hmac_sha256_hex(const void *key, size_t key_len, const void *data, size_t n, char out[static 65]);
 /* Compares n bytes in time independent of where they differ. */
 bool memeq_consttime(const void *a, const void *b, size_t n);
 
@@ -133,6 +135,11 @@ int mkdir_p(const char *path, unsigned mode);
 
 bool startswith(const char *s, const char *prefix);
 bool endswith(const char *s, const char *suffix);
+
+/* Member key of object o: its string (NULL when absent or not a string),
+ * its integer (fallback when absent or not an integer). o may be NULL. */
+const char *json_str_at(const json_t *o, const char *key);
+json_int_t json_int_at(const json_t *o, const char *key, json_int_t fallback);
 /* Strict decimal parse of a whole string: no sign games, no trailing junk. */
 int parse_uint64(const char *s, uint64_t *ret);
 

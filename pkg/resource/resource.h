@@ -72,6 +72,21 @@ void resource_redact(json_t *obj);
  * the other kinds may leave as stored, text and all. */
 bool kind_has_secrets(const Kind *k);
 
+/* Sets the condition of this type in status.conditions (created when
+ * absent), keeping its lastTransitionTime while its status stays the same
+ * and the other conditions as they are. */
+typedef struct Condition {
+        const char *type;
+        bool ok; /* status "True" or "False" */
+        const char *reason, *message;
+        uint64_t now_usec; /* realtime; the transition time when it changes */
+} Condition;
+void condition_set(json_t *status, const Condition *c);
+/* Removes the condition of this type, if there is one. */
+void condition_remove(json_t *status, const char *type);
+/* The condition of this type (borrowed), or NULL. */
+const json_t *condition_get(const json_t *status, const char *type);
+
 /* Text for `rprctl explain`: path is "server", "server.spec",
  * "server.spec.check.interval". Caller frees. -ENOENT with *ret_error set
  * (caller frees) naming the unknown part. */

@@ -12,8 +12,8 @@
 
 #include "server/server-private.h"
 #include "store/store.h"
+#include "token/token.h"
 
-#define KEY_MAX_BYTES (64 * 1024)
 #define DEFAULT_INTERVAL_USEC (12 * 3600 * USEC_PER_SEC)
 #define DEFAULT_RETRY_INTERVAL_USEC (5 * 60 * USEC_PER_SEC)
 #define DEFAULT_RETRIES 3
@@ -26,12 +26,8 @@ struct ServerTarget {
         size_t key_len;
 };
 
-static const char *str_at(const json_t *o, const char *key) {
-        return json_string_value(json_object_get(o, key));
-}
-
 static uint64_t duration_or(const json_t *o, const char *key, uint64_t fallback) {
-        const char *s = str_at(o, key);
+        const char *s = json_str_at(o, key);
         uint64_t usec;
 
         return s && duration_parse(s, &usec) >= 0 ? usec : fallback;
@@ -72,76 +68,29 @@ const SshTarget *server_target(const ServerTarget *t) {
         return &t->target;
 }
 
-/* The secret of an ssh-key Token: inline, from a file or from rprd's
- * environment. */
-static int token_secret(const char *token, const json_t *spec, char **ret, size_t *ret_len, char **ret_error) {
-        const json_t *from = json_object_get(spec, "valueFrom");
-        const char *value = str_at(spec, "value");
-        const char *file = str_at(from, "file"), *env = str_at(from, "env");
-
-        if (value) {
-                *ret_len = strlen(value);
-                *ret = xstrdup(value);
-                return 0;
-        }
-        if (file) {
-                int r = read_file(file, KEY_MAX_BYTES, ret, ret_len);
-                if (r < 0)
-                        *ret_error = xasprintf("cannot read the key of Token \"%s\" from %s: %s", token, file,
-                                               strerror(-r));
-                return r < 0 ? -EINVAL : 0;
-        }
-        if (env) {
-                const char *v = getenv(env);
-                if (!v || !*v) {
-                        *ret_error = xasprintf("the key of Token \"%s\" is in $%s, which rprd's environment "
-                                               "does not set",
-                                               token, env);
-                        return -EINVAL;
-                }
-                *ret_len = strlen(v);
-                *ret = xstrdup(v);
-                return 0;
-        }
-        *ret_error = xasprintf("Token \"%s\" has neither value nor valueFrom", token);
-        return -EINVAL;
-}
-
+/* The key of the ssh-key Token that spec.keyRef names. Token reasons read
+ * as the Server's own: MissingKey, KeyUnusable, KeyExpired. */
 static int key_from_token(ServerController *s, ServerTarget *t, const char *ns, const char *token,
                           const char **ret_reason, char **ret_error) {
-        _cleanup_json_ json_t *tok = NULL;
-        int r = store_get_json(s->store, "Token", ns, token, &tok);
+        static const char *const types[] = {"ssh-key", NULL};
+        TokenSecret secret;
+        const char *reason;
+        int r;
 
-        if (r == -ENOENT) {
-                *ret_reason = "MissingKey";
-                *ret_error = xasprintf("spec.keyRef names Token \"%s\", which does not exist in namespace %s",
-                                       token, ns);
-                return -EINVAL;
-        }
+        r = token_secret_read(s->store, ns, token, types, "spec.keyRef", &secret, &reason, ret_error);
         if (r < 0) {
-                *ret_reason = "MissingKey";
-                *ret_error = xasprintf("cannot read Token \"%s\": %s", token, strerror(-r));
+                *ret_reason = r == -ENOENT ? "MissingKey" : r == -EKEYEXPIRED ? "KeyExpired" : "KeyUnusable";
                 return -EINVAL;
         }
-
-        const json_t *spec = json_object_get(tok, "spec");
-        const char *type = str_at(spec, "type");
-        *ret_reason = "KeyUnusable";
-        if (!type || !STREQ(type, "ssh-key")) {
-                *ret_error = xasprintf("Token \"%s\" is of type %s; spec.keyRef needs one of type ssh-key", token,
-                                       type ? type : "(none)");
-                return -EINVAL;
-        }
-        r = token_secret(token, spec, &t->key_data, &t->key_len, ret_error);
-        if (r < 0)
-                return r;
+        t->key_data = TAKE_PTR(secret.data);
+        t->key_len = secret.len;
         t->target.key_data = t->key_data;
         t->target.key_len = t->key_len;
         return 0;
 }
 
 static int transport_of(const json_t *spec, SshTransport *ret, char **ret_error) {
-        const char *tr = str_at(spec, "transport");
+        const char *tr = json_str_at(spec, "transport");
 
         if (!tr || STREQ(tr, "ssh")) {
                 *ret = SSH_TRANSPORT_SSH;
@@ -159,7 +108,7 @@ int server_target_build(ServerController *s, json_t *obj, ServerTarget **ret, co
                         char **ret_error) {
         const json_t *meta = json_object_get(obj, "metadata");
         const json_t *spec = json_object_get(obj, "spec");
-        const char *ns = str_at(meta, "namespace"), *name = str_at(meta, "name");
+        const char *ns = json_str_at(meta, "namespace"), *name = json_str_at(meta, "name");
         _cleanup_(server_target_freep) ServerTarget *t = xcalloc(1, sizeof *t);
         int r;
 
@@ -180,19 +129,19 @@ int server_target_build(ServerController *s, json_t *obj, ServerTarget **ret, co
 
         const json_t *port = json_object_get(spec, "port");
         t->target.id = t->id;
-        t->target.host = str_at(spec, "host");
+        t->target.host = json_str_at(spec, "host");
         t->target.port = json_is_integer(port) ? (unsigned) json_integer_value(port) : 22;
-        t->target.user = str_at(spec, "user");
-        t->target.key_file = str_at(spec, "identityFile");
-        t->target.host_key = str_at(spec, "hostKey");
-        t->target.known_hosts_file = str_at(spec, "knownHostsFile");
-        const char *policy = str_at(spec, "hostKeyPolicy");
+        t->target.user = json_str_at(spec, "user");
+        t->target.key_file = json_str_at(spec, "identityFile");
+        t->target.host_key = json_str_at(spec, "hostKey");
+        t->target.known_hosts_file = json_str_at(spec, "knownHostsFile");
+        const char *policy = json_str_at(spec, "hostKeyPolicy");
         t->target.accept_new = policy && STREQ(policy, "accept-new");
         /* accept-new pins what it accepted the first time. */
         if (t->target.accept_new && !t->target.host_key && !t->target.known_hosts_file)
-                t->target.host_key = str_at(json_object_get(obj, "status"), "hostKey");
+                t->target.host_key = json_str_at(json_object_get(obj, "status"), "hostKey");
 
-        const char *key_ref = str_at(spec, "keyRef");
+        const char *key_ref = json_str_at(spec, "keyRef");
         if (key_ref && t->target.transport == SSH_TRANSPORT_SSH) {
                 r = key_from_token(s, t, ns, key_ref, ret_reason, ret_error);
                 if (r < 0)

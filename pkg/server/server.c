@@ -13,21 +13,12 @@
 
 #include "controller/controller.h"
 #include "logfile/logfile.h"
+#include "resource/resource.h"
 #include "server/server-private.h"
 #include "store/store.h"
 
-#define STATUS_WRITE_TRIES 5
 /* A zero retryInterval must not spin. */
 #define MIN_RETRY_USEC (1 * USEC_PER_SEC)
-
-static const char *str_at(const json_t *o, const char *key) {
-        return json_string_value(json_object_get(o, key));
-}
-
-static json_int_t int_at(const json_t *o, const char *key, json_int_t fallback) {
-        const json_t *v = json_object_get(o, key);
-        return json_is_integer(v) ? json_integer_value(v) : fallback;
-}
 
 static char *server_id(const char *ns, const char *name) {
         return xasprintf("%s/%s", ns, name);
@@ -40,16 +31,7 @@ static uint64_t retry_delay(const ServerSpec *spec) {
 /* ---- status ------------------------------------------------------------- */
 
 static void set_condition(json_t *status, bool ok, const char *reason, const char *message, uint64_t now) {
-        const json_t *old = json_array_get(json_object_get(status, "conditions"), 0);
-        const char *state = ok ? "True" : "False";
-        const char *since = str_at(old, "lastTransitionTime");
-        char buf[RFC3339_MAX];
-
-        if (!since || !str_at(old, "status") || !STREQ(str_at(old, "status"), state))
-                since = time_format_rfc3339(now, buf);
-        json_t *c = json_pack("{s:s, s:s, s:s, s:s, s:s}", "type", "Reachable", "status", state, "reason", reason,
-                              "message", message, "lastTransitionTime", since);
-        json_object_set_new(status, "conditions", json_pack("[o]", c));
+        condition_set(status, &(Condition){"Reachable", ok, reason, message, now});
 }
 
 static void set_time(json_t *status, const char *key, uint64_t usec) {
@@ -61,8 +43,8 @@ static void set_time(json_t *status, const char *key, uint64_t usec) {
 static json_t *status_after_check(const json_t *old, json_int_t generation, const ServerSpec *spec,
                                   const CheckOutcome *o) {
         json_t *st = json_is_object(old) ? json_deep_copy(old) : json_object();
-        json_int_t failures = o->ok ? 0 : int_at(st, "failures", 0) + 1;
-        const char *phase = str_at(st, "phase");
+        json_int_t failures = o->ok ? 0 : json_int_at(st, "failures", 0) + 1;
+        const char *phase = json_str_at(st, "phase");
 
         if (o->ok)
                 phase = "Reachable";
@@ -99,35 +81,42 @@ static json_t *status_inactive(const json_t *old, json_int_t generation) {
         return st;
 }
 
+/* The status a StatusFn computes from the object, and what the phase was and
+ * became (caller frees both). */
 typedef json_t *(*StatusFn)(const json_t *old, void *userdata);
 
-/* Reads the Server again, computes its next status from the current one and
- * writes it; retried when a spec write slips in between. *ret_old_phase and
- * *ret_new_phase (caller frees) say what changed. Under s->lock. */
+typedef struct PhaseWrite {
+        StatusFn fn;
+        void *userdata;
+        char *old_phase, *new_phase;
+} PhaseWrite;
+
+static json_t *phase_write_next(const json_t *obj, void *userdata) {
+        PhaseWrite *w = userdata;
+        const json_t *old = json_object_get(obj, "status");
+        json_t *st = w->fn(old, w->userdata);
+
+        free(w->old_phase);
+        free(w->new_phase);
+        w->old_phase = xstrdup(json_str_at(old, "phase") ?: "");
+        w->new_phase = xstrdup(json_str_at(st, "phase") ?: "");
+        return st;
+}
+
+/* Computes the Server's next status from its current one and writes it.
+ * *ret_old_phase and *ret_new_phase (optional, caller frees) say what
+ * changed. Under s->lock. */
 static int status_write(ServerController *s, const char *ns, const char *name, StatusFn fn, void *userdata,
                         char **ret_old_phase, char **ret_new_phase) {
-        int r = -ESTALE;
+        PhaseWrite w = {fn, userdata, NULL, NULL};
+        int r = store_update_status(s->store, "Server", ns, name, phase_write_next, &w, NULL);
 
-        for (int i = 0; i < STATUS_WRITE_TRIES && r == -ESTALE; i++) {
-                _cleanup_json_ json_t *obj = NULL, *st = NULL;
-                r = store_get_json(s->store, "Server", ns, name, &obj);
-                if (r < 0)
-                        return r;
-
-                const json_t *old = json_object_get(obj, "status");
-                uint64_t rev = 0;
-                (void) parse_uint64(str_at(json_object_get(obj, "metadata"), "resourceVersion") ?: "", &rev);
-                st = fn(old, userdata);
-                if (ret_old_phase && !*ret_old_phase)
-                        *ret_old_phase = xstrdup(str_at(old, "phase") ?: "");
-
-                json_object_set(obj, "status", st);
-                StoreOp op = {.type = STORE_OP_STATUS, .object = obj, .expect_revision = rev};
-                r = store_commit(s->store, &op, 1, false, NULL);
-                store_ops_clear(&op, 1);
-                if (r >= 0 && ret_new_phase)
-                        *ret_new_phase = xstrdup(str_at(st, "phase") ?: "");
-        }
+        if (r >= 0 && ret_old_phase)
+                *ret_old_phase = TAKE_PTR(w.old_phase);
+        if (r >= 0 && ret_new_phase)
+                *ret_new_phase = TAKE_PTR(w.new_phase);
+        free(w.old_phase);
+        free(w.new_phase);
         return r;
 }
 
@@ -178,7 +167,7 @@ static void notify_reachable(ServerController *s, const char *ns, const char *na
  * reachable. */
 static int check_object(ServerController *s, json_t *obj, SshResult *result, char **ret_uptime, bool *ok) {
         const json_t *meta = json_object_get(obj, "metadata");
-        const char *ns = str_at(meta, "namespace"), *name = str_at(meta, "name");
+        const char *ns = json_str_at(meta, "namespace"), *name = json_str_at(meta, "name");
         _cleanup_free_ char *id = server_id(ns, name), *error = NULL, *old_phase = NULL, *new_phase = NULL;
         ServerTarget *t = NULL;
         CheckOutcome o = {0};
@@ -200,7 +189,7 @@ static int check_object(ServerController *s, json_t *obj, SshResult *result, cha
 
         pthread_mutex_lock(&s->lock);
         json_object_set_new(s->last_attempt, id, json_integer((json_int_t) now_mono_usec()));
-        CheckWrite w = {int_at(meta, "generation", 0), &spec, &o};
+        CheckWrite w = {json_int_at(meta, "generation", 0), &spec, &o};
         int wr = status_write(s, ns, name, check_status_fn, &w, &old_phase, &new_phase);
         pthread_mutex_unlock(&s->lock);
 
@@ -253,10 +242,10 @@ static void forget(ServerController *s, const char *id) {
 /* How long until the next check is due (0 = now), from the last attempt:
  * remembered to the microsecond since rprd started, else status.lastCheckTime. */
 static uint64_t due_in(ServerController *s, const char *id, const json_t *status, const ServerSpec *spec) {
-        const char *phase = str_at(status, "phase");
-        bool failing = int_at(status, "failures", 0) > 0 || (phase && STREQ(phase, "Unreachable"));
+        const char *phase = json_str_at(status, "phase");
+        bool failing = json_int_at(status, "failures", 0) > 0 || (phase && STREQ(phase, "Unreachable"));
         uint64_t period = failing ? retry_delay(spec) : spec->interval_usec;
-        const char *last_check = str_at(status, "lastCheckTime");
+        const char *last_check = json_str_at(status, "lastCheckTime");
         uint64_t last, now;
 
         if (phase && STREQ(phase, "Inactive"))
@@ -295,9 +284,9 @@ static int reconcile(void *userdata, const char *ns, const char *name, uint64_t 
                 return 0;
 
         server_spec_read(obj, &spec);
-        json_int_t generation = int_at(json_object_get(obj, "metadata"), "generation", 0);
+        json_int_t generation = json_int_at(json_object_get(obj, "metadata"), "generation", 0);
         const json_t *status = json_object_get(obj, "status");
-        bool changed = int_at(status, "observedGeneration", -1) != generation;
+        bool changed = json_int_at(status, "observedGeneration", -1) != generation;
 
         if (!spec.active) {
                 forget(s, id);

@@ -567,3 +567,33 @@ void store_ops_clear(StoreOp *ops, size_t n) {
 json_t *store_op_result_json(const StoreOp *op) {
         return op->result ? json_loadb(op->result, op->result_len, 0, NULL) : NULL;
 }
+
+#define STATUS_UPDATE_TRIES 5
+
+int store_update_status(Store *s, const char *kind, const char *ns, const char *name, StoreStatusFn next,
+                        void *userdata, json_t **ret_object) {
+        int r = -ESTALE;
+
+        for (int i = 0; i < STATUS_UPDATE_TRIES && r == -ESTALE; i++) {
+                _cleanup_json_ json_t *obj = NULL, *status = NULL;
+                uint64_t rev = 0;
+
+                r = store_get_json(s, kind, ns, name, &obj);
+                if (r < 0)
+                        return r;
+                status = next(obj, userdata);
+                if (!status) {
+                        if (ret_object)
+                                *ret_object = TAKE_PTR(obj);
+                        return 0;
+                }
+                (void) parse_uint64(json_str_at(json_object_get(obj, "metadata"), "resourceVersion") ?: "", &rev);
+                json_object_set(obj, "status", status);
+                StoreOp op = {.type = STORE_OP_STATUS, .object = obj, .expect_revision = rev};
+                r = store_commit(s, &op, 1, false, NULL);
+                if (r >= 0 && ret_object)
+                        *ret_object = store_op_result_json(&op);
+                store_ops_clear(&op, 1);
+        }
+        return r;
+}

@@ -95,6 +95,16 @@ void store_ops_clear(StoreOp *ops, size_t n); /* releases the results */
 /* An op's result parsed (new reference), NULL before a successful commit. */
 json_t *store_op_result_json(const StoreOp *op);
 
+/* Rewrites one object's status, as controllers do: reads the object, asks
+ * next(object, userdata) for its next status (a new reference; NULL: leave
+ * it, write nothing) and commits it. When a write slipped in between
+ * (-ESTALE) it reads and asks again, a few times. *ret_object (optional,
+ * new reference) gets the object as written (as read, when nothing was).
+ * -ENOENT when the object is absent. */
+typedef json_t *(*StoreStatusFn)(const json_t *object, void *userdata);
+int store_update_status(Store *s, const char *kind, const char *ns, const char *name, StoreStatusFn next,
+                        void *userdata, json_t **ret_object);
+
 /* ---- change feed ------------------------------------------------------- */
 
 typedef enum StoreEventType { STORE_EVENT_ADDED, STORE_EVENT_MODIFIED, STORE_EVENT_DELETED } StoreEventType;
