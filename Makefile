@@ -91,6 +91,7 @@ TEST_LIBS_ssh      := $(call LIB,ssh) $(TEST_LIBS_base)
 TEST_LIBS_controller := $(call LIB,controller) $(TEST_LIBS_store)
 TEST_LIBS_github   := $(call LIB,github) $(TEST_LIBS_base)
 TEST_LIBS_gitremote := $(call LIB,gitremote) $(TEST_LIBS_base)
+TEST_LIBS_token    := $(call LIB,token) $(call LIB,controller) $(TEST_LIBS_store)
 TEST_LIBS_server   := $(call LIB,server) $(call LIB,token) $(call LIB,controller) $(call LIB,ssh) $(call LIB,logfile) $(TEST_LIBS_store)
 .SECONDEXPANSION:
 $(B)/tests/test-%: $(B)/tests/unit/test-%.o $$(or $$(TEST_LIBS_$$*),$(TEST_LIBS))
@@ -133,6 +134,7 @@ integration:
 bench: all bench-deps
 	tests/bench/apply.sh
 	tests/bench/fanout.sh
+	tests/bench/repos.py
 
 # The peers fanout.sh compares rpr with.
 bench-deps:

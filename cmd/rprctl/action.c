@@ -52,6 +52,34 @@ static int print_check(const char *name, const ClientResponse *resp) {
         return 0;
 }
 
+/* A RepoCheckResult: the check's verdict, then what the temporary fetch
+ * saw, as git would print it. */
+static int print_repo_check(const char *name, const ClientResponse *resp) {
+        _cleanup_json_ json_t *j = json_loadb(resp->body, resp->len, 0, NULL);
+        const json_t *check = json_object_get(j, "check"), *fetch = json_object_get(j, "fetch");
+        const json_t *commit = json_object_get(fetch, "commit");
+        bool checked = json_is_true(json_object_get(check, "ok"));
+
+        if (!j)
+                return ctl_error("rprd answered the check with something that is not JSON");
+        printf("repo/%s: %s: %s\n", name, json_path_str(check, "reason") ?: "?", json_path_str(check, "message") ?: "");
+        if (!json_is_true(json_object_get(fetch, "ok"))) {
+                ctl_error("repo/%s: cannot fetch: %s: %s", name, json_path_str(fetch, "reason") ?: "?",
+                          json_path_str(fetch, "message") ?: "");
+                return 1;
+        }
+        printf("fetched %s branch %s into a temporary cache (%" JSON_INTEGER_FORMAT " files, %" JSON_INTEGER_FORMAT
+               " bytes, %.2fs)\n\n",
+               json_path_str(fetch, "url") ?: "?", json_path_str(fetch, "branch") ?: "?",
+               json_integer_value(json_object_get(fetch, "files")), json_integer_value(json_object_get(fetch, "bytes")),
+               json_number_value(json_object_get(fetch, "durationSeconds")));
+        fputs(json_path_str(fetch, "status") ?: "", stdout);
+        printf("\ncommit %s\nAuthor: %s\nDate:   %s\n\n    %s\n\n(temporary cache removed)\n",
+               json_path_str(commit, "sha") ?: "?", json_path_str(commit, "author") ?: "?",
+               json_path_str(commit, "time") ?: "?", json_path_str(commit, "message") ?: "");
+        return checked ? 0 : 1;
+}
+
 int verb_action(Ctl *c) {
         _cleanup_free_ char *kind_arg = NULL, *body = NULL;
         ClientResponse resp = {0};
@@ -90,6 +118,8 @@ int verb_action(Ctl *c) {
                 ret = ctl_http_error(c, &resp);
         else if (STREQ(a->kind, "Server"))
                 ret = print_check(name, &resp);
+        else if (STREQ(a->kind, "Repo"))
+                ret = print_repo_check(name, &resp);
         else {
                 _cleanup_json_ json_t *j = json_loadb(resp.body, resp.len, 0, NULL);
                 const char *run = json_path_str(j, "metadata.name");

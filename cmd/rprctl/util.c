@@ -128,13 +128,22 @@ char *ctl_object_path(const Kind *k, const char *ns, const char *name) {
 
 /* ---- JSON ------------------------------------------------------------------- */
 
+/* "status.lastCommit.sha"; a key may end in an index, "conditions[0]". */
 const json_t *json_path_get(const json_t *obj, const char *path) {
         const char *p = path;
 
         while (obj && *p) {
                 size_t n = strcspn(p, ".");
                 _cleanup_free_ char *key = xstrndup(p, n);
+                char *bracket = strchr(key, '[');
+                unsigned long index = 0;
+                if (bracket) {
+                        *bracket = '\0';
+                        index = strtoul(bracket + 1, NULL, 10);
+                }
                 obj = json_object_get(obj, key);
+                if (bracket)
+                        obj = json_array_get(obj, index);
                 p += n;
                 if (*p == '.')
                         p++;
@@ -170,16 +179,19 @@ void format_age(const char *timestamp, char *buf, size_t size) {
                 snprintf(buf, size, "<unknown>");
                 return;
         }
+        /* A time to come (a next check) reads "in 5m". */
         uint64_t now = now_usec();
-        uint64_t s = now > t ? (now - t) / USEC_PER_SEC : 0;
+        bool future = t > now + USEC_PER_SEC;
+        uint64_t s = (future ? t - now : now > t ? now - t : 0) / USEC_PER_SEC;
+        const char *in = future ? "in " : "";
         if (s < 120)
-                snprintf(buf, size, "%" PRIu64 "s", s);
+                snprintf(buf, size, "%s%" PRIu64 "s", in, s);
         else if (s < 120 * 60)
-                snprintf(buf, size, "%" PRIu64 "m", s / 60);
+                snprintf(buf, size, "%s%" PRIu64 "m", in, s / 60);
         else if (s < 48 * 3600)
-                snprintf(buf, size, "%" PRIu64 "h", s / 3600);
+                snprintf(buf, size, "%s%" PRIu64 "h", in, s / 3600);
         else
-                snprintf(buf, size, "%" PRIu64 "d", s / 86400);
+                snprintf(buf, size, "%s%" PRIu64 "d", in, s / 86400);
 }
 
 /* ---- tables ----------------------------------------------------------------- */

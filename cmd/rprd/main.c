@@ -1,5 +1,6 @@
 /* rprd: the rpr daemon. Parses its flags, prepares the state and log
- * directories, opens the store, starts the controllers (Servers for now) and
+ * directories, opens the store, starts the controllers (Tokens, Repos,
+ * Servers) and
  * serves the HTTP API until SIGINT or SIGTERM.
  *
  * Exit status: 0 after a clean stop, 1 when start-up fails or the command
@@ -14,11 +15,16 @@
 
 #include "api/api.h"
 #include "controller/controller.h"
+#include "github/github.h"
+#include "gitremote/gitremote.h"
 #include "logfile/logfile.h"
+#include "repo/repo.h"
 #include "resource/resource.h"
 #include "server/server.h"
 #include "ssh/ssh.h"
 #include "store/store.h"
+#include "token/token.h"
+#include "webhook/webhook.h"
 
 #define MAX_LISTEN 16
 #define MAX_WORKERS 256
@@ -232,12 +238,49 @@ typedef struct Daemon {
         Store *store;
         SshPool *ssh;
         LogFile *connectivity;
+        LogFile *activity;
         Controller *controller;
         ServerController *servers;
+        TokenController *tokens;
+        GithubClient *github;
+        RepoController *repos;
+        Webhook *webhook;
 } Daemon;
 
+static int logs_open(const Options *o, Daemon *d) {
+        int r = logfile_open(o->log_dir, "connectivity", &d->connectivity);
+
+        if (r >= 0)
+                r = logfile_open(o->log_dir, "activity", &d->activity);
+        if (r < 0)
+                fprintf(stderr, "rprd: cannot open the logs in %s: %s\n", o->log_dir, strerror(-r));
+        return r;
+}
+
+static int controllers_setup(const Options *o, Daemon *d) {
+        _cleanup_free_ char *cache = xasprintf("%s/cache/repos", o->state_dir);
+        int r;
+
+        r = controller_new(d->store, CONTROLLER_WORKERS, &d->controller);
+        if (r < 0)
+                return r;
+        r = server_controller_new(&(ServerOptions){d->store, d->controller, d->ssh, d->connectivity}, &d->servers);
+        if (r < 0)
+                return r;
+        r = token_controller_new(d->store, d->controller, &d->tokens);
+        if (r < 0)
+                return r;
+        r = github_client_new(NULL, &d->github);
+        if (r < 0)
+                return r;
+        r = gitremote_init();
+        if (r < 0)
+                return r;
+        RepoOptions ro = {d->store, d->controller, d->tokens, d->github, cache, d->activity};
+        return repo_controller_new(&ro, &d->repos);
+}
+
 static int daemon_setup(const Options *o, Daemon *d) {
-        ServerOptions so;
         int r;
 
         r = ssh_pool_new(SSH_MAX_RUNNING, &d->ssh);
@@ -245,16 +288,12 @@ static int daemon_setup(const Options *o, Daemon *d) {
                 fprintf(stderr, "rprd: cannot set up ssh: %s\n", strerror(-r));
                 return r;
         }
-        r = logfile_open(o->log_dir, "connectivity", &d->connectivity);
-        if (r < 0) {
-                fprintf(stderr, "rprd: cannot open the connectivity log in %s: %s\n", o->log_dir, strerror(-r));
+        r = logs_open(o, d);
+        if (r < 0)
                 return r;
-        }
-        r = controller_new(d->store, CONTROLLER_WORKERS, &d->controller);
-        if (r >= 0) {
-                so = (ServerOptions){d->store, d->controller, d->ssh, d->connectivity};
-                r = server_controller_new(&so, &d->servers);
-        }
+        r = controllers_setup(o, d);
+        if (r >= 0)
+                r = webhook_new(d->store, o->no_controllers ? NULL : d->repos, d->tokens, &d->webhook);
         if (r < 0)
                 fprintf(stderr, "rprd: cannot set up the controllers: %s\n", strerror(-r));
         return r;
@@ -263,9 +302,14 @@ static int daemon_setup(const Options *o, Daemon *d) {
 /* Stops the loop first: nothing may touch the store once it is closed. */
 static void daemon_free(Daemon *d) {
         controller_free(d->controller);
+        webhook_free(d->webhook);
+        repo_controller_free(d->repos);
+        github_client_free(d->github);
+        token_controller_free(d->tokens);
         server_controller_free(d->servers);
         ssh_pool_free(d->ssh);
         logfile_free(d->connectivity);
+        logfile_free(d->activity);
 }
 
 static int serve(const Options *o, Daemon *d) {
@@ -284,6 +328,10 @@ static int serve(const Options *o, Daemon *d) {
                 .servers = d->servers,
                 .ssh = d->ssh,
                 .connectivity = d->connectivity,
+                .activity = d->activity,
+                .repos = d->repos,
+                .tokens = o->no_controllers ? NULL : d->tokens,
+                .webhook = d->webhook,
         };
         int r = api_new_verbose(&ao, &a, &error);
 

@@ -336,8 +336,9 @@ void api_handle_logs(ApiCall *c) {
         uint64_t n = LOG_TAIL_DEFAULT;
         int r;
 
-        if (!STREQ(c->route.sub, "connectivity") || !c->api->connectivity) {
-                api_reply_status(c, 501, "the %s log is not implemented yet", c->route.sub);
+        LogFile *log = STREQ(c->route.sub, "connectivity") ? c->api->connectivity : c->api->activity;
+        if (!log) {
+                api_reply_status(c, 503, "this rprd keeps no %s log", c->route.sub);
                 return;
         }
         if (tail && (parse_uint64(tail, &n) < 0 || n > LOG_TAIL_MAX)) {
@@ -345,7 +346,7 @@ void api_handle_logs(ApiCall *c) {
                                  tail);
                 return;
         }
-        r = logfile_tail(c->api->connectivity, n, &text);
+        r = logfile_tail(log, n, &text);
         if (r < 0) {
                 api_reply_status(c, 500, "cannot read the %s log: %s", c->route.sub, strerror(-r));
                 return;

@@ -8,6 +8,7 @@
 #include <strings.h>
 
 #include "api/api-private.h"
+#include "token/token.h"
 
 #define ADMIN_TOKEN_LEN 32
 #define HASH_TEXT_LEN (7 + 64) /* "sha256:" + hex */
@@ -126,6 +127,8 @@ int api_authenticate(ApiCall *c) {
                 api_reply_status(c, 401, "token %s expired on %s", c->caller.name, exp);
                 return -EACCES;
         }
+        token_note_used(c->api->tokens, json_str_at(json_object_get(token, "metadata"), "namespace") ?: "default",
+                        c->caller.name);
         return 0;
 }
 

@@ -113,9 +113,7 @@ void api_handle_list(ApiCall *c) {
         api_reply_buf(c, 200, &out);
 }
 
-/* The text of the object the route names; when there is none, answers
- * 404 (or 500) itself and returns a negative errno. */
-static int route_object_text(ApiCall *c, char **ret) {
+int route_object_text(ApiCall *c, char **ret) {
         int r = store_get(c->api->store, kind_name(c->route.kind), c->route.ns, c->route.name, ret);
 
         if (r == -ENOENT)
@@ -271,6 +269,10 @@ void api_handle_action(ApiCall *c) {
 
         if (STREQ(kind_name(c->route.kind), "Server") && STREQ(c->route.sub, "check")) {
                 api_handle_server_check(c);
+                return;
+        }
+        if (STREQ(kind_name(c->route.kind), "Repo") && STREQ(c->route.sub, "check")) {
+                api_handle_repo_check(c);
                 return;
         }
         if (route_object_text(c, &json) < 0)

@@ -48,6 +48,10 @@ struct ApiServer {
         ServerController *servers;
         SshPool *ssh;
         LogFile *connectivity;
+        LogFile *activity;
+        RepoController *repos;
+        TokenController *tokens;
+        Webhook *webhook;
         char *state_dir;
         char *web_dir;
         size_t max_body;
@@ -234,6 +238,9 @@ void api_handle_put(ApiCall *c);
 void api_handle_delete(ApiCall *c);
 void api_handle_status(ApiCall *c);
 void api_handle_action(ApiCall *c);
+/* The text of the object the route names (caller frees); when there is
+ * none, answers 404 (or 500) itself and returns a negative errno. */
+int route_object_text(ApiCall *c, char **ret);
 /* Answers 409/404/500 for a failed store_commit. */
 void api_reply_store_error(ApiCall *c, int r, const StoreOp *op);
 /* metadata.resourceVersion as a precondition: 0 if absent; -EINVAL if bad. */
@@ -281,6 +288,13 @@ void api_handle_exec(ApiCall *c);
 void api_handle_server_check(ApiCall *c);
 /* GET /api/v1/logs/{log}. */
 void api_handle_logs(ApiCall *c);
+
+/* ---- api-hooks.c: webhooks and repo checks ------------------------------------ */
+
+/* POST /hooks/github. */
+void api_handle_hook(ApiCall *c);
+/* POST .../repos/{name}/check. */
+void api_handle_repo_check(ApiCall *c);
 
 /* ---- api-exec.c: exec streams ------------------------------------------------ */
 

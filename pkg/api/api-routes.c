@@ -18,11 +18,6 @@ typedef struct ApiMethod {
         ApiHandlerFn fn;
 } ApiMethod;
 
-static void handle_not_implemented(ApiCall *c) {
-        api_reply_status(c, 501, "%.*s is not implemented yet", (int) c->req->path_normalized.len,
-                         c->req->path_normalized.base);
-}
-
 /* ---- parsing ------------------------------------------------------------------- */
 
 static size_t split_path(h2o_req_t *req, const char **segs) {
@@ -118,7 +113,7 @@ static void route_parse(h2o_req_t *req, ApiRoute *r) {
 static const ApiMethod m_healthz[] = {{"GET", ROLE_ANONYMOUS, api_handle_healthz}, {NULL, 0, NULL}};
 static const ApiMethod m_metrics[] = {{"GET", ROLE_ANONYMOUS, api_handle_metrics}, {NULL, 0, NULL}};
 static const ApiMethod m_version[] = {{"GET", ROLE_ANONYMOUS, api_handle_version}, {NULL, 0, NULL}};
-static const ApiMethod m_hook[] = {{"POST", ROLE_ANONYMOUS, handle_not_implemented}, {NULL, 0, NULL}};
+static const ApiMethod m_hook[] = {{"POST", ROLE_ANONYMOUS, api_handle_hook}, {NULL, 0, NULL}};
 static const ApiMethod m_apply[] = {{"POST", ROLE_ADMIN, api_handle_apply}, {NULL, 0, NULL}};
 static const ApiMethod m_tokens[] = {{"GET", ROLE_VIEWER, api_handle_list},
                                      {"POST", ROLE_ADMIN, api_handle_token_create},

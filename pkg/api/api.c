@@ -238,6 +238,10 @@ int api_new_verbose(const ApiOptions *o, ApiServer **ret, char **ret_error) {
         a->servers = o->servers;
         a->ssh = o->ssh;
         a->connectivity = o->connectivity;
+        a->activity = o->activity;
+        a->repos = o->repos;
+        a->tokens = o->tokens;
+        a->webhook = o->webhook;
         a->state_dir = xstrdup(o->state_dir ? o->state_dir : ".");
         a->web_dir = o->web_dir ? xstrdup(o->web_dir) : NULL;
         a->max_body = o->max_body ? o->max_body : API_DEFAULT_MAX_BODY;

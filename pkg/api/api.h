@@ -14,6 +14,9 @@ typedef struct Controller Controller;
 typedef struct ServerController ServerController;
 typedef struct SshPool SshPool;
 typedef struct LogFile LogFile;
+typedef struct RepoController RepoController;
+typedef struct TokenController TokenController;
+typedef struct Webhook Webhook;
 typedef struct ApiServer ApiServer;
 
 typedef struct ApiOptions {
@@ -35,6 +38,10 @@ typedef struct ApiOptions {
         ServerController *servers;
         SshPool *ssh;
         LogFile *connectivity;
+        LogFile *activity;
+        RepoController *repos;
+        TokenController *tokens; /* notes when api tokens are used */
+        Webhook *webhook;        /* NULL: /hooks/github answers 503 */
 } ApiOptions;
 
 #define API_DEFAULT_MAX_BODY (16u * 1024 * 1024)

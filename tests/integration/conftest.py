@@ -21,6 +21,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.error
@@ -31,6 +32,8 @@ import yaml
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.abspath(os.path.join(HERE, "..", ".."))
+# tests/github_fake.py, the fake GitHub API, is shared with the benchmarks.
+sys.path.insert(0, os.path.join(REPO, "tests"))
 BIN_DIR = os.environ.get("RPR_BIN_DIR", os.path.join(REPO, "build", "asan", "bin"))
 RPRD = os.path.join(BIN_DIR, "rprd")
 RPRCTL = os.path.join(BIN_DIR, "rprctl")

@@ -1,0 +1,48 @@
+/* github-private.h: what the files of pkg/github share: the client (its
+ * curl share, its ETag cache and rate-limit gates) and one request. */
+#pragma once
+
+#include <curl/curl.h>
+#include <pthread.h>
+
+#include "github/github.h"
+
+#define GITHUB_DEFAULT_API "https://api.github.com"
+
+struct GithubClient {
+        char *user_agent;
+        uint64_t connect_timeout_usec, timeout_usec;
+        CURLSH *share;
+        /* One per kind of shared data: libcurl may hold one while taking another. */
+        pthread_mutex_t share_locks[CURL_LOCK_DATA_LAST];
+
+        pthread_mutex_t lock; /* guards below */
+        /* cache key -> {"branch", "headEtag", "commit", "listEtag", "branches"} */
+        json_t *cache;
+        /* api URL + sha256(token) -> realtime usec until which to wait */
+        json_t *gates;
+};
+
+/* One answer, as far as rpr reads it. */
+typedef struct GithubResponse {
+        long status;
+        Buf body;
+        char etag[256];
+        long rate_remaining; /* -1 when absent */
+        uint64_t rate_reset_usec;
+        uint64_t retry_at_usec;
+        uint64_t token_expires_usec;
+        char *next; /* Link rel="next" */
+} GithubResponse;
+
+/* GET url as repo's token, conditional on etag (may be NULL). 0 for a 2xx
+ * or 304 (r->status says which); -EIO with res->error and res->message set
+ * otherwise (404 included: callers tell what was not found). Counts the
+ * request in res. Free r with github_response_clear(). */
+int github_request(GithubClient *g, const GithubRepoRef *repo, const char *url, const char *etag,
+                   GithubResponse *r, GithubResult *res);
+void github_response_clear(GithubResponse *r);
+
+/* The rate-limit gate of repo's API and token. */
+bool github_gate_closed(GithubClient *g, const GithubRepoRef *repo, uint64_t *ret_until);
+void github_gate_close(GithubClient *g, const GithubRepoRef *repo, uint64_t until_usec);

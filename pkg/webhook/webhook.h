@@ -1,0 +1,42 @@
+/* webhook: GitHub's push webhooks, received.
+ *
+ * A delivery is believed only when its X-Hub-Signature-256 is the
+ * HMAC-SHA256 of the exact body under the secret of a webhook Token
+ * (compared in constant time); that Token's namespace is where the Repos
+ * it may trigger live. A verified push to a branch that active Repos watch
+ * queues an immediate check of each and returns at once: the check runs
+ * after the answer, well inside GitHub's 10 s delivery window. A delivery
+ * id seen before is ignored (GitHub's redeliveries, replays). Tag pushes,
+ * branch deletions, other branches and other events are acknowledged and
+ * ignored. The body may be JSON or a form with a payload field, as GitHub's
+ * content type setting chooses. Blocking (reads Token secrets): run it off
+ * the HTTP loop. */
+#pragma once
+
+#include "base/base.h"
+
+typedef struct Store Store;
+typedef struct RepoController RepoController;
+typedef struct TokenController TokenController;
+typedef struct Webhook Webhook;
+
+#define WEBHOOK_DELIVERIES_REMEMBERED 4096
+
+/* repos and tokens may be NULL (an API-only rprd): pushes are then
+ * verified and answered but trigger nothing. */
+int webhook_new(Store *store, RepoController *repos, TokenController *tokens, Webhook **ret);
+void webhook_free(Webhook *w); /* NULL-safe */
+
+typedef struct WebhookRequest {
+        const char *event;        /* X-GitHub-Event */
+        const char *delivery;     /* X-GitHub-Delivery */
+        const char *signature;    /* X-Hub-Signature-256 */
+        const char *content_type; /* may be NULL */
+        const char *body;
+        size_t len;
+} WebhookRequest;
+
+/* The answer: an HTTP status and a JSON body (new reference) with
+ * "message", and "triggered" (Repo names) or "ignored" (why). Never
+ * mentions a secret. */
+int webhook_handle(Webhook *w, const WebhookRequest *req, json_t **ret_body);
