@@ -92,6 +92,7 @@ TEST_LIBS_controller := $(call LIB,controller) $(TEST_LIBS_store)
 TEST_LIBS_github   := $(call LIB,github) $(TEST_LIBS_base)
 TEST_LIBS_gitremote := $(call LIB,gitremote) $(TEST_LIBS_base)
 TEST_LIBS_token    := $(call LIB,token) $(call LIB,controller) $(TEST_LIBS_store)
+TEST_LIBS_repo     := $(call LIB,repo) $(call LIB,token) $(call LIB,github) $(call LIB,gitremote) $(call LIB,controller) $(call LIB,logfile) $(TEST_LIBS_store)
 TEST_LIBS_server   := $(call LIB,server) $(call LIB,token) $(call LIB,controller) $(call LIB,ssh) $(call LIB,logfile) $(TEST_LIBS_store)
 .SECONDEXPANSION:
 $(B)/tests/test-%: $(B)/tests/unit/test-%.o $$(or $$(TEST_LIBS_$$*),$(TEST_LIBS))
