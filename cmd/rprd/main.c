@@ -310,6 +310,7 @@ static void daemon_free(Daemon *d) {
         ssh_pool_free(d->ssh);
         logfile_free(d->connectivity);
         logfile_free(d->activity);
+        gitremote_shutdown();
 }
 
 static int serve(const Options *o, Daemon *d) {

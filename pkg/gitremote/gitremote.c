@@ -13,7 +13,7 @@
 #include "gitremote/gitremote-private.h"
 
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
-static int init_result;
+static int init_result = -EAGAIN; /* not yet */
 
 static void init_libgit2(void) {
         init_result = git_libgit2_init() < 0 ? -EIO : 0;
@@ -27,6 +27,7 @@ int gitremote_init(void) {
 void gitremote_shutdown(void) {
         if (init_result == 0)
                 (void) git_libgit2_shutdown();
+        init_result = -ESHUTDOWN;
 }
 
 const char *gitremote_error_reason(GitError e) {

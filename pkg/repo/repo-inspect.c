@@ -1,7 +1,6 @@
 /* repo-inspect: the two questions others ask about Repos by content rather
  * than by name — which Repos does this GitHub push concern, and can rpr
  * really fetch this one (`rprctl check repo`). */
-#include <ctype.h>
 #include <string.h>
 #include <strings.h>
 
@@ -48,12 +47,34 @@ static bool spec_watches(const RepoSpec *s, const PushMatch *m) {
         return false;
 }
 
+/* Whether text can be a Repo that watches m: its stored text must name
+ * the repository. A cheap look that saves parsing a thousand Repos for a
+ * push that concerns one. */
+static bool may_match(const char *text, const PushMatch *m) {
+        const char *slash = m->full_name ? strchr(m->full_name, '/') : NULL;
+
+        if (slash && strcasestr(text, slash + 1))
+                return true;
+        for (size_t i = 0; m->urls && m->urls[i]; i++) {
+                const char *tail = strrchr(m->urls[i], '/');
+                _cleanup_free_ char *name = xstrdup(tail ? tail + 1 : m->urls[i]);
+                if (endswith(name, ".git"))
+                        name[strlen(name) - 4] = '\0';
+                if (*name && strcasestr(text, name))
+                        return true;
+        }
+        return false;
+}
+
 static void collect_push_match(const char *text, size_t len, void *userdata) {
         PushMatch *m = userdata;
-        _cleanup_json_ json_t *obj = json_loadb(text, len, 0, NULL);
+        _cleanup_json_ json_t *obj = NULL;
         _cleanup_free_ char *error = NULL;
         RepoSpec s;
 
+        if (!may_match(text, m))
+                return;
+        obj = json_loadb(text, len, 0, NULL);
         if (!obj || repo_spec_read(obj, &s, &error) < 0)
                 return;
         if (s.active && spec_watches(&s, m))
