@@ -560,3 +560,11 @@ def test_api_token_last_used(rprd):
         time.sleep(0.05)
     assert st.get("lastUsed"), st
     assert secret not in json.dumps(rprd.obj("tokens", "ci"))
+
+
+def test_examples_apply(rprd):
+    from conftest import REPO
+    for d in ("examples/repos", "examples/quickstart"):
+        p = rprd.ctl("apply", "--dry-run", "-f", os.path.join(REPO, d))
+        assert p.returncode == 0, (d, p.stdout, p.stderr)
+        assert "(dry run)" in p.stdout or "created" in p.stdout, p.stdout
