@@ -235,8 +235,10 @@ static int handle_push(Webhook *w, const char *ns, const json_t *p, json_t **ret
         present[n] = NULL;
 
         const char *branch = ref + 11;
-        _cleanup_json_ json_t *names = w->repos ? repo_match_push(w->repos, ns, full_name, present, branch)
-                                                : json_array();
+        if (!w->repos)
+                return answer(ret_body, 503, NULL, "this rprd runs no controllers (--no-controllers); send webhooks "
+                                                   "to the one that does");
+        _cleanup_json_ json_t *names = repo_match_push(w->repos, ns, full_name, present, branch);
         if (json_array_size(names) == 0)
                 return answer(ret_body, 202, "ignored", "no active Repo in namespace %s watches %s branch %s", ns,
                               full_name, branch);

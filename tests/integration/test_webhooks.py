@@ -218,3 +218,13 @@ def test_a_token_triggers_only_its_namespace(rprd, gh):
 def test_no_webhook_token_is_401(rprd):
     r = deliver(rprd, payload("push.4.json"))
     assert r.status == 401 and "webhook" in r.json()["message"], r
+
+
+def test_api_only_rprd_says_where_to_send(rprd_factory):
+    d = rprd_factory(extra_args=["--no-controllers"])
+    d.apply([{"apiVersion": "rpr/v1", "kind": "Token", "metadata": {"name": "hook"},
+              "spec": {"type": "webhook", "value": SECRET}}])
+    r = deliver(d, payload("push.4.json"))
+    assert r.status == 503 and "--no-controllers" in r.json()["message"], r
+    r = deliver(d, payload("ping.0.json"), event="ping")
+    assert r.status == 200, r
