@@ -47,6 +47,7 @@ static const CtlOpt exec_opts[] = {
         {"selector", 'l', true}, {"timeout", 0, true}, {"parallel", 0, true}, {NULL, 0, false},
 };
 static const CtlOpt no_opts[] = {{NULL, 0, false}};
+static const CtlOpt reconcile_opts[] = {{"due", 0, false}, {NULL, 0, false}};
 
 static const Verb verbs[] = {
         {"apply", verb_apply, apply_opts, "apply -f FILE|DIR|- [-R] [--dry-run]",
@@ -79,6 +80,10 @@ static const Verb verbs[] = {
          " | token list | token revoke NAME",
          "Manage API tokens. create prints the secret once, on stdout."},
         {"version", verb_version, no_opts, "version", "Print the client's and the server's version."},
+        {"reconcile", verb_reconcile, reconcile_opts, "reconcile --due",
+         "Wake rprd (starting it through socket activation) so that what is due gets done;\n"
+         "rpr-reconcile.timer runs this for an rprd that exits when idle. Prints what is\n"
+         "queued and when the next thing falls due."},
 };
 
 static void usage(FILE *f) {

@@ -20,6 +20,29 @@ int verb_explain(Ctl *c) {
         return 0;
 }
 
+int verb_reconcile(Ctl *c) {
+        ClientResponse resp = {0};
+        int ret = 0;
+
+        if (!ctl_flag(c, "due"))
+                return ctl_error("reconcile needs --due (what is due is all it does)");
+        if (ctl_request(c, "POST", "/api/v1/reconcile?due=1", "{}", 2, &resp) < 0)
+                return 1;
+        if (resp.status >= 300)
+                ret = ctl_http_error(c, &resp);
+        else {
+                _cleanup_json_ json_t *j = json_loadb(resp.body, resp.len, 0, NULL);
+                const json_t *next = json_object_get(j, "nextDueSeconds");
+                printf("rprd is up: %" JSON_INTEGER_FORMAT " objects, %" JSON_INTEGER_FORMAT " reconciles queued",
+                       json_int_at(j, "objects", 0), json_int_at(j, "pending", 0));
+                if (json_is_integer(next))
+                        printf(", next due in %" JSON_INTEGER_FORMAT "s", json_integer_value(next));
+                printf("\n");
+        }
+        client_response_clear(&resp);
+        return ret;
+}
+
 int verb_version(Ctl *c) {
         _cleanup_json_ json_t *v = NULL;
 

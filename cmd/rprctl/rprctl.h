@@ -140,6 +140,7 @@ int verb_delete(Ctl *c);
 int verb_diff(Ctl *c);
 int verb_explain(Ctl *c);
 int verb_version(Ctl *c);
+int verb_reconcile(Ctl *c);
 int verb_token(Ctl *c);
 int verb_action(Ctl *c);
 int verb_logs(Ctl *c);

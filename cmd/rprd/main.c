@@ -19,10 +19,12 @@
 #include "gitremote/gitremote.h"
 #include "logfile/logfile.h"
 #include "repo/repo.h"
+#include "rprd.h"
 #include "resource/resource.h"
 #include "server/server.h"
 #include "ssh/ssh.h"
 #include "store/store.h"
+#include "systemd/systemd.h"
 #include "token/token.h"
 #include "webhook/webhook.h"
 
@@ -44,6 +46,10 @@ typedef struct Options {
         size_t max_body;
         int log_level;
         bool no_controllers;
+        /* From socket activation: used instead of listen. */
+        int *fds;
+        char **fd_names;
+        size_t n_fds;
 } Options;
 
 static ApiServer *volatile the_server;
@@ -334,6 +340,11 @@ static int serve(const Options *o, Daemon *d) {
                 .tokens = o->no_controllers ? NULL : d->tokens,
                 .webhook = d->webhook,
         };
+        if (o->n_fds > 0) {
+                ao.fds = o->fds;
+                ao.fd_names = (const char *const *) o->fd_names;
+                ao.n_fds = o->n_fds;
+        }
         int r = api_new_verbose(&ao, &a, &error);
 
         if (r < 0) {
@@ -348,15 +359,32 @@ static int serve(const Options *o, Daemon *d) {
                 api_free(a);
                 return r;
         }
-        for (size_t i = 0; i < o->n_listen; i++)
+        for (size_t i = 0; i < o->n_fds; i++)
+                fprintf(stderr, "rprd: listening on fd %d (%s), from socket activation\n", o->fds[i], o->fd_names[i]);
+        for (size_t i = 0; o->n_fds == 0 && i < o->n_listen; i++)
                 fprintf(stderr, "rprd: listening on %s\n", o->listen[i]);
         fprintf(stderr, "rprd: admin token in %s/admin.token\n", o->state_dir);
 
+        Supervisor sv = {.store = d->store,
+                         .api = a,
+                         .controller = o->no_controllers ? NULL : d->controller,
+                         .logs = {d->connectivity, d->activity},
+                         .idle_exit_usec = o->idle_exit_usec};
+        r = supervise_start(&sv);
+        if (r < 0) {
+                fprintf(stderr, "rprd: cannot start the supervisor thread: %s\n", strerror(-r));
+                controller_stop(d->controller);
+                api_free(a);
+                return r;
+        }
         the_server = a;
         if (stop_early)
                 api_stop(a);
+        systemd_notifyf("READY=1\nSTATUS=serving %zu objects", store_count(d->store, NULL));
         r = api_run(a);
+        systemd_notify("STOPPING=1");
         the_server = NULL;
+        supervise_stop(&sv);
         controller_stop(d->controller);
         api_free(a);
         if (r >= 0)
@@ -371,6 +399,7 @@ static void signals_setup(void) {
         sigaction(SIGINT, &sa, NULL);
         sigaction(SIGTERM, &sa, NULL);
         signal(SIGPIPE, SIG_IGN);
+        supervise_signals();
 }
 
 /* A fixed mmap threshold: glibc's default one rises after the first large
@@ -395,6 +424,8 @@ int main(int argc, char **argv) {
                 o.log_dir = log_dir = xasprintf("%s/logs", o.state_dir);
         if (!o.store)
                 o.store = store_url = xasprintf("sqlite:%s/state.db", o.state_dir);
+        if (systemd_journal_wanted())
+                log_set_sink(systemd_journal_sink, getenv("RPR_JOURNAL_SOCKET"));
         if (o.n_listen == 0) {
                 o.listen[o.n_listen++] = sock = xasprintf("unix:%s/rpr.sock", o.state_dir);
                 o.listen[o.n_listen++] = "tcp:127.0.0.1:8270";
@@ -431,12 +462,20 @@ int main(int argc, char **argv) {
                 return 1;
         }
 
+        r = systemd_listeners(&o.fds, &o.fd_names);
+        if (r < 0)
+                fprintf(stderr, "rprd: cannot take the sockets of socket activation: %s\n", strerror(-r));
+        o.n_fds = r > 0 ? (size_t) r : 0;
+
         Daemon d = {.store = store};
-        r = daemon_setup(&o, &d);
+        if (r >= 0)
+                r = daemon_setup(&o, &d);
         if (r >= 0)
                 r = serve(&o, &d);
         daemon_free(&d);
         store_close(store);
         resource_shutdown();
+        free(o.fds);
+        systemd_names_free(o.fd_names);
         return r < 0 ? 1 : 0;
 }

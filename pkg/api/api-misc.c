@@ -89,3 +89,21 @@ void api_handle_metrics(ApiCall *c) {
         buf_free(&b);
         api_reply_text(c, 200, "text/plain; version=0.0.4; charset=utf-8", body, len);
 }
+
+void api_handle_reconcile(ApiCall *c) {
+        Controller *ctl = c->api->controller;
+
+        if (!ctl) {
+                api_reply_status(c, 503, "this rprd runs no controllers");
+                return;
+        }
+        /* Starting was the point: rprd reconciles every object when it
+         * starts and keeps its own timers while it runs. */
+        uint64_t next = controller_next_due_usec(ctl);
+        json_t *body = json_pack("{s:s, s:s, s:I, s:I}", "apiVersion", RPR_API_VERSION, "kind", "ReconcileResult",
+                                 "objects", (json_int_t) store_count(c->api->store, NULL), "pending",
+                                 (json_int_t) controller_pending(ctl));
+        json_object_set_new(body, "nextDueSeconds",
+                            next == UINT64_MAX ? json_null() : json_integer((json_int_t) (next / USEC_PER_SEC)));
+        api_reply_json(c, 200, body);
+}

@@ -92,6 +92,8 @@ struct ApiServer {
         bool stopping;
 
         uint64_t last_tick_usec;
+        /* Set on the loop, read by rprd's idle check: see api_quiet_since(). */
+        _Atomic uint64_t quiet_since_usec;
 
         ApiCounter *counters;
         size_t n_counters;
@@ -111,6 +113,7 @@ typedef enum ApiRouteType {
         ROUTE_HOOK,
         ROUTE_APPLY,
         ROUTE_EXEC,
+        ROUTE_RECONCILE,
         ROUTE_TOKENS,
         ROUTE_LOGS,
         ROUTE_LIST,   /* /api/v1/{plural} and /api/v1/namespaces/{ns}/{plural} */
@@ -329,3 +332,5 @@ void api_watch_done(ApiServer *a);
 void api_handle_healthz(ApiCall *c);
 void api_handle_version(ApiCall *c);
 void api_handle_metrics(ApiCall *c);
+/* POST /api/v1/reconcile: the wake-up of rpr-reconcile.timer. */
+void api_handle_reconcile(ApiCall *c);

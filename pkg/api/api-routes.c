@@ -89,6 +89,8 @@ static void route_parse(h2o_req_t *req, ApiRoute *r) {
                 *r = (ApiRoute){.type = ROUTE_APPLY, .template = "/api/v1/apply"};
         else if (n == 3 && STREQ(segs[2], "exec"))
                 *r = (ApiRoute){.type = ROUTE_EXEC, .template = "/api/v1/exec"};
+        else if (n == 3 && STREQ(segs[2], "reconcile"))
+                *r = (ApiRoute){.type = ROUTE_RECONCILE, .template = "/api/v1/reconcile"};
         else if (n == 3 && STREQ(segs[2], "tokens"))
                 *r = (ApiRoute){.type = ROUTE_TOKENS,
                                 .template = "/api/v1/tokens",
@@ -119,6 +121,7 @@ static const ApiMethod m_tokens[] = {{"GET", ROLE_VIEWER, api_handle_list},
                                      {"POST", ROLE_ADMIN, api_handle_token_create},
                                      {NULL, 0, NULL}};
 static const ApiMethod m_exec[] = {{"POST", ROLE_ADMIN, api_handle_exec}, {NULL, 0, NULL}};
+static const ApiMethod m_reconcile[] = {{"POST", ROLE_OPERATOR, api_handle_reconcile}, {NULL, 0, NULL}};
 static const ApiMethod m_logs[] = {{"GET", ROLE_VIEWER, api_handle_logs}, {NULL, 0, NULL}};
 static const ApiMethod m_list[] = {{"GET", ROLE_VIEWER, api_handle_list}, {NULL, 0, NULL}};
 static const ApiMethod m_object[] = {{"GET", ROLE_VIEWER, api_handle_get},
@@ -154,6 +157,8 @@ static const ApiMethod *route_methods(const ApiRoute *r) {
                 return m_tokens;
         case ROUTE_EXEC:
                 return m_exec;
+        case ROUTE_RECONCILE:
+                return m_reconcile;
         case ROUTE_LOGS:
                 return m_logs;
         case ROUTE_LIST:
@@ -223,6 +228,7 @@ int api_on_req(h2o_handler_t *self, h2o_req_t *req) {
         ApiCall *c = h2o_mem_alloc_pool(&req->pool, sizeof *c);
 
         *c = (ApiCall){.api = a, .req = req};
+        atomic_store(&a->quiet_since_usec, 0); /* a request: not quiet */
         route_parse(req, &c->route);
 
         if (a->stopping) {
@@ -251,7 +257,7 @@ int api_on_req(h2o_handler_t *self, h2o_req_t *req) {
         }
         /* apply and exec check the namespaces named in their bodies. */
         if (m->role != ROLE_ANONYMOUS && c->route.type != ROUTE_APPLY && c->route.type != ROUTE_LOGS &&
-            c->route.type != ROUTE_EXEC && !(c->route.type == ROUTE_TOKENS && api_method_is(req, "POST")) &&
+            c->route.type != ROUTE_EXEC && c->route.type != ROUTE_RECONCILE && !(c->route.type == ROUTE_TOKENS && api_method_is(req, "POST")) &&
             !api_check_namespace(c, c->route.ns))
                 return 0;
 

@@ -128,7 +128,9 @@ static int listeners_open(ApiServer *a, const ApiOptions *o, char **ret_error) {
         for (size_t i = 0; i < o->n_fds; i++) {
                 fd = o->fds[i];
                 (void) fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
-                _cleanup_free_ char *spec = xasprintf("fd:%d", fd);
+                _cleanup_free_ char *spec = o->fd_names && o->fd_names[i]
+                                                    ? xasprintf("fd:%d (%s)", fd, o->fd_names[i])
+                                                    : xasprintf("fd:%d", fd);
                 listener_add(a, fd, spec, NULL);
         }
         if (o->n_fds > 0)
@@ -348,10 +350,26 @@ static void api_shutdown(ApiServer *a) {
         loop_until(a, all_closed, deadline);
 }
 
+/* After each turn of the loop: is anything still going on? */
+static void note_quiet(ApiServer *a, uint64_t now) {
+        bool busy = a->n_watches > 0 || a->n_execs > 0 || a->jobs_pending > 0;
+        uint64_t since = atomic_load(&a->quiet_since_usec);
+
+        if (busy)
+                atomic_store(&a->quiet_since_usec, 0);
+        else if (since == 0)
+                atomic_store(&a->quiet_since_usec, now);
+}
+
+uint64_t api_quiet_since(ApiServer *a) {
+        return atomic_load(&a->quiet_since_usec);
+}
+
 int api_run(ApiServer *a) {
         while (!a->stop_requested) {
                 h2o_evloop_run(a->ctx.loop, 1000);
                 uint64_t now = now_usec();
+                note_quiet(a, now);
                 if (now - a->last_tick_usec >= USEC_PER_SEC) {
                         a->last_tick_usec = now;
                         api_watch_reap(a);

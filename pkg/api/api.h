@@ -27,6 +27,7 @@ typedef struct ApiOptions {
         /* Listening sockets handed over already bound (socket activation);
          * when n_fds > 0 these are used instead of listen. */
         const int *fds;
+        const char *const *fd_names; /* FileDescriptorName of each, or NULL */
         size_t n_fds;
         const char *state_dir;
         const char *web_dir; /* NULL: no dashboard */
@@ -55,6 +56,10 @@ int api_new(const ApiOptions *o, ApiServer **ret);
 int api_new_verbose(const ApiOptions *o, ApiServer **ret, char **ret_error);
 /* Runs the event loop until api_stop(). */
 int api_run(ApiServer *a);
+/* Since when nothing has been asked of the API: no request, no watch or
+ * exec stream, no job in flight (realtime usec); 0 while something is.
+ * Callable from any thread. */
+uint64_t api_quiet_since(ApiServer *a);
 /* Async-signal-safe: asks api_run() to return. */
 void api_stop(ApiServer *a);
 void api_free(ApiServer *a); /* NULL-safe */

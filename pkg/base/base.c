@@ -67,29 +67,56 @@ void log_set_max_level(int level) {
         log_max_level = level;
 }
 
-int log_internal(int level, int err, const char *fmt, ...) {
+static LogSink log_sink;
+static void *log_sink_userdata;
+
+void log_set_sink(LogSink sink, void *userdata) {
+        log_sink = sink;
+        log_sink_userdata = userdata;
+}
+
+static const char *level_name(int level) {
         static const char *const names[] = {
                 [LOG_LEVEL_ERR] = "error",   [LOG_LEVEL_WARNING] = "warning",
                 [LOG_LEVEL_INFO] = "info",   [LOG_LEVEL_DEBUG] = "debug",
         };
+        return level >= 0 && level < (int) ELEMENTSOF(names) && names[level] ? names[level] : "log";
+}
+
+static int log_emit(int level, int err, const char *kind, const char *name, const char *fmt, va_list ap) {
         int saved = errno;
         int ret = err < 0 ? err : -err;
+        char msg[4096];
 
         if (level > log_max_level)
                 return ret;
-
         /* "%m" must name the error we were given, not whatever errno is. */
         errno = err < 0 ? -err : err;
-        char msg[4096];
-        va_list ap;
-        va_start(ap, fmt);
         vsnprintf(msg, sizeof msg, fmt, ap);
-        va_end(ap);
-
-        const char *name = level >= 0 && level < (int) ELEMENTSOF(names) && names[level] ? names[level] : "log";
-        fprintf(stderr, "rpr: %s: %s\n", name, msg);
+        if (log_sink)
+                log_sink(log_sink_userdata, level, kind, name, msg);
+        else
+                fprintf(stderr, "rpr: %s: %s\n", level_name(level), msg);
         errno = saved;
         return ret;
+}
+
+int log_internal(int level, int err, const char *fmt, ...) {
+        va_list ap;
+
+        va_start(ap, fmt);
+        int r = log_emit(level, err, NULL, NULL, fmt, ap);
+        va_end(ap);
+        return r;
+}
+
+int log_object(int level, const char *kind, const char *name, const char *fmt, ...) {
+        va_list ap;
+
+        va_start(ap, fmt);
+        int r = log_emit(level, 0, kind, name, fmt, ap);
+        va_end(ap);
+        return r;
 }
 
 /* ---- buffer ------------------------------------------------------------ */

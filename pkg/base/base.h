@@ -67,6 +67,15 @@ void log_set_max_level(int level);
  * Returns -abs(err) so a caller can `return log_error_errno(r, ...)`. */
 int log_internal(int level, int err, const char *fmt, ...) _printf_(3, 4);
 
+/* A record about one object: kind ("Repo") and name ("default/site") go
+ * to the sink as fields (the journal's RPR_KIND and RPR_NAME). */
+int log_object(int level, const char *kind, const char *name, const char *fmt, ...) _printf_(4, 5);
+
+/* Where records go instead of stderr (the journal, under systemd). kind and
+ * name may be NULL. Set once at start, before threads. */
+typedef void (*LogSink)(void *userdata, int level, const char *kind, const char *name, const char *message);
+void log_set_sink(LogSink sink, void *userdata);
+
 #define log_error_errno(err, ...) log_internal(LOG_LEVEL_ERR, (err), __VA_ARGS__)
 #define log_warning_errno(err, ...) log_internal(LOG_LEVEL_WARNING, (err), __VA_ARGS__)
 #define log_error(...) (void) log_internal(LOG_LEVEL_ERR, 0, __VA_ARGS__)

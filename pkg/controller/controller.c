@@ -404,6 +404,15 @@ uint64_t controller_last_tick(Controller *c) {
         return atomic_load(&c->last_tick_usec);
 }
 
+uint64_t controller_next_due_usec(Controller *c) {
+        pthread_mutex_lock(&c->lock);
+        KeyEntry *top = heap_top(&c->timers);
+        uint64_t due = top ? top->due_usec : UINT64_MAX;
+        pthread_mutex_unlock(&c->lock);
+        uint64_t now = now_mono_usec();
+        return due == UINT64_MAX ? due : due > now ? due - now : 0;
+}
+
 size_t controller_pending(Controller *c) {
         pthread_mutex_lock(&c->lock);
         size_t n = c->n_ready + c->n_running;

@@ -39,5 +39,8 @@ void controller_free(Controller *c); /* stops first; NULL-safe */
 
 /* When the loop last did something (or idled), for /healthz. */
 uint64_t controller_last_tick(Controller *c);
+/* How long until the soonest requeue timer fires: 0 when one is due,
+ * UINT64_MAX when none is set. */
+uint64_t controller_next_due_usec(Controller *c);
 /* Keys queued or running, for /metrics and tests. */
 size_t controller_pending(Controller *c);

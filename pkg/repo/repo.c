@@ -102,10 +102,12 @@ static void announce(RepoController *r, const RepoSpec *spec, const RepoOutcome 
                      const char *new_sha) {
         const char *msg = json_str_at(o->commit, "message") ?: "";
 
+        _cleanup_free_ char *id = repo_id(spec->ns, spec->name);
+
         if (r->activity)
-                (void) logfile_append(r->activity, o->when_usec, "repo %s/%s: %s at %.12s%s%.12s: %s", spec->ns,
-                                      spec->name, spec->branch, new_sha, old_sha ? " (was " : "",
-                                      old_sha ? old_sha : "", msg);
+                (void) logfile_append(r->activity, o->when_usec, "repo %s: %s at %.12s%s%.12s: %s", id, spec->branch,
+                                      new_sha, old_sha ? " (was " : "", old_sha ? old_sha : "", msg);
+        log_object(LOG_LEVEL_INFO, "Repo", id, "repo %s: new commit %.12s on %s: %s", id, new_sha, spec->branch, msg);
         pthread_mutex_lock(&r->lock);
         size_t n = r->n_callbacks;
         RepoCallback *cbs = n ? xmalloc(n * sizeof *cbs) : NULL;

@@ -194,6 +194,9 @@ static int check_object(ServerController *s, json_t *obj, SshResult *result, cha
         pthread_mutex_unlock(&s->lock);
 
         log_attempt(s, id, &o);
+        if (wr >= 0 && !STREQ(new_phase, old_phase) && *new_phase)
+                log_object(STREQ(new_phase, "Reachable") ? LOG_LEVEL_INFO : LOG_LEVEL_WARNING, "Server", id,
+                           "server %s is %s: %s", id, new_phase, o.message);
         if (wr >= 0 && STREQ(new_phase, "Reachable") && !STREQ(old_phase, "Reachable"))
                 notify_reachable(s, ns, name);
         *ok = o.ok;

@@ -1,0 +1,30 @@
+/* rprd.h: what the files of cmd/rprd share. */
+#pragma once
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "base/base.h"
+
+typedef struct ApiServer ApiServer;
+typedef struct Controller Controller;
+typedef struct LogFile LogFile;
+typedef struct Store Store;
+
+/* supervise.c: the watchdog, STATUS, SIGHUP and --idle-exit. */
+typedef struct Supervisor {
+        Store *store;
+        ApiServer *api;
+        Controller *controller; /* NULL: no controllers run */
+        LogFile *logs[2];       /* reopened on SIGHUP; NULL-terminated if fewer */
+        uint64_t idle_exit_usec;
+        /* set by supervise_start() */
+        uint64_t watchdog_usec;
+        char idle_text[32];
+        atomic_bool stopping;
+        pthread_t thread;
+} Supervisor;
+
+void supervise_signals(void);
+int supervise_start(Supervisor *s);
+void supervise_stop(Supervisor *s);
