@@ -136,6 +136,7 @@ bench: all bench-deps
 	tests/bench/apply.sh
 	tests/bench/fanout.sh
 	tests/bench/repos.py
+	tests/bench/coldstart.py
 
 # The peers fanout.sh compares rpr with.
 bench-deps:

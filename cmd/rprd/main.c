@@ -279,9 +279,6 @@ static int controllers_setup(const Options *o, Daemon *d) {
         r = github_client_new(NULL, &d->github);
         if (r < 0)
                 return r;
-        r = gitremote_init();
-        if (r < 0)
-                return r;
         RepoOptions ro = {d->store, d->controller, d->tokens, d->github, cache, d->activity};
         return repo_controller_new(&ro, &d->repos);
 }

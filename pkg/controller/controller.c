@@ -216,20 +216,8 @@ static void on_feed(void *userdata) {
         pthread_mutex_unlock(&c->lock);
 }
 
-typedef struct ListContext {
-        Controller *c;
-        const char *kind;
-} ListContext;
-
-static void enqueue_listed(const char *json, size_t len, void *userdata) {
-        ListContext *lc = userdata;
-        _cleanup_json_ json_t *o = json_loadb(json, len, 0, NULL);
-        const json_t *meta = json_object_get(o, "metadata");
-        const char *ns = json_string_value(json_object_get(meta, "namespace"));
-        const char *name = json_string_value(json_object_get(meta, "name"));
-
-        if (ns && name)
-                controller_enqueue(lc->c, lc->kind, ns, name, 0);
+static void enqueue_listed(const char *kind, const char *ns, const char *name, void *userdata) {
+        controller_enqueue(userdata, kind, ns, name, 0);
 }
 
 /* Watches from now, then enqueues every object: whatever changes after the
@@ -244,8 +232,7 @@ static int relist(Controller *c) {
                 return r;
         c->watch = w;
         for (size_t i = 0; i < c->n_regs; i++) {
-                ListContext lc = {c, c->regs[i].kind};
-                r = store_list(c->store, c->regs[i].kind, NULL, enqueue_listed, &lc, NULL);
+                r = store_list_keys(c->store, c->regs[i].kind, NULL, enqueue_listed, c);
                 if (r < 0)
                         return r;
         }

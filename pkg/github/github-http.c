@@ -224,7 +224,8 @@ int github_request(GithubClient *g, const GithubRepoRef *repo, const char *url, 
                 return -EIO;
         }
 
-        CURL *c = curl_easy_init();
+        CURLSH *share = github_share(g);
+        CURL *c = share ? curl_easy_init() : NULL;
         if (!c)
                 return -ENOMEM;
         struct curl_slist *h = request_headers(repo, etag);
@@ -238,7 +239,7 @@ int github_request(GithubClient *g, const GithubRepoRef *repo, const char *url, 
         curl_easy_setopt(c, CURLOPT_MAXREDIRS, 5L);
         curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
         curl_easy_setopt(c, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
-        curl_easy_setopt(c, CURLOPT_SHARE, g->share);
+        curl_easy_setopt(c, CURLOPT_SHARE, share);
         curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
         curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
         curl_easy_setopt(c, CURLOPT_HEADERDATA, r);

@@ -43,6 +43,10 @@ int github_request(GithubClient *g, const GithubRepoRef *repo, const char *url, 
                    GithubResponse *r, GithubResult *res);
 void github_response_clear(GithubResponse *r);
 
+/* The shared connection and DNS cache, made (and curl initialized) at the
+ * first call; NULL if it cannot be made. */
+CURLSH *github_share(GithubClient *g);
+
 /* The rate-limit gate of repo's API and token. */
 bool github_gate_closed(GithubClient *g, const GithubRepoRef *repo, uint64_t *ret_until);
 void github_gate_close(GithubClient *g, const GithubRepoRef *repo, uint64_t until_usec);

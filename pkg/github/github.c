@@ -32,10 +32,28 @@ static void share_unlock(CURL *c, curl_lock_data data, void *userdata) {
         pthread_mutex_unlock(&((GithubClient *) userdata)->share_locks[data]);
 }
 
+/* The curl share, made at the first request: rprd starts faster without
+ * initializing TLS for Repos it may not have. */
+CURLSH *github_share(GithubClient *g) {
+        pthread_once(&curl_once, curl_init_once);
+        pthread_mutex_lock(&g->lock);
+        if (!g->share) {
+                g->share = curl_share_init();
+                if (g->share) {
+                        curl_share_setopt(g->share, CURLSHOPT_LOCKFUNC, share_lock);
+                        curl_share_setopt(g->share, CURLSHOPT_UNLOCKFUNC, share_unlock);
+                        curl_share_setopt(g->share, CURLSHOPT_USERDATA, g);
+                        curl_share_setopt(g->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_CONNECT);
+                        curl_share_setopt(g->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
+                }
+        }
+        pthread_mutex_unlock(&g->lock);
+        return g->share;
+}
+
 int github_client_new(const GithubOptions *o, GithubClient **ret) {
         GithubClient *g = xcalloc(1, sizeof *g);
 
-        pthread_once(&curl_once, curl_init_once);
         g->user_agent = xstrdup(o && o->user_agent ? o->user_agent : "rpr/" RPR_VERSION);
         g->connect_timeout_usec = o && o->connect_timeout_usec ? o->connect_timeout_usec : 10 * USEC_PER_SEC;
         g->timeout_usec = o && o->timeout_usec ? o->timeout_usec : 30 * USEC_PER_SEC;
@@ -44,16 +62,6 @@ int github_client_new(const GithubOptions *o, GithubClient **ret) {
         pthread_mutex_init(&g->lock, NULL);
         for (size_t i = 0; i < ELEMENTSOF(g->share_locks); i++)
                 pthread_mutex_init(&g->share_locks[i], NULL);
-        g->share = curl_share_init();
-        if (!g->share) {
-                github_client_free(g);
-                return -ENOMEM;
-        }
-        curl_share_setopt(g->share, CURLSHOPT_LOCKFUNC, share_lock);
-        curl_share_setopt(g->share, CURLSHOPT_UNLOCKFUNC, share_unlock);
-        curl_share_setopt(g->share, CURLSHOPT_USERDATA, g);
-        curl_share_setopt(g->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_CONNECT);
-        curl_share_setopt(g->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
         *ret = g;
         return 0;
 }

@@ -76,7 +76,7 @@ int gitremote_commit(const char *url, const char *branch, const GitAuth *auth, c
         git_oid oid;
 
         *ret = (GitResult){0};
-        if (git_oid_fromstr(&oid, sha) < 0) {
+        if (gitremote_init() < 0 || git_oid_fromstr(&oid, sha) < 0) {
                 ret->error = GITREMOTE_FAILED;
                 snprintf(ret->message, sizeof ret->message, "\"%s\" is not a commit id", sha);
                 return -EIO;
@@ -175,7 +175,7 @@ int gitremote_inspect(const char *url, const char *branch, const GitAuth *auth, 
         int k;
 
         *ret = (GitResult){0};
-        if (!mkdtemp(dir)) {
+        if (gitremote_init() < 0 || !mkdtemp(dir)) {
                 ret->error = GITREMOTE_FAILED;
                 snprintf(ret->message, sizeof ret->message, "cannot make a temporary directory in %s: %s",
                          tmp_parent, strerror(errno));

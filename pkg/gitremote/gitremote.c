@@ -180,6 +180,11 @@ int gitremote_ls(const char *url, const char *branch, const GitAuth *auth, char 
         int k;
 
         *ret = (GitResult){0};
+        if (gitremote_init() < 0) {
+                ret->error = GITREMOTE_FAILED;
+                snprintf(ret->message, sizeof ret->message, "libgit2 cannot be initialized");
+                return -EIO;
+        }
         gitremote_callbacks(&cb, &creds);
         k = git_remote_create_detached(&remote, url);
         if (k >= 0)

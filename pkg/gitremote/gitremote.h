@@ -18,7 +18,9 @@
 
 #include "base/base.h"
 
-int gitremote_init(void);     /* git_libgit2_init(); idempotent */
+/* git_libgit2_init(), once; every operation calls it first, so calling it
+ * is only needed to fail early. */
+int gitremote_init(void);
 void gitremote_shutdown(void);
 
 typedef struct GitAuth {

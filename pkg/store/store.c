@@ -294,12 +294,15 @@ int store_get_json(Store *s, const char *kind, const char *ns, const char *name,
         return 0;
 }
 
-int store_list(Store *s, const char *kind, const char *ns, StoreListFn fn, void *userdata,
-               uint64_t *ret_revision) {
+typedef struct ListVisit {
+        StoreListFn text_fn;
+        StoreKeyFn key_fn;
+        void *userdata;
+} ListVisit;
+
+static int list_entries(Store *s, const char *kind, const char *ns, const ListVisit *v, uint64_t *ret_revision) {
         size_t i = 0;
 
-        if (!fn)
-                return -EINVAL;
         pthread_rwlock_rdlock(&s->lock);
         if (kind)
                 i = lower_bound(s, kind, ns ? ns : "", "");
@@ -313,12 +316,28 @@ int store_list(Store *s, const char *kind, const char *ns, StoreListFn fn, void 
                                 break;
                         continue;
                 }
-                fn(e->text->data, e->text->len, userdata);
+                if (v->text_fn)
+                        v->text_fn(e->text->data, e->text->len, v->userdata);
+                else
+                        v->key_fn(e->kind, e->ns, e->name, v->userdata);
         }
         if (ret_revision)
                 *ret_revision = s->revision;
         pthread_rwlock_unlock(&s->lock);
         return 0;
+}
+
+int store_list(Store *s, const char *kind, const char *ns, StoreListFn fn, void *userdata,
+               uint64_t *ret_revision) {
+        if (!fn)
+                return -EINVAL;
+        return list_entries(s, kind, ns, &(ListVisit){.text_fn = fn, .userdata = userdata}, ret_revision);
+}
+
+int store_list_keys(Store *s, const char *kind, const char *ns, StoreKeyFn fn, void *userdata) {
+        if (!fn)
+                return -EINVAL;
+        return list_entries(s, kind, ns, &(ListVisit){.key_fn = fn, .userdata = userdata}, NULL);
 }
 
 void store_stats(Store *s, uint64_t *ret_commits, double *ret_commit_seconds) {

@@ -47,6 +47,11 @@ typedef void (*StoreListFn)(const char *json, size_t len, void *userdata);
 int store_list(Store *s, const char *kind, const char *ns, StoreListFn fn, void *userdata,
                uint64_t *ret_revision);
 
+/* As store_list, with only each object's kind, namespace and name: no
+ * text to parse when the key is all that is needed. */
+typedef void (*StoreKeyFn)(const char *kind, const char *ns, const char *name, void *userdata);
+int store_list_keys(Store *s, const char *kind, const char *ns, StoreKeyFn fn, void *userdata);
+
 typedef enum StoreOpType {
         STORE_OP_APPLY,  /* create or replace spec/labels/annotations; status kept */
         STORE_OP_UPDATE, /* as APPLY, and finalizers too (PUT) */
