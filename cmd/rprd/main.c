@@ -42,6 +42,7 @@ typedef struct Options {
         const char *store;
         unsigned workers;
         uint64_t idle_exit_usec;
+        uint64_t stop_grace_usec;
         const char *web_dir;
         size_t max_body;
         int log_level;
@@ -73,6 +74,8 @@ static void usage(FILE *f) {
               "  --store sqlite:PATH    the store (default sqlite:STATE/state.db)\n"
               "  --workers N            threads for blocking work (default 2)\n"
               "  --idle-exit DURATION   exit after being idle this long (e.g. 10m)\n"
+              "  --stop-grace DURATION  on SIGTERM, how long running commands may finish\n"
+              "                         before they are canceled (default 30s)\n"
               "  --web-dir DIR          dashboard files (default ./web, else /usr/share/rpr/web)\n"
               "  --max-body BYTES       largest request body accepted (default 16777216)\n"
               "  --log-level LEVEL      error, warning, info or debug (default info)\n"
@@ -135,6 +138,7 @@ enum {
         ARG_MAX_BODY,
         ARG_LOG_LEVEL,
         ARG_NO_CONTROLLERS,
+        ARG_STOP_GRACE,
         ARG_VERSION
 };
 
@@ -178,6 +182,10 @@ static int parse_one(Options *o, int c, const char *v) {
         case ARG_NO_CONTROLLERS:
                 o->no_controllers = true;
                 return 0;
+        case ARG_STOP_GRACE:
+                if (duration_parse(v, &o->stop_grace_usec) < 0)
+                        return bad("--stop-grace", v, "must be a duration like 30s or 2m");
+                return 0;
         case ARG_LOG_LEVEL:
                 return parse_level(v, &o->log_level);
         }
@@ -197,6 +205,7 @@ static int parse_argv(int argc, char **argv, Options *o) {
                 {"max-body", required_argument, NULL, ARG_MAX_BODY},
                 {"log-level", required_argument, NULL, ARG_LOG_LEVEL},
                 {"no-controllers", no_argument, NULL, ARG_NO_CONTROLLERS},
+                {"stop-grace", required_argument, NULL, ARG_STOP_GRACE},
                 {"help", no_argument, NULL, 'h'},
                 {"version", no_argument, NULL, ARG_VERSION},
                 {NULL, 0, NULL, 0},
@@ -327,6 +336,7 @@ static int serve(const Options *o, Daemon *d) {
                 .web_dir = o->web_dir,
                 .max_body = o->max_body,
                 .workers = o->workers,
+                .stop_grace_usec = o->stop_grace_usec,
                 /* Not running: /healthz must not report a loop that never ticks. */
                 .controller = o->no_controllers ? NULL : d->controller,
                 .servers = d->servers,
@@ -407,7 +417,7 @@ static void malloc_setup(void) {
 }
 
 int main(int argc, char **argv) {
-        Options o = {.state_dir = ".rpr", .log_level = LOG_LEVEL_INFO};
+        Options o = {.state_dir = ".rpr", .log_level = LOG_LEVEL_INFO, .stop_grace_usec = 30 * USEC_PER_SEC};
         _cleanup_free_ char *log_dir = NULL, *store_url = NULL, *sock = NULL;
         Store *store = NULL;
         int r;

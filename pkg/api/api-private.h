@@ -55,6 +55,7 @@ struct ApiServer {
         char *state_dir;
         char *web_dir;
         size_t max_body;
+        uint64_t stop_grace_usec;
 
         h2o_globalconf_t config;
         h2o_context_t ctx;

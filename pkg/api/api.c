@@ -241,6 +241,7 @@ int api_new_verbose(const ApiOptions *o, ApiServer **ret, char **ret_error) {
         a->ssh = o->ssh;
         a->connectivity = o->connectivity;
         a->activity = o->activity;
+        a->stop_grace_usec = o->stop_grace_usec;
         a->repos = o->repos;
         a->tokens = o->tokens;
         a->webhook = o->webhook;
@@ -334,14 +335,23 @@ static bool all_closed(ApiServer *a) {
         return a->jobs_pending == 0 && a->n_watches == 0 && a->n_execs == 0 && !connections_open(a);
 }
 
-static void api_shutdown(ApiServer *a) {
-        uint64_t deadline = now_mono_usec() + API_SHUTDOWN_WAIT_USEC;
+static bool no_execs(ApiServer *a) {
+        return a->n_execs == 0;
+}
 
+static void api_shutdown(ApiServer *a) {
         a->stopping = true;
         listeners_close(a);
 
-        /* Acknowledged-or-not writes in flight still answer; exec streams
-         * end with their results. */
+        /* Commands under way get the grace period to finish; then they are
+         * canceled, and their streams end with that result. Writes in
+         * flight still answer. */
+        if (a->n_execs > 0 && a->stop_grace_usec > 0) {
+                log_info("waiting up to %.0f s for %zu running command stream(s)",
+                         (double) a->stop_grace_usec / USEC_PER_SEC, a->n_execs);
+                loop_until(a, no_execs, now_mono_usec() + a->stop_grace_usec);
+        }
+        uint64_t deadline = now_mono_usec() + API_SHUTDOWN_WAIT_USEC;
         api_exec_cancel_all(a);
         loop_until(a, no_jobs, deadline);
 

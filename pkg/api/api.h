@@ -33,6 +33,9 @@ typedef struct ApiOptions {
         const char *web_dir; /* NULL: no dashboard */
         size_t max_body;     /* bytes; 0 = API_DEFAULT_MAX_BODY */
         unsigned workers;    /* threads for blocking work; 0 = 2 */
+        /* At shutdown, how long running exec streams may go on before they
+         * are canceled; 0: cancel at once. */
+        uint64_t stop_grace_usec;
         /* The controllers, for actions, /healthz and /metrics; any may be
          * NULL (then the actions that need them answer 503). */
         Controller *controller;

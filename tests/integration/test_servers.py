@@ -12,6 +12,7 @@ import glob
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import threading
@@ -480,7 +481,9 @@ def test_no_key_or_token_leaves_rprd(rprd, sshd, ssh_keys):
     assert rprd.token not in text
 
 
-def test_rprd_stopping_mid_exec_cancels_and_reports_it(rprd):
+def test_rprd_stopping_mid_exec_cancels_and_reports_it(rprd_factory):
+    # The command outlives rprd's --stop-grace: it is canceled and says so.
+    rprd = rprd_factory(extra_args=["--stop-grace", "1s"])
     rprd.apply([local("here")])
     argv = [RPRCTL, "--server", rprd.url, "--token", rprd.token, "exec", "server", "here", "--",
             "echo started; sleep 60"]
@@ -493,3 +496,30 @@ def test_rprd_stopping_mid_exec_cancels_and_reports_it(rprd):
     assert time.time() - started < 10
     assert p.returncode == 1, (out, err)
     assert "here: Canceled" in err, err
+
+
+def test_sigterm_lets_a_running_command_finish(rprd):
+    # Within the grace period (default 30s) a command under way finishes
+    # and reports its exit code; rprd takes no new work meanwhile.
+    rprd.apply([local("here")])
+    argv = [RPRCTL, "--server", rprd.url, "--token", rprd.token, "exec", "server", "here", "--",
+            "echo started; sleep 2; echo finished"]
+    p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         env=sanitizer_env())
+    assert p.stdout.readline() == "here: started\n"
+    rprd.proc.send_signal(signal.SIGTERM)
+    time.sleep(0.3)
+    assert not _answers(rprd), "rprd still takes connections after SIGTERM"
+    out, err = p.communicate(timeout=30)
+    assert p.returncode == 0, (out, err)
+    assert "here: finished" in out, out
+    rprd.stop()
+
+
+def _answers(rprd):
+    """Whether rprd still accepts connections (its listeners close at SIGTERM)."""
+    try:
+        socket.create_connection(("127.0.0.1", rprd.port), timeout=1).close()
+        return True
+    except OSError:
+        return False
