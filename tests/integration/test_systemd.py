@@ -111,6 +111,20 @@ def tmp():
     subprocess.run(["rm", "-rf", d])
 
 
+def admin_token(state):
+    """The admin token, once the rprd just started has written it."""
+    path = os.path.join(state, "admin.token")
+    deadline = time.time() + WAIT
+    while time.time() < deadline:
+        if os.path.exists(path):
+            with open(path) as f:
+                token = f.read().strip()
+            if token:
+                return token
+        time.sleep(0.02)
+    raise AssertionError("rprd wrote no admin token in %ds" % WAIT)
+
+
 def http(url, path, token=None, method="GET", body=None, timeout=WAIT):
     headers = {"Authorization": "Bearer " + token} if token else {}
     if body is not None:
@@ -188,11 +202,7 @@ def test_idle_exit_and_reactivation_miss_no_interval(tmp):
     url = "http://127.0.0.1:%d" % act.port
     args = ["--state-dir", state, "--idle-exit", "1s"]
     act.launch(args)
-    deadline = time.time() + WAIT
-    while not os.path.exists(os.path.join(state, "admin.token")) and time.time() < deadline:
-        time.sleep(0.02)
-    time.sleep(0.2)
-    token = open(os.path.join(state, "admin.token")).read().strip()
+    token = admin_token(state)
     body = json.dumps([server("s1", retries=100, retryInterval="3s")]).encode()
     assert http(url, "/api/v1/apply", token, "POST", body)[0] == 200
 
@@ -232,11 +242,7 @@ def test_sighup_reopens_logs(tmp):
     state = os.path.join(tmp, "state")
     url = "http://127.0.0.1:%d" % act.port
     act.launch(["--state-dir", state])
-    deadline = time.time() + WAIT
-    while not os.path.exists(os.path.join(state, "admin.token")) and time.time() < deadline:
-        time.sleep(0.02)
-    time.sleep(0.2)
-    token = open(os.path.join(state, "admin.token")).read().strip()
+    token = admin_token(state)
     body = json.dumps([server("s1", retries=100, retryInterval="1s")]).encode()
     assert http(url, "/api/v1/apply", token, "POST", body)[0] == 200
     logs = os.path.join(state, "logs")
@@ -268,11 +274,7 @@ def test_journal_fields(tmp):
     env = dict(sanitizer_env(), JOURNAL_STREAM="%d:%d" % (st.st_dev, st.st_ino),
                RPR_JOURNAL_SOCKET=journal.path)
     act.launch(["--state-dir", state], env)
-    deadline = time.time() + WAIT
-    while not os.path.exists(os.path.join(state, "admin.token")) and time.time() < deadline:
-        time.sleep(0.02)
-    time.sleep(0.2)
-    token = open(os.path.join(state, "admin.token")).read().strip()
+    token = admin_token(state)
     body = json.dumps([server("web-1", retries=0, retryInterval="1h")]).encode()
     assert http("http://127.0.0.1:%d" % act.port, "/api/v1/apply", token, "POST", body)[0] == 200
     entry = journal.wait_for(lambda m: "RPR_KIND=Server" in m)
