@@ -9,7 +9,7 @@
 /* The credentials of one operation (the callbacks' payload). */
 typedef struct GitCreds {
         const GitAuth *auth; /* may be NULL */
-        unsigned attempts;
+        unsigned tried; /* GIT_CREDENTIAL_* kinds answered already */
         bool refused;
         char *key_dir, *key_path; /* the ssh key's temporary file */
 } GitCreds;

@@ -92,21 +92,28 @@ static int on_credentials(git_credential **out, const char *url, const char *use
         const char *user = a && a->ssh_user ? a->ssh_user : user_from_url ? user_from_url : "git";
         (void) url;
 
-        if (++c->attempts > 1) {
+        /* ssh asks for the user name first, then for a key: one answer of
+         * each kind; asked again, the remote refused it. */
+        unsigned kind = a && a->ssh_key && (allowed & GIT_CREDENTIAL_SSH_KEY)               ? GIT_CREDENTIAL_SSH_KEY
+                        : a && a->token && (allowed & GIT_CREDENTIAL_USERPASS_PLAINTEXT) ? GIT_CREDENTIAL_USERPASS_PLAINTEXT
+                        : (allowed & GIT_CREDENTIAL_USERNAME)                           ? GIT_CREDENTIAL_USERNAME
+                                                                                        : 0;
+        if (kind && (c->tried & kind)) {
                 c->refused = true;
                 git_error_set_str(GIT_ERROR_NET, "the remote refused the credentials of spec.tokenRef");
                 return GIT_EAUTH;
         }
-        if (a && a->ssh_key && (allowed & GIT_CREDENTIAL_SSH_KEY)) {
+        c->tried |= kind;
+        if (kind == GIT_CREDENTIAL_SSH_KEY) {
                 if (key_file(c) < 0) {
                         git_error_set_str(GIT_ERROR_OS, "cannot write the ssh key to a temporary file");
                         return -1;
                 }
                 return git_credential_ssh_key_new(out, user, NULL, c->key_path, NULL);
         }
-        if (a && a->token && (allowed & GIT_CREDENTIAL_USERPASS_PLAINTEXT))
+        if (kind == GIT_CREDENTIAL_USERPASS_PLAINTEXT)
                 return git_credential_userpass_plaintext_new(out, "x-access-token", a->token);
-        if (allowed & GIT_CREDENTIAL_USERNAME)
+        if (kind == GIT_CREDENTIAL_USERNAME)
                 return git_credential_username_new(out, user);
         c->refused = true;
         git_error_set_str(GIT_ERROR_NET, a && (a->token || a->ssh_key)

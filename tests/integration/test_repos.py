@@ -568,3 +568,49 @@ def test_examples_apply(rprd):
         p = rprd.ctl("apply", "--dry-run", "-f", os.path.join(REPO, d))
         assert p.returncode == 0, (d, p.stdout, p.stderr)
         assert "(dry run)" in p.stdout or "created" in p.stdout, p.stdout
+
+
+# ---- git over ssh ------------------------------------------------------------------------------
+
+def test_git_over_ssh_with_a_key_token(rprd_factory, monkeypatch, tmp_path):
+    from sshd import Keys, Sshd, login_user
+    keys = Keys.generate(str(tmp_path / "keys"))
+    where = tempfile.mkdtemp(prefix="rpr-gitsshd-")  # the login user must reach authorized_keys
+    os.chmod(where, 0o755)
+    sshd = Sshd(where, host_keys=[keys.host("ed25519")], authorized=[keys.client_pub("ed25519")])
+    sshd.start()
+    try:
+        root = tempfile.mkdtemp(prefix="rpr-gitssh-")
+        os.chmod(root, 0o755)
+        g = GitRepo(root)
+        a = g.commit("over ssh")
+        user = login_user()
+        subprocess.run(["chown", "-R", user, g.bare], check=True)
+        url = "ssh://%s@127.0.0.1:%d%s" % (user, sshd.port, g.bare)
+
+        # libgit2 checks the host key against $HOME/.ssh/known_hosts of rprd.
+        home = tmp_path / "home"
+        (home / ".ssh").mkdir(parents=True)
+        with open(keys.host("ed25519") + ".pub") as f:
+            kind, blob = f.read().split()[:2]
+        (home / ".ssh" / "known_hosts").write_text("[127.0.0.1]:%d %s %s\n" % (sshd.port, kind, blob))
+        monkeypatch.setenv("HOME", str(home))
+        # libgit2's ssh transport leaves a few bytes of libssh2's behind per
+        # connection; whole stacks let tests/lsan.supp see it is libgit2's.
+        monkeypatch.setenv("ASAN_OPTIONS", "detect_leaks=1:fast_unwind_on_malloc=0")
+        d = rprd_factory()
+        d.apply([{"apiVersion": "rpr/v1", "kind": "Token", "metadata": {"name": "deploy-key"},
+                  "spec": {"type": "ssh-key", "valueFrom": {"file": keys.client("ed25519")}}},
+                 repo("g", provider="git", url=url, tokenRef="deploy-key", interval="1h"),
+                 repo("nokey", provider="git", url=url, interval="1h")])
+        o = wait_sha(d, "g", a)
+        assert o["status"]["lastCommit"]["message"] == "over ssh"
+        o = wait_repo(d, "nokey", lambda o: ready(o).get("status") == "False", "a failure")
+        assert ready(o)["reason"] in ("AuthenticationFailed", "GitError"), ready(o)
+        with open(keys.client("ed25519")) as f:
+            key_text = f.read()
+        assert key_text.strip().splitlines()[1] not in d.all_stderr()
+        shutil.rmtree(root, ignore_errors=True)
+    finally:
+        sshd.stop()
+        shutil.rmtree(where, ignore_errors=True)
