@@ -358,6 +358,12 @@ static int serve(const Options *o, Daemon *d) {
                 fprintf(stderr, "rprd: %s\n", error ? error : strerror(-r));
                 return r;
         }
+        Supervisor sv = {.store = d->store,
+                         .api = a,
+                         .controller = o->no_controllers ? NULL : d->controller,
+                         .logs = {d->connectivity, d->activity},
+                         .idle_exit_usec = o->idle_exit_usec};
+        supervise_watchdog_setup(&sv);
         /* Only once the listeners are bound: a bad address fails start-up
          * before any check runs. */
         r = o->no_controllers ? 0 : controller_start(d->controller);
@@ -372,11 +378,6 @@ static int serve(const Options *o, Daemon *d) {
                 fprintf(stderr, "rprd: listening on %s\n", o->listen[i]);
         fprintf(stderr, "rprd: admin token in %s/admin.token\n", o->state_dir);
 
-        Supervisor sv = {.store = d->store,
-                         .api = a,
-                         .controller = o->no_controllers ? NULL : d->controller,
-                         .logs = {d->connectivity, d->activity},
-                         .idle_exit_usec = o->idle_exit_usec};
         r = supervise_start(&sv);
         if (r < 0) {
                 fprintf(stderr, "rprd: cannot start the supervisor thread: %s\n", strerror(-r));

@@ -20,11 +20,14 @@ typedef struct Supervisor {
         uint64_t idle_exit_usec;
         /* set by supervise_start() */
         uint64_t watchdog_usec;
+        _Atomic uint64_t last_watchdog; /* monotonic */
         char idle_text[32];
         atomic_bool stopping;
         pthread_t thread;
 } Supervisor;
 
 void supervise_signals(void);
+/* Before the controller starts: its loop sends WATCHDOG=1 when systemd asks. */
+void supervise_watchdog_setup(Supervisor *s);
 int supervise_start(Supervisor *s);
 void supervise_stop(Supervisor *s);

@@ -1,8 +1,8 @@
 /* supervise: rprd's own housekeeping thread, once a second.
  *
- * It tells systemd that the controller loop is alive (WATCHDOG=1 only while
- * the loop keeps ticking, so a wedged loop gets rprd restarted), what rprd
- * is doing (STATUS=), reopens the log files after SIGHUP, and with
+ * It tells systemd what rprd is doing (STATUS=), sets the controller loop
+ * up to send WATCHDOG=1 itself on every turn (so a wedged loop gets rprd
+ * restarted), reopens the log files after SIGHUP, and with
  * --idle-exit stops rprd once nothing has happened and nothing is due for
  * that long: socket activation starts it again on the next request, and
  * rpr-reconcile.timer makes that request before anything falls due. */
@@ -60,10 +60,22 @@ static void send_status(Supervisor *s) {
                         s->controller ? controller_pending(s->controller) : 0);
 }
 
-/* The controller loop ticks at least once a second while it lives. */
-static bool loop_alive(Supervisor *s, uint64_t now) {
-        uint64_t tick = s->controller ? controller_last_tick(s->controller) : now;
-        return now < tick + s->watchdog_usec / 2 || now < tick + 2 * USEC_PER_SEC;
+/* On the controller's dispatcher thread, every turn of its loop: a wedged
+ * loop stops the keep-alives and systemd restarts rprd. */
+static void watchdog_from_loop(void *userdata) {
+        Supervisor *s = userdata;
+        uint64_t now = now_mono_usec();
+
+        if (now >= atomic_load(&s->last_watchdog) + s->watchdog_usec / 4) {
+                systemd_notify("WATCHDOG=1");
+                atomic_store(&s->last_watchdog, now);
+        }
+}
+
+void supervise_watchdog_setup(Supervisor *s) {
+        s->watchdog_usec = systemd_watchdog_usec();
+        if (s->watchdog_usec && s->controller)
+                controller_on_tick(s->controller, s->watchdog_usec / 4, watchdog_from_loop, s);
 }
 
 static bool idle_long_enough(Supervisor *s, uint64_t now) {
@@ -79,15 +91,14 @@ static bool idle_long_enough(Supervisor *s, uint64_t now) {
 
 static void *supervise_thread(void *arg) {
         Supervisor *s = arg;
-        uint64_t last_watchdog = 0, last_status = 0;
+        uint64_t last_status = 0;
 
         while (!atomic_load(&s->stopping)) {
                 uint64_t now = now_usec();
 
-                if (s->watchdog_usec && now >= last_watchdog + s->watchdog_usec / 4 && loop_alive(s, now)) {
-                        systemd_notify("WATCHDOG=1");
-                        last_watchdog = now;
-                }
+                /* Without controllers, the API alone is what there is to watch. */
+                if (s->watchdog_usec && !s->controller)
+                        watchdog_from_loop(s);
                 if (now >= last_status + STATUS_EVERY_USEC) {
                         send_status(s);
                         last_status = now;
@@ -108,7 +119,6 @@ static void *supervise_thread(void *arg) {
 }
 
 int supervise_start(Supervisor *s) {
-        s->watchdog_usec = systemd_watchdog_usec();
         if (s->idle_exit_usec)
                 duration_format(s->idle_exit_usec, s->idle_text, sizeof s->idle_text);
         atomic_store(&s->stopping, false);

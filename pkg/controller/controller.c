@@ -50,6 +50,9 @@ struct Controller {
         pthread_t *workers;
         unsigned n_started;
         _Atomic uint64_t last_tick_usec;
+        void (*tick_fn)(void *userdata);
+        uint64_t tick_every_usec;
+        void *tick_userdata;
         unsigned since_trim; /* reconciles since the heap was last trimmed */
 };
 
@@ -288,8 +291,15 @@ static void *dispatcher_thread(void *arg) {
                         continue;
                 }
                 fire_timers(c);
+                if (c->tick_fn) {
+                        pthread_mutex_unlock(&c->lock);
+                        c->tick_fn(c->tick_userdata);
+                        pthread_mutex_lock(&c->lock);
+                }
 
-                uint64_t until = now_mono_usec() + IDLE_TICK_USEC;
+                uint64_t idle = c->tick_every_usec && c->tick_every_usec < IDLE_TICK_USEC ? c->tick_every_usec
+                                                                                          : IDLE_TICK_USEC;
+                uint64_t until = now_mono_usec() + idle;
                 KeyEntry *top = heap_top(&c->timers);
                 if (top && top->due_usec < until)
                         until = top->due_usec;
@@ -385,6 +395,12 @@ void controller_free(Controller *c) {
         pthread_cond_destroy(&c->tick_cond);
         pthread_mutex_destroy(&c->lock);
         free(c);
+}
+
+void controller_on_tick(Controller *c, uint64_t every_usec, void (*fn)(void *userdata), void *userdata) {
+        c->tick_every_usec = every_usec;
+        c->tick_fn = fn;
+        c->tick_userdata = userdata;
 }
 
 uint64_t controller_last_tick(Controller *c) {

@@ -37,6 +37,11 @@ void controller_enqueue(Controller *c, const char *kind, const char *ns, const c
 void controller_stop(Controller *c);
 void controller_free(Controller *c); /* stops first; NULL-safe */
 
+/* Called by the dispatcher thread on every turn, at least every every_usec
+ * (and once a second), outside the controller's lock: the watchdog's
+ * keep-alive comes from the loop itself. Set before controller_start(). */
+void controller_on_tick(Controller *c, uint64_t every_usec, void (*fn)(void *userdata), void *userdata);
+
 /* When the loop last did something (or idled), for /healthz. */
 uint64_t controller_last_tick(Controller *c);
 /* How long until the soonest requeue timer fires: 0 when one is due,
