@@ -61,13 +61,16 @@ static char *token_lookup(const char *unix_path) {
         if (t)
                 return t;
 
-        /* The admin token rprd wrote beside its socket; for TCP, the state
-         * directories rprd uses by default. */
+        /* The admin token rprd wrote beside its socket (run by hand, state
+         * and socket share a directory); else the state directories rprd
+         * uses by default — under systemd the socket is in /run/rpr and the
+         * token in /var/lib/rpr. */
         if (unix_path) {
                 const char *slash = strrchr(unix_path, '/');
                 _cleanup_free_ char *f = slash ? xasprintf("%.*s/admin.token", (int) (slash - unix_path), unix_path)
                                                : xstrdup("admin.token");
-                return token_from_file(f);
+                t = token_from_file(f);
+                return t ? t : token_from_file("/var/lib/rpr/admin.token");
         }
         t = token_from_file("./.rpr/admin.token");
         return t ? t : token_from_file("/var/lib/rpr/admin.token");
