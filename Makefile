@@ -152,40 +152,7 @@ format:
 clean:
 	rm -rf build bin
 
-# ---- install and the Debian package ----------------------------------------
-PREFIX     ?= /usr
-UNITDIR    ?= /usr/lib/systemd/system
-INSTALL    ?= install
-DEB_ARCH   := $(shell dpkg --print-architecture 2>/dev/null || echo amd64)
-DEB_STAGE  := build/deb/root
-DEB_FILE   := build/deb/rpr_$(VERSION)_$(DEB_ARCH).deb
-UNITS      := $(wildcard packaging/systemd/*.service packaging/systemd/*.socket packaging/systemd/*.timer)
-
-install: all
-	$(INSTALL) -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(UNITDIR) $(DESTDIR)/usr/lib/sysusers.d \
-	  $(DESTDIR)/usr/lib/tmpfiles.d $(DESTDIR)$(PREFIX)/share/rpr/web $(DESTDIR)$(PREFIX)/share/man/man1 \
-	  $(DESTDIR)$(PREFIX)/share/man/man8
-	$(INSTALL) -m 0755 -s $(BINDIR)/rprd $(BINDIR)/rprctl $(DESTDIR)$(PREFIX)/bin/
-	$(INSTALL) -m 0644 $(UNITS) $(DESTDIR)$(UNITDIR)/
-	$(INSTALL) -m 0644 packaging/sysusers.d/rpr.conf $(DESTDIR)/usr/lib/sysusers.d/rpr.conf
-	$(INSTALL) -m 0644 packaging/tmpfiles.d/rpr.conf $(DESTDIR)/usr/lib/tmpfiles.d/rpr.conf
-	cp -R web/. $(DESTDIR)$(PREFIX)/share/rpr/web/
-	gzip -9n < packaging/man/rprctl.1 > $(DESTDIR)$(PREFIX)/share/man/man1/rprctl.1.gz
-	gzip -9n < packaging/man/rprd.8 > $(DESTDIR)$(PREFIX)/share/man/man8/rprd.8.gz
-	chmod 0644 $(DESTDIR)$(PREFIX)/share/man/man*/*.gz
-
-# Staged by make install, described by packaging/debian; dpkg-deb builds it.
-deb:
-	rm -rf $(DEB_STAGE)
-	$(MAKE) --no-print-directory install DESTDIR=$(CURDIR)/$(DEB_STAGE) PREFIX=/usr
-	$(INSTALL) -d $(DEB_STAGE)/DEBIAN $(DEB_STAGE)/usr/share/doc/rpr
-	$(INSTALL) -m 0644 packaging/debian/copyright README.md $(DEB_STAGE)/usr/share/doc/rpr/
-	gzip -9n < packaging/debian/changelog > $(DEB_STAGE)/usr/share/doc/rpr/changelog.gz
-	$(INSTALL) -m 0755 packaging/debian/postinst packaging/debian/prerm packaging/debian/postrm $(DEB_STAGE)/DEBIAN/
-	sed -e 's/@VERSION@/$(VERSION)/' -e 's/@ARCH@/$(DEB_ARCH)/' \
-	  -e "s/@SIZE@/$$(du -sk --exclude=DEBIAN $(DEB_STAGE) | cut -f1)/" packaging/debian/control.in \
-	  > $(DEB_STAGE)/DEBIAN/control
-	dpkg-deb --root-owner-group -Zxz --build $(DEB_STAGE) $(DEB_FILE)
-	@echo "built $(DEB_FILE)"
+# ---- install and the Debian package: packaging/install.mk ---------------
+include packaging/install.mk
 
 -include $(shell find build -name '*.d' -type f 2>/dev/null)
