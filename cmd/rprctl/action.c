@@ -33,6 +33,37 @@ static int run_body(Ctl *c, char **ret) {
         return 0;
 }
 
+/* {"server": S} or {"failed": true} from --server S / --failed. */
+static int trigger_body(Ctl *c, char **ret) {
+        const char *server = ctl_opt(c, "server");
+        bool failed = ctl_flag(c, "failed");
+
+        if (server && failed)
+                return ctl_error("give --server or --failed, not both"), -EINVAL;
+        _cleanup_json_ json_t *body = server ? json_pack("{s:s}", "server", server)
+                                             : failed ? json_pack("{s:b}", "failed", 1) : json_object();
+        *ret = json_dumps(body, JSON_COMPACT);
+        return 0;
+}
+
+/* A TriggerResult: the runs made, and the servers that get one when their
+ * current run ends. */
+static int print_trigger(const char *name, const ClientResponse *resp) {
+        _cleanup_json_ json_t *j = json_loadb(resp->body, resp->len, 0, NULL);
+        const json_t *runs = json_object_get(j, "runs"), *queued = json_object_get(j, "queued"), *v;
+        size_t i;
+
+        if (!j)
+                return ctl_error("rprd answered the trigger with something that is not JSON");
+        json_array_foreach(runs, i, v) printf("run/%s created for server %s\n", json_path_str(v, "name") ?: "?",
+                                              json_path_str(v, "server") ?: "?");
+        json_array_foreach(queued, i, v) printf("server %s: a run is still going; the new one starts when it ends\n",
+                                                json_string_value(v));
+        if (json_array_size(runs) + json_array_size(queued) == 0)
+                printf("binding/%s: no server to run on (--failed: no last run failed)\n", name);
+        return 0;
+}
+
 /* A CheckResult: uptime's output and the time, or the reason on stderr. */
 static int print_check(const char *name, const ClientResponse *resp) {
         _cleanup_json_ json_t *j = json_loadb(resp->body, resp->len, 0, NULL);
@@ -106,6 +137,8 @@ int verb_action(Ctl *c) {
                 return ctl_error("%s %s needs a NAME", c->verb, ctl_kind_singular(k, singular, sizeof(singular)));
         if (STREQ(c->verb, "run") && run_body(c, &body) < 0)
                 return 1;
+        if (STREQ(c->verb, "trigger") && trigger_body(c, &body) < 0)
+                return 1;
 
         _cleanup_free_ char *obj = ctl_object_path(k, ctl_namespace(c), name);
         _cleanup_free_ char *path = xasprintf("%s/%s", obj, a->sub);
@@ -120,6 +153,8 @@ int verb_action(Ctl *c) {
                 ret = print_check(name, &resp);
         else if (STREQ(a->kind, "Repo"))
                 ret = print_repo_check(name, &resp);
+        else if (STREQ(a->kind, "Binding"))
+                ret = print_trigger(name, &resp);
         else {
                 _cleanup_json_ json_t *j = json_loadb(resp.body, resp.len, 0, NULL);
                 const char *run = json_path_str(j, "metadata.name");

@@ -46,6 +46,9 @@ static const CtlOpt logs_opts[] = {
 static const CtlOpt exec_opts[] = {
         {"selector", 'l', true}, {"timeout", 0, true}, {"parallel", 0, true}, {NULL, 0, false},
 };
+/* After the verb, --server names the binding's server to run on; rprd's
+ * address (the global --server) goes before the verb. */
+static const CtlOpt trigger_opts[] = {{"server", 0, true}, {"failed", 0, false}, {NULL, 0, false}};
 static const CtlOpt no_opts[] = {{NULL, 0, false}};
 static const CtlOpt reconcile_opts[] = {{"due", 0, false}, {NULL, 0, false}};
 
@@ -72,7 +75,11 @@ static const Verb verbs[] = {
          "Run a command on servers now. Output lines are prefixed with the server's\n"
          "name (stderr to stderr); servers that fail are listed at the end. Exit 1 if\n"
          "any failed."},
-        {"trigger", verb_action, no_opts, "trigger binding NAME", "Run a binding's command now."},
+        {"trigger", verb_action, trigger_opts, "trigger binding NAME [--server S | --failed]",
+         "Run a binding's command now for the current commit, on every one of its servers,\n"
+         "on one (--server S) or on those whose last run failed (--failed), whether or\n"
+         "not the repository changed. A server whose run is still going gets the new run\n"
+         "when it ends. rprd's own --server goes before the verb."},
         {"run", verb_action, run_opts, "run pipeline NAME [--arg k=v]...", "Start a pipeline run."},
         {"cancel", verb_action, no_opts, "cancel run NAME", "Cancel a run."},
         {"token", verb_token, token_opts,
@@ -122,7 +129,7 @@ static const CtlOpt *find_opt(const CtlOpt *opts, const char *name, size_t len, 
 }
 
 static void record(Ctl *c, const CtlOpt *o, const char *value) {
-        if (STREQ(o->name, "server"))
+        if (o == &global_opts[0])
                 c->server = value;
         else if (STREQ(o->name, "token"))
                 c->token = value;
@@ -137,15 +144,17 @@ static void record(Ctl *c, const CtlOpt *o, const char *value) {
         }
 }
 
-/* One option at argv[*i]; verb_opts may be NULL before the verb is known. */
-static int parse_one(Ctl *c, int argc, char **argv, int *i, const CtlOpt *verb_opts) {
+/* One option at argv[*i]; verb_opts may be NULL before the verb is known.
+ * A name both kinds have is the verb's after the verb, global before it. */
+static int parse_one(Ctl *c, int argc, char **argv, int *i, const CtlOpt *verb_opts, bool after_verb) {
         const char *a = argv[*i], *value = NULL;
         const CtlOpt *o;
 
         if (a[1] == '-') {
                 const char *name = a + 2, *eq = strchr(name, '=');
                 size_t len = eq ? (size_t) (eq - name) : strlen(name);
-                o = find_opt(global_opts, name, len, 0) ?: find_opt(verb_opts, name, len, 0);
+                o = after_verb ? find_opt(verb_opts, name, len, 0) : NULL;
+                o = o ?: find_opt(global_opts, name, len, 0) ?: find_opt(verb_opts, name, len, 0);
                 if (!o)
                         return verb_opts ? ctl_error("unknown flag --%.*s", (int) len, name), -EINVAL : 0;
                 if (eq && !o->has_arg)
@@ -206,7 +215,7 @@ static int parse_all(Ctl *c, int argc, char **argv, int verb_index, const CtlOpt
                         c->pos[c->n_pos++] = argv[i];
                         continue;
                 }
-                int r = parse_one(c, argc, argv, &i, opts);
+                int r = parse_one(c, argc, argv, &i, opts, i > verb_index);
                 if (r < 0)
                         return r;
         }

@@ -14,12 +14,14 @@
 #include <unistd.h>
 
 #include "api/api.h"
+#include "binding/binding.h"
 #include "controller/controller.h"
 #include "github/github.h"
 #include "gitremote/gitremote.h"
 #include "logfile/logfile.h"
 #include "repo/repo.h"
 #include "rprd.h"
+#include "run/run.h"
 #include "resource/resource.h"
 #include "server/server.h"
 #include "ssh/ssh.h"
@@ -56,9 +58,14 @@ typedef struct Options {
 static ApiServer *volatile the_server;
 static volatile sig_atomic_t stop_early;
 
+/* When SIGTERM came (monotonic): Runs get what is left of --stop-grace. */
+static _Atomic uint64_t stop_requested_mono;
+
 static void on_signal(int sig) {
         (void) sig;
         stop_early = 1;
+        if (!atomic_load(&stop_requested_mono))
+                atomic_store(&stop_requested_mono, now_mono_usec());
         if (the_server)
                 api_stop(the_server);
 }
@@ -259,7 +266,10 @@ typedef struct Daemon {
         TokenController *tokens;
         GithubClient *github;
         RepoController *repos;
+        RunController *runs;
+        BindingController *bindings;
         Webhook *webhook;
+        char *run_dir;
 } Daemon;
 
 static int logs_open(const Options *o, Daemon *d) {
@@ -289,7 +299,16 @@ static int controllers_setup(const Options *o, Daemon *d) {
         if (r < 0)
                 return r;
         RepoOptions ro = {d->store, d->controller, d->tokens, d->github, cache, d->activity};
-        return repo_controller_new(&ro, &d->repos);
+        r = repo_controller_new(&ro, &d->repos);
+        if (r < 0)
+                return r;
+        d->run_dir = xasprintf("%s/runs", o->state_dir);
+        r = run_controller_new(&(RunOptions){d->store, d->controller, d->servers, d->ssh, d->run_dir, d->activity},
+                               &d->runs);
+        if (r < 0)
+                return r;
+        BindingOptions bo = {d->store, d->controller, d->repos, d->servers, d->runs, d->run_dir, d->activity};
+        return binding_controller_new(&bo, &d->bindings);
 }
 
 static int daemon_setup(const Options *o, Daemon *d) {
@@ -313,7 +332,11 @@ static int daemon_setup(const Options *o, Daemon *d) {
 
 /* Stops the loop first: nothing may touch the store once it is closed. */
 static void daemon_free(Daemon *d) {
+        run_controller_drain(d->runs, 0);
         controller_free(d->controller);
+        binding_controller_free(d->bindings);
+        run_controller_free(d->runs);
+        free(d->run_dir);
         webhook_free(d->webhook);
         repo_controller_free(d->repos);
         github_client_free(d->github);
@@ -323,6 +346,15 @@ static void daemon_free(Daemon *d) {
         logfile_free(d->connectivity);
         logfile_free(d->activity);
         gitremote_shutdown();
+}
+
+/* What is left of --stop-grace since SIGTERM came. */
+static uint64_t grace_left(const Options *o) {
+        uint64_t since = atomic_load(&stop_requested_mono), now = now_mono_usec();
+
+        if (!since)
+                return o->stop_grace_usec;
+        return since + o->stop_grace_usec > now ? since + o->stop_grace_usec - now : 0;
 }
 
 static int serve(const Options *o, Daemon *d) {
@@ -346,6 +378,9 @@ static int serve(const Options *o, Daemon *d) {
                 .repos = d->repos,
                 .tokens = o->no_controllers ? NULL : d->tokens,
                 .webhook = d->webhook,
+                .bindings = o->no_controllers ? NULL : d->bindings,
+                .runs = o->no_controllers ? NULL : d->runs,
+                .run_dir = d->run_dir,
         };
         if (o->n_fds > 0) {
                 ao.fds = o->fds;
@@ -361,6 +396,7 @@ static int serve(const Options *o, Daemon *d) {
         Supervisor sv = {.store = d->store,
                          .api = a,
                          .controller = o->no_controllers ? NULL : d->controller,
+                         .runs = o->no_controllers ? NULL : d->runs,
                          .logs = {d->connectivity, d->activity},
                          .idle_exit_usec = o->idle_exit_usec};
         supervise_watchdog_setup(&sv);
@@ -393,6 +429,7 @@ static int serve(const Options *o, Daemon *d) {
         systemd_notify("STOPPING=1");
         the_server = NULL;
         supervise_stop(&sv);
+        run_controller_drain(d->runs, grace_left(o));
         controller_stop(d->controller);
         api_free(a);
         if (r >= 0)

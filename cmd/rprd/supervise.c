@@ -16,6 +16,7 @@
 #include "controller/controller.h"
 #include "logfile/logfile.h"
 #include "rprd.h"
+#include "run/run.h"
 #include "store/store.h"
 #include "systemd/systemd.h"
 
@@ -55,8 +56,10 @@ static void send_status(Supervisor *s) {
 
         (void) store_list(s->store, "Server", NULL, count_unreachable, &n, NULL);
         (void) store_list(s->store, "Repo", NULL, count_failing, &n, NULL);
-        systemd_notifyf("STATUS=%zu objects; %zu servers unreachable; %zu repos not ready; %zu reconciles queued",
+        systemd_notifyf("STATUS=%zu objects; %zu servers unreachable; %zu repos not ready; %zu runs in progress; "
+                        "%zu reconciles queued",
                         store_count(s->store, NULL), n.unreachable, n.failing,
+                        s->runs ? run_controller_running(s->runs) : 0,
                         s->controller ? controller_pending(s->controller) : 0);
 }
 
@@ -85,7 +88,7 @@ static bool idle_long_enough(Supervisor *s, uint64_t now) {
                 return false;
         if (!s->controller)
                 return true;
-        return controller_pending(s->controller) == 0 &&
+        return controller_pending(s->controller) == 0 && (!s->runs || run_controller_running(s->runs) == 0) &&
                controller_next_due_usec(s->controller) > s->idle_exit_usec;
 }
 

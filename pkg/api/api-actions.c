@@ -12,7 +12,7 @@
 #include "server/server.h"
 #include "ssh/ssh.h"
 
-#define LOG_TAIL_DEFAULT 100
+#define LOG_TAIL_DEFAULT 10
 #define LOG_TAIL_MAX 100000
 
 /* The stored Server, parsed, or an answer (404/500) and NULL. */

@@ -275,6 +275,18 @@ void api_handle_action(ApiCall *c) {
                 api_handle_repo_check(c);
                 return;
         }
+        if (STREQ(kind_name(c->route.kind), "Binding") && STREQ(c->route.sub, "trigger")) {
+                api_handle_binding_trigger(c);
+                return;
+        }
+        if (STREQ(kind_name(c->route.kind), "Run") && STREQ(c->route.sub, "cancel")) {
+                api_handle_run_cancel(c);
+                return;
+        }
+        if (STREQ(kind_name(c->route.kind), "Run") && STREQ(c->route.sub, "log")) {
+                api_handle_run_log(c);
+                return;
+        }
         if (route_object_text(c, &json) < 0)
                 return;
         api_reply_status(c, 501, "%s of %s/%s is not implemented yet", c->route.sub, c->route.plural,

@@ -40,6 +40,7 @@ typedef struct ApiListener {
 
 typedef struct ApiWatch ApiWatch;
 typedef struct ApiExec ApiExec;
+typedef struct ApiRunLog ApiRunLog;
 
 struct ApiServer {
         Store *store;
@@ -52,6 +53,9 @@ struct ApiServer {
         RepoController *repos;
         TokenController *tokens;
         Webhook *webhook;
+        BindingController *bindings;
+        RunController *runs;
+        char *run_dir;
         char *state_dir;
         char *web_dir;
         size_t max_body;
@@ -85,6 +89,12 @@ struct ApiServer {
         atomic_bool watch_wakeup_sent;
         ApiWatch *watches;
         size_t n_watches;
+
+        /* Run output streams; followers at the end of the file look again
+         * when log_poll fires. */
+        ApiRunLog *run_logs;
+        size_t n_run_logs;
+        h2o_timeout_t log_poll;
 
         /* api_stop(): a byte down a pipe, read on the loop. */
         int stop_pipe[2];
@@ -299,6 +309,21 @@ void api_handle_logs(ApiCall *c);
 void api_handle_hook(ApiCall *c);
 /* POST .../repos/{name}/check. */
 void api_handle_repo_check(ApiCall *c);
+
+/* ---- api-runs.c: Bindings and Runs ---------------------------------------------- */
+
+/* POST .../bindings/{name}/trigger. */
+void api_handle_binding_trigger(ApiCall *c);
+/* POST .../runs/{name}/cancel. */
+void api_handle_run_cancel(ApiCall *c);
+/* GET .../runs/{name}/log[?follow=1]. */
+void api_handle_run_log(ApiCall *c);
+void api_run_logs_init(ApiServer *a);
+/* Ends the streams whose clients have hung up. */
+void api_run_logs_reap(ApiServer *a);
+/* Ends every stream once what the file has is sent (at shutdown). */
+void api_run_logs_end_all(ApiServer *a);
+void api_run_logs_done(ApiServer *a);
 
 /* ---- api-exec.c: exec streams ------------------------------------------------ */
 

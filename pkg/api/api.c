@@ -245,6 +245,9 @@ int api_new_verbose(const ApiOptions *o, ApiServer **ret, char **ret_error) {
         a->repos = o->repos;
         a->tokens = o->tokens;
         a->webhook = o->webhook;
+        a->bindings = o->bindings;
+        a->runs = o->runs;
+        a->run_dir = o->run_dir ? xstrdup(o->run_dir) : NULL;
         a->state_dir = xstrdup(o->state_dir ? o->state_dir : ".");
         a->web_dir = o->web_dir ? xstrdup(o->web_dir) : NULL;
         a->max_body = o->max_body ? o->max_body : API_DEFAULT_MAX_BODY;
@@ -258,6 +261,7 @@ int api_new_verbose(const ApiOptions *o, ApiServer **ret, char **ret_error) {
         api_jobs_init(a);
         api_watch_init(a);
         api_exec_init(a);
+        api_run_logs_init(a);
 
         if (pipe2(a->stop_pipe, O_CLOEXEC | O_NONBLOCK) < 0) {
                 r = -errno;
@@ -332,7 +336,8 @@ static bool no_jobs(ApiServer *a) {
 }
 
 static bool all_closed(ApiServer *a) {
-        return a->jobs_pending == 0 && a->n_watches == 0 && a->n_execs == 0 && !connections_open(a);
+        return a->jobs_pending == 0 && a->n_watches == 0 && a->n_execs == 0 && a->n_run_logs == 0 &&
+               !connections_open(a);
 }
 
 static bool no_execs(ApiServer *a) {
@@ -356,13 +361,14 @@ static void api_shutdown(ApiServer *a) {
         loop_until(a, no_jobs, deadline);
 
         api_watch_end_all(a);
+        api_run_logs_end_all(a);
         H2O_HTTP1_CALLBACKS.foreach_request(&a->ctx, shutdown_socket, NULL);
         loop_until(a, all_closed, deadline);
 }
 
 /* After each turn of the loop: is anything still going on? */
 static void note_quiet(ApiServer *a, uint64_t now) {
-        bool busy = a->n_watches > 0 || a->n_execs > 0 || a->jobs_pending > 0;
+        bool busy = a->n_watches > 0 || a->n_execs > 0 || a->n_run_logs > 0 || a->jobs_pending > 0;
         uint64_t since = atomic_load(&a->quiet_since_usec);
 
         if (busy)
@@ -384,6 +390,7 @@ int api_run(ApiServer *a) {
                         a->last_tick_usec = now;
                         api_watch_reap(a);
                         api_exec_reap(a);
+                        api_run_logs_reap(a);
                 }
         }
         api_shutdown(a);
@@ -401,6 +408,7 @@ void api_free(ApiServer *a) {
                 h2o_evloop_t *loop = a->ctx.loop;
 
                 api_watch_done(a);
+                api_run_logs_done(a);
                 api_jobs_done(a);
                 api_exec_done(a);
                 if (a->stop_sock)
@@ -426,6 +434,7 @@ void api_free(ApiServer *a) {
         }
         free(a->listeners);
         api_counters_free(a);
+        free(a->run_dir);
         free(a->state_dir);
         free(a->web_dir);
         free(a);

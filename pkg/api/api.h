@@ -17,6 +17,8 @@ typedef struct LogFile LogFile;
 typedef struct RepoController RepoController;
 typedef struct TokenController TokenController;
 typedef struct Webhook Webhook;
+typedef struct BindingController BindingController;
+typedef struct RunController RunController;
 typedef struct ApiServer ApiServer;
 
 typedef struct ApiOptions {
@@ -46,6 +48,9 @@ typedef struct ApiOptions {
         RepoController *repos;
         TokenController *tokens; /* notes when api tokens are used */
         Webhook *webhook;        /* NULL: /hooks/github answers 503 */
+        BindingController *bindings;
+        RunController *runs;
+        const char *run_dir; /* Runs' output files (NULL: none are served) */
 } ApiOptions;
 
 #define API_DEFAULT_MAX_BODY (16u * 1024 * 1024)

@@ -24,6 +24,7 @@ struct ServerController {
         /* "ns/name" -> monotonic time of the last attempt, which is finer
          * than status.lastCheckTime's seconds. */
         json_t *last_attempt;
+        json_t *asked; /* ids whose check was asked for (server_check_soon) */
 };
 
 /* What a Server's spec says about checking it, with defaults filled in. */

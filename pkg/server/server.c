@@ -267,6 +267,14 @@ static uint64_t due_in(ServerController *s, const char *id, const json_t *status
         return last + period > now ? last + period - now : 0;
 }
 
+static bool take_asked(ServerController *s, const char *id) {
+        pthread_mutex_lock(&s->lock);
+        bool asked = json_object_get(s->asked, id) != NULL;
+        json_object_del(s->asked, id);
+        pthread_mutex_unlock(&s->lock);
+        return asked;
+}
+
 static int reconcile(void *userdata, const char *ns, const char *name, uint64_t *ret_requeue_after) {
         ServerController *s = userdata;
         _cleanup_free_ char *id = server_id(ns, name);
@@ -300,7 +308,7 @@ static int reconcile(void *userdata, const char *ns, const char *name, uint64_t 
         }
         if (changed)
                 ssh_pool_forget(s->ssh, id);
-        else {
+        else if (!take_asked(s, id)) {
                 uint64_t wait = due_in(s, id, status, &spec);
                 if (wait > 0) {
                         *ret_requeue_after = wait;
@@ -328,6 +336,7 @@ int server_controller_new(const ServerOptions *o, ServerController **ret) {
         s->ssh = o->ssh;
         s->connectivity = o->connectivity;
         s->last_attempt = json_object();
+        s->asked = json_object();
         pthread_mutex_init(&s->lock, NULL);
         r = controller_add(o->controller, "Server", reconcile, s);
         if (r < 0) {
@@ -342,6 +351,7 @@ void server_controller_free(ServerController *s) {
         if (!s)
                 return;
         json_decref(s->last_attempt);
+        json_decref(s->asked);
         free(s->callbacks);
         pthread_mutex_destroy(&s->lock);
         free(s);
@@ -352,4 +362,13 @@ void server_on_reachable(ServerController *s, ServerReachableFn fn, void *userda
         s->callbacks = xrealloc(s->callbacks, (s->n_callbacks + 1) * sizeof *s->callbacks);
         s->callbacks[s->n_callbacks++] = (ReachableCallback){fn, userdata};
         pthread_mutex_unlock(&s->lock);
+}
+
+void server_check_soon(ServerController *s, const char *ns, const char *name) {
+        _cleanup_free_ char *id = server_id(ns, name);
+
+        pthread_mutex_lock(&s->lock);
+        json_object_set_new(s->asked, id, json_true());
+        pthread_mutex_unlock(&s->lock);
+        controller_enqueue(s->controller, "Server", ns, name, 0);
 }

@@ -34,6 +34,10 @@ void server_controller_free(ServerController *s); /* NULL-safe */
 typedef void (*ServerReachableFn)(void *userdata, const char *ns, const char *name);
 void server_on_reachable(ServerController *s, ServerReachableFn fn, void *userdata);
 
+/* Check ns/name soon, due or not (a Run could not reach it): queued,
+ * returns at once. Thread-safe. */
+void server_check_soon(ServerController *s, const char *ns, const char *name);
+
 /* The Server's target for ssh_run(), from the stored object: keyRef read
  * from its Token, a host key accepted earlier (status.hostKey) pinned.
  * -ENOENT if the Server is absent; -EINVAL when it cannot be used, with

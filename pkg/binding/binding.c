@@ -1,0 +1,356 @@
+/* binding.c: the Binding kind's reconciler (see binding.h): its finalizer,
+ * committing each pass's plan, trimming the history, and deletion. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "binding/binding-private.h"
+#include "controller/controller.h"
+#include "logfile/logfile.h"
+#include "repo/repo.h"
+#include "resource/resource.h"
+#include "run/run.h"
+#include "server/server.h"
+#include "store/store.h"
+
+#define COMMIT_TRIES 8
+/* While its Runs are being canceled, a deleted Binding looks again this often. */
+#define FINALIZE_POLL_USEC (1 * USEC_PER_SEC)
+
+static uint64_t revision_of(const json_t *obj) {
+        uint64_t rv = 0;
+
+        (void) parse_uint64(json_str_at(json_object_get(obj, "metadata"), "resourceVersion") ?: "", &rv);
+        return rv;
+}
+
+/* ---- the Runs of a Binding ------------------------------------------------------------ */
+
+typedef struct Owned {
+        const char *binding;
+        char needle[96];
+        json_t *runs; /* [{name, number, finished}] */
+} Owned;
+
+static void collect_owned(const char *text, size_t len, void *userdata) {
+        Owned *o = userdata;
+
+        if (!strstr(text, o->needle))
+                return;
+        _cleanup_json_ json_t *obj = json_loadb(text, len, 0, NULL);
+        const char *binding = json_str_at(json_object_get(obj, "spec"), "binding");
+        const char *name = json_str_at(json_object_get(obj, "metadata"), "name");
+        if (!binding || !name || !STREQ(binding, o->binding))
+                return;
+        const char *dash = strrchr(name, '-');
+        json_array_append_new(o->runs, json_pack("{s:s, s:I, s:b}", "name", name, "number",
+                                                 (json_int_t) (dash ? strtoll(dash + 1, NULL, 10) : 0), "finished",
+                                                 run_phase_finished(json_str_at(json_object_get(obj, "status"), "phase"))));
+}
+
+/* The Runs whose spec.binding is name, as [{name, number, finished}]. */
+static json_t *owned_runs(BindingController *b, const char *ns, const char *name) {
+        Owned o = {.binding = name, .runs = json_array()};
+
+        snprintf(o.needle, sizeof o.needle, "\"binding\":\"%s\"", name);
+        (void) store_list(b->store, "Run", ns, collect_owned, &o, NULL);
+        return o.runs;
+}
+
+static int by_number_desc(const void *a, const void *b) {
+        json_int_t x = json_int_at(*(json_t *const *) a, "number", 0), y = json_int_at(*(json_t *const *) b, "number", 0);
+        return x < y ? 1 : x > y ? -1 : 0;
+}
+
+/* Deletes the Runs named in names (a JSON array of strings) and their output. */
+static int runs_delete(BindingController *b, const char *ns, const json_t *names, StoreOp *extra) {
+        size_t n = json_array_size(names), k = n + (extra ? 1 : 0);
+        _cleanup_free_ StoreOp *ops = xcalloc(k ? k : 1, sizeof *ops);
+        const json_t *v;
+        size_t i;
+
+        json_array_foreach(names, i, v) ops[i] = (StoreOp){
+                .type = STORE_OP_DELETE, .kind = "Run", .ns = ns, .name = json_string_value(v)};
+        if (extra)
+                ops[n] = *extra;
+        if (k == 0)
+                return 0;
+        int r = store_commit(b->store, ops, k, false, NULL);
+        store_ops_clear(ops, k);
+        if (r < 0)
+                return r;
+        json_array_foreach(names, i, v) {
+                _cleanup_free_ char *path = run_log_path(b->run_dir, ns, json_string_value(v));
+                (void) unlink(path);
+        }
+        return 0;
+}
+
+/* Finished Runs beyond spec.history go, oldest first; the last Run of each
+ * Server stays whatever its age. */
+static void trim_history(BindingController *b, const json_t *obj) {
+        BindingSpec sp;
+        binding_spec_read(obj, &sp);
+        _cleanup_json_ json_t *runs = owned_runs(b, sp.ns, sp.name), *doomed = json_array();
+        const json_t *servers = json_object_get(json_object_get(obj, "status"), "servers");
+        json_int_t kept = 0;
+
+        if ((json_int_t) json_array_size(runs) <= sp.history)
+                return;
+        size_t n = json_array_size(runs);
+        _cleanup_free_ json_t **sorted = xmalloc(n * sizeof *sorted);
+        for (size_t i = 0; i < n; i++)
+                sorted[i] = json_array_get(runs, i);
+        qsort(sorted, n, sizeof *sorted, by_number_desc);
+        for (size_t i = 0; i < n; i++) {
+                const char *name = json_str_at(sorted[i], "name"), *key;
+                bool last = false;
+                json_t *e;
+                json_object_foreach((json_t *) servers, key, e) last = last || STREQ(json_str_at(e, "lastRun") ?: "", name);
+                if (!json_is_true(json_object_get(sorted[i], "finished")) || last || kept < sp.history) {
+                        kept += json_is_true(json_object_get(sorted[i], "finished"));
+                        continue;
+                }
+                json_array_append_new(doomed, json_string(name));
+        }
+        int r = runs_delete(b, sp.ns, doomed, NULL);
+        if (r < 0)
+                log_warning("binding %s/%s: cannot remove old runs: %s", sp.ns, sp.name, strerror(-r));
+}
+
+/* ---- a pass ------------------------------------------------------------------------------ */
+
+static void announce(BindingController *b, const char *ns, const char *name, const Plan *p) {
+        const json_t *run;
+        size_t i;
+
+        json_array_foreach(p->runs, i, run) {
+                const json_t *spec = json_object_get(run, "spec");
+                const char *run_name = json_str_at(json_object_get(run, "metadata"), "name");
+                _cleanup_free_ char *id = xasprintf("%s/%s", ns, name);
+                if (b->activity)
+                        (void) logfile_append(b->activity, now_usec(),
+                                              "binding %s: run %s for server %s: commit %.12s (%s, attempt %lld)", id,
+                                              run_name, json_str_at(spec, "server"), json_str_at(spec, "commit"),
+                                              json_str_at(spec, "triggeredBy"),
+                                              (long long) json_int_at(spec, "attempt", 1));
+                log_object(LOG_LEVEL_INFO, "Binding", id, "binding %s: run %s for server %s (%s)", id, run_name,
+                           json_str_at(spec, "server"), json_str_at(spec, "triggeredBy"));
+        }
+}
+
+/* Plans and commits the Runs with the status, against the Binding's
+ * resourceVersion, again if another write came first. */
+static int pass(BindingController *b, const char *ns, const char *name, const BindingTrigger *t, json_t **ret_report,
+                char **ret_error, uint64_t *ret_requeue) {
+        for (int tries = 0; tries < COMMIT_TRIES; tries++) {
+                _cleanup_json_ json_t *obj = NULL;
+                Plan p;
+                int r = store_get_json(b->store, "Binding", ns, name, &obj);
+                if (r < 0)
+                        return r;
+                if (t && json_object_get(json_object_get(obj, "metadata"), "deletionTimestamp")) {
+                        *ret_error = xasprintf("binding %s is being deleted", name);
+                        return -EPERM;
+                }
+                r = binding_plan(b, obj, t, &p);
+                if (r < 0) {
+                        *ret_error = TAKE_PTR(p.error);
+                        plan_clear(&p);
+                        return r;
+                }
+                size_t n = json_array_size(p.runs);
+                _cleanup_free_ StoreOp *ops = xcalloc(n + 1, sizeof *ops);
+                json_t *w = json_pack("{s:s, s:s, s:O, s:O}", "apiVersion", RPR_API_VERSION, "kind", "Binding", "metadata",
+                                      json_object_get(obj, "metadata"), "status", p.status);
+                for (size_t i = 0; i < n; i++)
+                        ops[i] = (StoreOp){.type = STORE_OP_APPLY, .object = json_array_get(p.runs, i)};
+                ops[n] = (StoreOp){.type = STORE_OP_STATUS, .object = w, .expect_revision = revision_of(obj)};
+                r = store_commit(b->store, ops, n + 1, false, NULL);
+                store_ops_clear(ops, n + 1);
+                json_decref(w);
+                if (r >= 0) {
+                        announce(b, ns, name, &p);
+                        trim_history(b, obj);
+                        if (ret_report)
+                                *ret_report = json_incref(p.report);
+                        if (ret_requeue)
+                                *ret_requeue = p.requeue;
+                }
+                plan_clear(&p);
+                if (r != -ESTALE)
+                        return r;
+        }
+        return -EBUSY;
+}
+
+/* ---- deletion ---------------------------------------------------------------------------- */
+
+static json_t *without_finalizer(const json_t *obj) {
+        json_t *copy = json_deep_copy(obj);
+        json_t *fin = json_object_get(json_object_get(copy, "metadata"), "finalizers");
+        size_t i;
+
+        for (i = 0; i < json_array_size(fin); i++)
+                if (STREQ(json_string_value(json_array_get(fin, i)) ?: "", BINDING_FINALIZER))
+                        json_array_remove(fin, i--);
+        return copy;
+}
+
+static bool has_finalizer(const json_t *obj) {
+        const json_t *fin = json_object_get(json_object_get(obj, "metadata"), "finalizers"), *v;
+        size_t i;
+
+        json_array_foreach(fin, i, v) if (STREQ(json_string_value(v) ?: "", BINDING_FINALIZER)) return true;
+        return false;
+}
+
+static int finalizer_add(BindingController *b, const json_t *obj) {
+        _cleanup_json_ json_t *copy = json_deep_copy(obj);
+        json_t *meta = json_object_get(copy, "metadata");
+
+        if (!json_is_array(json_object_get(meta, "finalizers")))
+                json_object_set_new(meta, "finalizers", json_array());
+        json_array_append_new(json_object_get(meta, "finalizers"), json_string(BINDING_FINALIZER));
+        StoreOp op = {.type = STORE_OP_UPDATE, .object = copy, .expect_revision = revision_of(obj)};
+        int r = store_commit(b->store, &op, 1, false, NULL);
+        store_ops_clear(&op, 1);
+        return r == -ESTALE ? 0 : r; /* changed meanwhile: its event brings us back */
+}
+
+/* Cancels the unfinished Runs, and once none is left removes them all and
+ * lets the Binding go. */
+static int finalize(BindingController *b, const json_t *obj, uint64_t *ret_requeue) {
+        BindingSpec sp;
+        binding_spec_read(obj, &sp);
+        _cleanup_json_ json_t *runs = owned_runs(b, sp.ns, sp.name), *names = json_array();
+        _cleanup_free_ char *why = xasprintf("binding %s was deleted", sp.name);
+        size_t unfinished = 0, i;
+        const json_t *r;
+
+        if (!has_finalizer(obj))
+                return 0;
+        json_array_foreach(runs, i, r) {
+                const char *name = json_str_at(r, "name");
+                json_array_append_new(names, json_string(name));
+                if (!json_is_true(json_object_get(r, "finished"))) {
+                        unfinished++;
+                        (void) run_cancel(b->runs, sp.ns, name, "BindingDeleted", why);
+                }
+        }
+        if (unfinished > 0) {
+                *ret_requeue = FINALIZE_POLL_USEC;
+                return 0;
+        }
+        _cleanup_json_ json_t *gone = without_finalizer(obj);
+        StoreOp let_go = {.type = STORE_OP_UPDATE, .object = gone, .expect_revision = revision_of(obj)};
+        int k = runs_delete(b, sp.ns, names, &let_go);
+        if (k == -ESTALE)
+                return 0;
+        if (k >= 0 && b->activity)
+                (void) logfile_append(b->activity, now_usec(), "binding %s/%s: deleted with its %zu runs", sp.ns, sp.name,
+                                      json_array_size(names));
+        return k;
+}
+
+/* ---- the reconciler --------------------------------------------------------------------------- */
+
+static int reconcile(void *userdata, const char *ns, const char *name, uint64_t *ret_requeue_after) {
+        BindingController *b = userdata;
+        _cleanup_json_ json_t *obj = NULL;
+        _cleanup_free_ char *error = NULL;
+        int r;
+
+        r = store_get_json(b->store, "Binding", ns, name, &obj);
+        if (r == -ENOENT)
+                return 0;
+        if (r < 0)
+                return r;
+        if (json_object_get(json_object_get(obj, "metadata"), "deletionTimestamp"))
+                return finalize(b, obj, ret_requeue_after);
+        if (!has_finalizer(obj))
+                return finalizer_add(b, obj); /* its write brings us back */
+        r = pass(b, ns, name, NULL, NULL, &error, ret_requeue_after);
+        return r == -ENOENT ? 0 : r;
+}
+
+int binding_trigger(BindingController *b, const char *ns, const char *name, const BindingTrigger *t,
+                    json_t **ret_report, char **ret_error) {
+        int r = pass(b, ns, name, t, ret_report, ret_error, NULL);
+
+        if (r == -ENOENT && !*ret_error)
+                *ret_error = xasprintf("bindings \"%s\" not found", name);
+        return r;
+}
+
+/* ---- what wakes a Binding ------------------------------------------------------------------------ */
+
+typedef struct Referring {
+        const char *key, *value;
+        json_t *names;
+} Referring;
+
+static void collect_referring(const char *text, size_t len, void *userdata) {
+        Referring *f = userdata;
+        _cleanup_json_ json_t *obj = json_loadb(text, len, 0, NULL);
+        const char *v = f->key ? json_str_at(json_object_get(obj, "spec"), f->key) : NULL;
+
+        if (!f->key || (v && STREQ(v, f->value)))
+                json_array_append_new(f->names, json_string(json_str_at(json_object_get(obj, "metadata"), "name")));
+}
+
+/* Enqueues the Bindings of ns whose spec.key is value (key NULL: all). */
+static void wake(BindingController *b, const char *ns, const char *key, const char *value) {
+        Referring f = {key, value, json_array()};
+        const json_t *n;
+        size_t i;
+
+        (void) store_list(b->store, "Binding", ns, collect_referring, &f, NULL);
+        json_array_foreach(f.names, i, n) controller_enqueue(b->controller, "Binding", ns, json_string_value(n), 0);
+        json_decref(f.names);
+}
+
+static void on_commit(void *userdata, const char *ns, const char *name, const char *sha) {
+        (void) sha;
+        wake(userdata, ns, "repo", name);
+}
+
+/* A Server became Reachable: it may be new, or newly labelled, to a Binding. */
+static void on_server_reachable(void *userdata, const char *ns, const char *name) {
+        (void) name;
+        wake(userdata, ns, NULL, NULL);
+}
+
+/* ---- life cycle ------------------------------------------------------------------------------------- */
+
+int binding_controller_new(const BindingOptions *o, BindingController **ret) {
+        int r;
+
+        if (!o->store || !o->controller || !o->runs || !o->run_dir)
+                return -EINVAL;
+        BindingController *b = xcalloc(1, sizeof *b);
+        b->store = o->store;
+        b->controller = o->controller;
+        b->runs = o->runs;
+        b->run_dir = xstrdup(o->run_dir);
+        b->activity = o->activity;
+        r = controller_add(o->controller, "Binding", reconcile, b);
+        if (r < 0) {
+                binding_controller_free(b);
+                return r;
+        }
+        if (o->repos)
+                repo_on_commit(o->repos, on_commit, b);
+        if (o->servers)
+                server_on_reachable(o->servers, on_server_reachable, b);
+        *ret = b;
+        return 0;
+}
+
+void binding_controller_free(BindingController *b) {
+        if (!b)
+                return;
+        free(b->run_dir);
+        free(b);
+}

@@ -1,0 +1,62 @@
+/* run-private: what the files of the run module share. */
+#pragma once
+
+#include <pthread.h>
+
+#include "run/run.h"
+#include "ssh/ssh.h"
+
+/* A Run whose command this rprd is carrying out. */
+typedef struct Active {
+        char *ns, *name;
+        SshCancel *cancel;
+        /* Set when canceled: what the Run is marked. */
+        char *cancel_reason, *cancel_message;
+        bool interrupted; /* canceled by the shutdown: marked Interrupted */
+} Active;
+
+struct RunController {
+        Store *store;
+        Controller *controller;
+        ServerController *servers;
+        SshPool *ssh;
+        LogFile *activity;
+        char *dir;
+
+        pthread_mutex_t lock;
+        pthread_cond_t changed; /* an Active went */
+        Active **active;
+        size_t n_active;
+        bool draining;
+};
+
+/* A Run's spec, borrowed from its object. */
+typedef struct RunSpec {
+        const char *ns, *name;
+        const char *owner_kind, *owner_name;
+        const char *server, *command, *workdir;
+        const char *repo, *branch, *commit, *commit_time, *binding, *triggered_by;
+        const json_t *env;
+        uint64_t timeout_usec, wait_timeout_usec;
+        json_int_t attempt;
+} RunSpec;
+
+void run_spec_read(const json_t *obj, RunSpec *ret);
+
+/* What a Run's status becomes: phase, reason, message, and the other keys
+ * of set (a JSON null removes a key). */
+typedef struct RunUpdate {
+        const char *expect_phase; /* write only from this phase (NULL: any unfinished one) */
+        const char *phase, *reason, *message;
+        json_t *set;  /* optional, owned */
+        bool applied; /* out: the write was made (or was already so) */
+} RunUpdate;
+
+/* Writes u to ns/name's status; never leaves a finished phase. A finished
+ * phase gets endTime; the change is a line in the activity log and, for
+ * runs not carried out here, a note in the output file. */
+int run_update(RunController *rc, const char *ns, const char *name, RunUpdate *u);
+
+/* run-exec.c: the thread that carries out one claimed Run. */
+int run_exec_start(RunController *rc, Active *a, json_t *obj);
+void run_active_remove(RunController *rc, Active *a);

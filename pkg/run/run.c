@@ -1,0 +1,481 @@
+/* run.c: the Run kind's reconciler (see run.h).
+ *
+ * A Run's phase is the whole of its state. The reconciler looks at a Run
+ * this rprd is not carrying out: Pending waits for its Server or starts;
+ * Running means the rprd that started it died, so it is Interrupted;
+ * finished wakes its owner. Starting is a claim: the Run is registered as
+ * active here, then written Running only if it is still Pending, and only
+ * then does its thread start. */
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "controller/controller.h"
+#include "logfile/logfile.h"
+#include "resource/resource.h"
+#include "run/run-private.h"
+#include "server/server.h"
+#include "store/store.h"
+
+/* A waiting Run looks at its Server this often, besides being woken when
+ * the Server becomes Reachable. */
+#define WAIT_POLL_USEC (30 * USEC_PER_SEC)
+
+bool run_phase_finished(const char *phase) {
+        return phase && (STREQ(phase, "Succeeded") || STREQ(phase, "Failed") || STREQ(phase, "Canceled") ||
+                         STREQ(phase, "Interrupted"));
+}
+
+char *run_log_path(const char *dir, const char *ns, const char *name) {
+        return xasprintf("%s/%s/%s.log", dir, ns, name);
+}
+
+static uint64_t duration_at(const json_t *spec, const char *key, uint64_t fallback) {
+        const char *s = json_str_at(spec, key);
+        uint64_t usec;
+
+        return s && duration_parse(s, &usec) >= 0 ? usec : fallback;
+}
+
+void run_spec_read(const json_t *obj, RunSpec *ret) {
+        const json_t *meta = json_object_get(obj, "metadata"), *spec = json_object_get(obj, "spec");
+        const json_t *owner = json_object_get(spec, "owner");
+
+        *ret = (RunSpec){
+                .ns = json_str_at(meta, "namespace"),
+                .name = json_str_at(meta, "name"),
+                .owner_kind = json_str_at(owner, "kind"),
+                .owner_name = json_str_at(owner, "name"),
+                .server = json_str_at(spec, "server"),
+                .command = json_str_at(spec, "command"),
+                .workdir = json_str_at(spec, "workdir"),
+                .repo = json_str_at(spec, "repo"),
+                .branch = json_str_at(spec, "branch"),
+                .commit = json_str_at(spec, "commit"),
+                .commit_time = json_str_at(spec, "commitTime"),
+                .binding = json_str_at(spec, "binding"),
+                .triggered_by = json_str_at(spec, "triggeredBy"),
+                .env = json_object_get(spec, "env"),
+                .timeout_usec = duration_at(spec, "timeout", 0),
+                .wait_timeout_usec = duration_at(spec, "waitTimeout", 24 * 3600 * USEC_PER_SEC),
+                .attempt = json_int_at(spec, "attempt", 1),
+        };
+}
+
+/* ---- status ------------------------------------------------------------------ */
+
+static void set_time(json_t *st, const char *key, uint64_t usec) {
+        char buf[RFC3339_MAX];
+
+        json_object_set_new(st, key, json_string(time_format_rfc3339(usec, buf)));
+}
+
+static json_t *update_next(const json_t *obj, void *userdata) {
+        RunUpdate *u = userdata;
+        const json_t *old = json_object_get(obj, "status");
+        const char *phase = json_str_at(old, "phase") ?: "Pending";
+        const char *key;
+        json_t *v;
+
+        u->applied = false;
+        if (run_phase_finished(phase) || (u->expect_phase && !STREQ(phase, u->expect_phase)))
+                return NULL;
+        u->applied = true;
+        json_t *st = json_is_object(old) ? json_deep_copy(old) : json_object();
+        json_object_set_new(st, "phase", json_string(u->phase));
+        json_object_set_new(st, "reason", json_string(u->reason));
+        if (u->message)
+                json_object_set_new(st, "message", json_string(u->message));
+        else
+                json_object_del(st, "message");
+        json_object_foreach(u->set, key, v) {
+                if (json_is_null(v))
+                        json_object_del(st, key);
+                else
+                        json_object_set(st, key, v);
+        }
+        if (run_phase_finished(u->phase)) {
+                set_time(st, "endTime", now_usec());
+                json_object_del(st, "waitingSince");
+                json_object_del(st, "nextAttemptTime");
+        }
+        if (json_equal(st, old)) {
+                json_decref(st);
+                return NULL;
+        }
+        return st;
+}
+
+/* Whether this phase change is worth a line of its own (waiting, again and
+ * again, is not). */
+static bool newsworthy(const json_t *before, const RunUpdate *u) {
+        const json_t *st = json_object_get(before, "status");
+        const char *phase = json_str_at(st, "phase") ?: "Pending", *reason = json_str_at(st, "reason") ?: "";
+
+        return !STREQ(phase, u->phase) || !STREQ(reason, u->reason);
+}
+
+static void note_outcome(RunController *rc, const char *ns, const char *name, const RunUpdate *u,
+                         bool carried_out_here) {
+        _cleanup_free_ char *id = xasprintf("%s/%s", ns, name);
+
+        if (rc->activity)
+                (void) logfile_append(rc->activity, now_usec(), "run %s: %s %s%s%s", id, u->phase, u->reason,
+                                      u->message ? ": " : "", u->message ?: "");
+        log_object(STREQ(u->phase, "Failed") ? LOG_LEVEL_WARNING : LOG_LEVEL_INFO, "Run", id, "run %s: %s (%s)%s%s",
+                   id, u->phase, u->reason, u->message ? ": " : "", u->message ?: "");
+        if (carried_out_here)
+                return;
+        /* Decided without running anything: the output file says why. */
+        _cleanup_free_ char *path = run_log_path(rc->dir, ns, name);
+        RunLog *l = NULL;
+        if (run_log_open(path, &l) >= 0) {
+                run_log_note(l, "%s: %s%s%s", u->phase, u->reason, u->message ? ": " : "", u->message ?: "");
+                run_log_close(l);
+        }
+}
+
+static int update(RunController *rc, const char *ns, const char *name, RunUpdate *u, bool carried_out_here) {
+        _cleanup_json_ json_t *before = NULL;
+        int r;
+
+        (void) store_get_json(rc->store, "Run", ns, name, &before);
+        r = store_update_status(rc->store, "Run", ns, name, update_next, u, NULL);
+        if (r >= 0 && u->applied && before && newsworthy(before, u))
+                note_outcome(rc, ns, name, u, carried_out_here);
+        json_decref(TAKE_PTR(u->set));
+        return r;
+}
+
+int run_update(RunController *rc, const char *ns, const char *name, RunUpdate *u) {
+        return update(rc, ns, name, u, true);
+}
+
+/* ---- the active table ---------------------------------------------------------- */
+
+static Active *active_find_locked(RunController *rc, const char *ns, const char *name) {
+        for (size_t i = 0; i < rc->n_active; i++)
+                if (STREQ(rc->active[i]->ns, ns) && STREQ(rc->active[i]->name, name))
+                        return rc->active[i];
+        return NULL;
+}
+
+static bool is_active(RunController *rc, const char *ns, const char *name) {
+        pthread_mutex_lock(&rc->lock);
+        bool found = active_find_locked(rc, ns, name) != NULL;
+        pthread_mutex_unlock(&rc->lock);
+        return found;
+}
+
+/* NULL while draining: nothing new starts. */
+static Active *active_add(RunController *rc, const char *ns, const char *name) {
+        Active *a = NULL;
+
+        pthread_mutex_lock(&rc->lock);
+        if (!rc->draining && !active_find_locked(rc, ns, name)) {
+                a = xcalloc(1, sizeof *a);
+                a->ns = xstrdup(ns);
+                a->name = xstrdup(name);
+                a->cancel = ssh_cancel_new();
+                rc->active = xrealloc(rc->active, (rc->n_active + 1) * sizeof *rc->active);
+                rc->active[rc->n_active++] = a;
+        }
+        pthread_mutex_unlock(&rc->lock);
+        return a;
+}
+
+void run_active_remove(RunController *rc, Active *a) {
+        pthread_mutex_lock(&rc->lock);
+        for (size_t i = 0; i < rc->n_active; i++)
+                if (rc->active[i] == a) {
+                        rc->active[i] = rc->active[--rc->n_active];
+                        break;
+                }
+        pthread_cond_broadcast(&rc->changed);
+        pthread_mutex_unlock(&rc->lock);
+        ssh_cancel_free(a->cancel);
+        free(a->ns);
+        free(a->name);
+        free(a->cancel_reason);
+        free(a->cancel_message);
+        free(a);
+}
+
+size_t run_controller_running(RunController *rc) {
+        pthread_mutex_lock(&rc->lock);
+        size_t n = rc->n_active;
+        pthread_mutex_unlock(&rc->lock);
+        return n;
+}
+
+/* ---- Pending: wait for the server, or start ---------------------------------------- */
+
+typedef enum ServerState { SERVER_READY, SERVER_WAIT, SERVER_GONE } ServerState;
+
+/* Whether the Run's Server can take it now; *ret_why says why not. */
+static ServerState server_state(RunController *rc, const RunSpec *sp, char **ret_why) {
+        _cleanup_json_ json_t *srv = NULL;
+
+        if (!sp->server || store_get_json(rc->store, "Server", sp->ns, sp->server, &srv) < 0) {
+                *ret_why = xasprintf("server %s does not exist", sp->server ?: "(none)");
+                return SERVER_GONE;
+        }
+        const json_t *st = json_object_get(srv, "status");
+        const char *phase = json_str_at(st, "phase");
+        if (phase && STREQ(phase, "Reachable"))
+                return SERVER_READY;
+        if (!phase)
+                *ret_why = xasprintf("server %s has not been checked yet", sp->server);
+        else if (STREQ(phase, "Inactive"))
+                *ret_why = xasprintf("server %s is inactive (spec.active is false)", sp->server);
+        else {
+                const char *msg = json_str_at(condition_get(st, "Reachable"), "message");
+                *ret_why = xasprintf("server %s is unreachable%s%s", sp->server, msg ? ": " : "", msg ?: "");
+        }
+        return SERVER_WAIT;
+}
+
+static uint64_t time_at(const json_t *st, const char *key) {
+        const char *s = json_str_at(st, key);
+        uint64_t usec;
+
+        return s && time_parse_rfc3339(s, &usec) >= 0 ? usec : 0;
+}
+
+static int wait_for_server(RunController *rc, const json_t *obj, const RunSpec *sp, const char *why,
+                           uint64_t *ret_requeue) {
+        const json_t *st = json_object_get(obj, "status");
+        uint64_t now = now_usec(), since = time_at(st, "waitingSince") ?: now;
+        uint64_t deadline = since + sp->wait_timeout_usec;
+        char wait[32];
+
+        if (now >= deadline) {
+                _cleanup_free_ char *msg = xasprintf("%s; waited %s (spec.waitTimeout)", why,
+                                                     duration_format(sp->wait_timeout_usec, wait, sizeof wait));
+                RunUpdate u = {.expect_phase = "Pending", .phase = "Failed", .reason = "ServerUnreachable", .message = msg};
+                return update(rc, sp->ns, sp->name, &u, false);
+        }
+        RunUpdate u = {.expect_phase = "Pending", .phase = "Pending", .reason = "WaitingForServer", .message = why,
+                       .set = json_object()};
+        set_time(u.set, "waitingSince", since);
+        *ret_requeue = MIN(deadline - now, WAIT_POLL_USEC);
+        return update(rc, sp->ns, sp->name, &u, false);
+}
+
+/* Claims the Run (Pending → Running) and starts its thread. */
+static int start(RunController *rc, json_t *obj, const RunSpec *sp) {
+        Active *a = active_add(rc, sp->ns, sp->name);
+        _cleanup_free_ char *path = run_log_path(rc->dir, sp->ns, sp->name);
+        int r;
+
+        if (!a)
+                return 0; /* draining, or already ours */
+        RunUpdate u = {.expect_phase = "Pending", .phase = "Running", .reason = "Started", .set = json_object()};
+        set_time(u.set, "startTime", now_usec());
+        json_object_set_new(u.set, "logFile", json_string(path));
+        json_object_set_new(u.set, "waitingSince", json_null());
+        json_object_set_new(u.set, "nextAttemptTime", json_null());
+        r = update(rc, sp->ns, sp->name, &u, true);
+        if (r < 0 || !u.applied) {
+                run_active_remove(rc, a);
+                return r == -ENOENT ? 0 : r;
+        }
+        return run_exec_start(rc, a, obj);
+}
+
+static int pending(RunController *rc, json_t *obj, uint64_t *ret_requeue) {
+        const json_t *st = json_object_get(obj, "status");
+        _cleanup_free_ char *why = NULL;
+        uint64_t now = now_usec(), retry_at = time_at(st, "nextAttemptTime");
+        RunSpec sp;
+
+        run_spec_read(obj, &sp);
+        if (retry_at > now) {
+                *ret_requeue = retry_at - now;
+                return 0;
+        }
+        switch (server_state(rc, &sp, &why)) {
+        case SERVER_GONE: {
+                RunUpdate u = {.expect_phase = "Pending", .phase = "Failed", .reason = "ServerNotFound", .message = why};
+                return update(rc, sp.ns, sp.name, &u, false);
+        }
+        case SERVER_WAIT:
+                return wait_for_server(rc, obj, &sp, why, ret_requeue);
+        case SERVER_READY:
+                break;
+        }
+        return start(rc, obj, &sp);
+}
+
+/* ---- the reconciler ------------------------------------------------------------------ */
+
+static void wake_owner(RunController *rc, const json_t *obj) {
+        RunSpec sp;
+
+        run_spec_read(obj, &sp);
+        if (sp.owner_kind && sp.owner_name)
+                controller_enqueue(rc->controller, sp.owner_kind, sp.ns, sp.owner_name, 0);
+}
+
+static int reconcile(void *userdata, const char *ns, const char *name, uint64_t *ret_requeue_after) {
+        RunController *rc = userdata;
+        _cleanup_json_ json_t *obj = NULL;
+        int r;
+
+        r = store_get_json(rc->store, "Run", ns, name, &obj);
+        if (r == -ENOENT) {
+                /* Gone (history trimmed, its Binding deleted): so is its output. */
+                _cleanup_free_ char *path = run_log_path(rc->dir, ns, name);
+                (void) unlink(path);
+                return 0;
+        }
+        if (r < 0)
+                return r;
+        const char *phase = json_str_at(json_object_get(obj, "status"), "phase") ?: "Pending";
+        if (run_phase_finished(phase)) {
+                wake_owner(rc, obj);
+                return 0;
+        }
+        if (is_active(rc, ns, name))
+                return 0;
+        if (STREQ(phase, "Running")) {
+                RunUpdate u = {.expect_phase = "Running", .phase = "Interrupted", .reason = "RprdRestarted",
+                               .message = "rprd stopped while the command ran; its outcome is unknown"};
+                return update(rc, ns, name, &u, false);
+        }
+        return pending(rc, obj, ret_requeue_after);
+}
+
+/* ---- what others ask ------------------------------------------------------------------- */
+
+typedef struct Waiting {
+        const char *server;
+        json_t *names;
+} Waiting;
+
+static void collect_waiting(const char *text, size_t len, void *userdata) {
+        Waiting *w = userdata;
+
+        if (!strstr(text, "\"WaitingForServer\""))
+                return;
+        _cleanup_json_ json_t *obj = json_loadb(text, len, 0, NULL);
+        const char *server = json_str_at(json_object_get(obj, "spec"), "server");
+        if (server && STREQ(server, w->server))
+                json_array_append_new(w->names, json_string(json_str_at(json_object_get(obj, "metadata"), "name")));
+}
+
+/* A Server came back: the Runs waiting for it start now. */
+static void on_server_reachable(void *userdata, const char *ns, const char *name) {
+        RunController *rc = userdata;
+        Waiting w = {name, json_array()};
+        const json_t *n;
+        size_t i;
+
+        (void) store_list(rc->store, "Run", ns, collect_waiting, &w, NULL);
+        json_array_foreach(w.names, i, n) controller_enqueue(rc->controller, "Run", ns, json_string_value(n), 0);
+        json_decref(w.names);
+}
+
+int run_cancel(RunController *rc, const char *ns, const char *name, const char *reason, const char *message) {
+        for (int tries = 0; tries < 5; tries++) {
+                pthread_mutex_lock(&rc->lock);
+                Active *a = active_find_locked(rc, ns, name);
+                if (a && !a->cancel_reason) {
+                        a->cancel_reason = xstrdup(reason);
+                        a->cancel_message = message ? xstrdup(message) : NULL;
+                }
+                if (a)
+                        ssh_cancel_fire(a->cancel);
+                pthread_mutex_unlock(&rc->lock);
+                if (a)
+                        return 0;
+
+                RunUpdate u = {.expect_phase = "Pending", .phase = "Canceled", .reason = reason, .message = message};
+                int r = update(rc, ns, name, &u, false);
+                if (r < 0)
+                        return r;
+                if (u.applied)
+                        return 0;
+                _cleanup_json_ json_t *obj = NULL;
+                if (store_get_json(rc->store, "Run", ns, name, &obj) < 0)
+                        return -ENOENT;
+                const char *phase = json_str_at(json_object_get(obj, "status"), "phase");
+                if (run_phase_finished(phase))
+                        return -EALREADY;
+                if (phase && STREQ(phase, "Running") && !is_active(rc, ns, name)) {
+                        /* Left Running by an rprd that died, not yet marked. */
+                        RunUpdate v = {.expect_phase = "Running", .phase = "Canceled", .reason = reason, .message = message};
+                        r = update(rc, ns, name, &v, false);
+                        if (r < 0 || v.applied)
+                                return r;
+                }
+                /* Else it became Running in between: its thread is registered now. */
+        }
+        return -EBUSY;
+}
+
+/* ---- life cycle ---------------------------------------------------------------------------- */
+
+int run_controller_new(const RunOptions *o, RunController **ret) {
+        pthread_condattr_t attr;
+        int r;
+
+        if (!o->store || !o->controller || !o->servers || !o->ssh || !o->dir)
+                return -EINVAL;
+        RunController *rc = xcalloc(1, sizeof *rc);
+        rc->store = o->store;
+        rc->controller = o->controller;
+        rc->servers = o->servers;
+        rc->ssh = o->ssh;
+        rc->activity = o->activity;
+        rc->dir = xstrdup(o->dir);
+        pthread_mutex_init(&rc->lock, NULL);
+        pthread_condattr_init(&attr);
+        pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+        pthread_cond_init(&rc->changed, &attr);
+        pthread_condattr_destroy(&attr);
+        r = controller_add(o->controller, "Run", reconcile, rc);
+        if (r < 0) {
+                run_controller_free(rc);
+                return r;
+        }
+        server_on_reachable(o->servers, on_server_reachable, rc);
+        *ret = rc;
+        return 0;
+}
+
+static void wait_until(RunController *rc, uint64_t deadline_mono) {
+        struct timespec ts = {(time_t) (deadline_mono / USEC_PER_SEC), (long) (deadline_mono % USEC_PER_SEC) * 1000};
+
+        while (rc->n_active > 0 && now_mono_usec() < deadline_mono)
+                pthread_cond_timedwait(&rc->changed, &rc->lock, &ts);
+}
+
+void run_controller_drain(RunController *rc, uint64_t grace_usec) {
+        pthread_mutex_lock(&rc->lock);
+        rc->draining = true;
+        if (rc->n_active > 0 && grace_usec > 0) {
+                log_info("waiting up to %.0f s for %zu running runs to finish", (double) grace_usec / USEC_PER_SEC,
+                         rc->n_active);
+                wait_until(rc, now_mono_usec() + grace_usec);
+        }
+        for (size_t i = 0; i < rc->n_active; i++) {
+                rc->active[i]->interrupted = true;
+                ssh_cancel_fire(rc->active[i]->cancel);
+        }
+        while (rc->n_active > 0)
+                pthread_cond_wait(&rc->changed, &rc->lock);
+        pthread_mutex_unlock(&rc->lock);
+}
+
+void run_controller_free(RunController *rc) {
+        if (!rc)
+                return;
+        run_controller_drain(rc, 0);
+        free(rc->active);
+        free(rc->dir);
+        pthread_cond_destroy(&rc->changed);
+        pthread_mutex_destroy(&rc->lock);
+        free(rc);
+}

@@ -1,0 +1,78 @@
+/* run: carrying out Run objects — one command on one Server.
+ *
+ * A Run is made by its owner (a Binding) with everything it needs in its
+ * spec: server, command, env, workdir, timeout, waitTimeout, commit. The
+ * Run controller takes it from there:
+ *
+ *   Pending ──server Reachable──▶ Running ──▶ Succeeded | Failed | Canceled
+ *      │  (WaitingForServer while it is not, up to waitTimeout: then Failed)
+ *      └─ rprd found it Running at start-up ──▶ Interrupted
+ *
+ * Running is written to the store before the command starts, so a run that
+ * rprd was carrying out when it died is found Running on the next start and
+ * marked Interrupted (its owner decides whether to retry); nothing is
+ * forgotten and nothing runs twice behind anyone's back. Each Run runs on a
+ * thread of its own, its output written to $STATE/runs/NS/NAME.log line by
+ * line as it arrives, each line stamped with the time and marked out, err or
+ * rpr (rprd's own notes). A finished Run wakes its owner. */
+#pragma once
+
+#include "base/base.h"
+
+typedef struct Store Store;
+typedef struct Controller Controller;
+typedef struct ServerController ServerController;
+typedef struct SshPool SshPool;
+typedef struct LogFile LogFile;
+typedef struct RunController RunController;
+
+typedef struct RunOptions {
+        Store *store;
+        Controller *controller; /* the Run kind is registered on it */
+        ServerController *servers;
+        SshPool *ssh;
+        const char *dir;   /* output files: DIR/NS/NAME.log */
+        LogFile *activity; /* may be NULL */
+} RunOptions;
+
+int run_controller_new(const RunOptions *o, RunController **ret);
+/* Cancels what still runs (marked Interrupted) and waits for it. NULL-safe. */
+void run_controller_free(RunController *rc);
+
+/* At shutdown: starts no more runs, lets the running ones go on for up to
+ * grace_usec, then cancels them; they are marked Interrupted, so that
+ * their owners retry them after the restart. Returns when none runs. */
+void run_controller_drain(RunController *rc, uint64_t grace_usec);
+/* Runs whose command is under way now. */
+size_t run_controller_running(RunController *rc);
+
+/* Cancels ns/name: a running command is stopped (its remote process group
+ * killed) and the Run marked Canceled with reason (e.g. "Canceled",
+ * "BindingDeleted"); a Pending one is marked Canceled at once. Blocks for a
+ * store write at most. -ENOENT if absent, -EALREADY if it had finished. */
+int run_cancel(RunController *rc, const char *ns, const char *name, const char *reason, const char *message);
+
+/* The output file of ns/name (it may not exist yet); caller frees. */
+char *run_log_path(const char *dir, const char *ns, const char *name);
+
+/* Whether a phase is one a Run does not leave. */
+bool run_phase_finished(const char *phase);
+
+/* ---- the output file (run-log.c) ---------------------------------------- */
+
+/* Writes a run's output file: every complete line stamped with the time
+ * and marked with its stream; a line longer than RUN_LOG_LINE_MAX is cut
+ * there and goes on in the next line. */
+#define RUN_LOG_LINE_MAX (64u * 1024)
+
+typedef enum RunLogStream { RUN_LOG_OUT, RUN_LOG_ERR, RUN_LOG_RPR } RunLogStream;
+typedef struct RunLog RunLog;
+
+/* Opens path for appending (created 0640, its directory too). */
+int run_log_open(const char *path, RunLog **ret);
+/* Output as it came: data need not end with a newline, nor be one line. */
+void run_log_write(RunLog *l, RunLogStream s, const char *data, size_t n, uint64_t when_usec);
+/* One line of rprd's own ("rpr"). */
+void run_log_note(RunLog *l, const char *fmt, ...) _printf_(2, 3);
+/* Writes what is left of unfinished lines and closes. NULL-safe. */
+void run_log_close(RunLog *l);
