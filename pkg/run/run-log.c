@@ -58,7 +58,12 @@ static void stamp(Buf *b, uint64_t usec) {
 static void batch_line(RunLog *l, RunLogStream s, const char *p, size_t n, uint64_t when) {
         stamp(&l->batch, when);
         buf_printf(&l->batch, " %s ", marks[s]);
+        size_t at = l->batch.len;
         buf_append(&l->batch, p, n);
+        /* rprd's own notes may quote a message of several lines: one line each. */
+        for (size_t i = at; s == RUN_LOG_RPR && i < l->batch.len; i++)
+                if (l->batch.data[i] == '\n' || l->batch.data[i] == '\r')
+                        l->batch.data[i] = ' ';
         buf_puts(&l->batch, "\n");
 }
 

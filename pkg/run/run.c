@@ -325,8 +325,14 @@ static int reconcile(void *userdata, const char *ns, const char *name, uint64_t 
 
         r = store_get_json(rc->store, "Run", ns, name, &obj);
         if (r == -ENOENT) {
-                /* Gone (history trimmed, its Binding deleted): so is its output. */
+                /* Gone (history trimmed, its Binding deleted, or deleted by
+                 * hand while it ran): so are its command and its output. */
                 _cleanup_free_ char *path = run_log_path(rc->dir, ns, name);
+                pthread_mutex_lock(&rc->lock);
+                Active *a = active_find_locked(rc, ns, name);
+                if (a)
+                        ssh_cancel_fire(a->cancel);
+                pthread_mutex_unlock(&rc->lock);
                 (void) unlink(path);
                 return 0;
         }
