@@ -453,3 +453,63 @@ def test_missing_references_are_conditions(rprd, gitrepo):
     rs = wait_runs(rprd, "deploy", lambda rs: rs and finished(rs[0]), "the run once all exist")
     assert phase(rs[0]) == "Succeeded"
     assert rprd.obj("bindings", "deploy")["status"]["conditions"][0]["reason"] == "Bound"
+
+
+# ---- shutdown ----------------------------------------------------------------------------------------
+
+def test_sigterm_lets_a_running_run_finish(rprd_factory, gitrepo):
+    d = rprd_factory(extra_args=["--stop-grace", "20s"])
+    d.apply([git_repo("site", gitrepo), local_server("a"), binding("deploy", "sleep 1; echo done", server="a")])
+    wait_runs(d, "deploy", lambda rs: rs and phase(rs[0]) == "Running", "the run to start")
+    t0 = time.time()
+    d.stop()  # SIGTERM: asserts exit 0 and no sanitizer report
+    assert time.time() - t0 < 15
+    d.start()
+    run = runs_of(d, "deploy")[0]
+    assert run["status"]["phase"] == "Succeeded", run["status"]
+    assert out_lines(run_log(d, run["metadata"]["name"])) == ["done"]
+
+
+def test_sigterm_beyond_the_grace_interrupts_and_the_run_is_retried(rprd_factory, gitrepo, tmp_path):
+    marker = tmp_path / "first-attempt"
+    d = rprd_factory(extra_args=["--stop-grace", "1s"])
+    d.apply([git_repo("site", gitrepo), local_server("a"),
+             binding("deploy", "test -e %s || { touch %s; sleep 6004; }; echo second" % (marker, marker),
+                     server="a", retries=1, backoff={"base": "1s"})])
+    wait_for(lambda: remote_processes("sleep 6004"), "the first attempt to run")
+    d.stop()
+    assert not remote_processes("sleep 6004"), "canceled at the end of the grace period"
+    d.start()
+    rs = wait_runs(d, "deploy", lambda rs: len(rs) == 2 and phase(rs[1]) == "Succeeded", "the retry after restart")
+    assert rs[0]["status"]["phase"] == "Interrupted" and rs[0]["status"]["reason"] == "RprdStopped", rs[0]["status"]
+    assert rs[1]["spec"]["attempt"] == 2 and out_lines(run_log(d, rs[1]["metadata"]["name"])) == ["second"]
+
+
+# ---- the GitHub path -------------------------------------------------------------------------------
+
+def test_github_push_webhook_runs_the_binding(rprd):
+    from github_fake import FakeGitHub
+    from test_webhooks import NEW, OLD, SECRET, deliver, payload
+    gh = FakeGitHub()
+    gh.start()
+    try:
+        gh.add_repo("Codertocat", "Hello-World", branches={"master": {"sha": OLD}})
+        rprd.apply([
+            {"apiVersion": "rpr/v1", "kind": "Token", "metadata": {"name": "hook"},
+             "spec": {"type": "webhook", "value": SECRET}},
+            {"apiVersion": "rpr/v1", "kind": "Repo", "metadata": {"name": "hello"},
+             "spec": {"provider": "github", "url": "https://github.com/Codertocat/Hello-World",
+                      "apiURL": gh.url, "branch": "master", "interval": "24h"}},
+            local_server("a"),
+            binding("deploy", "echo $RPR_REPO@$RPR_BRANCH $RPR_COMMIT", repo="hello", server="a"),
+        ])
+        first = wait_runs(rprd, "deploy", lambda rs: rs and finished(rs[0]), "the first deploy")[0]
+        assert first["spec"]["commit"] == OLD
+        gh.set_head("Codertocat", "Hello-World", "master", sha=NEW, message="Update README.md")
+        r = deliver(rprd, payload("push.4.json"))
+        assert r.status == 202 and r.json()["triggered"] == ["hello"], r
+        rs = wait_runs(rprd, "deploy", lambda rs: len(rs) == 2 and finished(rs[1]), "the webhook's deploy", timeout=10)
+        assert rs[1]["status"]["phase"] == "Succeeded" and rs[1]["spec"]["triggeredBy"] == "commit"
+        assert out_lines(run_log(rprd, rs[1]["metadata"]["name"])) == ["hello@master " + NEW]
+    finally:
+        gh.stop()
