@@ -294,10 +294,14 @@ typedef struct Referring {
 static void collect_referring(const char *text, size_t len, void *userdata) {
         Referring *f = userdata;
         _cleanup_json_ json_t *obj = json_loadb(text, len, 0, NULL);
-        const char *v = f->key ? json_str_at(json_object_get(obj, "spec"), f->key) : NULL;
+        const char *v = json_str_at(json_object_get(obj, "spec"), f->key);
 
-        if (!f->key || (v && STREQ(v, f->value)))
+        if (v && STREQ(v, f->value))
                 json_array_append_new(f->names, json_string(json_str_at(json_object_get(obj, "metadata"), "name")));
+}
+
+static void enqueue_key(const char *kind, const char *ns, const char *name, void *userdata) {
+        controller_enqueue(userdata, kind, ns, name, 0);
 }
 
 /* Enqueues the Bindings of ns whose spec.key is value (key NULL: all). */
@@ -306,6 +310,11 @@ static void wake(BindingController *b, const char *ns, const char *key, const ch
         const json_t *n;
         size_t i;
 
+        if (!key) {
+                (void) store_list_keys(b->store, "Binding", ns, enqueue_key, b->controller);
+                json_decref(f.names);
+                return;
+        }
         (void) store_list(b->store, "Binding", ns, collect_referring, &f, NULL);
         json_array_foreach(f.names, i, n) controller_enqueue(b->controller, "Binding", ns, json_string_value(n), 0);
         json_decref(f.names);
@@ -316,10 +325,41 @@ static void on_commit(void *userdata, const char *ns, const char *name, const ch
         wake(userdata, ns, "repo", name);
 }
 
-/* A Server became Reachable: it may be new, or newly labelled, to a Binding. */
+/* A Server became Reachable: Runs may be due for it (a new Server is
+ * deployed to once it is seen). */
 static void on_server_reachable(void *userdata, const char *ns, const char *name) {
         (void) name;
         wake(userdata, ns, NULL, NULL);
+}
+
+/* Whether a Server's labels differ from the last seen (or it came or went). */
+static bool labels_changed(BindingController *b, const StoreEvent *ev) {
+        _cleanup_free_ char *key = xasprintf("%s/%s", ev->ns, ev->name), *labels = NULL;
+        bool changed;
+
+        if (ev->type != STORE_EVENT_DELETED) {
+                _cleanup_json_ json_t *obj = json_loadb(ev->json, ev->len, 0, NULL);
+                const json_t *l = json_object_get(json_object_get(obj, "metadata"), "labels");
+                labels = l ? json_dumps(l, JSON_COMPACT | JSON_SORT_KEYS) : xstrdup("{}");
+        }
+        pthread_mutex_lock(&b->lock);
+        const char *old = json_string_value(json_object_get(b->server_labels, key));
+        changed = !old || !labels || !STREQ(old, labels);
+        if (labels)
+                json_object_set_new(b->server_labels, key, json_string(labels));
+        else
+                json_object_del(b->server_labels, key);
+        pthread_mutex_unlock(&b->lock);
+        return changed;
+}
+
+/* A Server was labelled anew, added or deleted: the Bindings that choose
+ * Servers by labels (or name it) look again. */
+static void on_server_event(void *userdata, const StoreEvent *ev) {
+        BindingController *b = userdata;
+
+        if (labels_changed(b, ev))
+                wake(b, ev->ns, NULL, NULL);
 }
 
 /* ---- life cycle ------------------------------------------------------------------------------------- */
@@ -335,7 +375,11 @@ int binding_controller_new(const BindingOptions *o, BindingController **ret) {
         b->runs = o->runs;
         b->run_dir = xstrdup(o->run_dir);
         b->activity = o->activity;
+        pthread_mutex_init(&b->lock, NULL);
+        b->server_labels = json_object();
         r = controller_add(o->controller, "Binding", reconcile, b);
+        if (r >= 0)
+                r = controller_on_event(o->controller, "Server", on_server_event, b);
         if (r < 0) {
                 binding_controller_free(b);
                 return r;
@@ -352,5 +396,7 @@ void binding_controller_free(BindingController *b) {
         if (!b)
                 return;
         free(b->run_dir);
+        json_decref(b->server_labels);
+        pthread_mutex_destroy(&b->lock);
         free(b);
 }

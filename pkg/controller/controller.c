@@ -29,11 +29,19 @@ typedef struct Registration {
         void *userdata;
 } Registration;
 
+typedef struct EventWatcher {
+        char *kind;
+        ControllerEventFn fn;
+        void *userdata;
+} EventWatcher;
+
 struct Controller {
         Store *store;
         unsigned n_workers;
         Registration *regs;
         size_t n_regs;
+        EventWatcher *event_watchers;
+        size_t n_event_watchers;
 
         pthread_mutex_t lock;
         pthread_cond_t work_cond; /* workers: a key is ready, or stop */
@@ -256,6 +264,9 @@ static void drain_feed(Controller *c) {
                 if (r <= 0)
                         return;
                 controller_enqueue(c, ev->kind, ev->ns, ev->name, 0);
+                for (size_t i = 0; i < c->n_event_watchers; i++)
+                        if (STREQ(c->event_watchers[i].kind, ev->kind))
+                                c->event_watchers[i].fn(c->event_watchers[i].userdata, ev);
                 store_event_free(ev);
         }
 }
@@ -340,6 +351,14 @@ int controller_add(Controller *c, const char *kind, ReconcileFn fn, void *userda
         return 0;
 }
 
+int controller_on_event(Controller *c, const char *kind, ControllerEventFn fn, void *userdata) {
+        if (c->started)
+                return -EBUSY;
+        c->event_watchers = xrealloc(c->event_watchers, (c->n_event_watchers + 1) * sizeof *c->event_watchers);
+        c->event_watchers[c->n_event_watchers++] = (EventWatcher){xstrdup(kind), fn, userdata};
+        return 0;
+}
+
 int controller_start(Controller *c) {
         int r;
 
@@ -390,6 +409,9 @@ void controller_free(Controller *c) {
         for (size_t i = 0; i < c->n_regs; i++)
                 free(c->regs[i].kind);
         free(c->regs);
+        for (size_t i = 0; i < c->n_event_watchers; i++)
+                free(c->event_watchers[i].kind);
+        free(c->event_watchers);
         free(c->workers);
         pthread_cond_destroy(&c->work_cond);
         pthread_cond_destroy(&c->tick_cond);

@@ -13,6 +13,7 @@
 #include "base/base.h"
 
 typedef struct Store Store;
+typedef struct StoreEvent StoreEvent;
 typedef struct Controller Controller;
 
 /* Reconciles kind/ns/name (the object may be gone: then clean up). Returns
@@ -26,6 +27,11 @@ typedef int (*ReconcileFn)(void *userdata, const char *ns, const char *name,
 int controller_new(Store *store, unsigned workers, Controller **ret);
 /* Before controller_start(): fn reconciles objects of kind ("Server"). */
 int controller_add(Controller *c, const char *kind, ReconcileFn fn, void *userdata);
+/* Before controller_start(): fn also sees every change-feed event of kind
+ * (on the dispatcher thread, outside the controller's lock: it must be
+ * quick), for a controller that cares about objects of another kind. */
+typedef void (*ControllerEventFn)(void *userdata, const StoreEvent *ev);
+int controller_on_event(Controller *c, const char *kind, ControllerEventFn fn, void *userdata);
 /* Enqueues every existing object of the registered kinds and starts the
  * workers, the timers and the feed watcher. */
 int controller_start(Controller *c);

@@ -513,3 +513,14 @@ def test_github_push_webhook_runs_the_binding(rprd):
         assert out_lines(run_log(rprd, rs[1]["metadata"]["name"])) == ["hello@master " + NEW]
     finally:
         gh.stop()
+
+
+def test_a_server_labelled_later_is_deployed_to(rprd, gitrepo):
+    rprd.apply([git_repo("site", gitrepo), local_server("a", {"role": "web"}), local_server("b", {"role": "db"}),
+                binding("deploy", "echo on $RPR_SERVER", labels={"role": "web"})])
+    rs = wait_runs(rprd, "deploy", lambda rs: rs and all(map(finished, rs)), "the deploy to a")
+    assert [r["spec"]["server"] for r in rs] == ["a"]
+    rprd.apply([local_server("b", {"role": "web"})])
+    rs = wait_runs(rprd, "deploy", lambda rs: len(rs) == 2 and finished(rs[1]), "the deploy to b once labelled")
+    assert rs[1]["spec"]["server"] == "b" and phase(rs[1]) == "Succeeded"
+    assert rs[1]["spec"]["commit"] == gitrepo.first
