@@ -42,6 +42,7 @@ FAKE = os.path.join(REPO, "tests", "github_fake.py")
 PUSH = os.path.join(REPO, "tests", "fixtures", "github", "webhooks", "push.4.json")
 USER = os.environ.get("RPR_BENCH_USER", "rprbench")
 SECRET = "bench-webhook-secret"
+PAT = "ghp_bench0123456789abcdefghijklmnopqrstuv"  # anonymous: 60 requests an hour, as GitHub
 KEX = "curve25519-sha256"
 COMMAND = "date +%s.%N"
 
@@ -120,6 +121,7 @@ class World:
         fake = subprocess.Popen([sys.executable, FAKE, "--port", "0"], stdout=subprocess.PIPE, text=True)
         self.procs.append(fake)
         self.fake = "http://127.0.0.1:%d" % int(fake.stdout.readline())
+        request(self.fake + "/_fake/tokens", {"token": PAT, "valid": True})
         request(self.fake + "/_fake/repos", {"owner": "Codertocat", "name": "Hello-World",
                                              "branches": {"master": {"sha": sha(0)}}})
 
@@ -178,9 +180,11 @@ class World:
 def base_objects(w):
     return [{"apiVersion": "rpr/v1", "kind": "Token", "metadata": {"name": "hook"},
              "spec": {"type": "webhook", "value": SECRET}},
+            {"apiVersion": "rpr/v1", "kind": "Token", "metadata": {"name": "gh"},
+             "spec": {"type": "github", "value": PAT}},
             {"apiVersion": "rpr/v1", "kind": "Repo", "metadata": {"name": "site"},
              "spec": {"provider": "github", "url": "https://github.com/Codertocat/Hello-World", "apiURL": w.fake,
-                      "branch": "master", "interval": "24h"}}]
+                      "branch": "master", "interval": "24h", "tokenRef": "gh"}}]
 
 
 def server(w, name, port):
