@@ -143,6 +143,7 @@ bench: all bench-deps
 	tests/bench/fanout.sh
 	tests/bench/repos.py
 	tests/bench/coldstart.py
+	tests/bench/deploy.py
 
 # The peers fanout.sh compares rpr with.
 bench-deps:
