@@ -1,11 +1,13 @@
 #!/bin/bash
 # run-quickstart.sh BINDIR: what `make run` does after building.
 #
-# Starts BINDIR/rprd on ./.rpr (its defaults: unix socket ./.rpr/rpr.sock,
-# http://127.0.0.1:8270/), waits until it answers, applies
-# examples/quickstart/ with BINDIR/rprctl, prints where everything is and
-# what to try, then stays with rprd until it exits. Ctrl-C (or SIGTERM)
-# stops rprd cleanly and returns its exit code.
+# Makes the quickstart's git repository (/tmp/rpr-quickstart/site.git, with
+# a work tree to commit from) unless it is there, starts BINDIR/rprd on ./.rpr
+# (its defaults: unix socket ./.rpr/rpr.sock, http://127.0.0.1:8270/), waits
+# until it answers, applies examples/quickstart/ with BINDIR/rprctl, prints
+# where everything is and what to try, then stays with rprd until it exits.
+# Ctrl-C (or SIGTERM) stops rprd cleanly and returns its exit code. No
+# network is needed: the repository is local and the Server is this machine.
 set -euo pipefail
 
 BINDIR=${1:?usage: tests/run-quickstart.sh BINDIR}
@@ -19,6 +21,21 @@ for b in "$RPRD" "$RPRCTL"; do
 	[ -x "$b" ] || { echo "run-quickstart: $b missing; run make first" >&2; exit 1; }
 done
 [ -d examples/quickstart ] || { echo "run-quickstart: run me from the source tree" >&2; exit 1; }
+
+# The repository the quickstart Binding deploys from: first page committed.
+QS=/tmp/rpr-quickstart
+if [ ! -d "$QS/site.git" ]; then
+	mkdir -p "$QS"
+	git init -q --bare -b main "$QS/site.git"
+	git init -q -b main "$QS/work"
+	echo '<h1>Hello from rpr</h1>' >"$QS/work/index.html"
+	git -C "$QS/work" add index.html
+	git -C "$QS/work" -c user.name=rpr -c user.email=rpr@localhost commit -q -m "The first page"
+	git -C "$QS/work" remote add origin "$QS/site.git"
+	git -C "$QS/work" push -q -u origin main
+	git -C "$QS/work" config user.name "rpr quickstart"
+	git -C "$QS/work" config user.email rpr@localhost
+fi
 
 "$RPRD" --state-dir "$STATE" &
 PID=$!
@@ -72,10 +89,21 @@ rprd is running (pid $PID), state in $STATE
   API and dashboard: http://127.0.0.1:8270/   and unix:$SOCK
   admin token:       $STATE/admin.token (mode 0600)
 
-Try, in another terminal:
+The Binding site-deploy deploys the commits of $QS/site.git
+into $QS/www. Deploy a change, in another terminal:
+  echo '<p>changed</p>' >> $QS/work/index.html
+  git -C $QS/work commit -qam "A change" && git -C $QS/work push -q
+  $ctl check repo site                  # or wait: the Repo looks every minute
+  $ctl get runs                         # site-deploy-2 Succeeded
+  $ctl logs run/site-deploy-2
+  cat $QS/www/index.html
+
+More to try:
   $ctl get servers
-  $ctl get repos
+  $ctl get repos -o wide
   $ctl get bindings -o wide
+  $ctl trigger binding site-deploy
+  $ctl logs activity --tail 20
   $ctl describe server localhost
   $ctl get binding site-deploy -o yaml
   $ctl explain server.spec.check

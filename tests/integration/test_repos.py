@@ -564,7 +564,7 @@ def test_api_token_last_used(rprd):
 
 def test_examples_apply(rprd):
     from conftest import REPO
-    for d in ("examples/repos", "examples/quickstart"):
+    for d in ("examples/repos", "examples/quickstart", "examples/github-deploy"):
         p = rprd.ctl("apply", "--dry-run", "-f", os.path.join(REPO, d))
         assert p.returncode == 0, (d, p.stdout, p.stderr)
         assert "(dry run)" in p.stdout or "created" in p.stdout, p.stdout
