@@ -291,6 +291,13 @@ json_int_t json_int_at(const json_t *o, const char *key, json_int_t fallback) {
         return json_is_integer(v) ? json_integer_value(v) : fallback;
 }
 
+uint64_t json_duration_at(const json_t *o, const char *key, uint64_t fallback) {
+        const char *s = json_str_at(o, key);
+        uint64_t usec;
+
+        return s && duration_parse(s, &usec) >= 0 ? usec : fallback;
+}
+
 int parse_uint64(const char *s, uint64_t *ret) {
         uint64_t v = 0;
 

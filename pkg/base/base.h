@@ -149,6 +149,8 @@ bool endswith(const char *s, const char *suffix);
  * its integer (fallback when absent or not an integer). o may be NULL. */
 const char *json_str_at(const json_t *o, const char *key);
 json_int_t json_int_at(const json_t *o, const char *key, json_int_t fallback);
+/* Member key of o as a duration ("10m"): fallback when absent or not one. */
+uint64_t json_duration_at(const json_t *o, const char *key, uint64_t fallback);
 /* Strict decimal parse of a whole string: no sign games, no trailing junk. */
 int parse_uint64(const char *s, uint64_t *ret);
 

@@ -30,12 +30,6 @@ char *binding_run_name(const char *binding, json_int_t n) {
         return xasprintf("%.*s%s", keep, binding, suffix);
 }
 
-static uint64_t duration_or(const char *s, uint64_t fallback) {
-        uint64_t usec;
-
-        return s && duration_parse(s, &usec) >= 0 ? usec : fallback;
-}
-
 void binding_spec_read(const json_t *obj, BindingSpec *ret) {
         const json_t *meta = json_object_get(obj, "metadata"), *spec = json_object_get(obj, "spec");
         const json_t *backoff = json_object_get(spec, "backoff");
@@ -55,8 +49,8 @@ void binding_spec_read(const json_t *obj, BindingSpec *ret) {
                 .env = json_object_get(spec, "env"),
                 .retries = json_int_at(spec, "retries", 0),
                 .history = json_int_at(spec, "history", 20),
-                .backoff_base_usec = duration_or(json_str_at(backoff, "base"), 10 * USEC_PER_SEC),
-                .backoff_max_usec = duration_or(json_str_at(backoff, "max"), 300 * USEC_PER_SEC),
+                .backoff_base_usec = json_duration_at(backoff, "base", 10 * USEC_PER_SEC),
+                .backoff_max_usec = json_duration_at(backoff, "max", 300 * USEC_PER_SEC),
                 .active = !json_is_false(json_object_get(spec, "active")),
                 .deploy_on_create = !json_is_false(json_object_get(spec, "deployOnCreate")),
         };

@@ -286,50 +286,20 @@ int binding_trigger(BindingController *b, const char *ns, const char *name, cons
 
 /* ---- what wakes a Binding ------------------------------------------------------------------------ */
 
-typedef struct Referring {
-        const char *key, *value;
-        json_t *names;
-} Referring;
-
-static void collect_referring(const char *text, size_t len, void *userdata) {
-        Referring *f = userdata;
-        _cleanup_json_ json_t *obj = json_loadb(text, len, 0, NULL);
-        const char *v = json_str_at(json_object_get(obj, "spec"), f->key);
-
-        if (v && STREQ(v, f->value))
-                json_array_append_new(f->names, json_string(json_str_at(json_object_get(obj, "metadata"), "name")));
-}
-
-static void enqueue_key(const char *kind, const char *ns, const char *name, void *userdata) {
-        controller_enqueue(userdata, kind, ns, name, 0);
-}
-
-/* Enqueues the Bindings of ns whose spec.key is value (key NULL: all). */
-static void wake(BindingController *b, const char *ns, const char *key, const char *value) {
-        Referring f = {key, value, json_array()};
-        const json_t *n;
-        size_t i;
-
-        if (!key) {
-                (void) store_list_keys(b->store, "Binding", ns, enqueue_key, b->controller);
-                json_decref(f.names);
-                return;
-        }
-        (void) store_list(b->store, "Binding", ns, collect_referring, &f, NULL);
-        json_array_foreach(f.names, i, n) controller_enqueue(b->controller, "Binding", ns, json_string_value(n), 0);
-        json_decref(f.names);
-}
-
 static void on_commit(void *userdata, const char *ns, const char *name, const char *sha) {
+        BindingController *b = userdata;
+
         (void) sha;
-        wake(userdata, ns, "repo", name);
+        controller_enqueue_where(b->controller, "Binding", ns, "repo", name, NULL);
 }
 
 /* A Server became Reachable: Runs may be due for it (a new Server is
  * deployed to once it is seen). */
 static void on_server_reachable(void *userdata, const char *ns, const char *name) {
+        BindingController *b = userdata;
+
         (void) name;
-        wake(userdata, ns, NULL, NULL);
+        controller_enqueue_where(b->controller, "Binding", ns, NULL, NULL, NULL);
 }
 
 /* Whether a Server's labels differ from the last seen (or it came or went). */
@@ -359,7 +329,7 @@ static void on_server_event(void *userdata, const StoreEvent *ev) {
         BindingController *b = userdata;
 
         if (labels_changed(b, ev))
-                wake(b, ev->ns, NULL, NULL);
+                controller_enqueue_where(b->controller, "Binding", ev->ns, NULL, NULL, NULL);
 }
 
 /* ---- life cycle ------------------------------------------------------------------------------------- */

@@ -39,6 +39,12 @@ int controller_start(Controller *c);
  * time wins over a later one. Thread-safe, callable from reconcilers. */
 void controller_enqueue(Controller *c, const char *kind, const char *ns, const char *name,
                         uint64_t delay_usec);
+/* Enqueues (now) the objects of kind in namespace ns whose spec.key is
+ * value — every one when key is NULL — and, if also is not NULL, whose
+ * stored text contains it (a cheap filter, e.g. "\"WaitingForServer\"").
+ * For one kind's controller waking another's objects. Thread-safe. */
+void controller_enqueue_where(Controller *c, const char *kind, const char *ns, const char *key, const char *value,
+                              const char *also);
 /* Stops taking keys and waits for running reconciles. */
 void controller_stop(Controller *c);
 void controller_free(Controller *c); /* stops first; NULL-safe */

@@ -255,29 +255,10 @@ void repo_on_commit(RepoController *r, RepoCommitFn fn, void *userdata) {
 
 /* A Token changed: the Repos that use it look again (due_in sees the new
  * generation). */
-typedef struct TokenUsers {
-        const char *ns, *token;
-        json_t *names;
-} TokenUsers;
-
-static void collect_token_users(const char *text, size_t len, void *userdata) {
-        TokenUsers *u = userdata;
-        _cleanup_json_ json_t *obj = json_loadb(text, len, 0, NULL);
-        const char *ref = json_str_at(json_object_get(obj, "spec"), "tokenRef");
-
-        if (ref && STREQ(ref, u->token))
-                json_array_append_new(u->names, json_string(json_str_at(json_object_get(obj, "metadata"), "name")));
-}
-
 static void on_token_changed(void *userdata, const char *ns, const char *name) {
         RepoController *r = userdata;
-        TokenUsers u = {ns, name, json_array()};
-        const json_t *n;
-        size_t i;
 
-        (void) store_list(r->store, "Repo", ns, collect_token_users, &u, NULL);
-        json_array_foreach(u.names, i, n) controller_enqueue(r->controller, "Repo", ns, json_string_value(n), 0);
-        json_decref(u.names);
+        controller_enqueue_where(r->controller, "Repo", ns, "tokenRef", name, NULL);
 }
 
 /* ---- life cycle ------------------------------------------------------------------- */

@@ -31,13 +31,6 @@ char *run_log_path(const char *dir, const char *ns, const char *name) {
         return xasprintf("%s/%s/%s.log", dir, ns, name);
 }
 
-static uint64_t duration_at(const json_t *spec, const char *key, uint64_t fallback) {
-        const char *s = json_str_at(spec, key);
-        uint64_t usec;
-
-        return s && duration_parse(s, &usec) >= 0 ? usec : fallback;
-}
-
 void run_spec_read(const json_t *obj, RunSpec *ret) {
         const json_t *meta = json_object_get(obj, "metadata"), *spec = json_object_get(obj, "spec");
         const json_t *owner = json_object_get(spec, "owner");
@@ -57,8 +50,8 @@ void run_spec_read(const json_t *obj, RunSpec *ret) {
                 .binding = json_str_at(spec, "binding"),
                 .triggered_by = json_str_at(spec, "triggeredBy"),
                 .env = json_object_get(spec, "env"),
-                .timeout_usec = duration_at(spec, "timeout", 0),
-                .wait_timeout_usec = duration_at(spec, "waitTimeout", 24 * 3600 * USEC_PER_SEC),
+                .timeout_usec = json_duration_at(spec, "timeout", 0),
+                .wait_timeout_usec = json_duration_at(spec, "waitTimeout", 24 * 3600 * USEC_PER_SEC),
                 .attempt = json_int_at(spec, "attempt", 1),
         };
 }
@@ -355,32 +348,11 @@ static int reconcile(void *userdata, const char *ns, const char *name, uint64_t 
 
 /* ---- what others ask ------------------------------------------------------------------- */
 
-typedef struct Waiting {
-        const char *server;
-        json_t *names;
-} Waiting;
-
-static void collect_waiting(const char *text, size_t len, void *userdata) {
-        Waiting *w = userdata;
-
-        if (!strstr(text, "\"WaitingForServer\""))
-                return;
-        _cleanup_json_ json_t *obj = json_loadb(text, len, 0, NULL);
-        const char *server = json_str_at(json_object_get(obj, "spec"), "server");
-        if (server && STREQ(server, w->server))
-                json_array_append_new(w->names, json_string(json_str_at(json_object_get(obj, "metadata"), "name")));
-}
-
 /* A Server came back: the Runs waiting for it start now. */
 static void on_server_reachable(void *userdata, const char *ns, const char *name) {
         RunController *rc = userdata;
-        Waiting w = {name, json_array()};
-        const json_t *n;
-        size_t i;
 
-        (void) store_list(rc->store, "Run", ns, collect_waiting, &w, NULL);
-        json_array_foreach(w.names, i, n) controller_enqueue(rc->controller, "Run", ns, json_string_value(n), 0);
-        json_decref(w.names);
+        controller_enqueue_where(rc->controller, "Run", ns, "server", name, "\"WaitingForServer\"");
 }
 
 int run_cancel(RunController *rc, const char *ns, const char *name, const char *reason, const char *message) {

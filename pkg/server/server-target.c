@@ -26,13 +26,6 @@ struct ServerTarget {
         size_t key_len;
 };
 
-static uint64_t duration_or(const json_t *o, const char *key, uint64_t fallback) {
-        const char *s = json_str_at(o, key);
-        uint64_t usec;
-
-        return s && duration_parse(s, &usec) >= 0 ? usec : fallback;
-}
-
 void server_spec_read(const json_t *obj, ServerSpec *ret) {
         const json_t *spec = json_object_get(obj, "spec");
         const json_t *check = json_object_get(spec, "check");
@@ -40,8 +33,8 @@ void server_spec_read(const json_t *obj, ServerSpec *ret) {
 
         *ret = (ServerSpec){
                 .active = !json_is_false(json_object_get(spec, "active")),
-                .interval_usec = duration_or(check, "interval", DEFAULT_INTERVAL_USEC),
-                .retry_interval_usec = duration_or(check, "retryInterval", DEFAULT_RETRY_INTERVAL_USEC),
+                .interval_usec = json_duration_at(check, "interval", DEFAULT_INTERVAL_USEC),
+                .retry_interval_usec = json_duration_at(check, "retryInterval", DEFAULT_RETRY_INTERVAL_USEC),
                 .retries = json_is_integer(retries) && json_integer_value(retries) >= 0
                                    ? (unsigned) json_integer_value(retries)
                                    : DEFAULT_RETRIES,
