@@ -1,10 +1,12 @@
 /* api-misc: the anonymous read-only routes: /healthz, /api/v1/version and
  * /metrics (Prometheus text format 0.0.4). */
 #include <inttypes.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "api/api-private.h"
 #include "controller/controller.h"
+#include "run/run.h"
 #include "ssh/ssh.h"
 
 void api_handle_healthz(ApiCall *c) {
@@ -61,12 +63,44 @@ static void metrics_store(ApiServer *a, Buf *b) {
                    seconds, commits);
 }
 
+/* Runs by phase, from their stored text (no parsing). */
+static const char *const run_phases[] = {"Pending", "Running", "Succeeded", "Failed", "Canceled", "Interrupted"};
+
+static void count_phase(const char *text, size_t len, void *userdata) {
+        size_t *n = userdata;
+        char needle[40];
+
+        (void) len;
+        for (size_t i = 0; i < ELEMENTSOF(run_phases); i++) {
+                snprintf(needle, sizeof needle, "\"phase\":\"%s\"", run_phases[i]);
+                if (strstr(text, needle)) {
+                        n[i]++;
+                        return;
+                }
+        }
+}
+
+static void metrics_runs(ApiServer *a, Buf *b) {
+        size_t n[ELEMENTSOF(run_phases)] = {0};
+
+        (void) store_list(a->store, "Run", NULL, count_phase, n, NULL);
+        buf_puts(b, "# HELP rpr_runs Run objects, by phase.\n# TYPE rpr_runs gauge\n");
+        for (size_t i = 0; i < ELEMENTSOF(run_phases); i++)
+                buf_printf(b, "rpr_runs{phase=\"%s\"} %zu\n", run_phases[i], n[i]);
+        if (a->runs)
+                buf_printf(b,
+                           "# HELP rpr_runs_executing Runs whose command is under way in this rprd.\n"
+                           "# TYPE rpr_runs_executing gauge\nrpr_runs_executing %zu\n",
+                           run_controller_running(a->runs));
+}
+
 void api_handle_metrics(ApiCall *c) {
         ApiServer *a = c->api;
         Buf b = BUF_INIT;
 
         metrics_http(a, &b);
         metrics_store(a, &b);
+        metrics_runs(a, &b);
         buf_printf(&b,
                    "# HELP rpr_watchers Open watch streams.\n# TYPE rpr_watchers gauge\nrpr_watchers %zu\n",
                    a->n_watches);

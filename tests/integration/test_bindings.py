@@ -20,7 +20,7 @@ import time
 
 import pytest
 
-from conftest import RPRCTL, status_of
+from conftest import RPRCTL, metric_sum, status_of
 from sshd import login_user
 from test_repos import GitRepo
 
@@ -177,6 +177,9 @@ def test_commit_runs_the_command_with_every_rpr_variable(site, gitrepo):
     assert b["servers"]["web-1"]["lastRun"] == name
     deployed = [c for c in b["conditions"] if c["type"] == "Deployed"][0]
     assert deployed["status"] == "True", b
+
+    m = site.metrics()
+    assert metric_sum(m, "rpr_runs", phase="Succeeded") == 2 and metric_sum(m, "rpr_runs", phase="Running") == 0
 
     activity = site.ctl("logs", "activity", "--tail", "50").stdout
     assert "repo default/site: main at %s" % sha[:12] in activity
@@ -524,3 +527,18 @@ def test_a_server_labelled_later_is_deployed_to(rprd, gitrepo):
     rs = wait_runs(rprd, "deploy", lambda rs: len(rs) == 2 and finished(rs[1]), "the deploy to b once labelled")
     assert rs[1]["spec"]["server"] == "b" and phase(rs[1]) == "Succeeded"
     assert rs[1]["spec"]["commit"] == gitrepo.first
+
+
+def test_activity_log_shows_the_last_ten_lines_by_default(rprd, gitrepo):
+    rprd.apply([git_repo("site", gitrepo), local_server("a"), binding("deploy", "true", server="a")])
+    wait_runs(rprd, "deploy", lambda rs: rs and finished(rs[0]), "the first run")
+    for i in range(3):
+        assert rprd.ctl("trigger", "binding", "deploy").returncode == 0
+        wait_runs(rprd, "deploy", lambda rs: len(rs) == i + 2 and finished(rs[-1]), "run %d" % (i + 2))
+    lines = rprd.ctl("logs", "activity").stdout.splitlines()
+    assert len(lines) == 10, lines
+    assert "Succeeded" in lines[-1]
+    every = rprd.ctl("logs", "activity", "--tail", "100").stdout.splitlines()
+    assert len(every) > 10 and every[-10:] == lines
+    r = rprd.get("/api/v1/logs/activity?tail=3")
+    assert r.status == 200 and r.text.splitlines() == every[-3:]
