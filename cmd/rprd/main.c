@@ -49,6 +49,7 @@ typedef struct Options {
         size_t max_body;
         int log_level;
         bool no_controllers;
+        bool anonymous_read;
         /* From socket activation: used instead of listen. */
         int *fds;
         char **fd_names;
@@ -86,6 +87,8 @@ static void usage(FILE *f) {
               "  --web-dir DIR          dashboard files (default ./web, else /usr/share/rpr/web)\n"
               "  --max-body BYTES       largest request body accepted (default 16777216)\n"
               "  --log-level LEVEL      error, warning, info or debug (default info)\n"
+              "  --anonymous-read       let reads without a token through (as viewer): the\n"
+              "                         dashboard's read-only view; writes always need one\n"
               "  --no-controllers       serve the API only, reconcile nothing (an API replica;\n"
               "                         tests of the API alone)\n"
               "  -h, --help             show this help\n"
@@ -145,6 +148,7 @@ enum {
         ARG_MAX_BODY,
         ARG_LOG_LEVEL,
         ARG_NO_CONTROLLERS,
+        ARG_ANONYMOUS_READ,
         ARG_STOP_GRACE,
         ARG_VERSION
 };
@@ -186,6 +190,9 @@ static int parse_one(Options *o, int c, const char *v) {
                         return bad("--max-body", v, "must be a number of bytes from 1 to 1073741824");
                 o->max_body = (size_t) n;
                 return 0;
+        case ARG_ANONYMOUS_READ:
+                o->anonymous_read = true;
+                return 0;
         case ARG_NO_CONTROLLERS:
                 o->no_controllers = true;
                 return 0;
@@ -212,6 +219,7 @@ static int parse_argv(int argc, char **argv, Options *o) {
                 {"max-body", required_argument, NULL, ARG_MAX_BODY},
                 {"log-level", required_argument, NULL, ARG_LOG_LEVEL},
                 {"no-controllers", no_argument, NULL, ARG_NO_CONTROLLERS},
+                {"anonymous-read", no_argument, NULL, ARG_ANONYMOUS_READ},
                 {"stop-grace", required_argument, NULL, ARG_STOP_GRACE},
                 {"help", no_argument, NULL, 'h'},
                 {"version", no_argument, NULL, ARG_VERSION},
@@ -381,6 +389,7 @@ static int serve(const Options *o, Daemon *d) {
                 .bindings = o->no_controllers ? NULL : d->bindings,
                 .runs = o->no_controllers ? NULL : d->runs,
                 .run_dir = d->run_dir,
+                .anonymous_read = o->anonymous_read,
         };
         if (o->n_fds > 0) {
                 ao.fds = o->fds;

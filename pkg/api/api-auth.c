@@ -1,7 +1,11 @@
 /* api-auth: who is calling. Bearer tokens are Token objects of type api
  * that hold only "sha256:<hex>" of the secret; a presented token is hashed
- * and compared in constant time with every api Token. Also the admin token
- * that rprd makes on first start.
+ * and compared in constant time with every api Token. The secret comes in
+ * an Authorization header, or from the dashboard's HttpOnly cookie, whose
+ * writes must come from the page's own origin (a cross-site form or fetch
+ * carries the cookie too). Without either, reads are anonymous when rprd
+ * allows it (--anonymous-read). Also the admin token that rprd makes on
+ * first start.
  *
  * No secret and no hash ever goes into a message or a log line. */
 #include <string.h>
@@ -98,38 +102,98 @@ static void caller_fill(ApiCall *c, const json_t *token) {
         }
 }
 
-int api_authenticate(ApiCall *c) {
-        const char *secret = bearer_of(api_header(c->req, H2O_TOKEN_AUTHORIZATION));
+/* The value of the dashboard's cookie (pool string), or NULL. */
+static const char *cookie_of(h2o_req_t *req) {
+        const char *cookies = api_header(req, H2O_TOKEN_COOKIE);
+        const size_t n = strlen(API_COOKIE "=");
+
+        for (const char *p = cookies; p && *p; p += strcspn(p, ";"), p += *p == ';') {
+                p += strspn(p, " ");
+                if (strncmp(p, API_COOKIE "=", n) == 0) {
+                        size_t len = strcspn(p + n, ";");
+                        return len > 0 ? api_pool_strdup(req, p + n, len) : NULL;
+                }
+        }
+        return NULL;
+}
+
+int api_token_identify(ApiCall *c, const char *secret, bool answer) {
         TokenScan scan = {.found = NULL};
         uint64_t expires;
         int r;
 
-        if (!secret) {
-                api_reply_status(c, 401, "missing bearer token");
-                return -EACCES;
-        }
         token_hash(secret, strlen(secret), scan.want);
         r = store_list(c->api->store, "Token", NULL, token_scan_one, &scan, NULL);
         if (r < 0) {
                 json_decref(scan.found);
-                api_reply_status(c, 500, "cannot read tokens: %s", strerror(-r));
+                if (answer)
+                        api_reply_status(c, 500, "cannot read tokens: %s", strerror(-r));
                 return r;
         }
         _cleanup_json_ json_t *token = scan.found;
         if (!token) {
-                api_reply_status(c, 401, "invalid token");
+                if (answer)
+                        api_reply_status(c, 401, "invalid token");
                 return -EACCES;
         }
 
         caller_fill(c, token);
         const char *exp = json_string_value(json_object_get(json_object_get(token, "spec"), "expires"));
         if (exp && time_parse_rfc3339(exp, &expires) >= 0 && now_usec() >= expires) {
-                api_reply_status(c, 401, "token %s expired on %s", c->caller.name, exp);
+                if (answer)
+                        api_reply_status(c, 401, "token %s expired on %s", c->caller.name, exp);
+                c->caller = (ApiCaller){0};
                 return -EACCES;
         }
         token_note_used(c->api->tokens, json_str_at(json_object_get(token, "metadata"), "namespace") ?: "default",
                         c->caller.name);
         return 0;
+}
+
+const char *api_secret_of(h2o_req_t *req, bool *ret_via_cookie) {
+        const char *secret = bearer_of(api_header(req, H2O_TOKEN_AUTHORIZATION));
+
+        *ret_via_cookie = false;
+        if (!secret && (secret = cookie_of(req)))
+                *ret_via_cookie = true;
+        return secret;
+}
+
+/* A write carrying the cookie must come from a page of rprd's own origin. */
+bool api_same_origin(ApiCall *c) {
+        h2o_req_t *req = c->req;
+        const char *origin = api_header_named(req, "origin");
+        const char *scheme = req->scheme == &H2O_URL_SCHEME_HTTPS ? "https://" : "http://";
+        size_t n = strlen(scheme);
+
+        return origin && strncmp(origin, scheme, n) == 0 && strlen(origin + n) == req->authority.len &&
+               memcmp(origin + n, req->authority.base, req->authority.len) == 0;
+}
+
+static bool is_read(h2o_req_t *req) {
+        return api_method_is(req, "GET") || api_method_is(req, "HEAD");
+}
+
+int api_authenticate(ApiCall *c) {
+        const char *secret = api_secret_of(c->req, &c->caller.via_cookie);
+
+        if (c->caller.via_cookie) {
+                if (!is_read(c->req) && !api_same_origin(c)) {
+                        const char *origin = api_header_named(c->req, "origin");
+                        api_reply_status(c, 403, "cross-site request refused: Origin %s is not this dashboard's",
+                                         origin ?: "(none)");
+                        return -EACCES;
+                }
+        }
+        if (!secret && c->api->anonymous_read && is_read(c->req)) {
+                c->caller = (ApiCaller){.role = ROLE_VIEWER, .name = "anonymous", .anonymous = true};
+                return 0;
+        }
+        if (!secret) {
+                api_reply_status(c, 401, "missing bearer token");
+                return -EACCES;
+        }
+        return api_token_identify(c, secret, true);
 }
 
 /* ---- the admin token -------------------------------------------------------------- */

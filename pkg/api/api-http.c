@@ -265,6 +265,14 @@ const char *api_header(h2o_req_t *req, const h2o_token_t *token) {
         return api_pool_strdup(req, req->headers.entries[i].value.base, req->headers.entries[i].value.len);
 }
 
+const char *api_header_named(h2o_req_t *req, const char *name) {
+        ssize_t i = h2o_find_header_by_str(&req->headers, name, strlen(name), -1);
+
+        if (i < 0)
+                return NULL;
+        return api_pool_strdup(req, req->headers.entries[i].value.base, req->headers.entries[i].value.len);
+}
+
 bool api_method_is(h2o_req_t *req, const char *method) {
         return h2o_memis(req->method.base, req->method.len, method, strlen(method));
 }

@@ -56,6 +56,7 @@ struct ApiServer {
         BindingController *bindings;
         RunController *runs;
         char *run_dir;
+        bool anonymous_read;
         char *state_dir;
         char *web_dir;
         size_t max_body;
@@ -127,6 +128,10 @@ typedef enum ApiRouteType {
         ROUTE_RECONCILE,
         ROUTE_TOKENS,
         ROUTE_LOGS,
+        ROUTE_LOGIN,   /* POST /api/v1/login: the dashboard's cookie */
+        ROUTE_LOGOUT,  /* POST /api/v1/logout */
+        ROUTE_SESSION, /* GET /api/v1/session: who the caller is */
+        ROUTE_WATCH,   /* GET /api/v1/watch: every kind in one stream */
         ROUTE_LIST,   /* /api/v1/{plural} and /api/v1/namespaces/{ns}/{plural} */
         ROUTE_OBJECT, /* .../{plural}/{name} */
         ROUTE_STATUS, /* .../{plural}/{name}/status */
@@ -144,7 +149,12 @@ typedef struct ApiCaller {
         ApiRole role;
         const char *name;              /* the Token's name (pool); NULL when anonymous */
         const char *const *namespaces; /* NULL-terminated (pool); NULL = every namespace */
+        bool via_cookie;               /* the token came in the dashboard's cookie */
+        bool anonymous;                /* an anonymous read (--anonymous-read) */
 } ApiCaller;
+
+/* The dashboard's cookie: the API token itself, HttpOnly, SameSite=Strict. */
+#define API_COOKIE "rpr_token"
 
 typedef struct ApiCall {
         ApiServer *api;
@@ -183,6 +193,8 @@ const char *api_query(h2o_req_t *req, const char *name);
 bool api_query_true(h2o_req_t *req, const char *name);
 /* A request header's value (pool string) or NULL. */
 const char *api_header(h2o_req_t *req, const h2o_token_t *token);
+/* A header h2o has no token for, by its lower-case name ("origin"). */
+const char *api_header_named(h2o_req_t *req, const char *name);
 bool api_method_is(h2o_req_t *req, const char *method);
 /* Copies a string into the request pool. */
 char *api_pool_strdup(h2o_req_t *req, const char *s, size_t len);
@@ -200,9 +212,19 @@ bool api_check_namespace(ApiCall *c, const char *ns);
 
 /* ---- api-auth.c ----------------------------------------------------------- */
 
-/* Identifies the bearer token. Returns 0 and fills c->caller, or answers
- * 401 and returns -EACCES. */
+/* Identifies the caller: the bearer token, or the dashboard's cookie (a
+ * write with it must come from rprd's own origin: 403 if not), or an
+ * anonymous reader when allowed. Returns 0 and fills c->caller, or
+ * answers 401/403 and returns -EACCES. */
 int api_authenticate(ApiCall *c);
+/* The secret presented: the bearer token, else the dashboard's cookie
+ * (*ret_via_cookie). Pool string or NULL. */
+const char *api_secret_of(h2o_req_t *req, bool *ret_via_cookie);
+/* Whether the request's Origin is rprd's own (scheme and Host). */
+bool api_same_origin(ApiCall *c);
+/* Fills c->caller from an api token's secret. answer: reply 401/500 when
+ * it is not one. -EACCES unknown or expired. */
+int api_token_identify(ApiCall *c, const char *secret, bool answer);
 const char *api_role_name(ApiRole r);
 /* Makes sure Token default/admin and $STATE/admin.token exist and agree. */
 int api_admin_token_ensure(ApiServer *a);
@@ -310,6 +332,12 @@ void api_handle_hook(ApiCall *c);
 /* POST .../repos/{name}/check. */
 void api_handle_repo_check(ApiCall *c);
 
+/* ---- api-session.c: the dashboard's login -------------------------------------------- */
+
+void api_handle_login(ApiCall *c);
+void api_handle_logout(ApiCall *c);
+void api_handle_session(ApiCall *c);
+
 /* ---- api-runs.c: Bindings and Runs ---------------------------------------------- */
 
 /* POST .../bindings/{name}/trigger. */
@@ -344,8 +372,11 @@ void api_exec_done(ApiServer *a);
 
 /* ---- api-watch.c ---------------------------------------------------------- */
 
-/* Starts a ?watch=1 stream for c's route; selector_text already checked. */
+/* Starts a ?watch=1 stream for c's route (every kind for ROUTE_WATCH, in
+ * the caller's namespaces); selector_text already checked. */
 void api_watch_start(ApiCall *c, const char *selector_text);
+/* GET /api/v1/watch. */
+void api_handle_watch_all(ApiCall *c);
 void api_watch_init(ApiServer *a);
 /* Ends the streams whose clients have hung up. */
 void api_watch_reap(ApiServer *a);

@@ -91,6 +91,14 @@ static void route_parse(h2o_req_t *req, ApiRoute *r) {
                 *r = (ApiRoute){.type = ROUTE_EXEC, .template = "/api/v1/exec"};
         else if (n == 3 && STREQ(segs[2], "reconcile"))
                 *r = (ApiRoute){.type = ROUTE_RECONCILE, .template = "/api/v1/reconcile"};
+        else if (n == 3 && STREQ(segs[2], "login"))
+                *r = (ApiRoute){.type = ROUTE_LOGIN, .template = "/api/v1/login"};
+        else if (n == 3 && STREQ(segs[2], "logout"))
+                *r = (ApiRoute){.type = ROUTE_LOGOUT, .template = "/api/v1/logout"};
+        else if (n == 3 && STREQ(segs[2], "session"))
+                *r = (ApiRoute){.type = ROUTE_SESSION, .template = "/api/v1/session"};
+        else if (n == 3 && STREQ(segs[2], "watch"))
+                *r = (ApiRoute){.type = ROUTE_WATCH, .template = "/api/v1/watch"};
         else if (n == 3 && STREQ(segs[2], "tokens"))
                 *r = (ApiRoute){.type = ROUTE_TOKENS,
                                 .template = "/api/v1/tokens",
@@ -122,6 +130,10 @@ static const ApiMethod m_tokens[] = {{"GET", ROLE_VIEWER, api_handle_list},
                                      {NULL, 0, NULL}};
 static const ApiMethod m_exec[] = {{"POST", ROLE_ADMIN, api_handle_exec}, {NULL, 0, NULL}};
 static const ApiMethod m_reconcile[] = {{"POST", ROLE_OPERATOR, api_handle_reconcile}, {NULL, 0, NULL}};
+static const ApiMethod m_login[] = {{"POST", ROLE_ANONYMOUS, api_handle_login}, {NULL, 0, NULL}};
+static const ApiMethod m_logout[] = {{"POST", ROLE_ANONYMOUS, api_handle_logout}, {NULL, 0, NULL}};
+static const ApiMethod m_session[] = {{"GET", ROLE_ANONYMOUS, api_handle_session}, {NULL, 0, NULL}};
+static const ApiMethod m_watch[] = {{"GET", ROLE_VIEWER, api_handle_watch_all}, {NULL, 0, NULL}};
 static const ApiMethod m_logs[] = {{"GET", ROLE_VIEWER, api_handle_logs}, {NULL, 0, NULL}};
 static const ApiMethod m_list[] = {{"GET", ROLE_VIEWER, api_handle_list}, {NULL, 0, NULL}};
 static const ApiMethod m_object[] = {{"GET", ROLE_VIEWER, api_handle_get},
@@ -161,6 +173,14 @@ static const ApiMethod *route_methods(const ApiRoute *r) {
                 return m_reconcile;
         case ROUTE_LOGS:
                 return m_logs;
+        case ROUTE_LOGIN:
+                return m_login;
+        case ROUTE_LOGOUT:
+                return m_logout;
+        case ROUTE_SESSION:
+                return m_session;
+        case ROUTE_WATCH:
+                return m_watch;
         case ROUTE_LIST:
                 return m_list;
         case ROUTE_OBJECT:
@@ -257,7 +277,8 @@ int api_on_req(h2o_handler_t *self, h2o_req_t *req) {
         }
         /* apply and exec check the namespaces named in their bodies. */
         if (m->role != ROLE_ANONYMOUS && c->route.type != ROUTE_APPLY && c->route.type != ROUTE_LOGS &&
-            c->route.type != ROUTE_EXEC && c->route.type != ROUTE_RECONCILE && !(c->route.type == ROUTE_TOKENS && api_method_is(req, "POST")) &&
+            c->route.type != ROUTE_EXEC && c->route.type != ROUTE_RECONCILE && c->route.type != ROUTE_WATCH &&
+            !(c->route.type == ROUTE_TOKENS && api_method_is(req, "POST")) &&
             !api_check_namespace(c, c->route.ns))
                 return 0;
 

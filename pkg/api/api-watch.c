@@ -1,4 +1,6 @@
-/* api-watch: ?watch=1 streams, newline-delimited {"type","object"} lines.
+/* api-watch: ?watch=1 streams, newline-delimited {"type","object"} lines,
+ * of one kind, or of every kind (GET /api/v1/watch, the dashboard's one
+ * stream: browsers keep few connections to a host).
  *
  * Each stream holds a StoreWatch. The store wakes the loop (one shared
  * message, sent at most once until the loop has seen it) and the loop then
@@ -18,10 +20,20 @@ struct ApiWatch {
         ApiServer *api;
         ApiWatch *prev, *next;
         StoreWatch *sw;
-        const Kind *kind;
-        char *ns; /* NULL = all namespaces */
+        const Kind *kind; /* NULL = every kind */
+        char *ns;         /* NULL = all namespaces */
+        char **allowed;   /* the caller's namespaces (NULL-terminated), or NULL: all */
         Selector *sel;
 };
+
+static bool namespace_allowed(const ApiWatch *w, const char *ns) {
+        if (w->ns && !STREQ(w->ns, ns))
+                return false;
+        for (char **a = w->allowed; a && *a; a++)
+                if (STREQ(*a, ns))
+                        return true;
+        return !w->allowed;
+}
 
 /* Appends one line; takes obj. */
 static void queue_line(ApiWatch *w, const char *type, json_t *obj) {
@@ -41,15 +53,15 @@ static void queue_gone(ApiWatch *w) {
         w->stream.final = true;
 }
 
-/* One event line, the object written from its stored text as a list
- * writes it. Kind and namespace are matched by the caller. */
-static void queue_object(ApiWatch *w, const char *type, const char *text, size_t len) {
+/* One event line, the object (of kind k) written from its stored text as
+ * a list writes it. Kind and namespace are matched by the caller. */
+static void queue_object(ApiWatch *w, const Kind *k, const char *type, const char *text, size_t len) {
         Buf *q = &w->stream.queued;
 
         if (!api_text_selected(w->sel, text, len))
                 return;
         buf_printf(q, "{\"type\":\"%s\",\"object\":", type);
-        api_buf_object(q, w->kind, text, len);
+        api_buf_object(q, k, text, len);
         buf_puts(q, "}\n");
 }
 
@@ -64,8 +76,9 @@ static void queue_events(ApiWatch *w) {
                         queue_gone(w);
                         break;
                 }
-                if (STREQ(ev->kind, kind_name(w->kind)) && (!w->ns || STREQ(ev->ns, w->ns)))
-                        queue_object(w, store_event_type_to_string(ev->type), ev->json, ev->len);
+                const Kind *k = w->kind ? w->kind : kind_lookup(ev->kind);
+                if (k && STREQ(ev->kind, kind_name(k)) && namespace_allowed(w, ev->ns))
+                        queue_object(w, k, store_event_type_to_string(ev->type), ev->json, ev->len);
                 store_event_free(ev);
         }
 }
@@ -95,6 +108,9 @@ static void watch_dispose(void *p) {
 
         store_watch_free(w->sw);
         selector_free(w->sel);
+        for (char **a = w->allowed; a && *a; a++)
+                free(*a);
+        free(w->allowed);
         api_stream_clear(&w->stream);
         free(w->ns);
 }
@@ -157,8 +173,44 @@ void api_watch_done(ApiServer *a) {
 
 /* ---- start -------------------------------------------------------------------------- */
 
+typedef struct Listing {
+        ApiWatch *w;
+        const Kind *kind;
+} Listing;
+
 static void list_added(const char *text, size_t len, void *userdata) {
-        queue_object(userdata, "ADDED", text, len);
+        Listing *l = userdata;
+
+        queue_object(l->w, l->kind, "ADDED", text, len);
+}
+
+/* The ADDED lines of every object the stream covers. */
+static int list_all(ApiServer *a, ApiWatch *w, uint64_t *ret_revision) {
+        size_t n = 1;
+        const Kind *one[] = {w->kind};
+        const Kind *const *kinds = w->kind ? one : kind_all(&n);
+        uint64_t rev = store_revision(a->store);
+
+        /* Events after rev come through the feed; an object listed and also
+         * changed after rev is sent twice, which a watcher takes in stride. */
+        for (size_t i = 0; i < n; i++) {
+                Listing l = {w, kinds[i]};
+                if (!w->allowed) {
+                        int r = store_list(a->store, kind_name(kinds[i]), w->ns, list_added, &l, NULL);
+                        if (r < 0)
+                                return r;
+                        continue;
+                }
+                for (char **ns = w->allowed; *ns; ns++) {
+                        if (w->ns && !STREQ(w->ns, *ns))
+                                continue;
+                        int r = store_list(a->store, kind_name(kinds[i]), *ns, list_added, &l, NULL);
+                        if (r < 0)
+                                return r;
+                }
+        }
+        *ret_revision = rev;
+        return 0;
 }
 
 void api_watch_start(ApiCall *c, const char *selector_text) {
@@ -175,17 +227,22 @@ void api_watch_start(ApiCall *c, const char *selector_text) {
 
         ApiWatch tmp = {.stream = {.queued = BUF_INIT, .sending = BUF_INIT, .refill = on_refill},
                         .api = a,
-                        .kind = c->route.kind,
+                        .kind = c->route.type == ROUTE_WATCH ? NULL : c->route.kind,
                         .ns = c->route.ns ? xstrdup(c->route.ns) : NULL};
+        if (c->route.type == ROUTE_WATCH && c->caller.namespaces) {
+                size_t n = 0;
+                while (c->caller.namespaces[n])
+                        n++;
+                tmp.allowed = xcalloc(n + 1, sizeof *tmp.allowed);
+                for (size_t i = 0; i < n; i++)
+                        tmp.allowed[i] = xstrdup(c->caller.namespaces[i]);
+        }
         if (selector_text && *selector_text) {
                 _cleanup_free_ char *error = NULL;
                 (void) selector_parse(selector_text, &tmp.sel, &error);
         }
 
-        if (from == 0)
-                r = store_list(a->store, kind_name(tmp.kind), tmp.ns, list_added, &tmp, &from);
-        else
-                r = 0;
+        r = from == 0 ? list_all(a, &tmp, &from) : 0;
         if (r >= 0)
                 r = store_watch(a->store, from, watch_notify, a, &tmp.sw);
         if (r < 0) {
@@ -199,6 +256,9 @@ void api_watch_start(ApiCall *c, const char *selector_text) {
                 selector_free(tmp.sel);
                 api_stream_clear(&tmp.stream);
                 free(tmp.ns);
+                for (char **ns = tmp.allowed; ns && *ns; ns++)
+                        free(*ns);
+                free(tmp.allowed);
                 return;
         }
 
@@ -214,4 +274,17 @@ void api_watch_start(ApiCall *c, const char *selector_text) {
         /* The first flush sends the ADDED lines queued by the list. */
         api_stream_start(c, &w->stream, "application/json");
         watch_pump(w);
+}
+
+void api_handle_watch_all(ApiCall *c) {
+        const char *sel = api_query(c->req, "labelSelector");
+        _cleanup_free_ char *error = NULL;
+        Selector *s = NULL;
+
+        if (sel && *sel && selector_parse(sel, &s, &error) < 0) {
+                api_reply_status(c, 400, "invalid labelSelector: %s", error ?: sel);
+                return;
+        }
+        selector_free(s);
+        api_watch_start(c, sel);
 }

@@ -248,6 +248,7 @@ int api_new_verbose(const ApiOptions *o, ApiServer **ret, char **ret_error) {
         a->bindings = o->bindings;
         a->runs = o->runs;
         a->run_dir = o->run_dir ? xstrdup(o->run_dir) : NULL;
+        a->anonymous_read = o->anonymous_read;
         a->state_dir = xstrdup(o->state_dir ? o->state_dir : ".");
         a->web_dir = o->web_dir ? xstrdup(o->web_dir) : NULL;
         a->max_body = o->max_body ? o->max_body : API_DEFAULT_MAX_BODY;

@@ -51,6 +51,9 @@ typedef struct ApiOptions {
         BindingController *bindings;
         RunController *runs;
         const char *run_dir; /* Runs' output files (NULL: none are served) */
+        /* Reads without a token are allowed (as viewer): the dashboard's
+         * read-only view. Writes always need one. */
+        bool anonymous_read;
 } ApiOptions;
 
 #define API_DEFAULT_MAX_BODY (16u * 1024 * 1024)
