@@ -13,7 +13,7 @@ PKGS    := libh2o-evloop libssh2 yaml-0.1 jansson libsystemd libcurl sqlite3 lib
 DEB_PKGS := build-essential pkg-config libh2o-evloop-dev libssl-dev libssh2-1-dev libyaml-dev \
 	libjansson-dev libsystemd-dev libcurl4-openssl-dev libsqlite3-dev libgit2-dev \
 	libcmocka-dev python3 python3-pytest python3-yaml wrk openssh-server git sqlite3 procps curl \
-	systemd lintian
+	systemd lintian chromium
 
 SAN ?= 0
 ifeq ($(SAN),1)
@@ -51,7 +51,7 @@ KINDS      := $(sort $(wildcard manifests/kinds/*.yaml))
 VERSION    := $(shell cat VERSION 2>/dev/null || echo 0.1.0)
 CFLAGS     += -DRPR_VERSION='"$(VERSION)"'
 
-.PHONY: all deps check-deps run check unit integration asan bench bench-deps clean install deb format
+.PHONY: all deps check-deps run check unit integration browser browser-deps asan bench bench-deps clean install deb format
 all: $(BINDIR)/rprd $(BINDIR)/rprctl
 
 # V=1 shows the whole command lines.
@@ -125,6 +125,7 @@ check: check-deps
 	@$(MAKE) --no-print-directory all unit
 	@$(MAKE) --no-print-directory SAN=1 all unit
 	@$(MAKE) --no-print-directory integration
+	@$(MAKE) --no-print-directory browser
 
 unit: $(UNIT_BINS)
 	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; \
@@ -137,6 +138,18 @@ integration:
 	cd tests/integration && RPR_BIN_DIR=$(CURDIR)/build/asan/bin \
 	  LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp \
 	  /usr/bin/python3 -m pytest -q -p no:cacheprovider .
+
+# The dashboard in Debian's chromium, driven by playwright-core (npm, with
+# its lockfile), against the sanitizer build of rprd.
+browser: browser-deps
+	@$(MAKE) --no-print-directory SAN=1 all
+	cd tests/browser && RPR_BIN_DIR=$(CURDIR)/build/asan/bin node --test --test-concurrency=1 dashboard.test.mjs
+
+browser-deps:
+	@command -v node >/dev/null && command -v npm >/dev/null || \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q nodejs npm
+	@[ -d tests/browser/node_modules/playwright-core ] || \
+	  (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
 
 bench: all bench-deps
 	tests/bench/apply.sh

@@ -37,7 +37,7 @@ if [ ! -d "$QS/site.git" ]; then
 	git -C "$QS/work" config user.email rpr@localhost
 fi
 
-"$RPRD" --state-dir "$STATE" &
+"$RPRD" --state-dir "$STATE" --anonymous-read &
 PID=$!
 
 stop() {
@@ -87,6 +87,7 @@ cat <<EOF
 
 rprd is running (pid $PID), state in $STATE
   API and dashboard: http://127.0.0.1:8270/   and unix:$SOCK
+                     (the dashboard is read-only until you log in with the admin token)
   admin token:       $STATE/admin.token (mode 0600)
 
 The Binding site-deploy deploys the commits of $QS/site.git

@@ -204,6 +204,24 @@ static void handler_register(ApiServer *a, h2o_hostconf_t *host, const char *pat
         handler_add(a, h2o_config_register_path(host, path, 0));
 }
 
+/* The dashboard's files: its own scripts and styles only, never inside
+ * another site's frame, no guessing of types, no referrer to elsewhere. */
+static void page_headers(h2o_pathconf_t *root) {
+        static h2o_iovec_t csp = {H2O_STRLIT("content-security-policy")};
+        static h2o_iovec_t nosniff = {H2O_STRLIT("x-content-type-options")};
+        static h2o_iovec_t referrer = {H2O_STRLIT("referrer-policy")};
+        static h2o_headers_command_t cmds[] = {
+                {H2O_HEADERS_CMD_SETIFEMPTY, &csp,
+                 {H2O_STRLIT("default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; "
+                             "form-action 'self'")}},
+                {H2O_HEADERS_CMD_SETIFEMPTY, &nosniff, {H2O_STRLIT("nosniff")}},
+                {H2O_HEADERS_CMD_SETIFEMPTY, &referrer, {H2O_STRLIT("same-origin")}},
+                {H2O_HEADERS_CMD_NULL, NULL, {NULL, 0}},
+        };
+
+        h2o_headers_register(root, cmds);
+}
+
 static void config_setup(ApiServer *a) {
         static const char *index_files[] = {"index.html", NULL};
         h2o_hostconf_t *host;
@@ -221,8 +239,10 @@ static void config_setup(ApiServer *a) {
         handler_register(a, host, "/hooks");
         /* "/": the dashboard's files, and our JSON 404 for what is not one. */
         h2o_pathconf_t *root = h2o_config_register_path(host, "/", 0);
-        if (a->web_dir)
+        if (a->web_dir) {
                 h2o_file_register(root, a->web_dir, index_files, NULL, 0);
+                page_headers(root);
+        }
         handler_add(a, root);
 }
 
