@@ -63,23 +63,36 @@ async function shoot(name) {
   await page.setViewportSize({width: 1280, height: 900});
 }
 
+let port;
+
+async function startRprd() {
+  rprd = spawn(path.join(BIN, "rprd"), ["--state-dir", state, "--listen", `unix:${state}/rpr.sock`,
+    "--listen", `tcp:127.0.0.1:${port}`, "--anonymous-read", "--web-dir", path.join(REPO, "web")],
+  {stdio: ["ignore", "ignore", fs.openSync(path.join(tmp, "rprd.log"), "a")],
+    env: {...process.env, LSAN_OPTIONS: `suppressions=${REPO}/tests/lsan.supp`}});
+  for (let i = 0; i < 200 && !fs.existsSync(path.join(state, "admin.token")); i++)
+    await new Promise((r) => setTimeout(r, 50));
+  for (let i = 0; i < 200; i++) {
+    try { if ((await fetch(`${base}/healthz`)).ok) return; } catch { /* not yet */ }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error("rprd did not answer");
+}
+
+async function stopRprd() {
+  if (!rprd || rprd.exitCode !== null) return;
+  rprd.kill("SIGTERM");
+  await new Promise((r) => rprd.once("exit", r));
+}
+
 before(async () => {
   fs.mkdirSync(OUT, {recursive: true});
   tmp = fs.mkdtempSync(path.join(os.tmpdir(), "rpr-browser-"));
   state = path.join(tmp, "state");
-  const port = await freePort();
+  port = await freePort();
   base = `http://127.0.0.1:${port}`;
-  rprd = spawn(path.join(BIN, "rprd"), ["--state-dir", state, "--listen", `unix:${state}/rpr.sock`,
-    "--listen", `tcp:127.0.0.1:${port}`, "--anonymous-read", "--web-dir", path.join(REPO, "web")],
-  {stdio: ["ignore", "ignore", fs.openSync(path.join(tmp, "rprd.log"), "w")],
-    env: {...process.env, LSAN_OPTIONS: `suppressions=${REPO}/tests/lsan.supp`}});
-  for (let i = 0; i < 200 && !fs.existsSync(path.join(state, "admin.token")); i++)
-    await new Promise((r) => setTimeout(r, 50));
+  await startRprd();
   adminToken = fs.readFileSync(path.join(state, "admin.token"), "utf8").trim();
-  for (let i = 0; i < 100; i++) {
-    try { if ((await fetch(`${base}/healthz`)).ok) break; } catch { /* not yet */ }
-    await new Promise((r) => setTimeout(r, 50));
-  }
   viewerToken = execFileSync(path.join(BIN, "rprctl"), ["--server", `unix:${state}/rpr.sock`, "--token", adminToken,
     "token", "create", "watcher", "--role", "viewer"], {encoding: "utf8"}).trim();
 
@@ -103,10 +116,7 @@ before(async () => {
 
 after(async () => {
   await browser?.close();
-  if (rprd && rprd.exitCode === null) {
-    rprd.kill("SIGTERM");
-    await new Promise((r) => rprd.once("exit", r));
-  }
+  await stopRprd();
   const log = fs.readFileSync(path.join(tmp, "rprd.log"), "utf8");
   fs.writeFileSync(path.join(OUT, "rprd.log"), log);
   assert.ok(!/ERROR: (Address|Leak|Undefined)Sanitizer|runtime error:/.test(log), "sanitizer report in rprd's log");
@@ -284,6 +294,29 @@ test("a cross-site write with the cookie is refused", async () => {
   const ok = await fetch(base + "/api/v1/apply", {method: "POST", body: "[]",
     headers: {Cookie: `rpr_token=${c.value}`, Origin: base, "Content-Type": "application/json"}});
   assert.equal(ok.status, 200);
+});
+
+test("an object from a config repo is marked, and editing it warns; the page reconnects", async () => {
+  // No GitOps sync yet to mark one: the store's row is marked while rprd is down.
+  await stopRprd();
+  assert.equal(rprd.exitCode, 0);
+  execFileSync("sqlite3", [path.join(state, "state.db"),
+    "UPDATE objects SET json = json_set(json, '$.metadata.managedBy', 'gitops/config') WHERE kind = 'Repo' AND name = 'site'"]);
+  await startRprd();
+  await page.goto(base + "/#/repos");
+  const row = page.getByRole("row").filter({hasText: "site"});
+  await row.getByText("managed").waitFor({timeout: WAIT});
+  await row.getByRole("button", {name: "Edit repo site"}).click();
+  const dialog = page.getByRole("dialog", {name: "Edit repo site"});
+  await dialog.getByText("the config repo will win").waitFor();
+  await dialog.getByRole("button", {name: "Cancel"}).click();
+
+  // The stream survives a restart of rprd: the page reconnects by itself.
+  await stopRprd();
+  await page.getByText(/Disconnected/).waitFor({timeout: WAIT});
+  await startRprd();
+  await page.getByText("Live: changes appear as they happen.").waitFor({timeout: WAIT});
+  await row.getByText("managed").waitFor({timeout: WAIT});
 });
 
 test("no page threw or broke its content security policy", () => {
