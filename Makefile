@@ -143,7 +143,7 @@ integration:
 # its lockfile), against the sanitizer build of rprd.
 browser: browser-deps
 	@$(MAKE) --no-print-directory SAN=1 all
-	cd tests/browser && RPR_BIN_DIR=$(CURDIR)/build/asan/bin node --test --test-concurrency=1 dashboard.test.mjs
+	cd tests/browser && RPR_BIN_DIR=$(CURDIR)/build/asan/bin node --test dashboard.test.mjs
 
 browser-deps:
 	@command -v node >/dev/null && command -v npm >/dev/null || \
