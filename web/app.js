@@ -77,6 +77,24 @@ function objPath(kind, ns, name, sub) {
 
 /* ---- the stream ----------------------------------------------------------------- */
 
+/* Reads a streamed answer, handing fn the complete, non-empty lines of
+ * each piece as it arrives (and what is left at the end). */
+async function eachLines(r, fn) {
+  const reader = r.body.getReader();
+  const dec = new TextDecoder();
+  let buf = "";
+  for (;;) {
+    const {value, done} = await reader.read();
+    if (done) break;
+    buf += dec.decode(value, {stream: true});
+    const nl = buf.lastIndexOf("\n");
+    if (nl < 0) continue;
+    fn(buf.slice(0, nl).split("\n").filter(Boolean));
+    buf = buf.slice(nl + 1);
+  }
+  if (buf) fn([buf]);
+}
+
 function setLive(text, bad) {
   const p = $("#live");
   p.textContent = text;
@@ -97,20 +115,7 @@ async function watch() {
     }
     if (!r.ok) throw new Error(`${r.status}`);
     setLive("Live: changes appear as they happen.");
-    const reader = r.body.getReader();
-    const dec = new TextDecoder();
-    let buf = "";
-    for (;;) {
-      const {value, done} = await reader.read();
-      if (done) break;
-      buf += dec.decode(value, {stream: true});
-      let nl;
-      while ((nl = buf.indexOf("\n")) >= 0) {
-        const line = buf.slice(0, nl);
-        buf = buf.slice(nl + 1);
-        if (line) apply(JSON.parse(line));
-      }
-    }
+    await eachLines(r, (lines) => lines.forEach((line) => apply(JSON.parse(line))));
     throw new Error("the stream ended");
   } catch (e) {
     if (ctl.signal.aborted) return;
@@ -458,28 +463,15 @@ async function followLog(o) {
   try {
     const r = await fetch(objPath("Run", o.metadata.namespace, o.metadata.name, "log") + "?follow=1", {signal: abort.signal});
     if (!r.ok) throw new Error(`${r.status}`);
-    const reader = r.body.getReader();
-    const dec = new TextDecoder();
-    let buf = "";
-    for (;;) {
-      const {value, done} = await reader.read();
-      if (done) break;
-      buf += dec.decode(value, {stream: true});
-      const nl = buf.lastIndexOf("\n");
-      if (nl < 0) continue;
-      appendLog(pre, buf.slice(0, nl + 1));
-      buf = buf.slice(nl + 1);
-    }
-    if (buf) appendLog(pre, buf);
+    await eachLines(r, (lines) => appendLog(pre, lines));
   } catch (e) {
-    if (!abort.signal.aborted) appendLog(pre, `(the output stream stopped: ${e.message})\n`);
+    if (!abort.signal.aborted) appendLog(pre, [`(the output stream stopped: ${e.message})`]);
   }
 }
 
-function appendLog(pre, text) {
+function appendLog(pre, lines) {
   const atEnd = pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 4;
-  for (const line of text.split("\n")) {
-    if (!line) continue;
+  for (const line of lines) {
     const span = document.createElement("span");
     const mark = line.split(" ", 2)[1];
     if (mark === "err" || mark === "rpr") span.className = mark;
@@ -655,4 +647,4 @@ loadSession().then(watch);
 pollHealth();
 setInterval(pollHealth, 5000);
 setInterval(() => { if (["overview", "servers", "repos", "runs"].includes(route().view)) queueRender(); }, 15000);
-render();
+render(true);
