@@ -124,7 +124,7 @@ after(async () => {
   fs.rmSync(tmp, {recursive: true, force: true});
 });
 
-test("the first page is small and loads nothing from elsewhere", async () => {
+test("the first page is small and loads nothing from elsewhere", async (t) => {
   const sizes = [];
   const foreign = [];
   const count = (r) => {
@@ -139,6 +139,7 @@ test("the first page is small and loads nothing from elsewhere", async () => {
   page.off("response", count);
   const bytes = (await Promise.all(sizes)).reduce((a, b) => a + b, 0);
   assert.deepEqual(foreign, []);
+  t.diagnostic(`first page: ${sizes.length} files, ${bytes} bytes`);
   assert.ok(bytes > 10000 && bytes < 150 * 1024, `first page transfer ${bytes} bytes`);
 });
 
