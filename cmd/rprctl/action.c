@@ -2,6 +2,7 @@
  * trigger binding, run pipeline, cancel run — and logs, which prints a run's
  * output or rprd's activity and connectivity logs (following with -f). */
 #include <string.h>
+#include <unistd.h>
 
 #include "resource/resource.h"
 #include "rprctl.h"
@@ -62,6 +63,34 @@ static int print_trigger(const char *name, const ClientResponse *resp) {
         if (json_array_size(runs) + json_array_size(queued) == 0)
                 printf("binding/%s: no server to run on (--failed: no last run failed)\n", name);
         return 0;
+}
+
+/* --wait: until the job ends; 0 when it Succeeded. */
+static int wait_job(Ctl *c, const char *run) {
+        _cleanup_free_ char *path = ctl_object_path(ctl_kind("run"), ctl_namespace(c), run);
+        const char *last = NULL;
+        _cleanup_free_ char *shown = NULL;
+
+        for (;;) {
+                _cleanup_json_ json_t *obj = NULL;
+                if (ctl_get_json(c, path, &obj) < 0)
+                        return 1;
+                const char *phase = json_path_str(obj, "status.phase") ?: "Queued";
+                if (!shown || !STREQ(shown, phase)) {
+                        printf("run/%s %s\n", run, phase);
+                        fflush(stdout);
+                        free(shown);
+                        shown = xstrdup(phase);
+                }
+                last = phase;
+                if (STREQ(last, "Succeeded"))
+                        return 0;
+                if (STREQ(last, "Failed") || STREQ(last, "Canceled") || STREQ(last, "Interrupted")) {
+                        const char *msg = json_path_str(obj, "status.message");
+                        return ctl_error("run/%s %s%s%s", run, last, msg ? ": " : "", msg ?: ""), 1;
+                }
+                usleep(200 * 1000);
+        }
 }
 
 /* A CheckResult: uptime's output and the time, or the reason on stderr. */
@@ -158,8 +187,14 @@ int verb_action(Ctl *c) {
         else {
                 _cleanup_json_ json_t *j = json_loadb(resp.body, resp.len, 0, NULL);
                 const char *run = json_path_str(j, "metadata.name");
-                if (run && STREQ(json_string_value(json_object_get(j, "kind")) ?: "", "Run"))
+                if (run && STREQ(json_string_value(json_object_get(j, "kind")) ?: "", "Run")) {
                         printf("run/%s created\n", run);
+                        if (ctl_flag(c, "wait")) {
+                                fflush(stdout);
+                                client_response_clear(&resp);
+                                return wait_job(c, run);
+                        }
+                }
                 else
                         printf("%s/%s %s\n", singular, name, STREQ(c->verb, "cancel") ? "canceled" : "triggered");
                 ret = 0;
@@ -200,7 +235,10 @@ int verb_logs(Ctl *c) {
                 if (!STREQ(kind_name(k), "Run"))
                         return ctl_error("logs are kept for runs only (run/NAME)");
                 _cleanup_free_ char *obj = ctl_object_path(k, ctl_namespace(c), slash ? slash + 1 : what);
-                path = xasprintf("%s/log%s", obj, ctl_flag(c, "follow") ? "?follow=1" : "");
+                const char *task = ctl_opt(c, "task");
+                _cleanup_free_ char *q = task ? client_escape(task) : NULL;
+                path = xasprintf("%s/log%s%s%s%s", obj, ctl_flag(c, "follow") ? "?follow=1" : "",
+                                 task ? (ctl_flag(c, "follow") ? "&" : "?") : "", task ? "task=" : "", q ?: "");
         }
 
         Client *cl = ctl_client(c);

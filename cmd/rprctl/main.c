@@ -38,10 +38,10 @@ static const CtlOpt token_opts[] = {
         {"role", 0, true}, {"expires", 0, true}, {"namespaces", 0, true}, {NULL, 0, false},
 };
 static const CtlOpt run_opts[] = {
-        {"arg", 0, true}, {NULL, 0, false},
+        {"arg", 0, true}, {"wait", 0, false}, {NULL, 0, false},
 };
 static const CtlOpt logs_opts[] = {
-        {"follow", 'f', false}, {"tail", 0, true}, {NULL, 0, false},
+        {"follow", 'f', false}, {"tail", 0, true}, {"task", 0, true}, {NULL, 0, false},
 };
 static const CtlOpt exec_opts[] = {
         {"selector", 'l', true}, {"timeout", 0, true}, {"parallel", 0, true}, {NULL, 0, false},
@@ -65,8 +65,9 @@ static const Verb verbs[] = {
         {"diff", verb_diff, file_opts, "diff -f FILE|DIR [-R]",
          "Show what apply would change. Exit 0: no changes, 1: changes, 2: error."},
         {"explain", verb_explain, no_opts, "explain KIND[.field.path]", "Describe a kind or one of its fields."},
-        {"logs", verb_logs, logs_opts, "logs run/NAME [-f] | logs activity|connectivity [--tail N]",
-         "Print the output of a run, or rprd's activity or connectivity log."},
+        {"logs", verb_logs, logs_opts, "logs run/NAME [--task T] [-f] | logs activity|connectivity [--tail N]",
+         "Print the output of a run (of one task of a pipeline job with --task), or rprd's\n"
+         "activity or connectivity log."},
         {"check", verb_action, no_opts, "check server|repo NAME",
          "Check a server or a repository now. For a server: log in, run uptime, print\n"
          "its output and how long it took; exit 1 if it is not reachable."},
@@ -80,7 +81,9 @@ static const Verb verbs[] = {
          "on one (--server S) or on those whose last run failed (--failed), whether or\n"
          "not the repository changed. A server whose run is still going gets the new run\n"
          "when it ends. rprd's own --server goes before the verb."},
-        {"run", verb_action, run_opts, "run pipeline NAME [--arg k=v]...", "Start a pipeline run."},
+        {"run", verb_action, run_opts, "run pipeline NAME [--arg k=v]... [--wait]",
+         "Start a job of a pipeline. With --wait, stay until it ends and exit with its result\n"
+         "(0 Succeeded, 1 otherwise)."},
         {"cancel", verb_action, no_opts, "cancel run NAME", "Cancel a run."},
         {"token", verb_token, token_opts,
          "token create NAME --role viewer|operator|admin [--expires 30d|DATE] [--namespaces a,b]"

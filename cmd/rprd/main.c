@@ -15,6 +15,7 @@
 
 #include "api/api.h"
 #include "binding/binding.h"
+#include "pipeline/pipeline.h"
 #include "controller/controller.h"
 #include "github/github.h"
 #include "gitremote/gitremote.h"
@@ -276,6 +277,7 @@ typedef struct Daemon {
         RepoController *repos;
         RunController *runs;
         BindingController *bindings;
+        PipelineController *pipelines;
         Webhook *webhook;
         char *run_dir;
 } Daemon;
@@ -316,7 +318,11 @@ static int controllers_setup(const Options *o, Daemon *d) {
         if (r < 0)
                 return r;
         BindingOptions bo = {d->store, d->controller, d->repos, d->servers, d->runs, d->run_dir, d->activity};
-        return binding_controller_new(&bo, &d->bindings);
+        r = binding_controller_new(&bo, &d->bindings);
+        if (r < 0)
+                return r;
+        PipelineOptions po = {d->store, d->controller, d->runs, d->repos, d->servers, d->ssh, d->run_dir, d->activity};
+        return pipeline_controller_new(&po, &d->pipelines);
 }
 
 static int daemon_setup(const Options *o, Daemon *d) {
@@ -340,9 +346,13 @@ static int daemon_setup(const Options *o, Daemon *d) {
 
 /* Stops the loop first: nothing may touch the store once it is closed. */
 static void daemon_free(Daemon *d) {
-        run_controller_drain(d->runs, 0);
+        if (d->pipelines)
+                pipeline_controller_drain(d->pipelines, 0);
+        if (d->runs)
+                run_controller_drain(d->runs, 0);
         controller_free(d->controller);
         binding_controller_free(d->bindings);
+        pipeline_controller_free(d->pipelines);
         run_controller_free(d->runs);
         free(d->run_dir);
         webhook_free(d->webhook);
@@ -387,6 +397,7 @@ static int serve(const Options *o, Daemon *d) {
                 .tokens = o->no_controllers ? NULL : d->tokens,
                 .webhook = d->webhook,
                 .bindings = o->no_controllers ? NULL : d->bindings,
+                .pipelines = o->no_controllers ? NULL : d->pipelines,
                 .runs = o->no_controllers ? NULL : d->runs,
                 .run_dir = d->run_dir,
                 .anonymous_read = o->anonymous_read,
@@ -406,6 +417,7 @@ static int serve(const Options *o, Daemon *d) {
                          .api = a,
                          .controller = o->no_controllers ? NULL : d->controller,
                          .runs = o->no_controllers ? NULL : d->runs,
+                         .pipelines = o->no_controllers ? NULL : d->pipelines,
                          .logs = {d->connectivity, d->activity},
                          .idle_exit_usec = o->idle_exit_usec};
         supervise_watchdog_setup(&sv);
@@ -438,6 +450,7 @@ static int serve(const Options *o, Daemon *d) {
         systemd_notify("STOPPING=1");
         the_server = NULL;
         supervise_stop(&sv);
+        pipeline_controller_drain(d->pipelines, grace_left(o));
         run_controller_drain(d->runs, grace_left(o));
         controller_stop(d->controller);
         api_free(a);

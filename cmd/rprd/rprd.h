@@ -10,6 +10,7 @@ typedef struct ApiServer ApiServer;
 typedef struct Controller Controller;
 typedef struct LogFile LogFile;
 typedef struct RunController RunController;
+typedef struct PipelineController PipelineController;
 typedef struct Store Store;
 
 /* supervise.c: the watchdog, STATUS, SIGHUP and --idle-exit. */
@@ -18,6 +19,7 @@ typedef struct Supervisor {
         ApiServer *api;
         Controller *controller; /* NULL: no controllers run */
         RunController *runs;    /* NULL: no controllers run */
+        PipelineController *pipelines;
         LogFile *logs[2];       /* reopened on SIGHUP; NULL-terminated if fewer */
         uint64_t idle_exit_usec;
         /* set by supervise_start() */

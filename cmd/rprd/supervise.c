@@ -16,6 +16,7 @@
 #include "controller/controller.h"
 #include "logfile/logfile.h"
 #include "rprd.h"
+#include "pipeline/pipeline.h"
 #include "run/run.h"
 #include "store/store.h"
 #include "systemd/systemd.h"
@@ -59,7 +60,8 @@ static void send_status(Supervisor *s) {
         systemd_notifyf("STATUS=%zu objects; %zu servers unreachable; %zu repos not ready; %zu runs in progress; "
                         "%zu reconciles queued",
                         store_count(s->store, NULL), n.unreachable, n.failing,
-                        s->runs ? run_controller_running(s->runs) : 0,
+                        (s->runs ? run_controller_running(s->runs) : 0) +
+                                (s->pipelines ? pipeline_controller_running(s->pipelines) : 0),
                         s->controller ? controller_pending(s->controller) : 0);
 }
 
@@ -89,6 +91,7 @@ static bool idle_long_enough(Supervisor *s, uint64_t now) {
         if (!s->controller)
                 return true;
         return controller_pending(s->controller) == 0 && (!s->runs || run_controller_running(s->runs) == 0) &&
+               (!s->pipelines || pipeline_controller_running(s->pipelines) == 0) &&
                controller_next_due_usec(s->controller) > s->idle_exit_usec;
 }
 

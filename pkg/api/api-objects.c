@@ -279,6 +279,10 @@ void api_handle_action(ApiCall *c) {
                 api_handle_binding_trigger(c);
                 return;
         }
+        if (STREQ(kind_name(c->route.kind), "Pipeline") && STREQ(c->route.sub, "runs")) {
+                api_handle_pipeline_start(c);
+                return;
+        }
         if (STREQ(kind_name(c->route.kind), "Run") && STREQ(c->route.sub, "cancel")) {
                 api_handle_run_cancel(c);
                 return;

@@ -55,6 +55,7 @@ struct ApiServer {
         Webhook *webhook;
         BindingController *bindings;
         RunController *runs;
+        PipelineController *pipelines;
         char *run_dir;
         bool anonymous_read;
         char *state_dir;
@@ -342,6 +343,8 @@ void api_handle_session(ApiCall *c);
 
 /* POST .../bindings/{name}/trigger. */
 void api_handle_binding_trigger(ApiCall *c);
+/* POST .../pipelines/{name}/runs. */
+void api_handle_pipeline_start(ApiCall *c);
 /* POST .../runs/{name}/cancel. */
 void api_handle_run_cancel(ApiCall *c);
 /* GET .../runs/{name}/log[?follow=1]. */

@@ -12,6 +12,7 @@
 
 #include "api/api-private.h"
 #include "binding/binding.h"
+#include "pipeline/pipeline.h"
 #include "run/run.h"
 
 #define LOG_CHUNK (256u * 1024)
@@ -102,6 +103,85 @@ void api_handle_binding_trigger(ApiCall *c) {
         job->name = xstrdup(c->route.name);
         job->data = d;
         job->data_free = trigger_data_free;
+        api_job_submit(job);
+}
+
+/* ---- starting a pipeline's job ---------------------------------------------------------- */
+
+typedef struct StartData {
+        json_t *args;
+        char *run, *error;
+        int r;
+} StartData;
+
+static void start_data_free(void *p) {
+        StartData *d = p;
+
+        json_decref(d->args);
+        free(d->run);
+        free(d->error);
+        free(d);
+}
+
+static void start_work(ApiJob *job) {
+        StartData *d = job->data;
+
+        d->r = pipeline_start(job->api->pipelines, job->ns, job->name, d->args, "api", NULL, &d->run, &d->error);
+}
+
+static void start_done(ApiJob *job, ApiCall *c) {
+        StartData *d = job->data;
+
+        if (!c)
+                return;
+        if (d->r < 0) {
+                int code = d->r == -ENOENT ? 404 : d->r == -EINVAL ? 422 : d->r == -EBUSY ? 409 : 500;
+                api_reply_status(c, code, "%s", d->error ?: strerror(-d->r));
+                return;
+        }
+        _cleanup_free_ char *text = NULL;
+        if (store_get(c->api->store, "Run", job->ns, d->run, &text) < 0) {
+                api_reply_status(c, 500, "job %s was made but cannot be read", d->run);
+                return;
+        }
+        Buf b = BUF_INIT;
+        api_buf_object(&b, kind_lookup("Run"), text, strlen(text));
+        api_reply_buf(c, 201, &b);
+}
+
+void api_handle_pipeline_start(ApiCall *c) {
+        _cleanup_json_ json_t *body = NULL;
+        _cleanup_free_ char *json = NULL;
+        const char *key;
+        json_t *v;
+
+        if (!c->api->pipelines) {
+                api_reply_status(c, 503, "this rprd runs no pipeline controller");
+                return;
+        }
+        if (route_object_text(c, &json) < 0)
+                return;
+        if (!(body = api_body_json(c)))
+                return;
+        json_object_foreach(json_is_object(body) ? body : NULL, key, v) {
+                if (!STREQ(key, "args")) {
+                        api_reply_status(c, 422, "%s: unknown field (the body is {\"args\": {\"name\": \"value\"}})", key);
+                        return;
+                }
+        }
+        const json_t *args = json_object_get(body, "args");
+        if (!json_is_object(body) || (args && !json_is_object(args))) {
+                api_reply_status(c, 400, "the body must be {\"args\": {\"name\": \"value\"}}");
+                return;
+        }
+        StartData *d = xcalloc(1, sizeof *d);
+        d->args = args ? json_incref((json_t *) args) : NULL;
+        ApiJob *job = api_job_new(c, 0, start_work, start_done);
+        job->queue = c->api->actionq;
+        job->ns = xstrdup(c->route.ns);
+        job->name = xstrdup(c->route.name);
+        job->data = d;
+        job->data_free = start_data_free;
         api_job_submit(job);
 }
 
@@ -238,12 +318,20 @@ void api_handle_run_log(ApiCall *c) {
         }
         if (route_object_text(c, &json) < 0)
                 return;
+        /* A pipeline job's task has its own file: ?task=KEY. */
+        const char *task = api_query(c->req, "task");
+        if (task && (!*task || strspn(task, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-@.") != strlen(task) ||
+                     strstr(task, ".."))) {
+                api_reply_status(c, 400, "task must be a task name (or TASK@SERVER), not \"%s\"", task);
+                return;
+        }
         ApiRunLog *l = h2o_mem_alloc_shared(&c->req->pool, sizeof *l, log_dispose);
         *l = (ApiRunLog){.stream = {.queued = BUF_INIT, .sending = BUF_INIT, .refill = on_refill},
                          .api = a,
                          .ns = xstrdup(c->route.ns),
                          .name = xstrdup(c->route.name),
-                         .path = run_log_path(a->run_dir, c->route.ns, c->route.name),
+                         .path = task ? xasprintf("%s/%s/%s/%s.log", a->run_dir, c->route.ns, c->route.name, task)
+                                      : run_log_path(a->run_dir, c->route.ns, c->route.name),
                          .fd = -1,
                          .follow = api_query_true(c->req, "follow"),
                          .poll = {.cb = on_poll}};

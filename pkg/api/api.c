@@ -267,6 +267,7 @@ int api_new_verbose(const ApiOptions *o, ApiServer **ret, char **ret_error) {
         a->webhook = o->webhook;
         a->bindings = o->bindings;
         a->runs = o->runs;
+        a->pipelines = o->pipelines;
         a->run_dir = o->run_dir ? xstrdup(o->run_dir) : NULL;
         a->anonymous_read = o->anonymous_read;
         a->state_dir = xstrdup(o->state_dir ? o->state_dir : ".");

@@ -19,6 +19,7 @@ typedef struct TokenController TokenController;
 typedef struct Webhook Webhook;
 typedef struct BindingController BindingController;
 typedef struct RunController RunController;
+typedef struct PipelineController PipelineController;
 typedef struct ApiServer ApiServer;
 
 typedef struct ApiOptions {
@@ -50,6 +51,7 @@ typedef struct ApiOptions {
         Webhook *webhook;        /* NULL: /hooks/github answers 503 */
         BindingController *bindings;
         RunController *runs;
+        PipelineController *pipelines;
         const char *run_dir; /* Runs' output files (NULL: none are served) */
         /* Reads without a token are allowed (as viewer): the dashboard's
          * read-only view. Writes always need one. */

@@ -111,6 +111,17 @@ char *time_format_rfc3339(uint64_t usec, char buf[static RFC3339_MAX]) {
         return buf;
 }
 
+char *time_format_rfc3339_ms(uint64_t usec, char buf[static RFC3339_MAX]) {
+        time_t t = (time_t) (usec / USEC_PER_SEC);
+        struct tm tm;
+        char s[24];
+
+        gmtime_r(&t, &tm);
+        strftime(s, sizeof s, "%Y-%m-%dT%H:%M:%S", &tm);
+        snprintf(buf, RFC3339_MAX, "%s.%03uZ", s, (unsigned) (usec / USEC_PER_MSEC % 1000));
+        return buf;
+}
+
 static int parse_digits(const char **p, int n, int *ret) {
         int v = 0;
         for (int i = 0; i < n; i++) {

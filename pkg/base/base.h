@@ -97,6 +97,8 @@ char *duration_format(uint64_t usec, char *buf, size_t size);
 #define RFC3339_MAX 32
 /* UTC, second precision: "2026-11-22T10:00:00Z". */
 char *time_format_rfc3339(uint64_t usec, char buf[static RFC3339_MAX]);
+/* The same to the millisecond: "2026-11-22T10:00:00.123Z". */
+char *time_format_rfc3339_ms(uint64_t usec, char buf[static RFC3339_MAX]);
 /* Accepts "2026-11-22T10:00:00Z", with fractional seconds and +hh:mm offsets,
  * and a bare date "2027-06-30" (midnight UTC). -EINVAL otherwise. */
 int time_parse_rfc3339(const char *s, uint64_t *ret_usec);

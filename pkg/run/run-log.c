@@ -44,15 +44,10 @@ int run_log_open(const char *path, RunLog **ret) {
         return 0;
 }
 
-/* "2026-11-23T10:00:00.123Z" */
 static void stamp(Buf *b, uint64_t usec) {
         char t[RFC3339_MAX];
 
-        time_format_rfc3339(usec, t);
-        size_t n = strlen(t);
-        if (n > 0 && t[n - 1] == 'Z')
-                t[n - 1] = 0;
-        buf_printf(b, "%s.%03uZ", t, (unsigned) (usec / USEC_PER_MSEC % 1000));
+        buf_puts(b, time_format_rfc3339_ms(usec, t));
 }
 
 static void batch_line(RunLog *l, RunLogStream s, const char *p, size_t n, uint64_t when) {

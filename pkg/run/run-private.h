@@ -28,6 +28,9 @@ struct RunController {
         Active **active;
         size_t n_active;
         bool draining;
+
+        char *delegate_kind; /* one other kind runs its own Runs */
+        RunDelegate delegate;
 };
 
 /* A Run's spec, borrowed from its object. */

@@ -311,6 +311,18 @@ static void wake_owner(RunController *rc, const json_t *obj) {
                 controller_enqueue(rc->controller, sp.owner_kind, sp.ns, sp.owner_name, 0);
 }
 
+static bool delegated(RunController *rc, const json_t *obj) {
+        const char *kind = json_str_at(json_object_get(json_object_get(obj, "spec"), "owner"), "kind");
+
+        return rc->delegate_kind && kind && STREQ(kind, rc->delegate_kind);
+}
+
+void run_controller_delegate(RunController *rc, const char *owner_kind, const RunDelegate *d) {
+        free(rc->delegate_kind);
+        rc->delegate_kind = xstrdup(owner_kind);
+        rc->delegate = *d;
+}
+
 static int reconcile(void *userdata, const char *ns, const char *name, uint64_t *ret_requeue_after) {
         RunController *rc = userdata;
         _cleanup_json_ json_t *obj = NULL;
@@ -331,6 +343,8 @@ static int reconcile(void *userdata, const char *ns, const char *name, uint64_t 
         }
         if (r < 0)
                 return r;
+        if (delegated(rc, obj))
+                return rc->delegate.reconcile(rc->delegate.userdata, obj, ret_requeue_after);
         const char *phase = json_str_at(json_object_get(obj, "status"), "phase") ?: "Pending";
         if (run_phase_finished(phase)) {
                 wake_owner(rc, obj);
@@ -356,6 +370,12 @@ static void on_server_reachable(void *userdata, const char *ns, const char *name
 }
 
 int run_cancel(RunController *rc, const char *ns, const char *name, const char *reason, const char *message) {
+        _cleanup_json_ json_t *obj = NULL;
+
+        if (store_get_json(rc->store, "Run", ns, name, &obj) < 0)
+                return -ENOENT;
+        if (delegated(rc, obj))
+                return rc->delegate.cancel(rc->delegate.userdata, obj, reason, message);
         for (int tries = 0; tries < 5; tries++) {
                 pthread_mutex_lock(&rc->lock);
                 Active *a = active_find_locked(rc, ns, name);
@@ -452,6 +472,7 @@ void run_controller_free(RunController *rc) {
                 return;
         run_controller_drain(rc, 0);
         free(rc->active);
+        free(rc->delegate_kind);
         free(rc->dir);
         pthread_cond_destroy(&rc->changed);
         pthread_mutex_destroy(&rc->lock);

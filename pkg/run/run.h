@@ -52,6 +52,17 @@ size_t run_controller_running(RunController *rc);
  * store write at most. -ENOENT if absent, -EALREADY if it had finished. */
 int run_cancel(RunController *rc, const char *ns, const char *name, const char *reason, const char *message);
 
+/* Runs whose owner is of another kind with its own way to run them (a
+ * Pipeline's jobs): reconciled and canceled by that kind's module. */
+typedef struct RunDelegate {
+        /* Instead of the Run controller's reconcile, for a Run that exists. */
+        int (*reconcile)(void *userdata, json_t *obj, uint64_t *ret_requeue_after_usec);
+        /* As run_cancel(). */
+        int (*cancel)(void *userdata, const json_t *obj, const char *reason, const char *message);
+        void *userdata;
+} RunDelegate;
+void run_controller_delegate(RunController *rc, const char *owner_kind, const RunDelegate *d);
+
 /* The output file of ns/name (it may not exist yet); caller frees. */
 char *run_log_path(const char *dir, const char *ns, const char *name);
 

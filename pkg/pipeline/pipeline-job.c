@@ -1,0 +1,827 @@
+/* pipeline-job: carrying out one job — a DAG of task instances.
+ *
+ * A task runs on rprd's host, on its server, or on each server matching its
+ * labels: one instance each, keyed "task" or "task@server" in
+ * status.tasks. The job's thread starts every instance whose dependencies
+ * are done (all instances Succeeded, or finished at all for an allowFailure
+ * task) while fewer than spec.parallelism run; an instance behind a failure
+ * is Skipped; a failed instance with retries left runs again. Each instance
+ * has a thread of its own while it runs, and its output its own file,
+ * DIR/NS/JOB/KEY.log; the job's notes go to DIR/NS/JOB.log. The tasks'
+ * states reach the store at most every FLUSH_USEC (and at the end): a
+ * thousand tasks are not a thousand fsyncs, and what a crash loses is only
+ * re-run. */
+#include <dirent.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "controller/controller.h"
+#include "logfile/logfile.h"
+#include "pipeline/pipeline-private.h"
+#include "resource/resource.h"
+#include "run/run.h"
+#include "server/server.h"
+#include "ssh/ssh.h"
+#include "store/store.h"
+
+#define FLUSH_USEC (50 * USEC_PER_MSEC)
+#define SERVER_POLL_USEC (1 * USEC_PER_SEC)
+#define THREAD_STACK (256u * 1024)
+
+typedef struct Inst {
+        Job *job;
+        char *task, *server, *key; /* server NULL: rprd's host */
+        const json_t *def;
+        const char *phase, *reason;
+        char *message;
+        json_int_t attempt;
+        int exit_code;
+        bool has_exit_code, on_error;
+        uint64_t start, end;
+        SshCancel *cancel;
+} Inst;
+
+struct Job {
+        PipelineController *p;
+        char *ns, *name;
+        json_t *obj;
+        const json_t *spec, *tasks;
+        pthread_mutex_t lock;
+        pthread_cond_t changed;
+        Inst **insts;
+        size_t n_insts, running;
+        json_int_t parallelism;
+        bool canceled, interrupted, dirty;
+        char *cancel_reason, *cancel_message;
+        RunLog *log;
+};
+
+char *job_dir(PipelineController *p, const char *ns, const char *name) {
+        return xasprintf("%s/%s/%s", p->run_dir, ns, name);
+}
+
+void job_output_remove(PipelineController *p, const char *ns, const char *name) {
+        _cleanup_free_ char *dir = job_dir(p, ns, name), *file = run_log_path(p->run_dir, ns, name);
+        DIR *d = opendir(dir);
+
+        (void) unlink(file);
+        if (!d)
+                return;
+        for (struct dirent *e; (e = readdir(d));) {
+                if (e->d_name[0] == '.')
+                        continue;
+                _cleanup_free_ char *f = xasprintf("%s/%s", dir, e->d_name);
+                (void) unlink(f);
+        }
+        closedir(d);
+        (void) rmdir(dir);
+}
+
+/* ---- status ------------------------------------------------------------------------- */
+
+typedef struct PhaseWrite {
+        const char *expect, *phase, *reason, *message;
+        json_t *tasks; /* optional: status.tasks to write */
+        bool applied;
+} PhaseWrite;
+
+static void set_time(json_t *o, const char *key, uint64_t usec) {
+        char buf[RFC3339_MAX];
+
+        json_object_set_new(o, key, json_string(time_format_rfc3339(usec, buf)));
+}
+
+static json_t *phase_next(const json_t *obj, void *userdata) {
+        PhaseWrite *w = userdata;
+        const json_t *old = json_object_get(obj, "status");
+        const char *phase = json_str_at(old, "phase") ?: "Queued";
+
+        w->applied = false;
+        if (run_phase_finished(phase) || (w->expect && !STREQ(phase, w->expect)))
+                return NULL;
+        w->applied = true;
+        json_t *st = json_is_object(old) ? json_deep_copy(old) : json_object();
+        if (w->phase) {
+                json_object_set_new(st, "phase", json_string(w->phase));
+                json_object_set_new(st, "reason", json_string(w->reason ?: w->phase));
+                if (w->message)
+                        json_object_set_new(st, "message", json_string(w->message));
+                else
+                        json_object_del(st, "message");
+                if (STREQ(w->phase, "Running") && !json_object_get(st, "startTime"))
+                        set_time(st, "startTime", now_usec());
+                if (run_phase_finished(w->phase))
+                        set_time(st, "endTime", now_usec());
+        }
+        if (w->tasks)
+                json_object_set(st, "tasks", w->tasks);
+        if (json_equal(st, old)) {
+                json_decref(st);
+                return NULL;
+        }
+        return st;
+}
+
+int job_set_phase(PipelineController *p, const char *ns, const char *name, const char *expect_phase,
+                  const char *phase, const char *reason, const char *message, bool *ret_applied) {
+        PhaseWrite w = {expect_phase, phase, reason, message, NULL, false};
+        int r = store_update_status(p->store, "Run", ns, name, phase_next, &w, NULL);
+
+        if (ret_applied)
+                *ret_applied = r >= 0 && w.applied;
+        if (r >= 0 && w.applied && run_phase_finished(phase) && p->activity)
+                (void) logfile_append(p->activity, now_usec(), "job %s/%s: %s %s%s%s", ns, name, phase, reason ?: "",
+                                      message ? ": " : "", message ?: "");
+        return r;
+}
+
+static json_t *inst_json(const Inst *i) {
+        json_t *o = json_pack("{s:s, s:s, s:I}", "task", i->task, "phase", i->phase, "attempt", (json_int_t) i->attempt);
+
+        if (i->server)
+                json_object_set_new(o, "server", json_string(i->server));
+        if (i->reason)
+                json_object_set_new(o, "reason", json_string(i->reason));
+        if (i->message)
+                json_object_set_new(o, "message", json_string(i->message));
+        if (i->has_exit_code)
+                json_object_set_new(o, "exitCode", json_integer(i->exit_code));
+        char buf[RFC3339_MAX];
+        /* To the millisecond: which tasks overlapped is worth knowing. */
+        if (i->start)
+                json_object_set_new(o, "startTime", json_string(time_format_rfc3339_ms(i->start, buf)));
+        if (i->end)
+                json_object_set_new(o, "endTime", json_string(time_format_rfc3339_ms(i->end, buf)));
+        return o;
+}
+
+/* Under j->lock: status.tasks as the instances are now. */
+static json_t *tasks_json(Job *j) {
+        json_t *o = json_object();
+
+        for (size_t i = 0; i < j->n_insts; i++)
+                json_object_set_new(o, j->insts[i]->key, inst_json(j->insts[i]));
+        return o;
+}
+
+/* Writes the tasks (and a phase) unless the job is no longer Running. */
+static void flush(Job *j, const char *phase, const char *reason, const char *message) {
+        pthread_mutex_lock(&j->lock);
+        _cleanup_json_ json_t *tasks = tasks_json(j);
+        j->dirty = false;
+        pthread_mutex_unlock(&j->lock);
+        PhaseWrite w = {"Running", phase, reason, message, tasks, false};
+        int r = store_update_status(j->p->store, "Run", j->ns, j->name, phase_next, &w, NULL);
+        if (r < 0)
+                log_warning("job %s/%s: cannot write its state: %s", j->ns, j->name, strerror(-r));
+}
+
+/* ---- one instance --------------------------------------------------------------------- */
+
+static bool finished(const char *phase) {
+        return run_phase_finished(phase) || STREQ(phase, "Skipped");
+}
+
+static void env_add(char ***env, size_t *n, const char *name, const char *value) {
+        *env = xrealloc(*env, (*n + 2) * sizeof **env);
+        (*env)[(*n)++] = xasprintf("%s=%s", name, value ?: "");
+        (*env)[*n] = NULL;
+}
+
+static char **env_build(const Inst *i) {
+        const json_t *spec = i->job->spec, *v;
+        char **env = NULL, attempt[24];
+        const char *k;
+        size_t n = 0;
+
+        json_object_foreach((json_t *) json_object_get(spec, "args"), k, v) env_add(&env, &n, k, json_string_value(v));
+        json_object_foreach((json_t *) json_object_get(i->def, "env"), k, v) env_add(&env, &n, k, json_string_value(v));
+        snprintf(attempt, sizeof attempt, "%" JSON_INTEGER_FORMAT, i->attempt);
+        env_add(&env, &n, "RPR_PIPELINE", json_str_at(spec, "pipeline"));
+        env_add(&env, &n, "RPR_RUN", i->job->name);
+        env_add(&env, &n, "RPR_TASK", i->task);
+        env_add(&env, &n, "RPR_ATTEMPT", attempt);
+        env_add(&env, &n, "RPR_SERVER", i->server ?: "");
+        env_add(&env, &n, "RPR_COMMIT", json_str_at(spec, "commit") ?: "");
+        return env;
+}
+
+static void env_free(char **env) {
+        for (char **e = env; e && *e; e++)
+                free(*e);
+        free(env);
+}
+
+/* A list of commands runs one after another and stops at the first failure. */
+static char *script_of(const json_t *def) {
+        const json_t *s = json_object_get(def, "script"), *v;
+        Buf b = BUF_INIT;
+        size_t i;
+
+        if (json_is_string(s))
+                return xstrdup(json_string_value(s));
+        buf_puts(&b, "set -e\n");
+        json_array_foreach(s, i, v) buf_printf(&b, "%s\n", json_string_value(v) ?: "");
+        return buf_steal(&b);
+}
+
+static bool server_reachable(Job *j, const char *server) {
+        _cleanup_json_ json_t *obj = NULL;
+
+        if (store_get_json(j->p->store, "Server", j->ns, server, &obj) < 0)
+                return false;
+        return STREQ(json_str_at(json_object_get(obj, "status"), "phase") ?: "", "Reachable");
+}
+
+/* Waits (phase Waiting) until the instance's server is Reachable; false if canceled first. */
+static bool wait_for_server(Inst *i) {
+        Job *j = i->job;
+
+        while (!server_reachable(j, i->server)) {
+                pthread_mutex_lock(&j->lock);
+                if (!STREQ(i->phase, "Waiting"))
+                        i->phase = "Waiting", i->reason = "WaitingForServer", j->dirty = true;
+                bool stop = ssh_cancel_fired(i->cancel);
+                pthread_mutex_unlock(&j->lock);
+                if (stop)
+                        return false;
+                usleep(SERVER_POLL_USEC);
+        }
+        pthread_mutex_lock(&j->lock);
+        i->phase = "Running", i->reason = NULL, j->dirty = true;
+        pthread_mutex_unlock(&j->lock);
+        return true;
+}
+
+static int on_output(void *userdata, SshStream stream, const char *data, size_t n) {
+        run_log_write(userdata, stream == SSH_STDERR ? RUN_LOG_ERR : RUN_LOG_OUT, data, n, now_usec());
+        return 0;
+}
+
+/* Runs the instance once; returns its outcome in r and res. */
+static int run_once(Inst *i, RunLog *log, SshResult *res) {
+        Job *j = i->job;
+        ServerTarget *t = NULL;
+        _cleanup_free_ char *error = NULL, *script = script_of(i->def);
+        SshTarget local = {.id = "local", .transport = SSH_TRANSPORT_LOCAL};
+        const SshTarget *target = &local;
+        int r;
+
+        if (i->server) {
+                if (!wait_for_server(i))
+                        return -ECANCELED;
+                r = server_target_get(j->p->servers, j->ns, i->server, &t, NULL, &error);
+                if (r < 0) {
+                        snprintf(res->message, sizeof res->message, "%s", error ?: "the server cannot be used");
+                        res->failure = SSH_FAIL_EXEC;
+                        return r;
+                }
+                target = server_target(t);
+        }
+        char **env = env_build(i);
+        SshCommand cmd = {.script = script,
+                          .env = (const char *const *) env,
+                          .workdir = json_str_at(i->def, "workdir"),
+                          .timeout_usec = json_duration_at(i->def, "timeout", 3600 * USEC_PER_SEC),
+                          .output = on_output,
+                          .userdata = log,
+                          .cancel = i->cancel};
+        r = ssh_run(j->p->ssh, target, &cmd, res);
+        env_free(env);
+        server_target_free(t);
+        return r;
+}
+
+/* Under j->lock: the instance's outcome, or another attempt. */
+static void settle(Inst *i, int r, const SshResult *res) {
+        Job *j = i->job;
+        json_int_t retries = json_int_at(i->def, "retries", 0);
+
+        i->end = now_usec();
+        i->has_exit_code = r >= 0 && !res->signal[0];
+        i->exit_code = res->exit_code;
+        free(i->message);
+        i->message = NULL;
+        if (ssh_cancel_fired(i->cancel) || r == -ECANCELED) {
+                i->phase = j->interrupted ? "Interrupted" : "Canceled";
+                i->reason = j->interrupted ? "RprdStopped" : "Canceled";
+        } else if (r >= 0 && !res->signal[0] && res->exit_code == 0) {
+                i->phase = "Succeeded", i->reason = "ExitCode";
+        } else {
+                i->phase = "Failed";
+                i->reason = r >= 0 ? (res->signal[0] ? "Signal" : "ExitCode") : ssh_failure_reason(res->failure);
+                i->message = r >= 0 ? (res->signal[0] ? xasprintf("killed by SIG%s", res->signal)
+                                                      : xasprintf("exited with %d", res->exit_code))
+                                    : xstrdup(res->message);
+                if (i->attempt <= retries && !j->canceled) {
+                        i->attempt++;
+                        i->phase = "Pending", i->reason = "Retrying";
+                }
+        }
+}
+
+static void *inst_thread(void *arg) {
+        Inst *i = arg;
+        Job *j = i->job;
+        _cleanup_free_ char *dir = job_dir(j->p, j->ns, j->name);
+        _cleanup_free_ char *path = xasprintf("%s/%s.log", dir, i->key);
+        SshResult res = {0};
+        RunLog *log = NULL;
+        int r = run_log_open(path, &log);
+
+        if (r >= 0) {
+                run_log_note(log, "task %s (attempt %" JSON_INTEGER_FORMAT ") on %s", i->task, i->attempt,
+                             i->server ?: "rprd's host");
+                r = run_once(i, log, &res);
+                run_log_note(log, "exit %d%s%s (%.3f s)", r >= 0 ? res.exit_code : -1, res.message[0] ? ": " : "",
+                             res.message, (double) res.duration_usec / USEC_PER_SEC);
+        } else
+                snprintf(res.message, sizeof res.message, "cannot open %s: %s", path, strerror(-r));
+        run_log_close(log);
+
+        pthread_mutex_lock(&j->lock);
+        settle(i, r, &res);
+        run_log_note(j->log, "task %s: %s%s%s", i->key, i->phase, i->message ? ": " : "", i->message ?: "");
+        j->running--;
+        j->dirty = true;
+        pthread_cond_broadcast(&j->changed);
+        pthread_mutex_unlock(&j->lock);
+        return NULL;
+}
+
+/* Under j->lock. */
+static void inst_start(Inst *i) {
+        Job *j = i->job;
+        pthread_attr_t attr;
+        pthread_t t;
+
+        ssh_cancel_free(i->cancel);
+        i->cancel = ssh_cancel_new();
+        i->phase = "Running", i->reason = NULL;
+        i->start = now_usec(), i->end = 0;
+        j->running++;
+        j->dirty = true;
+        pthread_attr_init(&attr);
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        pthread_attr_setstacksize(&attr, THREAD_STACK);
+        if (pthread_create(&t, &attr, inst_thread, i) != 0) {
+                j->running--;
+                i->phase = "Failed", i->reason = "ThreadFailed";
+        }
+        pthread_attr_destroy(&attr);
+}
+
+/* ---- the DAG ------------------------------------------------------------------------------- */
+
+typedef enum DepState { DEP_WAIT, DEP_READY, DEP_BLOCKED } DepState;
+
+/* Under j->lock: whether task's instances let their dependents go. */
+static DepState task_state(Job *j, const char *task) {
+        bool allow = json_is_true(json_object_get(json_object_get(j->tasks, task), "allowFailure"));
+        bool all_ok = true, any_bad = false, all_done = true, any = false;
+
+        for (size_t k = 0; k < j->n_insts; k++) {
+                Inst *i = j->insts[k];
+                if (!STREQ(i->task, task))
+                        continue;
+                any = true;
+                all_done = all_done && finished(i->phase);
+                all_ok = all_ok && STREQ(i->phase, "Succeeded");
+                any_bad = any_bad || (finished(i->phase) && !STREQ(i->phase, "Succeeded"));
+        }
+        if (!any)
+                return DEP_BLOCKED; /* its servers matched nothing */
+        if (allow)
+                return all_done ? DEP_READY : DEP_WAIT;
+        return any_bad ? DEP_BLOCKED : all_ok ? DEP_READY : DEP_WAIT;
+}
+
+static DepState deps_state(Job *j, const Inst *i) {
+        const json_t *deps = json_object_get(i->def, "dependsOn"), *d;
+        DepState s = DEP_READY;
+        size_t k;
+
+        json_array_foreach(deps, k, d) {
+                DepState t = task_state(j, json_string_value(d) ?: "");
+                if (t == DEP_BLOCKED)
+                        return DEP_BLOCKED;
+                if (t == DEP_WAIT)
+                        s = DEP_WAIT;
+        }
+        return s;
+}
+
+/* Under j->lock: starts what may start; true while anything can still happen. */
+static bool step(Job *j, bool on_error_phase) {
+        bool pending = false;
+
+        for (size_t k = 0; k < j->n_insts; k++) {
+                Inst *i = j->insts[k];
+                if (i->on_error != on_error_phase || !STREQ(i->phase, "Pending"))
+                        continue;
+                if (j->canceled) {
+                        i->phase = j->interrupted ? "Interrupted" : "Canceled";
+                        i->reason = j->interrupted ? "RprdStopped" : "Canceled";
+                        j->dirty = true;
+                        continue;
+                }
+                DepState s = on_error_phase ? DEP_READY : deps_state(j, i);
+                if (s == DEP_BLOCKED) {
+                        i->phase = "Skipped", i->reason = "DependencyFailed";
+                        j->dirty = true;
+                        continue;
+                }
+                pending = true;
+                if (s == DEP_READY && (json_int_t) j->running < j->parallelism)
+                        inst_start(i);
+        }
+        return pending || j->running > 0;
+}
+
+static void wait_changed(Job *j, uint64_t usec) {
+        struct timespec ts;
+
+        clock_gettime(CLOCK_REALTIME, &ts);
+        uint64_t ns = (uint64_t) ts.tv_nsec + (usec % USEC_PER_SEC) * 1000;
+        ts.tv_sec += (time_t) (usec / USEC_PER_SEC + ns / 1000000000);
+        ts.tv_nsec = (long) (ns % 1000000000);
+        pthread_cond_timedwait(&j->changed, &j->lock, &ts);
+}
+
+/* Runs the instances of one phase (the DAG, or the onError task) to the end. */
+static void run_all(Job *j, bool on_error_phase) {
+        uint64_t last_flush = 0;
+
+        pthread_mutex_lock(&j->lock);
+        while (step(j, on_error_phase)) {
+                uint64_t now = now_mono_usec();
+                if (j->dirty && now >= last_flush + FLUSH_USEC) {
+                        pthread_mutex_unlock(&j->lock);
+                        flush(j, NULL, NULL, NULL);
+                        pthread_mutex_lock(&j->lock);
+                        last_flush = now;
+                        continue;
+                }
+                wait_changed(j, j->dirty ? FLUSH_USEC : SERVER_POLL_USEC);
+        }
+        pthread_mutex_unlock(&j->lock);
+}
+
+static bool any_failed(Job *j) {
+        bool failed = false;
+
+        pthread_mutex_lock(&j->lock);
+        for (size_t k = 0; k < j->n_insts; k++) {
+                Inst *i = j->insts[k];
+                bool allow = json_is_true(json_object_get(i->def, "allowFailure"));
+                failed = failed || (!i->on_error && !allow && finished(i->phase) && !STREQ(i->phase, "Succeeded"));
+        }
+        pthread_mutex_unlock(&j->lock);
+        return failed;
+}
+
+/* ---- making a job's instances ----------------------------------------------------------- */
+
+typedef struct Matching {
+        Selector *sel;
+        json_t *names;
+} Matching;
+
+static void collect_matching(const char *text, size_t len, void *userdata) {
+        Matching *m = userdata;
+        _cleanup_json_ json_t *obj = json_loadb(text, len, 0, NULL);
+        const json_t *meta = json_object_get(obj, "metadata");
+
+        if (selector_matches(m->sel, json_object_get(meta, "labels")))
+                json_array_append_new(m->names, json_string(json_str_at(meta, "name")));
+}
+
+/* The servers of a task: its server, those its labels match, or NULL (rprd's host). */
+static json_t *task_servers(Job *j, const json_t *def) {
+        const json_t *labels = json_object_get(json_object_get(def, "servers"), "matchLabels"), *v;
+        const char *server = json_str_at(def, "server"), *k;
+        Matching m = {NULL, json_array()};
+        Buf text = BUF_INIT;
+
+        if (server)
+                json_array_append_new(m.names, json_string(server));
+        if (!labels)
+                return m.names;
+        json_object_foreach((json_t *) labels, k, v) buf_printf(&text, "%s%s=%s", text.len ? "," : "", k,
+                                                                 json_string_value(v) ?: "");
+        if (selector_parse(text.data ?: "", &m.sel, NULL) >= 0)
+                (void) store_list(j->p->store, "Server", j->ns, collect_matching, &m, NULL);
+        selector_free(m.sel);
+        buf_free(&text);
+        return m.names;
+}
+
+static void inst_add(Job *j, const char *task, const json_t *def, const char *server, bool fan_out) {
+        const json_t *old = json_object_get(json_object_get(json_object_get(j->obj, "status"), "tasks"),
+                                            fan_out ? NULL : task);
+        Inst *i = xcalloc(1, sizeof *i);
+
+        i->job = j;
+        i->task = xstrdup(task);
+        i->server = server ? xstrdup(server) : NULL;
+        i->key = fan_out ? xasprintf("%s@%s", task, server) : xstrdup(task);
+        if (fan_out)
+                old = json_object_get(json_object_get(json_object_get(j->obj, "status"), "tasks"), i->key);
+        i->def = def;
+        i->on_error = STREQ(json_str_at(j->spec, "onError") ?: "", task);
+        i->attempt = json_int_at(old, "attempt", 1);
+        i->phase = "Pending";
+        /* Resumed after a restart: what finished stays as it ended. */
+        const char *was = json_str_at(old, "phase");
+        static const char *const kept[] = {"Succeeded", "Failed", "Skipped", "Canceled"};
+        for (size_t k = 0; was && k < ELEMENTSOF(kept); k++)
+                if (STREQ(was, kept[k])) {
+                        i->phase = kept[k];
+                        i->has_exit_code = json_object_get(old, "exitCode") != NULL;
+                        i->exit_code = (int) json_int_at(old, "exitCode", 0);
+                        i->reason = "Kept";
+                }
+        j->insts = xrealloc(j->insts, (j->n_insts + 1) * sizeof *j->insts);
+        j->insts[j->n_insts++] = i;
+}
+
+static void insts_build(Job *j) {
+        const char *task;
+        json_t *def;
+
+        json_object_foreach((json_t *) j->tasks, task, def) {
+                _cleanup_json_ json_t *servers = task_servers(j, def);
+                bool fan_out = json_object_get(def, "servers") != NULL;
+                const json_t *s;
+                size_t k;
+                if (json_array_size(servers) == 0 && !fan_out)
+                        inst_add(j, task, def, NULL, false);
+                json_array_foreach(servers, k, s) inst_add(j, task, def, json_string_value(s), fan_out);
+        }
+}
+
+static void job_free(Job *j) {
+        for (size_t k = 0; k < j->n_insts; k++) {
+                Inst *i = j->insts[k];
+                ssh_cancel_free(i->cancel);
+                free(i->task);
+                free(i->server);
+                free(i->key);
+                free(i->message);
+                free(i);
+        }
+        free(j->insts);
+        json_decref(j->obj);
+        pthread_cond_destroy(&j->changed);
+        pthread_mutex_destroy(&j->lock);
+        free(j->ns);
+        free(j->name);
+        free(j->cancel_reason);
+        free(j->cancel_message);
+        free(j);
+}
+
+/* ---- the job's thread -------------------------------------------------------------------- */
+
+static Job *job_find_locked(PipelineController *p, const char *ns, const char *name) {
+        for (size_t k = 0; k < p->n_jobs; k++)
+                if (STREQ(p->jobs[k]->ns, ns) && STREQ(p->jobs[k]->name, name))
+                        return p->jobs[k];
+        return NULL;
+}
+
+static void job_unregister(Job *j) {
+        PipelineController *p = j->p;
+
+        pthread_mutex_lock(&p->lock);
+        for (size_t k = 0; k < p->n_jobs; k++)
+                if (p->jobs[k] == j) {
+                        p->jobs[k] = p->jobs[--p->n_jobs];
+                        break;
+                }
+        pthread_cond_broadcast(&p->changed);
+        pthread_mutex_unlock(&p->lock);
+}
+
+/* The job's outcome: phase, reason and (caller frees) message. */
+static const char *outcome(Job *j, const char **ret_reason, char **ret_message) {
+        if (j->canceled && !j->interrupted) {
+                *ret_reason = j->cancel_reason ?: "Canceled";
+                *ret_message = xstrdup(j->cancel_message ?: "canceled");
+                return "Canceled";
+        }
+        for (size_t k = 0; k < j->n_insts; k++) {
+                Inst *i = j->insts[k];
+                bool allow = json_is_true(json_object_get(i->def, "allowFailure"));
+                if (!i->on_error && !allow && (STREQ(i->phase, "Failed") || STREQ(i->phase, "Canceled"))) {
+                        *ret_reason = "TaskFailed";
+                        *ret_message = xasprintf("task %s %s%s%s", i->key, i->phase, i->message ? ": " : "",
+                                                 i->message ?: "");
+                        return "Failed";
+                }
+        }
+        *ret_reason = "Completed";
+        *ret_message = xasprintf("%zu tasks", j->n_insts);
+        return "Succeeded";
+}
+
+static void *job_thread(void *arg) {
+        Job *j = arg;
+        _cleanup_free_ char *path = run_log_path(j->p->run_dir, j->ns, j->name), *message = NULL;
+        const char *reason = NULL, *phase;
+
+        if (run_log_open(path, &j->log) < 0)
+                log_warning("job %s/%s: cannot open %s", j->ns, j->name, path);
+        run_log_note(j->log, "job %s: %zu task instances, %lld at once", j->name, j->n_insts, (long long) j->parallelism);
+        run_all(j, false);
+        if (any_failed(j) && !j->canceled) {
+                run_log_note(j->log, "a task failed: the onError task runs");
+                run_all(j, true);
+        }
+        pthread_mutex_lock(&j->lock);
+        phase = outcome(j, &reason, &message);
+        bool interrupted = j->interrupted;
+        pthread_mutex_unlock(&j->lock);
+        /* Stopped with rprd: left Running, for the next rprd to resume or fail. */
+        if (interrupted)
+                flush(j, NULL, NULL, NULL);
+        else {
+                flush(j, phase, reason, message);
+                if (j->p->activity)
+                        (void) logfile_append(j->p->activity, now_usec(), "job %s/%s: %s %s: %s", j->ns, j->name, phase,
+                                              reason, message);
+        }
+        run_log_note(j->log, "job %s", interrupted ? "stopped with rprd" : phase);
+        run_log_close(j->log);
+        controller_enqueue(j->p->controller, "Pipeline", j->ns, json_str_at(j->spec, "pipeline") ?: "", 0);
+        job_unregister(j);
+        job_free(j);
+        return NULL;
+}
+
+/* Registers and starts a job that was claimed (written Running). */
+static Job *job_new(PipelineController *p, json_t *obj) {
+        const json_t *meta = json_object_get(obj, "metadata");
+        Job *j = xcalloc(1, sizeof *j);
+
+        j->p = p;
+        j->ns = xstrdup(json_str_at(meta, "namespace"));
+        j->name = xstrdup(json_str_at(meta, "name"));
+        j->obj = json_incref(obj);
+        j->spec = json_object_get(obj, "spec");
+        j->tasks = json_object_get(j->spec, "tasks");
+        j->parallelism = MAX(json_int_at(j->spec, "parallelism", 8), 1);
+        pthread_mutex_init(&j->lock, NULL);
+        pthread_cond_init(&j->changed, NULL);
+        insts_build(j);
+        return j;
+}
+
+/* ---- the Run controller's delegate -------------------------------------------------------- */
+
+/* rprd died while the job ran: its unfinished tasks are Interrupted, and
+ * the job resumes or ends Interrupted, as spec.onInterrupt says. */
+static json_t *interrupted_next(const json_t *obj, void *userdata) {
+        const json_t *old = json_object_get(obj, "status");
+        json_t *t;
+        bool resume = STREQ(json_str_at(json_object_get(obj, "spec"), "onInterrupt") ?: "fail", "resume");
+        json_t *st = json_deep_copy(old);
+        const char *key;
+
+        (void) userdata;
+        if (!STREQ(json_str_at(old, "phase") ?: "", "Running")) {
+                json_decref(st);
+                return NULL;
+        }
+        json_object_foreach(json_object_get(st, "tasks"), key, t) {
+                const char *ph = json_str_at(t, "phase") ?: "";
+                if (STREQ(ph, "Running") || STREQ(ph, "Waiting")) {
+                        json_object_set_new(t, "phase", json_string("Interrupted"));
+                        json_object_set_new(t, "reason", json_string("RprdRestarted"));
+                }
+        }
+        json_object_set_new(st, "phase", json_string(resume ? "Pending" : "Interrupted"));
+        json_object_set_new(st, "reason", json_string(resume ? "Resumed" : "RprdRestarted"));
+        json_object_set_new(st, "message", json_string(resume ? "rprd restarted during the job: its unfinished tasks run again"
+                                                              : "rprd restarted during the job (onInterrupt: fail)"));
+        json_object_set_new(st, "resumes", json_integer(json_int_at(old, "resumes", 0) + resume));
+        if (!resume)
+                set_time(st, "endTime", now_usec());
+        return st;
+}
+
+int job_reconcile(void *userdata, json_t *obj, uint64_t *ret_requeue_after_usec) {
+        PipelineController *p = userdata;
+        const json_t *meta = json_object_get(obj, "metadata"), *spec = json_object_get(obj, "spec");
+        const char *ns = json_str_at(meta, "namespace"), *name = json_str_at(meta, "name");
+        const char *phase = json_str_at(json_object_get(obj, "status"), "phase") ?: "Queued";
+        pthread_attr_t attr;
+        pthread_t t;
+
+        (void) ret_requeue_after_usec;
+        if (run_phase_finished(phase) || STREQ(phase, "Queued")) {
+                /* A slot may be free, or the queue wants looking at. */
+                controller_enqueue(p->controller, "Pipeline", ns, json_str_at(spec, "pipeline") ?: "", 0);
+                return 0;
+        }
+        pthread_mutex_lock(&p->lock);
+        bool ours = job_find_locked(p, ns, name) != NULL, draining = p->draining;
+        pthread_mutex_unlock(&p->lock);
+        if (ours)
+                return 0;
+        if (STREQ(phase, "Running"))
+                return store_update_status(p->store, "Run", ns, name, interrupted_next, NULL, NULL) == -ENOENT ? 0 : 0;
+        if (draining)
+                return 0;
+
+        /* Pending: claim it. */
+        Job *j = job_new(p, obj);
+        pthread_mutex_lock(&p->lock);
+        p->jobs = xrealloc(p->jobs, (p->n_jobs + 1) * sizeof *p->jobs);
+        p->jobs[p->n_jobs++] = j;
+        pthread_mutex_unlock(&p->lock);
+        bool claimed = false;
+        int r = job_set_phase(p, ns, name, "Pending", "Running", "Started", NULL, &claimed);
+        pthread_attr_init(&attr);
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        if (!claimed || pthread_create(&t, &attr, job_thread, j) != 0) {
+                job_unregister(j);
+                job_free(j);
+                if (claimed)
+                        (void) job_set_phase(p, ns, name, "Running", "Failed", "ThreadFailed", NULL, NULL);
+        }
+        pthread_attr_destroy(&attr);
+        return r == -ENOENT ? 0 : r;
+}
+
+int job_cancel(void *userdata, const json_t *obj, const char *reason, const char *message) {
+        PipelineController *p = userdata;
+        const json_t *meta = json_object_get(obj, "metadata");
+        const char *ns = json_str_at(meta, "namespace"), *name = json_str_at(meta, "name");
+
+        pthread_mutex_lock(&p->lock);
+        Job *j = job_find_locked(p, ns, name);
+        if (j) {
+                pthread_mutex_lock(&j->lock);
+                if (!j->canceled) {
+                        j->canceled = true;
+                        j->cancel_reason = xstrdup(reason);
+                        j->cancel_message = message ? xstrdup(message) : NULL;
+                }
+                for (size_t k = 0; k < j->n_insts; k++)
+                        if (j->insts[k]->cancel && STREQ(j->insts[k]->phase, "Running"))
+                                ssh_cancel_fire(j->insts[k]->cancel);
+                for (size_t k = 0; k < j->n_insts; k++)
+                        if (j->insts[k]->cancel && STREQ(j->insts[k]->phase, "Waiting"))
+                                ssh_cancel_fire(j->insts[k]->cancel);
+                pthread_cond_broadcast(&j->changed);
+                pthread_mutex_unlock(&j->lock);
+        }
+        pthread_mutex_unlock(&p->lock);
+        if (j)
+                return 0;
+        const char *phase = json_str_at(json_object_get(obj, "status"), "phase") ?: "Queued";
+        if (run_phase_finished(phase))
+                return -EALREADY;
+        bool applied = false;
+        int r = job_set_phase(p, ns, name, phase, "Canceled", reason, message, &applied);
+        return r < 0 ? r : applied ? 0 : -EBUSY;
+}
+
+/* ---- life cycle ------------------------------------------------------------------------------ */
+
+size_t pipeline_controller_running(PipelineController *p) {
+        pthread_mutex_lock(&p->lock);
+        size_t n = p->n_jobs;
+        pthread_mutex_unlock(&p->lock);
+        return n;
+}
+
+void pipeline_controller_drain(PipelineController *p, uint64_t grace_usec) {
+        struct timespec ts;
+
+        pthread_mutex_lock(&p->lock);
+        p->draining = true;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += (time_t) (grace_usec / USEC_PER_SEC);
+        uint64_t deadline = now_mono_usec() + grace_usec;
+        while (p->n_jobs > 0 && now_mono_usec() < deadline)
+                pthread_cond_timedwait(&p->changed, &p->lock, &ts);
+        for (size_t k = 0; k < p->n_jobs; k++) {
+                Job *j = p->jobs[k];
+                pthread_mutex_lock(&j->lock);
+                j->canceled = j->interrupted = true;
+                for (size_t m = 0; m < j->n_insts; m++)
+                        if (j->insts[m]->cancel)
+                                ssh_cancel_fire(j->insts[m]->cancel);
+                pthread_cond_broadcast(&j->changed);
+                pthread_mutex_unlock(&j->lock);
+        }
+        while (p->n_jobs > 0)
+                pthread_cond_wait(&p->changed, &p->lock);
+        pthread_mutex_unlock(&p->lock);
+}
