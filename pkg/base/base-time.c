@@ -164,6 +164,7 @@ static bool date_valid(int y, int mon, int d) {
 int time_parse_rfc3339(const char *s, uint64_t *ret_usec) {
         const char *p = s;
         int y, mon, d, h = 0, mi = 0, sec = 0;
+        uint64_t frac = 0; /* microseconds */
 
         if (!s || parse_digits(&p, 4, &y) < 0 || expect_char(&p, '-') < 0 || parse_digits(&p, 2, &mon) < 0 ||
             expect_char(&p, '-') < 0 || parse_digits(&p, 2, &d) < 0)
@@ -180,11 +181,12 @@ int time_parse_rfc3339(const char *s, uint64_t *ret_usec) {
                 if (h > 23 || mi > 59 || sec > 60)
                         return -EINVAL;
                 if (*p == '.') {
+                        uint64_t scale = 100000; /* the first digit's microseconds */
                         p++;
                         if (*p < '0' || *p > '9')
                                 return -EINVAL;
-                        while (*p >= '0' && *p <= '9')
-                                p++;
+                        for (; *p >= '0' && *p <= '9'; p++, scale /= 10)
+                                frac += (uint64_t) (*p - '0') * scale;
                 }
                 if (*p == 'Z' || *p == 'z')
                         p++;
@@ -203,6 +205,6 @@ int time_parse_rfc3339(const char *s, uint64_t *ret_usec) {
         int64_t t = civil_to_epoch(y, mon, d, h, mi, sec) - offset;
         if (t < 0)
                 return -ERANGE;
-        *ret_usec = (uint64_t) t * USEC_PER_SEC;
+        *ret_usec = (uint64_t) t * USEC_PER_SEC + frac;
         return 0;
 }

@@ -161,8 +161,9 @@ static json_t *job_new(const json_t *pl, const char *name, json_t *args, const c
         if (commit)
                 json_object_set_new(js, "commit", json_string(commit));
         json_t *st = json_pack("{s:s, s:s}", "phase", admit ? "Pending" : "Queued", "reason", admit ? "Started" : "Waiting");
-        if (not_before)
-                set_time(st, "notBefore", not_before);
+        char buf[RFC3339_MAX];
+        if (not_before) /* to the millisecond: startDelay may be short */
+                json_object_set_new(st, "notBefore", json_string(time_format_rfc3339_ms(not_before, buf)));
         return json_pack("{s:s, s:s, s:{s:s, s:s, s:{s:s}}, s:o, s:o}", "apiVersion", RPR_API_VERSION, "kind", "Run",
                          "metadata", "name", name, "namespace", json_str_at(meta, "namespace"), "labels", "pipeline",
                          pipeline, "spec", js, "status", st);
