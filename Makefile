@@ -98,6 +98,8 @@ TEST_LIBS_token    := $(call LIB,token) $(call LIB,controller) $(TEST_LIBS_store
 TEST_LIBS_repo     := $(call LIB,repo) $(call LIB,token) $(call LIB,github) $(call LIB,gitremote) $(call LIB,controller) $(call LIB,logfile) $(TEST_LIBS_store)
 TEST_LIBS_server   := $(call LIB,server) $(call LIB,token) $(call LIB,controller) $(call LIB,ssh) $(call LIB,logfile) $(TEST_LIBS_store)
 TEST_LIBS_run      := $(call LIB,run) $(TEST_LIBS_server)
+TEST_LIBS_pipeline := $(call LIB,pipeline) $(call LIB,run) $(call LIB,repo) $(call LIB,server) $(call LIB,token) $(call LIB,github) \
+	$(call LIB,gitremote) $(call LIB,controller) $(call LIB,ssh) $(call LIB,logfile) $(TEST_LIBS_store)
 TEST_LIBS_binding  := $(call LIB,binding) $(call LIB,run) $(call LIB,repo) $(call LIB,server) $(call LIB,token) $(call LIB,github) \
 	$(call LIB,gitremote) $(call LIB,controller) $(call LIB,ssh) $(call LIB,logfile) $(TEST_LIBS_store)
 .SECONDEXPANSION:

@@ -8,9 +8,10 @@
  * is Skipped; a failed instance with retries left runs again. Each instance
  * has a thread of its own while it runs, and its output its own file,
  * DIR/NS/JOB/KEY.log; the job's notes go to DIR/NS/JOB.log. The tasks'
- * states reach the store at most every FLUSH_USEC (and at the end): a
- * thousand tasks are not a thousand fsyncs, and what a crash loses is only
- * re-run. */
+ * states reach the store from a flusher thread, at most every FLUSH_USEC
+ * (or four times as long as the last write took), and at the end: a
+ * thousand tasks are not a thousand fsyncs, the scheduling never waits for
+ * the disk, and what a crash loses is only re-run. */
 #include <dirent.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -58,6 +59,9 @@ struct Job {
         bool canceled, interrupted, dirty;
         char *cancel_reason, *cancel_message;
         RunLog *log;
+        pthread_t flusher;
+        pthread_cond_t flush_wanted;
+        bool flusher_stop;
 };
 
 char *job_dir(PipelineController *p, const char *ns, const char *name) {
@@ -178,6 +182,44 @@ static void flush(Job *j, const char *phase, const char *reason, const char *mes
         int r = store_update_status(j->p->store, "Run", j->ns, j->name, phase_next, &w, NULL);
         if (r < 0)
                 log_warning("job %s/%s: cannot write its state: %s", j->ns, j->name, strerror(-r));
+}
+
+/* The flusher: writes the tasks when they changed, not more often than the
+ * writes can keep up with. */
+static void *flusher_thread(void *arg) {
+        Job *j = arg;
+
+        pthread_mutex_lock(&j->lock);
+        for (;;) {
+                while (!j->dirty && !j->flusher_stop)
+                        pthread_cond_wait(&j->flush_wanted, &j->lock);
+                if (j->flusher_stop)
+                        break;
+                pthread_mutex_unlock(&j->lock);
+                uint64_t t0 = now_mono_usec();
+                flush(j, NULL, NULL, NULL);
+                uint64_t took = now_mono_usec() - t0;
+                usleep((useconds_t) MAX(FLUSH_USEC, 4 * took));
+                pthread_mutex_lock(&j->lock);
+        }
+        pthread_mutex_unlock(&j->lock);
+        return NULL;
+}
+
+static void flusher_start(Job *j) {
+        pthread_cond_init(&j->flush_wanted, NULL);
+        if (pthread_create(&j->flusher, NULL, flusher_thread, j) != 0)
+                j->flusher = 0;
+}
+
+static void flusher_stop(Job *j) {
+        pthread_mutex_lock(&j->lock);
+        j->flusher_stop = true;
+        pthread_cond_signal(&j->flush_wanted);
+        pthread_mutex_unlock(&j->lock);
+        if (j->flusher)
+                pthread_join(j->flusher, NULL);
+        pthread_cond_destroy(&j->flush_wanted);
 }
 
 /* ---- one instance --------------------------------------------------------------------- */
@@ -454,19 +496,11 @@ static void wait_changed(Job *j, uint64_t usec) {
 
 /* Runs the instances of one phase (the DAG, or the onError task) to the end. */
 static void run_all(Job *j, bool on_error_phase) {
-        uint64_t last_flush = 0;
-
         pthread_mutex_lock(&j->lock);
         while (step(j, on_error_phase)) {
-                uint64_t now = now_mono_usec();
-                if (j->dirty && now >= last_flush + FLUSH_USEC) {
-                        pthread_mutex_unlock(&j->lock);
-                        flush(j, NULL, NULL, NULL);
-                        pthread_mutex_lock(&j->lock);
-                        last_flush = now;
-                        continue;
-                }
-                wait_changed(j, j->dirty ? FLUSH_USEC : SERVER_POLL_USEC);
+                if (j->dirty)
+                        pthread_cond_signal(&j->flush_wanted);
+                wait_changed(j, SERVER_POLL_USEC);
         }
         pthread_mutex_unlock(&j->lock);
 }
@@ -637,11 +671,13 @@ static void *job_thread(void *arg) {
         if (run_log_open(path, &j->log) < 0)
                 log_warning("job %s/%s: cannot open %s", j->ns, j->name, path);
         run_log_note(j->log, "job %s: %zu task instances, %lld at once", j->name, j->n_insts, (long long) j->parallelism);
+        flusher_start(j);
         run_all(j, false);
         if (any_failed(j) && !j->canceled) {
                 run_log_note(j->log, "a task failed: the onError task runs");
                 run_all(j, true);
         }
+        flusher_stop(j);
         pthread_mutex_lock(&j->lock);
         phase = outcome(j, &reason, &message);
         bool interrupted = j->interrupted;

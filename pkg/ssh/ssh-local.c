@@ -2,10 +2,13 @@
  *
  * The child gets its own session (setsid), so its process group holds
  * everything it starts: a timeout or a cancel kills that whole group, as
- * over SSH. stdout and stderr are read as they come, with poll(). */
+ * over SSH. stdout and stderr are read as they come, with poll(). It is
+ * started with posix_spawn(), which does not copy rprd's address space as
+ * fork() would: pipelines start many small commands. */
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <spawn.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/wait.h>
@@ -13,22 +16,33 @@
 
 #include "ssh/ssh-private.h"
 
-/* In the child after fork(): async-signal-safe calls only. */
-static void child_exec(const char *script, int out, int err) {
-        int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
-        sigset_t none;
+extern char **environ;
 
-        /* rprd blocks signals in its threads; the command must not inherit that. */
+/* /bin/sh -c script in a session of its own, stdin from /dev/null, stdout
+ * and stderr to the pipes, no signal blocked or ignored (rprd blocks some in
+ * its threads and ignores SIGPIPE; the command must not inherit that). */
+static int child_spawn(const char *script, int out, int err, pid_t *ret) {
+        char *argv[] = {"sh", "-c", (char *) script, NULL};
+        posix_spawn_file_actions_t fa;
+        posix_spawnattr_t attr;
+        sigset_t none, dflt;
+        int r;
+
         sigemptyset(&none);
-        sigprocmask(SIG_SETMASK, &none, NULL);
-        setsid();
-        if (devnull >= 0)
-                dup2(devnull, STDIN_FILENO);
-        dup2(out, STDOUT_FILENO);
-        dup2(err, STDERR_FILENO);
-        signal(SIGPIPE, SIG_DFL);
-        execl("/bin/sh", "sh", "-c", script, (char *) NULL);
-        _exit(127);
+        sigemptyset(&dflt);
+        sigaddset(&dflt, SIGPIPE);
+        posix_spawn_file_actions_init(&fa);
+        posix_spawn_file_actions_addopen(&fa, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
+        posix_spawn_file_actions_adddup2(&fa, out, STDOUT_FILENO);
+        posix_spawn_file_actions_adddup2(&fa, err, STDERR_FILENO);
+        posix_spawnattr_init(&attr);
+        posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+        posix_spawnattr_setsigmask(&attr, &none);
+        posix_spawnattr_setsigdefault(&attr, &dflt);
+        r = posix_spawn(ret, "/bin/sh", &fa, &attr, argv, environ);
+        posix_spawnattr_destroy(&attr);
+        posix_spawn_file_actions_destroy(&fa);
+        return -r;
 }
 
 static void kill_group(pid_t pid) {
@@ -82,15 +96,14 @@ int ssh_local_run(const SshCommand *cmd, SshResult *result) {
                 close(out[1]);
                 return ssh_fail(result, SSH_FAIL_EXEC, errno, "pipe: %s", strerror(errno));
         }
-        pid_t pid = fork();
-        if (pid == 0)
-                child_exec(script, out[1], err[1]);
+        pid_t pid = 0;
+        int k = child_spawn(script, out[1], err[1], &pid);
         close(out[1]);
         close(err[1]);
-        if (pid < 0) {
+        if (k < 0) {
                 close(out[0]);
                 close(err[0]);
-                return ssh_fail(result, SSH_FAIL_EXEC, errno, "fork: %s", strerror(errno));
+                return ssh_fail(result, SSH_FAIL_EXEC, -k, "cannot start /bin/sh: %s", strerror(-k));
         }
         result->logged_in = true;
 
