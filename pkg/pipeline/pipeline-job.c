@@ -33,8 +33,16 @@
 #define SERVER_POLL_USEC (1 * USEC_PER_SEC)
 #define THREAD_STACK (256u * 1024)
 
+/* A task of the job's graph, its dependencies resolved to indices once. */
+typedef struct Task {
+        const char *name;
+        bool allow_failure;
+        size_t *deps, n_deps;
+} Task;
+
 typedef struct Inst {
         Job *job;
+        size_t task_index;
         char *task, *server, *key; /* server NULL: rprd's host */
         const json_t *def;
         const char *phase, *reason;
@@ -53,6 +61,8 @@ struct Job {
         const json_t *spec, *tasks;
         pthread_mutex_t lock;
         pthread_cond_t changed;
+        Task *graph;
+        size_t n_graph;
         Inst **insts;
         size_t n_insts, running;
         json_int_t parallelism;
@@ -299,13 +309,28 @@ static bool wait_for_server(Inst *i) {
         return true;
 }
 
+/* A task's output file, made when the first output comes: a task that
+ * prints nothing costs no file (its start and end are in the job's log). */
+typedef struct Output {
+        const char *path;
+        RunLog *log;
+        bool failed;
+} Output;
+
 static int on_output(void *userdata, SshStream stream, const char *data, size_t n) {
-        run_log_write(userdata, stream == SSH_STDERR ? RUN_LOG_ERR : RUN_LOG_OUT, data, n, now_usec());
+        Output *o = userdata;
+
+        if (!o->log && !o->failed && run_log_open(o->path, &o->log) < 0) {
+                o->failed = true;
+                log_warning("cannot open %s: the task's output is lost", o->path);
+        }
+        if (o->log)
+                run_log_write(o->log, stream == SSH_STDERR ? RUN_LOG_ERR : RUN_LOG_OUT, data, n, now_usec());
         return 0;
 }
 
 /* Runs the instance once; returns its outcome in r and res. */
-static int run_once(Inst *i, RunLog *log, SshResult *res) {
+static int run_once(Inst *i, Output *log, SshResult *res) {
         Job *j = i->job;
         ServerTarget *t = NULL;
         _cleanup_free_ char *error = NULL, *script = script_of(i->def);
@@ -372,22 +397,17 @@ static void *inst_thread(void *arg) {
         _cleanup_free_ char *dir = job_dir(j->p, j->ns, j->name);
         _cleanup_free_ char *path = xasprintf("%s/%s.log", dir, i->key);
         SshResult res = {0};
-        RunLog *log = NULL;
-        int r = run_log_open(path, &log);
+        Output out = {path, NULL, false};
 
-        if (r >= 0) {
-                run_log_note(log, "task %s (attempt %" JSON_INTEGER_FORMAT ") on %s", i->task, i->attempt,
-                             i->server ?: "rprd's host");
-                r = run_once(i, log, &res);
-                run_log_note(log, "exit %d%s%s (%.3f s)", r >= 0 ? res.exit_code : -1, res.message[0] ? ": " : "",
-                             res.message, (double) res.duration_usec / USEC_PER_SEC);
-        } else
-                snprintf(res.message, sizeof res.message, "cannot open %s: %s", path, strerror(-r));
-        run_log_close(log);
+        int r = run_once(i, &out, &res);
+        run_log_close(out.log);
 
         pthread_mutex_lock(&j->lock);
+        json_int_t attempt = i->attempt;
         settle(i, r, &res);
-        run_log_note(j->log, "task %s: %s%s%s", i->key, i->phase, i->message ? ": " : "", i->message ?: "");
+        run_log_note(j->log, "task %s (attempt %" JSON_INTEGER_FORMAT ", %s): %s%s%s (%.3f s)", i->key,
+                     attempt, i->server ?: "rprd's host", i->phase, i->message ? ": " : "", i->message ?: "",
+                     (double) res.duration_usec / USEC_PER_SEC);
         j->running--;
         j->dirty = true;
         pthread_cond_broadcast(&j->changed);
@@ -421,37 +441,45 @@ static void inst_start(Inst *i) {
 
 typedef enum DepState { DEP_WAIT, DEP_READY, DEP_BLOCKED } DepState;
 
-/* Under j->lock: whether task's instances let their dependents go. */
-static DepState task_state(Job *j, const char *task) {
-        bool allow = json_is_true(json_object_get(json_object_get(j->tasks, task), "allowFailure"));
-        bool all_ok = true, any_bad = false, all_done = true, any = false;
+/* Under j->lock: for each task of the graph, whether it lets its
+ * dependents go (states[task_index]). One pass over the instances: a step
+ * costs the size of the graph, not its square. */
+static DepState *task_states(Job *j) {
+        bool *done = xcalloc(j->n_graph + 1, sizeof *done), *ok = xcalloc(j->n_graph + 1, sizeof *ok);
+        bool *bad = xcalloc(j->n_graph + 1, sizeof *bad), *any = xcalloc(j->n_graph + 1, sizeof *any);
+        DepState *states = xcalloc(j->n_graph + 1, sizeof *states);
 
+        for (size_t t = 0; t < j->n_graph; t++)
+                done[t] = ok[t] = true;
         for (size_t k = 0; k < j->n_insts; k++) {
-                Inst *i = j->insts[k];
-                if (!STREQ(i->task, task))
-                        continue;
-                any = true;
-                all_done = all_done && finished(i->phase);
-                all_ok = all_ok && STREQ(i->phase, "Succeeded");
-                any_bad = any_bad || (finished(i->phase) && !STREQ(i->phase, "Succeeded"));
+                const Inst *i = j->insts[k];
+                bool d = finished(i->phase), s = STREQ(i->phase, "Succeeded");
+                any[i->task_index] = true;
+                done[i->task_index] &= d;
+                ok[i->task_index] &= s;
+                bad[i->task_index] |= d && !s;
         }
-        if (!any)
-                return DEP_BLOCKED; /* its servers matched nothing */
-        if (allow)
-                return all_done ? DEP_READY : DEP_WAIT;
-        return any_bad ? DEP_BLOCKED : all_ok ? DEP_READY : DEP_WAIT;
+        states[j->n_graph] = DEP_BLOCKED; /* a dependency that is no task */
+        for (size_t t = 0; t < j->n_graph; t++) {
+                if (!any[t])
+                        states[t] = DEP_BLOCKED; /* its servers matched nothing */
+                else if (j->graph[t].allow_failure)
+                        states[t] = done[t] ? DEP_READY : DEP_WAIT;
+                else
+                        states[t] = bad[t] ? DEP_BLOCKED : ok[t] ? DEP_READY : DEP_WAIT;
+        }
+        free(done), free(ok), free(bad), free(any);
+        return states;
 }
 
-static DepState deps_state(Job *j, const Inst *i) {
-        const json_t *deps = json_object_get(i->def, "dependsOn"), *d;
+static DepState deps_state(const Job *j, const DepState *states, const Inst *i) {
+        const Task *t = &j->graph[i->task_index];
         DepState s = DEP_READY;
-        size_t k;
 
-        json_array_foreach(deps, k, d) {
-                DepState t = task_state(j, json_string_value(d) ?: "");
-                if (t == DEP_BLOCKED)
+        for (size_t k = 0; k < t->n_deps; k++) {
+                if (states[t->deps[k]] == DEP_BLOCKED)
                         return DEP_BLOCKED;
-                if (t == DEP_WAIT)
+                if (states[t->deps[k]] == DEP_WAIT)
                         s = DEP_WAIT;
         }
         return s;
@@ -459,6 +487,7 @@ static DepState deps_state(Job *j, const Inst *i) {
 
 /* Under j->lock: starts what may start; true while anything can still happen. */
 static bool step(Job *j, bool on_error_phase) {
+        _cleanup_free_ DepState *states = task_states(j);
         bool pending = false;
 
         for (size_t k = 0; k < j->n_insts; k++) {
@@ -471,7 +500,7 @@ static bool step(Job *j, bool on_error_phase) {
                         j->dirty = true;
                         continue;
                 }
-                DepState s = on_error_phase ? DEP_READY : deps_state(j, i);
+                DepState s = on_error_phase ? DEP_READY : deps_state(j, states, i);
                 if (s == DEP_BLOCKED) {
                         i->phase = "Skipped", i->reason = "DependencyFailed";
                         j->dirty = true;
@@ -554,12 +583,14 @@ static json_t *task_servers(Job *j, const json_t *def) {
         return m.names;
 }
 
-static void inst_add(Job *j, const char *task, const json_t *def, const char *server, bool fan_out) {
+static void inst_add(Job *j, size_t task_index, const char *task, const json_t *def, const char *server,
+                     bool fan_out) {
         const json_t *old = json_object_get(json_object_get(json_object_get(j->obj, "status"), "tasks"),
                                             fan_out ? NULL : task);
         Inst *i = xcalloc(1, sizeof *i);
 
         i->job = j;
+        i->task_index = task_index;
         i->task = xstrdup(task);
         i->server = server ? xstrdup(server) : NULL;
         i->key = fan_out ? xasprintf("%s@%s", task, server) : xstrdup(task);
@@ -583,18 +614,47 @@ static void inst_add(Job *j, const char *task, const json_t *def, const char *se
         j->insts[j->n_insts++] = i;
 }
 
+/* The graph: tasks by index, dependencies by index (apply checked that
+ * they exist and make no cycle; one that does not exist blocks). */
+static void graph_build(Job *j) {
+        _cleanup_json_ json_t *index = json_object();
+        const char *task;
+        json_t *def;
+        size_t t = 0;
+
+        j->n_graph = json_object_size(j->tasks);
+        j->graph = xcalloc(j->n_graph + 1, sizeof *j->graph);
+        json_object_foreach((json_t *) j->tasks, task, def) json_object_set_new(index, task, json_integer((json_int_t) t++));
+        t = 0;
+        json_object_foreach((json_t *) j->tasks, task, def) {
+                const json_t *deps = json_object_get(def, "dependsOn"), *d;
+                Task *g = &j->graph[t++];
+                size_t k;
+                g->name = task;
+                g->allow_failure = json_is_true(json_object_get(def, "allowFailure"));
+                g->deps = xcalloc(json_array_size(deps) + 1, sizeof *g->deps);
+                json_array_foreach(deps, k, d) {
+                        const json_t *at = json_object_get(index, json_string_value(d) ?: "");
+                        g->deps[g->n_deps++] = at ? (size_t) json_integer_value(at) : j->n_graph;
+                }
+        }
+}
+
 static void insts_build(Job *j) {
         const char *task;
         json_t *def;
+        size_t t = 0;
 
+        graph_build(j);
         json_object_foreach((json_t *) j->tasks, task, def) {
                 _cleanup_json_ json_t *servers = task_servers(j, def);
                 bool fan_out = json_object_get(def, "servers") != NULL;
                 const json_t *s;
                 size_t k;
                 if (json_array_size(servers) == 0 && !fan_out)
-                        inst_add(j, task, def, NULL, false);
-                json_array_foreach(servers, k, s) inst_add(j, task, def, json_string_value(s), fan_out);
+                        inst_add(j, t, task, def, NULL, false);
+                json_array_foreach(servers, k, s) inst_add(j, t, task, def, json_string_value(s), fan_out);
+                t++;
         }
 }
 
@@ -609,6 +669,9 @@ static void job_free(Job *j) {
                 free(i);
         }
         free(j->insts);
+        for (size_t t = 0; t < j->n_graph; t++)
+                free(j->graph[t].deps);
+        free(j->graph);
         json_decref(j->obj);
         pthread_cond_destroy(&j->changed);
         pthread_mutex_destroy(&j->lock);
