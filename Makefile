@@ -159,6 +159,7 @@ bench: all bench-deps
 	tests/bench/repos.py
 	tests/bench/coldstart.py
 	tests/bench/deploy.py
+	tests/bench/pipeline.py
 
 # The peers fanout.sh compares rpr with.
 bench-deps:
