@@ -7,6 +7,7 @@
 #include "binding/binding-private.h"
 #include "resource/resource.h"
 #include "run/run.h"
+#include "server/server.h"
 #include "store/store.h"
 
 #define NAME_MAX_LEN 63
@@ -63,48 +64,19 @@ typedef struct Head {
         json_t *repo; /* owns the strings above */
 } Head;
 
-typedef struct Matching {
-        const json_t *labels;
-        json_t *names;
-} Matching;
-
-static bool labels_match(const json_t *want, const json_t *have) {
-        const char *key;
-        const json_t *v;
-
-        json_object_foreach((json_t *) want, key, v) {
-                const char *got = json_str_at(have, key);
-                if (!got || !json_is_string(v) || !STREQ(got, json_string_value(v)))
-                        return false;
-        }
-        return true;
-}
-
-static void collect_matching(const char *text, size_t len, void *userdata) {
-        Matching *m = userdata;
-        _cleanup_json_ json_t *obj = json_loadb(text, len, 0, NULL);
-        const json_t *meta = json_object_get(obj, "metadata");
-
-        if (labels_match(m->labels, json_object_get(meta, "labels")))
-                json_array_append_new(m->names, json_string(json_str_at(meta, "name")));
-}
-
 /* The Binding's Servers, by name (new reference), and whether a named one
  * is missing (*ret_missing). */
 static json_t *targets(BindingController *b, const BindingSpec *sp, bool *ret_missing) {
-        Matching m = {sp->match_labels, json_array()};
-
         *ret_missing = false;
-        if (sp->server) {
-                _cleanup_free_ char *text = NULL;
-                if (store_get(b->store, "Server", sp->ns, sp->server, &text) < 0)
-                        *ret_missing = true;
-                else
-                        json_array_append_new(m.names, json_string(sp->server));
-                return m.names;
-        }
-        (void) store_list(b->store, "Server", sp->ns, collect_matching, &m, NULL);
-        return m.names;
+        if (!sp->server)
+                return server_names_matching(b->store, sp->ns, sp->match_labels);
+        _cleanup_free_ char *text = NULL;
+        json_t *names = json_array();
+        if (store_get(b->store, "Server", sp->ns, sp->server, &text) < 0)
+                *ret_missing = true;
+        else
+                json_array_append_new(names, json_string(sp->server));
+        return names;
 }
 
 /* ---- one Server ---------------------------------------------------------------------- */

@@ -549,38 +549,14 @@ static bool any_failed(Job *j) {
 
 /* ---- making a job's instances ----------------------------------------------------------- */
 
-typedef struct Matching {
-        Selector *sel;
-        json_t *names;
-} Matching;
-
-static void collect_matching(const char *text, size_t len, void *userdata) {
-        Matching *m = userdata;
-        _cleanup_json_ json_t *obj = json_loadb(text, len, 0, NULL);
-        const json_t *meta = json_object_get(obj, "metadata");
-
-        if (selector_matches(m->sel, json_object_get(meta, "labels")))
-                json_array_append_new(m->names, json_string(json_str_at(meta, "name")));
-}
-
 /* The servers of a task: its server, those its labels match, or NULL (rprd's host). */
 static json_t *task_servers(Job *j, const json_t *def) {
-        const json_t *labels = json_object_get(json_object_get(def, "servers"), "matchLabels"), *v;
-        const char *server = json_str_at(def, "server"), *k;
-        Matching m = {NULL, json_array()};
-        Buf text = BUF_INIT;
+        const json_t *labels = json_object_get(json_object_get(def, "servers"), "matchLabels");
+        const char *server = json_str_at(def, "server");
 
-        if (server)
-                json_array_append_new(m.names, json_string(server));
-        if (!labels)
-                return m.names;
-        json_object_foreach((json_t *) labels, k, v) buf_printf(&text, "%s%s=%s", text.len ? "," : "", k,
-                                                                 json_string_value(v) ?: "");
-        if (selector_parse(text.data ?: "", &m.sel, NULL) >= 0)
-                (void) store_list(j->p->store, "Server", j->ns, collect_matching, &m, NULL);
-        selector_free(m.sel);
-        buf_free(&text);
-        return m.names;
+        if (labels)
+                return server_names_matching(j->p->store, j->ns, labels);
+        return server ? json_pack("[s]", server) : json_array();
 }
 
 static void inst_add(Job *j, size_t task_index, const char *task, const json_t *def, const char *server,

@@ -34,6 +34,10 @@ void server_controller_free(ServerController *s); /* NULL-safe */
 typedef void (*ServerReachableFn)(void *userdata, const char *ns, const char *name);
 void server_on_reachable(ServerController *s, ServerReachableFn fn, void *userdata);
 
+/* The names of the Servers of namespace ns whose labels include every one
+ * of match_labels (an object of strings), sorted; a new array. */
+json_t *server_names_matching(Store *store, const char *ns, const json_t *match_labels);
+
 /* Check ns/name soon, due or not (a Run could not reach it): queued,
  * returns at once. Thread-safe. */
 void server_check_soon(ServerController *s, const char *ns, const char *name);
