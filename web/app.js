@@ -443,25 +443,38 @@ function runPage(r) {
   const live = !FINISHED.includes(s.phase);
   let head = $("#run-head");
   if (!head || head.dataset.run !== key(o)) {
+    const tasks = Object.keys(o.spec.tasks ? s.tasks || o.spec.tasks : {});
+    const which = tasks.length ? `<label for="log-task">Output of</label> <select id="log-task">
+      <option value="">the job</option>${tasks.map((t) => `<option>${esc(t)}</option>`).join("")}</select>` : "";
     main.innerHTML = `<h2>Run ${esc(o.metadata.name)}</h2><div id="run-head" data-run="${esc(key(o))}"></div>
-      <h3 id="log-title">Output</h3><pre class="log" id="run-log" aria-labelledby="log-title" aria-live="off" tabindex="0"></pre>`;
+      <div id="run-tasks"></div>
+      <h3 id="log-title">Output</h3><div class="bar">${which}</div>
+      <pre class="log" id="run-log" aria-labelledby="log-title" aria-live="off" tabindex="0"></pre>`;
     head = $("#run-head");
+    const sel = $("#log-task");
+    if (sel) sel.onchange = () => { $("#run-log").textContent = ""; followLog(o, sel.value); };
     followLog(o);
   }
+  const tasks = Object.entries(s.tasks || {});
+  $("#run-tasks").innerHTML = tasks.length ? table("Tasks", ["Task", "Server", "Phase", "Attempt", "Exit", "Took"],
+    tasks.map(([k, t]) => [esc(k), esc(t.server || ""), `<span class="${t.phase === "Succeeded" ? "ok" : ["Failed", "Interrupted"].includes(t.phase) ? "bad" : "muted"}" title="${esc(t.message || "")}">${esc(t.phase)}</span>`,
+      esc(t.attempt), esc(t.exitCode ?? ""), t.startTime && t.endTime ? esc(`${((Date.parse(t.endTime) - Date.parse(t.startTime)) / 1000).toFixed(2)}s`) : ""]), "") : "";
   head.innerHTML = `<dl class="facts">${facts.map(([k, v]) => `<dt>${k}</dt><dd>${v}</dd>`).join("")}</dl>
     <div class="bar">${live ? btn("cancel", o, "Cancel", "operator", "danger") : ""}
     ${o.spec.owner?.kind === "Binding" ? `<a href="#/bindings">Binding ${esc(o.spec.owner.name)}</a>` : ""}</div>`;
   wire(head);
 }
 
-/* Streams the run's output file into #run-log, following it while it runs. */
-async function followLog(o) {
+/* Streams the run's output file (or one task's) into #run-log, following
+ * it while it runs. */
+async function followLog(o, task) {
   if (logFollow) logFollow.abort.abort();
   const abort = new AbortController();
   logFollow = {name: key(o), abort};
   const pre = $("#run-log");
   try {
-    const r = await fetch(objPath("Run", o.metadata.namespace, o.metadata.name, "log") + "?follow=1", {signal: abort.signal});
+    const q = task ? `&task=${encodeURIComponent(task)}` : "";
+    const r = await fetch(objPath("Run", o.metadata.namespace, o.metadata.name, "log") + "?follow=1" + q, {signal: abort.signal});
     if (!r.ok) throw new Error(`${r.status}`);
     await eachLines(r, (lines) => appendLog(pre, lines));
   } catch (e) {

@@ -297,6 +297,21 @@ test("a cross-site write with the cookie is refused", async () => {
   assert.equal(ok.status, 200);
 });
 
+test("a pipeline job's page lists its tasks and shows each one's output", async () => {
+  let r = await api("POST", "/api/v1/apply", [{apiVersion: "rpr/v1", kind: "Pipeline", metadata: {name: "ci"},
+    spec: {tasks: {build: {script: "echo built it"}, test: {script: "echo tested it", dependsOn: ["build"]}}}}]);
+  assert.equal(r.status, 200);
+  r = await api("POST", "/api/v1/namespaces/default/pipelines/ci/runs", {});
+  assert.equal(r.status, 201);
+  await page.goto(`${base}/#/runs/default/${r.json.metadata.name}`);
+  const tasks = page.getByRole("table", {name: "Tasks"});
+  await tasks.getByRole("row").filter({hasText: "test"}).getByText("Succeeded").waitFor({timeout: WAIT});
+  await page.getByLabel("Output of").selectOption("build");
+  await page.locator("#run-log").getByText("out built it").waitFor({timeout: WAIT});
+  await page.getByLabel("Output of").selectOption("");
+  await page.locator("#run-log").getByText("rpr job Succeeded").waitFor({timeout: WAIT});
+});
+
 test("an object from a config repo is marked, and editing it warns; the page reconnects", async () => {
   // No GitOps sync yet to mark one: the store's row is marked while rprd is down.
   await stopRprd();
