@@ -190,7 +190,7 @@ function route() {
   return {view, ns: parts.length > 2 ? parts[1] : "default", name: parts.length > 2 ? parts[2] : parts[1]};
 }
 
-const VIEWS = {overview, servers, repos, bindings, runs, tokens, pipelines: simpleList("Pipeline"),
+const VIEWS = {overview, servers, repos, bindings, runs, tokens, pipelines,
   runners: simpleList("Runner"), logs};
 
 /* What has the keyboard focus, to find it again in the new HTML. */
@@ -507,6 +507,31 @@ function tokens() {
     ${table("Tokens", ["Name", "Type", "Role", "Expires", "Warning", "Last used"], rows, "No tokens.")}`;
 }
 
+function pipelines() {
+  const rows = list("Pipeline").map((o) => {
+    const s = o.status || {}, jobs = list("Run").filter((r) => r.spec.pipeline === o.metadata.name);
+    const last = s.lastRun ? objects.get("Run").get(`${o.metadata.namespace}/${s.lastRun}`) : null;
+    return [nameCell(o), esc(Object.keys(o.spec.tasks || {}).length), esc(o.spec.schedule || ""),
+      o.spec.trigger ? esc(`repo ${o.spec.trigger.repo}`) : "", esc(`${s.running || 0} / ${o.spec.concurrency || 1}`),
+      esc(s.queued || 0), last ? `<a href="#/runs/${esc(o.metadata.namespace)}/${esc(last.metadata.name)}">${esc(last.metadata.name)}</a> ${phaseCell(last)}` : "",
+      ago(s.nextScheduleTime), esc(jobs.length), btn("start", o, "Start", "operator")];
+  });
+  return `<h2>Pipelines</h2>${table("Pipelines", ["Name", "Tasks", "Schedule", "Trigger", "Running", "Queued", "Last job", "Next by schedule", "Jobs kept", "Actions"], rows, "No pipelines.")}`;
+}
+
+function startForm(o) {
+  const args = Object.entries(o.spec.args || {});
+  openDialog(`Start pipeline ${o.metadata.name}`, args.length ? args.map(([k, a]) =>
+    field(k, k, `<input id="f-arg-${esc(k)}" value="${esc(a.default ?? "")}">`, a.description || "")).join("") :
+    "<p>This pipeline takes no arguments.</p>", null, async () => {
+    const given = {};
+    for (const [k] of args) given[k] = document.getElementById(`f-arg-${k}`).value;
+    const job = await api("POST", objPath("Pipeline", o.metadata.namespace, o.metadata.name, "runs"), {args: given});
+    location.hash = `#/runs/${job.metadata.namespace}/${job.metadata.name}`;
+    return `job ${job.metadata.name} started`;
+  });
+}
+
 function simpleList(kind) {
   return () => {
     const rows = list(kind).map((o) => [nameCell(o), readyCell(o), esc(o.status?.phase || ""), ago(o.metadata.creationTimestamp)]);
@@ -549,8 +574,8 @@ async function loadLogs() {
 /* ---- forms ------------------------------------------------------------------------------------------ */
 
 function field(id, label, control, hint) {
-  const c = control.replace(/id="(f-[a-z]+)"/, (m, fid) => `id="${fid}"${hint ? ` aria-describedby="${fid}-hint"` : ""}`);
-  const fid = (control.match(/id="(f-[a-z]+)"/) || [])[1];
+  const c = control.replace(/id="(f-[A-Za-z0-9_-]+)"/, (m, fid) => `id="${fid}"${hint ? ` aria-describedby="${fid}-hint"` : ""}`);
+  const fid = (control.match(/id="(f-[A-Za-z0-9_-]+)"/) || [])[1];
   return `<div class="field"><label for="${fid}">${esc(label)}</label>${c}${hint ? `<span class="hint" id="${fid}-hint">${esc(hint)}</span>` : ""}</div>`;
 }
 
@@ -586,7 +611,9 @@ function keepMeta(o, name) {
   return m;
 }
 
-function openDialog(title, body, build) {
+/* A form in the dialog. On Save, build() makes the object to apply, or
+ * submit() does something else and says what (both may throw). */
+function openDialog(title, body, build, submit) {
   const d = $("#dialog");
   d.innerHTML = `<form method="dialog" id="dialog-form"><h2 id="dialog-title">${esc(title)}</h2>${body}
     <p id="dialog-error" class="bad" role="alert"></p>
@@ -595,6 +622,12 @@ function openDialog(title, body, build) {
   $("#dialog-form").onsubmit = async (e) => {
     e.preventDefault();
     try {
+      if (submit) {
+        const said = await submit();
+        d.close();
+        toast(said);
+        return;
+      }
       const obj = build();
       await api("POST", "/api/v1/apply", [obj]);
       d.close();
@@ -638,6 +671,8 @@ async function act({act: verb, kind, ns, name}) {
       if (!confirm(`Delete ${kind.toLowerCase()} ${name}?${managedNote}`)) return;
       await api("DELETE", objPath(kind, ns, name));
       toast(`${name}: deleted`);
+    } else if (verb === "start") {
+      startForm(o);
     } else if (verb === "edit") {
       if (kind === "Repo") repoForm(o); else bindingForm(o);
     }

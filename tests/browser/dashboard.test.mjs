@@ -312,6 +312,22 @@ test("a pipeline job's page lists its tasks and shows each one's output", async 
   await page.locator("#run-log").getByText("rpr job Succeeded").waitFor({timeout: WAIT});
 });
 
+test("a pipeline is started from its list, with its arguments", async () => {
+  const r = await api("POST", "/api/v1/apply", [{apiVersion: "rpr/v1", kind: "Pipeline", metadata: {name: "release"},
+    spec: {args: {target: {default: "staging", description: "where to"}}, tasks: {go: {script: "echo to $target"}}}}]);
+  assert.equal(r.status, 200);
+  await page.getByRole("link", {name: "Pipelines"}).click();
+  await page.getByRole("button", {name: "Start pipeline release"}).click();
+  const dialog = page.getByRole("dialog", {name: "Start pipeline release"});
+  assert.equal(await dialog.getByLabel("target").inputValue(), "staging");
+  await dialog.getByLabel("target").fill("prod");
+  await dialog.getByRole("button", {name: "Save"}).click();
+  await page.getByRole("heading", {name: "Run release-1"}).waitFor({timeout: WAIT});
+  await page.getByLabel("Output of").selectOption("go");
+  await page.locator("#run-log").getByText("out to prod").waitFor({timeout: WAIT});
+  await shoot("pipeline-run");
+});
+
 test("an object from a config repo is marked, and editing it warns; the page reconnects", async () => {
   // No GitOps sync yet to mark one: the store's row is marked while rprd is down.
   await stopRprd();
