@@ -2,12 +2,13 @@
 # run-quickstart.sh BINDIR: what `make run` does after building.
 #
 # Makes the quickstart's git repository (/tmp/rpr-quickstart/site.git, with
-# a work tree to commit from) unless it is there, starts BINDIR/rprd on ./.rpr
-# (its defaults: unix socket ./.rpr/rpr.sock, http://127.0.0.1:8270/), waits
-# until it answers, applies examples/quickstart/ with BINDIR/rprctl, prints
-# where everything is and what to try, then stays with rprd until it exits.
-# Ctrl-C (or SIGTERM) stops rprd cleanly and returns its exit code. No
-# network is needed: the repository is local and the Server is this machine.
+# a work tree to commit from) unless a whole one is there, starts
+# BINDIR/rprd on ./.rpr (its defaults: unix socket ./.rpr/rpr.sock,
+# http://127.0.0.1:8270/), waits until it answers, applies
+# examples/quickstart/ with BINDIR/rprctl, prints where everything is and
+# what to try, then stays with rprd until it exits. Ctrl-C (or SIGTERM)
+# stops rprd cleanly and returns its exit code. No network is needed: the
+# repository is local and the Server is this machine.
 set -euo pipefail
 
 BINDIR=${1:?usage: tests/run-quickstart.sh BINDIR}
@@ -21,16 +22,28 @@ for b in "$RPRD" "$RPRCTL"; do
 	[ -x "$b" ] || { echo "run-quickstart: $b missing; run make first" >&2; exit 1; }
 done
 [ -d examples/quickstart ] || { echo "run-quickstart: run me from the source tree" >&2; exit 1; }
+# The quickstart's repository and its Binding's command both need git.
+command -v git >/dev/null || { echo "run-quickstart: git is missing" >&2; exit 1; }
 
 # The repository the quickstart Binding deploys from: first page committed.
+# One from an earlier run is kept (with its commits) if main still resolves
+# to a commit; a half of one (say /tmp partly cleaned) is made afresh, since
+# `git init` over it would find nothing to commit and stop here.
 QS=/tmp/rpr-quickstart
-if [ ! -d "$QS/site.git" ]; then
+if ! git --git-dir="$QS/site.git" rev-parse -q --verify 'main^{commit}' >/dev/null 2>&1; then
+	if [ -e "$QS/site.git" ] || [ -e "$QS/work" ]; then
+		echo "run-quickstart: $QS is incomplete; making it afresh" >&2
+	fi
+	rm -rf "$QS/site.git" "$QS/work"
 	mkdir -p "$QS"
 	git init -q --bare -b main "$QS/site.git"
 	git init -q -b main "$QS/work"
 	echo '<h1>Hello from rpr</h1>' >"$QS/work/index.html"
 	git -C "$QS/work" add index.html
-	git -C "$QS/work" -c user.name=rpr -c user.email=rpr@localhost commit -q -m "The first page"
+	# Identity and no signing given here: the user's git config may lack one
+	# or require the other.
+	git -C "$QS/work" -c user.name=rpr -c user.email=rpr@localhost -c commit.gpgsign=false \
+		commit -q -m "The first page"
 	git -C "$QS/work" remote add origin "$QS/site.git"
 	git -C "$QS/work" push -q -u origin main
 	git -C "$QS/work" config user.name "rpr quickstart"

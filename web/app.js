@@ -436,10 +436,11 @@ function runPage(r) {
     return;
   }
   const s = o.status || {};
+  const args = Object.entries(o.spec.args || {}).map(([k, v]) => `${k}=${v}`).join(" ");
   const facts = [["Phase", phaseCell(o)], ["Message", esc(s.message)], ["Owner", esc(`${o.spec.owner?.kind} ${o.spec.owner?.name}`)],
-    ["Server", esc(o.spec.server)], ["Commit", `<code>${esc(o.spec.commit)}</code>`], ["Attempt", esc(o.spec.attempt)],
-    ["Triggered by", esc(o.spec.triggeredBy)], ["Started", ago(s.startTime)], ["Ended", ago(s.endTime)],
-    ["Exit code", esc(s.exitCode ?? "")]];
+    ["Server", esc(o.spec.server)], ["Commit", o.spec.commit ? `<code>${esc(o.spec.commit)}</code>` : ""],
+    ["Arguments", esc(args)], ["Attempt", esc(o.spec.attempt)], ["Triggered by", esc(o.spec.triggeredBy)],
+    ["Started", ago(s.startTime)], ["Ended", ago(s.endTime)], ["Exit code", esc(s.exitCode ?? "")]].filter(([, v]) => v);
   const live = !FINISHED.includes(s.phase);
   let head = $("#run-head");
   if (!head || head.dataset.run !== key(o)) {
@@ -461,7 +462,7 @@ function runPage(r) {
       esc(t.attempt), esc(t.exitCode ?? ""), t.startTime && t.endTime ? esc(`${((Date.parse(t.endTime) - Date.parse(t.startTime)) / 1000).toFixed(2)}s`) : ""]), "") : "";
   head.innerHTML = `<dl class="facts">${facts.map(([k, v]) => `<dt>${k}</dt><dd>${v}</dd>`).join("")}</dl>
     <div class="bar">${live ? btn("cancel", o, "Cancel", "operator", "danger") : ""}
-    ${o.spec.owner?.kind === "Binding" ? `<a href="#/bindings">Binding ${esc(o.spec.owner.name)}</a>` : ""}</div>`;
+    ${o.spec.owner?.kind ? `<a href="#/${plural(o.spec.owner.kind)}">${esc(o.spec.owner.kind)} ${esc(o.spec.owner.name)}</a>` : ""}</div>`;
   wire(head);
 }
 

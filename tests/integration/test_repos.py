@@ -562,14 +562,6 @@ def test_api_token_last_used(rprd):
     assert secret not in json.dumps(rprd.obj("tokens", "ci"))
 
 
-def test_examples_apply(rprd):
-    from conftest import REPO
-    for d in ("examples/repos", "examples/quickstart", "examples/github-deploy"):
-        p = rprd.ctl("apply", "--dry-run", "-f", os.path.join(REPO, d))
-        assert p.returncode == 0, (d, p.stdout, p.stderr)
-        assert "(dry run)" in p.stdout or "created" in p.stdout, p.stdout
-
-
 # ---- git over ssh ------------------------------------------------------------------------------
 
 def test_git_over_ssh_with_a_key_token(rprd_factory, monkeypatch, tmp_path):
