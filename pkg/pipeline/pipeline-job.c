@@ -5,8 +5,9 @@
  * status.tasks. The job's thread starts every instance whose dependencies
  * are done (all instances Succeeded, or finished at all for an allowFailure
  * task) while fewer than spec.parallelism run; an instance behind a failure
- * is Skipped; a failed instance with retries left runs again. Each instance
- * has a thread of its own while it runs, and its output its own file,
+ * is Skipped; a failed instance with retries left runs again. The job has
+ * parallelism worker threads that take the started instances in turn (no
+ * thread made per task); each instance's output has its own file,
  * DIR/NS/JOB/KEY.log; the job's notes go to DIR/NS/JOB.log. The tasks'
  * states reach the store from a flusher thread, at most every FLUSH_USEC
  * (or four times as long as the last write took), and at the end: a
@@ -72,7 +73,18 @@ struct Job {
         pthread_t flusher;
         pthread_cond_t flush_wanted;
         bool flusher_stop;
+        /* Started instances waiting for a worker (a ring, first in first
+         * out; an instance is in it once at most), and the workers. */
+        Inst **ready;
+        size_t ready_head, n_ready;
+        pthread_cond_t work;
+        pthread_t *workers;
+        size_t n_workers;
+        bool workers_stop;
+        bool on_error_phase; /* which instances run_all() is running */
 };
+
+static bool step(Job *j, bool on_error_phase);
 
 char *job_dir(PipelineController *p, const char *ns, const char *name) {
         return xasprintf("%s/%s/%s", p->run_dir, ns, name);
@@ -391,8 +403,8 @@ static void settle(Inst *i, int r, const SshResult *res) {
         }
 }
 
-static void *inst_thread(void *arg) {
-        Inst *i = arg;
+/* Runs one started instance to its outcome. */
+static void inst_run(Inst *i) {
         Job *j = i->job;
         _cleanup_free_ char *dir = job_dir(j->p, j->ns, j->name);
         _cleanup_free_ char *path = xasprintf("%s/%s.log", dir, i->key);
@@ -410,16 +422,63 @@ static void *inst_thread(void *arg) {
                      (double) res.duration_usec / USEC_PER_SEC);
         j->running--;
         j->dirty = true;
+        /* What this one held back may start now, from here: no round trip
+         * through the job's thread between a task and its dependents. */
+        (void) step(j, j->on_error_phase);
         pthread_cond_broadcast(&j->changed);
+        pthread_mutex_unlock(&j->lock);
+}
+
+static void *worker_thread(void *arg) {
+        Job *j = arg;
+
+        pthread_mutex_lock(&j->lock);
+        for (;;) {
+                while (j->n_ready == 0 && !j->workers_stop)
+                        pthread_cond_wait(&j->work, &j->lock);
+                if (j->n_ready == 0)
+                        break;
+                Inst *i = j->ready[j->ready_head];
+                j->ready_head = (j->ready_head + 1) % j->n_insts;
+                j->n_ready--;
+                pthread_mutex_unlock(&j->lock);
+                inst_run(i);
+                pthread_mutex_lock(&j->lock);
+        }
         pthread_mutex_unlock(&j->lock);
         return NULL;
 }
 
-/* Under j->lock. */
+static void workers_start(Job *j) {
+        pthread_attr_t attr;
+
+        j->ready = xcalloc(j->n_insts + 1, sizeof *j->ready);
+        j->workers = xcalloc((size_t) j->parallelism, sizeof *j->workers);
+        pthread_cond_init(&j->work, NULL);
+        pthread_attr_init(&attr);
+        pthread_attr_setstacksize(&attr, THREAD_STACK);
+        for (json_int_t k = 0; k < j->parallelism && (size_t) k < j->n_insts; k++)
+                if (pthread_create(&j->workers[j->n_workers], &attr, worker_thread, j) == 0)
+                        j->n_workers++;
+        pthread_attr_destroy(&attr);
+}
+
+/* Once nothing runs any more. */
+static void workers_stop(Job *j) {
+        pthread_mutex_lock(&j->lock);
+        j->workers_stop = true;
+        pthread_cond_broadcast(&j->work);
+        pthread_mutex_unlock(&j->lock);
+        for (size_t k = 0; k < j->n_workers; k++)
+                pthread_join(j->workers[k], NULL);
+        pthread_cond_destroy(&j->work);
+        free(j->workers);
+        free(j->ready);
+}
+
+/* Under j->lock: hands the instance to a worker. */
 static void inst_start(Inst *i) {
         Job *j = i->job;
-        pthread_attr_t attr;
-        pthread_t t;
 
         ssh_cancel_free(i->cancel);
         i->cancel = ssh_cancel_new();
@@ -427,14 +486,13 @@ static void inst_start(Inst *i) {
         i->start = now_usec(), i->end = 0;
         j->running++;
         j->dirty = true;
-        pthread_attr_init(&attr);
-        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-        pthread_attr_setstacksize(&attr, THREAD_STACK);
-        if (pthread_create(&t, &attr, inst_thread, i) != 0) {
+        if (j->n_workers == 0) {
                 j->running--;
                 i->phase = "Failed", i->reason = "ThreadFailed";
+                return;
         }
-        pthread_attr_destroy(&attr);
+        j->ready[(j->ready_head + j->n_ready++) % j->n_insts] = i;
+        pthread_cond_signal(&j->work);
 }
 
 /* ---- the DAG ------------------------------------------------------------------------------- */
@@ -526,6 +584,7 @@ static void wait_changed(Job *j, uint64_t usec) {
 /* Runs the instances of one phase (the DAG, or the onError task) to the end. */
 static void run_all(Job *j, bool on_error_phase) {
         pthread_mutex_lock(&j->lock);
+        j->on_error_phase = on_error_phase;
         while (step(j, on_error_phase)) {
                 if (j->dirty)
                         pthread_cond_signal(&j->flush_wanted);
@@ -711,11 +770,13 @@ static void *job_thread(void *arg) {
                 log_warning("job %s/%s: cannot open %s", j->ns, j->name, path);
         run_log_note(j->log, "job %s: %zu task instances, %lld at once", j->name, j->n_insts, (long long) j->parallelism);
         flusher_start(j);
+        workers_start(j);
         run_all(j, false);
         if (any_failed(j) && !j->canceled) {
                 run_log_note(j->log, "a task failed: the onError task runs");
                 run_all(j, true);
         }
+        workers_stop(j);
         flusher_stop(j);
         pthread_mutex_lock(&j->lock);
         phase = outcome(j, &reason, &message);
