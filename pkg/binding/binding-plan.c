@@ -10,25 +10,12 @@
 #include "server/server.h"
 #include "store/store.h"
 
-#define NAME_MAX_LEN 63
-
 uint64_t binding_backoff(uint64_t base_usec, uint64_t max_usec, json_int_t attempt) {
         uint64_t d = base_usec;
 
         for (json_int_t i = 1; i < attempt && d < max_usec; i++)
                 d *= 2;
         return MIN(d, max_usec);
-}
-
-char *binding_run_name(const char *binding, json_int_t n) {
-        char suffix[24];
-        int len = snprintf(suffix, sizeof suffix, "-%lld", (long long) n);
-        int keep = MIN((int) strlen(binding), NAME_MAX_LEN - len);
-
-        /* A label may not end with '-' where the cut falls. */
-        while (keep > 1 && binding[keep - 1] == '-')
-                keep--;
-        return xasprintf("%.*s%s", keep, binding, suffix);
 }
 
 void binding_spec_read(const json_t *obj, BindingSpec *ret) {
@@ -111,7 +98,7 @@ static json_t *run_new(PassState *ps, const char *server, Want want, const json_
         const BindingSpec *sp = ps->sp;
         const json_t *last_spec = json_object_get(last, "spec");
         bool retry = want == WANT_RETRY;
-        _cleanup_free_ char *name = binding_run_name(sp->name, ++ps->counter);
+        _cleanup_free_ char *name = run_name(sp->name, ++ps->counter);
 
         json_t *spec = json_pack("{s:{s:s, s:s, s:s?}, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:s}",
                                  "owner", "kind", "Binding", "name", sp->name, "uid", sp->uid, "binding", sp->name,

@@ -18,49 +18,8 @@
 /* While its Runs are being canceled, a deleted Binding looks again this often. */
 #define FINALIZE_POLL_USEC (1 * USEC_PER_SEC)
 
-static uint64_t revision_of(const json_t *obj) {
-        uint64_t rv = 0;
-
-        (void) parse_uint64(json_str_at(json_object_get(obj, "metadata"), "resourceVersion") ?: "", &rv);
-        return rv;
-}
-
-/* ---- the Runs of a Binding ------------------------------------------------------------ */
-
-typedef struct Owned {
-        const char *binding;
-        char needle[96];
-        json_t *runs; /* [{name, number, finished}] */
-} Owned;
-
-static void collect_owned(const char *text, size_t len, void *userdata) {
-        Owned *o = userdata;
-
-        if (!strstr(text, o->needle))
-                return;
-        _cleanup_json_ json_t *obj = json_loadb(text, len, 0, NULL);
-        const char *binding = json_str_at(json_object_get(obj, "spec"), "binding");
-        const char *name = json_str_at(json_object_get(obj, "metadata"), "name");
-        if (!binding || !name || !STREQ(binding, o->binding))
-                return;
-        const char *dash = strrchr(name, '-');
-        json_array_append_new(o->runs, json_pack("{s:s, s:I, s:b}", "name", name, "number",
-                                                 (json_int_t) (dash ? strtoll(dash + 1, NULL, 10) : 0), "finished",
-                                                 run_phase_finished(json_str_at(json_object_get(obj, "status"), "phase"))));
-}
-
-/* The Runs whose spec.binding is name, as [{name, number, finished}]. */
-static json_t *owned_runs(BindingController *b, const char *ns, const char *name) {
-        Owned o = {.binding = name, .runs = json_array()};
-
-        snprintf(o.needle, sizeof o.needle, "\"binding\":\"%s\"", name);
-        (void) store_list(b->store, "Run", ns, collect_owned, &o, NULL);
-        return o.runs;
-}
-
-static int by_number_desc(const void *a, const void *b) {
-        json_int_t x = json_int_at(*(json_t *const *) a, "number", 0), y = json_int_at(*(json_t *const *) b, "number", 0);
-        return x < y ? 1 : x > y ? -1 : 0;
+static bool finished(const json_t *run) {
+        return run_phase_finished(json_str_at(run, "phase"));
 }
 
 /* Deletes the Runs named in names (a JSON array of strings) and their output. */
@@ -92,24 +51,20 @@ static int runs_delete(BindingController *b, const char *ns, const json_t *names
 static void trim_history(BindingController *b, const json_t *obj) {
         BindingSpec sp;
         binding_spec_read(obj, &sp);
-        _cleanup_json_ json_t *runs = owned_runs(b, sp.ns, sp.name), *doomed = json_array();
+        _cleanup_json_ json_t *runs = run_list_owned(b->store, sp.ns, "binding", sp.name), *doomed = json_array();
         const json_t *servers = json_object_get(json_object_get(obj, "status"), "servers");
         json_int_t kept = 0;
 
         if ((json_int_t) json_array_size(runs) <= sp.history)
                 return;
-        size_t n = json_array_size(runs);
-        _cleanup_free_ json_t **sorted = xmalloc(n * sizeof *sorted);
-        for (size_t i = 0; i < n; i++)
-                sorted[i] = json_array_get(runs, i);
-        qsort(sorted, n, sizeof *sorted, by_number_desc);
-        for (size_t i = 0; i < n; i++) {
-                const char *name = json_str_at(sorted[i], "name"), *key;
+        for (size_t i = json_array_size(runs); i-- > 0;) { /* newest first */
+                const json_t *run = json_array_get(runs, i);
+                const char *name = json_str_at(run, "name"), *key;
                 bool last = false;
                 json_t *e;
                 json_object_foreach((json_t *) servers, key, e) last = last || STREQ(json_str_at(e, "lastRun") ?: "", name);
-                if (!json_is_true(json_object_get(sorted[i], "finished")) || last || kept < sp.history) {
-                        kept += json_is_true(json_object_get(sorted[i], "finished"));
+                if (!finished(run) || last || kept < sp.history) {
+                        kept += finished(run);
                         continue;
                 }
                 json_array_append_new(doomed, json_string(name));
@@ -166,7 +121,7 @@ static int pass(BindingController *b, const char *ns, const char *name, const Bi
                                       json_object_get(obj, "metadata"), "status", p.status);
                 for (size_t i = 0; i < n; i++)
                         ops[i] = (StoreOp){.type = STORE_OP_APPLY, .object = json_array_get(p.runs, i)};
-                ops[n] = (StoreOp){.type = STORE_OP_STATUS, .object = w, .expect_revision = revision_of(obj)};
+                ops[n] = (StoreOp){.type = STORE_OP_STATUS, .object = w, .expect_revision = store_object_revision(obj)};
                 r = store_commit(b->store, ops, n + 1, false, NULL);
                 store_ops_clear(ops, n + 1);
                 json_decref(w);
@@ -213,7 +168,7 @@ static int finalizer_add(BindingController *b, const json_t *obj) {
         if (!json_is_array(json_object_get(meta, "finalizers")))
                 json_object_set_new(meta, "finalizers", json_array());
         json_array_append_new(json_object_get(meta, "finalizers"), json_string(BINDING_FINALIZER));
-        StoreOp op = {.type = STORE_OP_UPDATE, .object = copy, .expect_revision = revision_of(obj)};
+        StoreOp op = {.type = STORE_OP_UPDATE, .object = copy, .expect_revision = store_object_revision(obj)};
         int r = store_commit(b->store, &op, 1, false, NULL);
         store_ops_clear(&op, 1);
         return r == -ESTALE ? 0 : r; /* changed meanwhile: its event brings us back */
@@ -224,7 +179,7 @@ static int finalizer_add(BindingController *b, const json_t *obj) {
 static int finalize(BindingController *b, const json_t *obj, uint64_t *ret_requeue) {
         BindingSpec sp;
         binding_spec_read(obj, &sp);
-        _cleanup_json_ json_t *runs = owned_runs(b, sp.ns, sp.name), *names = json_array();
+        _cleanup_json_ json_t *runs = run_list_owned(b->store, sp.ns, "binding", sp.name), *names = json_array();
         _cleanup_free_ char *why = xasprintf("binding %s was deleted", sp.name);
         size_t unfinished = 0, i;
         const json_t *r;
@@ -234,7 +189,7 @@ static int finalize(BindingController *b, const json_t *obj, uint64_t *ret_reque
         json_array_foreach(runs, i, r) {
                 const char *name = json_str_at(r, "name");
                 json_array_append_new(names, json_string(name));
-                if (!json_is_true(json_object_get(r, "finished"))) {
+                if (!finished(r)) {
                         unfinished++;
                         (void) run_cancel(b->runs, sp.ns, name, "BindingDeleted", why);
                 }
@@ -244,7 +199,7 @@ static int finalize(BindingController *b, const json_t *obj, uint64_t *ret_reque
                 return 0;
         }
         _cleanup_json_ json_t *gone = without_finalizer(obj);
-        StoreOp let_go = {.type = STORE_OP_UPDATE, .object = gone, .expect_revision = revision_of(obj)};
+        StoreOp let_go = {.type = STORE_OP_UPDATE, .object = gone, .expect_revision = store_object_revision(obj)};
         int k = runs_delete(b, sp.ns, names, &let_go);
         if (k == -ESTALE)
                 return 0;

@@ -65,6 +65,3 @@ int binding_trigger(BindingController *b, const char *ns, const char *name, cons
 /* The delay before retry attempt+1 of a Run that failed on attempt
  * (1-based): base doubling per attempt, at most max. */
 uint64_t binding_backoff(uint64_t base_usec, uint64_t max_usec, json_int_t attempt);
-/* The name of a Binding's Run number n: "BINDING-n", the Binding's part
- * shortened so that the whole is a DNS label. Caller frees. */
-char *binding_run_name(const char *binding, json_int_t n);

@@ -14,14 +14,6 @@
 #include "store/store.h"
 
 #define COMMIT_TRIES 8
-#define NAME_MAX_LEN 63
-
-static uint64_t revision_of(const json_t *obj) {
-        uint64_t rv = 0;
-
-        (void) parse_uint64(json_str_at(json_object_get(obj, "metadata"), "resourceVersion") ?: "", &rv);
-        return rv;
-}
 
 static uint64_t time_at(const json_t *o, const char *key) {
         const char *s = json_str_at(o, key);
@@ -37,53 +29,6 @@ static void set_time(json_t *o, const char *key, uint64_t usec) {
 }
 
 /* ---- a Pipeline's jobs ------------------------------------------------------------ */
-
-typedef struct Owned {
-        const char *pipeline;
-        char needle[96];
-        json_t *jobs; /* [{name, number, phase, notBefore, endTime}] */
-} Owned;
-
-static void collect_owned(const char *text, size_t len, void *userdata) {
-        Owned *o = userdata;
-
-        if (!strstr(text, o->needle))
-                return;
-        _cleanup_json_ json_t *obj = json_loadb(text, len, 0, NULL);
-        const json_t *spec = json_object_get(obj, "spec"), *st = json_object_get(obj, "status");
-        const char *pipeline = json_str_at(spec, "pipeline"), *name = json_str_at(json_object_get(obj, "metadata"), "name");
-        if (!pipeline || !name || !STREQ(pipeline, o->pipeline))
-                return;
-        const char *dash = strrchr(name, '-');
-        json_array_append_new(o->jobs, json_pack("{s:s, s:I, s:s, s:I, s:I}", "name", name, "number",
-                                                 (json_int_t) (dash ? strtoll(dash + 1, NULL, 10) : 0), "phase",
-                                                 json_str_at(st, "phase") ?: "Queued", "notBefore",
-                                                 (json_int_t) time_at(st, "notBefore"), "endTime",
-                                                 (json_int_t) time_at(st, "endTime")));
-}
-
-static int by_number(const void *a, const void *b) {
-        json_int_t x = json_int_at(*(json_t *const *) a, "number", 0), y = json_int_at(*(json_t *const *) b, "number", 0);
-        return x < y ? -1 : x > y;
-}
-
-/* The jobs of pipeline, oldest first. */
-static json_t *owned_jobs(PipelineController *p, const char *ns, const char *pipeline) {
-        Owned o = {.pipeline = pipeline, .jobs = json_array()};
-
-        snprintf(o.needle, sizeof o.needle, "\"pipeline\":\"%s\"", pipeline);
-        (void) store_list(p->store, "Run", ns, collect_owned, &o, NULL);
-        size_t n = json_array_size(o.jobs);
-        json_t **v = xmalloc((n + 1) * sizeof *v);
-        for (size_t i = 0; i < n; i++)
-                v[i] = json_incref(json_array_get(o.jobs, i));
-        qsort(v, n, sizeof *v, by_number);
-        json_array_clear(o.jobs);
-        for (size_t i = 0; i < n; i++)
-                json_array_append_new(o.jobs, v[i]);
-        free(v);
-        return o.jobs;
-}
 
 static bool phase_is(const json_t *job, const char *phase) {
         return STREQ(json_str_at(job, "phase") ?: "", phase);
@@ -106,16 +51,6 @@ static size_t count_queued(const json_t *jobs) {
 }
 
 /* ---- starting a job ----------------------------------------------------------------- */
-
-static char *job_name(const char *pipeline, json_int_t n) {
-        char suffix[24];
-        int len = snprintf(suffix, sizeof suffix, "-%lld", (long long) n);
-        int keep = MIN((int) strlen(pipeline), NAME_MAX_LEN - len);
-
-        while (keep > 1 && pipeline[keep - 1] == '-')
-                keep--;
-        return xasprintf("%.*s%s", keep, pipeline, suffix);
-}
 
 /* The job's args: the given ones, then each declared one's default. */
 static int args_resolve(const json_t *declared, const json_t *given, json_t **ret, char **ret_error) {
@@ -217,11 +152,11 @@ static int start_locked(PipelineController *p, const char *ns, const char *name,
                 if (r < 0)
                         return r;
                 uint64_t now = now_usec(), delay = json_duration_at(spec, "startDelay", 0);
-                jobs = owned_jobs(p, ns, name);
+                jobs = run_list_owned(p->store, ns, "pipeline", name);
                 if (delay) {
                         debounce(p, ns, jobs, now);
                         json_decref(jobs);
-                        jobs = owned_jobs(p, ns, name);
+                        jobs = run_list_owned(p->store, ns, "pipeline", name);
                 }
                 bool admit = !delay && count_queued(jobs) == 0 &&
                              (json_int_t) count_going(jobs) < json_int_at(spec, "concurrency", 1);
@@ -230,14 +165,14 @@ static int start_locked(PipelineController *p, const char *ns, const char *name,
 
                 json_t *st = json_deep_copy(json_object_get(pl, "status")) ?: json_object();
                 json_int_t n = json_int_at(st, "runCounter", 0) + 1;
-                _cleanup_free_ char *run = job_name(name, n);
+                _cleanup_free_ char *run = run_name(name, n);
                 _cleanup_json_ json_t *job = job_new(pl, run, args, triggered_by, commit, admit, delay ? now + delay : 0);
                 json_object_set_new(st, "runCounter", json_integer(n));
                 json_object_set_new(st, "lastRun", json_string(run));
                 _cleanup_json_ json_t *w = json_pack("{s:s, s:s, s:O, s:o}", "apiVersion", RPR_API_VERSION, "kind",
                                                      "Pipeline", "metadata", json_object_get(pl, "metadata"), "status", st);
                 StoreOp ops[2] = {{.type = STORE_OP_APPLY, .object = job},
-                                  {.type = STORE_OP_STATUS, .object = w, .expect_revision = revision_of(pl)}};
+                                  {.type = STORE_OP_STATUS, .object = w, .expect_revision = store_object_revision(pl)}};
                 r = store_commit(p->store, ops, 2, false, NULL);
                 store_ops_clear(ops, 2);
                 if (r == -ESTALE)
@@ -274,7 +209,7 @@ static void admit(PipelineController *p, const char *ns, const char *name, const
         size_t i;
 
         pthread_mutex_lock(&p->admit);
-        _cleanup_json_ json_t *jobs = owned_jobs(p, ns, name);
+        _cleanup_json_ json_t *jobs = run_list_owned(p->store, ns, "pipeline", name);
         room -= (json_int_t) count_going(jobs);
         json_array_foreach(jobs, i, j) {
                 if (room <= 0 || !phase_is(j, "Queued"))
@@ -296,7 +231,7 @@ static void admit(PipelineController *p, const char *ns, const char *name, const
 static void trim(PipelineController *p, const char *ns, const char *name, const json_t *spec) {
         json_int_t history = json_int_at(spec, "history", 50), kept = 0;
         uint64_t retention = json_duration_at(spec, "retention", 0), now = now_usec();
-        _cleanup_json_ json_t *jobs = owned_jobs(p, ns, name), *doomed = json_array();
+        _cleanup_json_ json_t *jobs = run_list_owned(p->store, ns, "pipeline", name), *doomed = json_array();
         const json_t *j;
 
         for (size_t i = json_array_size(jobs); i-- > 0;) {
@@ -383,7 +318,7 @@ static void schedule(PipelineController *p, const json_t *obj, PipelineStatus *w
 }
 
 static void cancel_all(PipelineController *p, const char *ns, const char *name) {
-        _cleanup_json_ json_t *jobs = owned_jobs(p, ns, name);
+        _cleanup_json_ json_t *jobs = run_list_owned(p->store, ns, "pipeline", name);
         _cleanup_free_ char *why = xasprintf("pipeline %s was deleted", name);
         const json_t *j;
         size_t i;
@@ -415,7 +350,7 @@ static int reconcile(void *userdata, const char *ns, const char *name, uint64_t 
         schedule(p, obj, &ws, &schedule_wait);
         admit(p, ns, name, spec, &admit_wait);
         trim(p, ns, name, spec);
-        _cleanup_json_ json_t *jobs = owned_jobs(p, ns, name);
+        _cleanup_json_ json_t *jobs = run_list_owned(p->store, ns, "pipeline", name);
         ws.queued = count_queued(jobs);
         ws.running = count_going(jobs);
         r = store_update_status(p->store, "Pipeline", ns, name, status_next, &ws, NULL);

@@ -7,6 +7,7 @@
  * active here, then written Running only if it is still Pending, and only
  * then does its thread start. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -25,6 +26,73 @@
 bool run_phase_finished(const char *phase) {
         return phase && (STREQ(phase, "Succeeded") || STREQ(phase, "Failed") || STREQ(phase, "Canceled") ||
                          STREQ(phase, "Interrupted"));
+}
+
+#define NAME_MAX_LEN 63
+
+char *run_name(const char *owner, json_int_t n) {
+        char suffix[24];
+        int len = snprintf(suffix, sizeof suffix, "-%lld", (long long) n);
+        int keep = MIN((int) strlen(owner), NAME_MAX_LEN - len);
+
+        /* A label may not end with '-' where the cut falls. */
+        while (keep > 1 && owner[keep - 1] == '-')
+                keep--;
+        return xasprintf("%.*s%s", keep, owner, suffix);
+}
+
+typedef struct Owned {
+        const char *key, *value;
+        char *needle;
+        json_t *runs;
+} Owned;
+
+static uint64_t status_time(const json_t *st, const char *key) {
+        const char *s = json_str_at(st, key);
+        uint64_t usec;
+
+        return s && time_parse_rfc3339(s, &usec) >= 0 ? usec : 0;
+}
+
+static void collect_owned(const char *text, size_t len, void *userdata) {
+        Owned *o = userdata;
+
+        if (!strstr(text, o->needle))
+                return;
+        _cleanup_json_ json_t *obj = json_loadb(text, len, 0, NULL);
+        const json_t *st = json_object_get(obj, "status");
+        const char *v = json_str_at(json_object_get(obj, "spec"), o->key);
+        const char *name = json_str_at(json_object_get(obj, "metadata"), "name");
+        if (!v || !name || !STREQ(v, o->value))
+                return;
+        const char *dash = strrchr(name, '-');
+        json_array_append_new(o->runs, json_pack("{s:s, s:I, s:s, s:I, s:I}", "name", name, "number",
+                                                 (json_int_t) (dash ? strtoll(dash + 1, NULL, 10) : 0), "phase",
+                                                 json_str_at(st, "phase") ?: "Pending", "notBefore",
+                                                 (json_int_t) status_time(st, "notBefore"), "endTime",
+                                                 (json_int_t) status_time(st, "endTime")));
+}
+
+static int by_number(const void *a, const void *b) {
+        json_int_t x = json_int_at(*(json_t *const *) a, "number", 0), y = json_int_at(*(json_t *const *) b, "number", 0);
+        return x < y ? -1 : x > y;
+}
+
+json_t *run_list_owned(Store *store, const char *ns, const char *key, const char *value) {
+        Owned o = {key, value, xasprintf("\"%s\":\"%s\"", key, value), json_array()};
+
+        (void) store_list(store, "Run", ns, collect_owned, &o, NULL);
+        free(o.needle);
+        size_t n = json_array_size(o.runs);
+        json_t **v = xmalloc((n + 1) * sizeof *v);
+        for (size_t i = 0; i < n; i++)
+                v[i] = json_incref(json_array_get(o.runs, i));
+        qsort(v, n, sizeof *v, by_number);
+        json_array_clear(o.runs);
+        for (size_t i = 0; i < n; i++)
+                json_array_append_new(o.runs, v[i]);
+        free(v);
+        return o.runs;
 }
 
 char *run_log_path(const char *dir, const char *ns, const char *name) {
@@ -229,17 +297,10 @@ static ServerState server_state(RunController *rc, const RunSpec *sp, char **ret
         return SERVER_WAIT;
 }
 
-static uint64_t time_at(const json_t *st, const char *key) {
-        const char *s = json_str_at(st, key);
-        uint64_t usec;
-
-        return s && time_parse_rfc3339(s, &usec) >= 0 ? usec : 0;
-}
-
 static int wait_for_server(RunController *rc, const json_t *obj, const RunSpec *sp, const char *why,
                            uint64_t *ret_requeue) {
         const json_t *st = json_object_get(obj, "status");
-        uint64_t now = now_usec(), since = time_at(st, "waitingSince") ?: now;
+        uint64_t now = now_usec(), since = status_time(st, "waitingSince") ?: now;
         uint64_t deadline = since + sp->wait_timeout_usec;
         char wait[32];
 
@@ -280,7 +341,7 @@ static int start(RunController *rc, json_t *obj, const RunSpec *sp) {
 static int pending(RunController *rc, json_t *obj, uint64_t *ret_requeue) {
         const json_t *st = json_object_get(obj, "status");
         _cleanup_free_ char *why = NULL;
-        uint64_t now = now_usec(), retry_at = time_at(st, "nextAttemptTime");
+        uint64_t now = now_usec(), retry_at = status_time(st, "nextAttemptTime");
         RunSpec sp;
 
         run_spec_read(obj, &sp);

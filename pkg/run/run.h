@@ -63,6 +63,14 @@ typedef struct RunDelegate {
 } RunDelegate;
 void run_controller_delegate(RunController *rc, const char *owner_kind, const RunDelegate *d);
 
+/* The name of an owner's Run number n: "OWNER-n", the owner's part
+ * shortened so that the whole is a DNS label. Caller frees. */
+char *run_name(const char *owner, json_int_t n);
+/* The Runs of namespace ns whose spec.key is value (e.g. "binding",
+ * "site-deploy"), oldest first, as a new array of {name, number, phase,
+ * notBefore, endTime} (times in usec, 0 when unset). */
+json_t *run_list_owned(Store *store, const char *ns, const char *key, const char *value);
+
 /* The output file of ns/name (it may not exist yet); caller frees. */
 char *run_log_path(const char *dir, const char *ns, const char *name);
 

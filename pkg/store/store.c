@@ -616,3 +616,10 @@ int store_update_status(Store *s, const char *kind, const char *ns, const char *
         }
         return r;
 }
+
+uint64_t store_object_revision(const json_t *obj) {
+        uint64_t rv = 0;
+
+        (void) parse_uint64(json_str_at(json_object_get(obj, "metadata"), "resourceVersion") ?: "", &rv);
+        return rv;
+}

@@ -100,6 +100,10 @@ void store_ops_clear(StoreOp *ops, size_t n); /* releases the results */
 /* An op's result parsed (new reference), NULL before a successful commit. */
 json_t *store_op_result_json(const StoreOp *op);
 
+/* An object's metadata.resourceVersion as a number (0 when it has none):
+ * the expect_revision of a write that must not race another. */
+uint64_t store_object_revision(const json_t *obj);
+
 /* Rewrites one object's status, as controllers do: reads the object, asks
  * next(object, userdata) for its next status (a new reference; NULL: leave
  * it, write nothing) and commits it. When a write slipped in between

@@ -19,6 +19,7 @@
 
 #include "binding/binding-private.h"
 #include "resource/resource.h"
+#include "run/run.h"
 #include "store/store.h"
 
 #define SHA1 "1111111111111111111111111111111111111111"
@@ -342,7 +343,7 @@ static void test_run_names(void **state) {
         memset(long_name, 'a', 63);
         long_name[63] = 0;
         long_name[58] = '-';
-        _cleanup_free_ char *a = binding_run_name("deploy", 7), *b = binding_run_name(long_name, 12345);
+        _cleanup_free_ char *a = run_name("deploy", 7), *b = run_name(long_name, 12345);
         assert_string_equal(a, "deploy-7");
         assert_true(strlen(b) <= 63);
         assert_true(resource_name_valid(b));
