@@ -298,6 +298,19 @@ uint64_t json_duration_at(const json_t *o, const char *key, uint64_t fallback) {
         return s && duration_parse(s, &usec) >= 0 ? usec : fallback;
 }
 
+uint64_t json_time_at(const json_t *o, const char *key) {
+        const char *s = json_str_at(o, key);
+        uint64_t usec;
+
+        return s && time_parse_rfc3339(s, &usec) >= 0 ? usec : 0;
+}
+
+void json_set_time(json_t *o, const char *key, uint64_t usec) {
+        char buf[RFC3339_MAX];
+
+        json_object_set_new(o, key, json_string(time_format_rfc3339(usec, buf)));
+}
+
 int parse_uint64(const char *s, uint64_t *ret) {
         uint64_t v = 0;
 

@@ -153,6 +153,10 @@ const char *json_str_at(const json_t *o, const char *key);
 json_int_t json_int_at(const json_t *o, const char *key, json_int_t fallback);
 /* Member key of o as a duration ("10m"): fallback when absent or not one. */
 uint64_t json_duration_at(const json_t *o, const char *key, uint64_t fallback);
+/* Member key of o as an RFC 3339 time in usec; 0 when absent or not one. */
+uint64_t json_time_at(const json_t *o, const char *key);
+/* Sets member key of o to usec as an RFC 3339 time (second precision). */
+void json_set_time(json_t *o, const char *key, uint64_t usec);
 /* Strict decimal parse of a whole string: no sign games, no trailing junk. */
 int parse_uint64(const char *s, uint64_t *ret);
 

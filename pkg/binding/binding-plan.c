@@ -87,13 +87,6 @@ static bool failed_phase(const char *phase) {
         return phase && (STREQ(phase, "Failed") || STREQ(phase, "Interrupted"));
 }
 
-static uint64_t end_time(const json_t *run) {
-        const char *s = json_str_at(json_object_get(run, "status"), "endTime");
-        uint64_t usec;
-
-        return s && time_parse_rfc3339(s, &usec) >= 0 ? usec : 0;
-}
-
 static json_t *run_new(PassState *ps, const char *server, Want want, const json_t *last) {
         const BindingSpec *sp = ps->sp;
         const json_t *last_spec = json_object_get(last, "spec");
@@ -161,7 +154,7 @@ static Want decide(PassState *ps, const char *server, json_t *entry, bool first,
         json_int_t attempt = json_int_at(last_spec, "attempt", 1);
         if (!failed_phase(phase) || attempt > sp->retries)
                 return WANT_NONE;
-        uint64_t due = end_time(last) + binding_backoff(sp->backoff_base_usec, sp->backoff_max_usec, attempt);
+        uint64_t due = json_time_at(json_object_get(last, "status"), "endTime") + binding_backoff(sp->backoff_base_usec, sp->backoff_max_usec, attempt);
         if (due <= ps->now)
                 return WANT_RETRY;
         uint64_t wait = due - ps->now;

@@ -115,12 +115,6 @@ typedef struct PhaseWrite {
         bool applied;
 } PhaseWrite;
 
-static void set_time(json_t *o, const char *key, uint64_t usec) {
-        char buf[RFC3339_MAX];
-
-        json_object_set_new(o, key, json_string(time_format_rfc3339(usec, buf)));
-}
-
 static json_t *phase_next(const json_t *obj, void *userdata) {
         PhaseWrite *w = userdata;
         const json_t *old = json_object_get(obj, "status");
@@ -139,9 +133,9 @@ static json_t *phase_next(const json_t *obj, void *userdata) {
                 else
                         json_object_del(st, "message");
                 if (STREQ(w->phase, "Running") && !json_object_get(st, "startTime"))
-                        set_time(st, "startTime", now_usec());
+                        json_set_time(st, "startTime", now_usec());
                 if (run_phase_finished(w->phase))
-                        set_time(st, "endTime", now_usec());
+                        json_set_time(st, "endTime", now_usec());
         }
         if (w->tasks)
                 json_object_set(st, "tasks", w->tasks);
@@ -250,34 +244,20 @@ static bool finished(const char *phase) {
         return run_phase_finished(phase) || STREQ(phase, "Skipped");
 }
 
-static void env_add(char ***env, size_t *n, const char *name, const char *value) {
-        *env = xrealloc(*env, (*n + 2) * sizeof **env);
-        (*env)[(*n)++] = xasprintf("%s=%s", name, value ?: "");
-        (*env)[*n] = NULL;
-}
+/* The args, the task's env, then the RPR_ variables (they win). */
+static void env_build(const Inst *i, SshEnv *env) {
+        const json_t *spec = i->job->spec;
+        char attempt[24];
 
-static char **env_build(const Inst *i) {
-        const json_t *spec = i->job->spec, *v;
-        char **env = NULL, attempt[24];
-        const char *k;
-        size_t n = 0;
-
-        json_object_foreach((json_t *) json_object_get(spec, "args"), k, v) env_add(&env, &n, k, json_string_value(v));
-        json_object_foreach((json_t *) json_object_get(i->def, "env"), k, v) env_add(&env, &n, k, json_string_value(v));
         snprintf(attempt, sizeof attempt, "%" JSON_INTEGER_FORMAT, i->attempt);
-        env_add(&env, &n, "RPR_PIPELINE", json_str_at(spec, "pipeline"));
-        env_add(&env, &n, "RPR_RUN", i->job->name);
-        env_add(&env, &n, "RPR_TASK", i->task);
-        env_add(&env, &n, "RPR_ATTEMPT", attempt);
-        env_add(&env, &n, "RPR_SERVER", i->server ?: "");
-        env_add(&env, &n, "RPR_COMMIT", json_str_at(spec, "commit") ?: "");
-        return env;
-}
-
-static void env_free(char **env) {
-        for (char **e = env; e && *e; e++)
-                free(*e);
-        free(env);
+        ssh_env_add_all(env, json_object_get(spec, "args"));
+        ssh_env_add_all(env, json_object_get(i->def, "env"));
+        ssh_env_add(env, "RPR_PIPELINE", json_str_at(spec, "pipeline"));
+        ssh_env_add(env, "RPR_RUN", i->job->name);
+        ssh_env_add(env, "RPR_TASK", i->task);
+        ssh_env_add(env, "RPR_ATTEMPT", attempt);
+        ssh_env_add(env, "RPR_SERVER", i->server);
+        ssh_env_add(env, "RPR_COMMIT", json_str_at(spec, "commit"));
 }
 
 /* A list of commands runs one after another and stops at the first failure. */
@@ -361,16 +341,17 @@ static int run_once(Inst *i, Output *log, SshResult *res) {
                 }
                 target = server_target(t);
         }
-        char **env = env_build(i);
+        SshEnv env = {0};
+        env_build(i, &env);
         SshCommand cmd = {.script = script,
-                          .env = (const char *const *) env,
+                          .env = (const char *const *) env.v,
                           .workdir = json_str_at(i->def, "workdir"),
                           .timeout_usec = json_duration_at(i->def, "timeout", 3600 * USEC_PER_SEC),
                           .output = on_output,
                           .userdata = log,
                           .cancel = i->cancel};
         r = ssh_run(j->p->ssh, target, &cmd, res);
-        env_free(env);
+        ssh_env_clear(&env);
         server_target_free(t);
         return r;
 }
@@ -846,7 +827,7 @@ static json_t *interrupted_next(const json_t *obj, void *userdata) {
                                                               : "rprd restarted during the job (onInterrupt: fail)"));
         json_object_set_new(st, "resumes", json_integer(json_int_at(old, "resumes", 0) + resume));
         if (!resume)
-                set_time(st, "endTime", now_usec());
+                json_set_time(st, "endTime", now_usec());
         return st;
 }
 
@@ -869,8 +850,10 @@ int job_reconcile(void *userdata, json_t *obj, uint64_t *ret_requeue_after_usec)
         pthread_mutex_unlock(&p->lock);
         if (ours)
                 return 0;
-        if (STREQ(phase, "Running"))
-                return store_update_status(p->store, "Run", ns, name, interrupted_next, NULL, NULL) == -ENOENT ? 0 : 0;
+        if (STREQ(phase, "Running")) {
+                int k = store_update_status(p->store, "Run", ns, name, interrupted_next, NULL, NULL);
+                return k == -ENOENT ? 0 : k;
+        }
         if (draining)
                 return 0;
 

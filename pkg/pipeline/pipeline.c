@@ -15,19 +15,6 @@
 
 #define COMMIT_TRIES 8
 
-static uint64_t time_at(const json_t *o, const char *key) {
-        const char *s = json_str_at(o, key);
-        uint64_t usec;
-
-        return s && time_parse_rfc3339(s, &usec) >= 0 ? usec : 0;
-}
-
-static void set_time(json_t *o, const char *key, uint64_t usec) {
-        char buf[RFC3339_MAX];
-
-        json_object_set_new(o, key, json_string(time_format_rfc3339(usec, buf)));
-}
-
 /* ---- a Pipeline's jobs ------------------------------------------------------------ */
 
 static bool phase_is(const json_t *job, const char *phase) {
@@ -228,10 +215,10 @@ static void admit(PipelineController *p, const char *ns, const char *name, const
 
 /* Finished jobs beyond history, or ended longer than retention ago, go
  * with their output. */
-static void trim(PipelineController *p, const char *ns, const char *name, const json_t *spec) {
+static void trim(PipelineController *p, const char *ns, const json_t *spec, const json_t *jobs) {
         json_int_t history = json_int_at(spec, "history", 50), kept = 0;
         uint64_t retention = json_duration_at(spec, "retention", 0), now = now_usec();
-        _cleanup_json_ json_t *jobs = run_list_owned(p->store, ns, "pipeline", name), *doomed = json_array();
+        _cleanup_json_ json_t *doomed = json_array();
         const json_t *j;
 
         for (size_t i = json_array_size(jobs); i-- > 0;) {
@@ -275,7 +262,7 @@ static json_t *status_next(const json_t *obj, void *userdata) {
         json_object_set_new(st, "queued", json_integer((json_int_t) w->queued));
         json_object_set_new(st, "running", json_integer((json_int_t) w->running));
         if (w->next_schedule)
-                set_time(st, "nextScheduleTime", w->next_schedule);
+                json_set_time(st, "nextScheduleTime", w->next_schedule);
         else
                 json_object_del(st, "nextScheduleTime");
         condition_set(st, &(Condition){"Ready", !w->reason, w->reason ?: "Ready",
@@ -293,7 +280,7 @@ static void schedule(PipelineController *p, const json_t *obj, PipelineStatus *w
         const char *expr = json_str_at(spec, "schedule"), *ns = json_str_at(meta, "namespace");
         const char *name = json_str_at(meta, "name");
         const json_t *st = json_object_get(obj, "status");
-        uint64_t now = now_usec(), next = time_at(st, "nextScheduleTime");
+        uint64_t now = now_usec(), next = json_time_at(st, "nextScheduleTime");
         Cron c;
 
         if (!expr || json_is_false(json_object_get(spec, "active")))
@@ -349,8 +336,10 @@ static int reconcile(void *userdata, const char *ns, const char *name, uint64_t 
 
         schedule(p, obj, &ws, &schedule_wait);
         admit(p, ns, name, spec, &admit_wait);
-        trim(p, ns, name, spec);
+        /* As admission left them; trimming takes finished jobs only, so the
+         * counts below stand. */
         _cleanup_json_ json_t *jobs = run_list_owned(p->store, ns, "pipeline", name);
+        trim(p, ns, spec, jobs);
         ws.queued = count_queued(jobs);
         ws.running = count_going(jobs);
         r = store_update_status(p->store, "Pipeline", ns, name, status_next, &ws, NULL);

@@ -34,11 +34,6 @@ typedef struct StatusWrite {
         char *old_sha, *new_sha; /* out */
 } StatusWrite;
 
-static void set_time(json_t *st, const char *key, uint64_t usec) {
-        char buf[RFC3339_MAX];
-        json_object_set_new(st, key, json_string(time_format_rfc3339(usec, buf)));
-}
-
 static uint64_t next_check(const RepoSpec *spec, const RepoOutcome *o, json_int_t failures) {
         if (o->retry_at_usec)
                 return MAX(o->retry_at_usec, o->when_usec + MIN_RETRY_USEC);
@@ -56,8 +51,8 @@ static void status_after_check(json_t *st, StatusWrite *w) {
 
         w->old_sha = old_sha ? xstrdup(old_sha) : NULL;
         json_object_set_new(st, "failures", json_integer(failures));
-        set_time(st, "lastCheckTime", o->when_usec);
-        set_time(st, "nextCheckTime", next_check(w->spec, o, failures));
+        json_set_time(st, "lastCheckTime", o->when_usec);
+        json_set_time(st, "nextCheckTime", next_check(w->spec, o, failures));
         if (o->has_token)
                 json_object_set_new(st, "tokenGeneration", json_integer(o->token_generation));
         else
@@ -65,7 +60,7 @@ static void status_after_check(json_t *st, StatusWrite *w) {
         if (o->commit) {
                 const char *sha = json_str_at(o->commit, "sha");
                 if (!old_sha || !STREQ(old_sha, sha))
-                        set_time(st, "lastChangeTime", o->when_usec);
+                        json_set_time(st, "lastChangeTime", o->when_usec);
                 w->new_sha = xstrdup(sha);
                 json_object_set(st, "lastCommit", o->commit);
         }

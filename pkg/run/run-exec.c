@@ -31,35 +31,20 @@ typedef struct Exec {
 
 /* ---- the command ------------------------------------------------------------------ */
 
-static void env_add(char ***env, size_t *n, const char *name, const char *value) {
-        *env = xrealloc(*env, (*n + 2) * sizeof **env);
-        (*env)[(*n)++] = xasprintf("%s=%s", name, value ?: "");
-        (*env)[*n] = NULL;
-}
+/* The spec's env, then the RPR_ variables (after it, so that they win). */
+static void env_build(const RunSpec *sp, SshEnv *env) {
+        char attempt[24];
 
-static char **env_build(const RunSpec *sp) {
-        char **env = NULL, attempt[24];
-        size_t n = 0;
-        const char *key;
-        const json_t *v;
-
-        json_object_foreach((json_t *) sp->env, key, v) env_add(&env, &n, key, json_string_value(v));
         snprintf(attempt, sizeof attempt, "%" JSON_INTEGER_FORMAT, sp->attempt);
-        env_add(&env, &n, "RPR_REPO", sp->repo);
-        env_add(&env, &n, "RPR_BRANCH", sp->branch);
-        env_add(&env, &n, "RPR_COMMIT", sp->commit);
-        env_add(&env, &n, "RPR_COMMIT_TIME", sp->commit_time);
-        env_add(&env, &n, "RPR_BINDING", sp->binding);
-        env_add(&env, &n, "RPR_SERVER", sp->server);
-        env_add(&env, &n, "RPR_RUN", sp->name);
-        env_add(&env, &n, "RPR_ATTEMPT", attempt);
-        return env;
-}
-
-static void env_free(char **env) {
-        for (char **e = env; e && *e; e++)
-                free(*e);
-        free(env);
+        ssh_env_add_all(env, sp->env);
+        ssh_env_add(env, "RPR_REPO", sp->repo);
+        ssh_env_add(env, "RPR_BRANCH", sp->branch);
+        ssh_env_add(env, "RPR_COMMIT", sp->commit);
+        ssh_env_add(env, "RPR_COMMIT_TIME", sp->commit_time);
+        ssh_env_add(env, "RPR_BINDING", sp->binding);
+        ssh_env_add(env, "RPR_SERVER", sp->server);
+        ssh_env_add(env, "RPR_RUN", sp->name);
+        ssh_env_add(env, "RPR_ATTEMPT", attempt);
 }
 
 static int on_output(void *userdata, SshStream stream, const char *data, size_t n) {
@@ -170,9 +155,10 @@ static void run_command(Exec *x) {
                 (void) run_update(x->rc, x->sp.ns, x->sp.name, &u);
                 return;
         }
-        char **env = env_build(&x->sp);
+        SshEnv env = {0};
+        env_build(&x->sp, &env);
         SshCommand cmd = {.script = x->sp.command,
-                          .env = (const char *const *) env,
+                          .env = (const char *const *) env.v,
                           .workdir = x->sp.workdir,
                           .timeout_usec = x->sp.timeout_usec,
                           .output = on_output,
@@ -180,7 +166,7 @@ static void run_command(Exec *x) {
                           .cancel = x->a->cancel};
         r = ssh_run(x->rc->ssh, server_target(t), &cmd, &res);
         server_target_free(t);
-        env_free(env);
+        ssh_env_clear(&env);
         finish(x, r, &res);
 }
 

@@ -53,6 +53,7 @@ typedef struct RunUpdate {
         const char *phase, *reason, *message;
         json_t *set;  /* optional, owned */
         bool applied; /* out: the write was made (or was already so) */
+        bool news;    /* out: the phase or the reason changed (worth a log line) */
 } RunUpdate;
 
 /* Writes u to ns/name's status; never leaves a finished phase. A finished

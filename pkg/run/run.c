@@ -47,13 +47,6 @@ typedef struct Owned {
         json_t *runs;
 } Owned;
 
-static uint64_t status_time(const json_t *st, const char *key) {
-        const char *s = json_str_at(st, key);
-        uint64_t usec;
-
-        return s && time_parse_rfc3339(s, &usec) >= 0 ? usec : 0;
-}
-
 static void collect_owned(const char *text, size_t len, void *userdata) {
         Owned *o = userdata;
 
@@ -69,8 +62,8 @@ static void collect_owned(const char *text, size_t len, void *userdata) {
         json_array_append_new(o->runs, json_pack("{s:s, s:I, s:s, s:I, s:I}", "name", name, "number",
                                                  (json_int_t) (dash ? strtoll(dash + 1, NULL, 10) : 0), "phase",
                                                  json_str_at(st, "phase") ?: "Pending", "notBefore",
-                                                 (json_int_t) status_time(st, "notBefore"), "endTime",
-                                                 (json_int_t) status_time(st, "endTime")));
+                                                 (json_int_t) json_time_at(st, "notBefore"), "endTime",
+                                                 (json_int_t) json_time_at(st, "endTime")));
 }
 
 static int by_number(const void *a, const void *b) {
@@ -126,12 +119,6 @@ void run_spec_read(const json_t *obj, RunSpec *ret) {
 
 /* ---- status ------------------------------------------------------------------ */
 
-static void set_time(json_t *st, const char *key, uint64_t usec) {
-        char buf[RFC3339_MAX];
-
-        json_object_set_new(st, key, json_string(time_format_rfc3339(usec, buf)));
-}
-
 static json_t *update_next(const json_t *obj, void *userdata) {
         RunUpdate *u = userdata;
         const json_t *old = json_object_get(obj, "status");
@@ -139,10 +126,11 @@ static json_t *update_next(const json_t *obj, void *userdata) {
         const char *key;
         json_t *v;
 
-        u->applied = false;
+        u->applied = u->news = false;
         if (run_phase_finished(phase) || (u->expect_phase && !STREQ(phase, u->expect_phase)))
                 return NULL;
         u->applied = true;
+        u->news = !STREQ(phase, u->phase) || !STREQ(json_str_at(old, "reason") ?: "", u->reason);
         json_t *st = json_is_object(old) ? json_deep_copy(old) : json_object();
         json_object_set_new(st, "phase", json_string(u->phase));
         json_object_set_new(st, "reason", json_string(u->reason));
@@ -157,7 +145,7 @@ static json_t *update_next(const json_t *obj, void *userdata) {
                         json_object_set(st, key, v);
         }
         if (run_phase_finished(u->phase)) {
-                set_time(st, "endTime", now_usec());
+                json_set_time(st, "endTime", now_usec());
                 json_object_del(st, "waitingSince");
                 json_object_del(st, "nextAttemptTime");
         }
@@ -166,15 +154,6 @@ static json_t *update_next(const json_t *obj, void *userdata) {
                 return NULL;
         }
         return st;
-}
-
-/* Whether this phase change is worth a line of its own (waiting, again and
- * again, is not). */
-static bool newsworthy(const json_t *before, const RunUpdate *u) {
-        const json_t *st = json_object_get(before, "status");
-        const char *phase = json_str_at(st, "phase") ?: "Pending", *reason = json_str_at(st, "reason") ?: "";
-
-        return !STREQ(phase, u->phase) || !STREQ(reason, u->reason);
 }
 
 static void note_outcome(RunController *rc, const char *ns, const char *name, const RunUpdate *u,
@@ -197,13 +176,12 @@ static void note_outcome(RunController *rc, const char *ns, const char *name, co
         }
 }
 
+/* Writes u; a change of phase or reason (not waiting, again and again) is
+ * also a line in the logs. */
 static int update(RunController *rc, const char *ns, const char *name, RunUpdate *u, bool carried_out_here) {
-        _cleanup_json_ json_t *before = NULL;
-        int r;
+        int r = store_update_status(rc->store, "Run", ns, name, update_next, u, NULL);
 
-        (void) store_get_json(rc->store, "Run", ns, name, &before);
-        r = store_update_status(rc->store, "Run", ns, name, update_next, u, NULL);
-        if (r >= 0 && u->applied && before && newsworthy(before, u))
+        if (r >= 0 && u->applied && u->news)
                 note_outcome(rc, ns, name, u, carried_out_here);
         json_decref(TAKE_PTR(u->set));
         return r;
@@ -300,7 +278,7 @@ static ServerState server_state(RunController *rc, const RunSpec *sp, char **ret
 static int wait_for_server(RunController *rc, const json_t *obj, const RunSpec *sp, const char *why,
                            uint64_t *ret_requeue) {
         const json_t *st = json_object_get(obj, "status");
-        uint64_t now = now_usec(), since = status_time(st, "waitingSince") ?: now;
+        uint64_t now = now_usec(), since = json_time_at(st, "waitingSince") ?: now;
         uint64_t deadline = since + sp->wait_timeout_usec;
         char wait[32];
 
@@ -312,7 +290,7 @@ static int wait_for_server(RunController *rc, const json_t *obj, const RunSpec *
         }
         RunUpdate u = {.expect_phase = "Pending", .phase = "Pending", .reason = "WaitingForServer", .message = why,
                        .set = json_object()};
-        set_time(u.set, "waitingSince", since);
+        json_set_time(u.set, "waitingSince", since);
         *ret_requeue = MIN(deadline - now, WAIT_POLL_USEC);
         return update(rc, sp->ns, sp->name, &u, false);
 }
@@ -326,7 +304,7 @@ static int start(RunController *rc, json_t *obj, const RunSpec *sp) {
         if (!a)
                 return 0; /* draining, or already ours */
         RunUpdate u = {.expect_phase = "Pending", .phase = "Running", .reason = "Started", .set = json_object()};
-        set_time(u.set, "startTime", now_usec());
+        json_set_time(u.set, "startTime", now_usec());
         json_object_set_new(u.set, "logFile", json_string(path));
         json_object_set_new(u.set, "waitingSince", json_null());
         json_object_set_new(u.set, "nextAttemptTime", json_null());
@@ -341,7 +319,7 @@ static int start(RunController *rc, json_t *obj, const RunSpec *sp) {
 static int pending(RunController *rc, json_t *obj, uint64_t *ret_requeue) {
         const json_t *st = json_object_get(obj, "status");
         _cleanup_free_ char *why = NULL;
-        uint64_t now = now_usec(), retry_at = status_time(st, "nextAttemptTime");
+        uint64_t now = now_usec(), retry_at = json_time_at(st, "nextAttemptTime");
         RunSpec sp;
 
         run_spec_read(obj, &sp);

@@ -34,11 +34,6 @@ static void set_condition(json_t *status, bool ok, const char *reason, const cha
         condition_set(status, &(Condition){"Reachable", ok, reason, message, now});
 }
 
-static void set_time(json_t *status, const char *key, uint64_t usec) {
-        char buf[RFC3339_MAX];
-        json_object_set_new(status, key, json_string(time_format_rfc3339(usec, buf)));
-}
-
 /* The status after a check, from the status as it is now. */
 static json_t *status_after_check(const json_t *old, json_int_t generation, const ServerSpec *spec,
                                   const CheckOutcome *o) {
@@ -59,9 +54,9 @@ static json_t *status_after_check(const json_t *old, json_int_t generation, cons
 
         json_object_set_new(st, "observedGeneration", json_integer(generation));
         json_object_set_new(st, "failures", json_integer(failures));
-        set_time(st, "lastCheckTime", o->when_usec);
+        json_set_time(st, "lastCheckTime", o->when_usec);
         if (o->logged_in)
-                set_time(st, "lastLoginTime", o->when_usec);
+                json_set_time(st, "lastLoginTime", o->when_usec);
         if (o->record_host_key)
                 json_object_set_new(st, "hostKey", json_string(o->host_key));
         if (o->metrics)

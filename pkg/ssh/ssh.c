@@ -141,3 +141,25 @@ int ssh_host_key_parse(const char *pin, char ret_type[static 32], char ret_fp[st
                 ret_fp[--l] = '\0';
         return 0;
 }
+
+/* ---- environments ------------------------------------------------------------------ */
+
+void ssh_env_add(SshEnv *e, const char *name, const char *value) {
+        e->v = xrealloc(e->v, (e->n + 2) * sizeof *e->v);
+        e->v[e->n++] = xasprintf("%s=%s", name, value ?: "");
+        e->v[e->n] = NULL;
+}
+
+void ssh_env_add_all(SshEnv *e, const json_t *vars) {
+        const char *key;
+        const json_t *v;
+
+        json_object_foreach((json_t *) vars, key, v) ssh_env_add(e, key, json_string_value(v));
+}
+
+void ssh_env_clear(SshEnv *e) {
+        for (size_t i = 0; i < e->n; i++)
+                free(e->v[i]);
+        free(e->v);
+        *e = (SshEnv){0};
+}

@@ -73,6 +73,17 @@ void ssh_cancel_fire(SshCancel *c);
 bool ssh_cancel_fired(const SshCancel *c);
 void ssh_cancel_free(SshCancel *c); /* NULL-safe */
 
+/* An SshCommand's env, built up: "NAME=VALUE" strings, NULL-terminated in
+ * v (NULL while empty). */
+typedef struct SshEnv {
+        char **v;
+        size_t n;
+} SshEnv;
+void ssh_env_add(SshEnv *e, const char *name, const char *value); /* value NULL: "" */
+/* Each string member of vars (an object; NULL adds nothing). */
+void ssh_env_add_all(SshEnv *e, const json_t *vars);
+void ssh_env_clear(SshEnv *e);
+
 typedef struct SshCommand {
         /* Run by /bin/sh; may be one command or a multi-line script, sent as
          * is (never re-quoted). */

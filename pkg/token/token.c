@@ -95,11 +95,6 @@ typedef struct TokenView {
         uint64_t requeue_usec; /* out: when the clock changes the status next */
 } TokenView;
 
-static void set_time(json_t *st, const char *key, uint64_t usec) {
-        char buf[RFC3339_MAX];
-        json_object_set_new(st, key, json_string(time_format_rfc3339(usec, buf)));
-}
-
 /* How long until expiresIn reads differently: the rest of its unit. */
 static uint64_t unit_left(uint64_t left) {
         uint64_t unit = left >= 86400 * USEC_PER_SEC ? 86400 * USEC_PER_SEC
@@ -114,7 +109,7 @@ static void set_expiry(json_t *st, uint64_t expires, TokenView *v) {
         uint64_t left = expired ? 0 : expires - v->now;
         bool soon = !expired && left < TOKEN_EXPIRING_SOON_USEC;
 
-        set_time(st, "expires", expires);
+        json_set_time(st, "expires", expires);
         time_format_rfc3339(expires, when);
         if (expired) {
                 json_object_set_new(st, "expiresIn", json_string("expired"));
@@ -176,7 +171,7 @@ static json_t *token_status(const json_t *obj, void *userdata) {
                 condition_remove(st, "ExpiringSoon");
         }
         if (v->used_usec && (!last || time_parse_rfc3339(last, &last_usec) < 0 || v->used_usec > last_usec))
-                set_time(st, "lastUsed", v->used_usec);
+                json_set_time(st, "lastUsed", v->used_usec);
 
         if (json_equal(st, old)) {
                 json_decref(st);
