@@ -15,6 +15,9 @@ BINDIR=${1:?usage: tests/run-quickstart.sh BINDIR}
 BINDIR=$(cd "$BINDIR" && pwd)
 STATE=$PWD/.rpr
 SOCK=$STATE/rpr.sock
+# rprd's TCP port: its default, 8270, unless RPR_QUICKSTART_PORT says
+# otherwise (another rprd, or a test, may hold 8270).
+PORT=${RPR_QUICKSTART_PORT:-8270}
 RPRD=$BINDIR/rprd
 RPRCTL=$BINDIR/rprctl
 
@@ -50,7 +53,7 @@ if ! git --git-dir="$QS/site.git" rev-parse -q --verify 'main^{commit}' >/dev/nu
 	git -C "$QS/work" config user.email rpr@localhost
 fi
 
-"$RPRD" --state-dir "$STATE" --anonymous-read &
+"$RPRD" --state-dir "$STATE" --listen "unix:$SOCK" --listen "tcp:127.0.0.1:$PORT" --anonymous-read &
 PID=$!
 
 stop() {
@@ -99,7 +102,7 @@ case $ctl in "$PWD"/*) ctl=${ctl#"$PWD"/} ;; esac
 cat <<EOF
 
 rprd is running (pid $PID), state in $STATE
-  API and dashboard: http://127.0.0.1:8270/   and unix:$SOCK
+  API and dashboard: http://127.0.0.1:$PORT/   and unix:$SOCK
                      (the dashboard is read-only until you log in with the admin token)
   admin token:       $STATE/admin.token (mode 0600)
 
@@ -124,7 +127,7 @@ More to try:
   $ctl diff -f examples/quickstart/
   $ctl token create ci --role viewer --expires 30d
   $ctl get servers -w
-  curl -H "Authorization: Bearer \$(cat $STATE/admin.token)" http://127.0.0.1:8270/api/v1/servers
+  curl -H "Authorization: Bearer \$(cat $STATE/admin.token)" http://127.0.0.1:$PORT/api/v1/servers
 
 Ctrl-C stops rprd.
 EOF
