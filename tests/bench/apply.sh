@@ -61,7 +61,7 @@ ctl() { "$RPRCTL" --server "unix:$STATE/rpr.sock" "$@"; }
 awk -v n="$N" 'BEGIN {
 	for (i = 0; i < n; i++) {
 		printf "%sapiVersion: rpr/v1\nkind: Server\nmetadata:\n  name: srv-%05d\n", (i ? "---\n" : ""), i
-		printf "  labels: {role: web, rack: r%d}\nspec:\n  host: 10.%d.%d.%d\n  port: 22\n", i % 10, int(i / 65536) % 256, int(i / 256) % 256, i % 256
+		printf "  labels: {role: web, rack: r%d}\nspec:\n  host: 127.%d.%d.%d\n  port: 1\n", i % 10, int(i / 65536) % 256, int(i / 256) % 256, i % 256
 		printf "  user: deploy\n  active: false\n  check: {interval: 1h}\n"
 	}
 }' >"$TMP/servers.yaml"
@@ -114,7 +114,7 @@ mkdir "$TMP/files"
 t0=$(now)
 for ((i = 0; i < N; i++)); do
 	printf -v name 'srv-%05d' "$i"
-	printf '{"apiVersion":"rpr/v1","kind":"Server","metadata":{"name":"%s","labels":{"role":"web"}},"spec":{"host":"10.0.%d.%d","port":22,"user":"deploy"}}\n' \
+	printf '{"apiVersion":"rpr/v1","kind":"Server","metadata":{"name":"%s","labels":{"role":"web"}},"spec":{"host":"127.0.%d.%d","port":1,"user":"deploy"}}\n' \
 		"$name" $((i / 256 % 256)) $((i % 256)) >"$TMP/files/$name.json"
 done
 T_FILES=$(since "$t0")

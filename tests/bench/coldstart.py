@@ -82,7 +82,7 @@ def prepare(state, n):
             time.sleep(0.05)
     token = open(os.path.join(state, "admin.token")).read().strip()
     objs = [{"apiVersion": "rpr/v1", "kind": "Server", "metadata": {"name": "srv-%05d" % i},
-             "spec": {"transport": "ssh", "host": "10.255.%d.%d" % (i // 250, i % 250 + 1), "user": "deploy",
+             "spec": {"transport": "ssh", "host": "127.255.%d.%d" % (i // 250, i % 250 + 1), "user": "deploy",
                       "identityFile": "/etc/rpr/key", "active": False}} for i in range(n)]
     req = urllib.request.Request(url + "/api/v1/apply", data=json.dumps(objs).encode(), method="POST",
                                  headers={"Authorization": "Bearer " + token, "Content-Type": "application/json"})

@@ -403,7 +403,7 @@ def load_yaml(text):
 
 # ---- objects ------------------------------------------------------------------
 
-def server(name, ns=None, port=22, host="10.0.0.5", labels=None, **spec):
+def server(name, ns=None, port=1, host="127.0.0.1", labels=None, **spec):
     o = {"apiVersion": "rpr/v1", "kind": "Server",
          "metadata": {"name": name},
          "spec": dict({"host": host, "port": port}, **spec)}

@@ -12,7 +12,7 @@ metadata:
   name: web-1
   labels: {role: web}
 spec:
-  host: 10.0.0.5
+  host: 127.0.0.5
   port: 2222
 ---
 apiVersion: rpr/v1
@@ -46,7 +46,7 @@ def test_apply_single_object(rprd):
     assert md["generation"] == 1
     assert md["uid"] and md["creationTimestamp"].endswith("Z"), md
     # defaults applied and stored
-    assert obj["spec"] == {"transport": "ssh", "host": "10.0.0.5", "port": 22,
+    assert obj["spec"] == {"transport": "ssh", "host": "127.0.0.1", "port": 1,
                            "hostKeyPolicy": "strict", "active": True,
                            "check": {"interval": "12h", "retries": 3, "retryInterval": "5m"}}, obj
     got = rprd.obj("servers", "web-1")
@@ -151,7 +151,7 @@ def test_dry_run_writes_nothing(rprd):
     assert res["dryRun"] is True
     assert [i["outcome"] for i in res["items"]] == ["configured", "created"]
     assert res["items"][0]["object"]["spec"]["port"] == 2200
-    assert res["items"][1]["object"]["spec"]["port"] == 22
+    assert res["items"][1]["object"]["spec"]["port"] == 1
     assert rprd.revision() == rev
     assert rprd.obj("servers", "web-1") == before
     assert rprd.get("/api/v1/namespaces/default/servers/web-2").status == 404

@@ -4,6 +4,10 @@ the writing) against a real rprd, which checks each object against its
 kind's schema exactly as a real apply would. A new example directory is
 covered without touching this file.
 
+A dry run writes nothing, so no controller ever sees these objects: the
+examples' realistic hosts (web-1.example.com, ...) are never resolved or
+contacted. The one real apply below stores a Token only.
+
 The GitHub example's Tokens read their secrets from files under /etc/rpr
 that do not exist here; that must not stop an apply (a secret is read when
 it is used, and a missing one is reported by whoever uses it), which the

@@ -10,7 +10,7 @@ def test_put_create_update_conflict(rprd):
     r = rprd.request("PUT", PATH, body=server("web-1"))
     assert r.status == 201, r
     o = r.json()
-    assert o["metadata"]["generation"] == 1 and o["spec"]["port"] == 22
+    assert o["metadata"]["generation"] == 1 and o["spec"]["port"] == 1
     rv1 = o["metadata"]["resourceVersion"]
 
     # update with the right resourceVersion
@@ -73,7 +73,7 @@ def test_status_subresource(rprd):
     r = rprd.request("PUT", PATH + "/status", body=full)
     assert r.status == 200, r
     got = rprd.obj("servers", "web-1")
-    assert got["spec"]["port"] == 22 and got["status"]["phase"] == "Unreachable"
+    assert got["spec"]["port"] == 1 and got["status"]["phase"] == "Unreachable"
     assert got["metadata"]["generation"] == gen
 
     # apply writes spec only: status survives, and an unchanged apply is unchanged

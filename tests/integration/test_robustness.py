@@ -113,4 +113,4 @@ def test_sigint_stops_cleanly(rprd_factory):
     assert_no_sanitizer_report(d.stderr(), "rprd")
     d.proc = None
     d.start()
-    assert d.obj("servers", "web-1")["spec"]["host"] == "10.0.0.5"
+    assert d.obj("servers", "web-1")["spec"]["host"] == "127.0.0.1"

@@ -19,7 +19,7 @@ metadata:
   labels:
     role: web
 spec:
-  host: 10.0.0.5
+  host: 127.0.0.5
 ---
 apiVersion: rpr/v1
 kind: Server
@@ -37,7 +37,7 @@ kind: Server
 metadata:
   name: web-1
 spec:
-  host: 10.0.0.5
+  host: 127.0.0.5
   port: 70000
 ---
 apiVersion: rpr/v1
@@ -92,7 +92,7 @@ def test_apply_outcomes(rprd, tmp_path):
     assert p.returncode == 0, p.stderr
     assert p.stdout.splitlines() == ["server/web-1 unchanged", "server/web-2 unchanged"]
     rev = rprd.revision()
-    f2 = write(tmp_path, "changed.yaml", SERVERS.replace("host: 10.0.0.5", "host: 10.0.0.6")
+    f2 = write(tmp_path, "changed.yaml", SERVERS.replace("host: 127.0.0.5", "host: 127.0.0.6")
                + "---\napiVersion: rpr/v1\nkind: Server\nmetadata:\n  name: web-3\nspec: {transport: local}\n")
     p = rprd.ctl("apply", "-f", f2, "--dry-run")
     assert p.returncode == 0, p.stderr
@@ -103,7 +103,7 @@ def test_apply_outcomes(rprd, tmp_path):
     p = rprd.ctl("apply", "-f", f2)
     assert p.stdout.splitlines() == ["server/web-1 configured", "server/web-2 unchanged",
                                      "server/web-3 created"], p.stdout
-    assert rprd.obj("servers", "web-1")["spec"]["host"] == "10.0.0.6"
+    assert rprd.obj("servers", "web-1")["spec"]["host"] == "127.0.0.6"
     # from stdin
     p = rprd.ctl("apply", "-f", "-", input=SERVERS.replace("web-1", "web-9"))
     assert p.returncode == 0, p.stderr
@@ -236,7 +236,7 @@ def test_get(rprd, tmp_path):
     names, rows = columns(p.stdout)
     assert names == ["NAME", "TRANSPORT", "HOST", "PHASE", "AGE"], p.stdout
     assert [r["NAME"] for r in rows] == ["web-1", "web-2"]
-    assert rows[0]["TRANSPORT"] == "ssh" and rows[0]["HOST"] == "10.0.0.5"
+    assert rows[0]["TRANSPORT"] == "ssh" and rows[0]["HOST"] == "127.0.0.5"
     assert rows[1]["TRANSPORT"] == "local"
     for r in rows:
         assert re.match(r"^\d+[smhd]$", r["AGE"]), r
@@ -347,7 +347,7 @@ def test_describe(rprd, tmp_path):
     assert field("Resource Version") == o["metadata"]["resourceVersion"]
     assert field("Generation") == "1"
     assert field("Created").startswith(o["metadata"]["creationTimestamp"][:10])
-    assert re.search(r"^Spec:", out, re.M) and re.search(r"^\s+host: 10\.0\.0\.5$", out, re.M), out
+    assert re.search(r"^Spec:", out, re.M) and re.search(r"^\s+host: 127\.0\.0\.5$", out, re.M), out
     assert re.search(r"^\s+port: 22$", out, re.M), out
     assert re.search(r"^Status:", out, re.M) and re.search(r"^Events:", out, re.M), out
     p = rprd.ctl("describe", "server", "nope")
@@ -387,7 +387,7 @@ def test_diff(rprd, tmp_path):
     p = rprd.ctl("diff", "-f", f)
     assert p.returncode == 0, (p.stdout, p.stderr)
     assert p.stdout == ""
-    f2 = write(tmp_path, "s2.yaml", SERVERS.replace("host: 10.0.0.5", "host: 10.0.0.5\n  port: 2222")
+    f2 = write(tmp_path, "s2.yaml", SERVERS.replace("host: 127.0.0.5", "host: 127.0.0.5\n  port: 2222")
                + "---\napiVersion: rpr/v1\nkind: Repo\nmetadata:\n  name: site\n"
                  "spec: {owner: acme, name: site}\n")
     p = rprd.ctl("diff", "-f", f2)

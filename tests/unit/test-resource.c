@@ -224,7 +224,7 @@ static void test_repo_minimal_and_full(void **state) {
 static void test_server_minimal_and_full(void **state) {
         (void) state;
         json_t *o = prepare_ok(
-                "apiVersion: rpr/v1\nkind: Server\nmetadata: {name: web-1}\nspec: {host: 10.0.0.5}\n");
+                "apiVersion: rpr/v1\nkind: Server\nmetadata: {name: web-1}\nspec: {host: 127.0.0.5}\n");
         assert_string_equal(str_at(o, "spec.transport"), "ssh");
         assert_int_equal(json_integer_value(at(o, "spec.port")), 22);
         assert_string_equal(str_at(o, "spec.hostKeyPolicy"), "strict");

@@ -126,7 +126,7 @@ static uint64_t rv(const json_t *obj) {
 
 static void test_apply_creates_configures_and_leaves_unchanged(void **state) {
         Fixture *f = *state;
-        json_t *a = server("web-1", "10.0.0.1", "web"), *b = server("web-1", "10.0.0.2", "web");
+        json_t *a = server("web-1", "127.0.0.11", "web"), *b = server("web-1", "127.0.0.12", "web");
         json_t *obj;
 
         assert_int_equal(apply_ok(f->store, a), STORE_CREATED);
@@ -153,7 +153,7 @@ static void test_apply_creates_configures_and_leaves_unchanged(void **state) {
  * exactly what a get returns. */
 static void test_results_are_the_stored_text(void **state) {
         Fixture *f = *state;
-        json_t *a = server("web-1", "10.0.0.1", "web");
+        json_t *a = server("web-1", "127.0.0.11", "web");
         StoreOp op = {.type = STORE_OP_APPLY, .object = a};
         _cleanup_free_ char *stored = NULL;
 
@@ -173,7 +173,7 @@ static void test_results_are_the_stored_text(void **state) {
         op = (StoreOp){.type = STORE_OP_DELETE, .kind = "Server", .ns = "default", .name = "web-1"};
         assert_int_equal(store_commit(f->store, &op, 1, false, NULL), 0);
         assert_int_equal(op.revision, 2); /* the delete's own revision */
-        assert_non_null(strstr(op.result, "\"10.0.0.1\""));
+        assert_non_null(strstr(op.result, "\"127.0.0.11\""));
         store_ops_clear(&op, 1);
         json_decref(a);
 }
@@ -509,7 +509,7 @@ static void commit_many(Store *s, size_t n, const char *prefix) {
                 char name[64];
 
                 snprintf(name, sizeof name, "%s-%05zu", prefix, i);
-                objs[i] = server(name, "10.0.0.1", i % 2 ? "web" : "db");
+                objs[i] = server(name, "127.0.0.11", i % 2 ? "web" : "db");
                 ops[i] = (StoreOp){.type = STORE_OP_APPLY, .object = objs[i]};
         }
         assert_int_equal(store_commit(s, ops, n, false, NULL), 0);
