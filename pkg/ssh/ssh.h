@@ -37,6 +37,7 @@ typedef enum SshFailure {
         SSH_FAIL_DISCONNECTED,       /* "Disconnected": the connection died mid-command */
         SSH_FAIL_CANCELED,           /* "Canceled" */
         SSH_FAIL_EXEC,               /* "ExecFailed": channel refused, fork failed, ... */
+        SSH_FAIL_NOT_ALLOWED,        /* "NetworkNotAllowed": refused by --allow-networks, never tried */
         _SSH_FAIL_MAX,
 } SshFailure;
 
