@@ -53,6 +53,7 @@ typedef struct Options {
         bool no_controllers;
         bool anonymous_read;
         const char *allow_networks; /* --allow-networks as given; NULL: everywhere */
+        size_t watch_backlog;       /* 0: the store's default */
         /* From socket activation: used instead of listen. */
         int *fds;
         char **fd_names;
@@ -96,6 +97,9 @@ static void usage(FILE *f) {
               "                         the only networks rprd connects to (ssh, git, GitHub,\n"
               "                         everything); others are refused before any packet is\n"
               "                         sent (default: everywhere)\n"
+              "  --watch-backlog EVENTS the most changes kept for a watcher that lags\n"
+              "                         (default 1048576, at least 8192); one further\n"
+              "                         behind gets 410 Gone and lists again\n"
               "  --no-controllers       serve the API only, reconcile nothing (an API replica;\n"
               "                         tests of the API alone)\n"
               "  -h, --help             show this help\n"
@@ -181,6 +185,7 @@ enum {
         ARG_ANONYMOUS_READ,
         ARG_STOP_GRACE,
         ARG_ALLOW_NETWORKS,
+        ARG_WATCH_BACKLOG,
         ARG_VERSION
 };
 
@@ -233,6 +238,11 @@ static int parse_one(Options *o, int c, const char *v) {
                 return 0;
         case ARG_LOG_LEVEL:
                 return parse_level(v, &o->log_level);
+        case ARG_WATCH_BACKLOG:
+                if (parse_uint64(v, &n) < 0 || n < STORE_RING_SIZE || n > 64 * (uint64_t) STORE_FEED_LIMIT)
+                        return bad("--watch-backlog", v, "must be a number of events from 8192 to 67108864");
+                o->watch_backlog = (size_t) n;
+                return 0;
         case ARG_ALLOW_NETWORKS:
                 if (o->allow_networks)
                         return bad("--allow-networks", v, "comes a second time: give every network in one, separated by commas");
@@ -258,6 +268,7 @@ static int parse_argv(int argc, char **argv, Options *o) {
                 {"anonymous-read", no_argument, NULL, ARG_ANONYMOUS_READ},
                 {"stop-grace", required_argument, NULL, ARG_STOP_GRACE},
                 {"allow-networks", required_argument, NULL, ARG_ALLOW_NETWORKS},
+                {"watch-backlog", required_argument, NULL, ARG_WATCH_BACKLOG},
                 {"help", no_argument, NULL, 'h'},
                 {"version", no_argument, NULL, ARG_VERSION},
                 {NULL, 0, NULL, 0},
@@ -565,6 +576,8 @@ int main(int argc, char **argv) {
                 resource_shutdown();
                 return 1;
         }
+        if (o.watch_backlog)
+                store_set_feed_limit(store, o.watch_backlog);
 
         r = systemd_listeners(&o.fds, &o.fd_names);
         if (r < 0)

@@ -83,7 +83,7 @@ void store_object_stamp(json_t *obj, uint64_t revision);
 /* An op's key; -EINVAL unless all three are non-empty strings. */
 int store_op_key(const StoreOp *op, const char **ret_kind, const char **ret_ns, const char **ret_name);
 
-/* The change feed: a ring of the last STORE_RING_SIZE events. Pushes come
+/* The change feed (store-feed.c; see store.h for what it keeps). Pushes come
  * from the committing thread in revision order; watchers read under the
  * feed's own lock. revision is the store's revision at open: events up to
  * it are not in the ring. */
@@ -97,5 +97,6 @@ void store_feed_push(StoreFeed *f, StoreEventType type, uint64_t revision, const
 /* Calls every watcher's notify, holding only the watcher-list lock: notify
  * must not call store_watch() or store_watch_free(). */
 void store_feed_notify(StoreFeed *f);
+void store_feed_set_limit(StoreFeed *f, size_t max_events);
 int store_feed_watch(StoreFeed *f, uint64_t from_revision, void (*notify)(void *userdata), void *userdata,
                      StoreWatch **ret);

@@ -358,6 +358,10 @@ int store_watch(Store *s, uint64_t from_revision, void (*notify)(void *userdata)
         return store_feed_watch(s->feed, from_revision, notify, userdata, ret);
 }
 
+void store_set_feed_limit(Store *s, size_t max_events) {
+        store_feed_set_limit(s->feed, max_events);
+}
+
 /* ---- commit ------------------------------------------------------------ */
 
 /* One op on its way: its key, the entry it replaces, what it does. */

@@ -522,20 +522,71 @@ static void commit_many(Store *s, size_t n, const char *prefix) {
         free(objs);
 }
 
-static void test_watcher_that_fell_behind_gets_erange(void **state) {
-        Fixture *f = *state;
-        StoreWatch *w = NULL, *late = NULL;
+/* Reads every pending event; checks they come in revision order from
+ * want; returns how many. */
+static size_t drain(StoreWatch *w, uint64_t want) {
         StoreEvent *ev = NULL;
+        size_t n = 0;
+        int r;
+
+        while ((r = store_watch_next(w, &ev)) == 1) {
+                assert_int_equal(ev->revision, want + n);
+                store_event_free(ev);
+                n++;
+        }
+        assert_int_equal(r, 0);
+        return n;
+}
+
+/* One commit of three times what the feed always keeps: a watcher that
+ * reads after it still gets every event, in order. */
+static void test_a_watcher_never_misses_a_large_commit(void **state) {
+        Fixture *f = *state;
+        StoreWatch *w = NULL;
+        size_t n = 3 * STORE_RING_SIZE + 7;
 
         assert_int_equal(store_watch(f->store, 0, NULL, NULL, &w), 0);
-        commit_many(f->store, STORE_RING_SIZE + 10, "s");
-        assert_int_equal(store_watch_next(w, &ev), -ERANGE);
+        commit_many(f->store, n, "big");
+        assert_int_equal(drain(w, 1), n);
+        commit_many(f->store, 5, "more");
+        assert_int_equal(drain(w, n + 1), 5);
         store_watch_free(w);
 
+        /* Once read, what is beyond the last STORE_RING_SIZE is let go: a
+         * resume from the start is refused, a recent one is served. */
+        commit_many(f->store, 1, "tick");
+        StoreWatch *late = NULL;
         assert_int_equal(store_watch(f->store, 5, NULL, NULL, &late), -ERANGE);
-        assert_int_equal(store_watch(f->store, 10, NULL, NULL, &late), 0);
+        uint64_t rev = store_revision(f->store);
+        assert_int_equal(store_watch(f->store, rev - 100, NULL, NULL, &late), 0);
+        assert_int_equal(drain(late, rev - 99), 100);
+        store_watch_free(late);
+}
+
+/* Beyond the limit the slowest watcher falls behind (and only it). */
+static void test_watcher_behind_the_limit_gets_erange(void **state) {
+        Fixture *f = *state;
+        StoreWatch *slow = NULL, *fast = NULL;
+        StoreEvent *ev = NULL;
+
+        store_set_feed_limit(f->store, STORE_RING_SIZE);
+        assert_int_equal(store_watch(f->store, 0, NULL, NULL, &slow), 0);
+        assert_int_equal(store_watch(f->store, 0, NULL, NULL, &fast), 0);
+        for (int i = 0; i < 4; i++) {
+                char prefix[16];
+                snprintf(prefix, sizeof prefix, "s%d", i);
+                commit_many(f->store, STORE_RING_SIZE / 2, prefix);
+                assert_int_equal(drain(fast, 1 + (uint64_t) i * STORE_RING_SIZE / 2), STORE_RING_SIZE / 2);
+        }
+        assert_int_equal(store_watch_next(slow, &ev), -ERANGE);
+        store_watch_free(slow);
+        store_watch_free(fast);
+
+        StoreWatch *late = NULL;
+        assert_int_equal(store_watch(f->store, 5, NULL, NULL, &late), -ERANGE);
+        assert_int_equal(store_watch(f->store, store_revision(f->store) - 10, NULL, NULL, &late), 0);
         assert_int_equal(store_watch_next(late, &ev), 1);
-        assert_int_equal(ev->revision, 11);
+        assert_int_equal(ev->revision, store_revision(f->store) - 9);
         store_event_free(ev);
         store_watch_free(late);
 }
@@ -704,7 +755,8 @@ int main(void) {
                 T(test_reopen_finds_everything_in_order),
                 cmocka_unit_test(test_unknown_scheme_is_refused),
                 T(test_watch_from_zero_and_from_n),
-                T(test_watcher_that_fell_behind_gets_erange),
+                T(test_a_watcher_never_misses_a_large_commit),
+                T(test_watcher_behind_the_limit_gets_erange),
                 T(test_schema_is_migrated_and_newer_is_refused),
                 T(test_readers_run_alongside_writers),
                 T(test_ten_thousand_objects_in_one_commit),
