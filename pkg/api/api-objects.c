@@ -64,18 +64,15 @@ void api_reply_store_error(ApiCall *c, int r, const StoreOp *op) {
 
 typedef struct ListCtx {
         const Kind *kind;
-        const Selector *sel;
         Buf *out;
         size_t n;
 } ListCtx;
 
 /* Lists are written straight from the stored texts: no tree of every
- * object is ever built. */
+ * object is ever built, and the store picks by label itself. */
 static void list_one(const char *text, size_t len, void *userdata) {
         ListCtx *l = userdata;
 
-        if (!api_text_selected(l->sel, text, len))
-                return;
         if (l->n++ > 0)
                 buf_puts(l->out, ",");
         api_buf_object(l->out, l->kind, text, len);
@@ -100,9 +97,9 @@ void api_handle_list(ApiCall *c) {
                 return;
         }
 
-        ListCtx l = {.kind = c->route.kind, .sel = sel, .out = &out};
+        ListCtx l = {.kind = c->route.kind, .out = &out};
         buf_printf(&out, "{\"apiVersion\":\"%s\",\"kind\":\"List\",\"items\":[", RPR_API_VERSION);
-        r = store_list(c->api->store, kind_name(c->route.kind), c->route.ns, list_one, &l, &rev);
+        r = store_list_selected(c->api->store, kind_name(c->route.kind), c->route.ns, sel, list_one, &l, &rev);
         selector_free(sel);
         if (r < 0) {
                 buf_free(&out);

@@ -52,6 +52,15 @@ typedef void (*StoreListFn)(const char *json, size_t len, void *userdata);
 int store_list(Store *s, const char *kind, const char *ns, StoreListFn fn, void *userdata,
                uint64_t *ret_revision);
 
+/* As store_list (kind required), only the objects whose metadata.labels
+ * match sel (NULL: all). Found through the label index from sel's rarest
+ * k=v requirement, and checked against labels kept beside each object: the
+ * cost follows the objects that match, not the objects of the kind, and
+ * nothing is parsed. */
+typedef struct Selector Selector;
+int store_list_selected(Store *s, const char *kind, const char *ns, const Selector *sel, StoreListFn fn,
+                        void *userdata, uint64_t *ret_revision);
+
 /* As store_list, with only each object's kind, namespace and name: no
  * text to parse when the key is all that is needed. */
 typedef void (*StoreKeyFn)(const char *kind, const char *ns, const char *name, void *userdata);
