@@ -317,10 +317,19 @@ static void token_create_done(ApiJob *job, ApiCall *c) {
         json_t *spec = json_object_get(job->input, "spec");
         json_t *answer = json_pack("{s:s?, s:s?}", "name", meta_str(job->input, "name"), "namespace",
                                    meta_str(job->input, "namespace"));
-        static const char *const fields[] = {"role", "expires", "namespaces"};
+        static const char *const fields[] = {"role", "expires"};
         for (size_t i = 0; i < ELEMENTSOF(fields); i++)
                 if (json_object_get(spec, fields[i]))
                         json_object_set(answer, fields[i], json_object_get(spec, fields[i]));
+        /* What it reaches, as rprd will read it (absent: every namespace). */
+        char **scope = auth_token_scope(meta_str(job->input, "namespace"), json_object_get(spec, "namespaces"));
+        if (scope) {
+                json_t *nss = json_array();
+                for (size_t i = 0; scope[i]; i++)
+                        json_array_append_new(nss, json_string(scope[i]));
+                json_object_set_new(answer, "namespaces", nss);
+        }
+        auth_strv_free(scope);
         /* The one time the secret is seen. */
         json_object_set_new(answer, "token", json_string(t->secret));
         api_reply_json(c, 201, answer);

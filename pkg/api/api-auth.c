@@ -1,11 +1,13 @@
-/* api-auth: who is calling. Bearer tokens are Token objects of type api
- * that hold only "sha256:<hex>" of the secret; a presented token is hashed
- * and compared in constant time with every api Token. The secret comes in
- * an Authorization header, or from the dashboard's HttpOnly cookie, whose
- * writes must come from the page's own origin (a cross-site form or fetch
- * carries the cookie too). Without either, reads are anonymous when rprd
- * allows it (--anonymous-read). Also the admin token that rprd makes on
- * first start.
+/* api-auth: the API's side of pkg/auth — who is calling and what it may
+ * do, answered for a request. Bearer tokens are Token objects of type api
+ * that hold only "sha256:<hex>" of the secret; pkg/auth's index finds the
+ * one a presented secret belongs to, and its throttle backs off a source
+ * that keeps failing (429). The secret comes in an Authorization header,
+ * or from the dashboard's HttpOnly cookie, whose writes must come from the
+ * page's own origin (a cross-site form or fetch carries the cookie too).
+ * Without either, reads are anonymous when rprd allows it
+ * (--anonymous-read). Every write is judged by pkg/auth's rules before it
+ * goes to the store. Also the admin token that rprd makes on first start.
  *
  * No secret and no hash ever goes into a message or a log line. */
 #include <arpa/inet.h>
@@ -21,18 +23,12 @@
 #define ADMIN_TOKEN_LEN 32
 #define HASH_TEXT_LEN (7 + 64) /* "sha256:" + hex */
 
+_Static_assert((int) ROLE_VIEWER == (int) AUTH_ROLE_VIEWER && (int) ROLE_OPERATOR == (int) AUTH_ROLE_OPERATOR &&
+                       (int) ROLE_ADMIN == (int) AUTH_ROLE_ADMIN,
+               "ApiRole and AuthRole order the roles alike");
+
 const char *api_role_name(ApiRole r) {
-        switch (r) {
-        case ROLE_VIEWER:
-                return "viewer";
-        case ROLE_OPERATOR:
-                return "operator";
-        case ROLE_ADMIN:
-                return "admin";
-        case ROLE_ANONYMOUS:
-                break;
-        }
-        return "none";
+        return auth_role_to_string((AuthRole) r);
 }
 
 static void token_hash(const char *secret, size_t len, char out[static HASH_TEXT_LEN + 1]) {

@@ -55,6 +55,7 @@ def test_scoped_admin_cannot_mint_a_wider_token(rprd):
     r = rprd.request("POST", "/api/v1/tokens", body={"name": "t2", "namespace": SCOPED_NS, "role": "admin"},
                      token=team)
     assert r.status == 201, r
+    assert r.json()["namespaces"] == [SCOPED_NS], r
     minted = r.json()["token"]
     assert rprd.get("/api/v1/namespaces/%s/servers" % SCOPED_NS, token=minted).status == 200
     r = rprd.get("/api/v1/namespaces/default/servers", token=minted)
