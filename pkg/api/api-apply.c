@@ -322,7 +322,8 @@ static void token_create_done(ApiJob *job, ApiCall *c) {
                 if (json_object_get(spec, fields[i]))
                         json_object_set(answer, fields[i], json_object_get(spec, fields[i]));
         /* What it reaches, as rprd will read it (absent: every namespace). */
-        char **scope = auth_token_scope(meta_str(job->input, "namespace"), json_object_get(spec, "namespaces"));
+        char **scope =
+                auth_token_scope(meta_str(job->input, "namespace"), json_object_get(spec, "namespaces"));
         if (scope) {
                 json_t *nss = json_array();
                 for (size_t i = 0; scope[i]; i++)

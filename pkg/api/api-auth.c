@@ -23,7 +23,8 @@
 #define ADMIN_TOKEN_LEN 32
 #define HASH_TEXT_LEN (7 + 64) /* "sha256:" + hex */
 
-_Static_assert((int) ROLE_VIEWER == (int) AUTH_ROLE_VIEWER && (int) ROLE_OPERATOR == (int) AUTH_ROLE_OPERATOR &&
+_Static_assert((int) ROLE_VIEWER == (int) AUTH_ROLE_VIEWER &&
+                       (int) ROLE_OPERATOR == (int) AUTH_ROLE_OPERATOR &&
                        (int) ROLE_ADMIN == (int) AUTH_ROLE_ADMIN,
                "ApiRole and AuthRole order the roles alike");
 
@@ -61,7 +62,8 @@ void api_auth_done(ApiServer *a) {
 }
 
 AuthCaller api_auth_caller(const ApiCall *c) {
-        return (AuthCaller){.role = (AuthRole) c->caller.role, .name = c->caller.name,
+        return (AuthCaller){.role = (AuthRole) c->caller.role,
+                            .name = c->caller.name,
                             .namespaces = c->caller.namespaces};
 }
 
@@ -113,7 +115,8 @@ static void source_of(h2o_req_t *req, char *buf, size_t size) {
                 snprintf(buf, size, "%s/64", addr);
                 return;
         }
-        h2o_socket_t *sock = req->conn->callbacks->get_socket ? req->conn->callbacks->get_socket(req->conn) : NULL;
+        h2o_socket_t *sock =
+                req->conn->callbacks->get_socket ? req->conn->callbacks->get_socket(req->conn) : NULL;
         struct ucred cred = {0};
         socklen_t n = sizeof cred;
         if (sock && getsockopt(h2o_socket_get_fd(sock), SOL_SOCKET, SO_PEERCRED, &cred, &n) == 0)
@@ -137,8 +140,8 @@ static void note_failure(ApiCall *c, const char *source, const char *why) {
         unsigned wait = auth_throttle_failed(c->api->auth->throttle, source, now_mono_usec());
 
         if (wait)
-                log_warning("authentication failed from %s: %s; its credentials are refused for %u s", source,
-                            why, wait);
+                log_warning("authentication failed from %s: %s; its credentials are refused for %u s",
+                            source, why, wait);
         else
                 log_info("authentication failed from %s: %s", source, why);
 }
@@ -306,7 +309,9 @@ int api_admin_token_ensure(ApiServer *a) {
 /* ---- what it may do ------------------------------------------------------------------ */
 
 static AuthVerb verb_of(ApiRole needed) {
-        return needed >= ROLE_ADMIN ? AUTH_VERB_WRITE : needed == ROLE_OPERATOR ? AUTH_VERB_OPERATE : AUTH_VERB_READ;
+        return needed >= ROLE_ADMIN      ? AUTH_VERB_WRITE
+               : needed == ROLE_OPERATOR ? AUTH_VERB_OPERATE
+                                         : AUTH_VERB_READ;
 }
 
 bool api_may_role(ApiCall *c, ApiRole needed) {
@@ -327,24 +332,26 @@ bool api_check_namespace(ApiCall *c, const char *ns) {
                 return true;
         _cleanup_free_ char *allowed = auth_scope_text(&who);
         if (ns)
-                api_reply_status(c, 403, "token %s may not access namespace %s (allowed: %s)", c->caller.name, ns,
-                                 allowed);
+                api_reply_status(c, 403, "token %s may not access namespace %s (allowed: %s)",
+                                 c->caller.name, ns, allowed);
         else
-                api_reply_status(c, 403, "token %s is limited to namespaces %s; ask for one of them", c->caller.name,
-                                 allowed);
+                api_reply_status(c, 403, "token %s is limited to namespaces %s; ask for one of them",
+                                 c->caller.name, allowed);
         return false;
 }
 
 void api_reply_forbidden(ApiCall *c, const Diags *d) {
         _cleanup_free_ char *first = d->n > 0 ? diag_format(&d->items[0]) : xstrdup("forbidden");
-        _cleanup_free_ char *msg = d->n > 1 ? xasprintf("%s (and %zu more problems)", first, d->n - 1) : NULL;
+        _cleanup_free_ char *msg =
+                d->n > 1 ? xasprintf("%s (and %zu more problems)", first, d->n - 1) : NULL;
 
         api_reply_diags(c, 403, msg ? msg : first, d);
 }
 
 /* A stored api Token may only be replaced or deleted by a caller who could
  * have granted it. */
-static size_t may_replace(ApiCall *c, const char *kind, const char *ns, const char *name, int index, Diags *d) {
+static size_t may_replace(ApiCall *c, const char *kind, const char *ns, const char *name, int index,
+                          Diags *d) {
         AuthCaller who = api_auth_caller(c);
         _cleanup_json_ json_t *old = NULL;
         Diags grant = DIAGS_INIT;
@@ -358,7 +365,8 @@ static size_t may_replace(ApiCall *c, const char *kind, const char *ns, const ch
                 return 0;
         diags_free(&grant);
         _cleanup_free_ char *what = xasprintf("Token/%s", name);
-        return diags_add(d, index, what, NULL, "token %s may not replace or delete a Token that grants more than it holds",
+        return diags_add(d, index, what, NULL,
+                         "token %s may not replace or delete a Token that grants more than it holds",
                          c->caller.name) != 0;
 }
 
@@ -373,8 +381,8 @@ bool api_prepare_write(ApiCall *c, json_t *obj, int index, Diags *invalid, Diags
         const json_t *meta = json_object_get(obj, "metadata");
         auth_check_write(&who, obj, index, forbidden);
         if (auth_may_namespace(&who, json_str_at(meta, "namespace")))
-                        may_replace(c, json_str_at(obj, "kind"), json_str_at(meta, "namespace"), json_str_at(meta, "name"),
-                            index, forbidden);
+                may_replace(c, json_str_at(obj, "kind"), json_str_at(meta, "namespace"),
+                            json_str_at(meta, "name"), index, forbidden);
         return forbidden->n == before_forbidden;
 }
 

@@ -102,11 +102,13 @@ static Entry *entry_new(const char *text, size_t len) {
         _cleanup_json_ json_t *obj = json_loadb(text, len, 0, NULL);
         const json_t *meta = json_object_get(obj, "metadata"), *spec = json_object_get(obj, "spec");
         const char *type = json_str_at(spec, "type"), *hash = json_str_at(spec, "valueHash");
-        const char *ns = json_str_at(meta, "namespace") ?: AUTH_HOME_NAMESPACE, *name = json_str_at(meta, "name");
+        const char *ns = json_str_at(meta, "namespace") ?: AUTH_HOME_NAMESPACE,
+                   *name = json_str_at(meta, "name");
         const char *expires = json_str_at(spec, "expires");
 
-        if (!type || !STREQ(type, "api") || !name || !hash || strlen(hash) != strlen(HASH_PREFIX) + HASH_HEX_LEN ||
-            !startswith(hash, HASH_PREFIX) || strspn(hash + 7, "0123456789abcdef") != HASH_HEX_LEN)
+        if (!type || !STREQ(type, "api") || !name || !hash ||
+            strlen(hash) != strlen(HASH_PREFIX) + HASH_HEX_LEN || !startswith(hash, HASH_PREFIX) ||
+            strspn(hash + 7, "0123456789abcdef") != HASH_HEX_LEN)
                 return NULL;
         /* Deleted, held only by a finalizer: no longer anyone's key. */
         if (json_object_get(meta, "deletionTimestamp"))

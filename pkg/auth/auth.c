@@ -142,12 +142,13 @@ static size_t pipeline_host_fields(const json_t *spec, const char *what, int ind
         size_t n = 0;
 
         json_object_foreach((json_t *) tasks, name, task) {
-                if (!json_is_object(task) || json_object_get(task, "server") || json_object_get(task, "servers"))
+                if (!json_is_object(task) || json_object_get(task, "server") ||
+                    json_object_get(task, "servers"))
                         continue;
                 _cleanup_free_ char *field = field_path_key("spec.tasks", name);
                 n += diags_add(d, index, what, field,
-                               "a task without server or servers runs on rprd's host; that " NEEDS_UNRESTRICTED) !=
-                     0;
+                               "a task without server or servers runs on rprd's host; "
+                               "that " NEEDS_UNRESTRICTED) != 0;
         }
         return n;
 }
@@ -196,19 +197,21 @@ size_t auth_host_fields(const json_t *obj, int index, Diags *d) {
 
 /* ---- what a token may grant ------------------------------------------------------- */
 
-static size_t grant_scope(const AuthCaller *c, const char *ns, const json_t *spec, const char *what, int index,
-                          Diags *d) {
+static size_t grant_scope(const AuthCaller *c, const char *ns, const json_t *spec, const char *what,
+                          int index, Diags *d) {
         const json_t *nss = json_object_get(spec, "namespaces");
         bool home = STREQ(ns, AUTH_HOME_NAMESPACE);
         size_t n = 0, i;
         const json_t *v;
 
-        json_array_foreach(nss, i, v)
-                if (!home && json_is_string(v) && !STREQ(json_string_value(v), ns))
-                        return diags_add(d, index, what, "spec.namespaces",
-                                         "a Token in namespace %s can only grant namespace %s, not %s; tokens "
-                                         "that span namespaces live in namespace " AUTH_HOME_NAMESPACE,
-                                         ns, ns, json_string_value(v)) != 0;
+        json_array_foreach(nss, i, v) if (!home && json_is_string(v) &&
+                                          !STREQ(json_string_value(v),
+                                                 ns)) return diags_add(d, index, what, "spec.namespaces",
+                                                                       "a Token in namespace %s can only "
+                                                                       "grant namespace %s, not %s; tokens "
+                                                                       "that span namespaces live in "
+                                                                       "namespace " AUTH_HOME_NAMESPACE,
+                                                                       ns, ns, json_string_value(v)) != 0;
         if (!c->namespaces)
                 return 0;
 

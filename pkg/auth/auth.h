@@ -136,7 +136,7 @@ size_t auth_tokens_count(AuthTokens *t);
 
 typedef struct AuthThrottle AuthThrottle;
 
-#define AUTH_THROTTLE_FREE 10                           /* failures before any wait */
+#define AUTH_THROTTLE_FREE 10                            /* failures before any wait */
 #define AUTH_THROTTLE_MAX_WAIT_USEC (300 * USEC_PER_SEC) /* the longest wait */
 #define AUTH_THROTTLE_FORGET_USEC (900 * USEC_PER_SEC)   /* quiet this long: forgotten */
 #define AUTH_THROTTLE_SOURCES 4096                       /* sources remembered at once */

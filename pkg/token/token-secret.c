@@ -57,7 +57,8 @@ const char *token_secret_problem(const char *type, const char *data, size_t len)
         for (size_t i = 0; i < len; i++) {
                 unsigned char ch = (unsigned char) data[i];
                 if ((ch < 0x20 || ch == 0x7f) && !(pem && (ch == '\n' || ch == '\r')))
-                        return "holds a control character (NUL, CR, LF, ESC, ...); a secret must be printable text";
+                        return "holds a control character (NUL, CR, LF, ESC, ...); a secret must be "
+                               "printable text";
         }
         return NULL;
 }
@@ -106,7 +107,7 @@ static int secret_file_read(const char *path, char **ret, size_t *ret_len) {
 }
 
 static const char *file_error_text(int r) {
-        return r == -EBADFD ? "it is not a regular file"
+        return r == -EBADFD  ? "it is not a regular file"
                : r == -EFBIG ? "it is larger than 64 KiB"
                              : strerror(-r);
 }
@@ -125,8 +126,8 @@ static int secret_load(const char *name, const json_t *spec, TokenSecret *t, cha
         if (file) {
                 int r = secret_file_read(file, &t->data, &t->len);
                 if (r < 0) {
-                        *ret_error = xasprintf("cannot read the secret of Token \"%s\" from %s: %s", name, file,
-                                               file_error_text(r));
+                        *ret_error = xasprintf("cannot read the secret of Token \"%s\" from %s: %s", name,
+                                               file, file_error_text(r));
                         return -EINVAL;
                 }
                 /* Files written by editors and `echo` end in a newline that

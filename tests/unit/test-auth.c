@@ -107,57 +107,72 @@ static void test_host_fields(void **state) {
         Diags d = DIAGS_INIT;
         (void) state;
 
-        assert_int_equal(host_fields("{\"kind\":\"Server\",\"metadata\":{\"name\":\"s\"},\"spec\":{\"transport\":"
-                                     "\"local\",\"identityFile\":\"/k\",\"knownHostsFile\":\"/h\"}}",
-                                     &d),
-                         3);
-        assert_true(has_field(&d, "spec.transport", "local execution on rprd's host needs an unrestricted admin"));
+        assert_int_equal(
+                host_fields("{\"kind\":\"Server\",\"metadata\":{\"name\":\"s\"},\"spec\":{\"transport\":"
+                            "\"local\",\"identityFile\":\"/k\",\"knownHostsFile\":\"/h\"}}",
+                            &d),
+                3);
+        assert_true(has_field(&d, "spec.transport",
+                              "local execution on rprd's host needs an unrestricted admin"));
         assert_true(has_field(&d, "spec.identityFile", "unrestricted admin"));
         assert_true(has_field(&d, "spec.knownHostsFile", "unrestricted admin"));
         assert_string_equal(d.items[0].object, "Server/s");
         diags_free(&d);
 
-        assert_int_equal(host_fields("{\"kind\":\"Server\",\"metadata\":{\"name\":\"s\"},\"spec\":{\"host\":\"h\","
-                                     "\"keyRef\":\"k\",\"hostKey\":\"x\"}}",
-                                     &d),
-                         0);
-        assert_int_equal(host_fields("{\"kind\":\"Pipeline\",\"metadata\":{\"name\":\"p\"},\"spec\":{\"tasks\":{"
-                                     "\"build\":{\"script\":\"make\"},\"ship\":{\"script\":\"x\",\"server\":\"w\"},"
-                                     "\"all\":{\"script\":\"x\",\"servers\":{\"matchLabels\":{}}}}}}",
-                                     &d),
-                         1);
+        assert_int_equal(
+                host_fields("{\"kind\":\"Server\",\"metadata\":{\"name\":\"s\"},\"spec\":{\"host\":\"h\","
+                            "\"keyRef\":\"k\",\"hostKey\":\"x\"}}",
+                            &d),
+                0);
+        assert_int_equal(
+                host_fields("{\"kind\":\"Pipeline\",\"metadata\":{\"name\":\"p\"},\"spec\":{\"tasks\":{"
+                            "\"build\":{\"script\":\"make\"},\"ship\":{\"script\":\"x\",\"server\":\"w\"},"
+                            "\"all\":{\"script\":\"x\",\"servers\":{\"matchLabels\":{}}}}}}",
+                            &d),
+                1);
         assert_true(has_field(&d, "spec.tasks.build", "runs on rprd's host"));
         diags_free(&d);
 
-        assert_int_equal(host_fields("{\"kind\":\"Token\",\"metadata\":{\"name\":\"t\"},\"spec\":{\"type\":\"github\","
-                                     "\"valueFrom\":{\"file\":\"/f\",\"env\":\"E\"}}}",
-                                     &d),
-                         2);
+        assert_int_equal(
+                host_fields(
+                        "{\"kind\":\"Token\",\"metadata\":{\"name\":\"t\"},\"spec\":{\"type\":\"github\","
+                        "\"valueFrom\":{\"file\":\"/f\",\"env\":\"E\"}}}",
+                        &d),
+                2);
         assert_true(has_field(&d, "spec.valueFrom.file", NULL));
         assert_true(has_field(&d, "spec.valueFrom.env", NULL));
         diags_free(&d);
 
-        assert_int_equal(host_fields("{\"kind\":\"Repo\",\"metadata\":{\"name\":\"r\"},\"spec\":{\"provider\":\"git\","
-                                     "\"url\":\"FILE:///srv/git/x\"}}",
-                                     &d),
-                         1);
-        assert_int_equal(host_fields("{\"kind\":\"Repo\",\"metadata\":{\"name\":\"r\"},\"spec\":{\"provider\":\"git\","
-                                     "\"url\":\"/srv/git/x\"}}",
-                                     &d),
-                         1);
-        assert_int_equal(host_fields("{\"kind\":\"Repo\",\"metadata\":{\"name\":\"r\"},\"spec\":{\"provider\":\"git\","
-                                     "\"url\":\"https://example.com/x.git\"}}",
-                                     &d),
-                         0);
-        assert_int_equal(host_fields("{\"kind\":\"Binding\",\"metadata\":{\"name\":\"b\"},\"spec\":{\"server\":\"s\"}}",
-                                     &d),
-                         0);
+        assert_int_equal(
+                host_fields(
+                        "{\"kind\":\"Repo\",\"metadata\":{\"name\":\"r\"},\"spec\":{\"provider\":\"git\","
+                        "\"url\":\"FILE:///srv/git/x\"}}",
+                        &d),
+                1);
+        assert_int_equal(
+                host_fields(
+                        "{\"kind\":\"Repo\",\"metadata\":{\"name\":\"r\"},\"spec\":{\"provider\":\"git\","
+                        "\"url\":\"/srv/git/x\"}}",
+                        &d),
+                1);
+        assert_int_equal(
+                host_fields(
+                        "{\"kind\":\"Repo\",\"metadata\":{\"name\":\"r\"},\"spec\":{\"provider\":\"git\","
+                        "\"url\":\"https://example.com/x.git\"}}",
+                        &d),
+                0);
+        assert_int_equal(
+                host_fields(
+                        "{\"kind\":\"Binding\",\"metadata\":{\"name\":\"b\"},\"spec\":{\"server\":\"s\"}}",
+                        &d),
+                0);
         diags_free(&d);
 }
 
 static void test_check_write_needs_unrestricted_for_the_host(void **state) {
-        _cleanup_json_ json_t *local = obj_of("{\"kind\":\"Server\",\"metadata\":{\"name\":\"s\",\"namespace\":\"a\"},"
-                                               "\"spec\":{\"transport\":\"local\"}}");
+        _cleanup_json_ json_t *local =
+                obj_of("{\"kind\":\"Server\",\"metadata\":{\"name\":\"s\",\"namespace\":\"a\"},"
+                       "\"spec\":{\"transport\":\"local\"}}");
         Diags d = DIAGS_INIT;
         (void) state;
 
@@ -181,7 +196,8 @@ static void test_may_grant(void **state) {
 
         /* The unrestricted admin: anything in default, its own namespace elsewhere. */
         assert_int_equal(grant(&root, "default", "{\"role\":\"admin\"}", &d), 0);
-        assert_int_equal(grant(&root, "default", "{\"role\":\"admin\",\"namespaces\":[\"a\",\"b\"]}", &d), 0);
+        assert_int_equal(grant(&root, "default", "{\"role\":\"admin\",\"namespaces\":[\"a\",\"b\"]}", &d),
+                         0);
         assert_int_equal(grant(&root, "a", "{\"role\":\"admin\"}", &d), 0);
         assert_int_equal(grant(&root, "a", "{\"namespaces\":[\"a\",\"default\"]}", &d), 1);
         assert_true(has_field(&d, "spec.namespaces", "can only grant namespace a"));
@@ -207,8 +223,8 @@ static void test_may_grant(void **state) {
 /* ---- secrets ------------------------------------------------------------------------------ */
 
 static size_t secrets_of(const char *type, const char *value, Diags *d) {
-        _cleanup_json_ json_t *o = json_pack("{s:s, s:{s:s}, s:{s:s, s:s}}", "kind", "Token", "metadata", "name", "t",
-                                             "spec", "type", type, "value", value);
+        _cleanup_json_ json_t *o = json_pack("{s:s, s:{s:s}, s:{s:s, s:s}}", "kind", "Token", "metadata",
+                                             "name", "t", "spec", "type", type, "value", value);
         return auth_check_secrets(o, 0, d);
 }
 
@@ -252,7 +268,8 @@ static void test_throttle_backs_off_and_forgets(void **state) {
         assert_int_equal(auth_throttle_failed(t, "127.0.0.1", now), 2);
         for (unsigned i = 0; i < 30; i++)
                 (void) auth_throttle_failed(t, "127.0.0.1", now);
-        assert_int_equal(auth_throttle_wait(t, "127.0.0.1", now), AUTH_THROTTLE_MAX_WAIT_USEC / USEC_PER_SEC);
+        assert_int_equal(auth_throttle_wait(t, "127.0.0.1", now),
+                         AUTH_THROTTLE_MAX_WAIT_USEC / USEC_PER_SEC);
 
         /* Quiet long enough: a fresh start. */
         now += AUTH_THROTTLE_FORGET_USEC + AUTH_THROTTLE_MAX_WAIT_USEC;
@@ -313,10 +330,11 @@ static void commit(Fixture *f, StoreOpType type, const char *text) {
 }
 
 static void put_token(Fixture *f, const char *ns, const char *name, const char *spec_extra) {
-        _cleanup_free_ char *text = xasprintf(
-                "{\"apiVersion\":\"rpr/v1\",\"kind\":\"Token\",\"metadata\":{\"name\":\"%s\",\"namespace\":\"%s\","
-                "\"finalizers\":[\"example.com/hold\"]},\"spec\":{\"type\":\"api\"%s}}",
-                name, ns, spec_extra);
+        _cleanup_free_ char *text =
+                xasprintf("{\"apiVersion\":\"rpr/"
+                          "v1\",\"kind\":\"Token\",\"metadata\":{\"name\":\"%s\",\"namespace\":\"%s\","
+                          "\"finalizers\":[\"example.com/hold\"]},\"spec\":{\"type\":\"api\"%s}}",
+                          name, ns, spec_extra);
         commit(f, STORE_OP_UPDATE, text);
 }
 
@@ -343,7 +361,8 @@ static void test_index_finds_and_follows(void **state) {
         assert_null(id);
 
         /* Written after the index was made: followed from the feed. */
-        put_token(f, "a", "team", ",\"role\":\"admin\",\"value\":\"Pw7Rk2Lx9QzT4mVb\",\"namespaces\":[\"a\",\"default\"]");
+        put_token(f, "a", "team",
+                  ",\"role\":\"admin\",\"value\":\"Pw7Rk2Lx9QzT4mVb\",\"namespaces\":[\"a\",\"default\"]");
         assert_int_equal(identify(t, "Pw7Rk2Lx9QzT4mVb", &id), 0);
         assert_string_equal(id->ns, "a");
         assert_non_null(id->caller.namespaces);
@@ -382,9 +401,10 @@ static void test_index_rebuilds_after_falling_behind(void **state) {
         put_token(f, "default", "ci", ",\"value\":\"Xq3vT9pLm2ZrK8wB\"");
         /* More writes than the feed keeps, in one commit. */
         for (size_t i = 0; i < n; i++) {
-                _cleanup_free_ char *text = xasprintf("{\"apiVersion\":\"rpr/v1\",\"kind\":\"Server\",\"metadata\":{"
-                                                      "\"name\":\"s%zu\"},\"spec\":{\"host\":\"127.0.0.1\"}}",
-                                                      i);
+                _cleanup_free_ char *text =
+                        xasprintf("{\"apiVersion\":\"rpr/v1\",\"kind\":\"Server\",\"metadata\":{"
+                                  "\"name\":\"s%zu\"},\"spec\":{\"host\":\"127.0.0.1\"}}",
+                                  i);
                 Diags d = DIAGS_INIT;
                 objs[i] = obj_of(text);
                 assert_int_equal(resource_prepare(objs[i], 0, &d), 0);

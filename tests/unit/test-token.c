@@ -284,12 +284,14 @@ static void test_secret_file_kinds_and_control_characters(void **state) {
         expect_refusal(f, "esc", gh, -EINVAL, "TokenUnusable", "control character");
 
         /* An ssh key is PEM text: its line breaks are part of it. */
-        const char *key_text = "-----BEGIN OPENSSH PRIVATE KEY-----\nAAAA\n-----END OPENSSH PRIVATE KEY-----\n";
+        const char *key_text =
+                "-----BEGIN OPENSSH PRIVATE KEY-----\nAAAA\n-----END OPENSSH PRIVATE KEY-----\n";
         assert_int_equal(write_file_atomic(pem, key_text, strlen(key_text), 0600), 0);
         free(spec);
         spec = xasprintf("{\"type\":\"ssh-key\",\"valueFrom\":{\"file\":\"%s\"}}", pem);
         apply_token(f, "pem", spec);
-        assert_int_equal(token_secret_read(f->store, "default", "pem", key, "spec.keyRef", &s, &reason, &error), 0);
+        assert_int_equal(
+                token_secret_read(f->store, "default", "pem", key, "spec.keyRef", &s, &reason, &error), 0);
         assert_int_equal(s.len, strlen(key_text) - 1);
         token_secret_clear(&s);
 
@@ -410,11 +412,13 @@ int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_secret_inline_file_env, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_secret_refusals_name_the_cause, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_secret_file_kinds_and_control_characters, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_secret_file_kinds_and_control_characters, setup,
+                                                teardown),
                 cmocka_unit_test_setup_teardown(test_expiring_soon_and_valid, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_expired_and_no_expiry, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_github_reported_expiry_and_last_used, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_changed_callback_on_create_change_delete, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_changed_callback_on_create_change_delete, setup,
+                                                teardown),
                 cmocka_unit_test(test_format_left),
         };
         return cmocka_run_group_tests(tests, group_setup, group_teardown);
