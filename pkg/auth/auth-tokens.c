@@ -108,7 +108,7 @@ static Entry *entry_new(const char *text, size_t len) {
 
         if (!type || !STREQ(type, "api") || !name || !hash ||
             strlen(hash) != strlen(HASH_PREFIX) + HASH_HEX_LEN || !startswith(hash, HASH_PREFIX) ||
-            strspn(hash + 7, "0123456789abcdef") != HASH_HEX_LEN)
+            strspn(hash + strlen(HASH_PREFIX), "0123456789abcdef") != HASH_HEX_LEN)
                 return NULL;
         /* Deleted, held only by a finalizer: no longer anyone's key. */
         if (json_object_get(meta, "deletionTimestamp"))
