@@ -214,6 +214,14 @@ def test_weak_api_token_secrets_refused(rprd):
 
 def test_failed_authentications_back_off_with_429(rprd):
     guess = "wrong-guess-" + secrets.token_hex(8)
+    # A unix peer is one source (its uid), held up on its own.
+    for i in range(11):
+        assert rprd.get("/api/v1/servers", token=guess, via="unix").status == 401, i
+    assert rprd.get("/api/v1/servers", via="unix").status == 429
+    assert rprd.get("/api/v1/servers").status == 200
+    assert "authentication failed from unix peer uid %d" % os.getuid() in rprd.stderr()
+    time.sleep(1.2)
+
     for i in range(10):
         r = rprd.get("/api/v1/servers", token=guess)
         assert r.status == 401, (i, r)
@@ -226,7 +234,7 @@ def test_failed_authentications_back_off_with_429(rprd):
     assert "too many failed authentications" in status_of(r)["message"]
     r = rprd.request("POST", "/api/v1/login", body={"token": rprd.token})
     assert r.status == 429, r
-    # Another peer (the unix socket) is not held up.
+    # Another peer (the unix socket, its wait over) is not held up.
     assert rprd.get("/api/v1/servers", via="unix").status == 200
     log = rprd.stderr()
     assert "authentication failed from 127.0.0.1" in log, log[-2000:]
