@@ -187,7 +187,7 @@ static bool body_matches_url(ApiCall *c, json_t *obj) {
 
 void api_handle_put(ApiCall *c) {
         _cleanup_json_ json_t *obj = api_body_json(c);
-        Diags d = DIAGS_INIT;
+        Diags d = DIAGS_INIT, forbidden = DIAGS_INIT;
         uint64_t rev;
 
         if (!obj)
@@ -206,8 +206,12 @@ void api_handle_put(ApiCall *c) {
                 _cleanup_free_ char *what = resource_display_name(obj);
                 diags_add(&d, 0, what, "kind", "%s objects are made by rprd and cannot be written",
                           kind_name(c->route.kind));
-        } else
-                (void) resource_prepare(obj, 0, &d);
+        } else if (!api_prepare_write(c, obj, 0, &d, &forbidden) && d.n == 0) {
+                api_reply_forbidden(c, &forbidden);
+                diags_free(&forbidden);
+                return;
+        }
+        diags_free(&forbidden);
         if (d.n > 0) {
                 _cleanup_free_ char *what = resource_display_name(obj);
                 _cleanup_free_ char *msg = xasprintf("%s is invalid", what);
@@ -223,6 +227,8 @@ void api_handle_put(ApiCall *c) {
 }
 
 void api_handle_delete(ApiCall *c) {
+        if (!api_may_remove(c))
+                return;
         ApiJob *job = api_job_new(c, 1, NULL, write_done);
 
         job->kind = xstrdup(kind_name(c->route.kind));
