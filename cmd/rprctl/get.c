@@ -9,7 +9,6 @@
 
 #include "resource/resource.h"
 #include "rprctl.h"
-#include "yaml/yaml.h"
 
 typedef enum Output { OUT_TABLE, OUT_WIDE, OUT_YAML, OUT_JSON, OUT_NAME } Output;
 
@@ -104,16 +103,6 @@ static void add_object_row(Get *g, const json_t *obj) {
 
 /* ---- printing -------------------------------------------------------------------- */
 
-static void print_json(const json_t *v) {
-        _cleanup_free_ char *s = json_dumps(v, JSON_INDENT(4));
-        printf("%s\n", s ? s : "null");
-}
-
-static void print_yaml(const json_t *v) {
-        _cleanup_free_ char *s = yaml_emit(v);
-        fputs(s ? s : "", stdout);
-}
-
 static void print_name(const Get *g, const json_t *obj) {
         char singular[64];
         printf("%s/%s\n", ctl_kind_singular(g->kind, singular, sizeof(singular)),
@@ -126,9 +115,9 @@ static int print_items(Get *g, const json_t *items, const json_t *whole) {
         size_t i;
 
         if (g->out == OUT_JSON)
-                print_json(whole);
+                ctl_print_json(whole);
         else if (g->out == OUT_YAML)
-                print_yaml(whole);
+                ctl_print_yaml(whole);
         else if (g->out == OUT_NAME)
                 json_array_foreach(items, i, obj)
                         print_name(g, obj);
@@ -273,10 +262,10 @@ static int on_event(const char *line, size_t len, void *userdata) {
         if (!name_wanted(g, obj))
                 return 0;
         if (g->out == OUT_JSON)
-                print_json(ev);
+                ctl_print_json(ev);
         else if (g->out == OUT_YAML) {
                 printf("---\n");
-                print_yaml(ev);
+                ctl_print_yaml(ev);
         } else if (g->out == OUT_NAME)
                 print_name(g, obj);
         else

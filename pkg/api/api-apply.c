@@ -198,10 +198,11 @@ static bool items_check(ApiCall *c, ApplyBody *b) {
 
 /* ---- apply --------------------------------------------------------------------------- */
 
-/* One item of the answer: the outcome and the object as stored. Written as
- * text, the stored object spliced in, so that the answer to a large apply
- * costs one buffer and not a second tree of every object. */
-static void buf_apply_item(Buf *b, const StoreOp *op) {
+/* One item of the answer: the outcome, and the object as stored when the
+ * caller asked for it (?objects=1). Written as text, the stored object
+ * spliced in, so that the answer to a large apply costs one buffer and not
+ * a second tree of every object. */
+static void buf_apply_item(Buf *b, const StoreOp *op, bool with_object) {
         const char *kind = json_string_value(json_object_get(op->object, "kind"));
         char rev[24];
 
@@ -212,6 +213,8 @@ static void buf_apply_item(Buf *b, const StoreOp *op) {
                 "resourceVersion", rev);
 
         api_buf_json(b, head);
+        if (!with_object)
+                return;
         b->data[--b->len] = '\0'; /* reopen the object: drop its closing brace */
         buf_puts(b, ",\"object\":");
         api_buf_object(b, kind ? kind_lookup(kind) : NULL, op->result, op->result_len);
@@ -232,7 +235,7 @@ static void apply_done(ApiJob *job, ApiCall *c) {
         for (size_t i = 0; i < job->n_ops; i++) {
                 if (i > 0)
                         buf_puts(&out, ",");
-                buf_apply_item(&out, &job->ops[i]);
+                buf_apply_item(&out, &job->ops[i], job->with_objects);
         }
         buf_puts(&out, "]}");
         api_reply_buf(c, 200, &out);
@@ -267,6 +270,7 @@ void api_handle_apply(ApiCall *c) {
 
         ApiJob *job = api_job_new(c, json_array_size(b.items), NULL, apply_done);
         job->dry_run = dry_run_wanted(c->req);
+        job->with_objects = api_query_true(c->req, "objects");
         job->input = TAKE_PTR(b.items);
         for (size_t i = 0; i < job->n_ops; i++)
                 job->ops[i] = (StoreOp){.type = STORE_OP_APPLY, .object = json_array_get(job->input, i)};

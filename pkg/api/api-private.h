@@ -272,6 +272,7 @@ struct ApiJob {
         StoreOp *ops;
         size_t n_ops;
         bool dry_run;
+        bool with_objects; /* apply: the objects as stored in the answer (?objects=1) */
         int r;
         size_t failed;
         /* Owned by the job, freed with it: what ops point into. */

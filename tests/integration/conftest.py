@@ -269,7 +269,9 @@ class Rprd:
         return self.request("GET", path, **kw)
 
     def apply(self, objs, dry_run=False, token="admin"):
-        r = self.request("POST", "/api/v1/apply" + ("?dryRun=1" if dry_run else ""), body=objs,
+        # ?objects=1: the answer carries each object as stored, which the
+        # tests read (rprctl asks for it only with -o yaml|json).
+        r = self.request("POST", "/api/v1/apply?objects=1" + ("&dryRun=1" if dry_run else ""), body=objs,
                          token=token)
         assert r.status == 200, r
         res = r.json()
