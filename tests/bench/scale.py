@@ -11,7 +11,9 @@ file, while a watch is open on them. Then:
   watch          events the open watch saw, and whether it was cut off (410)
   GET one        mean time of 200 GETs of one object, keep-alive
   selected 100   mean time of 50 label-selected lists of 100 (group=gK)
-  RSS            rprd's peak during the apply (VmHWM) and after it settled
+  RSS            rprd's peak during the apply (VmHWM) and after it settled;
+                 then after a restart on the same state, holding the N
+                 objects (with their status) once its controllers settled
 
 Run with the release build (make all): `tests/bench/scale.py`.
 """
@@ -164,6 +166,24 @@ def main():
         print("  label-selected list of %d                %6.2f ms" % (len(body["items"]), sel))
         print("  rprd RSS: peak during the apply %.0f MB (VmHWM %.0f MB), after settling %.0f MB"
               % (peak[0] / 1024, status_kb(rprd.pid, "VmHWM") / 1024, rss / 1024))
+        rprd.terminate()
+        rprd.wait(60)
+        t2 = time.monotonic()
+        rprd = subprocess.Popen([os.path.join(BIN, "rprd"), "--state-dir", state, "--listen", "unix:" + sock,
+                                 "--allow-networks", "127.0.0.0/8,::1/128"],
+                                stdout=subprocess.DEVNULL, stderr=open(os.path.join(tmp, "rprd2.log"), "w"))
+        for _ in range(1200):
+            try:
+                conn = UnixConn(sock)
+                if pending(conn, token) == 0:
+                    break
+            except OSError:
+                pass
+            time.sleep(0.1)
+        t_start = time.monotonic() - t2
+        time.sleep(2)
+        print("  after a restart: serving and settled in %.1f s, RSS %.0f MB holding %d Servers"
+              % (t_start, status_kb(rprd.pid, "VmRSS") / 1024, N))
     finally:
         rprd.terminate()
         rprd.wait(60)
