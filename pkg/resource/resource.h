@@ -80,6 +80,9 @@ void resource_redact(json_t *obj);
 /* Whether resource_redact() can change an object of this kind; objects of
  * the other kinds may leave as stored, text and all. */
 bool kind_has_secrets(const Kind *k);
+/* The spec fields (string values) the store indexes, marked x-rpr-index in
+ * the schema: "repo" for Binding. NULL-terminated, never NULL. */
+const char *const *kind_indexed_fields(const Kind *k);
 
 /* Sets the condition of this type in status.conditions (created when
  * absent), keeping its lastTransitionTime while its status stays the same

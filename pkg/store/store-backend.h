@@ -116,6 +116,9 @@ void commit_queue_run(CommitQueue *q, CommitRequest *req, CommitBatchFn run, voi
  * written, and the index from (kind, key, value) to the objects with it. */
 typedef struct StoreLabels StoreLabels;
 typedef struct LabelIndex LabelIndex;
+/* Indexed spec fields are kept as labels under this prefix, which no
+ * label key can carry. */
+#define STORE_FIELD_KEY "\x01"
 StoreLabels *store_labels_of(const json_t *obj); /* NULL when it has none */
 void store_labels_free(StoreLabels *l);         /* NULL-safe */
 const char *store_labels_get(const StoreLabels *l, const char *key);

@@ -4,9 +4,15 @@
  * A label selector is answered without parsing a single object: the index
  * gives the objects of its rarest k=v requirement, and the rest of the
  * selector is checked against the labels kept here. An object's labels are
- * read once, when it is written (or loaded), into one packed allocation. */
+ * read once, when it is written (or loaded), into one packed allocation.
+ *
+ * The spec fields a kind's schema marks x-rpr-index (a Binding's repo, a
+ * Run's server) ride along as labels under a key no label can have
+ * (STORE_FIELD_KEY + "spec.repo"), so that store_list_where finds the
+ * objects that refer to a name the same way. */
 #include <string.h>
 
+#include "resource/resource.h"
 #include "store/store-backend.h"
 
 struct StoreLabels {
@@ -14,32 +20,61 @@ struct StoreLabels {
         const char *kv[]; /* key, value, key, value, ... then the strings themselves */
 };
 
-StoreLabels *store_labels_of(const json_t *obj) {
+/* Calls fn for each label and indexed field of obj (a field under its
+ * STORE_FIELD_KEY name, written into buf). */
+static void each_pair(const json_t *obj, void (*fn)(const char *key, const char *value, void *userdata),
+                      void *userdata) {
         const json_t *labels = json_object_get(json_object_get(obj, "metadata"), "labels");
-        size_t n = 0, bytes = 0;
+        const Kind *kind = kind_lookup(json_str_at(obj, "kind") ?: "");
         const char *key;
         json_t *value;
 
         json_object_foreach((json_t *) labels, key, value)
-                if (json_is_string(value)) {
-                        n++;
-                        bytes += strlen(key) + json_string_length(value) + 2;
+                if (json_is_string(value))
+                        fn(key, json_string_value(value), userdata);
+        for (const char *const *f = kind ? kind_indexed_fields(kind) : NULL; f && *f; f++) {
+                const char *v = json_str_at(json_object_get(obj, "spec"), *f);
+                if (v) {
+                        _cleanup_free_ char *k = xasprintf(STORE_FIELD_KEY "spec.%s", *f);
+                        fn(k, v, userdata);
                 }
-        if (n == 0)
-                return NULL;
-        StoreLabels *l = xmalloc(sizeof *l + 2 * n * sizeof(char *) + bytes);
-        char *p = (char *) &l->kv[2 * n];
-        l->n = 0;
-        json_object_foreach((json_t *) labels, key, value) {
-                if (!json_is_string(value))
-                        continue;
-                size_t lk = strlen(key) + 1, lv = json_string_length(value) + 1;
-                l->kv[2 * l->n] = memcpy(p, key, lk);
-                l->kv[2 * l->n + 1] = memcpy(p + lk, json_string_value(value), lv);
-                p += lk + lv;
-                l->n++;
         }
-        return l;
+}
+
+typedef struct Packing {
+        StoreLabels *l;
+        size_t n, bytes;
+        char *p;
+} Packing;
+
+static void count_pair(const char *key, const char *value, void *userdata) {
+        Packing *k = userdata;
+
+        k->n++;
+        k->bytes += strlen(key) + strlen(value) + 2;
+}
+
+static void pack_pair(const char *key, const char *value, void *userdata) {
+        Packing *k = userdata;
+        size_t lk = strlen(key) + 1, lv = strlen(value) + 1;
+
+        k->l->kv[2 * k->l->n] = memcpy(k->p, key, lk);
+        k->l->kv[2 * k->l->n + 1] = memcpy(k->p + lk, value, lv);
+        k->p += lk + lv;
+        k->l->n++;
+}
+
+StoreLabels *store_labels_of(const json_t *obj) {
+        Packing k = {0};
+
+        each_pair(obj, count_pair, &k);
+        if (k.n == 0)
+                return NULL;
+        k.l = xmalloc(sizeof *k.l + 2 * k.n * sizeof(char *) + k.bytes);
+        k.l->n = 0;
+        k.p = (char *) &k.l->kv[2 * k.n];
+        each_pair(obj, pack_pair, &k);
+        return k.l;
 }
 
 void store_labels_free(StoreLabels *l) {

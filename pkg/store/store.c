@@ -192,7 +192,9 @@ static int load_one(const char *kind, const char *ns, const char *name, uint64_t
 
         e->text = store_text_new(json, len);
         e->revision = revision;
-        if (memmem(json, len, "\"labels\"", 8)) { /* most objects have none: no parse */
+        const Kind *k = kind_lookup(kind);
+        /* most objects have no labels and no indexed field: no parse */
+        if (memmem(json, len, "\"labels\"", 8) || (k && *kind_indexed_fields(k))) {
                 _cleanup_json_ json_t *obj = json_loadb(json, len, 0, NULL);
                 entry_set_labels(s, e, store_labels_of(obj));
         }
@@ -438,6 +440,26 @@ int store_list_selected(Store *s, const char *kind, const char *ns, const Select
                 fn(c.found[i]->text->data, c.found[i]->text->len, userdata);
         if (ret_revision)
                 *ret_revision = s->revision;
+        pthread_rwlock_unlock(&s->lock);
+        free(c.found);
+        return 0;
+}
+
+int store_list_where(Store *s, const char *kind, const char *ns, const char *field, const char *value,
+                     StoreListFn fn, void *userdata) {
+        _cleanup_free_ char *key = xasprintf(STORE_FIELD_KEY "%s", field ? field : "");
+        Selected c = {.ns = ns};
+
+        if (!kind || !field || !value || !fn)
+                return -EINVAL;
+        pthread_rwlock_rdlock(&s->lock);
+        const Hashmap *posting = label_index_find(s->labels, kind, key, value);
+        if (posting)
+                hashmap_foreach(posting, select_posting, &c);
+        if (c.n > 1)
+                qsort(c.found, c.n, sizeof *c.found, entry_cmp);
+        for (size_t i = 0; i < c.n; i++)
+                fn(c.found[i]->text->data, c.found[i]->text->len, userdata);
         pthread_rwlock_unlock(&s->lock);
         free(c.found);
         return 0;

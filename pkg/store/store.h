@@ -61,6 +61,13 @@ typedef struct Selector Selector;
 int store_list_selected(Store *s, const char *kind, const char *ns, const Selector *sel, StoreListFn fn,
                         void *userdata, uint64_t *ret_revision);
 
+/* As store_list, only the objects of kind whose spec.FIELD (field is
+ * "spec.repo") equals value: the objects that refer to a name. field must
+ * be one the kind's schema marks x-rpr-index (kind_indexed_fields); for
+ * any other nothing is found. Costs what is found, nothing is parsed. */
+int store_list_where(Store *s, const char *kind, const char *ns, const char *field, const char *value,
+                     StoreListFn fn, void *userdata);
+
 /* As store_list, with only each object's kind, namespace and name: no
  * text to parse when the key is all that is needed. */
 typedef void (*StoreKeyFn)(const char *kind, const char *ns, const char *name, void *userdata);

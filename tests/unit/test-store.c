@@ -856,6 +856,67 @@ static void test_readers_run_alongside_writers(void **state) {
         store_watch_free(w);
 }
 
+/* ---- indexed fields ---------------------------------------------------- */
+
+static json_t *binding_of(const char *ns, const char *name, const char *repo) {
+        return json_pack("{s:s, s:s, s:{s:s, s:s}, s:{s:s, s:s, s:s}}", "apiVersion", "rpr/v1", "kind", "Binding",
+                         "metadata", "name", name, "namespace", ns, "spec", "repo", repo, "server", "s",
+                         "command", "true");
+}
+
+static char *where(Store *s, const char *kind, const char *ns, const char *field, const char *value) {
+        Buf b = BUF_INIT;
+
+        assert_int_equal(store_list_where(s, kind, ns, field, value, collect_name, &b), 0);
+        return buf_steal(&b);
+}
+
+static void expect_where(Store *s, const char *ns, const char *value, const char *want) {
+        _cleanup_free_ char *got = where(s, "Binding", ns, "spec.repo", value);
+
+        if (!STREQ(got, want))
+                fail_msg("Bindings of repo %s in %s: got \"%s\", want \"%s\"", value, ns ? ns : "all", got, want);
+}
+
+/* The objects that name another (a Binding its Repo) are found through the
+ * store's index of the fields the schema marks x-rpr-index. */
+static void test_indexed_fields_find_who_refers(void **state) {
+        Fixture *f = *state;
+        const char *objs[][3] = {{"default", "b1", "site"}, {"default", "b2", "site"}, {"default", "b3", "blog"},
+                                 {"team-a", "b1", "site"}};
+
+        for (size_t i = 0; i < ELEMENTSOF(objs); i++) {
+                _cleanup_json_ json_t *o = binding_of(objs[i][0], objs[i][1], objs[i][2]);
+                apply_ok(f->store, o);
+        }
+        for (int round = 0; round < 2; round++) {
+                expect_where(f->store, "default", "site", "default/b1 default/b2");
+                expect_where(f->store, NULL, "site", "default/b1 default/b2 team-a/b1");
+                expect_where(f->store, "default", "blog", "default/b3");
+                expect_where(f->store, NULL, "shop", "");
+                reopen(f); /* the second round: as loaded from disk */
+        }
+        _cleanup_json_ json_t *moved = binding_of("default", "b2", "blog");
+        apply_ok(f->store, moved);
+        expect_where(f->store, "default", "site", "default/b1");
+        expect_where(f->store, "default", "blog", "default/b2 default/b3");
+        assert_int_equal(delete_op(f->store, "Binding", "b3", NULL), 0);
+        expect_where(f->store, "default", "blog", "default/b2");
+
+        /* a field the schema does not index finds nothing */
+        _cleanup_free_ char *none = where(f->store, "Binding", NULL, "spec.command", "true");
+        assert_string_equal(none, "");
+        /* an indexed field is no label */
+        _cleanup_free_ char *error = NULL;
+        Selector *sel = NULL;
+        Buf b = BUF_INIT;
+        assert_int_equal(selector_parse("spec.repo=site", &sel, &error), 0);
+        assert_int_equal(store_list_selected(f->store, "Binding", NULL, sel, collect_name, &b, NULL), 0);
+        assert_int_equal(b.len, 0);
+        selector_free(sel);
+        buf_free(&b);
+}
+
 /* ---- group commit --------------------------------------------------------- */
 
 typedef struct Writer {
@@ -963,9 +1024,14 @@ int main(void) {
                 T(test_schema_is_migrated_and_newer_is_refused),
                 T(test_readers_run_alongside_writers),
                 T(test_concurrent_writers_commit_together),
+                T(test_indexed_fields_find_who_refers),
                 T(test_ten_thousand_objects_in_one_commit),
 #undef T
         };
 
-        return cmocka_run_group_tests(tests, NULL, NULL);
+        /* the kinds' schemas say which spec fields the store indexes */
+        assert_int_equal(resource_init(), 0);
+        int r = cmocka_run_group_tests(tests, NULL, NULL);
+        resource_shutdown();
+        return r;
 }
