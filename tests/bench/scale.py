@@ -15,11 +15,19 @@ file, while a watch is open on them. Then:
                  then after a restart on the same state, holding the N
                  objects (with their status) once its controllers settled
 
+Side by side, etcd itself (Debian's etcd-server, when installed) holding
+the same N objects as rprd stores them, written in transactions of 128 (its
+--max-txn-ops) over its JSON gateway: the time to write them, a GET of one,
+what choosing 100 by label costs without a label index (the prefix read
+whole and filtered), and etcd's RSS.
+
 Run with the release build (make all): `tests/bench/scale.py`.
 """
 
+import base64
 import http.client
 import json
+import shutil
 import os
 import socket
 import subprocess
@@ -109,6 +117,62 @@ def mean_ms(conn, token, path, times):
     return (time.monotonic() - t0) / times * 1000
 
 
+def b64(text):
+    return base64.b64encode(text.encode() if isinstance(text, str) else text).decode()
+
+
+def etcd_side_by_side(objects, tmp):
+    """objects: (key, json text) as rprd stores them. Prints etcd's figures."""
+    if not shutil.which("etcd"):
+        print("  etcd: not installed (apt-get install etcd-server), no side-by-side")
+        return
+    ports = []
+    for _ in range(2):
+        with socket.socket() as sk:
+            sk.bind(("127.0.0.1", 0))
+            ports.append(sk.getsockname()[1])
+    client, peer = "http://127.0.0.1:%d" % ports[0], "http://127.0.0.1:%d" % ports[1]
+    etcd = subprocess.Popen(["etcd", "--data-dir", os.path.join(tmp, "etcd"), "--listen-client-urls", client,
+                             "--advertise-client-urls", client, "--listen-peer-urls", peer,
+                             "--initial-advertise-peer-urls", peer, "--initial-cluster", "default=" + peer,
+                             "--name", "default"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", ports[0], timeout=60)
+
+        def call(path, body):
+            for _ in range(100):
+                try:
+                    conn.request("POST", path, body=json.dumps(body))
+                    r = conn.getresponse()
+                    return json.loads(r.read())
+                except OSError:
+                    conn.close()
+                    time.sleep(0.1)
+            raise SystemExit("etcd does not answer")
+        call("/v3/kv/range", {"key": b64("x")})
+        t0 = time.monotonic()
+        for i in range(0, len(objects), 128):
+            call("/v3/kv/txn", {"success": [{"requestPut": {"key": b64(k), "value": b64(v)}}
+                                            for k, v in objects[i:i + 128]]})
+        t_put = time.monotonic() - t0
+        key = b64(objects[len(objects) // 2][0])
+        t0 = time.monotonic()
+        for _ in range(200):
+            call("/v3/kv/range", {"key": key})
+        t_get = (time.monotonic() - t0) / 200 * 1000
+        want = '"group":"g%d"' % (len(objects) // 200)
+        t0 = time.monotonic()
+        got = call("/v3/kv/range", {"key": b64("/rpr/Server/"), "range_end": b64("/rpr/Server0")})
+        picked = [kv for kv in got.get("kvs", []) if want in base64.b64decode(kv["value"]).decode()]
+        t_sel = (time.monotonic() - t0) * 1000
+        print("  etcd 3.4, the same objects: written (128 a transaction) %.1f s, GET of one %.2f ms, "
+              "%d by label (prefix read and filtered) %.0f ms, RSS %.0f MB"
+              % (t_put, t_get, len(picked), t_sel, status_kb(etcd.pid, "VmRSS") / 1024))
+    finally:
+        etcd.terminate()
+        etcd.wait(60)
+
+
 def main():
     tmp = tempfile.mkdtemp(prefix="rpr-scale-")
     state = os.path.join(tmp, "state")
@@ -156,6 +220,10 @@ def main():
         sel = mean_ms(conn, token, "/api/v1/servers?labelSelector=group%%3Dg%d" % (N // 200), 50)
         body = json.loads(get(conn, token, "/api/v1/servers?labelSelector=group%%3Dg%d" % (N // 200)))
         rss = status_kb(rprd.pid, "VmRSS")
+        listing = json.loads(get(conn, token, "/api/v1/servers"))["items"]
+        objects = [("/rpr/Server/default/" + o["metadata"]["name"], json.dumps(o, separators=(",", ":")))
+                   for o in listing]
+        del listing
 
         print("rpr scale benchmark: %d Servers (inactive), 2 cores" % N)
         print("  apply (rprctl apply -f, one YAML file)   %6.1f s" % t_apply)
@@ -184,6 +252,9 @@ def main():
         time.sleep(2)
         print("  after a restart: serving and settled in %.1f s, RSS %.0f MB holding %d Servers"
               % (t_start, status_kb(rprd.pid, "VmRSS") / 1024, N))
+        rprd.terminate()
+        rprd.wait(60)
+        etcd_side_by_side(objects, tmp)
     finally:
         rprd.terminate()
         rprd.wait(60)
