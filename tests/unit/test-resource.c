@@ -884,6 +884,9 @@ static void test_indexed_fields_from_the_schemas(void **state) {
         f = kind_indexed_fields(kind_lookup("Run"));
         assert_string_equal(f[0], "server");
         assert_null(f[1]);
+        f = kind_indexed_fields(kind_lookup("Token"));
+        assert_string_equal(f[0], "type");
+        assert_null(f[1]);
         assert_null(kind_indexed_fields(kind_lookup("Server"))[0]);
 }
 
