@@ -24,11 +24,17 @@ static void on_accept(h2o_socket_t *listener, const char *err) {
         ApiServer *a = listener->data;
         h2o_socket_t *sock;
 
-        if (err)
+        if (err || !api_conn_admit(a))
                 return;
+        errno = 0;
         sock = h2o_evloop_socket_accept(listener);
-        if (!sock)
+        if (!sock) {
+                /* Out of fds the listener stays readable: wait, don't spin. */
+                if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+                        api_accept_pause(a, strerror(errno));
                 return;
+        }
+        api_conn_accepted(a, sock);
         h2o_accept(&a->accept_ctx, sock);
 }
 
@@ -240,6 +246,7 @@ static void config_setup(ApiServer *a) {
         /* "/": the dashboard's files, and our JSON 404 for what is not one. */
         h2o_pathconf_t *root = h2o_config_register_path(host, "/", 0);
         if (a->web_dir) {
+                api_host_check_register(a, root);
                 h2o_file_register(root, a->web_dir, index_files, NULL, 0);
                 page_headers(root);
         }
@@ -280,6 +287,7 @@ int api_new_verbose(const ApiOptions *o, ApiServer **ret, char **ret_error) {
         h2o_context_init(&a->ctx, h2o_evloop_create(), &a->config);
         a->ctx_ready = true;
         a->accept_ctx = (h2o_accept_ctx_t){.ctx = &a->ctx, .hosts = a->config.hosts};
+        api_limits_init(a, o, on_accept);
         api_jobs_init(a);
         api_watch_init(a);
         api_exec_init(a);
@@ -429,6 +437,7 @@ void api_free(ApiServer *a) {
         if (a->ctx_ready) {
                 h2o_evloop_t *loop = a->ctx.loop;
 
+                api_limits_done(a);
                 api_watch_done(a);
                 api_run_logs_done(a);
                 api_jobs_done(a);
@@ -444,8 +453,11 @@ void api_free(ApiServer *a) {
                         h2o_context_dispose(&a->ctx);
                         h2o_evloop_destroy(loop);
                 }
-        } else if (a->stop_pipe[0] >= 0)
-                close(a->stop_pipe[0]);
+        } else {
+                api_limits_done(a);
+                if (a->stop_pipe[0] >= 0)
+                        close(a->stop_pipe[0]);
+        }
         if (a->stop_pipe[1] >= 0)
                 close(a->stop_pipe[1]);
         h2o_config_dispose(&a->config);
