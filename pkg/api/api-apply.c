@@ -202,7 +202,8 @@ static void buf_apply_item(Buf *b, const StoreOp *op) {
                 "name", meta_str(op->object, "name"), "outcome", store_outcome_to_string(op->outcome),
                 "resourceVersion", rev);
 
-        api_buf_json(b, head);
+        if (api_buf_json(b, head) < 0)
+                return (void) buf_puts(b, "null");
         b->data[--b->len] = '\0'; /* reopen the object: drop its closing brace */
         buf_puts(b, ",\"object\":");
         api_buf_object(b, kind ? kind_lookup(kind) : NULL, op->result, op->result_len);

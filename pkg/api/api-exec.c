@@ -16,6 +16,7 @@
  * and the loop share. */
 #include <pthread.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "api/api-private.h"
 #include "server/server.h"
@@ -381,6 +382,25 @@ void api_exec_reap(ApiServer *a) {
 void api_exec_cancel_all(ApiServer *a) {
         for (ApiExec *e = a->execs; e; e = e->next)
                 exec_cancel(e, false);
+}
+
+bool api_exec_wait_all(ApiServer *a, uint64_t deadline) {
+        bool running = true;
+
+        for (ApiExec *e = a->execs; e; e = e->next)
+                exec_cancel(e, true);
+        while (running) {
+                running = false;
+                for (ApiExec *e = a->execs; e && !running; e = e->next) {
+                        pthread_mutex_lock(&e->lock);
+                        running = e->running > 0;
+                        pthread_mutex_unlock(&e->lock);
+                }
+                if (!running || now_mono_usec() >= deadline)
+                        break;
+                usleep(10 * 1000);
+        }
+        return !running;
 }
 
 void api_exec_done(ApiServer *a) {

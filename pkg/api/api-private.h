@@ -410,6 +410,9 @@ void api_exec_init(ApiServer *a);
 void api_exec_reap(ApiServer *a);
 /* Cancels every command (at shutdown). */
 void api_exec_cancel_all(ApiServer *a);
+/* At free: cancels every command as if its client had gone and waits,
+ * until deadline (monotonic), for their threads to end. Whether they did. */
+bool api_exec_wait_all(ApiServer *a, uint64_t deadline);
 void api_exec_done(ApiServer *a);
 
 /* ---- api-watch.c ---------------------------------------------------------- */
@@ -424,6 +427,9 @@ void api_watch_init(ApiServer *a);
 void api_watch_reap(ApiServer *a);
 /* Ends every stream (at shutdown). */
 void api_watch_end_all(ApiServer *a);
+/* Unhooks every stream left from the store's change feed (at free, for
+ * clients that would not go): no wake-up reaches a freed server. */
+void api_watch_detach_all(ApiServer *a);
 void api_watch_done(ApiServer *a);
 
 /* ---- api-misc.c ----------------------------------------------------------- */

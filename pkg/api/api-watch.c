@@ -95,6 +95,8 @@ static void queue_listing(ApiWatch *w) {
 }
 
 static void queue_events(ApiWatch *w) {
+        if (!w->sw)
+                return; /* detached at shutdown */
         if (w->keys.len > 0) {
                 queue_listing(w);
                 if (w->keys.len > 0)
@@ -193,6 +195,13 @@ void api_watch_end_all(ApiServer *a) {
                 next = w->next;
                 w->stream.final = true;
                 watch_pump(w);
+        }
+}
+
+void api_watch_detach_all(ApiServer *a) {
+        for (ApiWatch *w = a->watches; w; w = w->next) {
+                store_watch_free(w->sw);
+                w->sw = NULL;
         }
 }
 

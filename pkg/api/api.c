@@ -431,6 +431,18 @@ void api_free(ApiServer *a) {
         if (!a)
                 return;
 
+        /* Streams whose clients would not go live on in h2o's memory; what
+         * could still call into a from elsewhere is cut off first: the
+         * store's wake-ups, and exec threads (waited for). A thread that
+         * will not end keeps a alive: it is left to the process's exit. */
+        if (a->ctx_ready) {
+                api_watch_detach_all(a);
+                if (!api_exec_wait_all(a, now_mono_usec() + API_SHUTDOWN_WAIT_USEC)) {
+                        log_warning("exec threads still running at exit; leaving the API's memory to the exit");
+                        listeners_close(a);
+                        return;
+                }
+        }
         listeners_close(a);
         workq_free(a->actionq);
         workq_free(a->workq);

@@ -39,16 +39,21 @@ int utf8_char_len(const unsigned char *p, const unsigned char *end) {
 }
 
 size_t utf8_cut(const char *s, size_t n, size_t max) {
-        size_t cut;
+        const unsigned char *u = (const unsigned char *) s;
+        size_t start = max, need;
 
         if (n <= max)
                 return n;
-        /* Back up over continuation bytes to the start of the character
-         * that max would split; at most three of them. */
-        cut = max;
-        for (int i = 0; i < 3 && cut > 0 && ((unsigned char) s[cut] & 0xc0) == 0x80; i++)
-                cut--;
-        return cut;
+        /* Only the bytes before max are looked at (snprintf has already put
+         * its NUL at max): find where the last character in them starts,
+         * and keep it only if it ends before max. */
+        while (start > 0 && max - start < 4 && (u[start - 1] & 0xc0) == 0x80)
+                start--;
+        if (start == 0)
+                return 0;
+        start--;
+        need = u[start] >= 0xf0 ? 4 : u[start] >= 0xe0 ? 3 : u[start] >= 0xc0 ? 2 : 1;
+        return start + need <= max ? max : start;
 }
 
 int vsnprintf_utf8(char *buf, size_t size, const char *fmt, va_list ap) {

@@ -158,6 +158,49 @@ static void fingerprint_of_base64(const char *b64, char ret[static 64]) {
         snprintf(ret, 64, "SHA256:%.*s", n, (const char *) out);
 }
 
+/* Whether the key seen is the pin's ("SHA256:b64" or "TYPE SHA256:b64");
+ * -EINVAL when the pin cannot be parsed. */
+static int key_matches(const SshSession *s, const char *pin) {
+        char type[32], fp[64];
+
+        if (ssh_host_key_parse(pin, type, fp) < 0)
+                return -EINVAL;
+        const char *seen_fp = strchr(s->host_key, ' ') + 1;
+        bool type_ok = !*type || strncmp(s->host_key, type, strlen(type)) == 0;
+        return type_ok && STREQ(seen_fp, fp);
+}
+
+/* accept-new: the key taken the first time, and only that one, from then
+ * on. The first key is pinned (written to the Server's status) before the
+ * session goes on, so that two first sessions cannot each take their own. */
+static int accept_new_key(SshSession *s, const SshTarget *t, SshResult *result) {
+        if (t->accepted_key) {
+                int m = key_matches(s, t->accepted_key);
+                if (m < 0)
+                        return ssh_fail(result, SSH_FAIL_HOST_KEY_MISMATCH, EPERM,
+                                        "the host key accepted earlier for %s (status.hostKey \"%s\") cannot be "
+                                        "parsed; refusing to connect (pin spec.hostKey, or clear status.hostKey)",
+                                        t->host, t->accepted_key);
+                if (m == 0)
+                        return ssh_fail(result, SSH_FAIL_HOST_KEY_MISMATCH, EPERM,
+                                        "host key mismatch for %s: %s was accepted the first time, got %s; "
+                                        "refusing to connect (if the host was reinstalled, clear status.hostKey "
+                                        "or pin spec.hostKey)",
+                                        t->host, t->accepted_key, s->host_key);
+                return 0;
+        }
+        if (t->pin_host_key) {
+                int r = t->pin_host_key(t->pin_userdata, s->host_key);
+                if (r < 0)
+                        return ssh_fail(result, SSH_FAIL_HOST_KEY_MISMATCH, EPERM,
+                                        "host key %s of %s could not be pinned (%s); refusing to connect",
+                                        s->host_key, t->host,
+                                        r == -EPERM ? "another key was accepted first" : strerror(-r));
+        }
+        result->host_key_new = true;
+        return 0;
+}
+
 static int check_known_hosts(SshSession *s, const SshTarget *t, SshResult *result) {
         LIBSSH2_KNOWNHOSTS *kh = libssh2_knownhost_init(s->session);
         struct libssh2_knownhost *known = NULL;
@@ -186,10 +229,8 @@ static int check_known_hosts(SshSession *s, const SshTarget *t, SshResult *resul
                         "host key mismatch for %s: expected %s (from %s), got %s; refusing to connect (if "
                         "the host was reinstalled, update that file)",
                         t->host, *known_fp ? known_fp : "another key", t->known_hosts_file, s->host_key);
-        if (t->accept_new) {
-                result->host_key_new = true;
-                return 0;
-        }
+        if (t->accept_new)
+                return accept_new_key(s, t, result);
         return ssh_fail(result, SSH_FAIL_HOST_KEY_UNKNOWN, EPERM,
                         "host key of %s (%s) is not in %s; add it there, pin it with spec.hostKey, or set "
                         "hostKeyPolicy: accept-new",
@@ -197,15 +238,18 @@ static int check_known_hosts(SshSession *s, const SshTarget *t, SshResult *resul
 }
 
 static int check_host_key(SshSession *s, const SshTarget *t, SshResult *result) {
-        char type[32], fp[64];
-
         if (host_key_seen(s, s->host_key) < 0)
                 return ssh_fail(result, SSH_FAIL_HANDSHAKE, EIO, "cannot read the host key of %s", t->host);
         snprintf(result->host_key, sizeof result->host_key, "%s", s->host_key);
-        if (t->host_key && ssh_host_key_parse(t->host_key, type, fp) >= 0) {
-                const char *seen_fp = strchr(s->host_key, ' ') + 1;
-                bool type_ok = !*type || strncmp(s->host_key, type, strlen(type)) == 0;
-                if (type_ok && STREQ(seen_fp, fp))
+        if (t->host_key) {
+                /* A pin that cannot be read pins nothing: fail closed. */
+                int m = key_matches(s, t->host_key);
+                if (m < 0)
+                        return ssh_fail(result, SSH_FAIL_HOST_KEY_MISMATCH, EPERM,
+                                        "the pinned host key of %s (\"%s\") cannot be parsed; refusing to connect "
+                                        "(spec.hostKey must be \"SHA256:...\" or \"TYPE SHA256:...\")",
+                                        t->host, t->host_key);
+                if (m > 0)
                         return 0;
                 return ssh_fail(
                         result, SSH_FAIL_HOST_KEY_MISMATCH, EPERM,
@@ -215,10 +259,8 @@ static int check_host_key(SshSession *s, const SshTarget *t, SshResult *result) 
         }
         if (t->known_hosts_file)
                 return check_known_hosts(s, t, result);
-        if (t->accept_new) {
-                result->host_key_new = true;
-                return 0;
-        }
+        if (t->accept_new)
+                return accept_new_key(s, t, result);
         return ssh_fail(result, SSH_FAIL_HOST_KEY_UNKNOWN, EPERM,
                         "host key of %s is not known (%s); pin it with spec.hostKey or set hostKeyPolicy: "
                         "accept-new",
@@ -273,7 +315,9 @@ static void host_key_preference(LIBSSH2_SESSION *session, const SshTarget *t) {
         char type[32] = "", fp[64];
         Buf b = BUF_INIT;
 
-        if (t->host_key && ssh_host_key_parse(t->host_key, type, fp) >= 0) {
+        const char *pin = t->host_key ? t->host_key : t->known_hosts_file ? NULL : t->accepted_key;
+
+        if (pin && ssh_host_key_parse(pin, type, fp) >= 0) {
                 for (size_t i = 0; i < ELEMENTSOF(host_key_types); i++)
                         wanted[i] = STREQ(type, host_key_types[i]);
         } else if (t->known_hosts_file)
