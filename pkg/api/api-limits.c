@@ -130,6 +130,11 @@ bool api_stream_admit(ApiCall *c, ApiStream *s) {
         _cleanup_free_ char *key = caller_key(c);
         json_int_t held = json_integer_value(json_object_get(a->streams_by_caller, key));
 
+        /* A refused caller's connection goes with the answer: a flood of
+         * refused streams must not hold file descriptors either. */
+        if (a->n_streams >= a->max_streams || held >= (json_int_t) a->max_streams_per_caller)
+                c->req->http1_is_persistent = 0;
+
         if (a->n_streams >= a->max_streams) {
                 api_reply_status(c, 429,
                                  "too many streams: rprd holds %zu watch, log and exec streams, its limit "
