@@ -35,10 +35,12 @@ char *ssh_target_config(const SshTarget *t) {
         /* The key itself is a secret: only its hash is kept. */
         if (t->key_data)
                 sha256_hex(t->key_data, t->key_len, key_hash);
-        return xasprintf("%s|%u|%s|%s|%s|%s|%s|%d", t->host ? t->host : "", t->port ? t->port : 22,
+        /* The key accepted under accept-new too: a session is reused only
+         * while the key it was verified against is still the one pinned. */
+        return xasprintf("%s|%u|%s|%s|%s|%s|%s|%d|%s", t->host ? t->host : "", t->port ? t->port : 22,
                          t->user ? t->user : "root", t->key_file ? t->key_file : "", key_hash,
                          t->host_key ? t->host_key : "", t->known_hosts_file ? t->known_hosts_file : "",
-                         t->accept_new);
+                         t->accept_new, t->accepted_key ? t->accepted_key : "");
 }
 
 /* ---- TCP ------------------------------------------------------------------ */
