@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "api/api-private.h"
+#include <h2o/http2.h>
 
 #define API_SHUTDOWN_WAIT_USEC (5 * USEC_PER_SEC)
 /* Checks at once; each waits on a remote machine, not on the CPU. */
@@ -350,7 +351,7 @@ static int shutdown_socket(h2o_req_t *req, void *userdata) {
 }
 
 static bool connections_open(ApiServer *a) {
-        return !h2o_linklist_is_empty(&a->ctx.http1._conns);
+        return !h2o_linklist_is_empty(&a->ctx.http1._conns) || !h2o_linklist_is_empty(&a->ctx.http2._conns);
 }
 
 /* Runs the loop until done(a) or the deadline. */
@@ -393,6 +394,7 @@ static void api_shutdown(ApiServer *a) {
         api_watch_end_all(a);
         api_run_logs_end_all(a);
         H2O_HTTP1_CALLBACKS.foreach_request(&a->ctx, shutdown_socket, NULL);
+        H2O_HTTP2_CALLBACKS.foreach_request(&a->ctx, shutdown_socket, NULL);
         loop_until(a, all_closed, deadline);
 }
 

@@ -262,7 +262,7 @@ static int handle_push(Webhook *w, const char *ns, const json_t *p, json_t **ret
         present[n] = NULL;
 
         const char *branch = ref + 11;
-        if (!after || strlen(after) != 40)
+        if (!after || (strlen(after) != 40 && strlen(after) != 64))
                 return answer(ret_body, 400, NULL, "push payload without an \"after\" commit id");
         if (!w->repos)
                 return answer(ret_body, 503, NULL, "this rprd runs no controllers (--no-controllers); send webhooks "
