@@ -371,35 +371,23 @@ void server_check_soon(ServerController *s, const char *ns, const char *name) {
 /* ---- choosing Servers by labels --------------------------------------------------------- */
 
 typedef struct Matching {
-        const json_t *want;
         json_t *names;
 } Matching;
-
-static bool labels_include(const json_t *want, const json_t *have) {
-        const char *key;
-        const json_t *v;
-
-        json_object_foreach((json_t *) want, key, v) {
-                const char *got = json_str_at(have, key);
-                if (!got || !json_is_string(v) || !STREQ(got, json_string_value(v)))
-                        return false;
-        }
-        return true;
-}
 
 static void collect_matching(const char *text, size_t len, void *userdata) {
         Matching *m = userdata;
         _cleanup_json_ json_t *obj = json_loadb(text, len, 0, NULL);
-        const json_t *meta = json_object_get(obj, "metadata");
 
-        if (labels_include(m->want, json_object_get(meta, "labels")))
-                json_array_append_new(m->names, json_string(json_str_at(meta, "name")));
+        json_array_append_new(m->names, json_string(json_str_at(json_object_get(obj, "metadata"), "name")));
 }
 
 json_t *server_names_matching(Store *store, const char *ns, const json_t *match_labels) {
-        Matching m = {match_labels, json_array()};
+        Matching m = {json_array()};
+        Selector *sel = selector_from_labels(match_labels);
 
-        /* store_list goes in name order: the result is sorted. */
-        (void) store_list(store, "Server", ns, collect_matching, &m, NULL);
+        /* The store's label index gives the matching Servers alone, in name
+         * order: the result is sorted. */
+        (void) store_list_selected(store, "Server", ns, sel, collect_matching, &m, NULL);
+        selector_free(sel);
         return m.names;
 }

@@ -83,7 +83,24 @@ void store_object_stamp(json_t *obj, uint64_t revision);
 /* An op's key; -EINVAL unless all three are non-empty strings. */
 int store_op_key(const StoreOp *op, const char **ret_kind, const char **ret_ns, const char **ret_name);
 
-/* The change feed: a ring of the last STORE_RING_SIZE events. Pushes come
+/* Labels (store-labels.c): an object's labels, read once when it is
+ * written, and the index from (kind, key, value) to the objects with it. */
+typedef struct StoreLabels StoreLabels;
+typedef struct LabelIndex LabelIndex;
+StoreLabels *store_labels_of(const json_t *obj); /* NULL when it has none */
+void store_labels_free(StoreLabels *l);         /* NULL-safe */
+const char *store_labels_get(const StoreLabels *l, const char *key);
+LabelIndex *label_index_new(void);
+void label_index_free(LabelIndex *x);
+/* entry is the caller's (what label_index_find's maps hold); l may be NULL. */
+void label_index_add(LabelIndex *x, const char *kind, const char *ns, const char *name, const StoreLabels *l,
+                     void *entry);
+void label_index_remove(LabelIndex *x, const char *kind, const char *ns, const char *name,
+                        const StoreLabels *l);
+/* "ns\x1fname" -> entry for the objects of kind with label key=value; NULL: none. */
+const Hashmap *label_index_find(const LabelIndex *x, const char *kind, const char *key, const char *value);
+
+/* The change feed (store-feed.c; see store.h for what it keeps). Pushes come
  * from the committing thread in revision order; watchers read under the
  * feed's own lock. revision is the store's revision at open: events up to
  * it are not in the ring. */
@@ -97,5 +114,6 @@ void store_feed_push(StoreFeed *f, StoreEventType type, uint64_t revision, const
 /* Calls every watcher's notify, holding only the watcher-list lock: notify
  * must not call store_watch() or store_watch_free(). */
 void store_feed_notify(StoreFeed *f);
+void store_feed_set_limit(StoreFeed *f, size_t max_events);
 int store_feed_watch(StoreFeed *f, uint64_t from_revision, void (*notify)(void *userdata), void *userdata,
                      StoreWatch **ret);

@@ -11,12 +11,14 @@
 #include <pthread.h>
 #include <string.h>
 
+#include "resource/resource.h"
 #include "store/store-backend.h"
 
 typedef struct Entry {
         char *kind, *ns, *name; /* in the same allocation as the entry */
         StoreText *text;        /* NULL once removed in a commit */
         uint64_t revision;
+        StoreLabels *labels;    /* metadata.labels, for selectors; NULL: none */
 } Entry;
 
 struct Store {
@@ -26,6 +28,7 @@ struct Store {
         pthread_rwlock_t lock;      /* the index, revision and stats */
         Entry **entries;            /* sorted by kind, ns, name */
         size_t n, cap;
+        LabelIndex *labels;         /* (kind, label, value) -> entries */
         uint64_t revision;
         uint64_t commits;
         double commit_seconds;
@@ -82,6 +85,7 @@ static Entry *entry_new(const char *kind, const char *ns, const char *name) {
         e->name = memcpy(p += ln, name, lm);
         e->text = NULL;
         e->revision = 0;
+        e->labels = NULL;
         return e;
 }
 
@@ -89,7 +93,16 @@ static void entry_free(Entry *e) {
         if (!e)
                 return;
         store_text_unref(e->text);
+        store_labels_free(e->labels);
         free(e);
+}
+
+/* Gives e its labels (taking l), in the index too. Under the write lock. */
+static void entry_set_labels(Store *s, Entry *e, StoreLabels *l) {
+        label_index_remove(s->labels, e->kind, e->ns, e->name, e->labels);
+        store_labels_free(e->labels);
+        e->labels = l;
+        label_index_add(s->labels, e->kind, e->ns, e->name, l, e);
 }
 
 static int key_cmp(const char *k1, const char *n1, const char *m1, const char *k2, const char *n2,
@@ -178,6 +191,10 @@ static int load_one(const char *kind, const char *ns, const char *name, uint64_t
 
         e->text = store_text_new(json, len);
         e->revision = revision;
+        if (memmem(json, len, "\"labels\"", 8)) { /* most objects have none: no parse */
+                _cleanup_json_ json_t *obj = json_loadb(json, len, 0, NULL);
+                entry_set_labels(s, e, store_labels_of(obj));
+        }
         index_reserve(s, s->n + 1);
         s->entries[s->n++] = e;
         if (revision > s->revision)
@@ -208,6 +225,7 @@ int store_open(const char *url, Store **ret) {
         s->ops = ops;
         pthread_mutex_init(&s->write_lock, NULL);
         pthread_rwlock_init(&s->lock, NULL);
+        s->labels = label_index_new();
         r = ops->open(location, &s->backend, &s->revision);
         if (r >= 0)
                 r = ops->load(s->backend, load_one, s);
@@ -231,6 +249,7 @@ void store_close(Store *s) {
         for (size_t i = 0; i < s->n; i++)
                 entry_free(s->entries[i]);
         free(s->entries);
+        label_index_free(s->labels);
         pthread_rwlock_destroy(&s->lock);
         pthread_mutex_destroy(&s->write_lock);
         free(s);
@@ -340,6 +359,87 @@ int store_list_keys(Store *s, const char *kind, const char *ns, StoreKeyFn fn, v
         return list_entries(s, kind, ns, &(ListVisit){.key_fn = fn, .userdata = userdata}, NULL);
 }
 
+/* ---- label selectors ------------------------------------------------------ */
+
+typedef struct Selected {
+        const char *ns;
+        const Selector *sel;
+        Entry **found;
+        size_t n, cap;
+} Selected;
+
+static const char *entry_label(const char *key, void *userdata) {
+        return store_labels_get(((const Entry *) userdata)->labels, key);
+}
+
+static void select_entry(Selected *c, Entry *e) {
+        if (c->ns && !STREQ(e->ns, c->ns))
+                return;
+        if (!selector_matches_with(c->sel, entry_label, e))
+                return;
+        if (c->n == c->cap) {
+                c->cap = c->cap ? 2 * c->cap : 16;
+                c->found = xrealloc(c->found, c->cap * sizeof *c->found);
+        }
+        c->found[c->n++] = e;
+}
+
+static void select_posting(const char *member, void *value, void *userdata) {
+        (void) member;
+        select_entry(userdata, value);
+}
+
+/* The smallest posting of sel's k=v requirements; *ret_none when one of
+ * them has no object at all. NULL: sel has no such requirement. */
+static const Hashmap *best_posting(const Store *s, const char *kind, const Selector *sel, bool *ret_none) {
+        const Hashmap *best = NULL;
+        const char *key, *value;
+
+        *ret_none = false;
+        for (size_t i = 0; selector_equality(sel, i, &key, &value); i++) {
+                const Hashmap *m = label_index_find(s->labels, kind, key, value);
+                if (!m) {
+                        *ret_none = true;
+                        return NULL;
+                }
+                if (!best || hashmap_size(m) < hashmap_size(best))
+                        best = m;
+        }
+        return best;
+}
+
+int store_list_selected(Store *s, const char *kind, const char *ns, const Selector *sel, StoreListFn fn,
+                        void *userdata, uint64_t *ret_revision) {
+        Selected c = {.ns = ns, .sel = sel};
+        bool none;
+
+        if (!sel)
+                return store_list(s, kind, ns, fn, userdata, ret_revision);
+        if (!kind || !fn)
+                return -EINVAL;
+        pthread_rwlock_rdlock(&s->lock);
+        const Hashmap *posting = best_posting(s, kind, sel, &none);
+        if (posting)
+                hashmap_foreach(posting, select_posting, &c);
+        else if (!none)
+                /* no k=v to start from (only !k, k notin (...)): every
+                 * object of the kind, but by its kept labels, not parsed */
+                for (size_t i = lower_bound(s, kind, ns ? ns : "", ""); i < s->n; i++) {
+                        if (!STREQ(s->entries[i]->kind, kind) || (ns && !STREQ(s->entries[i]->ns, ns)))
+                                break;
+                        select_entry(&c, s->entries[i]);
+                }
+        if (c.n > 1)
+                qsort(c.found, c.n, sizeof *c.found, entry_cmp);
+        for (size_t i = 0; i < c.n; i++)
+                fn(c.found[i]->text->data, c.found[i]->text->len, userdata);
+        if (ret_revision)
+                *ret_revision = s->revision;
+        pthread_rwlock_unlock(&s->lock);
+        free(c.found);
+        return 0;
+}
+
 void store_stats(Store *s, uint64_t *ret_commits, double *ret_commit_seconds) {
         pthread_rwlock_rdlock(&s->lock);
         if (ret_commits)
@@ -358,6 +458,10 @@ int store_watch(Store *s, uint64_t from_revision, void (*notify)(void *userdata)
         return store_feed_watch(s->feed, from_revision, notify, userdata, ret);
 }
 
+void store_set_feed_limit(Store *s, size_t max_events) {
+        store_feed_set_limit(s->feed, max_events);
+}
+
 /* ---- commit ------------------------------------------------------------ */
 
 /* One op on its way: its key, the entry it replaces, what it does. */
@@ -368,6 +472,7 @@ typedef struct Pending {
         StoreChange change;
         uint64_t revision; /* when written */
         StoreText *text;   /* the object written (or as it was, for a removal); the result */
+        StoreLabels *labels; /* of the object written */
 } Pending;
 
 static int pending_key_cmp(const void *a, const void *b) {
@@ -383,6 +488,7 @@ static void pending_free_all(Pending *p, size_t n) {
         for (size_t i = 0; i < n; i++) {
                 json_decref(p[i].change.result);
                 store_text_unref(p[i].text);
+                store_labels_free(p[i].labels);
         }
         free(p);
 }
@@ -451,6 +557,8 @@ static int plan(Store *s, StoreOp *ops, Pending *p, size_t n, size_t *ret_failed
                         p[i].revision = ++revision;
                         store_object_stamp(p[i].change.result, p[i].revision);
                         p[i].text = text_of(p[i].change.result);
+                        if (!p[i].change.remove)
+                                p[i].labels = store_labels_of(p[i].change.result);
                 } else
                         p[i].text = store_text_ref(p[i].old->text); /* unchanged: as stored */
                 /* Only the text goes on: a 10,000-object commit must not
@@ -502,6 +610,7 @@ static void publish(Store *s, Pending *p, size_t n, uint64_t revision) {
                         continue;
                 store_feed_push(s->feed, q->change.event, q->revision, q->kind, q->ns, q->name, q->text);
                 if (q->change.remove) {
+                        entry_set_labels(s, e, NULL);
                         store_text_unref(TAKE_PTR(e->text));
                         removed = true;
                         continue;
@@ -514,6 +623,7 @@ static void publish(Store *s, Pending *p, size_t n, uint64_t revision) {
                 store_text_unref(e->text);
                 e->text = store_text_ref(q->text);
                 e->revision = q->revision;
+                entry_set_labels(s, e, TAKE_PTR(q->labels));
         }
         if (removed)
                 index_compact(s);

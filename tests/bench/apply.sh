@@ -45,6 +45,7 @@ STATE=$TMP/state
 mkdir -m 0700 "$STATE"
 
 "$RPRD" --state-dir "$STATE" --listen "unix:$STATE/rpr.sock" --listen "tcp:127.0.0.1:$PORT" \
+	--allow-networks 127.0.0.0/8,::1/128 \
 	2>"$TMP/rprd.log" &
 PID=$!
 for _ in $(seq 200); do

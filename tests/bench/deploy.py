@@ -128,7 +128,7 @@ class World:
     def start_rprd(self):
         port = free_port()
         state = os.path.join(self.tmp, "state")
-        self.rprd = subprocess.Popen([os.path.join(BIN, "rprd"), "--state-dir", state, "--listen",
+        self.rprd = subprocess.Popen([os.path.join(BIN, "rprd"), "--state-dir", state, "--allow-networks", "127.0.0.0/8,::1/128", "--listen",
                                       "tcp:127.0.0.1:%d" % port], stdout=subprocess.DEVNULL,
                                      stderr=open(os.path.join(self.tmp, "rprd.log"), "w"))
         self.procs.append(self.rprd)
