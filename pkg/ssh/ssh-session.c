@@ -124,37 +124,36 @@ static void fingerprint_of_base64(const char *b64, char ret[static 64]) {
         snprintf(ret, 64, "SHA256:%.*s", n, (const char *) out);
 }
 
-/* Whether the key seen is the pin's ("SHA256:b64" or "TYPE SHA256:b64");
- * -EINVAL when the pin cannot be parsed. */
-static int key_matches(const SshSession *s, const char *pin) {
+/* The key seen against a pin ("SHA256:b64" or "TYPE SHA256:b64") that
+ * field (spec.hostKey, status.hostKey) holds: 0 on a match, else a
+ * failure; a pin that cannot be parsed pins nothing, so it refuses every
+ * key. hint: what to do after a reinstall. */
+static int pin_verify(SshSession *s, const SshTarget *t, const char *pin, const char *field, const char *hint,
+                      SshResult *result) {
         char type[32], fp[64];
 
         if (ssh_host_key_parse(pin, type, fp) < 0)
-                return -EINVAL;
+                return ssh_fail(result, SSH_FAIL_HOST_KEY_MISMATCH, EPERM,
+                                "the host key of %s in %s (\"%s\") cannot be parsed; refusing to connect (it "
+                                "must be \"SHA256:...\" or \"TYPE SHA256:...\")",
+                                t->host, field, pin);
         const char *seen_fp = strchr(s->host_key, ' ') + 1;
         bool type_ok = !*type || strncmp(s->host_key, type, strlen(type)) == 0;
-        return type_ok && STREQ(seen_fp, fp);
+        if (type_ok && STREQ(seen_fp, fp))
+                return 0;
+        return ssh_fail(result, SSH_FAIL_HOST_KEY_MISMATCH, EPERM,
+                        "host key mismatch for %s: expected %s, got %s; refusing to connect (if the host was "
+                        "reinstalled, %s)",
+                        t->host, pin, s->host_key, hint);
 }
 
 /* accept-new: the key taken the first time, and only that one, from then
  * on. The first key is pinned (written to the Server's status) before the
  * session goes on, so that two first sessions cannot each take their own. */
 static int accept_new_key(SshSession *s, const SshTarget *t, SshResult *result) {
-        if (t->accepted_key) {
-                int m = key_matches(s, t->accepted_key);
-                if (m < 0)
-                        return ssh_fail(result, SSH_FAIL_HOST_KEY_MISMATCH, EPERM,
-                                        "the host key accepted earlier for %s (status.hostKey \"%s\") cannot be "
-                                        "parsed; refusing to connect (pin spec.hostKey, or clear status.hostKey)",
-                                        t->host, t->accepted_key);
-                if (m == 0)
-                        return ssh_fail(result, SSH_FAIL_HOST_KEY_MISMATCH, EPERM,
-                                        "host key mismatch for %s: %s was accepted the first time, got %s; "
-                                        "refusing to connect (if the host was reinstalled, clear status.hostKey "
-                                        "or pin spec.hostKey)",
-                                        t->host, t->accepted_key, s->host_key);
-                return 0;
-        }
+        if (t->accepted_key)
+                return pin_verify(s, t, t->accepted_key, "status.hostKey",
+                                  "clear status.hostKey or pin spec.hostKey", result);
         if (t->pin_host_key) {
                 int r = t->pin_host_key(t->pin_userdata, s->host_key);
                 if (r < 0)
@@ -207,22 +206,8 @@ static int check_host_key(SshSession *s, const SshTarget *t, SshResult *result) 
         if (host_key_seen(s, s->host_key) < 0)
                 return ssh_fail(result, SSH_FAIL_HANDSHAKE, EIO, "cannot read the host key of %s", t->host);
         snprintf(result->host_key, sizeof result->host_key, "%s", s->host_key);
-        if (t->host_key) {
-                /* A pin that cannot be read pins nothing: fail closed. */
-                int m = key_matches(s, t->host_key);
-                if (m < 0)
-                        return ssh_fail(result, SSH_FAIL_HOST_KEY_MISMATCH, EPERM,
-                                        "the pinned host key of %s (\"%s\") cannot be parsed; refusing to connect "
-                                        "(spec.hostKey must be \"SHA256:...\" or \"TYPE SHA256:...\")",
-                                        t->host, t->host_key);
-                if (m > 0)
-                        return 0;
-                return ssh_fail(
-                        result, SSH_FAIL_HOST_KEY_MISMATCH, EPERM,
-                        "host key mismatch for %s: expected %s, got %s; refusing to connect (if the host "
-                        "was reinstalled, update spec.hostKey)",
-                        t->host, t->host_key, s->host_key);
-        }
+        if (t->host_key)
+                return pin_verify(s, t, t->host_key, "spec.hostKey", "update spec.hostKey", result);
         if (t->known_hosts_file)
                 return check_known_hosts(s, t, result);
         if (t->accept_new)
