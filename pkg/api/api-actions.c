@@ -342,7 +342,8 @@ static bool line_visible(const char *line, size_t len, const char *const *allowe
                 const char *slash = memchr(w, '/', (we ? we : end) - w);
                 if (slash) {
                         for (size_t i = 0; allowed[i]; i++)
-                                if (strlen(allowed[i]) == (size_t) (slash - w) && memcmp(allowed[i], w, slash - w) == 0)
+                                if (strlen(allowed[i]) == (size_t) (slash - w) &&
+                                    memcmp(allowed[i], w, slash - w) == 0)
                                         return true;
                         return false;
                 }

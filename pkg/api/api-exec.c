@@ -454,8 +454,9 @@ void api_exec_start(ApiCall *c, const char *ns, const char *command, uint64_t ti
         if (threads == 0) {
                 api_stream_clear(&admitted);
                 names_free(names, n);
-                api_reply_status(c, 429, "too many commands running: all %u exec threads (--max-exec-threads) "
-                                         "are busy; try again later",
+                api_reply_status(c, 429,
+                                 "too many commands running: all %u exec threads (--max-exec-threads) "
+                                 "are busy; try again later",
                                  a->max_exec_threads);
                 return;
         }

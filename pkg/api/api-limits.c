@@ -79,10 +79,11 @@ bool api_host_allowed(ApiCall *c) {
         host = host_name(req);
         if (host_known(c->api, host))
                 return true;
-        api_reply_status(c, 421,
-                         "Host \"%s\" is not a name of this rprd (browsers may use localhost, an IP address, "
-                         "or a name given with --allowed-host)",
-                         host);
+        api_reply_status(
+                c, 421,
+                "Host \"%s\" is not a name of this rprd (browsers may use localhost, an IP address, "
+                "or a name given with --allowed-host)",
+                host);
         return false;
 }
 
@@ -175,7 +176,8 @@ void api_stream_release(ApiStream *s) {
 /* ---- exec threads ------------------------------------------------------------------- */
 
 unsigned api_exec_threads_take(ApiServer *a, unsigned want) {
-        unsigned free_threads = a->exec_threads < a->max_exec_threads ? a->max_exec_threads - a->exec_threads : 0;
+        unsigned free_threads =
+                a->exec_threads < a->max_exec_threads ? a->max_exec_threads - a->exec_threads : 0;
         unsigned got = want < free_threads ? want : free_threads;
 
         a->exec_threads += got;
@@ -259,9 +261,10 @@ void api_limits_init(ApiServer *a, const ApiOptions *o, h2o_socket_cb on_accept)
         reserve = MAX((size_t) FD_RESERVE_MIN, nofile / 4);
         a->max_conns = nofile > reserve + 16 ? nofile - reserve : 16;
 
-        a->max_streams = o->max_streams ? o->max_streams : MIN((size_t) STREAMS_DEFAULT_MAX, a->max_conns / 2);
-        a->max_streams_per_caller = o->max_streams_per_caller ? o->max_streams_per_caller
-                                                              : STREAMS_PER_CALLER_DEFAULT;
+        a->max_streams =
+                o->max_streams ? o->max_streams : MIN((size_t) STREAMS_DEFAULT_MAX, a->max_conns / 2);
+        a->max_streams_per_caller =
+                o->max_streams_per_caller ? o->max_streams_per_caller : STREAMS_PER_CALLER_DEFAULT;
         a->max_exec_threads = o->max_exec_threads ? o->max_exec_threads : EXEC_THREADS_DEFAULT;
         a->streams_by_caller = json_object();
         a->on_accept = on_accept;

@@ -446,7 +446,8 @@ void api_free(ApiServer *a) {
         if (a->ctx_ready) {
                 api_watch_detach_all(a);
                 if (!api_exec_wait_all(a, now_mono_usec() + API_SHUTDOWN_WAIT_USEC)) {
-                        log_warning("exec threads still running at exit; leaving the API's memory to the exit");
+                        log_warning(
+                                "exec threads still running at exit; leaving the API's memory to the exit");
                         listeners_close(a);
                         return;
                 }

@@ -213,7 +213,8 @@ static json_t *commit_from(const json_t *branch) {
         /* The subject line only, flat and cut between characters: the
          * repository's author wrote it. */
         _cleanup_free_ char *subject = text_flat_dup(msg, MIN(strcspn(msg, "\r\n"), (size_t) MESSAGE_MAX));
-        _cleanup_free_ char *who = json_str_at(author, "name") ? text_flat_dup(json_str_at(author, "name"), 256) : NULL;
+        _cleanup_free_ char *who =
+                json_str_at(author, "name") ? text_flat_dup(json_str_at(author, "name"), 256) : NULL;
         json_t *commit = json_pack("{s:s, s:s}", "sha", sha, "message", subject);
         if (!commit)
                 return NULL;
@@ -230,7 +231,8 @@ static json_t *parse_body(const GithubResponse *r, const char *url, GithubResult
 
         if (!j) {
                 res->error = GITHUB_PROTOCOL;
-                snprintf_utf8(res->message, sizeof res->message, "GET %s: the answer is not JSON: %s", url, err.text);
+                snprintf_utf8(res->message, sizeof res->message, "GET %s: the answer is not JSON: %s", url,
+                              err.text);
                 text_flatten(res->message);
         }
         return j;

@@ -49,7 +49,8 @@ static json_t *commit_json(const git_commit *c) {
 
         git_oid_tostr(sha, sizeof sha, git_commit_id(c));
         time_format_rfc3339((uint64_t) committer->when.time * USEC_PER_SEC, when);
-        return json_pack("{s:s, s:s, s:s, s:s}", "sha", sha, "time", when, "author", who, "message", subject);
+        return json_pack("{s:s, s:s, s:s, s:s}", "sha", sha, "time", when, "author", who, "message",
+                         subject);
 }
 
 static int open_cache(const char *cache_dir, git_repository **ret, GitResult *res) {

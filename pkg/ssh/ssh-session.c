@@ -128,23 +128,25 @@ static void fingerprint_of_base64(const char *b64, char ret[static 64]) {
  * field (spec.hostKey, status.hostKey) holds: 0 on a match, else a
  * failure; a pin that cannot be parsed pins nothing, so it refuses every
  * key. hint: what to do after a reinstall. */
-static int pin_verify(SshSession *s, const SshTarget *t, const char *pin, const char *field, const char *hint,
-                      SshResult *result) {
+static int pin_verify(SshSession *s, const SshTarget *t, const char *pin, const char *field,
+                      const char *hint, SshResult *result) {
         char type[32], fp[64];
 
         if (ssh_host_key_parse(pin, type, fp) < 0)
-                return ssh_fail(result, SSH_FAIL_HOST_KEY_MISMATCH, EPERM,
-                                "the host key of %s in %s (\"%s\") cannot be parsed; refusing to connect (it "
-                                "must be \"SHA256:...\" or \"TYPE SHA256:...\")",
-                                t->host, field, pin);
+                return ssh_fail(
+                        result, SSH_FAIL_HOST_KEY_MISMATCH, EPERM,
+                        "the host key of %s in %s (\"%s\") cannot be parsed; refusing to connect (it "
+                        "must be \"SHA256:...\" or \"TYPE SHA256:...\")",
+                        t->host, field, pin);
         const char *seen_fp = strchr(s->host_key, ' ') + 1;
         bool type_ok = !*type || strncmp(s->host_key, type, strlen(type)) == 0;
         if (type_ok && STREQ(seen_fp, fp))
                 return 0;
-        return ssh_fail(result, SSH_FAIL_HOST_KEY_MISMATCH, EPERM,
-                        "host key mismatch for %s: expected %s, got %s; refusing to connect (if the host was "
-                        "reinstalled, %s)",
-                        t->host, pin, s->host_key, hint);
+        return ssh_fail(
+                result, SSH_FAIL_HOST_KEY_MISMATCH, EPERM,
+                "host key mismatch for %s: expected %s, got %s; refusing to connect (if the host was "
+                "reinstalled, %s)",
+                t->host, pin, s->host_key, hint);
 }
 
 /* accept-new: the key taken the first time, and only that one, from then

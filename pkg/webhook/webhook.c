@@ -3,11 +3,11 @@
  * Order matters for safety: nothing in a delivery is believed, parsed or
  * remembered before its signature checks out, so a forged request can
  * neither trigger a check nor poison the list of delivery ids seen. */
+#include <ctype.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <string.h>
 #include <strings.h>
-#include <ctype.h>
-#include <stdio.h>
 
 #include "repo/repo.h"
 #include "store/store.h"
@@ -231,7 +231,8 @@ static json_t *repos_behind(Webhook *w, const char *ns, const json_t *names, con
                 const char *sha = NULL;
 
                 if (n && store_get_json(w->store, "Repo", ns, n, &repo) >= 0)
-                        sha = json_str_at(json_object_get(json_object_get(repo, "status"), "lastCommit"), "sha");
+                        sha = json_str_at(json_object_get(json_object_get(repo, "status"), "lastCommit"),
+                                          "sha");
                 if (n && (!sha || strcasecmp(sha, after) != 0))
                         json_array_append_new(behind, json_string(n));
         }
@@ -273,10 +274,11 @@ static int handle_push(Webhook *w, const char *ns, const json_t *p, json_t **ret
                               full_name, branch);
         _cleanup_json_ json_t *names = repos_behind(w, ns, matched, after);
         if (json_array_size(names) == 0)
-                return answer(ret_body, 202, "ignored",
-                              "nothing to do: %.12s, the head commit of this push, is already the last commit "
-                              "of every Repo in namespace %s that watches %s branch %s",
-                              after, ns, full_name, branch);
+                return answer(
+                        ret_body, 202, "ignored",
+                        "nothing to do: %.12s, the head commit of this push, is already the last commit "
+                        "of every Repo in namespace %s that watches %s branch %s",
+                        after, ns, full_name, branch);
         const json_t *name;
         size_t i;
         json_array_foreach(names, i, name) repo_check_soon(w->repos, ns, json_string_value(name));

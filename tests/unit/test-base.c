@@ -198,7 +198,8 @@ static void test_utf8_cut_and_snprintf_keep_characters_whole(void **state) {
 }
 
 static void test_text_flatten_makes_one_safe_line(void **state) {
-        char s[] = "line one\r\nline two\x1b[31mred\x07\x7f \xc2\x9b" "2J ok \xc3\xa9 \xff end";
+        char s[] = "line one\r\nline two\x1b[31mred\x07\x7f \xc2\x9b"
+                   "2J ok \xc3\xa9 \xff end";
         (void) state;
 
         text_flatten(s);
