@@ -656,23 +656,19 @@ static void test_check_output_is_parsed(void **state) {
 
 int main(void) {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test_setup_teardown(test_local_server_becomes_reachable_with_metrics, setup,
-                                                teardown),
+                cmocka_unit_test_setup_teardown(test_local_server_becomes_reachable_with_metrics, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_inactive_server_is_not_checked, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_refused_connection_retries_then_unreachable_then_back,
-                                                setup, teardown),
-                cmocka_unit_test_setup_teardown(test_accept_new_records_host_key_over_real_sshd, setup,
+                cmocka_unit_test_setup_teardown(test_refused_connection_retries_then_unreachable_then_back, setup,
                                                 teardown),
+                cmocka_unit_test_setup_teardown(test_accept_new_records_host_key_over_real_sshd, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_missing_key_token_is_missing_key_without_attempt, setup,
                                                 teardown),
                 cmocka_unit_test_setup_teardown(test_spec_change_causes_a_recheck, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_check_now, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_target_from_token_and_pinned_accepted_key, setup,
+                cmocka_unit_test_setup_teardown(test_target_from_token_and_pinned_accepted_key, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_accept_new_pins_on_first_use_of_any_path_and_fails_closed, setup,
                                                 teardown),
-                cmocka_unit_test_setup_teardown(
-                        test_accept_new_pins_on_first_use_of_any_path_and_fails_closed, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_target_errors_name_the_cause_not_the_secret, setup,
-                                                teardown),
+                cmocka_unit_test_setup_teardown(test_target_errors_name_the_cause_not_the_secret, setup, teardown),
                 cmocka_unit_test(test_check_output_is_parsed),
         };
         return cmocka_run_group_tests(tests, group_setup, group_teardown);
