@@ -245,6 +245,21 @@ void api_conn_accepted(ApiServer *a, h2o_socket_t *sock) {
         sock->on_close.data = a;
 }
 
+void api_limits_metrics(ApiServer *a, Buf *b) {
+        buf_printf(b,
+                   "# HELP rpr_streams Watch, run log and exec streams held.\n# TYPE rpr_streams gauge\n"
+                   "rpr_streams %zu\nrpr_streams_limit %zu\n",
+                   a->n_streams, a->max_streams);
+        buf_printf(b,
+                   "# HELP rpr_connections Open client connections.\n# TYPE rpr_connections gauge\n"
+                   "rpr_connections %zu\nrpr_connections_limit %zu\n",
+                   a->n_conns, a->max_conns);
+        buf_printf(b,
+                   "# HELP rpr_exec_threads Threads running exec commands.\n# TYPE rpr_exec_threads gauge\n"
+                   "rpr_exec_threads %u\nrpr_exec_threads_limit %u\n",
+                   a->exec_threads, a->max_exec_threads);
+}
+
 /* ---- set-up --------------------------------------------------------------------------- */
 
 static void allowed_host_add(ApiServer *a, const char *name, size_t len) {

@@ -376,6 +376,8 @@ bool api_conn_admit(ApiServer *a);
 void api_conn_accepted(ApiServer *a, h2o_socket_t *sock);
 /* Stops accepting for a while (fds ran out, or the cap is reached). */
 void api_accept_pause(ApiServer *a, const char *why);
+/* The limits and what is held against them, for /metrics. */
+void api_limits_metrics(ApiServer *a, Buf *b);
 void api_limits_init(ApiServer *a, const ApiOptions *o, h2o_socket_cb on_accept);
 void api_limits_done(ApiServer *a);
 

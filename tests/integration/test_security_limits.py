@@ -30,7 +30,7 @@ import uuid
 
 import pytest
 
-from conftest import REPO, server, status_of
+from conftest import REPO, metric_sum, server, status_of
 from test_webhooks import NEW, OLD, SECRET, deliver, gh, hooked, payload, sign, wait_sha  # noqa: F401
 
 CONTROLLERS = True
@@ -186,6 +186,8 @@ def test_stream_caps_per_caller_and_in_all_answer_429(rprd_factory):
         assert [watch(b)[0] for _ in range(2)] == [200, 200]
         code, head = watch(b)
         assert code == 429 and b"--max-streams)" in head, head
+        m = d.metrics()
+        assert (metric_sum(m, "rpr_streams"), metric_sum(m, "rpr_streams_limit")) == (5, 5), m
 
         # A stream given back (its client gone) is free again.
         held[0].close()
