@@ -105,17 +105,22 @@ def test_watch_flood_under_a_low_fd_limit_keeps_rprd_serving(rprd_factory):
     d.apply([{"apiVersion": "rpr/v1", "kind": "Pipeline", "metadata": {"name": "after-flood"},
               "spec": {"tasks": {"hello": {"script": "echo flood-survived"}}}}])
 
-    # More watchers than rprd has file descriptors, none of them reading.
+    # More connections than rprd has file descriptors: first all of them
+    # (rprd runs out while they are idle), then a watch on each, none read.
     flood, codes, refusal = [], [], b""
-    for _ in range(400):
+    for _ in range(300):
+        s = socket.socket()
+        s.settimeout(0.5)
         try:
-            s = socket.socket()
-            s.settimeout(2)
             s.connect(("127.0.0.1", d.port))
-            s.sendall(b"GET /api/v1/watch HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
             flood.append(s)
         except OSError:
-            s.close()  # the backlog is full: rprd is not accepting now
+            s.close()  # the backlog is full
+    for s in flood:
+        try:
+            s.sendall(b"GET /api/v1/watch HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        except OSError:
+            pass
     try:
         for s in flood:
             try:
@@ -124,6 +129,7 @@ def test_watch_flood_under_a_low_fd_limit_keeps_rprd_serving(rprd_factory):
                 refusal = head if code == 429 else refusal
             except (OSError, ValueError, IndexError):
                 pass
+        assert "not accepting connections for now" in d.stderr(), d.stderr()
         assert 429 in codes, "no watcher was refused: %s" % sorted(set(codes))
         assert b"too many streams" in refusal, refusal
         assert codes.count(200) <= 64, "more streams than one caller may hold: %d" % codes.count(200)
