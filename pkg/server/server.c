@@ -100,7 +100,9 @@ static json_t *phase_write_next(const json_t *obj, void *userdata) {
 
 /* Computes the Server's next status from its current one and writes it.
  * *ret_old_phase and *ret_new_phase (optional, caller frees) say what
- * changed. Under s->lock. */
+ * changed. Not under s->lock: the store settles two writers of one status
+ * (it reads again after a write slipped in), and the workers' status
+ * writes must reach the store together to share its commits. */
 static int status_write(ServerController *s, const char *ns, const char *name, StatusFn fn, void *userdata,
                         char **ret_old_phase, char **ret_new_phase) {
         PhaseWrite w = {fn, userdata, NULL, NULL};
@@ -184,9 +186,9 @@ static int check_object(ServerController *s, json_t *obj, SshResult *result, cha
 
         pthread_mutex_lock(&s->lock);
         json_object_set_new(s->last_attempt, id, json_integer((json_int_t) now_mono_usec()));
+        pthread_mutex_unlock(&s->lock);
         CheckWrite w = {json_int_at(meta, "generation", 0), &spec, &o};
         int wr = status_write(s, ns, name, check_status_fn, &w, &old_phase, &new_phase);
-        pthread_mutex_unlock(&s->lock);
 
         log_attempt(s, id, &o);
         if (wr >= 0 && !STREQ(new_phase, old_phase) && *new_phase)
@@ -296,9 +298,7 @@ static int reconcile(void *userdata, const char *ns, const char *name, uint64_t 
 
         if (!spec.active) {
                 forget(s, id);
-                pthread_mutex_lock(&s->lock);
                 r = status_write(s, ns, name, inactive_status_fn, &generation, NULL, NULL);
-                pthread_mutex_unlock(&s->lock);
                 return r == -ENOENT ? 0 : r;
         }
         if (changed)

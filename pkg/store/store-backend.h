@@ -10,6 +10,8 @@
  * its own. */
 #pragma once
 
+#include <pthread.h>
+
 #include "store/store.h"
 
 typedef struct StoreBackend StoreBackend;
@@ -82,6 +84,33 @@ int store_object_change(const StoreOp *op, const json_t *old, uint64_t old_revis
 void store_object_stamp(json_t *obj, uint64_t revision);
 /* An op's key; -EINVAL unless all three are non-empty strings. */
 int store_op_key(const StoreOp *op, const char **ret_kind, const char **ret_ns, const char **ret_name);
+
+/* Group commit (store-group.c): concurrent store_commit() calls share one
+ * backend transaction. A request is one store_commit()'s ops. */
+typedef struct CommitRequest {
+        StoreOp *ops;
+        size_t n;
+        int r;         /* set by the batch function: 0 or a negative errno */
+        size_t failed; /* the op that failed, when r < 0 */
+        bool wrote;    /* something of it reached the backend */
+        bool done;
+        struct CommitRequest *next;
+} CommitRequest;
+
+typedef struct CommitQueue {
+        pthread_mutex_t lock;
+        pthread_cond_t done;
+        CommitRequest *head, **tail;
+        bool leading; /* a batch is being committed */
+} CommitQueue;
+
+/* Commits the requests of batch (a list through next), each all or nothing. */
+typedef void (*CommitBatchFn)(void *ctx, CommitRequest *batch);
+void commit_queue_init(CommitQueue *q);
+void commit_queue_destroy(CommitQueue *q);
+/* Returns once req is committed (or failed): as the leader of a batch of
+ * whatever waits, or after the leader that took it. */
+void commit_queue_run(CommitQueue *q, CommitRequest *req, CommitBatchFn run, void *ctx);
 
 /* Labels (store-labels.c): an object's labels, read once when it is
  * written, and the index from (kind, key, value) to the objects with it. */

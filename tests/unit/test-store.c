@@ -856,6 +856,91 @@ static void test_readers_run_alongside_writers(void **state) {
         store_watch_free(w);
 }
 
+/* ---- group commit --------------------------------------------------------- */
+
+typedef struct Writer {
+        Store *store;
+        int id;
+        int errors; /* cmocka's asserts belong to the main thread */
+} Writer;
+
+#define WRITERS 8
+#define WRITES_EACH 150
+
+static json_t *count_up(const json_t *obj, void *userdata) {
+        (void) userdata;
+        json_int_t n = json_int_at(json_object_get(obj, "status"), "count", 0);
+        return json_pack("{s:I}", "count", n + 1);
+}
+
+/* Creates its own objects one commit each, and counts up a shared one
+ * (read, add one, write if nobody wrote in between: else again). */
+static void *writer_main(void *userdata) {
+        Writer *w = userdata;
+
+        for (int i = 0; i < WRITES_EACH; i++) {
+                char name[32];
+                snprintf(name, sizeof name, "g%d-%03d", w->id, i);
+                json_t *obj = server(name, "127.0.0.11", "web");
+                StoreOp op = {.type = STORE_OP_APPLY, .object = obj};
+                if (store_commit(w->store, &op, 1, false, NULL) < 0 || op.outcome != STORE_CREATED)
+                        w->errors++;
+                store_ops_clear(&op, 1);
+                json_decref(obj);
+                int r;
+                do
+                        r = store_update_status(w->store, "Server", "default", "shared", count_up, NULL, NULL);
+                while (r == -ESTALE);
+                if (r < 0)
+                        w->errors++;
+        }
+        return NULL;
+}
+
+/* Writers at once share transactions, and still each write is its own:
+ * every object is there, the shared counter lost no increment (a batch
+ * never holds two writes of one object), and the feed has every event in
+ * revision order. */
+static void test_concurrent_writers_commit_together(void **state) {
+        Fixture *f = *state;
+        Writer w[WRITERS];
+        pthread_t threads[WRITERS];
+        StoreWatch *watch = NULL;
+        StoreEvent *ev = NULL;
+        uint64_t commits0, commits;
+        json_t *shared = server("shared", "127.0.0.11", "web"), *got = NULL;
+
+        apply_ok(f->store, shared);
+        json_decref(shared);
+        store_stats(f->store, &commits0, NULL);
+        assert_int_equal(store_watch(f->store, store_revision(f->store), NULL, NULL, &watch), 0);
+        for (int i = 0; i < WRITERS; i++) {
+                w[i] = (Writer){f->store, i, 0};
+                assert_int_equal(pthread_create(&threads[i], NULL, writer_main, &w[i]), 0);
+        }
+        for (int i = 0; i < WRITERS; i++) {
+                assert_int_equal(pthread_join(threads[i], NULL), 0);
+                assert_int_equal(w[i].errors, 0);
+        }
+
+        size_t writes = 2 * WRITERS * WRITES_EACH;
+        assert_int_equal(store_count(f->store, "Server"), WRITERS * WRITES_EACH + 1);
+        assert_int_equal(store_get_json(f->store, "Server", "default", "shared", &got), 0);
+        assert_int_equal(json_int_at(json_object_get(got, "status"), "count", 0), WRITERS * WRITES_EACH);
+        json_decref(got);
+        store_stats(f->store, &commits, NULL);
+        print_message("%zu writes in %lu transactions\n", writes, (unsigned long) (commits - commits0));
+        assert_true(commits - commits0 < writes);
+
+        uint64_t want = 2;
+        while (store_watch_next(watch, &ev) == 1) {
+                assert_int_equal(ev->revision, want++);
+                store_event_free(ev);
+        }
+        assert_int_equal(want - 2, writes);
+        store_watch_free(watch);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
 #define T(t) cmocka_unit_test_setup_teardown(t, setup, teardown)
@@ -877,6 +962,7 @@ int main(void) {
                 T(test_watcher_behind_the_limit_gets_erange),
                 T(test_schema_is_migrated_and_newer_is_refused),
                 T(test_readers_run_alongside_writers),
+                T(test_concurrent_writers_commit_together),
                 T(test_ten_thousand_objects_in_one_commit),
 #undef T
         };
