@@ -10,6 +10,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -54,6 +55,10 @@ typedef struct Options {
         bool anonymous_read;
         const char *allow_networks; /* --allow-networks as given; NULL: everywhere */
         size_t watch_backlog;       /* 0: the store's default */
+        /* Limits (0: defaults) and the names browsers may use. */
+        unsigned max_streams, max_streams_per_caller, max_exec_threads;
+        const char *allowed_hosts[MAX_LISTEN];
+        size_t n_allowed_hosts;
         /* From socket activation: used instead of listen. */
         int *fds;
         char **fd_names;
@@ -100,6 +105,13 @@ static void usage(FILE *f) {
               "  --watch-backlog EVENTS the most changes kept for a watcher that lags\n"
               "                         (default 1048576, at least 8192); one further\n"
               "                         behind gets 410 Gone and lists again\n"
+              "  --allowed-host NAME    a name browsers may reach rprd by, besides localhost and\n"
+              "                         IP addresses (repeatable; against DNS rebinding)\n"
+              "  --max-streams N        watch, run log and exec streams held at once, in all\n"
+              "                         (default: 1024, or half the connections the fd limit allows)\n"
+              "  --max-streams-per-caller N\n"
+              "                         streams one token (or anonymous address) may hold (default 64)\n"
+              "  --max-exec-threads N   threads running exec commands at once, in all (default 256)\n"
               "  --no-controllers       serve the API only, reconcile nothing (an API replica;\n"
               "                         tests of the API alone)\n"
               "  -h, --help             show this help\n"
@@ -186,8 +198,22 @@ enum {
         ARG_STOP_GRACE,
         ARG_ALLOW_NETWORKS,
         ARG_WATCH_BACKLOG,
+        ARG_ALLOWED_HOST,
+        ARG_MAX_STREAMS,
+        ARG_MAX_STREAMS_PER_CALLER,
+        ARG_MAX_EXEC_THREADS,
         ARG_VERSION
 };
+
+/* A limit flag: a whole number from 1 to 1,000,000. */
+static int parse_limit(const char *flag, const char *v, unsigned *ret) {
+        uint64_t n;
+
+        if (parse_uint64(v, &n) < 0 || n == 0 || n > 1000000)
+                return bad(flag, v, "must be a number from 1 to 1000000");
+        *ret = (unsigned) n;
+        return 0;
+}
 
 static int parse_one(Options *o, int c, const char *v) {
         uint64_t n;
@@ -248,6 +274,19 @@ static int parse_one(Options *o, int c, const char *v) {
                         return bad("--allow-networks", v, "comes a second time: give every network in one, separated by commas");
                 o->allow_networks = v;
                 return check_networks(v);
+        case ARG_ALLOWED_HOST:
+                if (o->n_allowed_hosts == MAX_LISTEN)
+                        return bad("--allowed-host", v, "is one too many (at most 16 names)");
+                if (!*v || strpbrk(v, ":/ \t[]"))
+                        return bad("--allowed-host", v, "must be a host name without a port");
+                o->allowed_hosts[o->n_allowed_hosts++] = v;
+                return 0;
+        case ARG_MAX_STREAMS:
+                return parse_limit("--max-streams", v, &o->max_streams);
+        case ARG_MAX_STREAMS_PER_CALLER:
+                return parse_limit("--max-streams-per-caller", v, &o->max_streams_per_caller);
+        case ARG_MAX_EXEC_THREADS:
+                return parse_limit("--max-exec-threads", v, &o->max_exec_threads);
         }
         return -EINVAL;
 }
@@ -269,6 +308,10 @@ static int parse_argv(int argc, char **argv, Options *o) {
                 {"stop-grace", required_argument, NULL, ARG_STOP_GRACE},
                 {"allow-networks", required_argument, NULL, ARG_ALLOW_NETWORKS},
                 {"watch-backlog", required_argument, NULL, ARG_WATCH_BACKLOG},
+                {"allowed-host", required_argument, NULL, ARG_ALLOWED_HOST},
+                {"max-streams", required_argument, NULL, ARG_MAX_STREAMS},
+                {"max-streams-per-caller", required_argument, NULL, ARG_MAX_STREAMS_PER_CALLER},
+                {"max-exec-threads", required_argument, NULL, ARG_MAX_EXEC_THREADS},
                 {"help", no_argument, NULL, 'h'},
                 {"version", no_argument, NULL, ARG_VERSION},
                 {NULL, 0, NULL, 0},
@@ -448,6 +491,11 @@ static int serve(const Options *o, Daemon *d) {
                 .runs = o->no_controllers ? NULL : d->runs,
                 .run_dir = d->run_dir,
                 .anonymous_read = o->anonymous_read,
+                .max_streams = o->max_streams,
+                .max_streams_per_caller = o->max_streams_per_caller,
+                .max_exec_threads = o->max_exec_threads,
+                .allowed_hosts = o->allowed_hosts,
+                .n_allowed_hosts = o->n_allowed_hosts,
         };
         if (o->n_fds > 0) {
                 ao.fds = o->fds;
@@ -523,6 +571,18 @@ static void malloc_setup(void) {
         mallopt(M_MMAP_THRESHOLD, 128 * 1024);
 }
 
+/* Every connection, stream, run log and ssh session is a file descriptor:
+ * take all the kernel allows (the API caps connections below it). */
+static void nofile_raise(void) {
+        struct rlimit rl;
+
+        if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+                rl.rlim_cur = rl.rlim_max;
+                if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+                        log_warning("cannot raise the open file limit: %s", strerror(errno));
+        }
+}
+
 int main(int argc, char **argv) {
         Options o = {.state_dir = ".rpr", .log_level = LOG_LEVEL_INFO, .stop_grace_usec = 30 * USEC_PER_SEC};
         _cleanup_free_ char *log_dir = NULL, *store_url = NULL, *sock = NULL;
@@ -550,6 +610,7 @@ int main(int argc, char **argv) {
         signals_setup();
         malloc_setup();
         egress_setup(&o);
+        nofile_raise();
 
         r = resource_init();
         if (r < 0) {

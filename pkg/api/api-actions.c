@@ -328,6 +328,55 @@ void api_handle_exec(ApiCall *c) {
 
 /* ---- logs ------------------------------------------------------------------------------- */
 
+/* A scoped caller's lines are looked for among this many times as many. */
+#define LOG_SCOPED_FACTOR 20
+
+/* The namespace a log line is about: the "ns/" of its object, which is the
+ * first word after the time (connectivity: "ns/name ok ...") or the second
+ * (activity: "repo ns/name: ..."). NULL-terminated list; NULL ns = unknown. */
+static bool line_visible(const char *line, size_t len, const char *const *allowed) {
+        const char *p = memchr(line, ' ', len), *end = line + len;
+
+        for (int word = 0; p && word < 2; word++) {
+                const char *w = p + 1, *we = memchr(w, ' ', end - w);
+                const char *slash = memchr(w, '/', (we ? we : end) - w);
+                if (slash) {
+                        for (size_t i = 0; allowed[i]; i++)
+                                if (strlen(allowed[i]) == (size_t) (slash - w) &&
+                                    memcmp(allowed[i], w, slash - w) == 0)
+                                        return true;
+                        return false;
+                }
+                p = we;
+        }
+        return false; /* about no namespace: for unrestricted callers only */
+}
+
+/* The last n lines of text that the caller's namespaces cover. */
+static char *lines_of_namespaces(const char *text, size_t n, const char *const *allowed) {
+        const char **starts = NULL;
+        size_t *lens = NULL, count = 0;
+        Buf b = BUF_INIT;
+
+        for (const char *p = text; *p;) {
+                size_t len = strcspn(p, "\n");
+                if (line_visible(p, len, allowed)) {
+                        starts = xrealloc(starts, (count + 1) * sizeof *starts);
+                        lens = xrealloc(lens, (count + 1) * sizeof *lens);
+                        starts[count] = p;
+                        lens[count++] = len;
+                }
+                p += len + (p[len] == '\n');
+        }
+        for (size_t i = count > n ? count - n : 0; i < count; i++) {
+                buf_append(&b, starts[i], lens[i]);
+                buf_puts(&b, "\n");
+        }
+        free(starts);
+        free(lens);
+        return buf_steal(&b);
+}
+
 void api_handle_logs(ApiCall *c) {
         const char *tail = api_query(c->req, "tail");
         _cleanup_free_ char *text = NULL;
@@ -344,10 +393,17 @@ void api_handle_logs(ApiCall *c) {
                                  tail);
                 return;
         }
-        r = logfile_tail(log, n, &text);
+        /* A caller limited to namespaces sees only lines about them. */
+        const char *const *allowed = c->caller.namespaces;
+        r = logfile_tail(log, allowed ? MIN(n * LOG_SCOPED_FACTOR, (uint64_t) LOG_TAIL_MAX) : n, &text);
         if (r < 0) {
                 api_reply_status(c, 500, "cannot read the %s log: %s", c->route.sub, strerror(-r));
                 return;
+        }
+        if (allowed) {
+                char *mine = lines_of_namespaces(text, n, allowed);
+                free(text);
+                text = mine;
         }
         size_t len = strlen(text);
         api_reply_owned(c, 200, "text/plain; charset=utf-8", TAKE_PTR(text), len);

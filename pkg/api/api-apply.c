@@ -212,7 +212,8 @@ static void buf_apply_item(Buf *b, const StoreOp *op, bool with_object) {
                 "name", meta_str(op->object, "name"), "outcome", store_outcome_to_string(op->outcome),
                 "resourceVersion", rev);
 
-        api_buf_json(b, head);
+        if (api_buf_json(b, head) < 0)
+                return (void) buf_puts(b, "null");
         if (!with_object)
                 return;
         b->data[--b->len] = '\0'; /* reopen the object: drop its closing brace */

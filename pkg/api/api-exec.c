@@ -16,6 +16,7 @@
  * and the loop share. */
 #include <pthread.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "api/api-private.h"
 #include "server/server.h"
@@ -57,6 +58,7 @@ struct ApiExec {
         size_t next_target; /* the next server a thread takes */
         unsigned running;   /* threads not finished */
         size_t n_failed;
+        unsigned threads; /* taken from the global budget, given back on free */
         bool gone;        /* the client went: stop */
         bool stopping;    /* canceled: start no more servers */
         bool wakeup_sent; /* msg is on its way to the loop */
@@ -64,35 +66,6 @@ struct ApiExec {
 };
 
 /* ---- JSON lines ------------------------------------------------------------------ */
-
-/* Length of the valid UTF-8 sequence at p (1..4), 0 if invalid, or -1 if
- * it may be valid but is cut off by end. */
-static int utf8_sequence(const unsigned char *p, const unsigned char *end) {
-        unsigned char c = p[0];
-        int n;
-
-        if (c < 0x80)
-                return 1;
-        if (c >= 0xc2 && c <= 0xdf)
-                n = 2;
-        else if (c >= 0xe0 && c <= 0xef)
-                n = 3;
-        else if (c >= 0xf0 && c <= 0xf4)
-                n = 4;
-        else
-                return 0;
-        for (int i = 1; i < n; i++) {
-                if (p + i >= end)
-                        return -1;
-                if ((p[i] & 0xc0) != 0x80)
-                        return 0;
-                /* Overlong forms, surrogates and code points past U+10FFFF. */
-                if (i == 1 && ((c == 0xe0 && p[1] < 0xa0) || (c == 0xed && p[1] > 0x9f) ||
-                               (c == 0xf0 && p[1] < 0x90) || (c == 0xf4 && p[1] > 0x8f)))
-                        return 0;
-        }
-        return n;
-}
 
 /* Appends data as the inside of a JSON string: valid UTF-8 as is, every
  * invalid byte as U+FFFD. Returns how many bytes at the end were left
@@ -121,7 +94,7 @@ static size_t json_escape_utf8(Buf *b, const unsigned char *p, size_t n, bool la
                         buf_puts(b, esc);
                         p++;
                 } else {
-                        int len = utf8_sequence(p, end);
+                        int len = utf8_char_len(p, end);
                         if (len < 0 && !last) {
                                 run = p;
                                 return end - p;
@@ -319,6 +292,7 @@ static void exec_free(ApiExec *e) {
                 buf_free(&e->targets[i].line);
         }
         free(e->targets);
+        api_exec_threads_give(a, e->threads);
         api_stream_clear(&e->stream);
         buf_free(&e->pending);
         pthread_mutex_destroy(&e->lock);
@@ -410,6 +384,25 @@ void api_exec_cancel_all(ApiServer *a) {
                 exec_cancel(e, false);
 }
 
+bool api_exec_wait_all(ApiServer *a, uint64_t deadline) {
+        bool running = true;
+
+        for (ApiExec *e = a->execs; e; e = e->next)
+                exec_cancel(e, true);
+        while (running) {
+                running = false;
+                for (ApiExec *e = a->execs; e && !running; e = e->next) {
+                        pthread_mutex_lock(&e->lock);
+                        running = e->running > 0;
+                        pthread_mutex_unlock(&e->lock);
+                }
+                if (!running || now_mono_usec() >= deadline)
+                        break;
+                usleep(10 * 1000);
+        }
+        return !running;
+}
+
 void api_exec_done(ApiServer *a) {
         h2o_multithread_unregister_receiver(a->ctx.queue, &a->exec_receiver);
 }
@@ -440,13 +433,42 @@ static unsigned threads_start(ApiExec *e, unsigned n) {
         return i;
 }
 
+static void names_free(char **names, size_t n) {
+        for (size_t i = 0; i < n; i++)
+                free(names[i]);
+}
+
 void api_exec_start(ApiCall *c, const char *ns, const char *command, uint64_t timeout_usec,
                     unsigned parallel, char **names, const bool *inactive, size_t n) {
         ApiServer *a = c->api;
+        ApiStream admitted = {.queued = BUF_INIT};
+        unsigned want = parallel < n ? parallel : (unsigned) n;
+
+        if (!api_stream_admit(c, &admitted)) {
+                names_free(names, n);
+                return;
+        }
+        /* Threads come from one budget for all of rprd: a request gets
+         * fewer when others hold many, and none is a 429. */
+        unsigned threads = api_exec_threads_take(a, want);
+        if (threads == 0) {
+                api_stream_clear(&admitted);
+                names_free(names, n);
+                api_reply_status(c, 429,
+                                 "too many commands running: all %u exec threads (--max-exec-threads) "
+                                 "are busy; try again later",
+                                 a->max_exec_threads);
+                return;
+        }
+
         ApiExec *e = xcalloc(1, sizeof *e);
 
         e->api = a;
-        e->stream = (ApiStream){.queued = BUF_INIT, .sending = BUF_INIT, .refill = on_refill};
+        e->stream = (ApiStream){.queued = BUF_INIT,
+                                .sending = BUF_INIT,
+                                .refill = on_refill,
+                                .api = admitted.api,
+                                .caller_key = admitted.caller_key};
         e->ns = xstrdup(ns);
         e->command = xstrdup(command);
         e->timeout_usec = timeout_usec;
@@ -473,8 +495,9 @@ void api_exec_start(ApiCall *c, const char *ns, const char *command, uint64_t ti
         /* Headers first, so that a client sees the answer start at once. */
         api_stream_start(c, &e->stream, "application/x-ndjson");
 
-        unsigned threads = parallel < n ? parallel : (unsigned) n;
         unsigned started = threads_start(e, threads);
+        e->threads = started;
+        api_exec_threads_give(a, threads - started);
         if (started == threads)
                 return;
 

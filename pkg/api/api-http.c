@@ -21,7 +21,9 @@ static const struct {
         {410, "Gone", "Gone"},
         {413, "RequestEntityTooLarge", "Request Entity Too Large"},
         {415, "UnsupportedMediaType", "Unsupported Media Type"},
+        {421, "MisdirectedRequest", "Misdirected Request"},
         {422, "Invalid", "Unprocessable Entity"},
+        {429, "TooManyRequests", "Too Many Requests"},
         {500, "InternalError", "Internal Server Error"},
         {501, "NotImplemented", "Not Implemented"},
         {503, "ServiceUnavailable", "Service Unavailable"},
@@ -160,8 +162,10 @@ void api_reply_status(ApiCall *c, int code, const char *fmt, ...) {
         char msg[1024];
         va_list ap;
 
+        /* Cut at a character boundary: half a character would make the
+         * Status unencodable, and the answer a 500. */
         va_start(ap, fmt);
-        vsnprintf(msg, sizeof msg, fmt, ap);
+        vsnprintf_utf8(msg, sizeof msg, fmt, ap);
         va_end(ap);
         api_reply_json(c, code, api_status_new(code, msg));
 }

@@ -112,6 +112,7 @@ void api_handle_metrics(ApiCall *c) {
                    "# HELP rpr_exec_streams Running exec requests.\n# TYPE rpr_exec_streams gauge\n"
                    "rpr_exec_streams %zu\n",
                    a->n_execs);
+        api_limits_metrics(a, &b);
         if (a->controller)
                 buf_printf(&b,
                            "# HELP rpr_controller_pending Keys queued or being reconciled.\n"

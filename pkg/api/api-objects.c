@@ -256,6 +256,13 @@ void api_handle_status(ApiCall *c) {
                 api_reply_status(c, 400, "metadata.resourceVersion must be a decimal string");
                 return;
         }
+        /* What controllers trust (a pinned host key) must have its shape. */
+        Diags d = DIAGS_INIT;
+        if (resource_status_validate(c->route.kind, c->route.name, status, &d) < 0) {
+                api_reply_diags(c, 422, "invalid status", &d);
+                diags_free(&d);
+                return;
+        }
 
         ApiJob *job = api_job_new(c, 1, NULL, write_done);
         job->input = json_pack("{s:s, s:s, s:{s:s, s:s}, s:O}", "apiVersion", RPR_API_VERSION, "kind",

@@ -113,6 +113,18 @@ struct ApiServer {
         size_t n_counters;
 
         struct ApiAuth *auth; /* api-auth.c: the token index and the throttle */
+
+        /* api-limits.c: what a reader may hold. */
+        char **allowed_hosts;
+        size_t n_allowed_hosts;
+        size_t n_streams, max_streams, max_streams_per_caller;
+        json_t *streams_by_caller; /* caller key -> streams held */
+        unsigned exec_threads, max_exec_threads;
+        size_t n_conns, max_conns;
+        bool accept_paused, accept_pause_logged, limits_ready;
+        h2o_socket_cb on_accept;
+        h2o_timeout_t accept_retry;
+        h2o_timeout_entry_t accept_retry_entry;
 };
 
 typedef struct ApiHandler {
@@ -328,6 +340,9 @@ struct ApiStream {
         bool in_flight, final, ended;
         char chunk_head[24];
         void (*refill)(ApiStream *s);
+        /* Set by api_stream_admit(): whom the stream counts against. */
+        ApiServer *api;
+        char *caller_key;
 };
 
 /* Answers 200 with content_type and starts the stream; flushes once. */
@@ -338,7 +353,33 @@ void api_stream_flush(ApiStream *s);
 /* Whether the client of an idle stream has hung up (h2o reads nothing
  * while it answers, so it would only notice at the next write). */
 bool api_stream_client_gone(const ApiStream *s);
-void api_stream_clear(ApiStream *s); /* frees the buffers */
+void api_stream_clear(ApiStream *s); /* frees the buffers; releases the admission */
+
+/* ---- api-limits.c: what a reader may hold ------------------------------------------- */
+
+/* Whether the request's Host is one of rprd's names (or it came over the
+ * unix socket); answers 421 and returns false if not. For browser-facing
+ * requests only. */
+bool api_host_allowed(ApiCall *c);
+/* The same check in front of the dashboard's files on pc. */
+void api_host_check_register(ApiServer *a, h2o_pathconf_t *pc);
+/* Counts a new stream against its caller and the total; answers 429 and
+ * returns false past a limit. api_stream_clear() gives it back. */
+bool api_stream_admit(ApiCall *c, ApiStream *s);
+void api_stream_release(ApiStream *s);
+/* Up to want exec threads from the global budget: how many may start. */
+unsigned api_exec_threads_take(ApiServer *a, unsigned want);
+void api_exec_threads_give(ApiServer *a, unsigned n);
+/* Whether another connection may be accepted; else accepting pauses. */
+bool api_conn_admit(ApiServer *a);
+/* Counts sock until it closes. */
+void api_conn_accepted(ApiServer *a, h2o_socket_t *sock);
+/* Stops accepting for a while (fds ran out, or the cap is reached). */
+void api_accept_pause(ApiServer *a, const char *why);
+/* The limits and what is held against them, for /metrics. */
+void api_limits_metrics(ApiServer *a, Buf *b);
+void api_limits_init(ApiServer *a, const ApiOptions *o, h2o_socket_cb on_accept);
+void api_limits_done(ApiServer *a);
 
 /* ---- api-actions.c: the requests that act on Servers -------------------------- */
 
@@ -394,6 +435,9 @@ void api_exec_init(ApiServer *a);
 void api_exec_reap(ApiServer *a);
 /* Cancels every command (at shutdown). */
 void api_exec_cancel_all(ApiServer *a);
+/* At free: cancels every command as if its client had gone and waits,
+ * until deadline (monotonic), for their threads to end. Whether they did. */
+bool api_exec_wait_all(ApiServer *a, uint64_t deadline);
 void api_exec_done(ApiServer *a);
 
 /* ---- api-watch.c ---------------------------------------------------------- */
@@ -408,6 +452,9 @@ void api_watch_init(ApiServer *a);
 void api_watch_reap(ApiServer *a);
 /* Ends every stream (at shutdown). */
 void api_watch_end_all(ApiServer *a);
+/* Unhooks every stream left from the store's change feed (at free, for
+ * clients that would not go): no wake-up reaches a freed server. */
+void api_watch_detach_all(ApiServer *a);
 void api_watch_done(ApiServer *a);
 
 /* ---- api-misc.c ----------------------------------------------------------- */

@@ -240,6 +240,11 @@ int api_on_req(h2o_handler_t *self, h2o_req_t *req) {
         }
         if (ms[0].role != ROLE_ANONYMOUS && api_authenticate(c) < 0)
                 return 0;
+        /* What a browser can be made to send (DNS rebinding) must name rprd. */
+        bool browser = c->caller.via_cookie || c->caller.anonymous || c->route.type == ROUTE_LOGIN ||
+                       c->route.type == ROUTE_LOGOUT || c->route.type == ROUTE_SESSION;
+        if (browser && !api_host_allowed(c))
+                return 0;
 
         const ApiMethod *m = method_find(ms, req);
         if (!m) {

@@ -325,6 +325,9 @@ void api_handle_run_log(ApiCall *c) {
                 api_reply_status(c, 400, "task must be a task name (or TASK@SERVER), not \"%s\"", task);
                 return;
         }
+        ApiStream admitted = {.queued = BUF_INIT};
+        if (!api_stream_admit(c, &admitted))
+                return;
         ApiRunLog *l = h2o_mem_alloc_shared(&c->req->pool, sizeof *l, log_dispose);
         *l = (ApiRunLog){.stream = {.queued = BUF_INIT, .sending = BUF_INIT, .refill = on_refill},
                          .api = a,
@@ -335,6 +338,8 @@ void api_handle_run_log(ApiCall *c) {
                          .fd = -1,
                          .follow = api_query_true(c->req, "follow"),
                          .poll = {.cb = on_poll}};
+        l->stream.api = admitted.api;
+        l->stream.caller_key = admitted.caller_key;
         l->next = a->run_logs;
         if (a->run_logs)
                 a->run_logs->prev = l;

@@ -99,6 +99,7 @@ void api_stream_start(ApiCall *c, ApiStream *s, const char *content_type) {
 }
 
 void api_stream_clear(ApiStream *s) {
+        api_stream_release(s);
         buf_free(&s->sending);
         buf_free(&s->queued);
 }

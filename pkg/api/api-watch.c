@@ -7,13 +7,20 @@
  * drains every stream that is not waiting for its last write to finish.
  * A stream's state lives in its request's pool: when the client goes, h2o
  * stops the generator and disposes the pool, which frees the StoreWatch.
- * The sending itself is api-stream's. */
+ * The sending itself is api-stream's.
+ *
+ * The initial listing is not built whole: the stream keeps only the keys
+ * of what it will list and reads the objects a piece at a time as the
+ * client takes them, so that a watcher that does not read holds a few
+ * bytes per object, not the store's whole text. */
 #include <inttypes.h>
 #include <string.h>
 
 #include "api/api-private.h"
 
 #define WATCH_CHUNK_MAX (256u * 1024)
+/* The listing goes out in pieces of about this much. */
+#define LIST_CHUNK (32u * 1024)
 
 struct ApiWatch {
         ApiStream stream; /* first: h2o calls back with it */
@@ -24,6 +31,9 @@ struct ApiWatch {
         char *ns;         /* NULL = all namespaces */
         char **allowed;   /* the caller's namespaces (NULL-terminated), or NULL: all */
         Selector *sel;
+        /* The listing still to send: "kind\0ns\0name\0" after each other. */
+        Buf keys;
+        size_t keys_at;
 };
 
 static bool namespace_allowed(const ApiWatch *w, const char *ns) {
@@ -65,7 +75,33 @@ static void queue_object(ApiWatch *w, const Kind *k, const char *type, const cha
         buf_puts(q, "}\n");
 }
 
+/* The next piece of the listing, read from the store by key. An object
+ * gone since the keys were taken is left out: its DELETED event follows. */
+static void queue_listing(ApiWatch *w) {
+        while (w->keys_at < w->keys.len && w->stream.queued.len < LIST_CHUNK) {
+                const char *kind = w->keys.data + w->keys_at;
+                const char *ns = kind + strlen(kind) + 1;
+                const char *name = ns + strlen(ns) + 1;
+                _cleanup_free_ char *text = NULL;
+
+                w->keys_at = name + strlen(name) + 1 - w->keys.data;
+                if (store_get(w->api->store, kind, ns, name, &text) >= 0)
+                        queue_object(w, kind_lookup(kind), "ADDED", text, strlen(text));
+        }
+        if (w->keys_at >= w->keys.len && w->keys.data) {
+                buf_free(&w->keys);
+                w->keys_at = 0;
+        }
+}
+
 static void queue_events(ApiWatch *w) {
+        if (!w->sw)
+                return; /* detached at shutdown */
+        if (w->keys.len > 0) {
+                queue_listing(w);
+                if (w->keys.len > 0)
+                        return; /* events after the whole listing */
+        }
         while (!w->stream.final && w->stream.queued.len < WATCH_CHUNK_MAX) {
                 StoreEvent *ev = NULL;
                 int r = store_watch_next(w->sw, &ev);
@@ -107,6 +143,7 @@ static void watch_dispose(void *p) {
         a->n_watches--;
 
         store_watch_free(w->sw);
+        buf_free(&w->keys);
         selector_free(w->sel);
         for (char **a = w->allowed; a && *a; a++)
                 free(*a);
@@ -161,6 +198,13 @@ void api_watch_end_all(ApiServer *a) {
         }
 }
 
+void api_watch_detach_all(ApiServer *a) {
+        for (ApiWatch *w = a->watches; w; w = w->next) {
+                store_watch_free(w->sw);
+                w->sw = NULL;
+        }
+}
+
 void api_watch_done(ApiServer *a) {
         uint64_t deadline = now_mono_usec() + USEC_PER_SEC;
 
@@ -173,18 +217,15 @@ void api_watch_done(ApiServer *a) {
 
 /* ---- start -------------------------------------------------------------------------- */
 
-typedef struct Listing {
-        ApiWatch *w;
-        const Kind *kind;
-} Listing;
+static void list_key(const char *kind, const char *ns, const char *name, void *userdata) {
+        Buf *keys = userdata;
 
-static void list_added(const char *text, size_t len, void *userdata) {
-        Listing *l = userdata;
-
-        queue_object(l->w, l->kind, "ADDED", text, len);
+        buf_append(keys, kind, strlen(kind) + 1);
+        buf_append(keys, ns, strlen(ns) + 1);
+        buf_append(keys, name, strlen(name) + 1);
 }
 
-/* The ADDED lines of every object the stream covers. */
+/* The keys of every object the stream covers, to be listed as ADDED. */
 static int list_all(ApiServer *a, ApiWatch *w, uint64_t *ret_revision) {
         size_t n = 1;
         const Kind *one[] = {w->kind};
@@ -194,9 +235,8 @@ static int list_all(ApiServer *a, ApiWatch *w, uint64_t *ret_revision) {
         /* Events after rev come through the feed; an object listed and also
          * changed after rev is sent twice, which a watcher takes in stride. */
         for (size_t i = 0; i < n; i++) {
-                Listing l = {w, kinds[i]};
                 if (!w->allowed) {
-                        int r = store_list(a->store, kind_name(kinds[i]), w->ns, list_added, &l, NULL);
+                        int r = store_list_keys(a->store, kind_name(kinds[i]), w->ns, list_key, &w->keys);
                         if (r < 0)
                                 return r;
                         continue;
@@ -204,7 +244,7 @@ static int list_all(ApiServer *a, ApiWatch *w, uint64_t *ret_revision) {
                 for (char **ns = w->allowed; *ns; ns++) {
                         if (w->ns && !STREQ(w->ns, *ns))
                                 continue;
-                        int r = store_list(a->store, kind_name(kinds[i]), *ns, list_added, &l, NULL);
+                        int r = store_list_keys(a->store, kind_name(kinds[i]), *ns, list_key, &w->keys);
                         if (r < 0)
                                 return r;
                 }
@@ -224,9 +264,13 @@ void api_watch_start(ApiCall *c, const char *selector_text) {
                 api_reply_status(c, 400, "resourceVersion must be a decimal number, not \"%s\"", rv);
                 return;
         }
+        ApiStream admitted = {.queued = BUF_INIT};
+        if (!api_stream_admit(c, &admitted))
+                return;
 
         ApiWatch tmp = {.stream = {.queued = BUF_INIT, .sending = BUF_INIT, .refill = on_refill},
                         .api = a,
+                        .keys = BUF_INIT,
                         .kind = c->route.type == ROUTE_WATCH ? NULL : c->route.kind,
                         .ns = c->route.ns ? xstrdup(c->route.ns) : NULL};
         if (c->route.type == ROUTE_WATCH && c->caller.namespaces) {
@@ -255,6 +299,8 @@ void api_watch_start(ApiCall *c, const char *selector_text) {
                         api_reply_status(c, 500, "cannot watch %s: %s", c->route.plural, strerror(-r));
                 selector_free(tmp.sel);
                 api_stream_clear(&tmp.stream);
+                api_stream_clear(&admitted);
+                buf_free(&tmp.keys);
                 free(tmp.ns);
                 for (char **ns = tmp.allowed; ns && *ns; ns++)
                         free(*ns);
@@ -265,13 +311,15 @@ void api_watch_start(ApiCall *c, const char *selector_text) {
         /* From here the request's pool owns the stream and its clean-up. */
         ApiWatch *w = h2o_mem_alloc_shared(&req->pool, sizeof *w, watch_dispose);
         *w = tmp;
+        w->stream.api = admitted.api;
+        w->stream.caller_key = TAKE_PTR(admitted.caller_key);
         w->next = a->watches;
         if (a->watches)
                 a->watches->prev = w;
         a->watches = w;
         a->n_watches++;
 
-        /* The first flush sends the ADDED lines queued by the list. */
+        /* Headers first; the listing follows in pieces as the client reads. */
         api_stream_start(c, &w->stream, "application/json");
         watch_pump(w);
 }

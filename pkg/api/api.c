@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "api/api-private.h"
+#include <h2o/http2.h>
 
 #define API_SHUTDOWN_WAIT_USEC (5 * USEC_PER_SEC)
 /* Checks at once; each waits on a remote machine, not on the CPU. */
@@ -24,11 +25,17 @@ static void on_accept(h2o_socket_t *listener, const char *err) {
         ApiServer *a = listener->data;
         h2o_socket_t *sock;
 
-        if (err)
+        if (err || !api_conn_admit(a))
                 return;
+        errno = 0;
         sock = h2o_evloop_socket_accept(listener);
-        if (!sock)
+        if (!sock) {
+                /* Out of fds the listener stays readable: wait, don't spin. */
+                if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+                        api_accept_pause(a, strerror(errno));
                 return;
+        }
+        api_conn_accepted(a, sock);
         h2o_accept(&a->accept_ctx, sock);
 }
 
@@ -240,6 +247,7 @@ static void config_setup(ApiServer *a) {
         /* "/": the dashboard's files, and our JSON 404 for what is not one. */
         h2o_pathconf_t *root = h2o_config_register_path(host, "/", 0);
         if (a->web_dir) {
+                api_host_check_register(a, root);
                 h2o_file_register(root, a->web_dir, index_files, NULL, 0);
                 page_headers(root);
         }
@@ -280,6 +288,7 @@ int api_new_verbose(const ApiOptions *o, ApiServer **ret, char **ret_error) {
         h2o_context_init(&a->ctx, h2o_evloop_create(), &a->config);
         a->ctx_ready = true;
         a->accept_ctx = (h2o_accept_ctx_t){.ctx = &a->ctx, .hosts = a->config.hosts};
+        api_limits_init(a, o, on_accept);
         api_jobs_init(a);
         api_watch_init(a);
         api_exec_init(a);
@@ -348,7 +357,7 @@ static int shutdown_socket(h2o_req_t *req, void *userdata) {
 }
 
 static bool connections_open(ApiServer *a) {
-        return !h2o_linklist_is_empty(&a->ctx.http1._conns);
+        return !h2o_linklist_is_empty(&a->ctx.http1._conns) || !h2o_linklist_is_empty(&a->ctx.http2._conns);
 }
 
 /* Runs the loop until done(a) or the deadline. */
@@ -391,6 +400,7 @@ static void api_shutdown(ApiServer *a) {
         api_watch_end_all(a);
         api_run_logs_end_all(a);
         H2O_HTTP1_CALLBACKS.foreach_request(&a->ctx, shutdown_socket, NULL);
+        H2O_HTTP2_CALLBACKS.foreach_request(&a->ctx, shutdown_socket, NULL);
         loop_until(a, all_closed, deadline);
 }
 
@@ -429,12 +439,26 @@ void api_free(ApiServer *a) {
         if (!a)
                 return;
 
+        /* Streams whose clients would not go live on in h2o's memory; what
+         * could still call into a from elsewhere is cut off first: the
+         * store's wake-ups, and exec threads (waited for). A thread that
+         * will not end keeps a alive: it is left to the process's exit. */
+        if (a->ctx_ready) {
+                api_watch_detach_all(a);
+                if (!api_exec_wait_all(a, now_mono_usec() + API_SHUTDOWN_WAIT_USEC)) {
+                        log_warning(
+                                "exec threads still running at exit; leaving the API's memory to the exit");
+                        listeners_close(a);
+                        return;
+                }
+        }
         listeners_close(a);
         workq_free(a->actionq);
         workq_free(a->workq);
         if (a->ctx_ready) {
                 h2o_evloop_t *loop = a->ctx.loop;
 
+                api_limits_done(a);
                 api_watch_done(a);
                 api_run_logs_done(a);
                 api_jobs_done(a);
@@ -450,8 +474,11 @@ void api_free(ApiServer *a) {
                         h2o_context_dispose(&a->ctx);
                         h2o_evloop_destroy(loop);
                 }
-        } else if (a->stop_pipe[0] >= 0)
-                close(a->stop_pipe[0]);
+        } else {
+                api_limits_done(a);
+                if (a->stop_pipe[0] >= 0)
+                        close(a->stop_pipe[0]);
+        }
         if (a->stop_pipe[1] >= 0)
                 close(a->stop_pipe[1]);
         h2o_config_dispose(&a->config);

@@ -56,6 +56,14 @@ typedef struct ApiOptions {
         /* Reads without a token are allowed (as viewer): the dashboard's
          * read-only view. Writes always need one. */
         bool anonymous_read;
+        /* Limits that keep a reader from hurting the daemon; 0: defaults.
+         * Streams (watch, run log, exec) in all and per caller; exec
+         * threads in all. */
+        unsigned max_streams, max_streams_per_caller, max_exec_threads;
+        /* Names browsers may reach rprd by, besides localhost and IP
+         * addresses (DNS rebinding): the dashboard, cookies, anonymous reads. */
+        const char *const *allowed_hosts;
+        size_t n_allowed_hosts;
 } ApiOptions;
 
 #define API_DEFAULT_MAX_BODY (16u * 1024 * 1024)

@@ -147,6 +147,27 @@ int mkdir_p(const char *path, unsigned mode);
 bool startswith(const char *s, const char *prefix);
 bool endswith(const char *s, const char *suffix);
 
+/* ---- text across boundaries (base-text.c) ------------------------------- */
+
+/* Length of the valid UTF-8 sequence at p (1..4), 0 if invalid, or -1 if
+ * it may be valid but end cuts it off. */
+int utf8_char_len(const unsigned char *p, const unsigned char *end);
+/* The length, at most max, of the longest prefix of s (n bytes) that does
+ * not end inside a UTF-8 character. */
+size_t utf8_cut(const char *s, size_t n, size_t max);
+/* snprintf that, when the text does not fit, cuts it at a character
+ * boundary: the result stays valid UTF-8 (JSON can carry it). */
+int snprintf_utf8(char *buf, size_t size, const char *fmt, ...) _printf_(3, 4);
+int vsnprintf_utf8(char *buf, size_t size, const char *fmt, va_list ap) _printf_(3, 0);
+/* Text from a remote made one safe line, in place: control characters
+ * (C0, DEL, C1: newlines, ESC, CSI) become spaces, invalid UTF-8 bytes
+ * '?'. Every message taken from a remote goes through it before it
+ * reaches a status, a log line or an answer. Returns s. */
+char *text_flatten(char *s);
+/* A flattened copy of s (NULL: ""), cut to at most max bytes at a
+ * character boundary. Caller frees. */
+char *text_flat_dup(const char *s, size_t max);
+
 /* Member key of object o: its string (NULL when absent or not a string),
  * its integer (fallback when absent or not an integer). o may be NULL. */
 const char *json_str_at(const json_t *o, const char *key);

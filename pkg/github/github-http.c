@@ -167,12 +167,13 @@ static struct curl_slist *request_headers(const GithubRepoRef *repo, const char 
         return h;
 }
 
-/* GitHub's "message", quoted into ours (it never holds the token). */
+/* GitHub's "message", quoted into ours (it never holds the token): one
+ * flat line of at most 200 bytes, cut between characters. */
 static void github_message(const GithubResponse *r, char *buf, size_t size) {
         _cleanup_json_ json_t *j = json_loadb(r->body.data ?: "", r->body.len, 0, NULL);
-        const char *m = json_str_at(j, "message");
+        _cleanup_free_ char *m = text_flat_dup(json_str_at(j, "message"), 200);
 
-        snprintf(buf, size, "%.200s", m ? m : "");
+        snprintf_utf8(buf, size, "%s", m);
 }
 
 static void set_error(GithubResult *res, GithubError e, const char *fmt, ...) _printf_(3, 4);
@@ -181,8 +182,9 @@ static void set_error(GithubResult *res, GithubError e, const char *fmt, ...) {
 
         res->error = e;
         va_start(ap, fmt);
-        vsnprintf(res->message, sizeof res->message, fmt, ap);
+        vsnprintf_utf8(res->message, sizeof res->message, fmt, ap);
         va_end(ap);
+        text_flatten(res->message);
 }
 
 /* Turns an answer that is neither 2xx nor 304 into res->error; closes the

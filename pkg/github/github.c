@@ -210,12 +210,18 @@ static json_t *commit_from(const json_t *branch) {
                 return NULL;
         if (date && time_parse_rfc3339(date, &t) >= 0)
                 time_format_rfc3339(t, when);
-        size_t n = MIN(strcspn(msg, "\r\n"), (size_t) MESSAGE_MAX);
-        json_t *commit = json_pack("{s:s, s:s#}", "sha", sha, "message", msg, (int) n);
+        /* The subject line only, flat and cut between characters: the
+         * repository's author wrote it. */
+        _cleanup_free_ char *subject = text_flat_dup(msg, MIN(strcspn(msg, "\r\n"), (size_t) MESSAGE_MAX));
+        _cleanup_free_ char *who =
+                json_str_at(author, "name") ? text_flat_dup(json_str_at(author, "name"), 256) : NULL;
+        json_t *commit = json_pack("{s:s, s:s}", "sha", sha, "message", subject);
+        if (!commit)
+                return NULL;
         if (*when)
                 json_object_set_new(commit, "time", json_string(when));
-        if (json_str_at(author, "name"))
-                json_object_set_new(commit, "author", json_string(json_str_at(author, "name")));
+        if (who)
+                json_object_set_new(commit, "author", json_string(who));
         return commit;
 }
 
@@ -225,7 +231,9 @@ static json_t *parse_body(const GithubResponse *r, const char *url, GithubResult
 
         if (!j) {
                 res->error = GITHUB_PROTOCOL;
-                snprintf(res->message, sizeof res->message, "GET %s: the answer is not JSON: %s", url, err.text);
+                snprintf_utf8(res->message, sizeof res->message, "GET %s: the answer is not JSON: %s", url,
+                              err.text);
+                text_flatten(res->message);
         }
         return j;
 }

@@ -43,12 +43,14 @@ static json_t *commit_json(const git_commit *c) {
         char sha[GIT_OID_HEXSZ + 1], when[RFC3339_MAX];
         const git_signature *author = git_commit_author(c), *committer = git_commit_committer(c);
         const char *msg = git_commit_message(c) ?: "";
-        size_t n = MIN(strcspn(msg, "\r\n"), (size_t) MESSAGE_MAX);
+        /* The repository's author wrote these: flat, cut between characters. */
+        _cleanup_free_ char *subject = text_flat_dup(msg, MIN(strcspn(msg, "\r\n"), (size_t) MESSAGE_MAX));
+        _cleanup_free_ char *who = text_flat_dup(author->name, 256);
 
         git_oid_tostr(sha, sizeof sha, git_commit_id(c));
         time_format_rfc3339((uint64_t) committer->when.time * USEC_PER_SEC, when);
-        return json_pack("{s:s, s:s, s:s, s:s#}", "sha", sha, "time", when, "author", author->name ?: "", "message",
-                         msg, (int) n);
+        return json_pack("{s:s, s:s, s:s, s:s}", "sha", sha, "time", when, "author", who, "message",
+                         subject);
 }
 
 static int open_cache(const char *cache_dir, git_repository **ret, GitResult *res) {

@@ -174,7 +174,8 @@ int gitremote_fail(GitResult *ret, const char *what, const char *url, int code, 
                         memset(p, '*', strlen(userinfo));
         }
         ret->error = classify(code, e, creds);
-        snprintf(ret->message, sizeof ret->message, "%s %s: %s", what, shown, msg);
+        snprintf_utf8(ret->message, sizeof ret->message, "%s %s: %s", what, shown, msg);
+        text_flatten(ret->message); /* the remote's own words, via libgit2 */
         return -EIO;
 }
 

@@ -266,6 +266,18 @@ int resource_prepare(json_t *obj, int index, Diags *d) {
         return d->n > before ? -EINVAL : 0;
 }
 
+int resource_status_validate(const Kind *k, const char *name, const json_t *status, Diags *d) {
+        _cleanup_free_ char *object = xasprintf("%s/%s", k->name, name ? name : "<unnamed>");
+        const json_t *schema = json_object_get(k->doc, "status");
+        Check c = {d, -1, object};
+        size_t before = d->n;
+
+        if (!schema)
+                return diags_add(d, -1, object, "status", "%s has no status", k->name);
+        schema_validate(schema, status, "status", &c);
+        return d->n > before ? -EINVAL : 0;
+}
+
 char *resource_display_name(const json_t *obj) {
         const char *kind = json_string_value(json_object_get(obj, "kind"));
         const char *name = json_string_value(json_object_get(json_object_get(obj, "metadata"), "name"));

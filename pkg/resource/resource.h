@@ -51,6 +51,11 @@ const json_t *kind_columns(const Kind *k);
  * place; on error it is left partly defaulted. */
 int resource_prepare(json_t *obj, int index, Diags *d);
 
+/* Checks a status as written through the API (PUT .../status) against the
+ * kind's status schema, strictly: -EINVAL with every problem in d (object
+ * "Kind/name"). Controllers' own writes are not checked here. */
+int resource_status_validate(const Kind *k, const char *name, const json_t *status, Diags *d);
+
 /* "Kind/name" of an object for messages, best effort; caller frees. */
 char *resource_display_name(const json_t *obj);
 

@@ -104,6 +104,10 @@ static void take_lines(RunLog *l, RunLogStream s, Buf *partial, uint64_t when) {
 }
 
 void run_log_write(RunLog *l, RunLogStream s, const char *data, size_t n, uint64_t when_usec) {
+        /* A log that could not be opened (no fds left, disk full) loses
+         * its lines; the work it records goes on. */
+        if (!l)
+                return;
         if (s == RUN_LOG_RPR) {
                 batch_line(l, s, data, n, when_usec);
         } else {
@@ -118,6 +122,8 @@ void run_log_note(RunLog *l, const char *fmt, ...) {
         _cleanup_free_ char *text = NULL;
         va_list ap;
 
+        if (!l)
+                return;
         va_start(ap, fmt);
         if (vasprintf(&text, fmt, ap) < 0)
                 abort();

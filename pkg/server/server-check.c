@@ -151,9 +151,13 @@ void server_check_run(ServerController *s, const SshTarget *target, CheckOutcome
                         if (result->signal[0])
                                 snprintf(o->message, sizeof o->message, "the check command was killed by SIG%s",
                                          result->signal);
-                        else
-                                snprintf(o->message, sizeof o->message, "the check command exited with %d%s%.400s",
-                                         result->exit_code, *err ? ": " : "", err);
+                        else {
+                                /* The host's own words: flat, and cut between characters. */
+                                err[utf8_cut(err, strlen(err), 400)] = '\0';
+                                snprintf_utf8(o->message, sizeof o->message,
+                                              "the check command exited with %d%s%s", result->exit_code,
+                                              *err ? ": " : "", text_flatten(err));
+                        }
                         snprintf(result->message, sizeof result->message, "%s", o->message);
                 } else {
                         o->ok = true;

@@ -20,6 +20,7 @@
 
 struct ServerTarget {
         SshTarget target;
+        ServerController *servers;
         json_t *object;
         char *id;
         char *key_data;
@@ -97,6 +98,44 @@ static int transport_of(const json_t *spec, SshTransport *ret, char **ret_error)
         return -EINVAL;
 }
 
+/* ---- accept-new: the first key seen is the Server's --------------------------------- */
+
+typedef struct Pin {
+        const char *key;
+        bool conflict;
+} Pin;
+
+static json_t *pin_next(const json_t *obj, void *userdata) {
+        Pin *p = userdata;
+        const json_t *st = json_object_get(obj, "status");
+        const char *have = json_str_at(st, "hostKey");
+
+        if (have) {
+                p->conflict = !STREQ(have, p->key);
+                return NULL;
+        }
+        p->conflict = false;
+        json_t *next = json_is_object(st) ? json_deep_copy(st) : json_object();
+        json_object_set_new(next, "hostKey", json_string(p->key));
+        return next;
+}
+
+/* Writes the key into status.hostKey unless one is there: the write
+ * compares the revision, so of two first sessions one pins and the other
+ * finds that key. -EPERM when another key was pinned first. */
+static int pin_host_key(void *userdata, const char *host_key) {
+        ServerTarget *t = userdata;
+        const json_t *meta = json_object_get(t->object, "metadata");
+        Pin p = {.key = host_key};
+        int r;
+
+        r = store_update_status(t->servers->store, "Server", json_str_at(meta, "namespace"),
+                                json_str_at(meta, "name"), pin_next, &p, NULL);
+        if (r < 0)
+                return r;
+        return p.conflict ? -EPERM : 0;
+}
+
 int server_target_build(ServerController *s, json_t *obj, ServerTarget **ret, const char **ret_reason,
                         char **ret_error) {
         const json_t *meta = json_object_get(obj, "metadata");
@@ -130,9 +169,14 @@ int server_target_build(ServerController *s, json_t *obj, ServerTarget **ret, co
         t->target.known_hosts_file = json_str_at(spec, "knownHostsFile");
         const char *policy = json_str_at(spec, "hostKeyPolicy");
         t->target.accept_new = policy && STREQ(policy, "accept-new");
-        /* accept-new pins what it accepted the first time. */
-        if (t->target.accept_new && !t->target.host_key && !t->target.known_hosts_file)
-                t->target.host_key = json_str_at(json_object_get(obj, "status"), "hostKey");
+        /* accept-new pins what it accepted the first time, on whichever
+         * path (check, exec, Run, task) met the host first. */
+        if (t->target.accept_new && !t->target.host_key) {
+                t->target.accepted_key = json_str_at(json_object_get(obj, "status"), "hostKey");
+                t->target.pin_host_key = pin_host_key;
+                t->target.pin_userdata = t;
+                t->servers = s;
+        }
 
         const char *key_ref = json_str_at(spec, "keyRef");
         if (key_ref && t->target.transport == SSH_TRANSPORT_SSH) {

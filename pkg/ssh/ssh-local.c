@@ -110,14 +110,16 @@ int ssh_local_run(const SshCommand *cmd, SshResult *result) {
         struct pollfd p[3] = {
                 {out[0], POLLIN, 0}, {err[0], POLLIN, 0}, {cmd->cancel ? cmd->cancel->fd : -1, POLLIN, 0}};
         while ((p[0].fd >= 0 || p[1].fd >= 0) && !stop) {
-                int wait_ms = -1;
+                /* A cancel without an eventfd is only a flag: look at it. */
+                int wait_ms = cmd->cancel && cmd->cancel->fd < 0 ? 1000 : -1;
                 if (deadline) {
                         uint64_t now = now_mono_usec();
                         if (now >= deadline) {
                                 timed_out = true;
                                 break;
                         }
-                        wait_ms = (int) ((deadline - now) / 1000) + 1;
+                        int left = (int) MIN((deadline - now) / 1000 + 1, (uint64_t) INT32_MAX);
+                        wait_ms = wait_ms < 0 ? left : MIN(wait_ms, left);
                 }
                 if (poll(p, 3, wait_ms) < 0 && errno != EINTR)
                         break;

@@ -226,7 +226,10 @@ static int session_get(SshPool *p, const SshTarget *t, const char *id, const cha
         int r;
 
         if (fresh) {
-                /* The retry after a dead pooled session: an opening slot all the same. */
+                /* The retry after a dead pooled session: an opening slot all
+                 * the same, and what the dead one said about the host is void. */
+                result->logged_in = false;
+                result->host_key[0] = '\0';
                 pthread_mutex_lock(&p->lock);
                 Target *target = target_get(p, id);
                 target->opening++;

@@ -32,10 +32,12 @@ char *ssh_target_config(const SshTarget *t) {
         /* The key itself is a secret: only its hash is kept. */
         if (t->key_data)
                 sha256_hex(t->key_data, t->key_len, key_hash);
-        return xasprintf("%s|%u|%s|%s|%s|%s|%s|%d", t->host ? t->host : "", t->port ? t->port : 22,
+        /* The key accepted under accept-new too: a session is reused only
+         * while the key it was verified against is still the one pinned. */
+        return xasprintf("%s|%u|%s|%s|%s|%s|%s|%d|%s", t->host ? t->host : "", t->port ? t->port : 22,
                          t->user ? t->user : "root", t->key_file ? t->key_file : "", key_hash,
                          t->host_key ? t->host_key : "", t->known_hosts_file ? t->known_hosts_file : "",
-                         t->accept_new);
+                         t->accept_new, t->accepted_key ? t->accepted_key : "");
 }
 
 /* ---- TCP ------------------------------------------------------------------ */
@@ -122,6 +124,50 @@ static void fingerprint_of_base64(const char *b64, char ret[static 64]) {
         snprintf(ret, 64, "SHA256:%.*s", n, (const char *) out);
 }
 
+/* The key seen against a pin ("SHA256:b64" or "TYPE SHA256:b64") that
+ * field (spec.hostKey, status.hostKey) holds: 0 on a match, else a
+ * failure; a pin that cannot be parsed pins nothing, so it refuses every
+ * key. hint: what to do after a reinstall. */
+static int pin_verify(SshSession *s, const SshTarget *t, const char *pin, const char *field,
+                      const char *hint, SshResult *result) {
+        char type[32], fp[64];
+
+        if (ssh_host_key_parse(pin, type, fp) < 0)
+                return ssh_fail(
+                        result, SSH_FAIL_HOST_KEY_MISMATCH, EPERM,
+                        "the host key of %s in %s (\"%s\") cannot be parsed; refusing to connect (it "
+                        "must be \"SHA256:...\" or \"TYPE SHA256:...\")",
+                        t->host, field, pin);
+        const char *seen_fp = strchr(s->host_key, ' ') + 1;
+        bool type_ok = !*type || strncmp(s->host_key, type, strlen(type)) == 0;
+        if (type_ok && STREQ(seen_fp, fp))
+                return 0;
+        return ssh_fail(
+                result, SSH_FAIL_HOST_KEY_MISMATCH, EPERM,
+                "host key mismatch for %s: expected %s, got %s; refusing to connect (if the host was "
+                "reinstalled, %s)",
+                t->host, pin, s->host_key, hint);
+}
+
+/* accept-new: the key taken the first time, and only that one, from then
+ * on. The first key is pinned (written to the Server's status) before the
+ * session goes on, so that two first sessions cannot each take their own. */
+static int accept_new_key(SshSession *s, const SshTarget *t, SshResult *result) {
+        if (t->accepted_key)
+                return pin_verify(s, t, t->accepted_key, "status.hostKey",
+                                  "clear status.hostKey or pin spec.hostKey", result);
+        if (t->pin_host_key) {
+                int r = t->pin_host_key(t->pin_userdata, s->host_key);
+                if (r < 0)
+                        return ssh_fail(result, SSH_FAIL_HOST_KEY_MISMATCH, EPERM,
+                                        "host key %s of %s could not be pinned (%s); refusing to connect",
+                                        s->host_key, t->host,
+                                        r == -EPERM ? "another key was accepted first" : strerror(-r));
+        }
+        result->host_key_new = true;
+        return 0;
+}
+
 static int check_known_hosts(SshSession *s, const SshTarget *t, SshResult *result) {
         LIBSSH2_KNOWNHOSTS *kh = libssh2_knownhost_init(s->session);
         struct libssh2_knownhost *known = NULL;
@@ -150,10 +196,8 @@ static int check_known_hosts(SshSession *s, const SshTarget *t, SshResult *resul
                         "host key mismatch for %s: expected %s (from %s), got %s; refusing to connect (if "
                         "the host was reinstalled, update that file)",
                         t->host, *known_fp ? known_fp : "another key", t->known_hosts_file, s->host_key);
-        if (t->accept_new) {
-                result->host_key_new = true;
-                return 0;
-        }
+        if (t->accept_new)
+                return accept_new_key(s, t, result);
         return ssh_fail(result, SSH_FAIL_HOST_KEY_UNKNOWN, EPERM,
                         "host key of %s (%s) is not in %s; add it there, pin it with spec.hostKey, or set "
                         "hostKeyPolicy: accept-new",
@@ -161,28 +205,15 @@ static int check_known_hosts(SshSession *s, const SshTarget *t, SshResult *resul
 }
 
 static int check_host_key(SshSession *s, const SshTarget *t, SshResult *result) {
-        char type[32], fp[64];
-
         if (host_key_seen(s, s->host_key) < 0)
                 return ssh_fail(result, SSH_FAIL_HANDSHAKE, EIO, "cannot read the host key of %s", t->host);
         snprintf(result->host_key, sizeof result->host_key, "%s", s->host_key);
-        if (t->host_key && ssh_host_key_parse(t->host_key, type, fp) >= 0) {
-                const char *seen_fp = strchr(s->host_key, ' ') + 1;
-                bool type_ok = !*type || strncmp(s->host_key, type, strlen(type)) == 0;
-                if (type_ok && STREQ(seen_fp, fp))
-                        return 0;
-                return ssh_fail(
-                        result, SSH_FAIL_HOST_KEY_MISMATCH, EPERM,
-                        "host key mismatch for %s: expected %s, got %s; refusing to connect (if the host "
-                        "was reinstalled, update spec.hostKey)",
-                        t->host, t->host_key, s->host_key);
-        }
+        if (t->host_key)
+                return pin_verify(s, t, t->host_key, "spec.hostKey", "update spec.hostKey", result);
         if (t->known_hosts_file)
                 return check_known_hosts(s, t, result);
-        if (t->accept_new) {
-                result->host_key_new = true;
-                return 0;
-        }
+        if (t->accept_new)
+                return accept_new_key(s, t, result);
         return ssh_fail(result, SSH_FAIL_HOST_KEY_UNKNOWN, EPERM,
                         "host key of %s is not known (%s); pin it with spec.hostKey or set hostKeyPolicy: "
                         "accept-new",
@@ -237,7 +268,9 @@ static void host_key_preference(LIBSSH2_SESSION *session, const SshTarget *t) {
         char type[32] = "", fp[64];
         Buf b = BUF_INIT;
 
-        if (t->host_key && ssh_host_key_parse(t->host_key, type, fp) >= 0) {
+        const char *pin = t->host_key ? t->host_key : t->known_hosts_file ? NULL : t->accepted_key;
+
+        if (pin && ssh_host_key_parse(pin, type, fp) >= 0) {
                 for (size_t i = 0; i < ELEMENTSOF(host_key_types); i++)
                         wanted[i] = STREQ(type, host_key_types[i]);
         } else if (t->known_hosts_file)

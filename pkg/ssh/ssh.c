@@ -42,9 +42,12 @@ int ssh_fail(SshResult *result, SshFailure f, int err, const char *fmt, ...) {
 
         result->failure = f;
         result->exit_code = -1;
+        /* Messages quote what the remote said (banners, libssh2's errors):
+         * one flat line, cut between characters. */
         va_start(ap, fmt);
-        vsnprintf(result->message, sizeof result->message, fmt, ap);
+        vsnprintf_utf8(result->message, sizeof result->message, fmt, ap);
         va_end(ap);
+        text_flatten(result->message);
         return -err;
 }
 
@@ -53,9 +56,11 @@ int ssh_fail(SshResult *result, SshFailure f, int err, const char *fmt, ...) {
 SshCancel *ssh_cancel_new(void) {
         SshCancel *c = xcalloc(1, sizeof *c);
 
+        /* Out of file descriptors, the cancel still works: waits poll the
+         * flag at least every few seconds, only less promptly. */
         c->fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
         if (c->fd < 0)
-                abort(); /* out of file descriptors at start-up of a command */
+                log_debug("cannot create an eventfd for a cancel: %s (polling instead)", strerror(errno));
         return c;
 }
 
@@ -63,7 +68,7 @@ void ssh_cancel_fire(SshCancel *c) {
         uint64_t one = 1;
 
         __atomic_store_n(&c->fired, true, __ATOMIC_RELEASE);
-        if (write(c->fd, &one, sizeof one) < 0) {
+        if (c->fd >= 0 && write(c->fd, &one, sizeof one) < 0) {
                 /* The counter is already non-zero: poll wakes anyway. */
         }
 }
@@ -75,7 +80,8 @@ bool ssh_cancel_fired(const SshCancel *c) {
 void ssh_cancel_free(SshCancel *c) {
         if (!c)
                 return;
-        close(c->fd);
+        if (c->fd >= 0)
+                close(c->fd);
         free(c);
 }
 

@@ -60,6 +60,14 @@ typedef struct SshTarget {
         const char *host_key;
         const char *known_hosts_file;
         bool accept_new; /* with neither pinned nor known: take the key seen */
+        /* accept-new: the key taken the first time ("TYPE SHA256:b64"), from
+         * then on the only one accepted; NULL before the first. */
+        const char *accepted_key;
+        /* accept-new before the first: called with the key seen, before
+         * anything is sent, to record it; 0 to go on, negative to refuse
+         * (-EPERM: another key was recorded first). NULL: not recorded. */
+        int (*pin_host_key)(void *userdata, const char *host_key);
+        void *pin_userdata;
         uint64_t connect_timeout_usec; /* 0 = 10 s; TCP connect and handshake */
         uint64_t auth_timeout_usec;    /* 0 = 10 s */
 } SshTarget;

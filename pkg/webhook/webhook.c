@@ -3,10 +3,11 @@
  * Order matters for safety: nothing in a delivery is believed, parsed or
  * remembered before its signature checks out, so a forged request can
  * neither trigger a check nor poison the list of delivery ids seen. */
-#include <pthread.h>
-#include <string.h>
 #include <ctype.h>
+#include <pthread.h>
 #include <stdio.h>
+#include <string.h>
+#include <strings.h>
 
 #include "repo/repo.h"
 #include "store/store.h"
@@ -54,6 +55,10 @@ static int answer(json_t **ret_body, int status, const char *key, const char *fm
         if (vasprintf(&text, fmt, ap) < 0)
                 abort();
         va_end(ap);
+        /* Answers quote the payload's own fields (ref, repository name,
+         * event, delivery id): one flat line, whatever the sender put in. */
+        text[utf8_cut(text, strlen(text), 1024)] = '\0';
+        text_flatten(text);
         *ret_body = json_pack("{s:s}", "message", text);
         if (key)
                 json_object_set_new(*ret_body, key, json_string(text));
@@ -212,6 +217,29 @@ static json_t *parse_payload(const WebhookRequest *req, json_t **ret_body, int *
 
 /* ---- push ------------------------------------------------------------------------ */
 
+/* The Repos of names (ns) whose status.lastCommit is not the push's head
+ * commit. GitHub signs the body but not the delivery id, so a replay can
+ * come with any id: what the signed payload proves is its head commit, and
+ * a push whose head a Repo already has is a no-op however often it comes. */
+static json_t *repos_behind(Webhook *w, const char *ns, const json_t *names, const char *after) {
+        json_t *behind = json_array();
+        const json_t *name;
+        size_t i;
+
+        json_array_foreach(names, i, name) {
+                _cleanup_json_ json_t *repo = NULL;
+                const char *n = json_string_value(name);
+                const char *sha = NULL;
+
+                if (n && store_get_json(w->store, "Repo", ns, n, &repo) >= 0)
+                        sha = json_str_at(json_object_get(json_object_get(repo, "status"), "lastCommit"),
+                                          "sha");
+                if (n && (!sha || strcasecmp(sha, after) != 0))
+                        json_array_append_new(behind, json_string(n));
+        }
+        return behind;
+}
+
 static int handle_push(Webhook *w, const char *ns, const json_t *p, json_t **ret_body) {
         const char *ref = json_str_at(p, "ref"), *after = json_str_at(p, "after");
         const json_t *repo = json_object_get(p, "repository");
@@ -236,13 +264,22 @@ static int handle_push(Webhook *w, const char *ns, const json_t *p, json_t **ret
         present[n] = NULL;
 
         const char *branch = ref + 11;
+        if (!after || (strlen(after) != 40 && strlen(after) != 64))
+                return answer(ret_body, 400, NULL, "push payload without an \"after\" commit id");
         if (!w->repos)
                 return answer(ret_body, 503, NULL, "this rprd runs no controllers (--no-controllers); send webhooks "
                                                    "to the one that does");
-        _cleanup_json_ json_t *names = repo_match_push(w->repos, ns, full_name, present, branch);
-        if (json_array_size(names) == 0)
+        _cleanup_json_ json_t *matched = repo_match_push(w->repos, ns, full_name, present, branch);
+        if (json_array_size(matched) == 0)
                 return answer(ret_body, 202, "ignored", "no active Repo in namespace %s watches %s branch %s", ns,
                               full_name, branch);
+        _cleanup_json_ json_t *names = repos_behind(w, ns, matched, after);
+        if (json_array_size(names) == 0)
+                return answer(
+                        ret_body, 202, "ignored",
+                        "nothing to do: %.12s, the head commit of this push, is already the last commit "
+                        "of every Repo in namespace %s that watches %s branch %s",
+                        after, ns, full_name, branch);
         const json_t *name;
         size_t i;
         json_array_foreach(names, i, name) repo_check_soon(w->repos, ns, json_string_value(name));
@@ -262,7 +299,12 @@ int webhook_handle(Webhook *w, const WebhookRequest *req, json_t **ret_body) {
                 return status;
         if (!req->event || !*req->event)
                 return answer(ret_body, 400, NULL, "missing X-GitHub-Event");
-        if (req->delivery && *req->delivery && delivery_seen(w, req->delivery))
+        if (!req->delivery || !*req->delivery)
+                return answer(ret_body, 400, NULL,
+                              "missing X-GitHub-Delivery: GitHub sends one with every delivery");
+        if (strlen(req->delivery) > 128)
+                return answer(ret_body, 400, NULL, "X-GitHub-Delivery is longer than 128 characters");
+        if (delivery_seen(w, req->delivery))
                 return answer(ret_body, 200, "ignored", "delivery %s was received before", req->delivery);
         if (STREQ(req->event, "ping"))
                 return answer(ret_body, 200, NULL, "pong");

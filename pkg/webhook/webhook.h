@@ -5,8 +5,12 @@
  * (compared in constant time); that Token's namespace is where the Repos
  * it may trigger live. A verified push to a branch that active Repos watch
  * queues an immediate check of each and returns at once: the check runs
- * after the answer, well inside GitHub's 10 s delivery window. A delivery
- * id seen before is ignored (GitHub's redeliveries, replays). Tag pushes,
+ * after the answer, well inside GitHub's 10 s delivery window. Every
+ * delivery must carry X-GitHub-Delivery; an id seen before is ignored
+ * (GitHub's redeliveries). GitHub does not sign that id, so a replay may
+ * bring a new one: what the signed payload proves is its head commit, and
+ * a push whose head commit a Repo already has (status.lastCommit) is a
+ * no-op, answered as such. Text quoted from a payload is flattened. Tag pushes,
  * branch deletions, other branches and other events are acknowledged and
  * ignored. The body may be JSON or a form with a payload field, as GitHub's
  * content type setting chooses. Blocking (reads Token secrets): run it off

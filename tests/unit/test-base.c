@@ -181,6 +181,35 @@ static void test_workq_runs_every_job(void **state) {
         assert_int_equal(counter, 1000);
 }
 
+static void test_utf8_cut_and_snprintf_keep_characters_whole(void **state) {
+        char buf[8];
+        (void) state;
+
+        /* "aaaaé€": é is 2 bytes, € 3; 7 bytes fit, € would be split. */
+        assert_int_equal(utf8_cut("aaaa\xc3\xa9\xe2\x82\xac", 9, 7), 6);
+        assert_int_equal(utf8_cut("aaaa\xc3\xa9", 6, 5), 4);
+        assert_int_equal(utf8_cut("abc", 3, 10), 3);
+        snprintf_utf8(buf, sizeof buf, "%s", "aaaa\xc3\xa9\xe2\x82\xac");
+        assert_string_equal(buf, "aaaa\xc3\xa9");
+        snprintf_utf8(buf, sizeof buf, "%s", "aaaaaa\xc3\xa9");
+        assert_string_equal(buf, "aaaaaa");
+        _cleanup_json_ json_t *j = json_string(buf);
+        assert_non_null(j);
+}
+
+static void test_text_flatten_makes_one_safe_line(void **state) {
+        char s[] = "line one\r\nline two\x1b[31mred\x07\x7f \xc2\x9b"
+                   "2J ok \xc3\xa9 \xff end";
+        (void) state;
+
+        text_flatten(s);
+        assert_string_equal(s, "line one  line two [31mred    2J ok \xc3\xa9 ? end");
+        _cleanup_free_ char *d = text_flat_dup("a\nb\xe2\x82\xac", 4);
+        assert_string_equal(d, "a b");
+        _cleanup_free_ char *n = text_flat_dup(NULL, 10);
+        assert_string_equal(n, "");
+}
+
 static void count_entry(const char *key, void *value, void *userdata) {
         size_t *n = userdata;
 
@@ -232,6 +261,8 @@ int main(void) {
                 cmocka_unit_test(test_uuid_v4_shape),
                 cmocka_unit_test(test_write_file_atomic_mode),
                 cmocka_unit_test(test_workq_runs_every_job),
+                cmocka_unit_test(test_utf8_cut_and_snprintf_keep_characters_whole),
+                cmocka_unit_test(test_text_flatten_makes_one_safe_line),
         };
         return cmocka_run_group_tests_name("base", tests, NULL, NULL);
 }

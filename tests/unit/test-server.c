@@ -395,7 +395,7 @@ static void test_accept_new_records_host_key_over_real_sshd(void **state) {
 
         ServerTarget *t = NULL;
         assert_int_equal(server_target_get(f->servers, "default", "real", &t, NULL, NULL), 0);
-        assert_string_equal(server_target(t)->host_key, pin);
+        assert_string_equal(server_target(t)->accepted_key, pin);
         server_target_free(t);
 
         _cleanup_json_ json_t *refused = wait_status(f, "strict", "phase", "Unreachable", 20 * USEC_PER_SEC);
@@ -403,6 +403,66 @@ static void test_accept_new_records_host_key_over_real_sshd(void **state) {
         assert_string_equal(condition(refused, "reason"), "HostKeyUnknown");
         assert_null(str_at(refused, "hostKey"));
         assert_null(str_at(refused, "lastLoginTime"));
+}
+
+/* Sets a Server's status.hostKey as PUT .../status would. */
+static void set_accepted_key(Fixture *f, const char *name, const char *key) {
+        json_t *o = NULL;
+
+        assert_int_equal(store_get_json(f->store, "Server", "default", name, &o), 0);
+        json_object_set_new(o, "status", json_pack("{s:s}", "hostKey", key));
+        StoreOp op = {.type = STORE_OP_STATUS, .object = o};
+        assert_int_equal(store_commit(f->store, &op, 1, false, NULL), 0);
+        store_ops_clear(&op, 1);
+        json_decref(o);
+}
+
+/* Runs true on Server name as exec and Runs do: no check first. */
+static int run_true(Fixture *f, const char *name, SshResult *res) {
+        ServerTarget *t = NULL;
+        SshCommand cmd = {.script = "true"};
+        int r = server_target_get(f->servers, "default", name, &t, NULL, NULL);
+
+        assert_int_equal(r, 0);
+        r = ssh_run(f->ssh, server_target(t), &cmd, res);
+        server_target_free(t);
+        return r;
+}
+
+static void test_accept_new_pins_on_first_use_of_any_path_and_fails_closed(void **state) {
+        Fixture *f = *state;
+        char pin[128];
+        unsigned port = sshd_start(f, pin);
+        SshResult res;
+
+        for (const char *const *n = (const char *const[]){"first", "garbled", "other", NULL}; *n; n++) {
+                _cleanup_free_ char *json = xasprintf(
+                        "{\"apiVersion\":\"rpr/v1\",\"kind\":\"Server\",\"metadata\":{\"name\":\"%s\"},"
+                        "\"spec\":{\"host\":\"127.0.0.1\",\"port\":%u,\"identityFile\":\"%s\","
+                        "\"hostKeyPolicy\":\"accept-new\"}}",
+                        *n, port, f->key);
+                apply(f, json);
+        }
+
+        /* A command before any check pins the key it met. */
+        assert_int_equal(run_true(f, "first", &res), 0);
+        assert_true(res.host_key_new);
+        _cleanup_json_ json_t *st = status_of(f, "first");
+        assert_string_equal(str_at(st, "hostKey"), pin);
+
+        /* A recorded key that cannot be read accepts nothing. */
+        set_accepted_key(f, "garbled", "ssh-ed25519 not-a-fingerprint");
+        assert_true(run_true(f, "garbled", &res) < 0);
+        assert_int_equal(res.failure, SSH_FAIL_HOST_KEY_MISMATCH);
+        assert_non_null(strstr(res.message, "cannot be parsed"));
+
+        /* Another key recorded first: this one is refused. */
+        set_accepted_key(f, "other", "ssh-ed25519 SHA256:BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB");
+        assert_true(run_true(f, "other", &res) < 0);
+        assert_int_equal(res.failure, SSH_FAIL_HOST_KEY_MISMATCH);
+        _cleanup_json_ json_t *other = status_of(f, "other");
+        assert_string_equal(str_at(other, "hostKey"),
+                            "ssh-ed25519 SHA256:BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB");
 }
 
 static void test_missing_key_token_is_missing_key_without_attempt(void **state) {
@@ -507,7 +567,9 @@ static void test_target_from_token_and_pinned_accepted_key(void **state) {
         store_ops_clear(&op, 1);
         json_decref(o);
         assert_int_equal(server_target_get(f->servers, "default", "s", &t, NULL, &error), 0);
-        assert_string_equal(server_target(t)->host_key, seen);
+        assert_null(server_target(t)->host_key);
+        assert_string_equal(server_target(t)->accepted_key, seen);
+        assert_non_null(server_target(t)->pin_host_key);
         server_target_free(t);
 
         /* From the environment. */
@@ -604,6 +666,8 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_spec_change_causes_a_recheck, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_check_now, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_target_from_token_and_pinned_accepted_key, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_accept_new_pins_on_first_use_of_any_path_and_fails_closed, setup,
+                                                teardown),
                 cmocka_unit_test_setup_teardown(test_target_errors_name_the_cause_not_the_secret, setup, teardown),
                 cmocka_unit_test(test_check_output_is_parsed),
         };
