@@ -189,6 +189,11 @@ void api_buf_object(Buf *b, const Kind *k, const char *text, size_t len);
  * only when there is a selector. */
 bool api_text_selected(const Selector *sel, const char *text, size_t len);
 
+/* What is wrong with a request target (path and query, as sent): a '%'
+ * without two hex digits after it, a control character (NUL included),
+ * or bytes that are not UTF-8 once decoded (overlong forms, surrogates).
+ * NULL when nothing is. */
+const char *api_target_problem(const char *target, size_t len);
 /* Decoded query parameter (pool string) or NULL if absent. */
 const char *api_query(h2o_req_t *req, const char *name);
 bool api_query_true(h2o_req_t *req, const char *name);
@@ -208,6 +213,9 @@ void api_counters_free(ApiServer *a);
 /* ---- api-routes.c --------------------------------------------------------- */
 
 int api_on_req(h2o_handler_t *self, h2o_req_t *req);
+/* Answers 400 to a target api_target_problem() refuses; passes the rest
+ * on (-1). Runs before the dashboard's files are looked up. */
+int api_on_req_target(h2o_handler_t *self, h2o_req_t *req);
 /* Whether the caller may touch namespace ns; answers 403 and returns false if not. */
 bool api_check_namespace(ApiCall *c, const char *ns);
 

@@ -243,12 +243,34 @@ static void reply_not_found(ApiCall *c) {
                                  (int) c->req->path_normalized.len, c->req->path_normalized.base);
 }
 
+/* h2o decodes every %XX into path_normalized, NUL and broken UTF-8
+ * included: what a route or a file name must never see is refused here,
+ * from the target as it was sent. */
+static bool target_refused(ApiCall *c) {
+        const char *why = api_target_problem(c->req->path.base, c->req->path.len);
+
+        if (!why)
+                return false;
+        c->route = (ApiRoute){.type = ROUTE_NOT_FOUND, .template = "other"};
+        api_reply_status(c, 400, "the request path has %s; percent-encode UTF-8 text only", why);
+        return true;
+}
+
+int api_on_req_target(h2o_handler_t *self, h2o_req_t *req) {
+        ApiCall *c = h2o_mem_alloc_pool(&req->pool, sizeof *c);
+
+        *c = (ApiCall){.api = ((ApiHandler *) self)->api, .req = req};
+        return target_refused(c) ? 0 : -1;
+}
+
 int api_on_req(h2o_handler_t *self, h2o_req_t *req) {
         ApiServer *a = ((ApiHandler *) self)->api;
         ApiCall *c = h2o_mem_alloc_pool(&req->pool, sizeof *c);
 
         *c = (ApiCall){.api = a, .req = req};
         atomic_store(&a->quiet_since_usec, 0); /* a request: not quiet */
+        if (target_refused(c))
+                return 0;
         route_parse(req, &c->route);
 
         if (a->stopping) {
