@@ -135,7 +135,7 @@ fuzz-run: fuzz
 	@set -e; for t in $(FUZZ_TARGETS); do echo "== fuzz $$t ($(FUZZ_TIME) s)"; mkdir -p build/fuzz/found/$$t; \
 	  LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp ASAN_OPTIONS=detect_leaks=1 \
 	  build/fuzz/bin/fuzz-$$t -max_total_time=$(FUZZ_TIME) -timeout=20 -print_final_stats=1 \
-	    -artifact_prefix=tests/fuzz/corpus/$$t/crash- build/fuzz/found/$$t tests/fuzz/corpus/$$t 2>build/fuzz/$$t.log \
+	    -artifact_prefix=tests/fuzz/corpus/$$t/ build/fuzz/found/$$t tests/fuzz/corpus/$$t 2>build/fuzz/$$t.log \
 	  || { tail -n 60 build/fuzz/$$t.log; echo "fuzz $$t failed: input in tests/fuzz/corpus/$$t/crash-*"; exit 1; }; \
 	  grep -E "^stat::number_of_executed_units" build/fuzz/$$t.log; done
 .PRECIOUS: build/fuzz/tests/fuzz/%.o
