@@ -231,12 +231,12 @@ static char *url_decode(h2o_req_t *req, const char *s, size_t len) {
         return out;
 }
 
-/* The byte at s[*i], percent-decoded, and *i moved past it; -1 for a '%'
- * without two hex digits after it. */
-static int target_byte(const char *s, size_t len, size_t *i) {
+/* The byte at s[*i], percent-decoded when decode is set, and *i moved
+ * past it; -1 for a '%' without two hex digits after it. */
+static int text_byte(const char *s, size_t len, size_t *i, bool decode) {
         int hi, lo;
 
-        if (s[*i] != '%') {
+        if (!decode || s[*i] != '%') {
                 (*i)++;
                 return (unsigned char) s[*i - 1];
         }
@@ -246,16 +246,18 @@ static int target_byte(const char *s, size_t len, size_t *i) {
         return hi * 16 + lo;
 }
 
-const char *api_target_problem(const char *target, size_t len) {
+/* What keeps s from being UTF-8 text without control characters (a tab
+ * allowed where tab_ok), or NULL. */
+static const char *text_problem(const char *s, size_t len, bool decode, bool tab_ok) {
         static const char bad_percent[] = "a '%' not followed by two hex digits";
         static const char bad_utf8[] = "bytes that are not UTF-8 text";
         size_t i = 0;
 
         while (i < len) {
-                int c = target_byte(target, len, &i);
+                int c = text_byte(s, len, &i, decode);
                 if (c < 0)
                         return bad_percent;
-                if (c < 0x20 || c == 0x7f)
+                if ((c < 0x20 && !(c == '\t' && tab_ok)) || c == 0x7f)
                         return "a control character";
                 if (c < 0x80)
                         continue;
@@ -268,7 +270,7 @@ const char *api_target_problem(const char *target, size_t len) {
                 if (more < 0)
                         return bad_utf8;
                 for (int k = 0; k < more; k++) {
-                        int b = i < len ? target_byte(target, len, &i) : -2;
+                        int b = i < len ? text_byte(s, len, &i, decode) : -2;
                         if (b == -1)
                                 return bad_percent;
                         if (b < 0 || (b & 0xc0) != 0x80)
@@ -279,6 +281,14 @@ const char *api_target_problem(const char *target, size_t len) {
                         return bad_utf8;
         }
         return NULL;
+}
+
+const char *api_target_problem(const char *target, size_t len) {
+        return text_problem(target, len, true, false);
+}
+
+const char *api_header_problem(const char *value, size_t len) {
+        return text_problem(value, len, false, true);
 }
 
 const char *api_query(h2o_req_t *req, const char *name) {

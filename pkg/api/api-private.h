@@ -194,6 +194,8 @@ bool api_text_selected(const Selector *sel, const char *text, size_t len);
  * or bytes that are not UTF-8 once decoded (overlong forms, surrogates).
  * NULL when nothing is. */
 const char *api_target_problem(const char *target, size_t len);
+/* The same for a header value, as sent (a tab is allowed, no decoding). */
+const char *api_header_problem(const char *value, size_t len);
 /* Decoded query parameter (pool string) or NULL if absent. */
 const char *api_query(h2o_req_t *req, const char *name);
 bool api_query_true(h2o_req_t *req, const char *name);

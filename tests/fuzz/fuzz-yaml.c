@@ -15,6 +15,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
         return 0;
 }
 
+/* Every node has a position under the path the validator would name it
+ * by; any other text as a path (a key as it is) falls back to one. */
 static void check_positions(const YamlDoc *doc, const json_t *v, const char *path) {
         unsigned line = 0, col = 0;
         const char *key;
@@ -25,12 +27,13 @@ static void check_positions(const YamlDoc *doc, const json_t *v, const char *pat
         fuzz_check(line > 0 && col > 0, "no position for \"%s\"", path);
         if (json_is_object(v))
                 json_object_foreach((json_t *) v, key, child) {
-                        _cleanup_free_ char *p = *path ? xasprintf("%s.%s", path, key) : xstrdup(key);
+                        _cleanup_free_ char *p = field_path_key(path, key);
+                        yamldoc_pos(doc, key, true, &line, &col);
                         check_positions(doc, child, p);
                 }
         else if (json_is_array(v))
                 json_array_foreach(v, i, child) {
-                        _cleanup_free_ char *p = xasprintf("%s[%zu]", path, i);
+                        _cleanup_free_ char *p = field_path_index(path, i);
                         check_positions(doc, child, p);
                 }
 }
