@@ -13,7 +13,7 @@ PKGS    := libh2o-evloop libssh2 yaml-0.1 jansson libsystemd libcurl sqlite3 lib
 DEB_PKGS := build-essential pkg-config libh2o-evloop-dev libssl-dev libssh2-1-dev libyaml-dev \
 	libjansson-dev libsystemd-dev libcurl4-openssl-dev libsqlite3-dev libgit2-dev \
 	libcmocka-dev python3 python3-pytest python3-yaml wrk openssh-server git sqlite3 procps curl \
-	systemd lintian chromium clang
+	systemd lintian chromium clang libclang-rt-dev
 
 SAN ?= 0
 ifeq ($(SAN),1)
@@ -134,7 +134,7 @@ build/fuzz/bin/fuzz-%: $(B)/tests/fuzz/fuzz-%.o $(B)/tests/fuzz/common.o $(RPRD_
 fuzz-run: fuzz
 	@set -e; for t in $(FUZZ_TARGETS); do echo "== fuzz $$t ($(FUZZ_TIME) s)"; mkdir -p build/fuzz/found/$$t; \
 	  LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp ASAN_OPTIONS=detect_leaks=1 \
-	  build/fuzz/bin/fuzz-$$t -max_total_time=$(FUZZ_TIME) -timeout=20 -print_final_stats=1 \
+	  build/fuzz/bin/fuzz-$$t -max_total_time=$(FUZZ_TIME) -timeout=120 -print_final_stats=1 \
 	    -artifact_prefix=tests/fuzz/corpus/$$t/ build/fuzz/found/$$t tests/fuzz/corpus/$$t 2>build/fuzz/$$t.log \
 	  || { tail -n 60 build/fuzz/$$t.log; echo "fuzz $$t failed: input in tests/fuzz/corpus/$$t/crash-*"; exit 1; }; \
 	  grep -E "^stat::number_of_executed_units" build/fuzz/$$t.log; done

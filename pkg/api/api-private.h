@@ -196,6 +196,7 @@ bool api_text_selected(const Selector *sel, const char *text, size_t len);
 const char *api_target_problem(const char *target, size_t len);
 /* The same for a header value, as sent (a tab is allowed, no decoding). */
 const char *api_header_problem(const char *value, size_t len);
+
 /* Decoded query parameter (pool string) or NULL if absent. */
 const char *api_query(h2o_req_t *req, const char *name);
 bool api_query_true(h2o_req_t *req, const char *name);
@@ -215,8 +216,9 @@ void api_counters_free(ApiServer *a);
 /* ---- api-routes.c --------------------------------------------------------- */
 
 int api_on_req(h2o_handler_t *self, h2o_req_t *req);
-/* Answers 400 to a target api_target_problem() refuses; passes the rest
- * on (-1). Runs before the dashboard's files are looked up. */
+/* Answers 400 to a request api_on_req() would refuse before routing (its
+ * path, method or a header value); passes the rest on (-1). Runs before
+ * the dashboard's files are looked up. */
 int api_on_req_target(h2o_handler_t *self, h2o_req_t *req);
 /* Whether the caller may touch namespace ns; answers 403 and returns false if not. */
 bool api_check_namespace(ApiCall *c, const char *ns);

@@ -243,36 +243,40 @@ static void reply_not_found(ApiCall *c) {
                                  (int) c->req->path_normalized.len, c->req->path_normalized.base);
 }
 
+/* The method is quoted back in a 405: letters only (RFC 9110 allows more,
+ * but no method anyone uses has more). */
+static bool method_is_word(const h2o_iovec_t *m) {
+        for (size_t i = 0; i < m->len; i++)
+                if (!((m->base[i] >= 'A' && m->base[i] <= 'Z') || (m->base[i] >= 'a' && m->base[i] <= 'z')))
+                        return false;
+        return true;
+}
+
 /* h2o decodes every %XX into path_normalized, NUL and broken UTF-8
  * included: what a route or a file name must never see is refused here,
  * from the target as it was sent; and what would be quoted back in a
- * message (method, header values) must be text that JSON can carry. */
+ * message (method, header values: a content type, an event name) must be
+ * text that JSON can carry. */
 static bool request_refused(ApiCall *c) {
         const char *why = api_target_problem(c->req->path.base, c->req->path.len);
-        const h2o_iovec_t *m = &c->req->method;
 
         c->route = (ApiRoute){.type = ROUTE_NOT_FOUND, .template = "other"};
-        /* The method is quoted back in a 405: letters only (RFC 9110 allows
-         * more, but no method anyone uses has more). */
-        for (size_t i = 0; i < m->len; i++)
-                if (!((m->base[i] >= 'A' && m->base[i] <= 'Z') || (m->base[i] >= 'a' && m->base[i] <= 'z'))) {
-                        api_reply_status(c, 400, "the request method is not a word of letters");
-                        return true;
-                }
+        if (!method_is_word(&c->req->method)) {
+                api_reply_status(c, 400, "the request method is not a word of letters");
+                return true;
+        }
         if (why) {
                 api_reply_status(c, 400, "the request path has %s; percent-encode UTF-8 text only", why);
                 return true;
         }
-        /* Header values are quoted back in messages too (a content type,
-         * an event name): UTF-8 text only. */
         for (size_t i = 0; i < c->req->headers.size; i++) {
                 const h2o_header_t *h = &c->req->headers.entries[i];
                 why = api_header_problem(h->value.base, h->value.len);
-                if (!why)
-                        continue;
-                /* h2o takes only token characters in names. */
-                api_reply_status(c, 400, "header %.*s has %s", (int) h->name->len, h->name->base, why);
-                return true;
+                if (why) {
+                        /* h2o takes only token characters in names. */
+                        api_reply_status(c, 400, "header %.*s has %s", (int) h->name->len, h->name->base, why);
+                        return true;
+                }
         }
         return false;
 }

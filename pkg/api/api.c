@@ -240,6 +240,7 @@ static void config_setup(ApiServer *a) {
         /* "/": the dashboard's files, and our JSON 404 for what is not one. */
         h2o_pathconf_t *root = h2o_config_register_path(host, "/", 0);
         if (a->web_dir) {
+                /* First, a path no file may be looked up by: 400. */
                 ApiHandler *guard = (ApiHandler *) h2o_create_handler(root, sizeof *guard);
                 guard->super.on_req = api_on_req_target;
                 guard->api = a;

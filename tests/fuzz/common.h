@@ -22,7 +22,8 @@ _Noreturn void fuzz_fail(const char *file, int line, const char *cond, const cha
 char *fuzz_string(const uint8_t *data, size_t size);
 /* Whether s is UTF-8 that jansson takes as a string. */
 bool fuzz_utf8(const char *s);
-/* A private temporary directory for this process, removed at exit. */
+/* A private temporary directory for this process (on tmpfs when there
+ * is one), removed at exit. */
 const char *fuzz_tmpdir(void);
 /* Quiets rprd's log (stderr) so that the fuzzer's own output stays readable. */
 void fuzz_quiet(void);

@@ -25,9 +25,15 @@
 #include "store/store.h"
 #include "webhook/webhook.h"
 
-#define ANSWER_TIMEOUT_MS 10000
+/* An answer later than SLOW_MS is noted on stderr; none within
+ * ANSWER_TIMEOUT_MS is a hang, and fails. */
+#define SLOW_MS 5000
+#define ANSWER_TIMEOUT_MS 60000
 
 static ApiServer *api;
+static pthread_t api_thread;
+static Store *store;
+static Webhook *webhook;
 static char sock_path[108];
 static char *admin_token;
 
@@ -37,13 +43,21 @@ static void *serve(void *userdata) {
         return NULL;
 }
 
+/* At exit, before OpenSSL's own exit handler frees what the API thread
+ * may still use: the server stops, then everything is freed. */
+static void stop(void) {
+        api_stop(api);
+        pthread_join(api_thread, NULL);
+        api_free(api);
+        webhook_free(webhook);
+        store_close(store);
+        free(admin_token);
+}
+
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
         const char *dir = fuzz_tmpdir(), *web = getenv("RPR_FUZZ_WEB_DIR");
         _cleanup_free_ char *url = xasprintf("sqlite:%s/state.db", dir), *listen = NULL, *tok = NULL;
-        Store *store;
-        Webhook *webhook;
         size_t len;
-        pthread_t t;
 
         (void) argc, (void) argv;
         fuzz_quiet();
@@ -66,8 +80,9 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
         if (read_file(tok, 4096, &admin_token, &len) < 0)
                 fuzz_fail(__FILE__, __LINE__, "admin.token", "cannot read %s", tok);
         admin_token[strcspn(admin_token, "\r\n")] = '\0';
-        if (pthread_create(&t, NULL, serve, NULL) != 0)
+        if (pthread_create(&api_thread, NULL, serve, NULL) != 0)
                 fuzz_fail(__FILE__, __LINE__, "pthread_create", "cannot start the API thread");
+        atexit(stop);
         return 0;
 }
 
@@ -108,6 +123,7 @@ static int exchange(const Buf *req, char *head, size_t size) {
         }
         shutdown(fd, SHUT_WR);
 
+        uint64_t start = now_mono_usec();
         while (have + 1 < size && !memmem(head, have, "\r\n\r\n", 4)) {
                 struct pollfd p = {.fd = fd, .events = POLLIN};
                 fuzz_check(poll(&p, 1, ANSWER_TIMEOUT_MS) == 1, "no answer in %d ms", ANSWER_TIMEOUT_MS);
@@ -118,6 +134,10 @@ static int exchange(const Buf *req, char *head, size_t size) {
         }
         head[have] = '\0';
         close(fd);
+        uint64_t ms = (now_mono_usec() - start) / USEC_PER_MSEC;
+        if (ms > SLOW_MS)
+                fprintf(stderr, "fuzz-http: slow answer (%llu ms) to %zu bytes of request\n", (unsigned long long) ms,
+                        req->len);
         if (have >= 12 && startswith(head, "HTTP/1.") && head[8] == ' ')
                 for (int i = 9; i < 12 && head[i] >= '0' && head[i] <= '9'; i++)
                         status = status * 10 + (head[i] - '0');
