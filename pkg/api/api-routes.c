@@ -231,16 +231,29 @@ static const ApiMethod *method_find(const ApiMethod *ms, h2o_req_t *req) {
         return NULL;
 }
 
+/* How much of a path to quote in a message: at most max bytes, cut
+ * between two UTF-8 characters (the path is UTF-8: request_refused()). */
+static int quoted_len(h2o_iovec_t path, size_t max) {
+        size_t n = path.len;
+
+        if (n > max)
+                for (n = max; n > 0 && ((unsigned char) path.base[n] & 0xc0) == 0x80; n--)
+                        ;
+        return (int) n;
+}
+
 static void reply_not_found(ApiCall *c) {
         const ApiRoute *r = &c->route;
+        h2o_iovec_t path = c->req->path_normalized;
+        int n = quoted_len(path, 256);
 
         if (r->plural && !r->kind)
                 api_reply_status(c, 404,
-                                 "unknown resource type \"%s\" (URLs use the plural, e.g. \"servers\")",
-                                 r->plural);
+                                 "unknown resource type \"%.*s\" (URLs use the plural, e.g. \"servers\")",
+                                 quoted_len(h2o_iovec_init(r->plural, strlen(r->plural)), 256), r->plural);
         else
-                api_reply_status(c, 404, "the server could not find the requested resource %.*s",
-                                 (int) c->req->path_normalized.len, c->req->path_normalized.base);
+                api_reply_status(c, 404, "the server could not find the requested resource %.*s%s", n, path.base,
+                                 (size_t) n < path.len ? "..." : "");
 }
 
 /* The method is quoted back in a 405: letters only (RFC 9110 allows more,

@@ -115,3 +115,12 @@ def test_method_and_headers_that_are_not_text_are_400_not_500(web_rprd):
                              b"Connection: close\r\n\r\n[]")
     assert status == 400 and b"header content-type" in body, (status, body)
     assert web_rprd.health()["status"] == "ok"
+
+
+def test_a_long_path_of_utf8_is_quoted_whole_characters_404_not_500(web_rprd):
+    # 2 bytes a character, so that 1024 bytes of message end inside one.
+    path = "/api/v1/x/" + "%c5%a0" * 700
+    status, ctype, body = raw(web_rprd, "GET", path)
+    assert status == 404 and ctype == "application/json", (status, body[:200])
+    msg = json.loads(body)["message"]
+    assert msg.endswith("...") and "\u0160" * 100 in msg, msg[:200]
