@@ -136,7 +136,7 @@ fuzz-run: fuzz
 	  LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp ASAN_OPTIONS=detect_leaks=1 \
 	  build/fuzz/bin/fuzz-$$t -max_total_time=$(FUZZ_TIME) -timeout=120 -print_final_stats=1 \
 	    -artifact_prefix=tests/fuzz/corpus/$$t/ build/fuzz/found/$$t tests/fuzz/corpus/$$t 2>build/fuzz/$$t.log \
-	  || { tail -n 60 build/fuzz/$$t.log; echo "fuzz $$t failed: input in tests/fuzz/corpus/$$t/crash-*"; exit 1; }; \
+	  || { tail -n 60 build/fuzz/$$t.log; echo "fuzz $$t failed: its input is in tests/fuzz/corpus/$$t/ (crash-, timeout- or leak-)"; exit 1; }; \
 	  grep -E "^stat::number_of_executed_units" build/fuzz/$$t.log; done
 .PRECIOUS: build/fuzz/tests/fuzz/%.o
 check: fuzz-run
