@@ -13,7 +13,7 @@ PKGS    := libh2o-evloop libssh2 yaml-0.1 jansson libsystemd libcurl sqlite3 lib
 DEB_PKGS := build-essential pkg-config libh2o-evloop-dev libssl-dev libssh2-1-dev libyaml-dev \
 	libjansson-dev libsystemd-dev libcurl4-openssl-dev libsqlite3-dev libgit2-dev \
 	libcmocka-dev python3 python3-pytest python3-yaml wrk openssh-server git sqlite3 procps curl \
-	systemd lintian chromium
+	systemd lintian chromium clang libclang-rt-dev
 
 SAN ?= 0
 ifeq ($(SAN),1)
@@ -109,6 +109,39 @@ $(B)/tests/test-%: $(B)/tests/unit/test-%.o $$(or $$(TEST_LIBS_$$*),$(TEST_LIBS)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) -lcmocka
+
+# ---- fuzzing: tests/fuzz ---------------------------------------------------
+# `make fuzz` builds one libFuzzer binary per tests/fuzz/fuzz-NAME.c into
+# build/fuzz/bin, against pkg/ built by clang with the fuzzer's coverage and
+# ASan+UBSan in build/fuzz. `make fuzz-run` (part of `make check`) runs each
+# for FUZZ_TIME seconds from its seed corpus tests/fuzz/corpus/NAME: the
+# seeds first, so an input that once crashed is tried again every time. A
+# crash fails the run and leaves its input in tests/fuzz/corpus/NAME/ to be
+# committed with the fix; new inputs found on the way go to build/fuzz/found.
+# `make fuzz-run FUZZ_TIME=300 FUZZ_TARGETS=cron` fuzzes one for longer.
+FUZZ_TARGETS ?= $(patsubst tests/fuzz/fuzz-%.c,%,$(wildcard tests/fuzz/fuzz-*.c))
+FUZZ_TIME    ?= 4
+FUZZ_FLAGS   := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
+FUZZ_MAKE    = $(MAKE) --no-print-directory CC=clang B=build/fuzz BINDIR=build/fuzz/bin \
+	OPTFLAGS='$(FUZZ_FLAGS) -fsanitize=fuzzer-no-link'
+.PHONY: fuzz fuzz-run
+fuzz: check-deps
+	+@$(FUZZ_MAKE) $(patsubst %,build/fuzz/bin/fuzz-%,$(FUZZ_TARGETS))
+
+build/fuzz/bin/fuzz-%: $(B)/tests/fuzz/fuzz-%.o $(B)/tests/fuzz/common.o $(RPRD_LIBS)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS) -fsanitize=fuzzer -o $@ $^ $(PKG_LIBS)
+
+fuzz-run: fuzz
+	@set -e; for t in $(FUZZ_TARGETS); do echo "== fuzz $$t ($(FUZZ_TIME) s)"; mkdir -p build/fuzz/found/$$t; \
+	  LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp ASAN_OPTIONS=detect_leaks=1 \
+	  build/fuzz/bin/fuzz-$$t -max_total_time=$(FUZZ_TIME) -timeout=120 -print_final_stats=1 \
+	    -artifact_prefix=tests/fuzz/corpus/$$t/ build/fuzz/found/$$t tests/fuzz/corpus/$$t 2>build/fuzz/$$t.log \
+	  || { tail -n 60 build/fuzz/$$t.log; echo "fuzz $$t failed: its input is in tests/fuzz/corpus/$$t/ (crash-, timeout- or leak-)"; exit 1; }; \
+	  grep -E "^stat::number_of_executed_units" build/fuzz/$$t.log; done
+.PRECIOUS: build/fuzz/tests/fuzz/%.o
+check: fuzz-run
 
 # ---- dependencies ---------------------------------------------------------
 deps:

@@ -235,6 +235,66 @@ static char *url_decode(h2o_req_t *req, const char *s, size_t len) {
         return out;
 }
 
+/* The byte at s[*i], percent-decoded when decode is set, and *i moved
+ * past it; -1 for a '%' without two hex digits after it. */
+static int text_byte(const char *s, size_t len, size_t *i, bool decode) {
+        int hi, lo;
+
+        if (!decode || s[*i] != '%') {
+                (*i)++;
+                return (unsigned char) s[*i - 1];
+        }
+        if (*i + 2 >= len || (hi = hexval(s[*i + 1])) < 0 || (lo = hexval(s[*i + 2])) < 0)
+                return -1;
+        *i += 3;
+        return hi * 16 + lo;
+}
+
+/* What keeps s from being UTF-8 text without control characters (a tab
+ * allowed where tab_ok), or NULL. */
+static const char *text_problem(const char *s, size_t len, bool decode, bool tab_ok) {
+        static const char bad_percent[] = "a '%' not followed by two hex digits";
+        static const char bad_utf8[] = "bytes that are not UTF-8 text";
+        size_t i = 0;
+
+        while (i < len) {
+                int c = text_byte(s, len, &i, decode);
+                if (c < 0)
+                        return bad_percent;
+                if ((c < 0x20 && !(c == '\t' && tab_ok)) || c == 0x7f)
+                        return "a control character";
+                if (c < 0x80)
+                        continue;
+
+                /* A UTF-8 sequence: how many bytes follow, and the smallest
+                 * code point its length may carry (no overlong forms). */
+                int more = (c & 0xe0) == 0xc0 ? 1 : (c & 0xf0) == 0xe0 ? 2 : (c & 0xf8) == 0xf0 ? 3 : -1;
+                uint32_t cp = (uint32_t) c & (0x7fu >> (more + 1));
+                static const uint32_t smallest[] = {0, 0x80, 0x800, 0x10000};
+                if (more < 0)
+                        return bad_utf8;
+                for (int k = 0; k < more; k++) {
+                        int b = i < len ? text_byte(s, len, &i, decode) : -2;
+                        if (b == -1)
+                                return bad_percent;
+                        if (b < 0 || (b & 0xc0) != 0x80)
+                                return bad_utf8;
+                        cp = cp << 6 | ((uint32_t) b & 0x3f);
+                }
+                if (cp < smallest[more] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+                        return bad_utf8;
+        }
+        return NULL;
+}
+
+const char *api_target_problem(const char *target, size_t len) {
+        return text_problem(target, len, true, false);
+}
+
+const char *api_header_problem(const char *value, size_t len) {
+        return text_problem(value, len, false, true);
+}
+
 const char *api_query(h2o_req_t *req, const char *name) {
         size_t nlen = strlen(name);
 

@@ -204,6 +204,14 @@ void api_buf_object(Buf *b, const Kind *k, const char *text, size_t len);
  * only when there is a selector. */
 bool api_text_selected(const Selector *sel, const char *text, size_t len);
 
+/* What is wrong with a request target (path and query, as sent): a '%'
+ * without two hex digits after it, a control character (NUL included),
+ * or bytes that are not UTF-8 once decoded (overlong forms, surrogates).
+ * NULL when nothing is. */
+const char *api_target_problem(const char *target, size_t len);
+/* The same for a header value, as sent (a tab is allowed, no decoding). */
+const char *api_header_problem(const char *value, size_t len);
+
 /* Decoded query parameter (pool string) or NULL if absent. */
 const char *api_query(h2o_req_t *req, const char *name);
 bool api_query_true(h2o_req_t *req, const char *name);
@@ -223,6 +231,10 @@ void api_counters_free(ApiServer *a);
 /* ---- api-routes.c --------------------------------------------------------- */
 
 int api_on_req(h2o_handler_t *self, h2o_req_t *req);
+/* Answers 400 to a request api_on_req() would refuse before routing (its
+ * path, method or a header value); passes the rest on (-1). Runs before
+ * the dashboard's files are looked up. */
+int api_on_req_target(h2o_handler_t *self, h2o_req_t *req);
 
 /* ---- api-auth.c ----------------------------------------------------------- */
 

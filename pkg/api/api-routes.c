@@ -208,16 +208,74 @@ static const ApiMethod *method_find(const ApiMethod *ms, h2o_req_t *req) {
         return NULL;
 }
 
+/* How much of a path to quote in a message: at most max bytes, cut
+ * between two UTF-8 characters (the path is UTF-8: request_refused()). */
+static int quoted_len(h2o_iovec_t path, size_t max) {
+        size_t n = path.len;
+
+        if (n > max)
+                for (n = max; n > 0 && ((unsigned char) path.base[n] & 0xc0) == 0x80; n--)
+                        ;
+        return (int) n;
+}
+
 static void reply_not_found(ApiCall *c) {
         const ApiRoute *r = &c->route;
+        h2o_iovec_t path = c->req->path_normalized;
+        int n = quoted_len(path, 256);
 
         if (r->plural && !r->kind)
                 api_reply_status(c, 404,
-                                 "unknown resource type \"%s\" (URLs use the plural, e.g. \"servers\")",
-                                 r->plural);
+                                 "unknown resource type \"%.*s\" (URLs use the plural, e.g. \"servers\")",
+                                 quoted_len(h2o_iovec_init(r->plural, strlen(r->plural)), 256), r->plural);
         else
-                api_reply_status(c, 404, "the server could not find the requested resource %.*s",
-                                 (int) c->req->path_normalized.len, c->req->path_normalized.base);
+                api_reply_status(c, 404, "the server could not find the requested resource %.*s%s", n, path.base,
+                                 (size_t) n < path.len ? "..." : "");
+}
+
+/* The method is quoted back in a 405: letters only (RFC 9110 allows more,
+ * but no method anyone uses has more). */
+static bool method_is_word(const h2o_iovec_t *m) {
+        for (size_t i = 0; i < m->len; i++)
+                if (!((m->base[i] >= 'A' && m->base[i] <= 'Z') || (m->base[i] >= 'a' && m->base[i] <= 'z')))
+                        return false;
+        return true;
+}
+
+/* h2o decodes every %XX into path_normalized, NUL and broken UTF-8
+ * included: what a route or a file name must never see is refused here,
+ * from the target as it was sent; and what would be quoted back in a
+ * message (method, header values: a content type, an event name) must be
+ * text that JSON can carry. */
+static bool request_refused(ApiCall *c) {
+        const char *why = api_target_problem(c->req->path.base, c->req->path.len);
+
+        c->route = (ApiRoute){.type = ROUTE_NOT_FOUND, .template = "other"};
+        if (!method_is_word(&c->req->method)) {
+                api_reply_status(c, 400, "the request method is not a word of letters");
+                return true;
+        }
+        if (why) {
+                api_reply_status(c, 400, "the request path has %s; percent-encode UTF-8 text only", why);
+                return true;
+        }
+        for (size_t i = 0; i < c->req->headers.size; i++) {
+                const h2o_header_t *h = &c->req->headers.entries[i];
+                why = api_header_problem(h->value.base, h->value.len);
+                if (why) {
+                        /* h2o takes only token characters in names. */
+                        api_reply_status(c, 400, "header %.*s has %s", (int) h->name->len, h->name->base, why);
+                        return true;
+                }
+        }
+        return false;
+}
+
+int api_on_req_target(h2o_handler_t *self, h2o_req_t *req) {
+        ApiCall *c = h2o_mem_alloc_pool(&req->pool, sizeof *c);
+
+        *c = (ApiCall){.api = ((ApiHandler *) self)->api, .req = req};
+        return request_refused(c) ? 0 : -1;
 }
 
 int api_on_req(h2o_handler_t *self, h2o_req_t *req) {
@@ -226,6 +284,8 @@ int api_on_req(h2o_handler_t *self, h2o_req_t *req) {
 
         *c = (ApiCall){.api = a, .req = req};
         atomic_store(&a->quiet_since_usec, 0); /* a request: not quiet */
+        if (request_refused(c))
+                return 0;
         route_parse(req, &c->route);
 
         if (a->stopping) {

@@ -247,6 +247,11 @@ static void config_setup(ApiServer *a) {
         /* "/": the dashboard's files, and our JSON 404 for what is not one. */
         h2o_pathconf_t *root = h2o_config_register_path(host, "/", 0);
         if (a->web_dir) {
+                /* First, a path no file may be looked up by: 400; then a
+                 * Host that is not rprd's (a DNS-rebinding page): 421. */
+                ApiHandler *guard = (ApiHandler *) h2o_create_handler(root, sizeof *guard);
+                guard->super.on_req = api_on_req_target;
+                guard->api = a;
                 api_host_check_register(a, root);
                 h2o_file_register(root, a->web_dir, index_files, NULL, 0);
                 page_headers(root);

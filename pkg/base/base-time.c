@@ -79,6 +79,7 @@ char *duration_format(uint64_t usec, char *buf, size_t size) {
                 uint64_t usec;
         } parts[] = {
                 {"h", 3600 * USEC_PER_SEC}, {"m", 60 * USEC_PER_SEC}, {"s", USEC_PER_SEC}, {"ms", USEC_PER_MSEC},
+                {"us", 1},
         };
         size_t off = 0;
 
@@ -97,8 +98,6 @@ char *duration_format(uint64_t usec, char *buf, size_t size) {
                 off += (size_t) snprintf(buf + off, size - off, "%llu%s", (unsigned long long) n,
                                          parts[i].suffix);
         }
-        if (buf[0] == '\0')
-                snprintf(buf, size, "%lluus", (unsigned long long) usec);
         return buf;
 }
 

@@ -266,7 +266,7 @@ static void explain_not_found(GithubClient *g, const GithubRepoRef *repo, const 
 int github_branch_head(GithubClient *g, const GithubRepoRef *repo, const char *branch, json_t **ret_commit,
                        GithubResult *ret) {
         char *esc = curl_easy_escape(NULL, branch, 0);
-        _cleanup_free_ char *tail = xasprintf("/branches/%s", esc), *url = repo_url(repo, tail), *etag = NULL;
+        _cleanup_free_ char *tail = xasprintf("/branches/%s", esc), *url = repo_url(repo, tail);
         _cleanup_json_ json_t *cached_branch = cache_get(g, repo->cache_key, "branch");
         _cleanup_json_ json_t *cached = NULL, *etag_json = NULL;
         GithubResponse r;

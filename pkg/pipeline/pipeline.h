@@ -20,6 +20,7 @@
 #pragma once
 
 #include "base/base.h"
+#include "resource/resource.h" /* Cron */
 
 typedef struct Store Store;
 typedef struct Controller Controller;
@@ -61,16 +62,6 @@ int pipeline_start(PipelineController *p, const char *ns, const char *name, cons
 
 /* ---- cron (pipeline-cron.c) ------------------------------------------------ */
 
-typedef struct Cron {
-        uint64_t minutes; /* bit m: minute m */
-        uint32_t hours, days; /* bit h; bit d (1..31) */
-        uint16_t months;      /* bit m (1..12) */
-        uint8_t weekdays;     /* bit w (0 = Sunday) */
-        bool any_day, any_weekday;
-} Cron;
-
-/* Five fields or a macro (see resource-cron.c, which validates the same). */
-int cron_parse(const char *expr, Cron *ret);
 /* The first time strictly after after_usec when c fires, in the local time
  * zone (the daemon's TZ); 0 if none within five years. */
 uint64_t cron_next(const Cron *c, uint64_t after_usec);

@@ -78,6 +78,19 @@ bool selector_equality(const Selector *s, size_t i, const char **ret_key, const 
 Selector *selector_from_labels(const json_t *match_labels);
 void selector_free(Selector *s);
 
+/* A cron schedule: five fields or an @macro (grammar in resource-cron.c).
+ * The one parser: the schema's "cron" format accepts exactly what
+ * cron_parse() parses, and the pipeline scheduler runs what it returns. */
+typedef struct Cron {
+        uint64_t minutes;     /* bit m: minute m */
+        uint32_t hours, days; /* bit h; bit d (1..31) */
+        uint16_t months;      /* bit m (1..12) */
+        uint8_t weekdays;     /* bit w (0 = Sunday) */
+        bool any_day, any_weekday; /* the day field is "*" */
+} Cron;
+/* -EINVAL if expr is not a schedule. */
+int cron_parse(const char *expr, Cron *ret);
+
 /* Removes secrets from an object before it leaves rprd (Token spec.value,
  * spec.valueHash, and any field the schema marks x-rpr-secret). Every route
  * that returns an object calls this. */

@@ -289,6 +289,17 @@ static int handle_push(Webhook *w, const char *ns, const json_t *p, json_t **ret
         return 202;
 }
 
+/* Event names and delivery ids are short printable ASCII (a GitHub GUID):
+ * anything else is refused before it is remembered or quoted back. */
+static bool header_token(const char *s) {
+        size_t n = 0;
+
+        for (; s[n]; n++)
+                if (s[n] <= ' ' || s[n] > '~')
+                        return false;
+        return n <= 128;
+}
+
 int webhook_handle(Webhook *w, const WebhookRequest *req, json_t **ret_body) {
         _cleanup_free_ char *ns = NULL;
         _cleanup_json_ json_t *payload = NULL;
@@ -299,11 +310,15 @@ int webhook_handle(Webhook *w, const WebhookRequest *req, json_t **ret_body) {
                 return status;
         if (!req->event || !*req->event)
                 return answer(ret_body, 400, NULL, "missing X-GitHub-Event");
+        if (!header_token(req->event))
+                return answer(ret_body, 400, NULL, "X-GitHub-Event is not a GitHub event name");
         if (!req->delivery || !*req->delivery)
                 return answer(ret_body, 400, NULL,
                               "missing X-GitHub-Delivery: GitHub sends one with every delivery");
         if (strlen(req->delivery) > 128)
                 return answer(ret_body, 400, NULL, "X-GitHub-Delivery is longer than 128 characters");
+        if (!header_token(req->delivery))
+                return answer(ret_body, 400, NULL, "X-GitHub-Delivery is not a GitHub delivery id");
         if (delivery_seen(w, req->delivery))
                 return answer(ret_body, 200, "ignored", "delivery %s was received before", req->delivery);
         if (STREQ(req->event, "ping"))

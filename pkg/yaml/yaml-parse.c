@@ -406,11 +406,11 @@ static const NodePos *find_pos(const YamlDoc *doc, const char *path) {
 static void path_up(char *path) {
         size_t n = strlen(path);
 
-        if (n > 0 && path[n - 1] == ']') {
+        if (n >= 2 && path[n - 1] == ']') {
                 char *open = path[n - 2] == '"' ? NULL : strrchr(path, '[');
                 if (!open) {
                         /* Bracket-quoted key: find the '["' that opens it. */
-                        for (char *p = path + n - 3; p > path; p--)
+                        for (char *p = path + n - 2; p > path; p--)
                                 if (p[-1] == '[' && p[0] == '"' && (p - 1 == path || p[-2] != '\\')) {
                                         open = p - 1;
                                         break;

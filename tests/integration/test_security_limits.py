@@ -26,6 +26,7 @@ import resource
 import socket
 import threading
 import time
+import urllib.parse
 import uuid
 
 import pytest
@@ -406,12 +407,14 @@ def test_remote_text_is_flattened_before_a_status_or_an_answer(hooked, gh):
 
 
 def test_a_message_cut_inside_a_character_is_not_a_500(rprd):
-    # "unknown resource type \"...\"": the long name is cut at 1,024 bytes;
-    # with one byte more or less in front, the cut falls inside an "é".
+    # A label selector's error quotes the selector: a long one makes the
+    # message longer than the 1,024 bytes an answer keeps, and with one
+    # byte more or less in front the cut falls inside an "é".
     for pad in ("", "a"):
-        name = pad + "\u00e9" * 600
-        s = raw_request(rprd, b"GET /api/v1/" + name.encode() + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                        b"Authorization: Bearer " + rprd.token.encode() + b"\r\nConnection: close\r\n\r\n")
+        sel = urllib.parse.quote(pad + "\u00e9" * 600)
+        s = raw_request(rprd, b"GET /api/v1/servers?labelSelector=" + sel.encode() + b" HTTP/1.1\r\n"
+                        b"Host: 127.0.0.1\r\nAuthorization: Bearer " + rprd.token.encode() +
+                        b"\r\nConnection: close\r\n\r\n")
         data = b""
         while True:
             k = s.recv(65536)
@@ -420,9 +423,10 @@ def test_a_message_cut_inside_a_character_is_not_a_500(rprd):
             data += k
         s.close()
         head, body = data.split(b"\r\n\r\n", 1)
-        assert head.split(b" ")[1] == b"404", data[:600]
+        assert head.split(b" ")[1] == b"400", data[:600]
         message = json.loads(body)["message"]
-        assert message.startswith("unknown resource type") and message.endswith("\u00e9"), message[-20:]
+        assert message.startswith("invalid label selector") and message.endswith("\u00e9"), message[-20:]
+        assert len(message.encode()) <= 1024, len(message.encode())
 
 
 # ---- item 16: exec threads, shutdown ----------------------------------------------------------

@@ -47,6 +47,23 @@ static void test_duration_format_shortest(void **state) {
         assert_string_equal(duration_format(5400 * USEC_PER_SEC, buf, sizeof buf), "1h30m");
         assert_string_equal(duration_format(45 * USEC_PER_SEC, buf, sizeof buf), "45s");
         assert_string_equal(duration_format(0, buf, sizeof buf), "0s");
+        /* Nothing below a millisecond is dropped. */
+        assert_string_equal(duration_format(1500, buf, sizeof buf), "1ms500us");
+        assert_string_equal(duration_format(USEC_PER_SEC + 7, buf, sizeof buf), "1s7us");
+        assert_string_equal(duration_format(UINT64_MAX, buf, sizeof buf), "5124095576h1m49s551ms615us");
+}
+
+static void test_duration_format_parse_round_trip(void **state) {
+        (void) state;
+        static const uint64_t cases[] = {1, 999, 1001, 1500, 61 * USEC_PER_SEC + 1, 3600 * USEC_PER_SEC + 999999,
+                                         UINT64_MAX};
+        char buf[32];
+        uint64_t u;
+
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                assert_int_equal(duration_parse(duration_format(cases[i], buf, sizeof buf), &u), 0);
+                assert_int_equal(u, cases[i]);
+        }
 }
 
 static void test_time_rfc3339_round_trip(void **state) {
@@ -251,6 +268,7 @@ int main(void) {
                 cmocka_unit_test(test_hashmap),
                 cmocka_unit_test(test_duration_parse_go_forms),
                 cmocka_unit_test(test_duration_parse_rejects_junk),
+                cmocka_unit_test(test_duration_format_parse_round_trip),
                 cmocka_unit_test(test_duration_format_shortest),
                 cmocka_unit_test(test_time_rfc3339_round_trip),
                 cmocka_unit_test(test_time_rfc3339_rejects_invalid),

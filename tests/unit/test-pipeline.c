@@ -79,9 +79,27 @@ static void test_local_time(void **state) {
         tzset();
 }
 
+/* A field longer than 63 characters is read whole (it used to be cut,
+ * and the rest read as the next field). */
+static void test_long_fields(void **state) {
+        (void) state;
+        Buf minutes = BUF_INIT;
+
+        for (int m = 0; m < 60; m += 2)
+                buf_printf(&minutes, "%s%d", m ? "," : "", m);
+        buf_puts(&minutes, " 10 * * *");
+        expect_next(minutes.data, "2026-11-23T10:01:00Z", "2026-11-23T10:02:00Z");
+        expect_next(minutes.data, "2026-11-23T10:58:00Z", "2026-11-24T10:00:00Z");
+        buf_free(&minutes);
+        expect_next("0 0 1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31 "
+                    "jan,feb,mar,apr,may,jun,jul,aug,sep,oct,nov,dec *",
+                    "2026-11-23T10:00:00Z", "2026-11-24T00:00:00Z");
+}
+
 static void test_refused(void **state) {
         (void) state;
-        const char *bad[] = {"", "* * * *", "60 * * * *", "* 24 * * *", "* * 0 * *", "* * * 13 *", "* * * * 8",
+        const char *bad[] = {"", "* * * *", "* * * * * *", "1,,2 * * * *", "* * * * *\n", "*/60 * * * *",
+                             "@DAILY", "60 * * * *", "* 24 * * *", "* * 0 * *", "* * * 13 *", "* * * * 8",
                              "*/0 * * * *", "5-1 * * * *", "a * * * *", "@sometimes"};
         Cron c;
 
@@ -95,6 +113,7 @@ int main(void) {
                 cmocka_unit_test_setup(test_every_minute_and_steps, utc),
                 cmocka_unit_test_setup(test_names_macros_and_days, utc),
                 cmocka_unit_test_setup(test_local_time, utc),
+                cmocka_unit_test_setup(test_long_fields, utc),
                 cmocka_unit_test_setup(test_refused, utc),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);

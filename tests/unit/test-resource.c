@@ -562,7 +562,7 @@ static void test_pipeline_schedule_and_script(void **state) {
         (void) state;
         static const char *const good[] = {"0 3 * * *",         "*/15 * * * *",         "0 0 1,15 * mon-fri",
                                            "5 4 * jan,jul sun", "0-30/10 8-18 * * 1-5", "@daily",
-                                           "0 0 * * 7"};
+                                           "0 0 * * 7",         "5/20 * * * *"};
         static const char *const bad[] = {"0 3 * *",     "60 * * * *",  "* 24 * * *", "* * 0 * *",
                                           "* * * 13 *",  "*/0 * * * *", "a * * * *",  "1,,2 * * * *",
                                           "* * * * * *", "5-1 * * * *"};
