@@ -157,7 +157,10 @@ static void run_command(Exec *x) {
         }
         SshEnv env = {0};
         env_build(&x->sp, &env);
-        SshCommand cmd = {.script = x->sp.command,
+        _cleanup_free_ char *id = run_track_id(x->sp.ns, x->sp.name);
+        SshTrack track = {.id = id, .local_dir = x->rc->proc_dir};
+        SshCommand cmd = {.track = &track,
+                          .script = x->sp.command,
                           .env = (const char *const *) env.v,
                           .workdir = x->sp.workdir,
                           .timeout_usec = x->sp.timeout_usec,

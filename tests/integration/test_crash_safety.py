@@ -1,0 +1,96 @@
+"""Crash safety: a command never outlives rprd to run beside its retry.
+
+A Run's command runs in a session of its own (locally) or under sshd
+(remotely): neither dies with rprd. Its process group is recorded in a pid
+file before the script starts; the next rprd stops what is left of it
+(TERM, grace, KILL) before the Run ends Interrupted and its retry starts,
+and status.leftover says what it found. The commands here hold a lock on
+the host (flock -n): a second copy running at the same time fails to take
+it and leaves a mark. Also the pipeline side: a task's end is durable
+before its dependents start, so a resumed job never runs it again.
+"""
+
+import os
+import random
+import signal
+import subprocess
+import tempfile
+import time
+
+import pytest
+
+from test_bindings import (binding, git_repo, gitrepo, local_server, phase, runs_of, ssh_server,  # noqa: F401
+                           wait_for, wait_runs)
+
+CONTROLLERS = True
+
+
+def locked_command(d, name, seconds):
+    """Takes the lock or marks an overlap; notes its start and end."""
+    return ("exec 9>>%(d)s/%(n)s.lock; if ! flock -n 9; then echo overlap >> %(d)s/%(n)s.overlaps; exit 3; fi; "
+            "echo start $RPR_RUN >> %(d)s/%(n)s.log; sleep %(s)s; echo end $RPR_RUN >> %(d)s/%(n)s.log"
+            % {"d": d, "n": name, "s": seconds})
+
+
+def marker_processes(marker):
+    p = subprocess.run(["pgrep", "-f", marker], capture_output=True, text=True)
+    return [int(x) for x in p.stdout.split()]
+
+
+@pytest.fixture
+def host_dir():
+    d = tempfile.mkdtemp(prefix="rpr-crash-")
+    os.chmod(d, 0o777)
+    yield d
+    subprocess.run(["pkill", "-KILL", "-f", d], capture_output=True)
+
+
+def test_local_leftover_is_stopped_before_the_retry(rprd, gitrepo, host_dir):  # noqa: F811
+    rprd.apply([git_repo("site", gitrepo), local_server("a"),
+                binding("deploy", locked_command(host_dir, "deploy", 30), server="a", retries=1,
+                        backoff={"base": "1s"})])
+    wait_runs(rprd, "deploy", lambda rs: rs and phase(rs[0]) == "Running", "the run to start")
+    wait_for(lambda: os.path.exists(os.path.join(host_dir, "deploy.log")), "the command to start")
+    assert marker_processes(host_dir), "the command runs"
+    rprd.kill()
+    assert marker_processes(host_dir), "the command outlives rprd (what the next rprd must deal with)"
+    rprd.start()
+    rs = wait_runs(rprd, "deploy", lambda rs: rs and phase(rs[0]) == "Interrupted", "the first run to end")
+    st = rs[0]["status"]
+    assert st["reason"] == "RprdRestarted" and st["leftover"] == "Terminated", st
+    assert "stopped" in st["message"]
+    rs = wait_runs(rprd, "deploy", lambda rs: len(rs) == 2 and phase(rs[1]) == "Running", "the retry")
+    time.sleep(1)
+    assert not os.path.exists(os.path.join(host_dir, "deploy.overlaps")), "the retry ran beside the leftover"
+    starts = [l for l in open(os.path.join(host_dir, "deploy.log")).read().splitlines() if l.startswith("start")]
+    assert len(starts) == 2
+
+
+def test_ssh_leftover_is_stopped_before_the_retry(rprd, gitrepo, sshd, ssh_keys, host_dir):  # noqa: F811
+    rprd.apply([git_repo("site", gitrepo), ssh_server("web-1", sshd, ssh_keys)])
+    wait_for(lambda: rprd.obj("servers", "web-1").get("status", {}).get("phase") == "Reachable", "web-1")
+    rprd.apply([binding("deploy", locked_command(host_dir, "deploy", 30), server="web-1", retries=1,
+                        backoff={"base": "1s"})])
+    wait_for(lambda: os.path.exists(os.path.join(host_dir, "deploy.log")), "the command to start")
+    rprd.kill()
+    time.sleep(0.5)
+    assert marker_processes(host_dir), "the command outlives its channel (no pty: nothing signals it)"
+    rprd.start()
+    rs = wait_runs(rprd, "deploy", lambda rs: rs and phase(rs[0]) == "Interrupted", "the first run to end")
+    assert rs[0]["status"]["leftover"] == "Terminated", rs[0]["status"]
+    wait_runs(rprd, "deploy", lambda rs: len(rs) == 2 and phase(rs[1]) == "Running", "the retry")
+    time.sleep(1)
+    assert not os.path.exists(os.path.join(host_dir, "deploy.overlaps")), "the retry ran beside the leftover"
+
+
+def test_a_finished_command_is_found_ended(rprd, gitrepo, host_dir):  # noqa: F811
+    """The command ended by itself while rprd was down: nothing is killed."""
+    rprd.apply([git_repo("site", gitrepo), local_server("a"),
+                binding("deploy", locked_command(host_dir, "deploy", 1), server="a")])
+    wait_for(lambda: os.path.exists(os.path.join(host_dir, "deploy.log")), "the command to start")
+    rprd.kill()
+    time.sleep(2)
+    assert not marker_processes(host_dir)
+    rprd.start()
+    rs = wait_runs(rprd, "deploy", lambda rs: rs and phase(rs[0]) == "Interrupted", "the run to end")
+    assert rs[0]["status"]["leftover"] in ("Ended", "None"), rs[0]["status"]
