@@ -11,8 +11,12 @@
  * DIR/NS/JOB/KEY.log; the job's notes go to DIR/NS/JOB.log. The tasks'
  * states reach the store from a flusher thread, at most every FLUSH_USEC
  * (or four times as long as the last write took), and at the end: a
- * thousand tasks are not a thousand fsyncs, the scheduling never waits for
- * the disk, and what a crash loses is only re-run. */
+ * thousand tasks are not a thousand fsyncs. Two moments may not wait for
+ * the batch, since a crash there would run something twice: an instance's
+ * Running is durable before its command starts (so that the next rprd
+ * knows to look for it), and its end before its dependents start (so that
+ * a resumed job never runs it again). Those wait for the flusher to write
+ * (flush_wait); instances that end together share one write. */
 #include <dirent.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -52,6 +56,7 @@ typedef struct Inst {
         int exit_code;
         bool has_exit_code, on_error;
         uint64_t start, end;
+        bool ending; /* ended, not yet durable: its dependents wait */
         SshCancel *cancel;
 } Inst;
 
@@ -73,6 +78,13 @@ struct Job {
         pthread_t flusher;
         pthread_cond_t flush_wanted;
         bool flusher_stop;
+        /* flush_wait(): snapshots of the tasks taken and written (numbered),
+         * the last that failed, and how many wait for one. */
+        pthread_mutex_t flush_lock; /* one write at a time, in snapshot order */
+        pthread_cond_t flushed_cond;
+        uint64_t snapshots, flushed, flush_failed;
+        unsigned urgent;
+        uint64_t last_flush_usec;
         /* Started instances waiting for a worker (a ring, first in first
          * out; an instance is in it once at most), and the workers. */
         Inst **ready;
@@ -189,19 +201,68 @@ static json_t *tasks_json(Job *j) {
 }
 
 /* Writes the tasks (and a phase) unless the job is no longer Running. */
-static void flush(Job *j, const char *phase, const char *reason, const char *message) {
+static int flush(Job *j, const char *phase, const char *reason, const char *message) {
+        pthread_mutex_lock(&j->flush_lock);
         pthread_mutex_lock(&j->lock);
         _cleanup_json_ json_t *tasks = tasks_json(j);
+        uint64_t snapshot = ++j->snapshots;
         j->dirty = false;
         pthread_mutex_unlock(&j->lock);
         PhaseWrite w = {"Running", phase, reason, message, tasks, false};
         int r = store_update_status(j->p->store, "Run", j->ns, j->name, phase_next, &w, NULL);
         if (r < 0)
                 log_warning("job %s/%s: cannot write its state: %s", j->ns, j->name, strerror(-r));
+        pthread_mutex_lock(&j->lock);
+        if (r >= 0)
+                j->flushed = snapshot;
+        else {
+                j->flush_failed = snapshot;
+                j->dirty = true; /* written again by the next round */
+        }
+        pthread_cond_broadcast(&j->flushed_cond);
+        pthread_mutex_unlock(&j->lock);
+        pthread_mutex_unlock(&j->flush_lock);
+        return r;
+}
+
+/* Returns once the tasks as they are now are in the store (0), or a write
+ * of them failed (negative errno). Called without j->lock. */
+static int flush_wait(Job *j) {
+        pthread_mutex_lock(&j->lock);
+        uint64_t want = j->snapshots + 1; /* the next snapshot sees what is now */
+        j->dirty = true;
+        j->urgent++;
+        pthread_cond_signal(&j->flush_wanted);
+        while (j->flusher && j->flushed < want && j->flush_failed < want)
+                pthread_cond_wait(&j->flushed_cond, &j->lock);
+        j->urgent--;
+        bool done = j->flushed >= want, failed = j->flush_failed >= want;
+        pthread_mutex_unlock(&j->lock);
+        if (done)
+                return 0;
+        return failed ? -EIO : flush(j, NULL, NULL, NULL); /* no flusher thread: write it here */
+}
+
+/* Under j->lock: waits out the batching delay, or less when someone waits
+ * for the write (or the flusher stops). */
+static void batch_delay(Job *j) {
+        uint64_t until = now_mono_usec() + MAX(FLUSH_USEC, 4 * j->last_flush_usec);
+        struct timespec ts;
+
+        while (!j->urgent && !j->flusher_stop) {
+                uint64_t now = now_mono_usec();
+                if (now >= until)
+                        break;
+                clock_gettime(CLOCK_REALTIME, &ts);
+                uint64_t ns = (uint64_t) ts.tv_nsec + (until - now) * 1000;
+                ts.tv_sec += (time_t) (ns / 1000000000);
+                ts.tv_nsec = (long) (ns % 1000000000);
+                pthread_cond_timedwait(&j->flush_wanted, &j->lock, &ts);
+        }
 }
 
 /* The flusher: writes the tasks when they changed, not more often than the
- * writes can keep up with. */
+ * writes can keep up with unless someone waits for the write. */
 static void *flusher_thread(void *arg) {
         Job *j = arg;
 
@@ -213,10 +274,10 @@ static void *flusher_thread(void *arg) {
                         break;
                 pthread_mutex_unlock(&j->lock);
                 uint64_t t0 = now_mono_usec();
-                flush(j, NULL, NULL, NULL);
-                uint64_t took = now_mono_usec() - t0;
-                usleep((useconds_t) MAX(FLUSH_USEC, 4 * took));
+                (void) flush(j, NULL, NULL, NULL);
                 pthread_mutex_lock(&j->lock);
+                j->last_flush_usec = now_mono_usec() - t0;
+                batch_delay(j);
         }
         pthread_mutex_unlock(&j->lock);
         return NULL;
@@ -235,6 +296,7 @@ static void flusher_stop(Job *j) {
         pthread_mutex_unlock(&j->lock);
         if (j->flusher)
                 pthread_join(j->flusher, NULL);
+        j->flusher = 0;
         pthread_cond_destroy(&j->flush_wanted);
 }
 
@@ -341,9 +403,21 @@ static int run_once(Inst *i, Output *log, SshResult *res) {
                 }
                 target = server_target(t);
         }
+        r = flush_wait(j);
+        if (r < 0) {
+                server_target_free(t);
+                snprintf(res->message, sizeof res->message,
+                         "the task was not started: its start could not be written to the store (%s)", strerror(-r));
+                res->failure = SSH_FAIL_EXEC;
+                return r;
+        }
+        _cleanup_free_ char *id = xasprintf("%s.%s.%s", j->ns, j->name, i->key);
+        _cleanup_free_ char *proc_dir = xasprintf("%s/.proc", j->p->run_dir);
+        SshTrack track = {.id = id, .local_dir = proc_dir};
         SshEnv env = {0};
         env_build(i, &env);
-        SshCommand cmd = {.script = script,
+        SshCommand cmd = {.track = &track,
+                          .script = script,
                           .env = (const char *const *) env.v,
                           .workdir = json_str_at(i->def, "workdir"),
                           .timeout_usec = json_duration_at(i->def, "timeout", 3600 * USEC_PER_SEC),
@@ -403,6 +477,17 @@ static void inst_run(Inst *i) {
                      (double) res.duration_usec / USEC_PER_SEC);
         j->running--;
         j->dirty = true;
+        i->ending = finished(i->phase);
+        if (i->ending) {
+                /* Its end is durable before anything that depends on it starts. */
+                pthread_mutex_unlock(&j->lock);
+                int k = flush_wait(j);
+                if (k < 0)
+                        log_warning("job %s/%s: the end of task %s could not be written: %s", j->ns, j->name, i->key,
+                                    strerror(-k));
+                pthread_mutex_lock(&j->lock);
+                i->ending = false;
+        }
         /* What this one held back may start now, from here: no round trip
          * through the job's thread between a task and its dependents. */
         (void) step(j, j->on_error_phase);
@@ -492,7 +577,7 @@ static DepState *task_states(Job *j) {
                 done[t] = ok[t] = true;
         for (size_t k = 0; k < j->n_insts; k++) {
                 const Inst *i = j->insts[k];
-                bool d = finished(i->phase), s = STREQ(i->phase, "Succeeded");
+                bool d = finished(i->phase) && !i->ending, s = d && STREQ(i->phase, "Succeeded");
                 any[i->task_index] = true;
                 done[i->task_index] &= d;
                 ok[i->task_index] &= s;
@@ -691,6 +776,8 @@ static void job_free(Job *j) {
         json_decref(j->obj);
         pthread_cond_destroy(&j->changed);
         pthread_mutex_destroy(&j->lock);
+        pthread_cond_destroy(&j->flushed_cond);
+        pthread_mutex_destroy(&j->flush_lock);
         free(j->ns);
         free(j->name);
         free(j->cancel_reason);
@@ -794,42 +881,13 @@ static Job *job_new(PipelineController *p, json_t *obj) {
         j->parallelism = MAX(json_int_at(j->spec, "parallelism", 8), 1);
         pthread_mutex_init(&j->lock, NULL);
         pthread_cond_init(&j->changed, NULL);
+        pthread_mutex_init(&j->flush_lock, NULL);
+        pthread_cond_init(&j->flushed_cond, NULL);
         insts_build(j);
         return j;
 }
 
 /* ---- the Run controller's delegate -------------------------------------------------------- */
-
-/* rprd died while the job ran: its unfinished tasks are Interrupted, and
- * the job resumes or ends Interrupted, as spec.onInterrupt says. */
-static json_t *interrupted_next(const json_t *obj, void *userdata) {
-        const json_t *old = json_object_get(obj, "status");
-        json_t *t;
-        bool resume = STREQ(json_str_at(json_object_get(obj, "spec"), "onInterrupt") ?: "fail", "resume");
-        json_t *st = json_deep_copy(old);
-        const char *key;
-
-        (void) userdata;
-        if (!STREQ(json_str_at(old, "phase") ?: "", "Running")) {
-                json_decref(st);
-                return NULL;
-        }
-        json_object_foreach(json_object_get(st, "tasks"), key, t) {
-                const char *ph = json_str_at(t, "phase") ?: "";
-                if (STREQ(ph, "Running") || STREQ(ph, "Waiting")) {
-                        json_object_set_new(t, "phase", json_string("Interrupted"));
-                        json_object_set_new(t, "reason", json_string("RprdRestarted"));
-                }
-        }
-        json_object_set_new(st, "phase", json_string(resume ? "Pending" : "Interrupted"));
-        json_object_set_new(st, "reason", json_string(resume ? "Resumed" : "RprdRestarted"));
-        json_object_set_new(st, "message", json_string(resume ? "rprd restarted during the job: its unfinished tasks run again"
-                                                              : "rprd restarted during the job (onInterrupt: fail)"));
-        json_object_set_new(st, "resumes", json_integer(json_int_at(old, "resumes", 0) + resume));
-        if (!resume)
-                json_set_time(st, "endTime", now_usec());
-        return st;
-}
 
 int job_reconcile(void *userdata, json_t *obj, uint64_t *ret_requeue_after_usec) {
         PipelineController *p = userdata;
@@ -839,7 +897,6 @@ int job_reconcile(void *userdata, json_t *obj, uint64_t *ret_requeue_after_usec)
         pthread_attr_t attr;
         pthread_t t;
 
-        (void) ret_requeue_after_usec;
         if (run_phase_finished(phase) || STREQ(phase, "Queued")) {
                 /* A slot may be free, or the queue wants looking at. */
                 controller_enqueue(p->controller, "Pipeline", ns, json_str_at(spec, "pipeline") ?: "", 0);
@@ -851,7 +908,7 @@ int job_reconcile(void *userdata, json_t *obj, uint64_t *ret_requeue_after_usec)
         if (ours)
                 return 0;
         if (STREQ(phase, "Running")) {
-                int k = store_update_status(p->store, "Run", ns, name, interrupted_next, NULL, NULL);
+                int k = job_recover(p, obj, ret_requeue_after_usec);
                 return k == -ENOENT ? 0 : k;
         }
         if (draining)

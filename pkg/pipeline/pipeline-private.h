@@ -35,6 +35,15 @@ int job_cancel(void *userdata, const json_t *obj, const char *reason, const char
 int job_set_phase(PipelineController *p, const char *ns, const char *name, const char *expect_phase,
                   const char *phase, const char *reason, const char *message, bool *ret_applied);
 
+/* pipeline-recover.c: a job left Running by an rprd that died. What is
+ * left of its Running tasks' commands is stopped first; then its
+ * unfinished tasks are Interrupted (status.tasks.KEY.leftover says what
+ * was found of each) and the job resumes or ends, as spec.onInterrupt
+ * says. While a task's server cannot be reached, the job stays Running
+ * (reason StoppingLeftover) and *ret_requeue_after_usec says when to try
+ * again. */
+int job_recover(PipelineController *p, const json_t *obj, uint64_t *ret_requeue_after_usec);
+
 /* The job's output directory for its tasks; caller frees. */
 char *job_dir(PipelineController *p, const char *ns, const char *name);
 /* Removes a job's output, the file and the directory. */

@@ -55,13 +55,12 @@ def test_local_leftover_is_stopped_before_the_retry(rprd, gitrepo, host_dir):  #
     rprd.kill()
     assert marker_processes(host_dir), "the command outlives rprd (what the next rprd must deal with)"
     rprd.start()
-    rs = wait_runs(rprd, "deploy", lambda rs: rs and phase(rs[0]) == "Interrupted", "the first run to end")
-    st = rs[0]["status"]
-    assert st["reason"] == "RprdRestarted" and st["leftover"] == "Terminated", st
-    assert "stopped" in st["message"]
     rs = wait_runs(rprd, "deploy", lambda rs: len(rs) == 2 and phase(rs[1]) == "Running", "the retry")
     time.sleep(1)
     assert not os.path.exists(os.path.join(host_dir, "deploy.overlaps")), "the retry ran beside the leftover"
+    st = rs[0]["status"]
+    assert st["phase"] == "Interrupted" and st["reason"] == "RprdRestarted", st
+    assert st.get("leftover") == "Terminated" and "stopped" in st["message"], st
     starts = [l for l in open(os.path.join(host_dir, "deploy.log")).read().splitlines() if l.startswith("start")]
     assert len(starts) == 2
 
@@ -76,11 +75,10 @@ def test_ssh_leftover_is_stopped_before_the_retry(rprd, gitrepo, sshd, ssh_keys,
     time.sleep(0.5)
     assert marker_processes(host_dir), "the command outlives its channel (no pty: nothing signals it)"
     rprd.start()
-    rs = wait_runs(rprd, "deploy", lambda rs: rs and phase(rs[0]) == "Interrupted", "the first run to end")
-    assert rs[0]["status"]["leftover"] == "Terminated", rs[0]["status"]
-    wait_runs(rprd, "deploy", lambda rs: len(rs) == 2 and phase(rs[1]) == "Running", "the retry")
+    rs = wait_runs(rprd, "deploy", lambda rs: len(rs) == 2 and phase(rs[1]) == "Running", "the retry")
     time.sleep(1)
     assert not os.path.exists(os.path.join(host_dir, "deploy.overlaps")), "the retry ran beside the leftover"
+    assert rs[0]["status"].get("leftover") == "Terminated", rs[0]["status"]
 
 
 def test_a_finished_command_is_found_ended(rprd, gitrepo, host_dir):  # noqa: F811
@@ -93,4 +91,58 @@ def test_a_finished_command_is_found_ended(rprd, gitrepo, host_dir):  # noqa: F8
     assert not marker_processes(host_dir)
     rprd.start()
     rs = wait_runs(rprd, "deploy", lambda rs: rs and phase(rs[0]) == "Interrupted", "the run to end")
-    assert rs[0]["status"]["leftover"] in ("Ended", "None"), rs[0]["status"]
+    assert rs[0]["status"].get("leftover") == "Ended", rs[0]["status"]
+
+
+# ---- pipelines: a resumed job never re-runs a task whose end was recorded -------------------
+
+def chain_pipeline(name, host, n):
+    """t00 → t01 → ... : never two tasks at once, unless something ran twice."""
+    tasks = {}
+    for k in range(n):
+        script = ("exec 9>>%(h)s/chain.lock; if ! flock -n 9; then echo overlap $RPR_TASK >> %(h)s/overlaps; "
+                  "exit 3; fi; echo start $RPR_TASK >> %(h)s/order; sleep 0.0%(s)d; echo end $RPR_TASK >> %(h)s/order"
+                  % {"h": host, "s": random.randint(2, 9)})
+        tasks["t%02d" % k] = {"script": script}
+        if k:
+            tasks["t%02d" % k]["dependsOn"] = ["t%02d" % (k - 1)]
+    return {"apiVersion": "rpr/v1", "kind": "Pipeline", "metadata": {"name": name},
+            "spec": {"tasks": tasks, "onInterrupt": "resume"}}
+
+
+def job_of(d, name):
+    r = d.get("/api/v1/namespaces/default/runs/" + name)
+    return r.json() if r.status == 200 else None
+
+
+def test_pipeline_resume_soak_never_reruns_a_recorded_task(rprd, host_dir):
+    n = 40
+    rprd.apply([chain_pipeline("chain", host_dir, n)])
+    r = rprd.request("POST", "/api/v1/namespaces/default/pipelines/chain/runs", body={})
+    assert r.status == 201, r
+    rng = random.Random(16)
+    kills = 0
+    while kills < 8:
+        time.sleep(rng.uniform(0.2, 0.7))
+        j = job_of(rprd, "chain-1")
+        if j["status"].get("phase") in ("Succeeded", "Failed", "Interrupted"):
+            break
+        rprd.kill()
+        kills += 1
+        rprd.start()
+    j = wait_for(lambda: (lambda j: j if j["status"].get("phase") in ("Succeeded", "Failed", "Interrupted")
+                          else None)(job_of(rprd, "chain-1")), "the job to end", timeout=120)
+    assert kills >= 3, "the job ended before the soak got going"
+    st = j["status"]
+    assert st["phase"] == "Succeeded", st
+    assert all(t["phase"] == "Succeeded" for t in st["tasks"].values()), st["tasks"]
+    assert not os.path.exists(os.path.join(host_dir, "overlaps")), open(os.path.join(host_dir, "overlaps")).read()
+    order = [l.split() for l in open(os.path.join(host_dir, "order")).read().splitlines()]
+    starts = [t for what, t in order if what == "start"]
+    for k in range(1, n):
+        dep, task = "t%02d" % (k - 1), "t%02d" % k
+        first_start = starts.index(task)
+        assert dep not in starts[first_start + 1:], \
+            "%s ran again after %s had started: its end had been recorded" % (dep, task)
+    time.sleep(0.5)
+    assert not marker_processes(host_dir), "nothing is left running"
