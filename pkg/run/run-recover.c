@@ -5,8 +5,9 @@
  * dies with rprd. Before the Run may end, and so before its owner may
  * retry it, whatever is left of the command is stopped through its pid
  * file (ssh_reap: TERM to the group, a grace, KILL). The Run then ends
- * Interrupted, and status.leftover says what was found: None (it never
- * started), Ended (it had finished by itself), Terminated or Killed. While
+ * Interrupted, and status.leftover says what was found: None (no record:
+ * it never started, or ended by itself and cleaned up), Ended (a record,
+ * but the process group was gone), Terminated or Killed. While
  * the Server cannot be reached the Run stays Running, reason
  * StoppingLeftover, and tries again; after spec.waitTimeout it gives up
  * (leftover Unknown) and says so. */
@@ -22,9 +23,9 @@
 static const char *leftover_message(SshReap found) {
         switch (found) {
         case SSH_REAP_NONE:
-                return "rprd stopped before the command started; it did not run";
         case SSH_REAP_ENDED:
-                return "rprd stopped while the command ran; the command ended by itself, its outcome is unknown";
+                return "rprd stopped while the command ran; nothing of it was left running (it had ended by "
+                       "itself, or never started): its outcome is unknown";
         case SSH_REAP_TERMINATED:
                 return "rprd stopped while the command ran; the command was still running and was stopped "
                        "(SIGTERM to its process group)";

@@ -99,7 +99,7 @@ typedef struct SshTrack {
 
 /* What ssh_reap() found of a tracked command. */
 typedef enum SshReap {
-        SSH_REAP_NONE,       /* no pid file: it never started, or ended and cleaned up */
+        SSH_REAP_NONE,       /* no pid file: it never started, or ended by itself and removed it */
         SSH_REAP_ENDED,      /* a pid file, but its process group was gone */
         SSH_REAP_TERMINATED, /* it was still running and stopped on SIGTERM */
         SSH_REAP_KILLED,     /* it was still running and ignored SIGTERM for the grace: SIGKILL */
