@@ -175,8 +175,13 @@ def test_kill_9_soak_no_overlap_every_run_stated_nothing_left(rprd, gitrepo, ssh
         rprd.start()
 
     def settled():
+        """Every Run ended, and no retry came for longer than the backoff."""
         rs = runs_of(rprd, "loc") + runs_of(rprd, "rem")
-        return rs if rs and all(phase(r) in STATED for r in rs) else None
+        if not rs or any(phase(r) not in STATED for r in rs):
+            return None
+        time.sleep(3)
+        again = runs_of(rprd, "loc") + runs_of(rprd, "rem")
+        return rs if [r["metadata"]["name"] for r in again] == [r["metadata"]["name"] for r in rs] else None
     rs = wait_for(settled, "every run to end", timeout=180, interval=0.5)
     for name in ("loc", "rem"):
         path = os.path.join(host_dir, name + ".overlaps")
@@ -189,4 +194,8 @@ def test_kill_9_soak_no_overlap_every_run_stated_nothing_left(rprd, gitrepo, ssh
             assert st.get("leftover") in LEFTOVERS, (r["metadata"]["name"], st)
     assert any(r["status"]["phase"] == "Interrupted" for r in rs), "no kill hit a running command"
     time.sleep(0.5)
-    assert not marker_processes(host_dir), "nothing is left running after the last restart"
+    left = marker_processes(host_dir)
+    assert not left, "left running after the last restart: %s\n%s" % (
+        subprocess.run(["ps", "-o", "pid,ppid,pgid,etimes,args", "-p", ",".join(map(str, left))],
+                       capture_output=True, text=True).stdout,
+        [(r["metadata"]["name"], r["status"]) for r in rs])
