@@ -482,7 +482,9 @@ static int write_backend(Store *s, const Pending *p, size_t n, uint64_t revision
         else
                 s->ops->rollback(s->backend);
         *ret_seconds = (double) (now_mono_usec() - start) / 1e6;
-        return r < 0 ? -EIO : 0;
+        if (r >= 0)
+                return 0;
+        return r == -ENOSPC || r == -EIDRM || r == -EUCLEAN || r == -EROFS ? r : -EIO;
 }
 
 /* Swaps the written objects into the index and the feed. Under the index's
@@ -622,4 +624,14 @@ uint64_t store_object_revision(const json_t *obj) {
 
         (void) parse_uint64(json_str_at(json_object_get(obj, "metadata"), "resourceVersion") ?: "", &rv);
         return rv;
+}
+
+int store_health(Store *s) {
+        return s->ops->health ? s->ops->health(s->backend) : 0;
+}
+
+int store_backup(Store *s, const char *path) {
+        if (!s->ops->backup)
+                return -EOPNOTSUPP;
+        return s->ops->backup(s->backend, path);
 }
