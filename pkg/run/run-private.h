@@ -74,6 +74,10 @@ char *run_track_id(const char *ns, const char *name);
  * Interrupted saying which; while its Server cannot be reached it stays
  * Running (reason StoppingLeftover), so that no retry starts beside it. */
 int run_recover(RunController *rc, const json_t *obj, uint64_t *ret_requeue_after);
+/* Only the stopping, for a cancel of such a Run: *ret_leftover (static)
+ * says what was found; a negative errno when its Server cannot be reached
+ * now. */
+int run_reap_leftover(RunController *rc, const json_t *obj, const char **ret_leftover);
 
 /* run-exec.c: the thread that carries out one claimed Run. */
 int run_exec_start(RunController *rc, Active *a, json_t *obj);

@@ -70,29 +70,61 @@ static int unreachable(RunController *rc, const json_t *obj, const RunSpec *sp, 
         return run_update_noted(rc, sp->ns, sp->name, &u);
 }
 
-int run_recover(RunController *rc, const json_t *obj, uint64_t *ret_requeue_after) {
-        _cleanup_free_ char *error = NULL, *id = NULL;
+/* Stops what is left of the Run's command: 0 with *ret_found, -ENODEV
+ * (message in *ret_why) when its Server cannot be used at all, another
+ * negative errno (message in res) when it cannot be reached now. */
+static int reap(RunController *rc, const RunSpec *sp, SshReap *ret_found, SshResult *res, char **ret_why) {
+        _cleanup_free_ char *id = run_track_id(sp->ns, sp->name);
         ServerTarget *t = NULL;
+        int r;
+
+        r = server_target_get(rc->servers, sp->ns, sp->server, &t, NULL, ret_why);
+        if (r < 0)
+                return -ENODEV;
+        SshTrack track = {.id = id, .local_dir = rc->proc_dir};
+        r = ssh_reap(rc->ssh, server_target(t), &track, REAP_GRACE_USEC, ret_found, res);
+        server_target_free(t);
+        if (r >= 0)
+                log_info("run %s/%s: left Running by the last rprd; its command: %s", sp->ns, sp->name,
+                         ssh_reap_name(*ret_found));
+        return r;
+}
+
+int run_reap_leftover(RunController *rc, const json_t *obj, const char **ret_leftover) {
+        _cleanup_free_ char *why = NULL;
+        SshResult res = {0};
+        SshReap found = SSH_REAP_NONE;
+        RunSpec sp;
+
+        run_spec_read(obj, &sp);
+        int r = reap(rc, &sp, &found, &res, &why);
+        if (r == -ENODEV) {
+                *ret_leftover = "Unknown";
+                return 0;
+        }
+        if (r < 0)
+                return r;
+        *ret_leftover = ssh_reap_name(found);
+        return 0;
+}
+
+int run_recover(RunController *rc, const json_t *obj, uint64_t *ret_requeue_after) {
+        _cleanup_free_ char *why = NULL;
         SshResult res = {0};
         SshReap found = SSH_REAP_NONE;
         RunSpec sp;
         int r;
 
         run_spec_read(obj, &sp);
-        id = run_track_id(sp.ns, sp.name);
-        r = server_target_get(rc->servers, sp.ns, sp.server, &t, NULL, &error);
-        if (r < 0) {
+        r = reap(rc, &sp, &found, &res, &why);
+        if (r == -ENODEV) {
                 _cleanup_free_ char *msg = xasprintf(
                         "rprd stopped while the command ran, and server %s cannot be used to stop what is left "
                         "of it (%s); it may still be running there",
-                        sp.server ?: "(none)", error ?: strerror(-r));
+                        sp.server ?: "(none)", why ?: "unusable");
                 return interrupted(rc, &sp, "Unknown", msg);
         }
-        SshTrack track = {.id = id, .local_dir = rc->proc_dir};
-        r = ssh_reap(rc->ssh, server_target(t), &track, REAP_GRACE_USEC, &found, &res);
-        server_target_free(t);
         if (r < 0)
                 return unreachable(rc, obj, &sp, res.message, ret_requeue_after);
-        log_info("run %s/%s: left Running by the last rprd; its command: %s", sp.ns, sp.name, ssh_reap_name(found));
         return interrupted(rc, &sp, ssh_reap_name(found), leftover_message(found));
 }

@@ -446,8 +446,13 @@ int run_cancel(RunController *rc, const char *ns, const char *name, const char *
                 if (run_phase_finished(phase))
                         return -EALREADY;
                 if (phase && STREQ(phase, "Running") && !is_active(rc, ns, name)) {
-                        /* Left Running by an rprd that died, not yet marked. */
-                        RunUpdate v = {.expect_phase = "Running", .phase = "Canceled", .reason = reason, .message = message};
+                        /* Left Running by an rprd that died, not yet marked:
+                         * what is left of its command goes first. */
+                        const char *leftover = NULL;
+                        if (run_reap_leftover(rc, obj, &leftover) < 0)
+                                return -EBUSY;
+                        RunUpdate v = {.expect_phase = "Running", .phase = "Canceled", .reason = reason, .message = message,
+                                       .set = json_pack("{s:s}", "leftover", leftover)};
                         r = update(rc, ns, name, &v, false);
                         if (r < 0 || v.applied)
                                 return r;
