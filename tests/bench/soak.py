@@ -5,7 +5,7 @@ form of tests/integration/test_crash_safety.py's soak.
 
 While the daemon runs: W clients apply new objects as fast as they are
 answered, and two Bindings run a command that holds a lock on the host
-(flock -n) for a moment, one on a `transport: local` Server and one over
+(flock -n) for 1 to 3 s, one on a `transport: local` Server and one over
 ssh to a loopback sshd; each is triggered again before every kill, and
 retries what a kill interrupted. After the last restart the soak waits for
 every Run to end, then counts:
@@ -51,7 +51,7 @@ STATED = ("Succeeded", "Failed", "Canceled", "Interrupted")
 
 def locked(host_dir, name):
     return ("exec 9>>%(d)s/%(n)s.lock; if ! flock -n 9; then echo overlap >> %(d)s/%(n)s.overlaps; exit 3; fi; "
-            "sleep 0.$(($$ %% 9 + 1))" % {"d": host_dir, "n": name})
+            "sleep $(($$ %% 3 + 1))" % {"d": host_dir, "n": name})
 
 
 def binding(name, command, srv):
@@ -134,6 +134,11 @@ def main():
         d.apply([binding("loc", locked(host_dir, "loc"), "a"), binding("rem", locked(host_dir, "rem"), "web-1")])
         writers = Writers(d, args.writers)
         for k in range(args.kills):
+            # A trigger during a run is only queued: let the last ones end
+            # (or a retry start) first, so that every round starts runs.
+            quiet = time.time() + 3
+            while time.time() < quiet and any(r.get("status", {}).get("phase") == "Running" for r in runs(d)):
+                time.sleep(0.1)
             writers.start()
             for b in ("loc", "rem"):
                 d.request("POST", "/api/v1/namespaces/default/bindings/%s/trigger" % b, body={})
