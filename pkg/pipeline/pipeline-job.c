@@ -455,6 +455,7 @@ static void inst_add(Job *j, size_t task_index, const char *task, const json_t *
         i->def = def;
         i->on_error = STREQ(json_str_at(j->spec, "onError") ?: "", task);
         i->attempt = json_int_at(old, "attempt", 1);
+        i->leftover = json_str_at(old, "leftover");
         i->phase = "Pending";
         /* Resumed after a restart: what finished stays as it ended. */
         const char *was = json_str_at(old, "phase");

@@ -72,6 +72,9 @@ typedef struct Inst {
         bool has_exit_code, on_error;
         uint64_t start, end;
         bool ending; /* ended, not yet durable: its dependents wait */
+        /* What the last rprd left of it, when it was running then (in
+         * j->obj): kept in its status through the attempts that follow. */
+        const char *leftover;
         SshCancel *cancel;
 } Inst;
 

@@ -96,6 +96,21 @@ static int reap_one(PipelineController *p, const char *ns, const char *job, cons
         return 0;
 }
 
+/* The job's own log says what was found, task by task. */
+static void note_leftovers(PipelineController *p, const char *ns, const char *name, const json_t *found) {
+        _cleanup_free_ char *path = run_log_path(p->run_dir, ns, name);
+        const char *key;
+        json_t *v;
+        RunLog *l = NULL;
+
+        if (run_log_open(path, &l) < 0)
+                return;
+        json_object_foreach((json_t *) found, key, v)
+                run_log_note(l, "task %s was running when rprd stopped; what was left of it: %s", key,
+                             json_string_value(v));
+        run_log_close(l);
+}
+
 int job_recover(PipelineController *p, const json_t *obj, uint64_t *ret_requeue_after_usec) {
         const json_t *meta = json_object_get(obj, "metadata");
         const char *ns = json_str_at(meta, "namespace"), *name = json_str_at(meta, "name");
@@ -118,5 +133,8 @@ int job_recover(PipelineController *p, const json_t *obj, uint64_t *ret_requeue_
                 }
                 json_object_set_new(found, key, json_string(what));
         }
-        return store_update_status(p->store, "Run", ns, name, interrupted_next, found, NULL);
+        int r = store_update_status(p->store, "Run", ns, name, interrupted_next, found, NULL);
+        if (r >= 0 && json_object_size(found) > 0)
+                note_leftovers(p, ns, name, found);
+        return r;
 }

@@ -84,6 +84,8 @@ static json_t *inst_json(const Inst *i) {
                 json_object_set_new(o, "message", json_string(i->message));
         if (i->has_exit_code)
                 json_object_set_new(o, "exitCode", json_integer(i->exit_code));
+        if (i->leftover)
+                json_object_set_new(o, "leftover", json_string(i->leftover));
         char buf[RFC3339_MAX];
         /* To the millisecond: which tasks overlapped is worth knowing. */
         if (i->start)

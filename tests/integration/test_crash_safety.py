@@ -257,3 +257,33 @@ def test_sigstop_then_sigcont_resumes_cleanly(rprd_factory):
     assert d.request("GET", "/healthz", token=None).status == 200
     assert d.apply([server("after")])["items"][0]["outcome"] == "created"
     assert d.get("/api/v1/namespaces/default/servers/before").status == 200
+
+
+def test_pipeline_task_leftovers_are_stopped_before_the_job_resumes(rprd, sshd, ssh_keys, host_dir):
+    """A local and an ssh task running when rprd dies: both are stopped,
+    each says so in status.tasks, and the resumed job runs them alone."""
+    rprd.apply([ssh_server("web-1", sshd, ssh_keys)])
+    wait_for(lambda: rprd.obj("servers", "web-1").get("status", {}).get("phase") == "Reachable", "web-1")
+    rprd.apply([{"apiVersion": "rpr/v1", "kind": "Pipeline", "metadata": {"name": "p"},
+                 "spec": {"onInterrupt": "resume", "tasks": {
+                     "here": {"script": locked_command(host_dir, "here", 4)},
+                     "there": {"script": locked_command(host_dir, "there", 4), "server": "web-1"}}}}])
+    assert rprd.request("POST", "/api/v1/namespaces/default/pipelines/p/runs", body={}).status == 201
+    wait_for(lambda: all(os.path.exists(os.path.join(host_dir, n + ".log")) for n in ("here", "there")),
+             "both tasks to start")
+    time.sleep(0.3)
+    rprd.kill()
+    rprd.start()
+    j = wait_for(lambda: (lambda j: j if j["status"].get("phase") in ("Succeeded", "Failed") else None)(
+        job_of(rprd, "p-1")), "the job to end", timeout=60)
+    for n in ("here", "there"):
+        assert not os.path.exists(os.path.join(host_dir, n + ".overlaps")), "%s ran beside its leftover" % n
+    assert j["status"]["phase"] == "Succeeded" and j["status"]["resumes"] == 1, j["status"]
+    for n in ("here", "there"):
+        assert j["status"]["tasks"][n]["leftover"] == "Terminated", j["status"]["tasks"][n]
+    log = rprd.ctl("logs", "run/p-1").stdout
+    assert "task there was running when rprd stopped; what was left of it: Terminated" in log, log
+    for n in ("here", "there"):
+        starts = [l for l in open(os.path.join(host_dir, n + ".log")).read().splitlines() if l.startswith("start")]
+        assert len(starts) == 2, (n, starts)
+    assert not marker_processes(host_dir)
