@@ -16,9 +16,21 @@
 
 #include "run/run-private.h"
 #include "server/server.h"
+#include "store/store.h"
 
 #define REAP_GRACE_USEC (5 * USEC_PER_SEC)
 #define REAP_RETRY_USEC (15 * USEC_PER_SEC)
+
+/* For a lost connection: what was found, by its leftover name. */
+static const char *leftover_what(const char *leftover) {
+        if (STREQ(leftover, "Terminated"))
+                return "the command was still running and was stopped (SIGTERM to its process group)";
+        if (STREQ(leftover, "Killed"))
+                return "the command was still running, ignored SIGTERM and was killed";
+        if (STREQ(leftover, "Unknown"))
+                return "the server could not be reached to stop what is left of it; it may still be running";
+        return "nothing of it was left running: its outcome is unknown";
+}
 
 static const char *leftover_message(SshReap found) {
         switch (found) {
@@ -35,9 +47,18 @@ static const char *leftover_message(SshReap found) {
         }
 }
 
+/* Ends the Run: Interrupted after a restart, Failed (Disconnected) after a
+ * connection lost while the command ran (status.connectionLost). */
 static int interrupted(RunController *rc, const RunSpec *sp, const char *leftover, const char *message) {
-        RunUpdate u = {.expect_phase = "Running", .phase = "Interrupted", .reason = "RprdRestarted",
-                       .message = message, .set = json_object()};
+        _cleanup_json_ json_t *obj = NULL;
+        bool lost = store_get_json(rc->store, "Run", sp->ns, sp->name, &obj) >= 0 &&
+                    json_object_get(json_object_get(obj, "status"), "connectionLost");
+        _cleanup_free_ char *why = lost ? xasprintf("the connection to server %s was lost while the command ran; %s",
+                                                    sp->server, leftover_what(leftover))
+                                        : NULL;
+        RunUpdate u = {.expect_phase = "Running", .phase = lost ? "Failed" : "Interrupted",
+                       .reason = lost ? "Disconnected" : "RprdRestarted", .message = why ?: message,
+                       .set = json_object()};
 
         json_object_set_new(u.set, "leftover", json_string(leftover));
         json_object_set_new(u.set, "recoveringSince", json_null());

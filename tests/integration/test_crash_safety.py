@@ -287,3 +287,25 @@ def test_pipeline_task_leftovers_are_stopped_before_the_job_resumes(rprd, sshd, 
         starts = [l for l in open(os.path.join(host_dir, n + ".log")).read().splitlines() if l.startswith("start")]
         assert len(starts) == 2, (n, starts)
     assert not marker_processes(host_dir)
+
+
+def test_lost_connection_stops_the_leftover_before_the_retry(rprd, gitrepo, sshd, ssh_keys, host_dir):  # noqa: F811
+    """The connection dies while the command runs (rprd does not): without a
+    pty nothing stops the command, so it is stopped before the retry."""
+    rprd.apply([git_repo("site", gitrepo), ssh_server("web-1", sshd, ssh_keys)])
+    wait_for(lambda: rprd.obj("servers", "web-1").get("status", {}).get("phase") == "Reachable", "web-1")
+    rprd.apply([binding("deploy", locked_command(host_dir, "deploy", 20), server="web-1", retries=1,
+                        backoff={"base": "1s"})])
+    wait_for(lambda: os.path.exists(os.path.join(host_dir, "deploy.log")), "the command to start")
+    from sshd import descendants
+    for pid in descendants(sshd.proc.pid):  # the connections' sshd processes, not the commands
+        try:
+            if open("/proc/%d/comm" % pid).read().strip().startswith("sshd"):
+                os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+    rs = wait_runs(rprd, "deploy", lambda rs: len(rs) >= 2 and phase(rs[1]) not in (None, "Pending"), "the retry")
+    time.sleep(1)
+    assert not os.path.exists(os.path.join(host_dir, "deploy.overlaps")), "the retry ran beside the leftover"
+    st = rs[0]["status"]
+    assert st["phase"] == "Failed" and st["reason"] == "Disconnected" and st.get("leftover") == "Terminated", st
