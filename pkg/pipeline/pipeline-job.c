@@ -223,10 +223,21 @@ static void inst_run(Inst *i) {
 
         int r = run_once(i, &out, &res);
         run_log_close(out.log);
+        const char *lost = NULL;
+        if (r < 0 && res.failure == SSH_FAIL_DISCONNECTED && res.logged_in && i->server)
+                lost = job_reap_lost(j->p, j->ns, j->name, i->key, i->server, i->cancel);
 
         pthread_mutex_lock(&j->lock);
         json_int_t attempt = i->attempt;
         settle(i, r, &res);
+        if (lost) {
+                i->leftover = lost;
+                if (STREQ(lost, "Unknown") && STREQ(i->phase, "Pending")) {
+                        /* No retry beside a command that may still run. */
+                        i->phase = "Failed", i->reason = "Disconnected";
+                        i->attempt--;
+                }
+        }
         run_log_note(j->log, "task %s (attempt %" JSON_INTEGER_FORMAT ", %s): %s%s%s (%.3f s)", i->key,
                      attempt, i->server ?: "rprd's host", i->phase, i->message ? ": " : "", i->message ?: "",
                      (double) res.duration_usec / USEC_PER_SEC);

@@ -45,6 +45,12 @@ int job_set_phase(PipelineController *p, const char *ns, const char *name, const
  * (reason StoppingLeftover) and *ret_requeue_after_usec says when to try
  * again. */
 int job_recover(PipelineController *p, const json_t *obj, uint64_t *ret_requeue_after_usec);
+/* A task instance on server whose connection was lost while its command
+ * ran: stops what is left of it, trying a few times while the server is
+ * out of reach, so that no retry runs beside it. Returns the leftover's
+ * name ("Unknown" when it could not be reached, or canceled meanwhile). */
+const char *job_reap_lost(PipelineController *p, const char *ns, const char *job, const char *key, const char *server,
+                          const SshCancel *cancel);
 
 /* The job's output directory for its tasks; caller frees. */
 char *job_dir(PipelineController *p, const char *ns, const char *name);

@@ -11,6 +11,7 @@
  * durable before their dependents started. */
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "pipeline/pipeline-private.h"
 #include "run/run.h"
@@ -109,6 +110,23 @@ static void note_leftovers(PipelineController *p, const char *ns, const char *na
                 run_log_note(l, "task %s was running when rprd stopped; what was left of it: %s", key,
                              json_string_value(v));
         run_log_close(l);
+}
+
+#define LOST_REAP_TRIES 10
+#define LOST_REAP_PAUSE_USEC (3 * USEC_PER_SEC)
+
+const char *job_reap_lost(PipelineController *p, const char *ns, const char *job, const char *key, const char *server,
+                          const SshCancel *cancel) {
+        _cleanup_json_ json_t *t = json_pack("{s:s}", "server", server);
+
+        for (int k = 0; k < LOST_REAP_TRIES && !ssh_cancel_fired(cancel); k++) {
+                const char *what = NULL;
+                SshResult res = {0};
+                if (reap_one(p, ns, job, key, t, &what, &res) >= 0)
+                        return what;
+                usleep(LOST_REAP_PAUSE_USEC);
+        }
+        return "Unknown";
 }
 
 int job_recover(PipelineController *p, const json_t *obj, uint64_t *ret_requeue_after_usec) {

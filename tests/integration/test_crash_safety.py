@@ -297,15 +297,36 @@ def test_lost_connection_stops_the_leftover_before_the_retry(rprd, gitrepo, sshd
     rprd.apply([binding("deploy", locked_command(host_dir, "deploy", 20), server="web-1", retries=1,
                         backoff={"base": "1s"})])
     wait_for(lambda: os.path.exists(os.path.join(host_dir, "deploy.log")), "the command to start")
-    from sshd import descendants
-    for pid in descendants(sshd.proc.pid):  # the connections' sshd processes, not the commands
-        try:
-            if open("/proc/%d/comm" % pid).read().strip().startswith("sshd"):
-                os.kill(pid, signal.SIGKILL)
-        except OSError:
-            pass
+    kill_ssh_connections(sshd)
     rs = wait_runs(rprd, "deploy", lambda rs: len(rs) >= 2 and phase(rs[1]) not in (None, "Pending"), "the retry")
     time.sleep(1)
     assert not os.path.exists(os.path.join(host_dir, "deploy.overlaps")), "the retry ran beside the leftover"
     st = rs[0]["status"]
     assert st["phase"] == "Failed" and st["reason"] == "Disconnected" and st.get("leftover") == "Terminated", st
+
+
+def kill_ssh_connections(sshd):
+    """Kills the connections' sshd processes, not the commands under them."""
+    from sshd import descendants
+    for pid in descendants(sshd.proc.pid):
+        try:
+            if open("/proc/%d/comm" % pid).read().strip().startswith("sshd"):
+                os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+
+
+def test_pipeline_task_retry_waits_for_its_lost_leftover(rprd, sshd, ssh_keys, host_dir):
+    rprd.apply([ssh_server("web-1", sshd, ssh_keys)])
+    wait_for(lambda: rprd.obj("servers", "web-1").get("status", {}).get("phase") == "Reachable", "web-1")
+    rprd.apply([{"apiVersion": "rpr/v1", "kind": "Pipeline", "metadata": {"name": "p"},
+                 "spec": {"tasks": {"there": {"script": locked_command(host_dir, "there", 3), "server": "web-1",
+                                              "retries": 1}}}}])
+    assert rprd.request("POST", "/api/v1/namespaces/default/pipelines/p/runs", body={}).status == 201
+    wait_for(lambda: os.path.exists(os.path.join(host_dir, "there.log")), "the task to start")
+    kill_ssh_connections(sshd)
+    j = wait_for(lambda: (lambda j: j if j["status"].get("phase") in ("Succeeded", "Failed") else None)(
+        job_of(rprd, "p-1")), "the job to end", timeout=60)
+    assert not os.path.exists(os.path.join(host_dir, "there.overlaps")), "the retry ran beside the leftover"
+    t = j["status"]["tasks"]["there"]
+    assert j["status"]["phase"] == "Succeeded" and t["attempt"] == 2 and t["leftover"] == "Terminated", t
