@@ -32,14 +32,14 @@ CFLAGS  += -std=c17 -D_GNU_SOURCE -DH2O_USE_LIBUV=0 -pthread -Wall -Wextra -Werr
 	-Wno-missing-field-initializers $(OPTFLAGS) -Ipkg -I$(B)/gen $(PKG_CFLAGS)
 LDFLAGS += -pthread $(OPTFLAGS)
 
-MODULES := base yaml resource store logfile controller ssh server github gitremote token repo run binding pipeline webhook systemd api client
+MODULES := base egress yaml resource store auth logfile controller ssh server github gitremote token repo run binding pipeline webhook systemd api client
 $(foreach m,$(MODULES),$(eval SRC_$(m) := $(wildcard pkg/$(m)/*.c)))
 $(foreach m,$(MODULES),$(eval OBJ_$(m) := $(patsubst %.c,$(B)/%.o,$(SRC_$(m)))))
 OBJ_resource += $(B)/gen/kinds-embed.o
 
 LIB = $(B)/lib$(1).a
-RPRD_LIBS   := $(call LIB,api) $(call LIB,webhook) $(call LIB,pipeline) $(call LIB,binding) $(call LIB,run) $(call LIB,repo) $(call LIB,server) $(call LIB,token) $(call LIB,github) $(call LIB,gitremote) $(call LIB,controller) $(call LIB,ssh) $(call LIB,logfile) $(call LIB,systemd) \
-	$(call LIB,store) $(call LIB,resource) $(call LIB,yaml) $(call LIB,base)
+RPRD_LIBS   := $(call LIB,api) $(call LIB,auth) $(call LIB,webhook) $(call LIB,pipeline) $(call LIB,binding) $(call LIB,run) $(call LIB,repo) $(call LIB,server) $(call LIB,token) $(call LIB,github) $(call LIB,gitremote) $(call LIB,controller) $(call LIB,ssh) $(call LIB,logfile) $(call LIB,systemd) \
+	$(call LIB,egress) $(call LIB,store) $(call LIB,resource) $(call LIB,yaml) $(call LIB,base)
 RPRCTL_LIBS := $(call LIB,client) $(call LIB,resource) $(call LIB,yaml) $(call LIB,base)
 TEST_LIBS   := $(RPRD_LIBS) $(call LIB,client)
 
@@ -89,19 +89,21 @@ TEST_LIBS_base     := $(call LIB,base)
 TEST_LIBS_yaml     := $(call LIB,yaml) $(TEST_LIBS_base)
 TEST_LIBS_resource := $(call LIB,resource) $(TEST_LIBS_yaml)
 TEST_LIBS_store    := $(call LIB,store) $(TEST_LIBS_resource)
+TEST_LIBS_auth     := $(call LIB,auth) $(call LIB,token) $(call LIB,controller) $(TEST_LIBS_store)
 TEST_LIBS_logfile  := $(call LIB,logfile) $(TEST_LIBS_base)
-TEST_LIBS_ssh      := $(call LIB,ssh) $(TEST_LIBS_base)
+TEST_LIBS_egress   := $(call LIB,egress) $(TEST_LIBS_base)
+TEST_LIBS_ssh      := $(call LIB,ssh) $(TEST_LIBS_egress)
 TEST_LIBS_controller := $(call LIB,controller) $(TEST_LIBS_store)
-TEST_LIBS_github   := $(call LIB,github) $(TEST_LIBS_base)
-TEST_LIBS_gitremote := $(call LIB,gitremote) $(TEST_LIBS_base)
+TEST_LIBS_github   := $(call LIB,github) $(TEST_LIBS_egress)
+TEST_LIBS_gitremote := $(call LIB,gitremote) $(TEST_LIBS_egress)
 TEST_LIBS_token    := $(call LIB,token) $(call LIB,controller) $(TEST_LIBS_store)
-TEST_LIBS_repo     := $(call LIB,repo) $(call LIB,token) $(call LIB,github) $(call LIB,gitremote) $(call LIB,controller) $(call LIB,logfile) $(TEST_LIBS_store)
-TEST_LIBS_server   := $(call LIB,server) $(call LIB,token) $(call LIB,controller) $(call LIB,ssh) $(call LIB,logfile) $(TEST_LIBS_store)
+TEST_LIBS_repo     := $(call LIB,repo) $(call LIB,token) $(call LIB,github) $(call LIB,gitremote) $(call LIB,controller) $(call LIB,logfile) $(call LIB,egress) $(TEST_LIBS_store)
+TEST_LIBS_server   := $(call LIB,server) $(call LIB,token) $(call LIB,controller) $(call LIB,ssh) $(call LIB,logfile) $(call LIB,egress) $(TEST_LIBS_store)
 TEST_LIBS_run      := $(call LIB,run) $(TEST_LIBS_server)
 TEST_LIBS_pipeline := $(call LIB,pipeline) $(call LIB,run) $(call LIB,repo) $(call LIB,server) $(call LIB,token) $(call LIB,github) \
-	$(call LIB,gitremote) $(call LIB,controller) $(call LIB,ssh) $(call LIB,logfile) $(TEST_LIBS_store)
+	$(call LIB,gitremote) $(call LIB,controller) $(call LIB,ssh) $(call LIB,logfile) $(call LIB,egress) $(TEST_LIBS_store)
 TEST_LIBS_binding  := $(call LIB,binding) $(call LIB,run) $(call LIB,repo) $(call LIB,server) $(call LIB,token) $(call LIB,github) \
-	$(call LIB,gitremote) $(call LIB,controller) $(call LIB,ssh) $(call LIB,logfile) $(TEST_LIBS_store)
+	$(call LIB,gitremote) $(call LIB,controller) $(call LIB,ssh) $(call LIB,logfile) $(call LIB,egress) $(TEST_LIBS_store)
 .SECONDEXPANSION:
 $(B)/tests/test-%: $(B)/tests/unit/test-%.o $$(or $$(TEST_LIBS_$$*),$(TEST_LIBS))
 	@mkdir -p $(dir $@)

@@ -31,6 +31,7 @@ TMPFILESDIR ?= $(PREFIX)/lib/tmpfiles.d
 DATADIR     ?= $(PREFIX)/share/rpr
 MANDIR      ?= $(PREFIX)/share/man
 DOCDIR      ?= $(PREFIX)/share/doc/rpr
+SYSCONFDIR  ?= /etc
 
 PKG_UNITS   := $(sort $(wildcard packaging/systemd/*.service packaging/systemd/*.socket packaging/systemd/*.timer))
 # The units name /usr/bin; another PREFIX gets its own paths, and rprd is
@@ -49,7 +50,7 @@ DEB_FILE    := build/deb/rpr_$(VERSION)_$(DEB_ARCH).deb
 install: $(BINDIR)/rprd $(BINDIR)/rprctl
 	$(INSTALL) -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSUSERSDIR) \
 	  $(DESTDIR)$(TMPFILESDIR) $(DESTDIR)$(DATADIR)/web $(DESTDIR)$(MANDIR)/man1 \
-	  $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(DOCDIR)
+	  $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(DOCDIR) $(DESTDIR)$(SYSCONFDIR)/default
 	$(INSTALL) -m 0755 -s $(BINDIR)/rprd $(BINDIR)/rprctl $(DESTDIR)$(PREFIX)/bin/
 	$(STRIP) --remove-section=.comment --remove-section=.note $(DESTDIR)$(PREFIX)/bin/rprd $(DESTDIR)$(PREFIX)/bin/rprctl
 	for u in $(PKG_UNITS); do \
@@ -57,6 +58,7 @@ install: $(BINDIR)/rprd $(BINDIR)/rprctl
 	done
 	$(INSTALL) -m 0644 packaging/sysusers.d/rpr.conf $(DESTDIR)$(SYSUSERSDIR)/rpr.conf
 	$(INSTALL) -m 0644 packaging/tmpfiles.d/rpr.conf $(DESTDIR)$(TMPFILESDIR)/rpr.conf
+	$(INSTALL) -m 0644 packaging/default/rpr $(DESTDIR)$(SYSCONFDIR)/default/rpr
 	cd web && find . -type d -exec $(INSTALL) -d -m 0755 '$(abspath $(DESTDIR))$(DATADIR)/web/{}' ';' \
 	  && find . -type f -exec $(INSTALL) -m 0644 '{}' '$(abspath $(DESTDIR))$(DATADIR)/web/{}' ';'
 	gzip -9n < packaging/man/rprctl.1 > $(DESTDIR)$(MANDIR)/man1/rprctl.1.gz
@@ -76,6 +78,7 @@ deb: $(BINDIR)/rprd $(BINDIR)/rprctl
 	chmod 0644 $(DEB_STAGE)/usr/share/doc/rpr/changelog.gz
 	$(INSTALL) -D -m 0644 packaging/debian/lintian-overrides $(DEB_STAGE)/usr/share/lintian/overrides/rpr
 	$(INSTALL) -m 0755 packaging/debian/postinst packaging/debian/prerm packaging/debian/postrm $(DEB_STAGE)/DEBIAN/
+	echo /etc/default/rpr > $(DEB_STAGE)/DEBIAN/conffiles && chmod 0644 $(DEB_STAGE)/DEBIAN/conffiles
 	sed -e 's/@VERSION@/$(VERSION)/' -e 's/@ARCH@/$(DEB_ARCH)/' \
 	  -e "s/@SIZE@/$$(du -sk --apparent-size --exclude=DEBIAN $(DEB_STAGE) | cut -f1)/" \
 	  packaging/debian/control.in > $(DEB_STAGE)/DEBIAN/control

@@ -18,6 +18,8 @@ SOCK=$STATE/rpr.sock
 # rprd's TCP port: its default, 8270, unless RPR_QUICKSTART_PORT says
 # otherwise (another rprd, or a test, may hold 8270).
 PORT=${RPR_QUICKSTART_PORT:-8270}
+# More rprd flags (the test gives --allow-networks: loopback only).
+RPRD_ARGS=${RPR_QUICKSTART_RPRD_ARGS:-}
 RPRD=$BINDIR/rprd
 RPRCTL=$BINDIR/rprctl
 
@@ -53,7 +55,7 @@ if ! git --git-dir="$QS/site.git" rev-parse -q --verify 'main^{commit}' >/dev/nu
 	git -C "$QS/work" config user.email rpr@localhost
 fi
 
-"$RPRD" --state-dir "$STATE" --listen "unix:$SOCK" --listen "tcp:127.0.0.1:$PORT" --anonymous-read &
+"$RPRD" --state-dir "$STATE" --listen "unix:$SOCK" --listen "tcp:127.0.0.1:$PORT" --anonymous-read $RPRD_ARGS &
 PID=$!
 
 stop() {

@@ -119,12 +119,24 @@ async function watch() {
     throw new Error("the stream ended");
   } catch (e) {
     if (ctl.signal.aborted) return;
+    if (e instanceof FellBehind) {
+      /* rprd keeps a bounded backlog per watcher: list everything again */
+      setLive("Fell behind rprd's changes; listing again…", true);
+      watch();
+      return;
+    }
     setLive(`Disconnected (${e.message}); reconnecting…`, true);
     setTimeout(() => { if (watchAbort === ctl) watch(); }, 2000);
   }
 }
 
+class FellBehind extends Error {}
+
 function apply(ev) {
+  if (ev.type === "ERROR") {
+    if (ev.object?.code === 410) throw new FellBehind("410");
+    throw new Error(ev.object?.message || "watch error");
+  }
   const o = ev.object;
   const m = objects.get(o?.kind);
   if (!m) return;

@@ -1,5 +1,5 @@
 /* diff: what apply would change, as a unified diff of the live object and
- * the object rprd would store (apply?dryRun=1), both as YAML without the
+ * the object rprd would store (apply?dryRun=1&objects=1), both as YAML without the
  * fields rprd alone manages. Exit 0: no difference, 1: some, 2: error. */
 #include <string.h>
 
@@ -60,10 +60,10 @@ int verb_diff(Ctl *c) {
                 return 2;
 
         _cleanup_free_ char *body = manifests_body(&set);
-        if (ctl_request(c, "POST", "/api/v1/apply?dryRun=1", body, strlen(body), &resp) < 0)
+        if (ctl_request(c, "POST", "/api/v1/apply?dryRun=1&objects=1", body, strlen(body), &resp) < 0)
                 return 2;
         if (resp.status == 422 || resp.status == 400) {
-                manifests_print_status(&set, &resp);
+                manifests_print_status(&set, &resp, 0);
                 client_response_clear(&resp);
                 return 2;
         }

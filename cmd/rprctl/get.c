@@ -9,7 +9,6 @@
 
 #include "resource/resource.h"
 #include "rprctl.h"
-#include "yaml/yaml.h"
 
 typedef enum Output { OUT_TABLE, OUT_WIDE, OUT_YAML, OUT_JSON, OUT_NAME } Output;
 
@@ -21,6 +20,7 @@ typedef struct Get {
         size_t n_names;
         Table table; /* header and widths for watch rows */
         bool header_printed;
+        bool fell_behind; /* the watch ended with 410: list again */
 } Get;
 
 static int output_parse(const char *s, Output *ret) {
@@ -103,16 +103,6 @@ static void add_object_row(Get *g, const json_t *obj) {
 
 /* ---- printing -------------------------------------------------------------------- */
 
-static void print_json(const json_t *v) {
-        _cleanup_free_ char *s = json_dumps(v, JSON_INDENT(4));
-        printf("%s\n", s ? s : "null");
-}
-
-static void print_yaml(const json_t *v) {
-        _cleanup_free_ char *s = yaml_emit(v);
-        fputs(s ? s : "", stdout);
-}
-
 static void print_name(const Get *g, const json_t *obj) {
         char singular[64];
         printf("%s/%s\n", ctl_kind_singular(g->kind, singular, sizeof(singular)),
@@ -125,9 +115,9 @@ static int print_items(Get *g, const json_t *items, const json_t *whole) {
         size_t i;
 
         if (g->out == OUT_JSON)
-                print_json(whole);
+                ctl_print_json(whole);
         else if (g->out == OUT_YAML)
-                print_yaml(whole);
+                ctl_print_yaml(whole);
         else if (g->out == OUT_NAME)
                 json_array_foreach(items, i, obj)
                         print_name(g, obj);
@@ -262,16 +252,20 @@ static int on_event(const char *line, size_t len, void *userdata) {
                 return -EBADMSG;
         }
         if (STREQ(type, "ERROR")) {
+                if (json_integer_value(json_object_get(obj, "code")) == 410) {
+                        g->fell_behind = true;
+                        return -ESTALE;
+                }
                 ctl_error("watch ended: %s", json_string_value(json_object_get(obj, "message")) ?: "error");
                 return -EIO;
         }
         if (!name_wanted(g, obj))
                 return 0;
         if (g->out == OUT_JSON)
-                print_json(ev);
+                ctl_print_json(ev);
         else if (g->out == OUT_YAML) {
                 printf("---\n");
-                print_yaml(ev);
+                ctl_print_yaml(ev);
         } else if (g->out == OUT_NAME)
                 print_name(g, obj);
         else
@@ -280,23 +274,42 @@ static int on_event(const char *line, size_t len, void *userdata) {
         return 0;
 }
 
-static int get_watch(Get *g) {
+/* One list, then its changes. 1 when the watch fell behind (410 Gone,
+ * at once or later in the stream): the caller lists again. */
+static int watch_once(Get *g) {
         _cleanup_json_ json_t *list = NULL;
         _cleanup_free_ char *why = NULL;
         long status = 0;
 
         if (get_list(g, &list) != 0)
-                return 1;
+                return -EIO;
         const char *rv = json_path_str(list, "metadata.resourceVersion");
         _cleanup_free_ char *path = list_path(g, true, rv ? rv : "0");
         Client *cl = ctl_client(g->ctl);
 
+        g->fell_behind = false;
         int r = client_stream_lines(cl, path, on_event, g, &status, &why);
-        if (r < 0)
-                return ctl_error("cannot reach rprd at %s: %s", client_server(cl), why ? why : strerror(-r));
-        if (why)
-                return ctl_error("%s", why);
+        if (r < 0) {
+                ctl_error("cannot reach rprd at %s: %s", client_server(cl), why ? why : strerror(-r));
+                return -EIO;
+        }
+        if (g->fell_behind || status == 410)
+                return 1;
+        if (why) {
+                ctl_error("%s", why);
+                return -EIO;
+        }
         return 0;
+}
+
+/* A watch that falls behind the changes (rprd keeps a bounded backlog for
+ * each watcher) lists everything again and goes on, as kubectl does. */
+static int get_watch(Get *g) {
+        int r;
+
+        while ((r = watch_once(g)) == 1)
+                fprintf(stderr, "rprctl: the watch fell behind rprd's changes; listing again\n");
+        return r < 0 ? 1 : 0;
 }
 
 int verb_get(Ctl *c) {

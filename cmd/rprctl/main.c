@@ -25,8 +25,8 @@ static const CtlOpt global_opts[] = {
 };
 
 static const CtlOpt apply_opts[] = {
-        {"filename", 'f', true}, {"recursive", 'R', false}, {"dry-run", 0, false},
-        {"prune", 0, false},     {"selector", 'l', true},   {NULL, 0, false},
+        {"filename", 'f', true}, {"recursive", 'R', false}, {"dry-run", 0, false}, {"prune", 0, false},
+        {"selector", 'l', true}, {"atomic", 0, false},      {"output", 'o', true},  {NULL, 0, false},
 };
 static const CtlOpt get_opts[] = {
         {"output", 'o', true}, {"selector", 'l', true}, {"watch", 'w', false}, {NULL, 0, false},
@@ -53,9 +53,11 @@ static const CtlOpt no_opts[] = {{NULL, 0, false}};
 static const CtlOpt reconcile_opts[] = {{"due", 0, false}, {NULL, 0, false}};
 
 static const Verb verbs[] = {
-        {"apply", verb_apply, apply_opts, "apply -f FILE|DIR|- [-R] [--dry-run]",
+        {"apply", verb_apply, apply_opts, "apply -f FILE|DIR|- [-R] [--dry-run] [--atomic] [-o name|json|yaml]",
          "Create or update the objects in the manifests. Every document is checked first;\n"
-         "nothing is sent if any is invalid."},
+         "nothing is sent if any is invalid. Up to 4 MiB of objects go in one request, all\n"
+         "or nothing; more go in several such requests (with --atomic: in one, up to rprd's\n"
+         "--max-body). -o json|yaml prints the objects as stored."},
         {"get", verb_get, get_opts, "get KIND [NAME...] [-o wide|yaml|json|name] [-l SEL] [-n NS|-A] [-w]",
          "List objects as a table, or print them as YAML or JSON."},
         {"describe", verb_describe, no_opts, "describe KIND NAME",

@@ -254,7 +254,7 @@ int manifests_prepare(Ctl *c, ManifestSet *set) {
         return 0;
 }
 
-int manifests_print_status(ManifestSet *set, const ClientResponse *r) {
+int manifests_print_status(ManifestSet *set, const ClientResponse *r, size_t first) {
         _cleanup_json_ json_t *j = json_loadb(r->body, r->len, 0, NULL);
         json_t *details = json_object_get(j, "details"), *v;
         size_t i;
@@ -262,7 +262,7 @@ int manifests_print_status(ManifestSet *set, const ClientResponse *r) {
         json_array_foreach(details, i, v) {
                 json_t *idx = json_object_get(v, "index");
                 Diag d = {
-                        .index = json_is_integer(idx) ? (int) json_integer_value(idx) : -1,
+                        .index = json_is_integer(idx) ? (int) (json_integer_value(idx) + (json_int_t) first) : -1,
                         .object = (char *) json_string_value(json_object_get(v, "object")),
                         .field = (char *) json_string_value(json_object_get(v, "field")),
                         .message = (char *) (json_string_value(json_object_get(v, "message")) ?: "invalid"),
@@ -273,13 +273,29 @@ int manifests_print_status(ManifestSet *set, const ClientResponse *r) {
         return ctl_error("%s", msg);
 }
 
-char *manifests_body(const ManifestSet *set) {
-        _cleanup_json_ json_t *items = json_array();
+size_t manifests_body_range(const ManifestSet *set, size_t first, size_t max_bytes, Buf *out) {
+        size_t i = first;
 
-        for (size_t i = 0; i < set->n; i++)
-                json_array_append(items, set->items[i].obj);
-        _cleanup_json_ json_t *body = json_pack("{s:O}", "items", items);
-        return json_dumps(body, JSON_COMPACT);
+        buf_puts(out, "{\"items\":[");
+        for (; i < set->n; i++) {
+                _cleanup_free_ char *obj = json_dumps(set->items[i].obj, JSON_COMPACT);
+                size_t len = obj ? strlen(obj) : 0;
+                /* one object always goes, however large: rprd judges it */
+                if (i > first && out->len + len + 2 > max_bytes)
+                        break;
+                if (i > first)
+                        buf_puts(out, ",");
+                buf_append(out, obj, len);
+        }
+        buf_puts(out, "]}");
+        return i - first;
+}
+
+char *manifests_body(const ManifestSet *set) {
+        Buf b = BUF_INIT;
+
+        manifests_body_range(set, 0, SIZE_MAX, &b);
+        return buf_steal(&b);
 }
 
 void manifests_free(ManifestSet *set) {

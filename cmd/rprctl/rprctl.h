@@ -63,6 +63,9 @@ int ctl_get_json(Ctl *c, const char *path, json_t **ret);
 Client *ctl_client(Ctl *c);
 /* The namespace to use: -n, else "default". */
 const char *ctl_namespace(const Ctl *c);
+/* -o json and -o yaml of a value, to stdout. */
+void ctl_print_json(const json_t *v);
+void ctl_print_yaml(const json_t *v);
 
 /* ---- kinds and objects ---------------------------------------------------------- */
 
@@ -125,9 +128,13 @@ int manifests_load(Ctl *c, ManifestSet *set);
 /* resource_prepare on every object (namespace from -n when absent); prints
  * every problem as FILE:LINE:COL: Kind/name: field: message. -EINVAL if any. */
 int manifests_prepare(Ctl *c, ManifestSet *set);
-/* Prints a Status answer's details mapped back to file positions; returns 1. */
-int manifests_print_status(ManifestSet *set, const ClientResponse *r);
-/* The apply body {"items":[...]}; caller frees. */
+/* Prints a Status answer's details mapped back to file positions (the
+ * answer's indexes count from object first of the set); returns 1. */
+int manifests_print_status(ManifestSet *set, const ClientResponse *r, size_t first);
+/* {"items":[...]} of the objects from first on, as many as fit in max_bytes
+ * (at least one), appended to out; returns how many. */
+size_t manifests_body_range(const ManifestSet *set, size_t first, size_t max_bytes, Buf *out);
+/* All of them. */
 char *manifests_body(const ManifestSet *set);
 void manifests_free(ManifestSet *set);
 

@@ -8,6 +8,7 @@
 
 #include "resource/resource.h"
 #include "rprctl.h"
+#include "yaml/yaml.h"
 
 /* ---- errors and requests ------------------------------------------------------ */
 
@@ -32,6 +33,16 @@ Client *ctl_client(Ctl *c) {
                 return NULL;
         }
         return c->client;
+}
+
+void ctl_print_json(const json_t *v) {
+        _cleanup_free_ char *s = json_dumps(v, JSON_INDENT(4));
+        printf("%s\n", s ? s : "null");
+}
+
+void ctl_print_yaml(const json_t *v) {
+        _cleanup_free_ char *s = yaml_emit(v);
+        fputs(s ? s : "", stdout);
 }
 
 const char *ctl_namespace(const Ctl *c) {

@@ -17,6 +17,7 @@
 #include "binding/binding.h"
 #include "pipeline/pipeline.h"
 #include "controller/controller.h"
+#include "egress/egress.h"
 #include "github/github.h"
 #include "gitremote/gitremote.h"
 #include "logfile/logfile.h"
@@ -51,6 +52,8 @@ typedef struct Options {
         int log_level;
         bool no_controllers;
         bool anonymous_read;
+        const char *allow_networks; /* --allow-networks as given; NULL: everywhere */
+        size_t watch_backlog;       /* 0: the store's default */
         /* From socket activation: used instead of listen. */
         int *fds;
         char **fd_names;
@@ -90,6 +93,13 @@ static void usage(FILE *f) {
               "  --log-level LEVEL      error, warning, info or debug (default info)\n"
               "  --anonymous-read       let reads without a token through (as viewer): the\n"
               "                         dashboard's read-only view; writes always need one\n"
+              "  --allow-networks CIDR[,CIDR...]\n"
+              "                         the only networks rprd connects to (ssh, git, GitHub,\n"
+              "                         everything); others are refused before any packet is\n"
+              "                         sent (default: everywhere)\n"
+              "  --watch-backlog EVENTS the most changes kept for a watcher that lags\n"
+              "                         (default 1048576, at least 8192); one further\n"
+              "                         behind gets 410 Gone and lists again\n"
               "  --no-controllers       serve the API only, reconcile nothing (an API replica;\n"
               "                         tests of the API alone)\n"
               "  -h, --help             show this help\n"
@@ -119,6 +129,29 @@ static int check_listen(const char *v) {
         if (!colon || colon == v + 4 || parse_uint64(colon + 1, &port) < 0 || port == 0 || port > 65535)
                 return bad("--listen", v, "must be tcp:HOST:PORT with a port from 1 to 65535");
         return 0;
+}
+
+static int check_networks(const char *v) {
+        EgressList *l = NULL;
+        char err[256];
+
+        if (egress_list_parse(v, &l, err, sizeof err) < 0) {
+                fprintf(stderr, "rprd: %s\n", err);
+                return -EINVAL;
+        }
+        egress_list_free(l);
+        return 0;
+}
+
+/* The allow-list is in force before any thread could connect anywhere. */
+static void egress_setup(const Options *o) {
+        EgressList *l = NULL;
+        char err[256];
+
+        if (!o->allow_networks || egress_list_parse(o->allow_networks, &l, err, sizeof err) < 0)
+                return; /* checked with the other flags */
+        log_info("outbound connections only to %s (--allow-networks)", egress_list_text(l));
+        egress_policy_set(l);
 }
 
 static int parse_level(const char *v, int *ret) {
@@ -151,6 +184,8 @@ enum {
         ARG_NO_CONTROLLERS,
         ARG_ANONYMOUS_READ,
         ARG_STOP_GRACE,
+        ARG_ALLOW_NETWORKS,
+        ARG_WATCH_BACKLOG,
         ARG_VERSION
 };
 
@@ -203,6 +238,16 @@ static int parse_one(Options *o, int c, const char *v) {
                 return 0;
         case ARG_LOG_LEVEL:
                 return parse_level(v, &o->log_level);
+        case ARG_WATCH_BACKLOG:
+                if (parse_uint64(v, &n) < 0 || n < STORE_RING_SIZE || n > 64 * (uint64_t) STORE_FEED_LIMIT)
+                        return bad("--watch-backlog", v, "must be a number of events from 8192 to 67108864");
+                o->watch_backlog = (size_t) n;
+                return 0;
+        case ARG_ALLOW_NETWORKS:
+                if (o->allow_networks)
+                        return bad("--allow-networks", v, "comes a second time: give every network in one, separated by commas");
+                o->allow_networks = v;
+                return check_networks(v);
         }
         return -EINVAL;
 }
@@ -222,6 +267,8 @@ static int parse_argv(int argc, char **argv, Options *o) {
                 {"no-controllers", no_argument, NULL, ARG_NO_CONTROLLERS},
                 {"anonymous-read", no_argument, NULL, ARG_ANONYMOUS_READ},
                 {"stop-grace", required_argument, NULL, ARG_STOP_GRACE},
+                {"allow-networks", required_argument, NULL, ARG_ALLOW_NETWORKS},
+                {"watch-backlog", required_argument, NULL, ARG_WATCH_BACKLOG},
                 {"help", no_argument, NULL, 'h'},
                 {"version", no_argument, NULL, ARG_VERSION},
                 {NULL, 0, NULL, 0},
@@ -502,6 +549,7 @@ int main(int argc, char **argv) {
 
         signals_setup();
         malloc_setup();
+        egress_setup(&o);
 
         r = resource_init();
         if (r < 0) {
@@ -531,6 +579,8 @@ int main(int argc, char **argv) {
                 resource_shutdown();
                 return 1;
         }
+        if (o.watch_backlog)
+                store_set_feed_limit(store, o.watch_backlog);
 
         r = systemd_listeners(&o.fds, &o.fd_names);
         if (r < 0)
@@ -547,5 +597,6 @@ int main(int argc, char **argv) {
         resource_shutdown();
         free(o.fds);
         systemd_names_free(o.fd_names);
+        egress_policy_reset();
         return r < 0 ? 1 : 0;
 }

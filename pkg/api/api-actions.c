@@ -225,7 +225,6 @@ typedef struct Targets {
         char **names;
         bool *inactive;
         size_t n;
-        const Selector *sel;
 } Targets;
 
 static void targets_add(Targets *t, const char *name, bool inactive) {
@@ -248,7 +247,7 @@ static void select_one(const char *text, size_t len, void *userdata) {
         const json_t *meta = json_object_get(obj, "metadata");
         const char *name = json_string_value(json_object_get(meta, "name"));
 
-        if (name && selector_matches(t->sel, json_object_get(meta, "labels")))
+        if (name)
                 targets_add(t, name, server_inactive(obj));
 }
 
@@ -268,8 +267,7 @@ static int exec_targets(ApiCall *c, const ExecRequest *x, Targets *t) {
                         diags_free(&d);
                         return r;
                 }
-                t->sel = sel;
-                r = store_list(c->api->store, "Server", x->ns, select_one, t, NULL);
+                r = store_list_selected(c->api->store, "Server", x->ns, sel, select_one, t, NULL);
                 selector_free(sel);
                 if (r < 0)
                         return api_reply_status(c, 500, "cannot list servers: %s", strerror(-r)), r;

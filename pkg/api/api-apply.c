@@ -118,8 +118,9 @@ static int body_parse(ApiCall *c, ApplyBody *b) {
 
 /* ---- checks ------------------------------------------------------------------------ */
 
-/* Checks one object; false if it has problems (added to d). */
-static bool item_prepare(json_t *obj, int i, Diags *d) {
+/* Checks one object; false if it has problems (added to d, or to
+ * forbidden when the caller may not write it). */
+static bool item_prepare(ApiCall *c, json_t *obj, int i, Diags *d, Diags *forbidden) {
         if (!json_is_object(obj)) {
                 diags_add(d, i, NULL, NULL, "must be an object");
                 return false;
@@ -131,7 +132,7 @@ static bool item_prepare(json_t *obj, int i, Diags *d) {
                 diags_add(d, i, what, "kind", "%s objects are made by rprd and cannot be applied", kind);
                 return false;
         }
-        return resource_prepare(obj, i, d) >= 0;
+        return api_prepare_write(c, obj, i, d, forbidden);
 }
 
 static const char *meta_str(const json_t *obj, const char *field) {
@@ -152,12 +153,12 @@ static void diags_locate(Diags *d, const ApplyBody *b) {
 /* Every object prepared, duplicates found; false if anything was answered. */
 static bool items_check(ApiCall *c, ApplyBody *b) {
         _cleanup_json_ json_t *seen = json_object();
-        Diags d = DIAGS_INIT;
+        Diags d = DIAGS_INIT, forbidden = DIAGS_INIT;
         size_t i;
         json_t *obj;
 
         json_array_foreach(b->items, i, obj) {
-                if (!item_prepare(obj, (int) i, &d))
+                if (!item_prepare(c, obj, (int) i, &d, &forbidden))
                         continue;
                 const char *kind = json_string_value(json_object_get(obj, "kind"));
                 const char *ns = meta_str(obj, "namespace"), *name = meta_str(obj, "name");
@@ -173,8 +174,16 @@ static bool items_check(ApiCall *c, ApplyBody *b) {
                 json_object_set_new(seen, key, json_integer((json_int_t) i));
                 if (!api_check_namespace(c, ns)) {
                         diags_free(&d);
+                        diags_free(&forbidden);
                         return false;
                 }
+        }
+        if (forbidden.n > 0) {
+                diags_locate(&forbidden, b);
+                api_reply_forbidden(c, &forbidden);
+                diags_free(&forbidden);
+                diags_free(&d);
+                return false;
         }
         if (d.n > 0) {
                 _cleanup_free_ char *msg = xasprintf("apply refused: %zu problem%s; nothing was written",
@@ -189,10 +198,11 @@ static bool items_check(ApiCall *c, ApplyBody *b) {
 
 /* ---- apply --------------------------------------------------------------------------- */
 
-/* One item of the answer: the outcome and the object as stored. Written as
- * text, the stored object spliced in, so that the answer to a large apply
- * costs one buffer and not a second tree of every object. */
-static void buf_apply_item(Buf *b, const StoreOp *op) {
+/* One item of the answer: the outcome, and the object as stored when the
+ * caller asked for it (?objects=1). Written as text, the stored object
+ * spliced in, so that the answer to a large apply costs one buffer and not
+ * a second tree of every object. */
+static void buf_apply_item(Buf *b, const StoreOp *op, bool with_object) {
         const char *kind = json_string_value(json_object_get(op->object, "kind"));
         char rev[24];
 
@@ -203,6 +213,8 @@ static void buf_apply_item(Buf *b, const StoreOp *op) {
                 "resourceVersion", rev);
 
         api_buf_json(b, head);
+        if (!with_object)
+                return;
         b->data[--b->len] = '\0'; /* reopen the object: drop its closing brace */
         buf_puts(b, ",\"object\":");
         api_buf_object(b, kind ? kind_lookup(kind) : NULL, op->result, op->result_len);
@@ -223,7 +235,7 @@ static void apply_done(ApiJob *job, ApiCall *c) {
         for (size_t i = 0; i < job->n_ops; i++) {
                 if (i > 0)
                         buf_puts(&out, ",");
-                buf_apply_item(&out, &job->ops[i]);
+                buf_apply_item(&out, &job->ops[i], job->with_objects);
         }
         buf_puts(&out, "]}");
         api_reply_buf(c, 200, &out);
@@ -258,6 +270,7 @@ void api_handle_apply(ApiCall *c) {
 
         ApiJob *job = api_job_new(c, json_array_size(b.items), NULL, apply_done);
         job->dry_run = dry_run_wanted(c->req);
+        job->with_objects = api_query_true(c->req, "objects");
         job->input = TAKE_PTR(b.items);
         for (size_t i = 0; i < job->n_ops; i++)
                 job->ops[i] = (StoreOp){.type = STORE_OP_APPLY, .object = json_array_get(job->input, i)};
@@ -308,10 +321,20 @@ static void token_create_done(ApiJob *job, ApiCall *c) {
         json_t *spec = json_object_get(job->input, "spec");
         json_t *answer = json_pack("{s:s?, s:s?}", "name", meta_str(job->input, "name"), "namespace",
                                    meta_str(job->input, "namespace"));
-        static const char *const fields[] = {"role", "expires", "namespaces"};
+        static const char *const fields[] = {"role", "expires"};
         for (size_t i = 0; i < ELEMENTSOF(fields); i++)
                 if (json_object_get(spec, fields[i]))
                         json_object_set(answer, fields[i], json_object_get(spec, fields[i]));
+        /* What it reaches, as rprd will read it (absent: every namespace). */
+        char **scope =
+                auth_token_scope(meta_str(job->input, "namespace"), json_object_get(spec, "namespaces"));
+        if (scope) {
+                json_t *nss = json_array();
+                for (size_t i = 0; scope[i]; i++)
+                        json_array_append_new(nss, json_string(scope[i]));
+                json_object_set_new(answer, "namespaces", nss);
+        }
+        auth_strv_free(scope);
         /* The one time the secret is seen. */
         json_object_set_new(answer, "token", json_string(t->secret));
         api_reply_json(c, 201, answer);
@@ -376,7 +399,7 @@ static json_t *token_object(const json_t *body, const char *hash, Diags *d) {
 void api_handle_token_create(ApiCall *c) {
         _cleanup_json_ json_t *body = api_body_json(c);
         TokenCreate *t;
-        Diags d = DIAGS_INIT;
+        Diags d = DIAGS_INIT, forbidden = DIAGS_INIT;
         char hex[65];
 
         if (!body)
@@ -394,14 +417,19 @@ void api_handle_token_create(ApiCall *c) {
         sha256_hex(t->secret, TOKEN_SECRET_LEN, hex);
         _cleanup_free_ char *hash = xasprintf("sha256:%s", hex);
         _cleanup_json_ json_t *obj = token_object(body, hash, &d);
-        (void) resource_prepare(obj, 0, &d);
-        if (d.n > 0) {
-                api_reply_diags(c, 422, "invalid token request", &d);
-                diags_free(&d);
+        if (d.n == 0 && !api_check_namespace(c, meta_str(obj, "namespace"))) {
                 token_create_free(t);
                 return;
         }
-        if (!api_check_namespace(c, meta_str(obj, "namespace"))) {
+        if (d.n == 0)
+                (void) api_prepare_write(c, obj, 0, &d, &forbidden);
+        if (d.n > 0 || forbidden.n > 0) {
+                if (d.n > 0)
+                        api_reply_diags(c, 422, "invalid token request", &d);
+                else
+                        api_reply_forbidden(c, &forbidden);
+                diags_free(&d);
+                diags_free(&forbidden);
                 token_create_free(t);
                 return;
         }

@@ -1,42 +1,35 @@
-/* api-auth: who is calling. Bearer tokens are Token objects of type api
- * that hold only "sha256:<hex>" of the secret; a presented token is hashed
- * and compared in constant time with every api Token. The secret comes in
- * an Authorization header, or from the dashboard's HttpOnly cookie, whose
- * writes must come from the page's own origin (a cross-site form or fetch
- * carries the cookie too). Without either, reads are anonymous when rprd
- * allows it (--anonymous-read). Also the admin token that rprd makes on
- * first start.
+/* api-auth: the API's side of pkg/auth — who is calling and what it may
+ * do, answered for a request. Bearer tokens are Token objects of type api
+ * that hold only "sha256:<hex>" of the secret; pkg/auth's index finds the
+ * one a presented secret belongs to, and its throttle backs off a source
+ * that keeps failing (429). The secret comes in an Authorization header,
+ * or from the dashboard's HttpOnly cookie, whose writes must come from the
+ * page's own origin (a cross-site form or fetch carries the cookie too).
+ * Without either, reads are anonymous when rprd allows it
+ * (--anonymous-read). Every write is judged by pkg/auth's rules before it
+ * goes to the store. Also the admin token that rprd makes on first start.
  *
  * No secret and no hash ever goes into a message or a log line. */
+#include <arpa/inet.h>
+#include <stdio.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 
 #include "api/api-private.h"
+#include "auth/auth.h"
 #include "token/token.h"
 
 #define ADMIN_TOKEN_LEN 32
 #define HASH_TEXT_LEN (7 + 64) /* "sha256:" + hex */
 
-const char *api_role_name(ApiRole r) {
-        switch (r) {
-        case ROLE_VIEWER:
-                return "viewer";
-        case ROLE_OPERATOR:
-                return "operator";
-        case ROLE_ADMIN:
-                return "admin";
-        case ROLE_ANONYMOUS:
-                break;
-        }
-        return "none";
-}
+_Static_assert((int) ROLE_VIEWER == (int) AUTH_ROLE_VIEWER &&
+                       (int) ROLE_OPERATOR == (int) AUTH_ROLE_OPERATOR &&
+                       (int) ROLE_ADMIN == (int) AUTH_ROLE_ADMIN,
+               "ApiRole and AuthRole order the roles alike");
 
-static ApiRole role_parse(const char *s) {
-        if (s && STREQ(s, "admin"))
-                return ROLE_ADMIN;
-        if (s && STREQ(s, "operator"))
-                return ROLE_OPERATOR;
-        return ROLE_VIEWER;
+const char *api_role_name(ApiRole r) {
+        return auth_role_to_string((AuthRole) r);
 }
 
 static void token_hash(const char *secret, size_t len, char out[static HASH_TEXT_LEN + 1]) {
@@ -47,28 +40,31 @@ static void token_hash(const char *secret, size_t len, char out[static HASH_TEXT
         memcpy(out + 7, hex, 65);
 }
 
-/* ---- lookup --------------------------------------------------------------------- */
+/* ---- who is calling ------------------------------------------------------------- */
 
-typedef struct TokenScan {
-        char want[HASH_TEXT_LEN + 1];
-        json_t *found;
-} TokenScan;
+struct ApiAuth {
+        AuthTokens *tokens;
+        AuthThrottle *throttle;
+};
 
-static void token_scan_one(const char *text, size_t len, void *userdata) {
-        TokenScan *s = userdata;
-        json_t *obj = json_loadb(text, len, 0, NULL);
-        json_t *spec = json_object_get(obj, "spec");
-        const char *type = json_string_value(json_object_get(spec, "type"));
-        const char *hash = json_string_value(json_object_get(spec, "valueHash"));
+int api_auth_init(ApiServer *a) {
+        a->auth = xcalloc(1, sizeof *a->auth);
+        a->auth->throttle = auth_throttle_new();
+        return auth_tokens_new(a->store, &a->auth->tokens);
+}
 
-        /* Every api token is compared, found or not, so that timing says
-         * nothing about which one matched. */
-        if (type && STREQ(type, "api") && hash && strlen(hash) == HASH_TEXT_LEN &&
-            memeq_consttime(hash, s->want, HASH_TEXT_LEN) && !s->found) {
-                s->found = obj;
+void api_auth_done(ApiServer *a) {
+        if (!a->auth)
                 return;
-        }
-        json_decref(obj);
+        auth_tokens_free(a->auth->tokens);
+        auth_throttle_free(a->auth->throttle);
+        free(TAKE_PTR(a->auth));
+}
+
+AuthCaller api_auth_caller(const ApiCall *c) {
+        return (AuthCaller){.role = (AuthRole) c->caller.role,
+                            .name = c->caller.name,
+                            .namespaces = c->caller.namespaces};
 }
 
 static const char *bearer_of(const char *auth) {
@@ -80,26 +76,114 @@ static const char *bearer_of(const char *auth) {
         return *auth ? auth : NULL;
 }
 
-static void caller_fill(ApiCall *c, const json_t *token) {
+static void caller_fill(ApiCall *c, const AuthIdentity *id) {
         h2o_req_t *req = c->req;
-        const json_t *spec = json_object_get(token, "spec");
-        const json_t *nss = json_object_get(spec, "namespaces");
-        const char *name = json_string_value(json_object_get(json_object_get(token, "metadata"), "name"));
+        const char *const *nss = id->caller.namespaces;
 
-        c->caller.role = role_parse(json_string_value(json_object_get(spec, "role")));
-        c->caller.name = api_pool_strdup(req, name ? name : "?", strlen(name ? name : "?"));
-        if (json_is_array(nss)) {
-                size_t n = json_array_size(nss), i;
+        c->caller.role = (ApiRole) id->caller.role;
+        c->caller.name = api_pool_strdup(req, id->caller.name, strlen(id->caller.name));
+        c->caller.namespaces = NULL;
+        if (nss) {
+                size_t n = 0;
+                while (nss[n])
+                        n++;
                 const char **list = h2o_mem_alloc_pool(&req->pool, (n + 1) * sizeof *list);
-                json_t *v;
-
-                json_array_foreach(nss, i, v) {
-                        const char *ns = json_string_value(v) ? json_string_value(v) : "";
-                        list[i] = api_pool_strdup(req, ns, strlen(ns));
-                }
+                for (size_t i = 0; i < n; i++)
+                        list[i] = api_pool_strdup(req, nss[i], strlen(nss[i]));
                 list[n] = NULL;
                 c->caller.namespaces = list;
         }
+}
+
+/* Who is at the other end, for the throttle and the log: the address (an
+ * IPv6 address by its /64, which one holder has whole), or a unix peer's
+ * uid. */
+static void source_of(h2o_req_t *req, char *buf, size_t size) {
+        struct sockaddr_storage ss = {0};
+        socklen_t len = req->conn->callbacks->get_peername(req->conn, (struct sockaddr *) &ss);
+        char addr[INET6_ADDRSTRLEN] = "?";
+
+        if (len > 0 && ss.ss_family == AF_INET) {
+                inet_ntop(AF_INET, &((struct sockaddr_in *) &ss)->sin_addr, addr, sizeof addr);
+                snprintf(buf, size, "%s", addr);
+                return;
+        }
+        if (len > 0 && ss.ss_family == AF_INET6) {
+                struct in6_addr a6 = ((struct sockaddr_in6 *) &ss)->sin6_addr;
+                memset(a6.s6_addr + 8, 0, 8);
+                inet_ntop(AF_INET6, &a6, addr, sizeof addr);
+                snprintf(buf, size, "%s/64", addr);
+                return;
+        }
+        h2o_socket_t *sock =
+                req->conn->callbacks->get_socket ? req->conn->callbacks->get_socket(req->conn) : NULL;
+        struct ucred cred = {0};
+        socklen_t n = sizeof cred;
+        if (sock && getsockopt(h2o_socket_get_fd(sock), SOL_SOCKET, SO_PEERCRED, &cred, &n) == 0)
+                snprintf(buf, size, "unix peer uid %u", (unsigned) cred.uid);
+        else
+                snprintf(buf, size, "unknown peer");
+}
+
+static void reply_throttled(ApiCall *c, unsigned wait) {
+        char v[16];
+        int n = snprintf(v, sizeof v, "%u", wait);
+
+        h2o_add_header(&c->req->pool, &c->req->res.headers, H2O_TOKEN_RETRY_AFTER, NULL,
+                       h2o_strdup(&c->req->pool, v, (size_t) n).base, (size_t) n);
+        api_reply_status(c, 429, "too many failed authentications from here; try again in %u s", wait);
+}
+
+/* Counts a failure against source and says so in the log, never with
+ * the secret. */
+static void note_failure(ApiCall *c, const char *source, const char *why) {
+        unsigned wait = auth_throttle_failed(c->api->auth->throttle, source, now_mono_usec());
+
+        if (wait)
+                log_warning("authentication failed from %s: %s; its credentials are refused for %u s",
+                            source, why, wait);
+        else
+                log_info("authentication failed from %s: %s", source, why);
+}
+
+int api_token_identify(ApiCall *c, const char *secret, bool answer) {
+        AuthIdentity *id = NULL;
+        char source[64];
+        unsigned wait;
+        int r;
+
+        source_of(c->req, source, sizeof source);
+        /* While backed off, no secret is even looked at: a right guess
+         * must not answer differently from a wrong one. */
+        wait = auth_throttle_wait(c->api->auth->throttle, source, now_mono_usec());
+        if (wait > 0) {
+                reply_throttled(c, wait);
+                return -EAGAIN;
+        }
+        r = auth_tokens_identify(c->api->auth->tokens, secret, strlen(secret), &id);
+        if (r == -EACCES) {
+                note_failure(c, source, "unknown token");
+                if (answer)
+                        api_reply_status(c, 401, "invalid token");
+                return -EACCES;
+        }
+        if (r == -EKEYEXPIRED) {
+                _cleanup_free_ char *why = xasprintf("token %s expired", id->caller.name);
+                note_failure(c, source, why);
+                if (answer)
+                        api_reply_status(c, 401, "token %s expired on %s", id->caller.name, id->expires);
+                auth_identity_free(id);
+                return -EACCES;
+        }
+        if (r < 0) {
+                if (answer)
+                        api_reply_status(c, 500, "cannot read tokens: %s", strerror(-r));
+                return r;
+        }
+        caller_fill(c, id);
+        token_note_used(c->api->tokens, id->ns, id->caller.name);
+        auth_identity_free(id);
+        return 0;
 }
 
 /* The value of the dashboard's cookie (pool string), or NULL. */
@@ -115,39 +199,6 @@ static const char *cookie_of(h2o_req_t *req) {
                 }
         }
         return NULL;
-}
-
-int api_token_identify(ApiCall *c, const char *secret, bool answer) {
-        TokenScan scan = {.found = NULL};
-        uint64_t expires;
-        int r;
-
-        token_hash(secret, strlen(secret), scan.want);
-        r = store_list(c->api->store, "Token", NULL, token_scan_one, &scan, NULL);
-        if (r < 0) {
-                json_decref(scan.found);
-                if (answer)
-                        api_reply_status(c, 500, "cannot read tokens: %s", strerror(-r));
-                return r;
-        }
-        _cleanup_json_ json_t *token = scan.found;
-        if (!token) {
-                if (answer)
-                        api_reply_status(c, 401, "invalid token");
-                return -EACCES;
-        }
-
-        caller_fill(c, token);
-        const char *exp = json_string_value(json_object_get(json_object_get(token, "spec"), "expires"));
-        if (exp && time_parse_rfc3339(exp, &expires) >= 0 && now_usec() >= expires) {
-                if (answer)
-                        api_reply_status(c, 401, "token %s expired on %s", c->caller.name, exp);
-                c->caller = (ApiCaller){0};
-                return -EACCES;
-        }
-        token_note_used(c->api->tokens, json_str_at(json_object_get(token, "metadata"), "namespace") ?: "default",
-                        c->caller.name);
-        return 0;
 }
 
 const char *api_secret_of(h2o_req_t *req, bool *ret_via_cookie) {
@@ -253,4 +304,94 @@ int api_admin_token_ensure(ApiServer *a) {
         r = write_file_atomic(path, secret, ADMIN_TOKEN_LEN, 0600);
         explicit_bzero(secret, sizeof secret);
         return r;
+}
+
+/* ---- what it may do ------------------------------------------------------------------ */
+
+static AuthVerb verb_of(ApiRole needed) {
+        return needed >= ROLE_ADMIN      ? AUTH_VERB_WRITE
+               : needed == ROLE_OPERATOR ? AUTH_VERB_OPERATE
+                                         : AUTH_VERB_READ;
+}
+
+bool api_may_role(ApiCall *c, ApiRole needed) {
+        AuthCaller who = api_auth_caller(c);
+
+        if (needed == ROLE_ANONYMOUS ||
+            auth_may_verb(&who, verb_of(needed), c->route.kind ? kind_name(c->route.kind) : NULL))
+                return true;
+        api_reply_status(c, 403, "token %s has role %s; this needs %s", c->caller.name,
+                         api_role_name(c->caller.role), api_role_name(needed));
+        return false;
+}
+
+bool api_check_namespace(ApiCall *c, const char *ns) {
+        AuthCaller who = api_auth_caller(c);
+
+        if (auth_may_namespace(&who, ns))
+                return true;
+        _cleanup_free_ char *allowed = auth_scope_text(&who);
+        if (ns)
+                api_reply_status(c, 403, "token %s may not access namespace %s (allowed: %s)",
+                                 c->caller.name, ns, allowed);
+        else
+                api_reply_status(c, 403, "token %s is limited to namespaces %s; ask for one of them",
+                                 c->caller.name, allowed);
+        return false;
+}
+
+void api_reply_forbidden(ApiCall *c, const Diags *d) {
+        _cleanup_free_ char *first = d->n > 0 ? diag_format(&d->items[0]) : xstrdup("forbidden");
+        _cleanup_free_ char *msg =
+                d->n > 1 ? xasprintf("%s (and %zu more problems)", first, d->n - 1) : NULL;
+
+        api_reply_diags(c, 403, msg ? msg : first, d);
+}
+
+/* A stored api Token may only be replaced or deleted by a caller who could
+ * have granted it. */
+static size_t may_replace(ApiCall *c, const char *kind, const char *ns, const char *name, int index,
+                          Diags *d) {
+        AuthCaller who = api_auth_caller(c);
+        _cleanup_json_ json_t *old = NULL;
+        Diags grant = DIAGS_INIT;
+
+        if (!kind || !STREQ(kind, "Token") || auth_unrestricted(&who) ||
+            store_get_json(c->api->store, "Token", ns, name, &old) < 0)
+                return 0;
+        const json_t *spec = json_object_get(old, "spec");
+        const char *type = json_str_at(spec, "type");
+        if (!type || !STREQ(type, "api") || auth_may_grant(&who, ns, spec, index, &grant) == 0)
+                return 0;
+        diags_free(&grant);
+        _cleanup_free_ char *what = xasprintf("Token/%s", name);
+        return diags_add(d, index, what, NULL,
+                         "token %s may not replace or delete a Token that grants more than it holds",
+                         c->caller.name) != 0;
+}
+
+bool api_prepare_write(ApiCall *c, json_t *obj, int index, Diags *invalid, Diags *forbidden) {
+        AuthCaller who = api_auth_caller(c);
+        size_t before = invalid->n, before_forbidden = forbidden->n;
+
+        /* Before prepare: it replaces an api Token's value by its hash. */
+        auth_check_secrets(obj, index, invalid);
+        if (resource_prepare(obj, index, invalid) < 0 || invalid->n > before)
+                return false;
+        const json_t *meta = json_object_get(obj, "metadata");
+        auth_check_write(&who, obj, index, forbidden);
+        if (auth_may_namespace(&who, json_str_at(meta, "namespace")))
+                may_replace(c, json_str_at(obj, "kind"), json_str_at(meta, "namespace"),
+                            json_str_at(meta, "name"), index, forbidden);
+        return forbidden->n == before_forbidden;
+}
+
+bool api_may_remove(ApiCall *c) {
+        Diags d = DIAGS_INIT;
+
+        if (may_replace(c, kind_name(c->route.kind), c->route.ns, c->route.name, 0, &d) == 0)
+                return true;
+        api_reply_forbidden(c, &d);
+        diags_free(&d);
+        return false;
 }

@@ -77,6 +77,8 @@ void api_handle_hook(ApiCall *c) {
         ApiJob *job = api_job_new(c, 0, hook_work, hook_done);
         job->data = d;
         job->data_free = hook_data_free;
+        /* Reading secrets is no store write: a slow one must not hold up applies. */
+        job->queue = c->api->actionq;
         api_job_submit(job);
 }
 

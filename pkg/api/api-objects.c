@@ -76,18 +76,15 @@ void api_reply_store_error(ApiCall *c, int r, const StoreOp *op) {
 
 typedef struct ListCtx {
         const Kind *kind;
-        const Selector *sel;
         Buf *out;
         size_t n;
 } ListCtx;
 
 /* Lists are written straight from the stored texts: no tree of every
- * object is ever built. */
+ * object is ever built, and the store picks by label itself. */
 static void list_one(const char *text, size_t len, void *userdata) {
         ListCtx *l = userdata;
 
-        if (!api_text_selected(l->sel, text, len))
-                return;
         if (l->n++ > 0)
                 buf_puts(l->out, ",");
         api_buf_object(l->out, l->kind, text, len);
@@ -112,9 +109,9 @@ void api_handle_list(ApiCall *c) {
                 return;
         }
 
-        ListCtx l = {.kind = c->route.kind, .sel = sel, .out = &out};
+        ListCtx l = {.kind = c->route.kind, .out = &out};
         buf_printf(&out, "{\"apiVersion\":\"%s\",\"kind\":\"List\",\"items\":[", RPR_API_VERSION);
-        r = store_list(c->api->store, kind_name(c->route.kind), c->route.ns, list_one, &l, &rev);
+        r = store_list_selected(c->api->store, kind_name(c->route.kind), c->route.ns, sel, list_one, &l, &rev);
         selector_free(sel);
         if (r < 0) {
                 buf_free(&out);
@@ -202,7 +199,7 @@ static bool body_matches_url(ApiCall *c, json_t *obj) {
 
 void api_handle_put(ApiCall *c) {
         _cleanup_json_ json_t *obj = api_body_json(c);
-        Diags d = DIAGS_INIT;
+        Diags d = DIAGS_INIT, forbidden = DIAGS_INIT;
         uint64_t rev;
 
         if (!obj)
@@ -221,8 +218,12 @@ void api_handle_put(ApiCall *c) {
                 _cleanup_free_ char *what = resource_display_name(obj);
                 diags_add(&d, 0, what, "kind", "%s objects are made by rprd and cannot be written",
                           kind_name(c->route.kind));
-        } else
-                (void) resource_prepare(obj, 0, &d);
+        } else if (!api_prepare_write(c, obj, 0, &d, &forbidden) && d.n == 0) {
+                api_reply_forbidden(c, &forbidden);
+                diags_free(&forbidden);
+                return;
+        }
+        diags_free(&forbidden);
         if (d.n > 0) {
                 _cleanup_free_ char *what = resource_display_name(obj);
                 _cleanup_free_ char *msg = xasprintf("%s is invalid", what);
@@ -238,6 +239,8 @@ void api_handle_put(ApiCall *c) {
 }
 
 void api_handle_delete(ApiCall *c) {
+        if (!api_may_remove(c))
+                return;
         ApiJob *job = api_job_new(c, 1, NULL, write_done);
 
         job->kind = xstrdup(kind_name(c->route.kind));

@@ -13,6 +13,7 @@
 #include <stdatomic.h>
 
 #include "api/api.h"
+#include "auth/auth.h"
 #include "resource/resource.h"
 #include "store/store.h"
 
@@ -110,6 +111,8 @@ struct ApiServer {
 
         ApiCounter *counters;
         size_t n_counters;
+
+        struct ApiAuth *auth; /* api-auth.c: the token index and the throttle */
 };
 
 typedef struct ApiHandler {
@@ -209,8 +212,6 @@ void api_counters_free(ApiServer *a);
 /* ---- api-routes.c --------------------------------------------------------- */
 
 int api_on_req(h2o_handler_t *self, h2o_req_t *req);
-/* Whether the caller may touch namespace ns; answers 403 and returns false if not. */
-bool api_check_namespace(ApiCall *c, const char *ns);
 
 /* ---- api-auth.c ----------------------------------------------------------- */
 
@@ -225,11 +226,32 @@ const char *api_secret_of(h2o_req_t *req, bool *ret_via_cookie);
 /* Whether the request's Origin is rprd's own (scheme and Host). */
 bool api_same_origin(ApiCall *c);
 /* Fills c->caller from an api token's secret. answer: reply 401/500 when
- * it is not one. -EACCES unknown or expired. */
+ * it is not one. -EACCES unknown or expired (counted against the source);
+ * -EAGAIN when the source is backed off, answered 429 whatever answer. */
 int api_token_identify(ApiCall *c, const char *secret, bool answer);
 const char *api_role_name(ApiRole r);
 /* Makes sure Token default/admin and $STATE/admin.token exist and agree. */
 int api_admin_token_ensure(ApiServer *a);
+/* The token index and the throttle of failed authentications (a 429 with
+ * Retry-After while a source is backed off). */
+int api_auth_init(ApiServer *a);
+void api_auth_done(ApiServer *a);
+
+/* What the caller may do; every rule is pkg/auth's. Each answers 403 and
+ * returns false when the caller may not. */
+AuthCaller api_auth_caller(const ApiCall *c);
+bool api_may_role(ApiCall *c, ApiRole needed);
+bool api_check_namespace(ApiCall *c, const char *ns);
+/* Checks a write of obj by the caller: its secrets, resource_prepare()
+ * (problems into invalid), then what the caller may put there (into
+ * forbidden): nothing reaching rprd's host unless unrestricted, a Token
+ * granting no more than the caller holds, no replacing such a Token.
+ * Answers nothing; true when both stayed empty. */
+bool api_prepare_write(ApiCall *c, json_t *obj, int index, Diags *invalid, Diags *forbidden);
+/* DELETE of the route's object: a Token granting more than the caller. */
+bool api_may_remove(ApiCall *c);
+/* 403 naming the first problem, every one in details. */
+void api_reply_forbidden(ApiCall *c, const Diags *d);
 
 /* ---- api-jobs.c: blocking work off the loop -------------------------------- */
 
@@ -251,6 +273,7 @@ struct ApiJob {
         StoreOp *ops;
         size_t n_ops;
         bool dry_run;
+        bool with_objects; /* apply: the objects as stored in the answer (?objects=1) */
         int r;
         size_t failed;
         /* Owned by the job, freed with it: what ops point into. */

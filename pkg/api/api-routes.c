@@ -205,29 +205,6 @@ static const ApiMethod *route_methods(const ApiRoute *r) {
 
 /* ---- checks ------------------------------------------------------------------- */
 
-bool api_check_namespace(ApiCall *c, const char *ns) {
-        const char *const *allowed = c->caller.namespaces;
-
-        if (!allowed)
-                return true;
-        if (ns)
-                for (size_t i = 0; allowed[i]; i++)
-                        if (STREQ(allowed[i], ns))
-                                return true;
-
-        Buf b = BUF_INIT;
-        for (size_t i = 0; allowed[i]; i++)
-                buf_printf(&b, "%s%s", i ? ", " : "", allowed[i]);
-        if (ns)
-                api_reply_status(c, 403, "token %s may not access namespace %s (allowed: %s)",
-                                 c->caller.name, ns, b.data ? b.data : "none");
-        else
-                api_reply_status(c, 403, "token %s is limited to namespaces %s; ask for one of them",
-                                 c->caller.name, b.data ? b.data : "none");
-        buf_free(&b);
-        return false;
-}
-
 static const ApiMethod *method_find(const ApiMethod *ms, h2o_req_t *req) {
         for (size_t i = 0; ms[i].method; i++)
                 if (api_method_is(req, ms[i].method) ||
@@ -275,11 +252,8 @@ int api_on_req(h2o_handler_t *self, h2o_req_t *req) {
                                  req->method.base);
                 return 0;
         }
-        if (c->caller.role < m->role) {
-                api_reply_status(c, 403, "token %s has role %s; this needs %s", c->caller.name,
-                                 api_role_name(c->caller.role), api_role_name(m->role));
+        if (!api_may_role(c, m->role))
                 return 0;
-        }
         /* apply and exec check the namespaces named in their bodies. */
         if (m->role != ROLE_ANONYMOUS && c->route.type != ROUTE_APPLY && c->route.type != ROUTE_LOGS &&
             c->route.type != ROUTE_EXEC && c->route.type != ROUTE_RECONCILE && c->route.type != ROUTE_WATCH &&

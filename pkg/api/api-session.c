@@ -64,7 +64,10 @@ void api_handle_login(ApiCall *c) {
                 api_reply_status(c, 400, "the body must be {\"token\": \"<an API token>\"}");
                 return;
         }
-        if (api_token_identify(c, secret, false) < 0) {
+        int r = api_token_identify(c, secret, false);
+        if (r == -EAGAIN) /* throttled: answered 429 */
+                return;
+        if (r < 0) {
                 api_reply_status(c, 401, "invalid or expired token");
                 return;
         }
@@ -83,7 +86,10 @@ void api_handle_logout(ApiCall *c) {
 void api_handle_session(ApiCall *c) {
         bool via_cookie;
         const char *secret = api_secret_of(c->req, &via_cookie);
-        bool ok = secret && api_token_identify(c, secret, false) >= 0;
+        int r = secret ? api_token_identify(c, secret, false) : -EACCES;
 
+        if (r == -EAGAIN) /* throttled: answered 429 */
+                return;
+        bool ok = r >= 0;
         api_reply_json(c, 200, session_json(c, ok));
 }

@@ -310,6 +310,12 @@ int api_new_verbose(const ApiOptions *o, ApiServer **ret, char **ret_error) {
         if (r < 0)
                 goto fail;
 
+        r = api_auth_init(a);
+        if (r < 0) {
+                error = xasprintf("cannot index the api tokens: %s", strerror(-r));
+                goto fail;
+        }
+
         r = api_admin_token_ensure(a);
         if (r < 0) {
                 error = xasprintf("cannot create the admin token in %s: %s", a->state_dir, strerror(-r));
@@ -456,6 +462,7 @@ void api_free(ApiServer *a) {
         }
         free(a->listeners);
         api_counters_free(a);
+        api_auth_done(a);
         free(a->run_dir);
         free(a->state_dir);
         free(a->web_dir);

@@ -4,7 +4,7 @@
  * logged, one duration parser, one time formatter, random tokens, hashing and
  * constant-time comparison, a bounded growable buffer, files, a diagnostics
  * list that carries file:line:col and field paths to the person who reads it,
- * and a small thread-pool work queue.
+ * a string-keyed hash map and a small thread-pool work queue.
  *
  * Conventions: functions that can fail return a negative errno and write
  * their ret_ out-parameters only on success. */
@@ -196,6 +196,23 @@ int diags_addv(Diags *d, int index, const char *object, const char *field, const
 /* Formats one as above; caller frees. */
 char *diag_format(const Diag *d);
 void diags_free(Diags *d);
+
+/* ---- hash map ---------------------------------------------------------- */
+
+/* Strings to pointers: get, put and remove in constant time whatever the
+ * size, for the indexes that must not cost more as objects are added. The
+ * map copies its keys and owns nothing else; not thread-safe. */
+typedef struct Hashmap Hashmap;
+Hashmap *hashmap_new(void);
+void hashmap_free(Hashmap *m); /* NULL-safe; the values are the caller's */
+void *hashmap_get(const Hashmap *m, const char *key);
+/* Sets key to value (not NULL), replacing what was there. */
+void hashmap_put(Hashmap *m, const char *key, void *value);
+/* Takes key out; returns its value, NULL when absent. */
+void *hashmap_remove(Hashmap *m, const char *key);
+size_t hashmap_size(const Hashmap *m);
+/* Calls fn for every entry, in no order; fn must not change the map. */
+void hashmap_foreach(const Hashmap *m, void (*fn)(const char *key, void *value, void *userdata), void *userdata);
 
 /* ---- work queue -------------------------------------------------------- */
 

@@ -233,21 +233,18 @@ static void enqueue_listed(const char *kind, const char *ns, const char *name, v
 
 typedef struct Where {
         Controller *c;
-        const char *key, *value, *also;
-        char *needle;
+        const char *also;
 } Where;
 
 static void enqueue_if(const char *text, size_t len, void *userdata) {
         Where *w = userdata;
 
-        if (!strstr(text, w->needle) || (w->also && !strstr(text, w->also)))
+        if (w->also && !strstr(text, w->also))
                 return;
         _cleanup_json_ json_t *obj = json_loadb(text, len, 0, NULL);
         const json_t *meta = json_object_get(obj, "metadata");
-        const char *v = json_str_at(json_object_get(obj, "spec"), w->key);
-        if (v && STREQ(v, w->value))
-                controller_enqueue(w->c, json_str_at(obj, "kind"), json_str_at(meta, "namespace"),
-                                   json_str_at(meta, "name"), 0);
+        controller_enqueue(w->c, json_str_at(obj, "kind"), json_str_at(meta, "namespace"), json_str_at(meta, "name"),
+                           0);
 }
 
 void controller_enqueue_where(Controller *c, const char *kind, const char *ns, const char *key, const char *value,
@@ -256,9 +253,11 @@ void controller_enqueue_where(Controller *c, const char *kind, const char *ns, c
                 (void) store_list_keys(c->store, kind, ns, enqueue_listed, c);
                 return;
         }
-        Where w = {c, key, value, also, xasprintf("\"%s\":\"%s\"", key, value)};
-        (void) store_list(c->store, kind, ns, enqueue_if, &w, NULL);
-        free(w.needle);
+        /* spec.KEY is indexed by the store (x-rpr-index in the kind's
+         * schema): only the objects that name value are read. */
+        _cleanup_free_ char *field = xasprintf("spec.%s", key);
+        Where w = {c, also};
+        (void) store_list_where(c->store, kind, ns, field, value, enqueue_if, &w);
 }
 
 /* Watches from now, then enqueues every object: whatever changes after the

@@ -42,7 +42,9 @@ void controller_enqueue(Controller *c, const char *kind, const char *ns, const c
 /* Enqueues (now) the objects of kind in namespace ns whose spec.key is
  * value — every one when key is NULL — and, if also is not NULL, whose
  * stored text contains it (a cheap filter, e.g. "\"WaitingForServer\"").
- * For one kind's controller waking another's objects. Thread-safe. */
+ * spec.key must be indexed (x-rpr-index in the kind's schema): the store
+ * finds them without reading the others. For one kind's controller waking
+ * another's objects. Thread-safe. */
 void controller_enqueue_where(Controller *c, const char *kind, const char *ns, const char *key, const char *value,
                               const char *also);
 /* Stops taking keys and waits for running reconciles. */

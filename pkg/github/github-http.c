@@ -13,6 +13,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "egress/egress.h"
 #include "github/github-private.h"
 
 #define MAX_BODY (8u * 1024 * 1024)
@@ -32,6 +33,8 @@ const char *github_error_reason(GithubError e) {
                 return "RateLimited";
         case GITHUB_NETWORK:
                 return "NetworkError";
+        case GITHUB_NOT_ALLOWED:
+                return EGRESS_REASON;
         case GITHUB_PROTOCOL:
                 return "ProtocolError";
         }
@@ -245,6 +248,8 @@ int github_request(GithubClient *g, const GithubRepoRef *repo, const char *url, 
         curl_easy_setopt(c, CURLOPT_HEADERDATA, r);
         curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
         curl_easy_setopt(c, CURLOPT_WRITEDATA, r);
+        EgressCurl egress;
+        egress_curl_setup(c, &egress);
         code = curl_easy_perform(c);
         curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r->status);
         curl_easy_cleanup(c);
@@ -256,6 +261,10 @@ int github_request(GithubClient *g, const GithubRepoRef *repo, const char *url, 
         res->rate_reset_usec = r->rate_reset_usec;
         if (r->token_expires_usec)
                 res->token_expires_usec = r->token_expires_usec;
+        if (code != CURLE_OK && egress.refused) {
+                set_error(res, GITHUB_NOT_ALLOWED, "GET %s: %s", url, egress.message);
+                return -EIO;
+        }
         if (code != CURLE_OK) {
                 set_error(res, GITHUB_NETWORK, "GET %s: %s", url, *errbuf ? errbuf : curl_easy_strerror(code));
                 return -EIO;

@@ -44,10 +44,12 @@ typedef enum GithubError {
         GITHUB_RATE_LIMITED,    /* 403/429 with the limit spent, or still waiting for its reset */
         GITHUB_NETWORK,         /* DNS, connect, TLS, timeout, 5xx */
         GITHUB_PROTOCOL,        /* an answer we cannot read (bad JSON, missing fields, other status) */
+        GITHUB_NOT_ALLOWED,     /* the address is refused by --allow-networks; nothing was sent */
 } GithubError;
 
 /* The condition reason for a failure: "BadCredentials", "NotFound",
- * "BranchNotFound", "RateLimited", "NetworkError", "ProtocolError"; "OK". */
+ * "BranchNotFound", "RateLimited", "NetworkError", "ProtocolError",
+ * "NetworkNotAllowed"; "OK". */
 const char *github_error_reason(GithubError e);
 
 typedef struct GithubResult {

@@ -10,13 +10,18 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "egress/egress.h"
 #include "gitremote/gitremote-private.h"
 
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
 static int init_result = -EAGAIN; /* not yet */
 
+/* Every TCP connection libgit2 opens goes through egress's stream, so the
+ * allow-list holds for git remotes as for everything else. */
 static void init_libgit2(void) {
         init_result = git_libgit2_init() < 0 ? -EIO : 0;
+        if (init_result == 0)
+                init_result = egress_git_install();
 }
 
 int gitremote_init(void) {
@@ -44,6 +49,8 @@ const char *gitremote_error_reason(GitError e) {
                 return "NetworkError";
         case GITREMOTE_FAILED:
                 return "GitError";
+        case GITREMOTE_NOT_ALLOWED:
+                return EGRESS_REASON;
         }
         return "Unknown";
 }
@@ -137,6 +144,8 @@ static bool has(const char *m, const char *needle) {
 static GitError classify(int code, const git_error *e, const GitCreds *creds) {
         const char *m = e && e->message ? e->message : "";
 
+        if (has(m, EGRESS_REFUSED))
+                return GITREMOTE_NOT_ALLOWED;
         if (code == GIT_EAUTH || creds->refused || has(m, "authentication") || has(m, "credentials") ||
             has(m, " 401") || has(m, " 403") || has(m, "permission denied"))
                 return GITREMOTE_AUTH;

@@ -37,9 +37,11 @@ typedef enum GitError {
         GITREMOTE_BRANCH_NOT_FOUND, /* the repository has no such branch */
         GITREMOTE_NETWORK,          /* cannot connect, timeout */
         GITREMOTE_FAILED,           /* anything else libgit2 reports */
+        GITREMOTE_NOT_ALLOWED,      /* the address is refused by --allow-networks; never contacted */
 } GitError;
 
-/* "AuthenticationFailed", "NotFound", "BranchNotFound", "NetworkError", "GitError"; "OK". */
+/* "AuthenticationFailed", "NotFound", "BranchNotFound", "NetworkError", "GitError",
+ * "NetworkNotAllowed"; "OK". */
 const char *gitremote_error_reason(GitError e);
 
 typedef struct GitResult {

@@ -37,6 +37,9 @@ static Kind *kind_free(Kind *k) {
         free(k->plural);
         free(k->short_name);
         free(k->singular);
+        for (char **f = k->indexed; f && *f; f++)
+                free(*f);
+        free(k->indexed);
         json_decref(k->doc);
         json_decref(k->columns);
         json_decref(k->explain);
@@ -46,6 +49,19 @@ static Kind *kind_free(Kind *k) {
 
 static void kind_freep(Kind **k) {
         kind_free(*k);
+}
+
+/* The names of spec's properties marked x-rpr-index, NULL-terminated. */
+static char **indexed_fields(const json_t *spec) {
+        const json_t *props = json_object_get(spec, "properties"), *v;
+        char **out = xcalloc(json_object_size(props) + 1, sizeof *out);
+        const char *name;
+        size_t n = 0;
+
+        json_object_foreach((json_t *) props, name, v)
+                if (json_is_true(json_object_get(v, "x-rpr-index")))
+                        out[n++] = xstrdup(name);
+        return out;
 }
 
 static char *lowercase(const char *s) {
@@ -122,6 +138,7 @@ static int kind_from_doc(json_t *doc, Kind **ret) {
         k->spec = json_object_get(doc, "spec");
         /* Token's value and valueHash are redacted whatever its schema says. */
         k->has_secrets = schema_has_secret(k->spec) || STREQ(name, "Token");
+        k->indexed = indexed_fields(k->spec);
 
         r = columns_normalize(json_object_get(doc, "columns"), &k->columns);
         if (r < 0)
@@ -235,6 +252,10 @@ const char *kind_plural(const Kind *k) {
 
 const char *kind_short(const Kind *k) {
         return k->short_name;
+}
+
+const char *const *kind_indexed_fields(const Kind *k) {
+        return (const char *const *) k->indexed;
 }
 
 bool kind_has_secrets(const Kind *k) {

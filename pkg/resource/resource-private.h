@@ -12,6 +12,7 @@ struct Kind {
         char *singular;   /* "server" */
         bool user_writable;
         bool has_secrets; /* some field is redacted before leaving rprd */
+        char **indexed;   /* spec fields marked x-rpr-index, NULL-terminated */
         json_t *doc;     /* the whole schema document (owns the parts below) */
         json_t *columns; /* normalized [{name, path, wide}] */
         json_t *spec;    /* borrowed from doc */

@@ -4,6 +4,7 @@
  * type, properties, required, enum, default, minimum/maximum,
  * minLength/maxLength, minItems/maxItems, minProperties, pattern, format,
  * additionalProperties, items) plus a few x-rpr- keywords: x-rpr-secret,
+ * x-rpr-index (a spec field the store indexes, for store_list_where),
  * x-rpr-oneOf / x-rpr-exclusive (groups of properties of which exactly one /
  * at most one may be set), x-rpr-keyPattern (names of map keys) and
  * x-rpr-patternHint (what a pattern means, for messages). The validator never
@@ -34,6 +35,7 @@ static const char *const schema_keywords[] = {
         "additionalProperties",
         "items",
         "x-rpr-secret",
+        "x-rpr-index",
         "x-rpr-oneOf",
         "x-rpr-exclusive",
         "x-rpr-keyPattern",

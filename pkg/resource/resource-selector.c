@@ -214,9 +214,7 @@ static bool value_in(const Requirement *r, const char *v) {
         return false;
 }
 
-static bool requirement_matches(const Requirement *r, const json_t *labels) {
-        const char *v = json_string_value(json_object_get(labels, r->key));
-
+static bool requirement_matches(const Requirement *r, const char *v) {
         switch (r->op) {
         case SELECTOR_EXISTS:
                 return v != NULL;
@@ -232,11 +230,54 @@ static bool requirement_matches(const Requirement *r, const json_t *labels) {
         return false;
 }
 
-bool selector_matches(const Selector *s, const json_t *labels) {
+bool selector_matches_with(const Selector *s, const char *(*label)(const char *key, void *userdata),
+                           void *userdata) {
         if (!s)
                 return true;
         for (size_t i = 0; i < s->n; i++)
-                if (!requirement_matches(&s->reqs[i], labels))
+                if (!requirement_matches(&s->reqs[i], label(s->reqs[i].key, userdata)))
                         return false;
         return true;
+}
+
+static const char *json_label(const char *key, void *userdata) {
+        return json_string_value(json_object_get(userdata, key));
+}
+
+bool selector_matches(const Selector *s, const json_t *labels) {
+        return selector_matches_with(s, json_label, (void *) labels);
+}
+
+bool selector_equality(const Selector *s, size_t i, const char **ret_key, const char **ret_value) {
+        for (size_t k = 0; s && k < s->n; k++) {
+                const Requirement *r = &s->reqs[k];
+                bool single = r->op == SELECTOR_EQ || (r->op == SELECTOR_IN && r->n_values == 1);
+                if (!single)
+                        continue;
+                if (i-- == 0) {
+                        *ret_key = r->key;
+                        *ret_value = r->values[0];
+                        return true;
+                }
+        }
+        return false;
+}
+
+Selector *selector_from_labels(const json_t *match_labels) {
+        Selector *s = xcalloc(1, sizeof *s);
+        const char *key;
+        json_t *value;
+
+        s->reqs = xcalloc(json_object_size(match_labels) + 1, sizeof *s->reqs);
+        json_object_foreach((json_t *) match_labels, key, value) {
+                if (!json_is_string(value))
+                        continue;
+                Requirement *r = &s->reqs[s->n++];
+                r->key = xstrdup(key);
+                r->op = SELECTOR_EQ;
+                r->values = xcalloc(1, sizeof *r->values);
+                r->values[0] = xstrdup(json_string_value(value));
+                r->n_values = 1;
+        }
+        return s;
 }

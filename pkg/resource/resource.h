@@ -62,6 +62,15 @@ typedef struct Selector Selector;
 int selector_parse(const char *text, Selector **ret, char **ret_error);
 /* Whether an object's metadata.labels match. NULL selector matches all. */
 bool selector_matches(const Selector *s, const json_t *labels);
+/* The same, asking label(key, userdata) for each label's value (NULL when
+ * the object has none): for labels kept in another form than JSON. */
+bool selector_matches_with(const Selector *s, const char *(*label)(const char *key, void *userdata),
+                           void *userdata);
+/* The i-th requirement that asks for one value (k=v, k in (v)), for an
+ * index to start from; false when there are not that many. */
+bool selector_equality(const Selector *s, size_t i, const char **ret_key, const char **ret_value);
+/* A selector of matchLabels ({key: value, ...}: every one equal). */
+Selector *selector_from_labels(const json_t *match_labels);
 void selector_free(Selector *s);
 
 /* Removes secrets from an object before it leaves rprd (Token spec.value,
@@ -71,6 +80,9 @@ void resource_redact(json_t *obj);
 /* Whether resource_redact() can change an object of this kind; objects of
  * the other kinds may leave as stored, text and all. */
 bool kind_has_secrets(const Kind *k);
+/* The spec fields (string values) the store indexes, marked x-rpr-index in
+ * the schema: "repo" for Binding. NULL-terminated, never NULL. */
+const char *const *kind_indexed_fields(const Kind *k);
 
 /* Sets the condition of this type in status.conditions (created when
  * absent), keeping its lastTransitionTime while its status stays the same

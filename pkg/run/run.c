@@ -43,15 +43,11 @@ char *run_name(const char *owner, json_int_t n) {
 
 typedef struct Owned {
         const char *key, *value;
-        char *needle;
         json_t *runs;
 } Owned;
 
 static void collect_owned(const char *text, size_t len, void *userdata) {
         Owned *o = userdata;
-
-        if (!strstr(text, o->needle))
-                return;
         _cleanup_json_ json_t *obj = json_loadb(text, len, 0, NULL);
         const json_t *st = json_object_get(obj, "status");
         const char *v = json_str_at(json_object_get(obj, "spec"), o->key);
@@ -72,10 +68,14 @@ static int by_number(const void *a, const void *b) {
 }
 
 json_t *run_list_owned(Store *store, const char *ns, const char *key, const char *value) {
-        Owned o = {key, value, xasprintf("\"%s\":\"%s\"", key, value), json_array()};
+        Owned o = {key, value, json_array()};
+        _cleanup_json_ json_t *want = json_pack("{s:s}", key, value);
+        Selector *sel = selector_from_labels(want);
 
-        (void) store_list(store, "Run", ns, collect_owned, &o, NULL);
-        free(o.needle);
+        /* Runs carry their owner as a label too: the store's label index
+         * finds them without reading the namespace's other Runs. */
+        (void) store_list_selected(store, "Run", ns, sel, collect_owned, &o, NULL);
+        selector_free(sel);
         size_t n = json_array_size(o.runs);
         json_t **v = xmalloc((n + 1) * sizeof *v);
         for (size_t i = 0; i < n; i++)

@@ -100,7 +100,9 @@ static json_t *phase_write_next(const json_t *obj, void *userdata) {
 
 /* Computes the Server's next status from its current one and writes it.
  * *ret_old_phase and *ret_new_phase (optional, caller frees) say what
- * changed. Under s->lock. */
+ * changed. Not under s->lock: the store settles two writers of one status
+ * (it reads again after a write slipped in), and the workers' status
+ * writes must reach the store together to share its commits. */
 static int status_write(ServerController *s, const char *ns, const char *name, StatusFn fn, void *userdata,
                         char **ret_old_phase, char **ret_new_phase) {
         PhaseWrite w = {fn, userdata, NULL, NULL};
@@ -184,9 +186,9 @@ static int check_object(ServerController *s, json_t *obj, SshResult *result, cha
 
         pthread_mutex_lock(&s->lock);
         json_object_set_new(s->last_attempt, id, json_integer((json_int_t) now_mono_usec()));
+        pthread_mutex_unlock(&s->lock);
         CheckWrite w = {json_int_at(meta, "generation", 0), &spec, &o};
         int wr = status_write(s, ns, name, check_status_fn, &w, &old_phase, &new_phase);
-        pthread_mutex_unlock(&s->lock);
 
         log_attempt(s, id, &o);
         if (wr >= 0 && !STREQ(new_phase, old_phase) && *new_phase)
@@ -296,9 +298,7 @@ static int reconcile(void *userdata, const char *ns, const char *name, uint64_t 
 
         if (!spec.active) {
                 forget(s, id);
-                pthread_mutex_lock(&s->lock);
                 r = status_write(s, ns, name, inactive_status_fn, &generation, NULL, NULL);
-                pthread_mutex_unlock(&s->lock);
                 return r == -ENOENT ? 0 : r;
         }
         if (changed)
@@ -371,35 +371,23 @@ void server_check_soon(ServerController *s, const char *ns, const char *name) {
 /* ---- choosing Servers by labels --------------------------------------------------------- */
 
 typedef struct Matching {
-        const json_t *want;
         json_t *names;
 } Matching;
-
-static bool labels_include(const json_t *want, const json_t *have) {
-        const char *key;
-        const json_t *v;
-
-        json_object_foreach((json_t *) want, key, v) {
-                const char *got = json_str_at(have, key);
-                if (!got || !json_is_string(v) || !STREQ(got, json_string_value(v)))
-                        return false;
-        }
-        return true;
-}
 
 static void collect_matching(const char *text, size_t len, void *userdata) {
         Matching *m = userdata;
         _cleanup_json_ json_t *obj = json_loadb(text, len, 0, NULL);
-        const json_t *meta = json_object_get(obj, "metadata");
 
-        if (labels_include(m->want, json_object_get(meta, "labels")))
-                json_array_append_new(m->names, json_string(json_str_at(meta, "name")));
+        json_array_append_new(m->names, json_string(json_str_at(json_object_get(obj, "metadata"), "name")));
 }
 
 json_t *server_names_matching(Store *store, const char *ns, const json_t *match_labels) {
-        Matching m = {match_labels, json_array()};
+        Matching m = {json_array()};
+        Selector *sel = selector_from_labels(match_labels);
 
-        /* store_list goes in name order: the result is sorted. */
-        (void) store_list(store, "Server", ns, collect_matching, &m, NULL);
+        /* The store's label index gives the matching Servers alone, in name
+         * order: the result is sorted. */
+        (void) store_list_selected(store, "Server", ns, sel, collect_matching, &m, NULL);
+        selector_free(sel);
         return m.names;
 }

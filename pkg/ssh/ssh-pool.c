@@ -8,7 +8,11 @@
  * take idle sessions or open more, at most MAX_OPENING at once per target,
  * because sshd drops unauthenticated connections beyond MaxStartups (10 by
  * default); the others wait for whichever comes first, an idle session or a
- * free opening slot. A counting gate bounds the commands running at once. */
+ * free opening slot. A counting gate bounds the commands running at once.
+ *
+ * Targets are found by id in a hash map and live only while they are used:
+ * an entry with no idle session and no command under way is removed, so a
+ * pool's size follows the Servers in use, not every Server ever seen. */
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
@@ -23,8 +27,8 @@ typedef struct Target {
         SshSession *idle; /* a stack */
         size_t n_idle;
         unsigned opening;    /* logins under way */
+        unsigned users;      /* commands between take and give back (waiting ones too) */
         unsigned generation; /* bumped by ssh_pool_forget: older sessions are not kept */
-        struct Target *next;
 } Target;
 
 struct SshPool {
@@ -32,7 +36,7 @@ struct SshPool {
         pthread_cond_t changed; /* a gate slot, an idle session or an opening slot freed */
         unsigned max_running, running;
         size_t open; /* sessions alive, idle or busy */
-        Target *targets;
+        Hashmap *targets; /* id -> Target */
 };
 
 int ssh_pool_new(unsigned max_running, SshPool **ret) {
@@ -41,6 +45,7 @@ int ssh_pool_new(unsigned max_running, SshPool **ret) {
         pthread_mutex_init(&p->lock, NULL);
         pthread_cond_init(&p->changed, NULL);
         p->max_running = max_running ? max_running : 64;
+        p->targets = hashmap_new();
         *ret = p;
         return 0;
 }
@@ -53,45 +58,69 @@ static void sessions_close(SshSession *s) {
         }
 }
 
+static void target_free(const char *id, void *value, void *userdata) {
+        Target *t = value;
+
+        (void) id, (void) userdata;
+        sessions_close(t->idle);
+        free(t->id);
+        free(t);
+}
+
 void ssh_pool_free(SshPool *p) {
         if (!p)
                 return;
-        while (p->targets) {
-                Target *t = p->targets;
-                p->targets = t->next;
-                sessions_close(t->idle);
-                free(t->id);
-                free(t);
-        }
+        hashmap_foreach(p->targets, target_free, NULL);
+        hashmap_free(p->targets);
         pthread_cond_destroy(&p->changed);
         pthread_mutex_destroy(&p->lock);
         free(p);
 }
 
-/* The entry of id, made on first use; called with the lock held. Entries
- * live as long as the pool: they hold counters of commands under way. */
+/* The entry of id, made on first use; called with the lock held. */
 static Target *target_get(SshPool *p, const char *id) {
-        for (Target *t = p->targets; t; t = t->next)
-                if (STREQ(t->id, id))
-                        return t;
-        Target *t = xcalloc(1, sizeof *t);
-        t->id = xstrdup(id);
-        t->next = p->targets;
-        p->targets = t;
+        Target *t = hashmap_get(p->targets, id);
+
+        if (!t) {
+                t = xcalloc(1, sizeof *t);
+                t->id = xstrdup(id);
+                hashmap_put(p->targets, id, t);
+        }
         return t;
 }
 
+/* Removes t once nothing needs it: no idle session, no command under way
+ * (whose session or counters it holds). Called with the lock held. */
+static void target_release(SshPool *p, Target *t) {
+        if (t->users > 0 || t->n_idle > 0)
+                return;
+        hashmap_remove(p->targets, t->id);
+        target_free(t->id, t, NULL);
+}
+
 void ssh_pool_forget(SshPool *p, const char *id) {
-        SshSession *gone;
+        SshSession *gone = NULL;
 
         pthread_mutex_lock(&p->lock);
-        Target *t = target_get(p, id);
-        gone = TAKE_PTR(t->idle);
-        p->open -= t->n_idle;
-        t->n_idle = 0;
-        t->generation++;
+        Target *t = hashmap_get(p->targets, id);
+        if (t) {
+                gone = TAKE_PTR(t->idle);
+                p->open -= t->n_idle;
+                t->n_idle = 0;
+                t->generation++;
+                target_release(p, t);
+        }
         pthread_mutex_unlock(&p->lock);
         sessions_close(gone);
+}
+
+size_t ssh_pool_targets(SshPool *p) {
+        size_t n;
+
+        pthread_mutex_lock(&p->lock);
+        n = hashmap_size(p->targets);
+        pthread_mutex_unlock(&p->lock);
+        return n;
 }
 
 size_t ssh_pool_sessions(SshPool *p) {
@@ -112,6 +141,7 @@ static SshSession *take(SshPool *p, const char *id, const char *config, unsigned
 
         pthread_mutex_lock(&p->lock);
         Target *t = target_get(p, id);
+        t->users++;
         for (;;) {
                 while (t->idle && !s) {
                         SshSession *i = t->idle;
@@ -137,11 +167,18 @@ static SshSession *take(SshPool *p, const char *id, const char *config, unsigned
         return s;
 }
 
+/* A login ended; when it failed the command is done with the target (no
+ * session to give back). */
 static void opened(SshPool *p, const char *id, bool ok) {
         pthread_mutex_lock(&p->lock);
-        target_get(p, id)->opening--;
+        Target *t = target_get(p, id);
+        t->opening--;
         if (ok)
                 p->open++;
+        else {
+                t->users--;
+                target_release(p, t);
+        }
         pthread_cond_broadcast(&p->changed);
         pthread_mutex_unlock(&p->lock);
 }
@@ -157,6 +194,8 @@ static void give_back(SshPool *p, const char *id, SshSession *s, bool keep, unsi
                 t->n_idle++;
         } else
                 p->open--;
+        t->users--;
+        target_release(p, t);
         pthread_cond_broadcast(&p->changed);
         pthread_mutex_unlock(&p->lock);
         if (!keep)
@@ -189,8 +228,10 @@ static int session_get(SshPool *p, const SshTarget *t, const char *id, const cha
         if (fresh) {
                 /* The retry after a dead pooled session: an opening slot all the same. */
                 pthread_mutex_lock(&p->lock);
-                target_get(p, id)->opening++;
-                *ret_generation = target_get(p, id)->generation;
+                Target *target = target_get(p, id);
+                target->opening++;
+                target->users++;
+                *ret_generation = target->generation;
                 pthread_mutex_unlock(&p->lock);
         }
         if (s) {

@@ -5,17 +5,14 @@
  * handshake, the host key, the key file, the authentication. The host key
  * is checked before any credential is offered. */
 #include <fcntl.h>
-#include <netdb.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <openssl/evp.h>
-#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "egress/egress.h"
 #include "ssh/ssh-private.h"
 
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
@@ -43,62 +40,29 @@ char *ssh_target_config(const SshTarget *t) {
 
 /* ---- TCP ------------------------------------------------------------------ */
 
-static int connect_one(const struct addrinfo *ai, uint64_t timeout_usec, int *ret_fd) {
-        int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, ai->ai_protocol);
-        int err = 0;
-        socklen_t len = sizeof err;
-
-        if (fd < 0)
-                return -errno;
-        if (connect(fd, ai->ai_addr, ai->ai_addrlen) < 0 && errno != EINPROGRESS) {
-                err = errno;
-                close(fd);
-                return -err;
-        }
-        struct pollfd p = {fd, POLLOUT, 0};
-        int n = poll(&p, 1, (int) (timeout_usec / 1000));
-        if (n == 0) {
-                close(fd);
-                return -ETIMEDOUT;
-        }
-        if (n < 0 || getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0 || err != 0) {
-                err = err ? err : errno;
-                close(fd);
-                return -err;
-        }
-        fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
-        /* Requests are small and answered at once: without this, Nagle and
-         * delayed ACKs add 40 ms to a command on a pooled session. */
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &(int){1}, sizeof(int));
-        *ret_fd = fd;
-        return 0;
-}
-
+/* Resolving, the allow-list (--allow-networks) and the connect itself are
+ * egress_connect's; here its errors become the failure a condition names. */
 static int tcp_connect(const SshTarget *t, int *ret_fd, SshResult *result) {
-        struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *ais = NULL;
-        char port[12];
-        int r, e;
+        char port[12], msg[sizeof result->message];
 
         snprintf(port, sizeof port, "%u", t->port ? t->port : 22);
-        e = getaddrinfo(t->host, port, &hints, &ais);
-        if (e != 0)
-                return ssh_fail(result, SSH_FAIL_NAME_RESOLUTION, EHOSTUNREACH,
-                                "cannot resolve host name %s: %s", t->host, gai_strerror(e));
-        r = -EHOSTUNREACH;
-        for (const struct addrinfo *ai = ais; ai && r < 0; ai = ai->ai_next)
-                r = connect_one(ai, or_default(t->connect_timeout_usec), ret_fd);
-        freeaddrinfo(ais);
-        if (r == -ECONNREFUSED)
+        int r = egress_connect(t->host, port, or_default(t->connect_timeout_usec), ret_fd, msg, sizeof msg);
+        switch (r) {
+        case 0:
+                return 0;
+        case -EACCES:
+                return ssh_fail(result, SSH_FAIL_NOT_ALLOWED, -r, "%s", msg);
+        case -ENXIO:
+                return ssh_fail(result, SSH_FAIL_NAME_RESOLUTION, -r, "%s", msg);
+        case -ECONNREFUSED:
                 return ssh_fail(result, SSH_FAIL_CONNECTION_REFUSED, -r,
                                 "connection to %s port %s refused: is sshd running and listening there?",
                                 t->host, port);
-        if (r == -ETIMEDOUT)
-                return ssh_fail(result, SSH_FAIL_TIMEOUT, -r, "no answer from %s port %s within %.1f s",
-                                t->host, port, (double) or_default(t->connect_timeout_usec) / 1e6);
-        if (r < 0)
-                return ssh_fail(result, SSH_FAIL_NETWORK, -r, "cannot connect to %s port %s: %s", t->host,
-                                port, strerror(-r));
-        return 0;
+        case -ETIMEDOUT:
+                return ssh_fail(result, SSH_FAIL_TIMEOUT, -r, "%s", msg);
+        default:
+                return ssh_fail(result, SSH_FAIL_NETWORK, -r, "%s", msg);
+        }
 }
 
 /* ---- host key ----------------------------------------------------------------- */

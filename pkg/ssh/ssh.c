@@ -11,6 +11,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include "egress/egress.h"
 #include "ssh/ssh-private.h"
 
 static const char *const failure_reasons[_SSH_FAIL_MAX] = {
@@ -27,6 +28,7 @@ static const char *const failure_reasons[_SSH_FAIL_MAX] = {
         [SSH_FAIL_DISCONNECTED] = "Disconnected",
         [SSH_FAIL_CANCELED] = "Canceled",
         [SSH_FAIL_EXEC] = "ExecFailed",
+        [SSH_FAIL_NOT_ALLOWED] = EGRESS_REASON,
 };
 
 const char *ssh_failure_reason(SshFailure f) {

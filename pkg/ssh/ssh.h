@@ -37,6 +37,7 @@ typedef enum SshFailure {
         SSH_FAIL_DISCONNECTED,       /* "Disconnected": the connection died mid-command */
         SSH_FAIL_CANCELED,           /* "Canceled" */
         SSH_FAIL_EXEC,               /* "ExecFailed": channel refused, fork failed, ... */
+        SSH_FAIL_NOT_ALLOWED,        /* "NetworkNotAllowed": refused by --allow-networks, never tried */
         _SSH_FAIL_MAX,
 } SshFailure;
 
@@ -149,6 +150,8 @@ void ssh_pool_free(SshPool *p);
 void ssh_pool_forget(SshPool *p, const char *id);
 /* Sessions currently open (for /metrics and tests). */
 size_t ssh_pool_sessions(SshPool *p);
+/* Targets the pool holds (those with idle sessions or commands under way). */
+size_t ssh_pool_targets(SshPool *p);
 
 /* Runs cmd on target. Returns 0 when the command ran to an exit (whatever
  * its code: see result->exit_code), or a negative errno with

@@ -10,6 +10,8 @@
  * its own. */
 #pragma once
 
+#include <pthread.h>
+
 #include "store/store.h"
 
 typedef struct StoreBackend StoreBackend;
@@ -89,7 +91,54 @@ void store_object_stamp(json_t *obj, uint64_t revision);
 /* An op's key; -EINVAL unless all three are non-empty strings. */
 int store_op_key(const StoreOp *op, const char **ret_kind, const char **ret_ns, const char **ret_name);
 
-/* The change feed: a ring of the last STORE_RING_SIZE events. Pushes come
+/* Group commit (store-group.c): concurrent store_commit() calls share one
+ * backend transaction. A request is one store_commit()'s ops. */
+typedef struct CommitRequest {
+        StoreOp *ops;
+        size_t n;
+        int r;         /* set by the batch function: 0 or a negative errno */
+        size_t failed; /* the op that failed, when r < 0 */
+        bool wrote;    /* something of it reached the backend */
+        bool done;
+        struct CommitRequest *next;
+} CommitRequest;
+
+typedef struct CommitQueue {
+        pthread_mutex_t lock;
+        pthread_cond_t done;
+        CommitRequest *head, **tail;
+        bool leading; /* a batch is being committed */
+} CommitQueue;
+
+/* Commits the requests of batch (a list through next), each all or nothing. */
+typedef void (*CommitBatchFn)(void *ctx, CommitRequest *batch);
+void commit_queue_init(CommitQueue *q);
+void commit_queue_destroy(CommitQueue *q);
+/* Returns once req is committed (or failed): as the leader of a batch of
+ * whatever waits, or after the leader that took it. */
+void commit_queue_run(CommitQueue *q, CommitRequest *req, CommitBatchFn run, void *ctx);
+
+/* Labels (store-labels.c): an object's labels, read once when it is
+ * written, and the index from (kind, key, value) to the objects with it. */
+typedef struct StoreLabels StoreLabels;
+typedef struct LabelIndex LabelIndex;
+/* Indexed spec fields are kept as labels under this prefix, which no
+ * label key can carry. */
+#define STORE_FIELD_KEY "\x01"
+StoreLabels *store_labels_of(const json_t *obj); /* NULL when it has none */
+void store_labels_free(StoreLabels *l);         /* NULL-safe */
+const char *store_labels_get(const StoreLabels *l, const char *key);
+LabelIndex *label_index_new(void);
+void label_index_free(LabelIndex *x);
+/* entry is the caller's (what label_index_find's maps hold); l may be NULL. */
+void label_index_add(LabelIndex *x, const char *kind, const char *ns, const char *name, const StoreLabels *l,
+                     void *entry);
+void label_index_remove(LabelIndex *x, const char *kind, const char *ns, const char *name,
+                        const StoreLabels *l);
+/* "ns\x1fname" -> entry for the objects of kind with label key=value; NULL: none. */
+const Hashmap *label_index_find(const LabelIndex *x, const char *kind, const char *key, const char *value);
+
+/* The change feed (store-feed.c; see store.h for what it keeps). Pushes come
  * from the committing thread in revision order; watchers read under the
  * feed's own lock. revision is the store's revision at open: events up to
  * it are not in the ring. */
@@ -103,5 +152,6 @@ void store_feed_push(StoreFeed *f, StoreEventType type, uint64_t revision, const
 /* Calls every watcher's notify, holding only the watcher-list lock: notify
  * must not call store_watch() or store_watch_free(). */
 void store_feed_notify(StoreFeed *f);
+void store_feed_set_limit(StoreFeed *f, size_t max_events);
 int store_feed_watch(StoreFeed *f, uint64_t from_revision, void (*notify)(void *userdata), void *userdata,
                      StoreWatch **ret);

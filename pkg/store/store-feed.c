@@ -1,15 +1,26 @@
-/* store-feed: the change feed, a ring of the most recent events.
+/* store-feed: the change feed, the recent events in revision order.
  *
- * Every write bumps the global revision by one, so revisions in the ring
- * are consecutive and the event of revision r sits in slot r % size: a
- * watcher is just "the next revision I want". It fell behind when that
- * revision has been overwritten, and asked too much when it wants events
- * from before the store was opened (those were never in the ring); both
- * are -ERANGE, which the API turns into 410 Gone.
+ * Every write bumps the global revision by one, so the events kept are
+ * consecutive revisions lo..last and the event of revision r sits in slot
+ * r % cap of a ring: a watcher is just "the next revision I want".
+ *
+ * What is kept: always the last STORE_RING_SIZE events (so that a watcher
+ * can resume from a recent revision), and beyond that every event a watcher
+ * has not read yet, up to the feed's limit (STORE_FEED_LIMIT events by
+ * default, and STORE_FEED_BYTES of their texts, so that a watcher that
+ * stops reading cannot make rprd hold every write).
+ * The ring grows for a large commit and shrinks again once every watcher
+ * has read it, so a watcher that keeps reading never falls behind, however
+ * many objects one apply writes — one transaction is bounded by the request
+ * body limit, far below the limit here. A watcher further behind than the
+ * limit has fallen behind (its events are gone), and so has one that asks
+ * for events from before the store was opened: both are -ERANGE, which the
+ * API turns into 410 Gone and clients answer by listing again.
  *
  * Two locks: ring_lock guards the ring and every watcher's position;
  * list_lock guards the watcher list and is held while notify callbacks
- * run, so that a watcher cannot be freed under its own notify. */
+ * run, so that a watcher cannot be freed under its own notify. Where both
+ * are held, list_lock comes first. */
 #include <pthread.h>
 #include <string.h>
 
@@ -34,9 +45,12 @@ typedef struct RingEvent {
 
 struct StoreFeed {
         pthread_mutex_t ring_lock, list_lock;
-        RingEvent **ring; /* STORE_RING_SIZE slots */
-        uint64_t first;   /* the oldest revision that can be in the ring */
-        uint64_t last;    /* the newest pushed (first - 1 when none) */
+        RingEvent **ring; /* cap slots, a power of two */
+        size_t cap;
+        size_t limit;     /* the most events kept for watchers that lag */
+        size_t bytes;     /* of the texts of the events kept */
+        uint64_t lo;      /* the oldest revision kept (last + 1 when none) */
+        uint64_t last;    /* the newest pushed */
         StoreWatch *watchers;
 };
 
@@ -100,10 +114,18 @@ StoreFeed *store_feed_new(uint64_t revision) {
 
         pthread_mutex_init(&f->ring_lock, NULL);
         pthread_mutex_init(&f->list_lock, NULL);
-        f->ring = xcalloc(STORE_RING_SIZE, sizeof *f->ring);
-        f->first = revision + 1;
+        f->cap = STORE_RING_SIZE;
+        f->ring = xcalloc(f->cap, sizeof *f->ring);
+        f->limit = STORE_FEED_LIMIT;
+        f->lo = revision + 1;
         f->last = revision;
         return f;
+}
+
+void store_feed_set_limit(StoreFeed *f, size_t max_events) {
+        pthread_mutex_lock(&f->ring_lock);
+        f->limit = max_events > STORE_RING_SIZE ? max_events : STORE_RING_SIZE;
+        pthread_mutex_unlock(&f->ring_lock);
 }
 
 void store_feed_free(StoreFeed *f) {
@@ -113,36 +135,73 @@ void store_feed_free(StoreFeed *f) {
         for (StoreWatch *w = f->watchers; w; w = w->next_watch)
                 w->feed = NULL;
         pthread_mutex_unlock(&f->list_lock);
-        for (size_t i = 0; i < STORE_RING_SIZE; i++)
-                ring_event_free(f->ring[i]);
+        for (uint64_t r = f->lo; r <= f->last; r++)
+                ring_event_free(f->ring[r & (f->cap - 1)]);
         free(f->ring);
         pthread_mutex_destroy(&f->ring_lock);
         pthread_mutex_destroy(&f->list_lock);
         free(f);
 }
 
-/* The oldest revision still in the ring. Under ring_lock. */
-static uint64_t oldest(const StoreFeed *f) {
-        uint64_t o = f->last >= STORE_RING_SIZE ? f->last - STORE_RING_SIZE + 1 : 1;
+/* Moves the events to a ring of new_cap slots. Under ring_lock. */
+static void ring_resize(StoreFeed *f, size_t new_cap) {
+        RingEvent **ring = xcalloc(new_cap, sizeof *ring);
 
-        return o > f->first ? o : f->first;
+        for (uint64_t r = f->lo; r <= f->last; r++)
+                ring[r & (new_cap - 1)] = f->ring[r & (f->cap - 1)];
+        free(f->ring);
+        f->ring = ring;
+        f->cap = new_cap;
+}
+
+/* Forgets the oldest event. Under ring_lock. */
+static void drop_oldest(StoreFeed *f) {
+        RingEvent **slot = &f->ring[f->lo & (f->cap - 1)];
+
+        f->bytes -= (*slot)->text->len;
+        ring_event_free(*slot);
+        *slot = NULL;
+        f->lo++;
 }
 
 void store_feed_push(StoreFeed *f, StoreEventType type, uint64_t revision, const char *kind, const char *ns,
                      const char *name, StoreText *text) {
-        RingEvent *e = ring_event_new(type, revision, kind, ns, name, text), *old;
-        size_t slot = revision % STORE_RING_SIZE;
+        RingEvent *e = ring_event_new(type, revision, kind, ns, name, text);
 
         pthread_mutex_lock(&f->ring_lock);
-        old = f->ring[slot];
-        f->ring[slot] = e;
+        if (f->last - f->lo + 1 == f->cap) {
+                if (f->cap < f->limit && f->bytes < STORE_FEED_BYTES)
+                        ring_resize(f, f->cap * 2);
+                else
+                        drop_oldest(f); /* whoever still wanted it fell behind */
+        }
+        f->ring[revision & (f->cap - 1)] = e;
+        f->bytes += text->len;
         f->last = revision;
         pthread_mutex_unlock(&f->ring_lock);
-        ring_event_free(old);
+}
+
+/* Forgets what no watcher needs beyond the last STORE_RING_SIZE, and gives
+ * back the room a burst took. Under list_lock and ring_lock. */
+static void trim(StoreFeed *f) {
+        uint64_t keep = f->last >= STORE_RING_SIZE ? f->last - STORE_RING_SIZE + 1 : 1;
+
+        for (StoreWatch *w = f->watchers; w; w = w->next_watch)
+                if (w->next < keep)
+                        keep = w->next;
+        while (f->lo < keep && f->lo <= f->last)
+                drop_oldest(f);
+        size_t count = (size_t) (f->last + 1 - f->lo);
+        while (f->cap > STORE_RING_SIZE && count <= f->cap / 4)
+                ring_resize(f, f->cap / 2);
 }
 
 void store_feed_notify(StoreFeed *f) {
         pthread_mutex_lock(&f->list_lock);
+        pthread_mutex_lock(&f->ring_lock);
+        if (f->cap > STORE_RING_SIZE)
+                trim(f);
+        pthread_mutex_unlock(&f->ring_lock);
         for (StoreWatch *w = f->watchers; w; w = w->next_watch)
                 if (w->notify)
                         w->notify(w->userdata);
@@ -154,7 +213,7 @@ int store_feed_watch(StoreFeed *f, uint64_t from_revision, void (*notify)(void *
         StoreWatch *w;
 
         pthread_mutex_lock(&f->ring_lock);
-        bool too_old = from_revision + 1 < oldest(f);
+        bool too_old = from_revision + 1 < f->lo;
         pthread_mutex_unlock(&f->ring_lock);
         if (too_old)
                 return -ERANGE;
@@ -184,10 +243,10 @@ int store_watch_next(StoreWatch *w, StoreEvent **ret) {
                 return -ERANGE;
         pthread_mutex_lock(&f->ring_lock);
         if (w->next <= f->last) {
-                if (w->next < oldest(f))
+                if (w->next < f->lo)
                         r = -ERANGE;
                 else {
-                        *ret = event_copy(f->ring[w->next % STORE_RING_SIZE]);
+                        *ret = event_copy(f->ring[w->next & (f->cap - 1)]);
                         w->next++;
                         r = 1;
                 }

@@ -9,7 +9,8 @@
  * finalizers only marks it, and the UPDATE that empties the finalizers of a
  * marked object removes it. A write that changes nothing is UNCHANGED and
  * is not written at all, so the revision does not move. Nothing here
- * touches the index or the backend. */
+ * touches the index or the backend; the read-modify-write of a status at
+ * the end (store_update_status) goes through the public interface. */
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
@@ -210,4 +211,41 @@ int store_object_change(const StoreOp *op, const json_t *old, uint64_t old_revis
                 return change_delete(old, ret);
         }
         return -EINVAL;
+}
+
+/* ---- helpers on the public interface ---------------------------------------- */
+
+#define STATUS_UPDATE_TRIES 5
+
+int store_update_status(Store *s, const char *kind, const char *ns, const char *name, StoreStatusFn next,
+                        void *userdata, json_t **ret_object) {
+        int r = -ESTALE;
+
+        for (int i = 0; i < STATUS_UPDATE_TRIES && r == -ESTALE; i++) {
+                _cleanup_json_ json_t *obj = NULL, *status = NULL;
+
+                r = store_get_json(s, kind, ns, name, &obj);
+                if (r < 0)
+                        return r;
+                status = next(obj, userdata);
+                if (!status) {
+                        if (ret_object)
+                                *ret_object = TAKE_PTR(obj);
+                        return 0;
+                }
+                json_object_set(obj, "status", status);
+                StoreOp op = {.type = STORE_OP_STATUS, .object = obj, .expect_revision = store_object_revision(obj)};
+                r = store_commit(s, &op, 1, false, NULL);
+                if (r >= 0 && ret_object)
+                        *ret_object = store_op_result_json(&op);
+                store_ops_clear(&op, 1);
+        }
+        return r;
+}
+
+uint64_t store_object_revision(const json_t *obj) {
+        uint64_t rv = 0;
+
+        (void) parse_uint64(json_str_at(json_object_get(obj, "metadata"), "resourceVersion") ?: "", &rv);
+        return rv;
 }

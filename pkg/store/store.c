@@ -11,12 +11,14 @@
 #include <pthread.h>
 #include <string.h>
 
+#include "resource/resource.h"
 #include "store/store-backend.h"
 
 typedef struct Entry {
         char *kind, *ns, *name; /* in the same allocation as the entry */
         StoreText *text;        /* NULL once removed in a commit */
         uint64_t revision;
+        StoreLabels *labels;    /* metadata.labels, for selectors; NULL: none */
 } Entry;
 
 struct Store {
@@ -26,6 +28,8 @@ struct Store {
         pthread_rwlock_t lock;      /* the index, revision and stats */
         Entry **entries;            /* sorted by kind, ns, name */
         size_t n, cap;
+        LabelIndex *labels;         /* (kind, label, value) -> entries */
+        CommitQueue group;          /* writers waiting to commit together */
         uint64_t revision;
         uint64_t commits;
         double commit_seconds;
@@ -82,6 +86,7 @@ static Entry *entry_new(const char *kind, const char *ns, const char *name) {
         e->name = memcpy(p += ln, name, lm);
         e->text = NULL;
         e->revision = 0;
+        e->labels = NULL;
         return e;
 }
 
@@ -89,7 +94,16 @@ static void entry_free(Entry *e) {
         if (!e)
                 return;
         store_text_unref(e->text);
+        store_labels_free(e->labels);
         free(e);
+}
+
+/* Gives e its labels (taking l), in the index too. Under the write lock. */
+static void entry_set_labels(Store *s, Entry *e, StoreLabels *l) {
+        label_index_remove(s->labels, e->kind, e->ns, e->name, e->labels);
+        store_labels_free(e->labels);
+        e->labels = l;
+        label_index_add(s->labels, e->kind, e->ns, e->name, l, e);
 }
 
 static int key_cmp(const char *k1, const char *n1, const char *m1, const char *k2, const char *n2,
@@ -178,6 +192,12 @@ static int load_one(const char *kind, const char *ns, const char *name, uint64_t
 
         e->text = store_text_new(json, len);
         e->revision = revision;
+        const Kind *k = kind_lookup(kind);
+        /* most objects have no labels and no indexed field: no parse */
+        if (memmem(json, len, "\"labels\"", 8) || (k && *kind_indexed_fields(k))) {
+                _cleanup_json_ json_t *obj = json_loadb(json, len, 0, NULL);
+                entry_set_labels(s, e, store_labels_of(obj));
+        }
         index_reserve(s, s->n + 1);
         s->entries[s->n++] = e;
         if (revision > s->revision)
@@ -208,6 +228,8 @@ int store_open(const char *url, Store **ret) {
         s->ops = ops;
         pthread_mutex_init(&s->write_lock, NULL);
         pthread_rwlock_init(&s->lock, NULL);
+        s->labels = label_index_new();
+        commit_queue_init(&s->group);
         r = ops->open(location, &s->backend, &s->revision);
         if (r >= 0)
                 r = ops->load(s->backend, load_one, s);
@@ -231,6 +253,8 @@ void store_close(Store *s) {
         for (size_t i = 0; i < s->n; i++)
                 entry_free(s->entries[i]);
         free(s->entries);
+        label_index_free(s->labels);
+        commit_queue_destroy(&s->group);
         pthread_rwlock_destroy(&s->lock);
         pthread_mutex_destroy(&s->write_lock);
         free(s);
@@ -340,6 +364,107 @@ int store_list_keys(Store *s, const char *kind, const char *ns, StoreKeyFn fn, v
         return list_entries(s, kind, ns, &(ListVisit){.key_fn = fn, .userdata = userdata}, NULL);
 }
 
+/* ---- label selectors ------------------------------------------------------ */
+
+typedef struct Selected {
+        const char *ns;
+        const Selector *sel;
+        Entry **found;
+        size_t n, cap;
+} Selected;
+
+static const char *entry_label(const char *key, void *userdata) {
+        return store_labels_get(((const Entry *) userdata)->labels, key);
+}
+
+static void select_entry(Selected *c, Entry *e) {
+        if (c->ns && !STREQ(e->ns, c->ns))
+                return;
+        if (!selector_matches_with(c->sel, entry_label, e))
+                return;
+        if (c->n == c->cap) {
+                c->cap = c->cap ? 2 * c->cap : 16;
+                c->found = xrealloc(c->found, c->cap * sizeof *c->found);
+        }
+        c->found[c->n++] = e;
+}
+
+static void select_posting(const char *member, void *value, void *userdata) {
+        (void) member;
+        select_entry(userdata, value);
+}
+
+/* The smallest posting of sel's k=v requirements; *ret_none when one of
+ * them has no object at all. NULL: sel has no such requirement. */
+static const Hashmap *best_posting(const Store *s, const char *kind, const Selector *sel, bool *ret_none) {
+        const Hashmap *best = NULL;
+        const char *key, *value;
+
+        *ret_none = false;
+        for (size_t i = 0; selector_equality(sel, i, &key, &value); i++) {
+                const Hashmap *m = label_index_find(s->labels, kind, key, value);
+                if (!m) {
+                        *ret_none = true;
+                        return NULL;
+                }
+                if (!best || hashmap_size(m) < hashmap_size(best))
+                        best = m;
+        }
+        return best;
+}
+
+int store_list_selected(Store *s, const char *kind, const char *ns, const Selector *sel, StoreListFn fn,
+                        void *userdata, uint64_t *ret_revision) {
+        Selected c = {.ns = ns, .sel = sel};
+        bool none;
+
+        if (!sel)
+                return store_list(s, kind, ns, fn, userdata, ret_revision);
+        if (!kind || !fn)
+                return -EINVAL;
+        pthread_rwlock_rdlock(&s->lock);
+        const Hashmap *posting = best_posting(s, kind, sel, &none);
+        if (posting)
+                hashmap_foreach(posting, select_posting, &c);
+        else if (!none)
+                /* no k=v to start from (only !k, k notin (...)): every
+                 * object of the kind, but by its kept labels, not parsed */
+                for (size_t i = lower_bound(s, kind, ns ? ns : "", ""); i < s->n; i++) {
+                        if (!STREQ(s->entries[i]->kind, kind) || (ns && !STREQ(s->entries[i]->ns, ns)))
+                                break;
+                        select_entry(&c, s->entries[i]);
+                }
+        if (c.n > 1)
+                qsort(c.found, c.n, sizeof *c.found, entry_cmp);
+        for (size_t i = 0; i < c.n; i++)
+                fn(c.found[i]->text->data, c.found[i]->text->len, userdata);
+        if (ret_revision)
+                *ret_revision = s->revision;
+        pthread_rwlock_unlock(&s->lock);
+        free(c.found);
+        return 0;
+}
+
+int store_list_where(Store *s, const char *kind, const char *ns, const char *field, const char *value,
+                     StoreListFn fn, void *userdata) {
+        _cleanup_free_ char *key = xasprintf(STORE_FIELD_KEY "%s", field ? field : "");
+        Selected c = {.ns = ns};
+
+        if (!kind || !field || !value || !fn)
+                return -EINVAL;
+        pthread_rwlock_rdlock(&s->lock);
+        const Hashmap *posting = label_index_find(s->labels, kind, key, value);
+        if (posting)
+                hashmap_foreach(posting, select_posting, &c);
+        if (c.n > 1)
+                qsort(c.found, c.n, sizeof *c.found, entry_cmp);
+        for (size_t i = 0; i < c.n; i++)
+                fn(c.found[i]->text->data, c.found[i]->text->len, userdata);
+        pthread_rwlock_unlock(&s->lock);
+        free(c.found);
+        return 0;
+}
+
 void store_stats(Store *s, uint64_t *ret_commits, double *ret_commit_seconds) {
         pthread_rwlock_rdlock(&s->lock);
         if (ret_commits)
@@ -358,6 +483,10 @@ int store_watch(Store *s, uint64_t from_revision, void (*notify)(void *userdata)
         return store_feed_watch(s->feed, from_revision, notify, userdata, ret);
 }
 
+void store_set_feed_limit(Store *s, size_t max_events) {
+        store_feed_set_limit(s->feed, max_events);
+}
+
 /* ---- commit ------------------------------------------------------------ */
 
 /* One op on its way: its key, the entry it replaces, what it does. */
@@ -368,6 +497,7 @@ typedef struct Pending {
         StoreChange change;
         uint64_t revision; /* when written */
         StoreText *text;   /* the object written (or as it was, for a removal); the result */
+        StoreLabels *labels; /* of the object written */
 } Pending;
 
 static int pending_key_cmp(const void *a, const void *b) {
@@ -383,6 +513,7 @@ static void pending_free_all(Pending *p, size_t n) {
         for (size_t i = 0; i < n; i++) {
                 json_decref(p[i].change.result);
                 store_text_unref(p[i].text);
+                store_labels_free(p[i].labels);
         }
         free(p);
 }
@@ -414,9 +545,10 @@ static StoreText *text_of(const json_t *obj) {
         return store_text_new(json, strlen(json));
 }
 
-/* Works out every op against the index (stable under write_lock). */
-static int plan(Store *s, StoreOp *ops, Pending *p, size_t n, size_t *ret_failed) {
-        uint64_t revision = s->revision;
+/* Works out every op against the index (stable under write_lock); the
+ * writes get the revisions after base. */
+static int plan(Store *s, StoreOp *ops, Pending *p, size_t n, uint64_t base, size_t *ret_failed) {
+        uint64_t revision = base;
         int r;
 
         for (size_t i = 0; i < n; i++) {
@@ -451,6 +583,8 @@ static int plan(Store *s, StoreOp *ops, Pending *p, size_t n, size_t *ret_failed
                         p[i].revision = ++revision;
                         store_object_stamp(p[i].change.result, p[i].revision);
                         p[i].text = text_of(p[i].change.result);
+                        if (!p[i].change.remove)
+                                p[i].labels = store_labels_of(p[i].change.result);
                 } else
                         p[i].text = store_text_ref(p[i].old->text); /* unchanged: as stored */
                 /* Only the text goes on: a 10,000-object commit must not
@@ -460,23 +594,34 @@ static int plan(Store *s, StoreOp *ops, Pending *p, size_t n, size_t *ret_failed
         return 0;
 }
 
-/* The one backend transaction. Returns the time it took in *ret_seconds. */
-static int write_backend(Store *s, const Pending *p, size_t n, uint64_t revision, double *ret_seconds) {
+/* One request of a batch, planned: its ops' pendings and the revision of
+ * its last write (the running revision when it writes nothing). */
+typedef struct Planned {
+        CommitRequest *req;
+        Pending *p;
+        uint64_t revision;
+} Planned;
+
+/* The one backend transaction of a batch. Returns the time it took in
+ * *ret_seconds. */
+static int write_backend(Store *s, const Planned *pl, size_t m, uint64_t revision, double *ret_seconds) {
         uint64_t start = now_mono_usec();
         int r;
 
         r = s->ops->begin(s->backend);
         if (r < 0)
                 return r;
-        for (size_t i = 0; i < n && r >= 0; i++) {
-                if (!p[i].change.write)
-                        continue;
-                if (p[i].change.remove)
-                        r = s->ops->del(s->backend, p[i].kind, p[i].ns, p[i].name);
-                else
-                        r = s->ops->put(s->backend, p[i].kind, p[i].ns, p[i].name, p[i].revision,
-                                        p[i].text->data, p[i].text->len);
-        }
+        for (size_t k = 0; k < m && r >= 0; k++)
+                for (size_t i = 0; i < pl[k].req->n && r >= 0; i++) {
+                        const Pending *p = &pl[k].p[i];
+                        if (!p->change.write)
+                                continue;
+                        if (p->change.remove)
+                                r = s->ops->del(s->backend, p->kind, p->ns, p->name);
+                        else
+                                r = s->ops->put(s->backend, p->kind, p->ns, p->name, p->revision, p->text->data,
+                                                p->text->len);
+                }
         if (r >= 0)
                 r = s->ops->commit(s->backend, revision);
         else
@@ -504,6 +649,7 @@ static void publish(Store *s, Pending *p, size_t n, uint64_t revision) {
                         continue;
                 store_feed_push(s->feed, q->change.event, q->revision, q->kind, q->ns, q->name, q->text);
                 if (q->change.remove) {
+                        entry_set_labels(s, e, NULL);
                         store_text_unref(TAKE_PTR(e->text));
                         removed = true;
                         continue;
@@ -516,6 +662,7 @@ static void publish(Store *s, Pending *p, size_t n, uint64_t revision) {
                 store_text_unref(e->text);
                 e->text = store_text_ref(q->text);
                 e->revision = q->revision;
+                entry_set_labels(s, e, TAKE_PTR(q->labels));
         }
         if (removed)
                 index_compact(s);
@@ -526,43 +673,8 @@ static void publish(Store *s, Pending *p, size_t n, uint64_t revision) {
         s->revision = revision;
 }
 
-int store_commit(Store *s, StoreOp *ops, size_t n, bool dry_run, size_t *ret_failed) {
-        Pending *p;
-        size_t failed = 0;
-        uint64_t revision;
-        double seconds = 0;
-        bool wrote = false;
-        int r;
-
-        if (!s || (!ops && n > 0))
-                return -EINVAL;
-        p = xcalloc(n ? n : 1, sizeof *p);
-
-        pthread_mutex_lock(&s->write_lock);
-        r = plan(s, ops, p, n, &failed);
-        revision = s->revision;
-        for (size_t i = 0; r >= 0 && i < n; i++)
-                if (p[i].change.write)
-                        revision = p[i].revision;
-        if (r >= 0 && !dry_run && revision != s->revision) {
-                r = write_backend(s, p, n, revision, &seconds);
-                if (r >= 0) {
-                        pthread_rwlock_wrlock(&s->lock);
-                        publish(s, p, n, revision);
-                        s->commits++;
-                        s->commit_seconds += seconds;
-                        pthread_rwlock_unlock(&s->lock);
-                        wrote = true;
-                }
-        }
-        pthread_mutex_unlock(&s->write_lock);
-
-        if (r < 0) {
-                if (ret_failed)
-                        *ret_failed = failed;
-                pending_free_all(p, n);
-                return r;
-        }
+/* An op's results, from its pending (which gives up its text). */
+static void op_results(StoreOp *ops, Pending *p, size_t n) {
         for (size_t i = 0; i < n; i++) {
                 ops[i].outcome = p[i].change.outcome;
                 ops[i].revision = p[i].change.write ? p[i].revision : p[i].old->revision;
@@ -570,10 +682,119 @@ int store_commit(Store *s, StoreOp *ops, size_t n, bool dry_run, size_t *ret_fai
                 ops[i].result = ops[i].result_ref->data;
                 ops[i].result_len = ops[i].result_ref->len;
         }
-        pending_free_all(p, n);
+}
+
+/* Whether req touches a key an earlier request of the batch touched (it
+ * must then see that one's result: the batch is cut before it); if not,
+ * its keys join touched. */
+static bool keys_overlap(Hashmap *touched, const CommitRequest *req) {
+        for (int pass = 0; pass < 2; pass++)
+                for (size_t i = 0; i < req->n; i++) {
+                        const char *kind, *ns, *name;
+                        if (store_op_key(&req->ops[i], &kind, &ns, &name) < 0)
+                                continue;
+                        _cleanup_free_ char *key = xasprintf("%s\x1f%s\x1f%s", kind, ns, name);
+                        if (pass == 0 && hashmap_get(touched, key))
+                                return true;
+                        if (pass == 1)
+                                hashmap_put(touched, key, (void *) 1);
+                }
+        return false;
+}
+
+/* Plans the requests of batch in order, up to the first that touches what
+ * an earlier one did, writes them in one transaction and publishes them.
+ * A request that fails to plan fails alone. Returns the requests left.
+ * Under write_lock. */
+static CommitRequest *commit_some(Store *s, CommitRequest *batch) {
+        _cleanup_free_ Planned *pl = NULL;
+        Hashmap *touched = hashmap_new();
+        uint64_t revision = s->revision;
+        double seconds = 0;
+        size_t m = 0;
+        CommitRequest *req;
+        int r = 0;
+
+        for (req = batch; req && (m == 0 || !keys_overlap(touched, req)); req = req->next) {
+                if (m == 0)
+                        (void) keys_overlap(touched, req);
+                Pending *p = xcalloc(req->n ? req->n : 1, sizeof *p);
+                req->r = plan(s, req->ops, p, req->n, revision, &req->failed);
+                if (req->r < 0) {
+                        pending_free_all(p, req->n);
+                        continue;
+                }
+                for (size_t i = 0; i < req->n; i++)
+                        if (p[i].change.write)
+                                revision = p[i].revision;
+                pl = xrealloc(pl, (m + 1) * sizeof *pl);
+                pl[m++] = (Planned){req, p, revision};
+        }
+        hashmap_free(touched);
+
+        bool writes = revision != s->revision;
+        if (writes)
+                r = write_backend(s, pl, m, revision, &seconds);
+        if (r >= 0 && writes) {
+                pthread_rwlock_wrlock(&s->lock);
+                for (size_t k = 0; k < m; k++)
+                        publish(s, pl[k].p, pl[k].req->n, pl[k].revision);
+                s->commits++;
+                s->commit_seconds += seconds;
+                pthread_rwlock_unlock(&s->lock);
+        }
+        for (size_t k = 0; k < m; k++) {
+                pl[k].req->r = r;
+                pl[k].req->failed = 0;
+                pl[k].req->wrote = r >= 0 && writes;
+                if (r >= 0)
+                        op_results(pl[k].req->ops, pl[k].p, pl[k].req->n);
+                pending_free_all(pl[k].p, pl[k].req->n);
+        }
+        return req;
+}
+
+static void commit_batch(void *ctx, CommitRequest *batch) {
+        Store *s = ctx;
+        bool wrote = false;
+
+        pthread_mutex_lock(&s->write_lock);
+        for (CommitRequest *rest = batch; rest;)
+                rest = commit_some(s, rest);
+        pthread_mutex_unlock(&s->write_lock);
+        for (CommitRequest *r = batch; r; r = r->next)
+                wrote = wrote || r->wrote;
         if (wrote)
                 store_feed_notify(s->feed);
-        return 0;
+}
+
+/* A dry run plans against the index and writes nothing: no batch. */
+static int commit_dry_run(Store *s, StoreOp *ops, size_t n, size_t *ret_failed) {
+        Pending *p = xcalloc(n ? n : 1, sizeof *p);
+        size_t failed = 0;
+
+        pthread_mutex_lock(&s->write_lock);
+        int r = plan(s, ops, p, n, s->revision, &failed);
+        pthread_mutex_unlock(&s->write_lock);
+        if (r >= 0)
+                op_results(ops, p, n);
+        else if (ret_failed)
+                *ret_failed = failed;
+        pending_free_all(p, n);
+        return r;
+}
+
+int store_commit(Store *s, StoreOp *ops, size_t n, bool dry_run, size_t *ret_failed) {
+        if (!s || (!ops && n > 0))
+                return -EINVAL;
+        if (dry_run)
+                return commit_dry_run(s, ops, n, ret_failed);
+
+        CommitRequest req = {.ops = ops, .n = n};
+        commit_queue_run(&s->group, &req, commit_batch, s);
+        if (req.r < 0 && ret_failed)
+                *ret_failed = req.failed;
+        return req.r;
 }
 
 void store_ops_clear(StoreOp *ops, size_t n) {
@@ -587,43 +808,6 @@ void store_ops_clear(StoreOp *ops, size_t n) {
 
 json_t *store_op_result_json(const StoreOp *op) {
         return op->result ? json_loadb(op->result, op->result_len, 0, NULL) : NULL;
-}
-
-#define STATUS_UPDATE_TRIES 5
-
-int store_update_status(Store *s, const char *kind, const char *ns, const char *name, StoreStatusFn next,
-                        void *userdata, json_t **ret_object) {
-        int r = -ESTALE;
-
-        for (int i = 0; i < STATUS_UPDATE_TRIES && r == -ESTALE; i++) {
-                _cleanup_json_ json_t *obj = NULL, *status = NULL;
-                uint64_t rev = 0;
-
-                r = store_get_json(s, kind, ns, name, &obj);
-                if (r < 0)
-                        return r;
-                status = next(obj, userdata);
-                if (!status) {
-                        if (ret_object)
-                                *ret_object = TAKE_PTR(obj);
-                        return 0;
-                }
-                (void) parse_uint64(json_str_at(json_object_get(obj, "metadata"), "resourceVersion") ?: "", &rev);
-                json_object_set(obj, "status", status);
-                StoreOp op = {.type = STORE_OP_STATUS, .object = obj, .expect_revision = rev};
-                r = store_commit(s, &op, 1, false, NULL);
-                if (r >= 0 && ret_object)
-                        *ret_object = store_op_result_json(&op);
-                store_ops_clear(&op, 1);
-        }
-        return r;
-}
-
-uint64_t store_object_revision(const json_t *obj) {
-        uint64_t rv = 0;
-
-        (void) parse_uint64(json_str_at(json_object_get(obj, "metadata"), "resourceVersion") ?: "", &rv);
-        return rv;
 }
 
 int store_health(Store *s) {

@@ -12,14 +12,19 @@
  * index and the feed only once durable. Every function here is thread-safe;
  * writes are serialized.
  *
- * The change feed keeps a ring of recent events (STORE_RING_SIZE) so that a
- * watcher can resume from a revision; older than the ring is -ERANGE (the
- * API answers 410 Gone). */
+ * The change feed keeps the last STORE_RING_SIZE events, so that a watcher
+ * can resume from a recent revision, and every event a watcher has not read
+ * yet, up to STORE_FEED_LIMIT events (and STORE_FEED_BYTES of their texts):
+ * a watcher that keeps reading never falls behind, however large a commit.
+ * One that does (or asks for what is older) gets -ERANGE (the API answers
+ * 410 Gone, and clients list again). */
 #pragma once
 
 #include "base/base.h"
 
 #define STORE_RING_SIZE 8192
+#define STORE_FEED_LIMIT (1u << 20)
+#define STORE_FEED_BYTES ((size_t) 128 << 20)
 
 typedef struct Store Store;
 typedef struct StoreText StoreText;
@@ -46,6 +51,22 @@ int store_get_json(Store *s, const char *kind, const char *ns, const char *name,
 typedef void (*StoreListFn)(const char *json, size_t len, void *userdata);
 int store_list(Store *s, const char *kind, const char *ns, StoreListFn fn, void *userdata,
                uint64_t *ret_revision);
+
+/* As store_list (kind required), only the objects whose metadata.labels
+ * match sel (NULL: all). Found through the label index from sel's rarest
+ * k=v requirement, and checked against labels kept beside each object: the
+ * cost follows the objects that match, not the objects of the kind, and
+ * nothing is parsed. */
+typedef struct Selector Selector;
+int store_list_selected(Store *s, const char *kind, const char *ns, const Selector *sel, StoreListFn fn,
+                        void *userdata, uint64_t *ret_revision);
+
+/* As store_list, only the objects of kind whose spec.FIELD (field is
+ * "spec.repo") equals value: the objects that refer to a name. field must
+ * be one the kind's schema marks x-rpr-index (kind_indexed_fields); for
+ * any other nothing is found. Costs what is found, nothing is parsed. */
+int store_list_where(Store *s, const char *kind, const char *ns, const char *field, const char *value,
+                     StoreListFn fn, void *userdata);
 
 /* As store_list, with only each object's kind, namespace and name: no
  * text to parse when the key is all that is needed. */
@@ -143,6 +164,9 @@ int store_watch(Store *s, uint64_t from_revision, void (*notify)(void *userdata)
  * is pending, -ERANGE when this watcher fell behind the ring. */
 int store_watch_next(StoreWatch *w, StoreEvent **ret);
 void store_watch_free(StoreWatch *w); /* NULL-safe */
+/* The most events kept for watchers that lag (at least STORE_RING_SIZE;
+ * STORE_FEED_LIMIT by default): beyond it the slowest fall behind. */
+void store_set_feed_limit(Store *s, size_t max_events);
 
 /* 0 when writes can go on; -EIDRM when the database file was deleted or
  * replaced under rprd (no write will be accepted again); -ENOSPC when the

@@ -4,9 +4,12 @@
  * Token exist, is it of a type this use accepts, has it expired, can its
  * secret be read. Every message names the Token and the referring field;
  * none ever holds the secret. */
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "store/store.h"
 #include "token/token.h"
@@ -48,6 +51,67 @@ static char *types_text(const char *const *want_types) {
         return buf_steal(&b);
 }
 
+const char *token_secret_problem(const char *type, const char *data, size_t len) {
+        bool pem = type && STREQ(type, "ssh-key");
+
+        for (size_t i = 0; i < len; i++) {
+                unsigned char ch = (unsigned char) data[i];
+                if ((ch < 0x20 || ch == 0x7f) && !(pem && (ch == '\n' || ch == '\r')))
+                        return "holds a control character (NUL, CR, LF, ESC, ...); a secret must be "
+                               "printable text";
+        }
+        return NULL;
+}
+
+static void fd_closep(int *fd) {
+        if (*fd >= 0)
+                close(*fd);
+}
+
+/* A secret file: a regular file only, opened without blocking (a FIFO
+ * would hold the reading thread forever) and bounded. */
+static int secret_file_read(const char *path, char **ret, size_t *ret_len) {
+        _cleanup_(fd_closep) int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+        struct stat st;
+        Buf b = BUF_INIT;
+        char chunk[4096];
+
+        if (fd < 0)
+                return -errno;
+        if (fstat(fd, &st) < 0)
+                return -errno;
+        if (!S_ISREG(st.st_mode))
+                return -EBADFD;
+        if (st.st_size > TOKEN_SECRET_MAX)
+                return -EFBIG;
+        b.max = TOKEN_SECRET_MAX;
+        for (;;) {
+                ssize_t n = read(fd, chunk, sizeof chunk);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                int r = n < 0 ? -errno : n == 0 ? 0 : buf_append(&b, chunk, (size_t) n);
+                if (r < 0) {
+                        explicit_bzero(chunk, sizeof chunk);
+                        if (b.data)
+                                explicit_bzero(b.data, b.len);
+                        buf_free(&b);
+                        return r;
+                }
+                if (n == 0)
+                        break;
+        }
+        explicit_bzero(chunk, sizeof chunk);
+        *ret_len = b.len;
+        *ret = buf_steal(&b);
+        return 0;
+}
+
+static const char *file_error_text(int r) {
+        return r == -EBADFD  ? "it is not a regular file"
+               : r == -EFBIG ? "it is larger than 64 KiB"
+                             : strerror(-r);
+}
+
 /* The secret itself: inline, from a file or from rprd's environment. */
 static int secret_load(const char *name, const json_t *spec, TokenSecret *t, char **ret_error) {
         const json_t *from = json_object_get(spec, "valueFrom");
@@ -60,10 +124,10 @@ static int secret_load(const char *name, const json_t *spec, TokenSecret *t, cha
                 return 0;
         }
         if (file) {
-                int r = read_file(file, TOKEN_SECRET_MAX, &t->data, &t->len);
+                int r = secret_file_read(file, &t->data, &t->len);
                 if (r < 0) {
-                        *ret_error = xasprintf("cannot read the secret of Token \"%s\" from %s: %s", name, file,
-                                               strerror(-r));
+                        *ret_error = xasprintf("cannot read the secret of Token \"%s\" from %s: %s", name,
+                                               file, file_error_text(r));
                         return -EINVAL;
                 }
                 /* Files written by editors and `echo` end in a newline that
@@ -126,6 +190,13 @@ int token_secret_read(Store *store, const char *ns, const char *name, const char
                 return -EKEYEXPIRED;
         }
         r = secret_load(name, spec, &t, ret_error);
+        const char *problem = r >= 0 ? token_secret_problem(type, t.data, t.len) : NULL;
+        if (problem) {
+                const char *where = json_str_at(json_object_get(spec, "valueFrom"), "file");
+                *ret_error = xasprintf("the secret of Token \"%s\"%s%s %s", name, where ? " in " : "",
+                                       where ? where : "", problem);
+                r = -EINVAL;
+        }
         if (r < 0) {
                 token_secret_clear(&t);
                 *ret_reason = "TokenUnusable";

@@ -21,7 +21,7 @@ typedef struct Controller Controller;
 typedef struct TokenController TokenController;
 
 #define TOKEN_EXPIRING_SOON_USEC (14 * 24 * 3600 * USEC_PER_SEC)
-#define TOKEN_SECRET_MAX (64 * 1024)
+#define TOKEN_SECRET_MAX (64 * 1024) /* bytes of a secret file, at most */
 
 /* ---- secrets ------------------------------------------------------------ */
 
@@ -42,6 +42,12 @@ int token_secret_read(Store *store, const char *ns, const char *name, const char
                       const char *field, TokenSecret *ret, const char **ret_reason, char **ret_error);
 /* Wipes and frees the secret. */
 void token_secret_clear(TokenSecret *t);
+
+/* Why data (len bytes) cannot be the secret of a Token of type (static
+ * text), or NULL when it can: a control character (NUL, CR, LF, ESC, DEL,
+ * ...) would end up as extra HTTP headers; only an ssh-key's PEM text may
+ * hold line breaks. Never names the secret. */
+const char *token_secret_problem(const char *type, const char *data, size_t len);
 
 /* A Token's effective expiry (spec.expires, else status.expires), 0 = none. */
 uint64_t token_expires(const json_t *token);

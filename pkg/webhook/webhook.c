@@ -118,7 +118,8 @@ static char *verify(Webhook *w, const WebhookRequest *req, json_t **ret_body, in
                 hex[i] = (char) tolower((unsigned char) req->signature[7 + i]);
         hex[64] = '\0';
 
-        (void) store_list(w->store, "Token", NULL, collect_webhook_token, tokens, NULL);
+        /* Tokens are indexed by type: the other Tokens are not read. */
+        (void) store_list_where(w->store, "Token", NULL, "spec.type", "webhook", collect_webhook_token, tokens);
         if (json_array_size(tokens) == 0) {
                 *ret_status = answer(ret_body, 401, NULL, "no Token of type webhook exists to verify deliveries with");
                 return NULL;

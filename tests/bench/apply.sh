@@ -4,9 +4,9 @@
 # rprd and rprctl (make all). Prints figures only, no pass/fail.
 #
 #   1. rprctl apply -f of one YAML file with 10,000 Servers (target < 5 s);
-#      they are inactive (10.x addresses that do not exist: the Server
-#      controller marks them Inactive, one status write each, instead of
-#      trying 10,000 logins during the measurement)
+#      they are inactive (127.x addresses, port 1: the Server controller
+#      marks them Inactive, one status write each, instead of trying
+#      10,000 logins during the measurement)
 #   2. rprd's memory after it, VmHWM and VmRSS (target < 30 MB)
 #   3. GET of one object with wrk -t2 -c32 -d5s over TCP (target > 20k req/s)
 #   4. for comparison: the same 10,000 objects as files written by a shell
@@ -45,6 +45,7 @@ STATE=$TMP/state
 mkdir -m 0700 "$STATE"
 
 "$RPRD" --state-dir "$STATE" --listen "unix:$STATE/rpr.sock" --listen "tcp:127.0.0.1:$PORT" \
+	--allow-networks 127.0.0.0/8,::1/128 \
 	2>"$TMP/rprd.log" &
 PID=$!
 for _ in $(seq 200); do

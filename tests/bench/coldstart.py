@@ -72,7 +72,7 @@ def first_answer(argv, path, starts):
 
 def prepare(state, n):
     port_sock = listener()
-    p = launch([RPRD, "--state-dir", state], port_sock)
+    p = launch([RPRD, "--state-dir", state, "--allow-networks", "127.0.0.0/8,::1/128"], port_sock)
     url = "http://127.0.0.1:%d" % port_sock.getsockname()[1]
     for _ in range(200):
         try:
@@ -95,7 +95,7 @@ def prepare(state, n):
 
 def idle_rss(state):
     sock = listener()
-    p = launch([RPRD, "--state-dir", state], sock)
+    p = launch([RPRD, "--state-dir", state, "--allow-networks", "127.0.0.0/8,::1/128"], sock)
     url = "http://127.0.0.1:%d" % sock.getsockname()[1]
     urllib.request.urlopen(url + "/healthz", timeout=30).read()
     time.sleep(3)
@@ -121,7 +121,7 @@ def main():
     try:
         state = os.path.join(tmp, "state")
         prepare(state, args.objects)
-        rprd = first_answer([RPRD, "--state-dir", state], "/healthz", args.starts)
+        rprd = first_answer([RPRD, "--state-dir", state, "--allow-networks", "127.0.0.0/8,::1/128"], "/healthz", args.starts)
         rss = idle_rss(state)
         web = os.path.join(tmp, "www")
         os.makedirs(web)

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""deploy.py [--commits N] [--servers M]: Bindings under load. Prints
-figures, no pass/fail.
+"""deploy.py [--commits N] [--servers M] [--bindings-per-server K]: Bindings
+under load. Prints figures, no pass/fail.
 
 1. Commit-to-command latency: one Binding on one Server over ssh (a
    loopback sshd, pooled session). N times (default 100): the fake GitHub's
@@ -13,6 +13,10 @@ figures, no pass/fail.
    runs until every one of the M Runs has Succeeded. The same command on the
    same M sshd with parallel-ssh -p 32 alongside. Two commits: the first
    after the Servers' checks (sessions already pooled), the second likewise.
+3. With --bindings-per-server K > 1: M x K Bindings on the M Servers (e.g.
+   1,000 on 100), one commit for all, against M Bindings alone: the time
+   until every Run is done and rprd's CPU per Run (user + system from
+   /proc), which must stay flat as Bindings are added.
 
 Everyone logs in as a plain user whose shell is /bin/sh and uses the key
 exchange libssh2 uses (see fanout.sh). Expects bin/rprd (make all;
@@ -128,7 +132,7 @@ class World:
     def start_rprd(self):
         port = free_port()
         state = os.path.join(self.tmp, "state")
-        self.rprd = subprocess.Popen([os.path.join(BIN, "rprd"), "--state-dir", state, "--listen",
+        self.rprd = subprocess.Popen([os.path.join(BIN, "rprd"), "--state-dir", state, "--allow-networks", "127.0.0.0/8,::1/128", "--listen",
                                       "tcp:127.0.0.1:%d" % port], stdout=subprocess.DEVNULL,
                                      stderr=open(os.path.join(self.tmp, "rprd.log"), "w"))
         self.procs.append(self.rprd)
@@ -253,7 +257,15 @@ def latency(commits):
         w.stop()
 
 
-def fan_out(m):
+def cpu_seconds(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def fan_out(m, k=1, pssh_too=True):
+    """m Servers, k Bindings on each; two commits. Returns the seconds of
+    each round, rprd's CPU seconds of each, and parallel-ssh's times."""
     w = World()
     try:
         w.start_sshds(m)
@@ -261,21 +273,24 @@ def fan_out(m):
         w.start_rprd()
         names = ["web-%03d" % i for i in range(m)]
         w.apply(base_objects(w) + [server(w, n, p) for n, p in zip(names, w.ports)] +
-                [binding("deploy-%03d" % i, n) for i, n in enumerate(names)])
+                [binding("deploy-%03d-%d" % (i, j), n) for i, n in enumerate(names) for j in range(k)])
         wait_reachable(w, m)
-        wait_bound(w, m)
-        rounds = []
+        wait_bound(w, m * k)
+        rounds, cpu = [], []
         for r in (1, 2):
             c = sha(1000 + r)
-            t0 = time.time()
+            t0, c0 = time.time(), cpu_seconds(w.rprd.pid)
             w.push(c)
-            while len(runs_done(w, c)) < m:
+            while len(runs_done(w, c)) < m * k:
                 if time.time() - t0 > 300:
                     raise SystemExit("deploy: the runs did not finish")
-                time.sleep(0.02)
+                time.sleep(0.02 if k == 1 else 0.25)
             rounds.append(time.time() - t0)
+            cpu.append(cpu_seconds(w.rprd.pid) - c0)
             ok = sum(1 for x in runs_done(w, c) if x["status"]["phase"] == "Succeeded")
-            assert ok == m, "%d of %d succeeded" % (ok, m)
+            assert ok == m * k, "%d of %d succeeded" % (ok, m * k)
+        if not pssh_too:
+            return rounds, cpu, None
 
         hosts = os.path.join(w.tmp, "hosts")
         with open(hosts, "w") as f:
@@ -288,7 +303,7 @@ def fan_out(m):
             subprocess.run(["parallel-ssh", "-h", hosts, "-p", "32", "-l", USER, "-t", "60", "-x", opts, COMMAND],
                            check=True, stdout=subprocess.DEVNULL)
             pssh.append(time.time() - t0)
-        return rounds, pssh
+        return rounds, cpu, pssh
     finally:
         w.stop()
 
@@ -297,12 +312,13 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--commits", type=int, default=100)
     ap.add_argument("--servers", type=int, default=100)
+    ap.add_argument("--bindings-per-server", type=int, default=1)
     args = ap.parse_args()
     if not shutil.which("parallel-ssh"):
         raise SystemExit("deploy: parallel-ssh missing (make bench-deps)")
 
     lat = latency(args.commits)
-    rounds, pssh = fan_out(args.servers)
+    rounds, cpu, pssh = fan_out(args.servers)
     print()
     print("commit-to-command: signed push webhook sent -> command started on the server (pooled ssh, %d commits)"
           % lat["n"])
@@ -313,6 +329,14 @@ def main():
     print("  %-34s %8s %8s" % ("", "first", "second"))
     print("  %-34s %8.2f %8.2f" % ("rpr (webhook, check, %d runs)" % args.servers, rounds[0], rounds[1]))
     print("  %-34s %8.2f %8.2f" % ("parallel-ssh -p 32 (command only)", pssh[0], pssh[1]))
+    k = args.bindings_per_server
+    if k > 1:
+        many, many_cpu, _ = fan_out(args.servers, k, pssh_too=False)
+        m = args.servers
+        print()
+        print("bindings per server: every run done (s) and rprd CPU per run (ms), second commit")
+        print("  %6d bindings on %d servers   %6.2f s   %6.2f ms" % (m, m, rounds[1], cpu[1] / m * 1000))
+        print("  %6d bindings on %d servers   %6.2f s   %6.2f ms" % (m * k, m, many[1], many_cpu[1] / (m * k) * 1000))
 
 
 if __name__ == "__main__":

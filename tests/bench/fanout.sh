@@ -109,7 +109,7 @@ start_sshds() {
 
 start_rprd() {
 	local state=$1
-	"$RPRD" --state-dir "$state" --listen "unix:$state/rpr.sock" 2>>"$TMP/rprd.log" &
+	"$RPRD" --state-dir "$state" --listen "unix:$state/rpr.sock" --allow-networks 127.0.0.0/8,::1/128 2>>"$TMP/rprd.log" &
 	RPRD_PID=$!
 	for _ in $(seq 200); do
 		[ -S "$state/rpr.sock" ] && [ -s "$state/admin.token" ] &&

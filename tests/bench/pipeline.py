@@ -113,7 +113,7 @@ def main():
     try:
         port = free_port()
         state = os.path.join(tmp, "state")
-        rprd = subprocess.Popen([os.path.join(BIN, "rprd"), "--state-dir", state, "--listen",
+        rprd = subprocess.Popen([os.path.join(BIN, "rprd"), "--state-dir", state, "--allow-networks", "127.0.0.0/8,::1/128", "--listen",
                                  "tcp:127.0.0.1:%d" % port], stdout=subprocess.DEVNULL,
                                 stderr=open(os.path.join(tmp, "rprd.log"), "w"), cwd=tmp)
         api = "http://127.0.0.1:%d" % port

@@ -67,7 +67,8 @@ let port;
 
 async function startRprd() {
   rprd = spawn(path.join(BIN, "rprd"), ["--state-dir", state, "--listen", `unix:${state}/rpr.sock`,
-    "--listen", `tcp:127.0.0.1:${port}`, "--anonymous-read", "--web-dir", path.join(REPO, "web")],
+    "--listen", `tcp:127.0.0.1:${port}`, "--anonymous-read", "--web-dir", path.join(REPO, "web"),
+    "--allow-networks", "127.0.0.0/8,::1/128"],
   {stdio: ["ignore", "ignore", fs.openSync(path.join(tmp, "rprd.log"), "a")],
     env: {...process.env, LSAN_OPTIONS: `suppressions=${REPO}/tests/lsan.supp`}});
   for (let i = 0; i < 200 && !fs.existsSync(path.join(state, "admin.token")); i++)

@@ -38,6 +38,10 @@ BIN_DIR = os.environ.get("RPR_BIN_DIR", os.path.join(REPO, "build", "asan", "bin
 RPRD = os.path.join(BIN_DIR, "rprd")
 RPRCTL = os.path.join(BIN_DIR, "rprctl")
 
+# Every rprd a test starts may connect to loopback only: a stray address in a
+# test fails loudly (NetworkNotAllowed) instead of reaching a network.
+LOOPBACK_ONLY = ["--allow-networks", "127.0.0.0/8,::1/128"]
+
 SANITIZER_MARKS = ("ERROR: AddressSanitizer", "LeakSanitizer", "runtime error:")
 
 # The whole suite talks to the daemon with short timeouts: a hung daemon
@@ -132,6 +136,8 @@ class Rprd:
         args = [RPRD, "--state-dir", self.state_dir,
                 "--listen", "unix:" + self.sock,
                 "--listen", "tcp:127.0.0.1:%d" % self.port] + self.extra_args
+        if "--allow-networks" not in self.extra_args:
+            args += LOOPBACK_ONLY
         with open(self.stderr_path, "wb") as err:
             self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=err, stderr=err,
                                          env=sanitizer_env(), cwd=self.state_dir)
@@ -263,7 +269,9 @@ class Rprd:
         return self.request("GET", path, **kw)
 
     def apply(self, objs, dry_run=False, token="admin"):
-        r = self.request("POST", "/api/v1/apply" + ("?dryRun=1" if dry_run else ""), body=objs,
+        # ?objects=1: the answer carries each object as stored, which the
+        # tests read (rprctl asks for it only with -o yaml|json).
+        r = self.request("POST", "/api/v1/apply?objects=1" + ("&dryRun=1" if dry_run else ""), body=objs,
                          token=token)
         assert r.status == 200, r
         res = r.json()

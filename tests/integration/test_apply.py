@@ -109,7 +109,7 @@ def test_apply_body_forms(rprd):
     res = rprd.apply([server("a3")])
     assert outcomes(res) == [("Server", "default", "a3", "created")]
     # YAML multi-document, both content types
-    r = rprd.request("POST", "/api/v1/apply", body=YAML_TWO, content_type="application/yaml")
+    r = rprd.request("POST", "/api/v1/apply?objects=1", body=YAML_TWO, content_type="application/yaml")
     assert r.status == 200, r
     res = r.json()
     assert outcomes(res) == [("Server", "default", "web-1", "created"),
@@ -119,6 +119,8 @@ def test_apply_body_forms(rprd):
     r = rprd.request("POST", "/api/v1/apply", body=YAML_TWO, content_type="application/x-yaml")
     assert r.status == 200, r
     assert [i["outcome"] for i in r.json()["items"]] == ["unchanged", "unchanged"]
+    # without ?objects=1 the answer names each object and says what happened, nothing more
+    assert all("object" not in i and i["resourceVersion"] for i in r.json()["items"]), r.json()
     # JSON with a charset parameter is still JSON
     r = rprd.request("POST", "/api/v1/apply", body=json.dumps(server("a4")),
                      content_type="application/json; charset=utf-8")

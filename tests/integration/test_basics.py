@@ -100,10 +100,10 @@ def test_startup_messages_and_port_in_use(rprd):
     import shutil
     import subprocess
     import tempfile
-    from conftest import RPRD, sanitizer_env
+    from conftest import LOOPBACK_ONLY, RPRD, sanitizer_env
     other = tempfile.mkdtemp(prefix="rpr-it-")
     p = subprocess.run([RPRD, "--state-dir", other, "--listen", "unix:%s/rpr.sock" % other,
-                        "--listen", "tcp:127.0.0.1:%d" % rprd.port],
+                        "--listen", "tcp:127.0.0.1:%d" % rprd.port] + LOOPBACK_ONLY,
                        capture_output=True, text=True, timeout=30, env=sanitizer_env())
     shutil.rmtree(other, ignore_errors=True)
     assert p.returncode == 1, p

@@ -58,7 +58,7 @@ INSTALLED = {
     **{"usr/lib/systemd/system/" + u: 0o644 for u in UNIT_NAMES},
     "usr/lib/sysusers.d/rpr.conf": 0o644, "usr/lib/tmpfiles.d/rpr.conf": 0o644,
     "usr/share/man/man1/rprctl.1.gz": 0o644, "usr/share/man/man8/rprd.8.gz": 0o644,
-    "usr/share/doc/rpr/README.md": 0o644,
+    "usr/share/doc/rpr/README.md": 0o644, "etc/default/rpr": 0o644,
     **{"usr/share/rpr/web/" + os.path.relpath(f, os.path.join(REPO, "web")): 0o644
        for f in glob.glob(os.path.join(REPO, "web", "**"), recursive=True) if os.path.isfile(f)},
 }
@@ -143,8 +143,10 @@ def test_units_use_options_the_binaries_have():
     (exec_rprd,) = unit_values("rprd.service", "ExecStart")
     argv = exec_rprd.split()
     assert argv[0] == "/usr/bin/rprd"
-    assert argv[1:] == ["--state-dir", "/var/lib/rpr", "--log-dir", "/var/log/rpr", "--idle-exit", "15min"]
-    for opt in argv[1::2]:
+    assert argv[1:] == ["--state-dir", "/var/lib/rpr", "--log-dir", "/var/log/rpr", "--idle-exit", "15min",
+                        "$RPRD_OPTS"]
+    assert unit_values("rprd.service", "EnvironmentFile") == ["-/etc/default/rpr"]
+    for opt in argv[1:-1:2]:
         assert re.search(r"^\s+%s\b" % re.escape(opt), rprd_help, re.M), opt
     (exec_ctl,) = unit_values("rpr-reconcile.service", "ExecStart")
     assert exec_ctl == "/usr/bin/rprctl --server unix:/run/rpr/rpr.sock reconcile --due"
@@ -153,6 +155,18 @@ def test_units_use_options_the_binaries_have():
     p = run([os.path.join(BIN, "rprctl"), "--server", "unix:/nonexistent/rpr.sock", "reconcile", "--due"],
             timeout=10)
     assert p.returncode != 0 and "unknown" not in p.stderr.lower() and "usage" not in p.stderr.lower(), p.stderr
+
+
+def test_default_file_shows_a_flag_rprd_takes():
+    """/etc/default/rpr is empty by default, and the example it shows is a
+    list rprd accepts."""
+    text = open(os.path.join(REPO, "packaging", "default", "rpr")).read()
+    assert re.search(r'^RPRD_OPTS=""$', text, re.M), text
+    (example,) = re.findall(r'^#RPRD_OPTS="--allow-networks (\S+)"$', text, re.M)
+    p = run([os.path.join(BIN, "rprd"), "--allow-networks", example, "--version"], timeout=10)
+    assert p.returncode == 0, p.stderr
+    p = run([os.path.join(BIN, "rprd"), "--allow-networks", example + ",x", "--version"], timeout=10)
+    assert p.returncode == 1 and '"x" is not a network' in p.stderr, p.stderr
 
 
 def test_service_unit_says_what_the_issue_asks():
@@ -306,7 +320,9 @@ def test_deb_contents(deb, tmp):
     for line in open(os.path.join(ctl, "md5sums")):
         digest, path = line.split()
         assert hashlib.md5(open(os.path.join(root, path), "rb").read()).hexdigest() == digest, path
-    assert len(open(os.path.join(ctl, "md5sums")).readlines()) == len(IN_DEB)
+    # every file but the conffile, which dpkg tracks by itself
+    assert len(open(os.path.join(ctl, "md5sums")).readlines()) == len(IN_DEB) - 1
+    assert open(os.path.join(ctl, "conffiles")).read() == "/etc/default/rpr\n"
     out = run([os.path.join(root, "usr/bin/rprd"), "--version"], timeout=10)
     assert out.returncode == 0 and VERSION in out.stdout, out
     with gzip.open(os.path.join(root, "usr/share/doc/rpr/changelog.gz"), "rt") as f:

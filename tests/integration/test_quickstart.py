@@ -18,7 +18,7 @@ import time
 
 import pytest
 
-from conftest import BIN_DIR, REPO, assert_no_sanitizer_report, free_port, sanitizer_env
+from conftest import BIN_DIR, LOOPBACK_ONLY, REPO, assert_no_sanitizer_report, free_port, sanitizer_env
 
 QS = "/tmp/rpr-quickstart"
 WAIT = 30
@@ -69,7 +69,8 @@ def test_quickstart_deploys_a_pushed_commit(quickstart_dir):
     top = quickstart_dir
     out = open(os.path.join(top, "script.log"), "w+")
     # A port of its own, so that an rprd on the default 8270 cannot get in the way.
-    env = dict(sanitizer_env(), RPR_QUICKSTART_PORT=str(free_port()))
+    env = dict(sanitizer_env(), RPR_QUICKSTART_PORT=str(free_port()),
+               RPR_QUICKSTART_RPRD_ARGS=" ".join(LOOPBACK_ONLY))
     p = subprocess.Popen([os.path.join(REPO, "tests", "run-quickstart.sh"), BIN_DIR], cwd=top, stdout=out,
                          stderr=subprocess.STDOUT, env=env)
     try:

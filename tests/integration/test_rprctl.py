@@ -429,3 +429,71 @@ def test_version(rprd):
     p = rprd.ctl("--server", "http://127.0.0.1:1", "version", server=False)
     assert p.returncode == 1
     assert "rprctl 0.1.0" in p.stdout and "rprd" not in p.stdout, p.stdout
+
+
+# ---- large applies ----------------------------------------------------------------
+
+def many_servers(n, ns=None, prefix="bulk"):
+    meta_ns = "  namespace: %s\n" % ns if ns else ""
+    return "---\n".join("apiVersion: rpr/v1\nkind: Server\nmetadata:\n  name: %s-%05d\n%s"
+                        "spec:\n  host: 127.0.0.1\n  port: 1\n  active: false\n" % (prefix, i, meta_ns)
+                        for i in range(n))
+
+
+def test_apply_large_input_goes_in_requests_that_fit(rprd_factory, tmp_path):
+    # rprd takes 64 KiB bodies here: rprctl's 4 MiB requests are refused
+    # (413, nothing written) and sent again in halves until they fit.
+    d = rprd_factory(extra_args=["--max-body", "65536"])
+    f = write(tmp_path, "many.yaml", many_servers(1500))
+    p = d.ctl("apply", "-f", f)
+    assert p.returncode == 0, p.stderr
+    lines = p.stdout.splitlines()
+    assert len(lines) == 1500 and all(line.endswith(" created") for line in lines), lines[:3]
+    m = re.search(r"^rprctl: 1500 objects went in (\d+) requests, each all or nothing", p.stderr, re.M)
+    assert m and int(m.group(1)) >= 3, p.stderr
+    assert len(d.get("/api/v1/servers").json()["items"]) == 1500
+
+
+def test_apply_atomic_sends_one_request(rprd_factory, tmp_path):
+    d = rprd_factory(extra_args=["--max-body", "65536"])
+    rev = d.revision()
+    p = d.ctl("apply", "--atomic", "-f", write(tmp_path, "many.yaml", many_servers(1500)))
+    assert p.returncode == 1 and "request body is larger than 65536 bytes" in p.stderr, p.stderr
+    assert d.revision() == rev, "an --atomic apply that failed wrote something"
+    p = d.ctl("apply", "--atomic", "-f", write(tmp_path, "few.yaml", many_servers(20)))
+    assert p.returncode == 0 and len(p.stdout.splitlines()) == 20, p
+    assert "requests" not in p.stderr, p.stderr
+
+
+def test_apply_stops_at_a_failing_request_and_says_what_it_applied(rprd_factory, tmp_path):
+    d = rprd_factory(extra_args=["--max-body", "65536"])
+    r = d.request("POST", "/api/v1/tokens", body={"name": "team-a", "role": "admin", "namespaces": ["team-a"]})
+    assert r.status == 201, r
+    scoped = r.json()["token"]
+    # 1,000 objects it may write, then one in a namespace it may not: the
+    # last request is refused, the ones before it stay applied.
+    text = many_servers(1000, ns="team-a") + "---\n" + many_servers(1, ns="team-b", prefix="other")
+    p = d.ctl("apply", "-f", write(tmp_path, "mixed.yaml", text), token=scoped)
+    assert p.returncode == 1, p
+    m = re.search(r"(\d+) of 1001 objects were applied before this; the rest were not sent", p.stderr)
+    assert m, p.stderr
+    applied = int(m.group(1))
+    assert 0 < applied < 1001
+    assert len(p.stdout.splitlines()) == applied
+    assert len(d.get("/api/v1/namespaces/team-a/servers").json()["items"]) == applied
+
+
+def test_apply_output_name_json_yaml(rprd, tmp_path):
+    f = write(tmp_path, "s.yaml", SERVERS)
+    p = rprd.ctl("apply", "-f", f, "-o", "json")
+    assert p.returncode == 0, p.stderr
+    res = json.loads(p.stdout)
+    assert res["kind"] == "ApplyResult" and res["dryRun"] is False
+    assert [i["outcome"] for i in res["items"]] == ["created", "created"]
+    assert all(i["object"]["metadata"]["uid"] for i in res["items"]), res
+    p = rprd.ctl("apply", "-f", f, "-o", "name")
+    assert p.stdout.splitlines() == ["server/web-1", "server/web-2"], p.stdout
+    p = rprd.ctl("apply", "-f", f, "-o", "yaml")
+    assert "kind: ApplyResult" in p.stdout and "uid:" in p.stdout, p.stdout
+    p = rprd.ctl("apply", "-f", f, "-o", "wide")
+    assert p.returncode == 1 and "unknown output format" in p.stderr, p.stderr

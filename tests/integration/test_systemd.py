@@ -19,7 +19,7 @@ import urllib.request
 
 import pytest
 
-from conftest import RPRCTL, RPRD, assert_no_sanitizer_report, free_port, sanitizer_env
+from conftest import LOOPBACK_ONLY, RPRCTL, RPRD, assert_no_sanitizer_report, free_port, sanitizer_env
 
 WAIT = 20
 
@@ -84,7 +84,7 @@ class Activator:
                 os.dup2(fd, 3 + i)
         e = dict(env or sanitizer_env(), LISTEN_FDS="2", LISTEN_FDNAMES="web:api")
         with open(self.err, "ab") as err:
-            self.proc = subprocess.Popen(["/bin/sh", "-c", 'LISTEN_PID=$$ exec "$0" "$@"', RPRD, *args],
+            self.proc = subprocess.Popen(["/bin/sh", "-c", 'LISTEN_PID=$$ exec "$0" "$@"', RPRD, *LOOPBACK_ONLY, *args],
                                          env=e, stdin=subprocess.DEVNULL, stdout=err, stderr=err,
                                          preexec_fn=hand_over, close_fds=False)
         return self.proc
@@ -142,7 +142,7 @@ def test_systemd_socket_activate_with_named_sockets(tmp):
     err = open(os.path.join(tmp, "err"), "wb")
     p = subprocess.Popen(["systemd-socket-activate", "-l", "127.0.0.1:%d" % port, "-l", sock, "--fdname=web:api",
                           "-E", "NOTIFY_SOCKET", "-E", "ASAN_OPTIONS", "-E", "LSAN_OPTIONS", "-E", "UBSAN_OPTIONS",
-                          RPRD, "--state-dir", os.path.join(tmp, "state")],
+                          RPRD, "--state-dir", os.path.join(tmp, "state"), *LOOPBACK_ONLY],
                          env=env, stdout=err, stderr=err)
     try:
         deadline = time.time() + WAIT

@@ -1,7 +1,12 @@
 """Watch streams: initial ADDED list, live MODIFIED/DELETED, resume from a
-resourceVersion, 410 Gone when the revision is older than the ring."""
+resourceVersion, 410 Gone when the revision is older than what the feed
+keeps, and an open watch that sees every event of one apply larger than
+that (20,000 objects)."""
 
-from conftest import metric_sum, server, status_of
+import subprocess
+import time
+
+from conftest import RPRCTL, RPRD, metric_sum, sanitizer_env, server, status_of
 
 WATCH = "/api/v1/namespaces/default/servers?watch=1"
 
@@ -133,3 +138,59 @@ def test_watch_too_old_410(rprd):
     finally:
         w.close()
     assert len(rprd.get("/api/v1/servers", timeout=60).json()["items"]) == n
+
+
+def test_an_open_watch_sees_every_event_of_a_large_apply(rprd):
+    # 20,000 objects in one transaction: more than twice what the feed keeps
+    # for resuming (8,192), which used to cut every open watch off with 410.
+    n = 20000
+    w = rprd.watch(WATCH, timeout=60)
+    try:
+        assert w.status == 200
+        objs = [server("bulk-%05d" % i) for i in range(n)]
+        r = rprd.request("POST", "/api/v1/apply", body={"items": objs}, timeout=120)
+        assert r.status == 200, r
+        seen = set()
+        for _ in range(n):
+            e = w.next()
+            assert e["type"] == "ADDED", e
+            seen.add(e["object"]["metadata"]["name"])
+        assert seen == {o["metadata"]["name"] for o in objs}
+        rprd.apply([server("after")])
+        e = w.next()
+        assert (e["type"], e["object"]["metadata"]["name"]) == ("ADDED", "after"), e
+    finally:
+        w.close()
+
+
+def test_rprctl_watch_that_falls_behind_lists_again(rprd_factory):
+    # A backlog as small as it goes, and one apply of more than it: the
+    # watch falls behind (410), and rprctl lists again and goes on.
+    d = rprd_factory(extra_args=["--watch-backlog", "8192"])
+    argv = [RPRCTL, "--server", d.url, "--token", d.token, "get", "servers", "-w", "-o", "name"]
+    p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=sanitizer_env())
+    try:
+        time.sleep(1)
+        objs = [server("bulk-%05d" % i) for i in range(20000)]
+        r = d.request("POST", "/api/v1/apply", body={"items": objs}, timeout=120)
+        assert r.status == 200, r
+        d.apply([server("after")])
+        deadline = time.time() + 60
+        names = set()
+        for line in p.stdout:
+            names.add(line.strip())
+            if "server/after" in names and len(names) >= 20001 or time.time() > deadline:
+                break
+        assert "server/after" in names and "server/bulk-00000" in names and "server/bulk-19999" in names, \
+            len(names)
+        assert p.poll() is None, "rprctl get -w stopped"
+    finally:
+        p.terminate()
+        _, err = p.communicate(timeout=30)
+    assert "the watch fell behind rprd's changes; listing again" in err, err
+
+
+def test_rprd_refuses_a_backlog_too_small():
+    p = subprocess.run([RPRD, "--watch-backlog", "100", "--version"], capture_output=True, text=True,
+                       timeout=30, env=sanitizer_env())
+    assert p.returncode == 1 and "--watch-backlog" in p.stderr and "8192" in p.stderr, p.stderr

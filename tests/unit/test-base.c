@@ -181,8 +181,45 @@ static void test_workq_runs_every_job(void **state) {
         assert_int_equal(counter, 1000);
 }
 
+static void count_entry(const char *key, void *value, void *userdata) {
+        size_t *n = userdata;
+
+        assert_int_equal(strtoul(key + 1, NULL, 10), (uintptr_t) value);
+        (*n)++;
+}
+
+static void test_hashmap(void **state) {
+        Hashmap *m = hashmap_new();
+        char key[32];
+        size_t n = 0;
+        (void) state;
+
+        assert_null(hashmap_get(m, "absent"));
+        assert_null(hashmap_remove(m, "absent"));
+        for (uintptr_t i = 1; i <= 100000; i++) {
+                snprintf(key, sizeof key, "k%lu", (unsigned long) i);
+                hashmap_put(m, key, (void *) i);
+        }
+        assert_int_equal(hashmap_size(m), 100000);
+        assert_ptr_equal(hashmap_get(m, "k77777"), (void *) 77777);
+        hashmap_put(m, "k5", (void *) 5); /* the same again: replaced, not added */
+        assert_int_equal(hashmap_size(m), 100000);
+        hashmap_foreach(m, count_entry, &n);
+        assert_int_equal(n, 100000);
+        for (uintptr_t i = 1; i <= 100000; i += 2) {
+                snprintf(key, sizeof key, "k%lu", (unsigned long) i);
+                assert_ptr_equal(hashmap_remove(m, key), (void *) i);
+        }
+        assert_int_equal(hashmap_size(m), 50000);
+        assert_null(hashmap_get(m, "k1"));
+        assert_ptr_equal(hashmap_get(m, "k2"), (void *) 2);
+        hashmap_free(m);
+        hashmap_free(NULL);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_hashmap),
                 cmocka_unit_test(test_duration_parse_go_forms),
                 cmocka_unit_test(test_duration_parse_rejects_junk),
                 cmocka_unit_test(test_duration_format_shortest),

@@ -870,8 +870,29 @@ static void test_quickstart_examples_validate(void **state) {
         globfree(&g);
 }
 
+/* The fields the store indexes come from the schemas' x-rpr-index. */
+static void test_indexed_fields_from_the_schemas(void **state) {
+        const char *const *f;
+        (void) state;
+
+        f = kind_indexed_fields(kind_lookup("Binding"));
+        assert_string_equal(f[0], "repo");
+        assert_null(f[1]);
+        f = kind_indexed_fields(kind_lookup("Repo"));
+        assert_string_equal(f[0], "tokenRef");
+        assert_null(f[1]);
+        f = kind_indexed_fields(kind_lookup("Run"));
+        assert_string_equal(f[0], "server");
+        assert_null(f[1]);
+        f = kind_indexed_fields(kind_lookup("Token"));
+        assert_string_equal(f[0], "type");
+        assert_null(f[1]);
+        assert_null(kind_indexed_fields(kind_lookup("Server"))[0]);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_indexed_fields_from_the_schemas),
                 cmocka_unit_test(test_kind_all_in_stable_order),
                 cmocka_unit_test(test_kind_lookup_accepts_every_alias),
                 cmocka_unit_test(test_kind_user_writable_and_columns),

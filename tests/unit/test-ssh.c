@@ -814,6 +814,39 @@ static void test_second_command_reuses_session(void **state) {
         out_free(&o);
 }
 
+/* The pool holds what is in use, not every target ever seen: a target
+ * goes with its last idle session, a failed login leaves nothing, and
+ * forgetting a target never seen adds nothing. */
+static void test_pool_keeps_only_targets_in_use(void **state) {
+        char kp[128];
+        SshTarget a = target_for("keep-a", "client_ed25519", kp), b = target_for("keep-b", "client_ed25519", kp);
+        SshTarget refused = {.id = "keep-refused", .host = "127.0.0.1", .port = free_port(), .key_file = "/nonexistent"};
+        SshCommand cmd = {.script = "true"};
+        SshResult res;
+        SshPool *p;
+        (void) state;
+
+        assert_int_equal(ssh_pool_new(4, &p), 0);
+        assert_int_equal(ssh_run(p, &a, &cmd, &res), 0);
+        assert_int_equal(ssh_run(p, &b, &cmd, &res), 0);
+        assert_int_equal(ssh_pool_targets(p), 2);
+        assert_true(ssh_run(p, &refused, &cmd, &res) < 0);
+        assert_int_equal(ssh_pool_targets(p), 2);
+        for (int i = 0; i < 1000; i++) {
+                char id[32];
+                snprintf(id, sizeof id, "never-seen-%d", i);
+                ssh_pool_forget(p, id);
+        }
+        assert_int_equal(ssh_pool_targets(p), 2);
+        ssh_pool_forget(p, "keep-a");
+        assert_int_equal(ssh_pool_targets(p), 1);
+        assert_int_equal(ssh_pool_sessions(p), 1);
+        ssh_pool_forget(p, "keep-b");
+        assert_int_equal(ssh_pool_targets(p), 0);
+        assert_int_equal(ssh_pool_sessions(p), 0);
+        ssh_pool_free(p);
+}
+
 /* ---- timeouts, cancels, disconnects ------------------------------------------------------ */
 
 static void test_timeout_kills_remote_command(void **state) {
@@ -1008,6 +1041,7 @@ int main(void) {
                 cmocka_unit_test(test_env_arrives_exactly),
                 cmocka_unit_test(test_100_concurrent_commands),
                 cmocka_unit_test(test_second_command_reuses_session),
+                cmocka_unit_test(test_pool_keeps_only_targets_in_use),
                 cmocka_unit_test(test_timeout_kills_remote_command),
                 cmocka_unit_test(test_cancel_from_another_thread),
                 cmocka_unit_test(test_login_noise_passes_through),

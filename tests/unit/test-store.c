@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "store/store-backend.h"
+#include "resource/resource.h"
 #include "store/store.h"
 
 /* ---- fixture ----------------------------------------------------------- */
@@ -522,22 +523,188 @@ static void commit_many(Store *s, size_t n, const char *prefix) {
         free(objs);
 }
 
-static void test_watcher_that_fell_behind_gets_erange(void **state) {
-        Fixture *f = *state;
-        StoreWatch *w = NULL, *late = NULL;
+/* Reads every pending event; checks they come in revision order from
+ * want; returns how many. */
+static size_t drain(StoreWatch *w, uint64_t want) {
         StoreEvent *ev = NULL;
+        size_t n = 0;
+        int r;
+
+        while ((r = store_watch_next(w, &ev)) == 1) {
+                assert_int_equal(ev->revision, want + n);
+                store_event_free(ev);
+                n++;
+        }
+        assert_int_equal(r, 0);
+        return n;
+}
+
+/* One commit of three times what the feed always keeps: a watcher that
+ * reads after it still gets every event, in order. */
+static void test_a_watcher_never_misses_a_large_commit(void **state) {
+        Fixture *f = *state;
+        StoreWatch *w = NULL;
+        size_t n = 3 * STORE_RING_SIZE + 7;
 
         assert_int_equal(store_watch(f->store, 0, NULL, NULL, &w), 0);
-        commit_many(f->store, STORE_RING_SIZE + 10, "s");
-        assert_int_equal(store_watch_next(w, &ev), -ERANGE);
+        commit_many(f->store, n, "big");
+        assert_int_equal(drain(w, 1), n);
+        commit_many(f->store, 5, "more");
+        assert_int_equal(drain(w, n + 1), 5);
         store_watch_free(w);
 
+        /* Once read, what is beyond the last STORE_RING_SIZE is let go: a
+         * resume from the start is refused, a recent one is served. */
+        commit_many(f->store, 1, "tick");
+        StoreWatch *late = NULL;
         assert_int_equal(store_watch(f->store, 5, NULL, NULL, &late), -ERANGE);
-        assert_int_equal(store_watch(f->store, 10, NULL, NULL, &late), 0);
+        uint64_t rev = store_revision(f->store);
+        assert_int_equal(store_watch(f->store, rev - 100, NULL, NULL, &late), 0);
+        assert_int_equal(drain(late, rev - 99), 100);
+        store_watch_free(late);
+}
+
+/* Beyond the limit the slowest watcher falls behind (and only it). */
+static void test_watcher_behind_the_limit_gets_erange(void **state) {
+        Fixture *f = *state;
+        StoreWatch *slow = NULL, *fast = NULL;
+        StoreEvent *ev = NULL;
+
+        store_set_feed_limit(f->store, STORE_RING_SIZE);
+        assert_int_equal(store_watch(f->store, 0, NULL, NULL, &slow), 0);
+        assert_int_equal(store_watch(f->store, 0, NULL, NULL, &fast), 0);
+        for (int i = 0; i < 4; i++) {
+                char prefix[16];
+                snprintf(prefix, sizeof prefix, "s%d", i);
+                commit_many(f->store, STORE_RING_SIZE / 2, prefix);
+                assert_int_equal(drain(fast, 1 + (uint64_t) i * STORE_RING_SIZE / 2), STORE_RING_SIZE / 2);
+        }
+        assert_int_equal(store_watch_next(slow, &ev), -ERANGE);
+        store_watch_free(slow);
+        store_watch_free(fast);
+
+        StoreWatch *late = NULL;
+        assert_int_equal(store_watch(f->store, 5, NULL, NULL, &late), -ERANGE);
+        assert_int_equal(store_watch(f->store, store_revision(f->store) - 10, NULL, NULL, &late), 0);
         assert_int_equal(store_watch_next(late, &ev), 1);
-        assert_int_equal(ev->revision, 11);
+        assert_int_equal(ev->revision, store_revision(f->store) - 9);
         store_event_free(ev);
         store_watch_free(late);
+}
+
+/* ---- label selectors -------------------------------------------------- */
+
+static json_t *labelled(const char *ns, const char *name, const char *role, const char *env) {
+        json_t *o = json_pack("{s:s, s:s, s:{s:s, s:s, s:{}}, s:{}}", "apiVersion", "rpr/v1", "kind", "Server",
+                              "metadata", "name", name, "namespace", ns, "labels", "spec");
+        json_t *labels = json_object_get(json_object_get(o, "metadata"), "labels");
+        if (role)
+                json_object_set_new(labels, "role", json_string(role));
+        if (env)
+                json_object_set_new(labels, "env", json_string(env));
+        return o;
+}
+
+static void collect_name(const char *json, size_t len, void *userdata) {
+        _cleanup_json_ json_t *o = json_loadb(json, len, 0, NULL);
+        const json_t *meta = json_object_get(o, "metadata");
+        Buf *b = userdata;
+
+        buf_printf(b, "%s%s/%s", b->len ? " " : "", json_str_at(meta, "namespace"), json_str_at(meta, "name"));
+}
+
+/* What a plain scan parsing every object finds: the answer the index must give. */
+typedef struct Naive {
+        const Selector *sel;
+        Buf *b;
+} Naive;
+
+static void naive_one(const char *json, size_t len, void *userdata) {
+        Naive *n = userdata;
+        _cleanup_json_ json_t *o = json_loadb(json, len, 0, NULL);
+
+        if (selector_matches(n->sel, json_object_get(json_object_get(o, "metadata"), "labels")))
+                collect_name(json, len, n->b);
+}
+
+static char *selected(Store *s, const char *ns, const char *text, bool naive) {
+        _cleanup_free_ char *error = NULL;
+        Selector *sel = NULL;
+        Buf b = BUF_INIT;
+
+        assert_int_equal(selector_parse(text, &sel, &error), 0);
+        if (naive)
+                assert_int_equal(store_list(s, "Server", ns, naive_one, &(Naive){sel, &b}, NULL), 0);
+        else
+                assert_int_equal(store_list_selected(s, "Server", ns, sel, collect_name, &b, NULL), 0);
+        selector_free(sel);
+        return buf_steal(&b);
+}
+
+static void expect_selected(Store *s, const char *ns, const char *text, const char *want) {
+        _cleanup_free_ char *got = selected(s, ns, text, false);
+
+        if (!STREQ(got, want))
+                fail_msg("selector \"%s\" in %s: got \"%s\", want \"%s\"", text, ns ? ns : "all", got, want);
+}
+
+static void test_label_selectors_through_the_index(void **state) {
+        Fixture *f = *state;
+        const char *objs[][4] = {{"default", "w1", "web", "prod"}, {"default", "w2", "web", "dev"},
+                                 {"default", "d1", "db", "prod"},  {"default", "x", NULL, NULL},
+                                 {"team-a", "w3", "web", "prod"},  {"team-a", "y", NULL, "prod"}};
+
+        for (size_t i = 0; i < ELEMENTSOF(objs); i++) {
+                _cleanup_json_ json_t *o = labelled(objs[i][0], objs[i][1], objs[i][2], objs[i][3]);
+                assert_int_equal(commit1(f->store, STORE_OP_APPLY, o, 0, NULL, NULL), 0);
+        }
+        for (int round = 0; round < 2; round++) {
+                expect_selected(f->store, "default", "role=web", "default/w1 default/w2");
+                expect_selected(f->store, NULL, "role=web", "default/w1 default/w2 team-a/w3");
+                expect_selected(f->store, NULL, "role=web,env=prod", "default/w1 team-a/w3");
+                expect_selected(f->store, NULL, "role in (web)", "default/w1 default/w2 team-a/w3");
+                expect_selected(f->store, NULL, "role in (web,db),env!=dev", "default/d1 default/w1 team-a/w3");
+                expect_selected(f->store, NULL, "!role", "default/x team-a/y");
+                expect_selected(f->store, "default", "role!=web", "default/d1 default/x");
+                expect_selected(f->store, NULL, "role=cache", "");
+                expect_selected(f->store, NULL, "role=web,env=staging", "");
+                reopen(f); /* the second round: the index as loaded from disk */
+        }
+
+        /* a relabel moves the object, a delete takes it out */
+        _cleanup_json_ json_t *w2 = labelled("default", "w2", "db", "dev");
+        assert_int_equal(commit1(f->store, STORE_OP_APPLY, w2, 0, NULL, NULL), 0);
+        expect_selected(f->store, "default", "role=web", "default/w1");
+        expect_selected(f->store, "default", "role=db", "default/d1 default/w2");
+        StoreOp del = {.type = STORE_OP_DELETE, .kind = "Server", .ns = "default", .name = "w1"};
+        assert_int_equal(store_commit(f->store, &del, 1, false, NULL), 0);
+        store_ops_clear(&del, 1);
+        expect_selected(f->store, NULL, "role=web", "team-a/w3");
+        expect_selected(f->store, NULL, "env=prod", "default/d1 team-a/w3 team-a/y");
+}
+
+/* Random labels and selectors: the index answers what a scan of every
+ * object answers, in the same order. */
+static void test_label_index_agrees_with_a_scan(void **state) {
+        Fixture *f = *state;
+        const char *roles[] = {"web", "db", "cache", NULL}, *envs[] = {"prod", "dev", NULL};
+        const char *selectors[] = {"role=web", "role=db,env=prod", "env=dev", "role in (web,cache)",
+                                   "!env", "role,env!=prod", "role=web,!env", "env notin (prod)", "role=none"};
+        unsigned seed = 7;
+
+        for (int i = 0; i < 400; i++) {
+                char name[16];
+                snprintf(name, sizeof name, "s%03d", i);
+                _cleanup_json_ json_t *o = labelled(i % 3 ? "default" : "other", name, roles[rand_r(&seed) % 4],
+                                                    envs[rand_r(&seed) % 3]);
+                assert_int_equal(commit1(f->store, STORE_OP_APPLY, o, 0, NULL, NULL), 0);
+        }
+        for (size_t i = 0; i < ELEMENTSOF(selectors); i++)
+                for (int scoped = 0; scoped < 2; scoped++) {
+                        const char *ns = scoped ? "other" : NULL;
+                        _cleanup_free_ char *want = selected(f->store, ns, selectors[i], true);
+                        expect_selected(f->store, ns, selectors[i], want);
+                }
 }
 
 /* ---- schema ------------------------------------------------------------ */
@@ -689,6 +856,152 @@ static void test_readers_run_alongside_writers(void **state) {
         store_watch_free(w);
 }
 
+/* ---- indexed fields ---------------------------------------------------- */
+
+static json_t *binding_of(const char *ns, const char *name, const char *repo) {
+        return json_pack("{s:s, s:s, s:{s:s, s:s}, s:{s:s, s:s, s:s}}", "apiVersion", "rpr/v1", "kind", "Binding",
+                         "metadata", "name", name, "namespace", ns, "spec", "repo", repo, "server", "s",
+                         "command", "true");
+}
+
+static char *where(Store *s, const char *kind, const char *ns, const char *field, const char *value) {
+        Buf b = BUF_INIT;
+
+        assert_int_equal(store_list_where(s, kind, ns, field, value, collect_name, &b), 0);
+        return buf_steal(&b);
+}
+
+static void expect_where(Store *s, const char *ns, const char *value, const char *want) {
+        _cleanup_free_ char *got = where(s, "Binding", ns, "spec.repo", value);
+
+        if (!STREQ(got, want))
+                fail_msg("Bindings of repo %s in %s: got \"%s\", want \"%s\"", value, ns ? ns : "all", got, want);
+}
+
+/* The objects that name another (a Binding its Repo) are found through the
+ * store's index of the fields the schema marks x-rpr-index. */
+static void test_indexed_fields_find_who_refers(void **state) {
+        Fixture *f = *state;
+        const char *objs[][3] = {{"default", "b1", "site"}, {"default", "b2", "site"}, {"default", "b3", "blog"},
+                                 {"team-a", "b1", "site"}};
+
+        for (size_t i = 0; i < ELEMENTSOF(objs); i++) {
+                _cleanup_json_ json_t *o = binding_of(objs[i][0], objs[i][1], objs[i][2]);
+                apply_ok(f->store, o);
+        }
+        for (int round = 0; round < 2; round++) {
+                expect_where(f->store, "default", "site", "default/b1 default/b2");
+                expect_where(f->store, NULL, "site", "default/b1 default/b2 team-a/b1");
+                expect_where(f->store, "default", "blog", "default/b3");
+                expect_where(f->store, NULL, "shop", "");
+                reopen(f); /* the second round: as loaded from disk */
+        }
+        _cleanup_json_ json_t *moved = binding_of("default", "b2", "blog");
+        apply_ok(f->store, moved);
+        expect_where(f->store, "default", "site", "default/b1");
+        expect_where(f->store, "default", "blog", "default/b2 default/b3");
+        assert_int_equal(delete_op(f->store, "Binding", "b3", NULL), 0);
+        expect_where(f->store, "default", "blog", "default/b2");
+
+        /* a field the schema does not index finds nothing */
+        _cleanup_free_ char *none = where(f->store, "Binding", NULL, "spec.command", "true");
+        assert_string_equal(none, "");
+        /* an indexed field is no label */
+        _cleanup_free_ char *error = NULL;
+        Selector *sel = NULL;
+        Buf b = BUF_INIT;
+        assert_int_equal(selector_parse("spec.repo=site", &sel, &error), 0);
+        assert_int_equal(store_list_selected(f->store, "Binding", NULL, sel, collect_name, &b, NULL), 0);
+        assert_int_equal(b.len, 0);
+        selector_free(sel);
+        buf_free(&b);
+}
+
+/* ---- group commit --------------------------------------------------------- */
+
+typedef struct Writer {
+        Store *store;
+        int id;
+        int errors; /* cmocka's asserts belong to the main thread */
+} Writer;
+
+#define WRITERS 8
+#define WRITES_EACH 150
+
+static json_t *count_up(const json_t *obj, void *userdata) {
+        (void) userdata;
+        json_int_t n = json_int_at(json_object_get(obj, "status"), "count", 0);
+        return json_pack("{s:I}", "count", n + 1);
+}
+
+/* Creates its own objects one commit each, and counts up a shared one
+ * (read, add one, write if nobody wrote in between: else again). */
+static void *writer_main(void *userdata) {
+        Writer *w = userdata;
+
+        for (int i = 0; i < WRITES_EACH; i++) {
+                char name[32];
+                snprintf(name, sizeof name, "g%d-%03d", w->id, i);
+                json_t *obj = server(name, "127.0.0.11", "web");
+                StoreOp op = {.type = STORE_OP_APPLY, .object = obj};
+                if (store_commit(w->store, &op, 1, false, NULL) < 0 || op.outcome != STORE_CREATED)
+                        w->errors++;
+                store_ops_clear(&op, 1);
+                json_decref(obj);
+                int r;
+                do
+                        r = store_update_status(w->store, "Server", "default", "shared", count_up, NULL, NULL);
+                while (r == -ESTALE);
+                if (r < 0)
+                        w->errors++;
+        }
+        return NULL;
+}
+
+/* Writers at once share transactions, and still each write is its own:
+ * every object is there, the shared counter lost no increment (a batch
+ * never holds two writes of one object), and the feed has every event in
+ * revision order. */
+static void test_concurrent_writers_commit_together(void **state) {
+        Fixture *f = *state;
+        Writer w[WRITERS];
+        pthread_t threads[WRITERS];
+        StoreWatch *watch = NULL;
+        StoreEvent *ev = NULL;
+        uint64_t commits0, commits;
+        json_t *shared = server("shared", "127.0.0.11", "web"), *got = NULL;
+
+        apply_ok(f->store, shared);
+        json_decref(shared);
+        store_stats(f->store, &commits0, NULL);
+        assert_int_equal(store_watch(f->store, store_revision(f->store), NULL, NULL, &watch), 0);
+        for (int i = 0; i < WRITERS; i++) {
+                w[i] = (Writer){f->store, i, 0};
+                assert_int_equal(pthread_create(&threads[i], NULL, writer_main, &w[i]), 0);
+        }
+        for (int i = 0; i < WRITERS; i++) {
+                assert_int_equal(pthread_join(threads[i], NULL), 0);
+                assert_int_equal(w[i].errors, 0);
+        }
+
+        size_t writes = 2 * WRITERS * WRITES_EACH;
+        assert_int_equal(store_count(f->store, "Server"), WRITERS * WRITES_EACH + 1);
+        assert_int_equal(store_get_json(f->store, "Server", "default", "shared", &got), 0);
+        assert_int_equal(json_int_at(json_object_get(got, "status"), "count", 0), WRITERS * WRITES_EACH);
+        json_decref(got);
+        store_stats(f->store, &commits, NULL);
+        print_message("%zu writes in %lu transactions\n", writes, (unsigned long) (commits - commits0));
+        assert_true(commits - commits0 < writes);
+
+        uint64_t want = 2;
+        while (store_watch_next(watch, &ev) == 1) {
+                assert_int_equal(ev->revision, want++);
+                store_event_free(ev);
+        }
+        assert_int_equal(want - 2, writes);
+        store_watch_free(watch);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
 #define T(t) cmocka_unit_test_setup_teardown(t, setup, teardown)
@@ -704,12 +1017,21 @@ int main(void) {
                 T(test_reopen_finds_everything_in_order),
                 cmocka_unit_test(test_unknown_scheme_is_refused),
                 T(test_watch_from_zero_and_from_n),
-                T(test_watcher_that_fell_behind_gets_erange),
+                T(test_a_watcher_never_misses_a_large_commit),
+                T(test_label_selectors_through_the_index),
+                T(test_label_index_agrees_with_a_scan),
+                T(test_watcher_behind_the_limit_gets_erange),
                 T(test_schema_is_migrated_and_newer_is_refused),
                 T(test_readers_run_alongside_writers),
+                T(test_concurrent_writers_commit_together),
+                T(test_indexed_fields_find_who_refers),
                 T(test_ten_thousand_objects_in_one_commit),
 #undef T
         };
 
-        return cmocka_run_group_tests(tests, NULL, NULL);
+        /* the kinds' schemas say which spec fields the store indexes */
+        assert_int_equal(resource_init(), 0);
+        int r = cmocka_run_group_tests(tests, NULL, NULL);
+        resource_shutdown();
+        return r;
 }

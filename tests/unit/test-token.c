@@ -1,7 +1,8 @@
 /* Unit tests for pkg/token on a real store and a real controller loop in a
  * temporary directory. token_secret_read: inline, file (newline dropped),
  * environment, and each refusal (absent, wrong type, expired, unreadable
- * file, unset variable) with a message that names the Token and never holds
+ * file, a FIFO, a directory, a file too large, a control character,
+ * unset variable) with a message that names the Token and never holds
  * the secret. The controller: expiresIn and the Expired / ExpiringSoon
  * conditions from spec.expires, none without an expiry, GitHub's reported
  * expiry recorded (spec.expires wins), lastUsed, and the changed callback on
@@ -15,6 +16,7 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "controller/controller.h"
@@ -240,6 +242,66 @@ static void test_secret_refusals_name_the_cause(void **state) {
         expect_refusal(f, "noenv", gh, -EINVAL, "TokenUnusable", "$RPR_TEST_UNSET");
 }
 
+/* A secret file is read without blocking and only when it is a regular
+ * file of bounded size; a secret with a control character is refused
+ * wherever it came from (an ssh key's line breaks excepted). */
+static void test_secret_file_kinds_and_control_characters(void **state) {
+        Fixture *f = *state;
+        static const char *const gh[] = {"github", NULL};
+        static const char *const key[] = {"ssh-key", NULL};
+        _cleanup_free_ char *fifo = xasprintf("%s/fifo", f->dir), *big = xasprintf("%s/big", f->dir);
+        _cleanup_free_ char *crlf = xasprintf("%s/crlf", f->dir), *pem = xasprintf("%s/pem", f->dir);
+        _cleanup_free_ char *spec = NULL, *error = NULL;
+        _cleanup_free_ char *huge = xmalloc(TOKEN_SECRET_MAX + 2);
+        const char *reason = NULL;
+        TokenSecret s;
+
+        /* A FIFO with no writer: a blocking open would never return. */
+        assert_int_equal(mkfifo(fifo, 0600), 0);
+        spec = xasprintf("{\"type\":\"github\",\"valueFrom\":{\"file\":\"%s\"}}", fifo);
+        apply_token(f, "fifo", spec);
+        expect_refusal(f, "fifo", gh, -EINVAL, "TokenUnusable", "not a regular file");
+        free(spec);
+        spec = xasprintf("{\"type\":\"github\",\"valueFrom\":{\"file\":\"%s\"}}", f->dir);
+        apply_token(f, "dir", spec);
+        expect_refusal(f, "dir", gh, -EINVAL, "TokenUnusable", "not a regular file");
+
+        memset(huge, 'x', TOKEN_SECRET_MAX + 1);
+        assert_int_equal(write_file_atomic(big, huge, TOKEN_SECRET_MAX + 1, 0600), 0);
+        free(spec);
+        spec = xasprintf("{\"type\":\"github\",\"valueFrom\":{\"file\":\"%s\"}}", big);
+        apply_token(f, "big", spec);
+        expect_refusal(f, "big", gh, -EINVAL, "TokenUnusable", "larger than 64 KiB");
+
+        /* A CR/LF inside would become a header line of its own. */
+        assert_int_equal(write_file_atomic(crlf, SECRET "\r\nX-Evil: 1\n", strlen(SECRET) + 13, 0600), 0);
+        free(spec);
+        spec = xasprintf("{\"type\":\"github\",\"valueFrom\":{\"file\":\"%s\"}}", crlf);
+        apply_token(f, "crlf", spec);
+        expect_refusal(f, "crlf", gh, -EINVAL, "TokenUnusable", "control character");
+        setenv("RPR_TEST_ESC", SECRET "\033[2J", 1);
+        apply_token(f, "esc", "{\"type\":\"github\",\"valueFrom\":{\"env\":\"RPR_TEST_ESC\"}}");
+        expect_refusal(f, "esc", gh, -EINVAL, "TokenUnusable", "control character");
+
+        /* An ssh key is PEM text: its line breaks are part of it. */
+        const char *key_text =
+                "-----BEGIN OPENSSH PRIVATE KEY-----\nAAAA\n-----END OPENSSH PRIVATE KEY-----\n";
+        assert_int_equal(write_file_atomic(pem, key_text, strlen(key_text), 0600), 0);
+        free(spec);
+        spec = xasprintf("{\"type\":\"ssh-key\",\"valueFrom\":{\"file\":\"%s\"}}", pem);
+        apply_token(f, "pem", spec);
+        assert_int_equal(
+                token_secret_read(f->store, "default", "pem", key, "spec.keyRef", &s, &reason, &error), 0);
+        assert_int_equal(s.len, strlen(key_text) - 1);
+        token_secret_clear(&s);
+
+        assert_null(token_secret_problem("webhook", SECRET, strlen(SECRET)));
+        assert_non_null(token_secret_problem("webhook", "a\0b", 3));
+        assert_non_null(token_secret_problem("github", "ab\x7f", 3));
+        assert_non_null(token_secret_problem("ssh-key", "a\033b", 3));
+        assert_null(token_secret_problem("ssh-key", "a\r\nb", 4));
+}
+
 /* ---- the controller -------------------------------------------------------------- */
 
 static void test_expiring_soon_and_valid(void **state) {
@@ -350,10 +412,13 @@ int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_secret_inline_file_env, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_secret_refusals_name_the_cause, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_secret_file_kinds_and_control_characters, setup,
+                                                teardown),
                 cmocka_unit_test_setup_teardown(test_expiring_soon_and_valid, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_expired_and_no_expiry, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_github_reported_expiry_and_last_used, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_changed_callback_on_create_change_delete, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_changed_callback_on_create_change_delete, setup,
+                                                teardown),
                 cmocka_unit_test(test_format_left),
         };
         return cmocka_run_group_tests(tests, group_setup, group_teardown);
