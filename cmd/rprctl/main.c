@@ -92,6 +92,8 @@ static const Verb verbs[] = {
          " | token list | token revoke NAME",
          "Manage API tokens. create prints the secret once, on stdout."},
         {"version", verb_version, no_opts, "version", "Print the client's and the server's version."},
+        {"admin", verb_admin, no_opts, "admin backup FILE",
+         "Write a consistent copy of rprd's store to FILE while it serves (unrestricted admin token)."},
         {"reconcile", verb_reconcile, reconcile_opts, "reconcile --due",
          "Wake rprd (starting it through socket activation) so that what is due gets done;\n"
          "rpr-reconcile.timer runs this for an rprd that exits when idle. Prints what is\n"

@@ -152,6 +152,7 @@ int verb_token(Ctl *c);
 int verb_action(Ctl *c);
 int verb_logs(Ctl *c);
 int verb_exec(Ctl *c);
+int verb_admin(Ctl *c);
 
 /* ---- diff ------------------------------------------------------------------- */
 

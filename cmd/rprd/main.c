@@ -618,10 +618,13 @@ int main(int argc, char **argv) {
                 return 1;
         }
         r = mkdir_p(o.state_dir, 0700);
-        if (r >= 0)
-                r = chmod(o.state_dir, 0700) < 0 ? -errno : 0;
         if (r < 0) {
                 fprintf(stderr, "rprd: cannot create state directory %s: %s\n", o.state_dir, strerror(-r));
+                resource_shutdown();
+                return 1;
+        }
+        r = state_dir_check(o.state_dir);
+        if (r < 0) {
                 resource_shutdown();
                 return 1;
         }
@@ -633,7 +636,7 @@ int main(int argc, char **argv) {
         }
         r = store_open(o.store, &store);
         if (r < 0) {
-                fprintf(stderr, "rprd: cannot open store %s: %s\n", o.store, strerror(-r));
+                store_open_failed(o.store, r);
                 resource_shutdown();
                 return 1;
         }

@@ -35,3 +35,9 @@ void supervise_signals(void);
 void supervise_watchdog_setup(Supervisor *s);
 int supervise_start(Supervisor *s);
 void supervise_stop(Supervisor *s);
+
+/* statedir.c: the state directory takes writes (a probe file), then is
+ * made private (0700); a negative errno after telling the operator why. */
+int state_dir_check(const char *dir);
+/* Tells the operator why store_open(url) failed with r, and what to do. */
+void store_open_failed(const char *url, int r);

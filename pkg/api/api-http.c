@@ -27,6 +27,7 @@ static const struct {
         {500, "InternalError", "Internal Server Error"},
         {501, "NotImplemented", "Not Implemented"},
         {503, "ServiceUnavailable", "Service Unavailable"},
+        {507, "InsufficientStorage", "Insufficient Storage"},
 };
 
 const char *api_reason(int code) {

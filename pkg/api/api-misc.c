@@ -20,9 +20,19 @@ void api_handle_healthz(ApiCall *c) {
                 time_format_rfc3339(controller_last_tick(a->controller), tick);
                 json_object_set_new(loops, "controller", json_string(tick));
         }
-        api_reply_json(c, 200,
-                       json_pack("{s:s, s:I, s:s, s:o}", "status", "ok", "revision",
-                                 (json_int_t) store_revision(a->store), "store", "ok", "loops", loops));
+        /* A store that takes no writes fails the check; a full volume only
+         * degrades it (reads go on, and it clears by itself). */
+        int health = store_health(a->store);
+        const char *status = health == 0 ? "ok" : health == -ENOSPC ? "degraded" : "failing";
+        json_t *body = json_pack("{s:s, s:I, s:s, s:o}", "status", status, "revision",
+                                 (json_int_t) store_revision(a->store), "store",
+                                 health == 0 ? "ok" : health == -ENOSPC ? "full" : "unwritable", "loops", loops);
+        if (health < 0)
+                json_object_set_new(body, "message",
+                                    json_string(health == -ENOSPC  ? API_STORE_FULL
+                                                : health == -EIDRM ? API_STORE_GONE
+                                                                   : strerror(-health)));
+        api_reply_json(c, health < 0 && health != -ENOSPC ? 503 : 200, body);
 }
 
 void api_handle_version(ApiCall *c) {

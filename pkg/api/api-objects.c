@@ -55,6 +55,18 @@ void api_reply_store_error(ApiCall *c, int r, const StoreOp *op) {
         case -ESHUTDOWN:
                 api_reply_status(c, 503, "rprd is shutting down");
                 break;
+        case -EIDRM:
+                api_reply_status(c, 503, "%s", API_STORE_GONE);
+                break;
+        case -ENOSPC:
+                api_reply_status(c, 507, "%s", API_STORE_FULL);
+                break;
+        case -EUCLEAN:
+                api_reply_status(c, 500, "%s", API_STORE_CORRUPT);
+                break;
+        case -EROFS:
+                api_reply_status(c, 503, "the state directory has become read-only: nothing was written");
+                break;
         default:
                 api_reply_status(c, 500, "store write failed: %s", strerror(-r));
         }

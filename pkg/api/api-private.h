@@ -148,6 +148,7 @@ typedef enum ApiRouteType {
         ROUTE_LOGOUT,  /* POST /api/v1/logout */
         ROUTE_SESSION, /* GET /api/v1/session: who the caller is */
         ROUTE_WATCH,   /* GET /api/v1/watch: every kind in one stream */
+        ROUTE_ADMIN_BACKUP, /* GET /api/v1/admin/backup: a copy of the store */
         ROUTE_LIST,   /* /api/v1/{plural} and /api/v1/namespaces/{ns}/{plural} */
         ROUTE_OBJECT, /* .../{plural}/{name} */
         ROUTE_STATUS, /* .../{plural}/{name}/status */
@@ -327,6 +328,13 @@ void api_handle_action(ApiCall *c);
 int route_object_text(ApiCall *c, char **ret);
 /* Answers 409/404/500 for a failed store_commit. */
 void api_reply_store_error(ApiCall *c, int r, const StoreOp *op);
+/* What api_reply_store_error and /healthz say of the store's faults. */
+#define API_STORE_GONE                                                                                  \
+        "the state database was deleted or replaced while rprd was running: writes are refused so that " \
+        "none is acknowledged and then lost; restore state.db from a backup and restart rprd"
+#define API_STORE_FULL "no space left on the state volume: nothing was written; free some space and write again"
+#define API_STORE_CORRUPT "the state database is corrupt: stop rprd and restore state.db from a backup"
+
 /* metadata.resourceVersion as a precondition: 0 if absent; -EINVAL if bad. */
 int api_object_revision(const json_t *obj, uint64_t *ret);
 
@@ -472,6 +480,8 @@ void api_watch_done(ApiServer *a);
 /* ---- api-misc.c ----------------------------------------------------------- */
 
 void api_handle_healthz(ApiCall *c);
+/* api-admin.c */
+void api_handle_backup(ApiCall *c);
 void api_handle_version(ApiCall *c);
 void api_handle_metrics(ApiCall *c);
 /* POST /api/v1/reconcile: the wake-up of rpr-reconcile.timer. */

@@ -111,6 +111,8 @@ static void route_parse(h2o_req_t *req, ApiRoute *r) {
                                 .kind = plural_kind(segs[2])};
         else if (n == 3)
                 r->plural = segs[2];
+        else if (n == 4 && STREQ(segs[2], "admin") && STREQ(segs[3], "backup"))
+                *r = (ApiRoute){.type = ROUTE_ADMIN_BACKUP, .template = "/api/v1/admin/backup"};
         else if (n == 4 && STREQ(segs[2], "logs") &&
                  (STREQ(segs[3], "activity") || STREQ(segs[3], "connectivity")))
                 *r = (ApiRoute){.type = ROUTE_LOGS, .template = "/api/v1/logs/{log}", .sub = segs[3]};
@@ -134,6 +136,7 @@ static const ApiMethod m_login[] = {{"POST", ROLE_ANONYMOUS, api_handle_login}, 
 static const ApiMethod m_logout[] = {{"POST", ROLE_ANONYMOUS, api_handle_logout}, {NULL, 0, NULL}};
 static const ApiMethod m_session[] = {{"GET", ROLE_ANONYMOUS, api_handle_session}, {NULL, 0, NULL}};
 static const ApiMethod m_watch[] = {{"GET", ROLE_VIEWER, api_handle_watch_all}, {NULL, 0, NULL}};
+static const ApiMethod m_backup[] = {{"GET", ROLE_ADMIN, api_handle_backup}, {NULL, 0, NULL}};
 static const ApiMethod m_logs[] = {{"GET", ROLE_VIEWER, api_handle_logs}, {NULL, 0, NULL}};
 static const ApiMethod m_list[] = {{"GET", ROLE_VIEWER, api_handle_list}, {NULL, 0, NULL}};
 static const ApiMethod m_object[] = {{"GET", ROLE_VIEWER, api_handle_get},
@@ -173,6 +176,8 @@ static const ApiMethod *route_methods(const ApiRoute *r) {
                 return m_reconcile;
         case ROUTE_LOGS:
                 return m_logs;
+        case ROUTE_ADMIN_BACKUP:
+                return m_backup;
         case ROUTE_LOGIN:
                 return m_login;
         case ROUTE_LOGOUT:

@@ -9,10 +9,9 @@
  * parallelism worker threads that take the started instances in turn (no
  * thread made per task); each instance's output has its own file,
  * DIR/NS/JOB/KEY.log; the job's notes go to DIR/NS/JOB.log. The tasks'
- * states reach the store from a flusher thread, at most every FLUSH_USEC
- * (or four times as long as the last write took), and at the end: a
- * thousand tasks are not a thousand fsyncs, the scheduling never waits for
- * the disk, and what a crash loses is only re-run. */
+ * states reach the store in batches (pipeline-status.c), except that an
+ * instance's Running is durable before its command starts and its end
+ * before its dependents start: a crash never makes a job run a task twice. */
 #include <dirent.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -30,59 +29,8 @@
 #include "ssh/ssh.h"
 #include "store/store.h"
 
-#define FLUSH_USEC (50 * USEC_PER_MSEC)
 #define SERVER_POLL_USEC (1 * USEC_PER_SEC)
 #define THREAD_STACK (256u * 1024)
-
-/* A task of the job's graph, its dependencies resolved to indices once. */
-typedef struct Task {
-        const char *name;
-        bool allow_failure;
-        size_t *deps, n_deps;
-} Task;
-
-typedef struct Inst {
-        Job *job;
-        size_t task_index;
-        char *task, *server, *key; /* server NULL: rprd's host */
-        const json_t *def;
-        const char *phase, *reason;
-        char *message;
-        json_int_t attempt;
-        int exit_code;
-        bool has_exit_code, on_error;
-        uint64_t start, end;
-        SshCancel *cancel;
-} Inst;
-
-struct Job {
-        PipelineController *p;
-        char *ns, *name;
-        json_t *obj;
-        const json_t *spec, *tasks;
-        pthread_mutex_t lock;
-        pthread_cond_t changed;
-        Task *graph;
-        size_t n_graph;
-        Inst **insts;
-        size_t n_insts, running;
-        json_int_t parallelism;
-        bool canceled, interrupted, dirty;
-        char *cancel_reason, *cancel_message;
-        RunLog *log;
-        pthread_t flusher;
-        pthread_cond_t flush_wanted;
-        bool flusher_stop;
-        /* Started instances waiting for a worker (a ring, first in first
-         * out; an instance is in it once at most), and the workers. */
-        Inst **ready;
-        size_t ready_head, n_ready;
-        pthread_cond_t work;
-        pthread_t *workers;
-        size_t n_workers;
-        bool workers_stop;
-        bool on_error_phase; /* which instances run_all() is running */
-};
 
 static bool step(Job *j, bool on_error_phase);
 
@@ -105,137 +53,6 @@ void job_output_remove(PipelineController *p, const char *ns, const char *name) 
         }
         closedir(d);
         (void) rmdir(dir);
-}
-
-/* ---- status ------------------------------------------------------------------------- */
-
-typedef struct PhaseWrite {
-        const char *expect, *phase, *reason, *message;
-        json_t *tasks; /* optional: status.tasks to write */
-        bool applied;
-} PhaseWrite;
-
-static json_t *phase_next(const json_t *obj, void *userdata) {
-        PhaseWrite *w = userdata;
-        const json_t *old = json_object_get(obj, "status");
-        const char *phase = json_str_at(old, "phase") ?: "Queued";
-
-        w->applied = false;
-        if (run_phase_finished(phase) || (w->expect && !STREQ(phase, w->expect)))
-                return NULL;
-        w->applied = true;
-        json_t *st = json_is_object(old) ? json_deep_copy(old) : json_object();
-        if (w->phase) {
-                json_object_set_new(st, "phase", json_string(w->phase));
-                json_object_set_new(st, "reason", json_string(w->reason ?: w->phase));
-                if (w->message)
-                        json_object_set_new(st, "message", json_string(w->message));
-                else
-                        json_object_del(st, "message");
-                if (STREQ(w->phase, "Running") && !json_object_get(st, "startTime"))
-                        json_set_time(st, "startTime", now_usec());
-                if (run_phase_finished(w->phase))
-                        json_set_time(st, "endTime", now_usec());
-        }
-        if (w->tasks)
-                json_object_set(st, "tasks", w->tasks);
-        if (json_equal(st, old)) {
-                json_decref(st);
-                return NULL;
-        }
-        return st;
-}
-
-int job_set_phase(PipelineController *p, const char *ns, const char *name, const char *expect_phase,
-                  const char *phase, const char *reason, const char *message, bool *ret_applied) {
-        PhaseWrite w = {expect_phase, phase, reason, message, NULL, false};
-        int r = store_update_status(p->store, "Run", ns, name, phase_next, &w, NULL);
-
-        if (ret_applied)
-                *ret_applied = r >= 0 && w.applied;
-        if (r >= 0 && w.applied && run_phase_finished(phase) && p->activity)
-                (void) logfile_append(p->activity, now_usec(), "job %s/%s: %s %s%s%s", ns, name, phase, reason ?: "",
-                                      message ? ": " : "", message ?: "");
-        return r;
-}
-
-static json_t *inst_json(const Inst *i) {
-        json_t *o = json_pack("{s:s, s:s, s:I}", "task", i->task, "phase", i->phase, "attempt", (json_int_t) i->attempt);
-
-        if (i->server)
-                json_object_set_new(o, "server", json_string(i->server));
-        if (i->reason)
-                json_object_set_new(o, "reason", json_string(i->reason));
-        if (i->message)
-                json_object_set_new(o, "message", json_string(i->message));
-        if (i->has_exit_code)
-                json_object_set_new(o, "exitCode", json_integer(i->exit_code));
-        char buf[RFC3339_MAX];
-        /* To the millisecond: which tasks overlapped is worth knowing. */
-        if (i->start)
-                json_object_set_new(o, "startTime", json_string(time_format_rfc3339_ms(i->start, buf)));
-        if (i->end)
-                json_object_set_new(o, "endTime", json_string(time_format_rfc3339_ms(i->end, buf)));
-        return o;
-}
-
-/* Under j->lock: status.tasks as the instances are now. */
-static json_t *tasks_json(Job *j) {
-        json_t *o = json_object();
-
-        for (size_t i = 0; i < j->n_insts; i++)
-                json_object_set_new(o, j->insts[i]->key, inst_json(j->insts[i]));
-        return o;
-}
-
-/* Writes the tasks (and a phase) unless the job is no longer Running. */
-static void flush(Job *j, const char *phase, const char *reason, const char *message) {
-        pthread_mutex_lock(&j->lock);
-        _cleanup_json_ json_t *tasks = tasks_json(j);
-        j->dirty = false;
-        pthread_mutex_unlock(&j->lock);
-        PhaseWrite w = {"Running", phase, reason, message, tasks, false};
-        int r = store_update_status(j->p->store, "Run", j->ns, j->name, phase_next, &w, NULL);
-        if (r < 0)
-                log_warning("job %s/%s: cannot write its state: %s", j->ns, j->name, strerror(-r));
-}
-
-/* The flusher: writes the tasks when they changed, not more often than the
- * writes can keep up with. */
-static void *flusher_thread(void *arg) {
-        Job *j = arg;
-
-        pthread_mutex_lock(&j->lock);
-        for (;;) {
-                while (!j->dirty && !j->flusher_stop)
-                        pthread_cond_wait(&j->flush_wanted, &j->lock);
-                if (j->flusher_stop)
-                        break;
-                pthread_mutex_unlock(&j->lock);
-                uint64_t t0 = now_mono_usec();
-                flush(j, NULL, NULL, NULL);
-                uint64_t took = now_mono_usec() - t0;
-                usleep((useconds_t) MAX(FLUSH_USEC, 4 * took));
-                pthread_mutex_lock(&j->lock);
-        }
-        pthread_mutex_unlock(&j->lock);
-        return NULL;
-}
-
-static void flusher_start(Job *j) {
-        pthread_cond_init(&j->flush_wanted, NULL);
-        if (pthread_create(&j->flusher, NULL, flusher_thread, j) != 0)
-                j->flusher = 0;
-}
-
-static void flusher_stop(Job *j) {
-        pthread_mutex_lock(&j->lock);
-        j->flusher_stop = true;
-        pthread_cond_signal(&j->flush_wanted);
-        pthread_mutex_unlock(&j->lock);
-        if (j->flusher)
-                pthread_join(j->flusher, NULL);
-        pthread_cond_destroy(&j->flush_wanted);
 }
 
 /* ---- one instance --------------------------------------------------------------------- */
@@ -341,9 +158,21 @@ static int run_once(Inst *i, Output *log, SshResult *res) {
                 }
                 target = server_target(t);
         }
+        r = job_flush_wait(j);
+        if (r < 0) {
+                server_target_free(t);
+                snprintf(res->message, sizeof res->message,
+                         "the task was not started: its start could not be written to the store (%s)", strerror(-r));
+                res->failure = SSH_FAIL_EXEC;
+                return r;
+        }
+        _cleanup_free_ char *id = xasprintf("%s.%s.%s", j->ns, j->name, i->key);
+        _cleanup_free_ char *proc_dir = xasprintf("%s/.proc", j->p->run_dir);
+        SshTrack track = {.id = id, .local_dir = proc_dir};
         SshEnv env = {0};
         env_build(i, &env);
-        SshCommand cmd = {.script = script,
+        SshCommand cmd = {.track = &track,
+                          .script = script,
                           .env = (const char *const *) env.v,
                           .workdir = json_str_at(i->def, "workdir"),
                           .timeout_usec = json_duration_at(i->def, "timeout", 3600 * USEC_PER_SEC),
@@ -394,15 +223,37 @@ static void inst_run(Inst *i) {
 
         int r = run_once(i, &out, &res);
         run_log_close(out.log);
+        const char *lost = NULL;
+        if (r < 0 && res.failure == SSH_FAIL_DISCONNECTED && res.logged_in && i->server)
+                lost = job_reap_lost(j->p, j->ns, j->name, i->key, i->server, i->cancel);
 
         pthread_mutex_lock(&j->lock);
         json_int_t attempt = i->attempt;
         settle(i, r, &res);
+        if (lost) {
+                i->leftover = lost;
+                if (STREQ(lost, "Unknown") && STREQ(i->phase, "Pending")) {
+                        /* No retry beside a command that may still run. */
+                        i->phase = "Failed", i->reason = "Disconnected";
+                        i->attempt--;
+                }
+        }
         run_log_note(j->log, "task %s (attempt %" JSON_INTEGER_FORMAT ", %s): %s%s%s (%.3f s)", i->key,
                      attempt, i->server ?: "rprd's host", i->phase, i->message ? ": " : "", i->message ?: "",
                      (double) res.duration_usec / USEC_PER_SEC);
         j->running--;
         j->dirty = true;
+        i->ending = finished(i->phase);
+        if (i->ending) {
+                /* Its end is durable before anything that depends on it starts. */
+                pthread_mutex_unlock(&j->lock);
+                int k = job_flush_wait(j);
+                if (k < 0)
+                        log_warning("job %s/%s: the end of task %s could not be written: %s", j->ns, j->name, i->key,
+                                    strerror(-k));
+                pthread_mutex_lock(&j->lock);
+                i->ending = false;
+        }
         /* What this one held back may start now, from here: no round trip
          * through the job's thread between a task and its dependents. */
         (void) step(j, j->on_error_phase);
@@ -492,7 +343,7 @@ static DepState *task_states(Job *j) {
                 done[t] = ok[t] = true;
         for (size_t k = 0; k < j->n_insts; k++) {
                 const Inst *i = j->insts[k];
-                bool d = finished(i->phase), s = STREQ(i->phase, "Succeeded");
+                bool d = finished(i->phase) && !i->ending, s = d && STREQ(i->phase, "Succeeded");
                 any[i->task_index] = true;
                 done[i->task_index] &= d;
                 ok[i->task_index] &= s;
@@ -615,6 +466,7 @@ static void inst_add(Job *j, size_t task_index, const char *task, const json_t *
         i->def = def;
         i->on_error = STREQ(json_str_at(j->spec, "onError") ?: "", task);
         i->attempt = json_int_at(old, "attempt", 1);
+        i->leftover = json_str_at(old, "leftover");
         i->phase = "Pending";
         /* Resumed after a restart: what finished stays as it ended. */
         const char *was = json_str_at(old, "phase");
@@ -691,6 +543,8 @@ static void job_free(Job *j) {
         json_decref(j->obj);
         pthread_cond_destroy(&j->changed);
         pthread_mutex_destroy(&j->lock);
+        pthread_cond_destroy(&j->flushed_cond);
+        pthread_mutex_destroy(&j->flush_lock);
         free(j->ns);
         free(j->name);
         free(j->cancel_reason);
@@ -750,7 +604,7 @@ static void *job_thread(void *arg) {
         if (run_log_open(path, &j->log) < 0)
                 log_warning("job %s/%s: cannot open %s", j->ns, j->name, path);
         run_log_note(j->log, "job %s: %zu task instances, %lld at once", j->name, j->n_insts, (long long) j->parallelism);
-        flusher_start(j);
+        job_flusher_start(j);
         workers_start(j);
         run_all(j, false);
         if (any_failed(j) && !j->canceled) {
@@ -758,16 +612,16 @@ static void *job_thread(void *arg) {
                 run_all(j, true);
         }
         workers_stop(j);
-        flusher_stop(j);
+        job_flusher_stop(j);
         pthread_mutex_lock(&j->lock);
         phase = outcome(j, &reason, &message);
         bool interrupted = j->interrupted;
         pthread_mutex_unlock(&j->lock);
         /* Stopped with rprd: left Running, for the next rprd to resume or fail. */
         if (interrupted)
-                flush(j, NULL, NULL, NULL);
+                job_flush(j, NULL, NULL, NULL);
         else {
-                flush(j, phase, reason, message);
+                job_flush(j, phase, reason, message);
                 if (j->p->activity)
                         (void) logfile_append(j->p->activity, now_usec(), "job %s/%s: %s %s: %s", j->ns, j->name, phase,
                                               reason, message);
@@ -794,42 +648,13 @@ static Job *job_new(PipelineController *p, json_t *obj) {
         j->parallelism = MAX(json_int_at(j->spec, "parallelism", 8), 1);
         pthread_mutex_init(&j->lock, NULL);
         pthread_cond_init(&j->changed, NULL);
+        pthread_mutex_init(&j->flush_lock, NULL);
+        pthread_cond_init(&j->flushed_cond, NULL);
         insts_build(j);
         return j;
 }
 
 /* ---- the Run controller's delegate -------------------------------------------------------- */
-
-/* rprd died while the job ran: its unfinished tasks are Interrupted, and
- * the job resumes or ends Interrupted, as spec.onInterrupt says. */
-static json_t *interrupted_next(const json_t *obj, void *userdata) {
-        const json_t *old = json_object_get(obj, "status");
-        json_t *t;
-        bool resume = STREQ(json_str_at(json_object_get(obj, "spec"), "onInterrupt") ?: "fail", "resume");
-        json_t *st = json_deep_copy(old);
-        const char *key;
-
-        (void) userdata;
-        if (!STREQ(json_str_at(old, "phase") ?: "", "Running")) {
-                json_decref(st);
-                return NULL;
-        }
-        json_object_foreach(json_object_get(st, "tasks"), key, t) {
-                const char *ph = json_str_at(t, "phase") ?: "";
-                if (STREQ(ph, "Running") || STREQ(ph, "Waiting")) {
-                        json_object_set_new(t, "phase", json_string("Interrupted"));
-                        json_object_set_new(t, "reason", json_string("RprdRestarted"));
-                }
-        }
-        json_object_set_new(st, "phase", json_string(resume ? "Pending" : "Interrupted"));
-        json_object_set_new(st, "reason", json_string(resume ? "Resumed" : "RprdRestarted"));
-        json_object_set_new(st, "message", json_string(resume ? "rprd restarted during the job: its unfinished tasks run again"
-                                                              : "rprd restarted during the job (onInterrupt: fail)"));
-        json_object_set_new(st, "resumes", json_integer(json_int_at(old, "resumes", 0) + resume));
-        if (!resume)
-                json_set_time(st, "endTime", now_usec());
-        return st;
-}
 
 int job_reconcile(void *userdata, json_t *obj, uint64_t *ret_requeue_after_usec) {
         PipelineController *p = userdata;
@@ -839,7 +664,6 @@ int job_reconcile(void *userdata, json_t *obj, uint64_t *ret_requeue_after_usec)
         pthread_attr_t attr;
         pthread_t t;
 
-        (void) ret_requeue_after_usec;
         if (run_phase_finished(phase) || STREQ(phase, "Queued")) {
                 /* A slot may be free, or the queue wants looking at. */
                 controller_enqueue(p->controller, "Pipeline", ns, json_str_at(spec, "pipeline") ?: "", 0);
@@ -851,7 +675,7 @@ int job_reconcile(void *userdata, json_t *obj, uint64_t *ret_requeue_after_usec)
         if (ours)
                 return 0;
         if (STREQ(phase, "Running")) {
-                int k = store_update_status(p->store, "Run", ns, name, interrupted_next, NULL, NULL);
+                int k = job_recover(p, obj, ret_requeue_after_usec);
                 return k == -ENOENT ? 0 : k;
         }
         if (draining)
@@ -904,6 +728,17 @@ int job_cancel(void *userdata, const json_t *obj, const char *reason, const char
         if (j)
                 return 0;
         const char *phase = json_str_at(json_object_get(obj, "status"), "phase") ?: "Queued";
+        _cleanup_json_ json_t *now = NULL;
+        uint64_t later = 0;
+        if (STREQ(phase, "Running")) {
+                /* Left Running by an rprd that died: what is left of its
+                 * tasks goes first. */
+                if (job_recover(p, obj, &later) < 0 || later > 0)
+                        return -EBUSY;
+                if (store_get_json(p->store, "Run", ns, name, &now) < 0)
+                        return -ENOENT;
+                phase = json_str_at(json_object_get(now, "status"), "phase") ?: "Queued";
+        }
         if (run_phase_finished(phase))
                 return -EALREADY;
         bool applied = false;

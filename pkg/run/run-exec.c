@@ -27,6 +27,7 @@ typedef struct Exec {
         json_t *obj;
         RunSpec sp;
         RunLog *log;
+        bool recover; /* the connection was lost: left to run-recover.c */
 } Exec;
 
 /* ---- the command ------------------------------------------------------------------ */
@@ -98,6 +99,15 @@ static void outcome(Exec *x, int r, const SshResult *res, RunUpdate *u, char **r
         } else if (not_reached(res)) {
                 u->phase = "Pending", u->reason = "WaitingForServer";
                 *ret_message = xasprintf("server %s could not be reached: %s", x->sp.server, res->message);
+        } else if (res->failure == SSH_FAIL_DISCONNECTED) {
+                /* The command may run on without its channel: it stays
+                 * Running until what is left of it is stopped (run-recover.c),
+                 * so that no retry starts beside it. */
+                u->phase = "Running", u->reason = "StoppingLeftover";
+                *ret_message = xasprintf("%s; what is left of it is stopped before anything else runs",
+                                         res->message);
+                json_set_time(u->set, "connectionLost", now_usec());
+                x->recover = true;
         } else {
                 u->phase = "Failed", u->reason = ssh_failure_reason(res->failure);
                 *ret_message = xstrdup(res->message[0] ? res->message : "the command could not run");
@@ -157,7 +167,10 @@ static void run_command(Exec *x) {
         }
         SshEnv env = {0};
         env_build(&x->sp, &env);
-        SshCommand cmd = {.script = x->sp.command,
+        _cleanup_free_ char *id = run_track_id(x->sp.ns, x->sp.name);
+        SshTrack track = {.id = id, .local_dir = x->rc->proc_dir};
+        SshCommand cmd = {.track = &track,
+                          .script = x->sp.command,
                           .env = (const char *const *) env.v,
                           .workdir = x->sp.workdir,
                           .timeout_usec = x->sp.timeout_usec,
@@ -187,6 +200,8 @@ static void *exec_thread(void *arg) {
         }
         run_log_close(x->log);
         run_active_remove(x->rc, x->a);
+        if (x->recover)
+                controller_enqueue(x->rc->controller, "Run", x->sp.ns, x->sp.name, 0);
         json_decref(x->obj);
         free(x);
         return NULL;

@@ -22,6 +22,7 @@ struct RunController {
         SshPool *ssh;
         LogFile *activity;
         char *dir;
+        char *proc_dir; /* pid files of the local commands: DIR/.proc */
 
         pthread_mutex_t lock;
         pthread_cond_t changed; /* an Active went */
@@ -60,6 +61,23 @@ typedef struct RunUpdate {
  * phase gets endTime; the change is a line in the activity log and, for
  * runs not carried out here, a note in the output file. */
 int run_update(RunController *rc, const char *ns, const char *name, RunUpdate *u);
+/* As run_update, for a Run not carried out here: the change is also a note
+ * in its output file. */
+int run_update_noted(RunController *rc, const char *ns, const char *name, RunUpdate *u);
+
+/* The tracking id of ns/name's command: "NS.NAME" (both DNS labels, so
+ * unique). Caller frees. */
+char *run_track_id(const char *ns, const char *name);
+
+/* run-recover.c: a Run left Running by an rprd that died. Stops what is
+ * left of its command (or learns that nothing is), then marks it
+ * Interrupted saying which; while its Server cannot be reached it stays
+ * Running (reason StoppingLeftover), so that no retry starts beside it. */
+int run_recover(RunController *rc, const json_t *obj, uint64_t *ret_requeue_after);
+/* Only the stopping, for a cancel of such a Run: *ret_leftover (static)
+ * says what was found; a negative errno when its Server cannot be reached
+ * now. */
+int run_reap_leftover(RunController *rc, const json_t *obj, const char **ret_leftover);
 
 /* run-exec.c: the thread that carries out one claimed Run. */
 int run_exec_start(RunController *rc, Active *a, json_t *obj);

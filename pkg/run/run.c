@@ -88,6 +88,10 @@ json_t *run_list_owned(Store *store, const char *ns, const char *key, const char
         return o.runs;
 }
 
+char *run_track_id(const char *ns, const char *name) {
+        return xasprintf("%s.%s", ns, name);
+}
+
 char *run_log_path(const char *dir, const char *ns, const char *name) {
         return xasprintf("%s/%s/%s.log", dir, ns, name);
 }
@@ -189,6 +193,10 @@ static int update(RunController *rc, const char *ns, const char *name, RunUpdate
 
 int run_update(RunController *rc, const char *ns, const char *name, RunUpdate *u) {
         return update(rc, ns, name, u, true);
+}
+
+int run_update_noted(RunController *rc, const char *ns, const char *name, RunUpdate *u) {
+        return update(rc, ns, name, u, false);
 }
 
 /* ---- the active table ---------------------------------------------------------- */
@@ -391,11 +399,8 @@ static int reconcile(void *userdata, const char *ns, const char *name, uint64_t 
         }
         if (is_active(rc, ns, name))
                 return 0;
-        if (STREQ(phase, "Running")) {
-                RunUpdate u = {.expect_phase = "Running", .phase = "Interrupted", .reason = "RprdRestarted",
-                               .message = "rprd stopped while the command ran; its outcome is unknown"};
-                return update(rc, ns, name, &u, false);
-        }
+        if (STREQ(phase, "Running"))
+                return run_recover(rc, obj, ret_requeue_after);
         return pending(rc, obj, ret_requeue_after);
 }
 
@@ -441,8 +446,13 @@ int run_cancel(RunController *rc, const char *ns, const char *name, const char *
                 if (run_phase_finished(phase))
                         return -EALREADY;
                 if (phase && STREQ(phase, "Running") && !is_active(rc, ns, name)) {
-                        /* Left Running by an rprd that died, not yet marked. */
-                        RunUpdate v = {.expect_phase = "Running", .phase = "Canceled", .reason = reason, .message = message};
+                        /* Left Running by an rprd that died, not yet marked:
+                         * what is left of its command goes first. */
+                        const char *leftover = NULL;
+                        if (run_reap_leftover(rc, obj, &leftover) < 0)
+                                return -EBUSY;
+                        RunUpdate v = {.expect_phase = "Running", .phase = "Canceled", .reason = reason, .message = message,
+                                       .set = json_pack("{s:s}", "leftover", leftover)};
                         r = update(rc, ns, name, &v, false);
                         if (r < 0 || v.applied)
                                 return r;
@@ -467,6 +477,7 @@ int run_controller_new(const RunOptions *o, RunController **ret) {
         rc->ssh = o->ssh;
         rc->activity = o->activity;
         rc->dir = xstrdup(o->dir);
+        rc->proc_dir = xasprintf("%s/.proc", o->dir);
         pthread_mutex_init(&rc->lock, NULL);
         pthread_condattr_init(&attr);
         pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
@@ -513,6 +524,7 @@ void run_controller_free(RunController *rc) {
         free(rc->active);
         free(rc->delegate_kind);
         free(rc->dir);
+        free(rc->proc_dir);
         pthread_cond_destroy(&rc->changed);
         pthread_mutex_destroy(&rc->lock);
         free(rc);

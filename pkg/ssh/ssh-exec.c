@@ -5,7 +5,15 @@
  * of everything the script starts, and the first stderr line tells us
  * which group to kill on cancel or timeout (over a second channel). Output
  * is read in non-blocking mode from both streams as it arrives, so neither
- * can fill up and stall the other, and none of it is kept. */
+ * can fill up and stall the other, and none of it is kept.
+ *
+ * A tracked command (ssh-track.c) runs under the wrapper instead, which
+ * prints the pid line only once its pid file (under ~/.rpr/run) is
+ * written, and waits for "go" on stdin: it is sent, with the end of stdin,
+ * when the pid line comes. A channel that dies before that (rprd killed)
+ * ends stdin, and the wrapper exits without running the script. Without a
+ * pty sshd signals nothing when a channel dies: a command that had started
+ * runs on, and only its pid file finds it again. */
 #include <poll.h>
 #include <stdio.h>
 #include <string.h>
@@ -33,7 +41,8 @@ typedef struct Exec {
         LIBSSH2_CHANNEL *ch;
         const SshCommand *cmd;
         PidScan pid;
-        bool stop; /* canceled, or the output callback asked to stop */
+        bool stop;  /* canceled, or the output callback asked to stop */
+        bool gated; /* tracked: "go" not sent yet */
 } Exec;
 
 static const char *last_error(SshSession *s) {
@@ -151,7 +160,7 @@ static void await_pid(Exec *e) {
 /* Kills the remote process group over a second channel, best effort: TERM
  * now, KILL a second later for whatever ignored it. */
 static void kill_remote(Exec *e) {
-        char cmd[192];
+        char cmd[1024];
         LIBSSH2_CHANNEL *ch;
         long pid;
 
@@ -164,9 +173,15 @@ static void kill_remote(Exec *e) {
         ch = libssh2_channel_open_session(e->s->session);
         if (!ch)
                 return;
+        _cleanup_free_ char *cleanup = NULL;
+        if (e->cmd->track) {
+                /* Killed here, so nothing is left to find again. */
+                _cleanup_free_ char *id = ssh_shell_quote(e->cmd->track->id);
+                cleanup = xasprintf(" rm -f \"$HOME/.rpr/run/\"%s.pid /tmp/rpr-run-$(id -u)/%s.pid;", id, id);
+        }
         snprintf(cmd, sizeof cmd,
-                 "kill -TERM -%ld 2>/dev/null; (sleep 1; kill -KILL -%ld) >/dev/null 2>&1 </dev/null &", pid,
-                 pid);
+                 "kill -TERM -%ld 2>/dev/null;%s (sleep 1; kill -KILL -%ld) >/dev/null 2>&1 </dev/null &", pid,
+                 cleanup ?: "", pid);
         if (libssh2_channel_exec(ch, cmd) == 0) {
                 libssh2_channel_send_eof(ch);
                 libssh2_channel_wait_eof(ch);
@@ -180,7 +195,15 @@ static int start(Exec *e, const SshTarget *t, SshResult *result) {
         if (ssh_script_build(e->cmd, &script) < 0)
                 return ssh_fail(result, SSH_FAIL_EXEC, EINVAL, "invalid environment variable name");
         quoted = ssh_shell_quote(script);
-        line = xasprintf("echo rpr-pid:$$ >&2; exec /bin/sh -c %s", quoted);
+        if (e->cmd->track) {
+                if (!ssh_track_id_valid(e->cmd->track->id))
+                        return ssh_fail(result, SSH_FAIL_EXEC, EINVAL, "invalid command id for tracking");
+                _cleanup_free_ char *wrapper = ssh_shell_quote(ssh_track_wrapper(2));
+                _cleanup_free_ char *id = ssh_shell_quote(e->cmd->track->id);
+                line = xasprintf("exec /bin/sh -c %s rpr-track %s \"$HOME/.rpr/run\" %s", wrapper, quoted, id);
+                e->gated = true;
+        } else
+                line = xasprintf("echo rpr-pid:$$ >&2; exec /bin/sh -c %s", quoted);
         if (strlen(line) > MAX_COMMAND_LINE)
                 return ssh_fail(
                         result, SSH_FAIL_EXEC, E2BIG,
@@ -196,9 +219,25 @@ static int start(Exec *e, const SshTarget *t, SshResult *result) {
         if (libssh2_channel_exec(e->ch, line) != 0)
                 return ssh_fail(result, SSH_FAIL_EXEC, EIO, "%s refused to run the command: %s", t->host,
                                 last_error(e->s));
-        libssh2_channel_send_eof(e->ch);
+        if (!e->gated)
+                libssh2_channel_send_eof(e->ch);
         libssh2_session_set_blocking(e->s->session, 0);
         return 0;
+}
+
+/* A tracked command: "go" once its pid file is written (the pid line came).
+ * Three bytes fit any window; EAGAIN only delays it to the next round. */
+static int release(Exec *e) {
+        if (!e->gated || !e->pid.done || e->pid.pid <= 1)
+                return 0;
+        ssize_t n = libssh2_channel_write(e->ch, "go\n", 3);
+        if (n == LIBSSH2_ERROR_EAGAIN)
+                return 0;
+        if (n != 3)
+                return -ECONNRESET;
+        e->gated = false;
+        (void) libssh2_channel_send_eof(e->ch);
+        return 1;
 }
 
 /* One round of reading: 1 when output came, 0 when there is nothing to do
@@ -212,7 +251,10 @@ static int step(Exec *e) {
 
         if ((a < 0 && a != LIBSSH2_ERROR_EAGAIN) || (b < 0 && b != LIBSSH2_ERROR_EAGAIN))
                 return -ECONNRESET;
-        if (a > 0 || b > 0)
+        r = release(e);
+        if (r < 0)
+                return r;
+        if (a > 0 || b > 0 || r > 0)
                 return 1;
         if (!libssh2_channel_eof(e->ch))
                 return 0;

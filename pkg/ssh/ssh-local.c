@@ -4,7 +4,13 @@
  * everything it starts: a timeout or a cancel kills that whole group, as
  * over SSH. stdout and stderr are read as they come, with poll(). It is
  * started with posix_spawn(), which does not copy rprd's address space as
- * fork() would: pipelines start many small commands. */
+ * fork() would: pipelines start many small commands.
+ *
+ * The child never sees rprd's environment (a Token's valueFrom.env secret
+ * lives there): it gets PATH, HOME and LANG, and the command's own env is
+ * exported by the script. A tracked command (ssh-track.c) runs under the
+ * wrapper, which reports on fd 3 once its pid file is written and waits
+ * for "go" on stdin. */
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -16,33 +22,85 @@
 
 #include "ssh/ssh-private.h"
 
-extern char **environ;
+#define DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
-/* /bin/sh -c script in a session of its own, stdin from /dev/null, stdout
- * and stderr to the pipes, no signal blocked or ignored (rprd blocks some in
- * its threads and ignores SIGPIPE; the command must not inherit that). */
-static int child_spawn(const char *script, int out, int err, pid_t *ret) {
-        char *argv[] = {"sh", "-c", (char *) script, NULL};
+/* The whole environment a child gets: rprd's PATH, HOME and LANG (or
+ * defaults), nothing else of rprd's. */
+static void clean_env(char *ret[static 4], char buf[static 3][1024]) {
+        static const char *const names[] = {"PATH", "HOME", "LANG"};
+        static const char *const defaults[] = {DEFAULT_PATH, "/", "C.UTF-8"};
+
+        for (size_t i = 0; i < 3; i++) {
+                const char *v = getenv(names[i]);
+                snprintf(buf[i], 1024, "%s=%s", names[i], v && *v ? v : defaults[i]);
+                ret[i] = buf[i];
+        }
+        ret[3] = NULL;
+}
+
+/* The child's standard fds: stdin from /dev/null (or the gate pipe of a
+ * tracked command), stdout and stderr to the pipes, fd 3 the ready pipe. */
+typedef struct ChildFds {
+        int in, out, err, ready; /* -1: none */
+} ChildFds;
+
+/* /bin/sh -c script (or the wrapper around it) in a session of its own, no
+ * signal blocked or ignored (rprd blocks some in its threads and ignores
+ * SIGPIPE; the command must not inherit that). */
+static int child_spawn(const char *script, const SshTrack *track, const ChildFds *fds, pid_t *ret) {
+        char *plain[] = {"sh", "-c", (char *) script, NULL};
+        char *wrapped[] = {"sh", "-c", (char *) ssh_track_wrapper(3), "rpr-track", (char *) script,
+                           track ? (char *) track->local_dir : NULL, track ? (char *) track->id : NULL, NULL};
+        char *envp[4], envbuf[3][1024];
         posix_spawn_file_actions_t fa;
         posix_spawnattr_t attr;
         sigset_t none, dflt;
         int r;
 
+        clean_env(envp, envbuf);
         sigemptyset(&none);
         sigemptyset(&dflt);
         sigaddset(&dflt, SIGPIPE);
         posix_spawn_file_actions_init(&fa);
-        posix_spawn_file_actions_addopen(&fa, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
-        posix_spawn_file_actions_adddup2(&fa, out, STDOUT_FILENO);
-        posix_spawn_file_actions_adddup2(&fa, err, STDERR_FILENO);
+        if (fds->in >= 0)
+                posix_spawn_file_actions_adddup2(&fa, fds->in, STDIN_FILENO);
+        else
+                posix_spawn_file_actions_addopen(&fa, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
+        posix_spawn_file_actions_adddup2(&fa, fds->out, STDOUT_FILENO);
+        posix_spawn_file_actions_adddup2(&fa, fds->err, STDERR_FILENO);
+        if (fds->ready >= 0)
+                posix_spawn_file_actions_adddup2(&fa, fds->ready, 3);
         posix_spawnattr_init(&attr);
         posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
         posix_spawnattr_setsigmask(&attr, &none);
         posix_spawnattr_setsigdefault(&attr, &dflt);
-        r = posix_spawn(ret, "/bin/sh", &fa, &attr, argv, environ);
+        r = posix_spawn(ret, "/bin/sh", &fa, &attr, track ? wrapped : plain, envp);
         posix_spawnattr_destroy(&attr);
         posix_spawn_file_actions_destroy(&fa);
         return -r;
+}
+
+/* A tracked child: waits for the wrapper's "rpr-pid:" on the ready pipe
+ * (its pid file is written then), and answers "go". When the wrapper gives
+ * up instead (it could not write the file), nothing is sent: it exits 125
+ * and says why on stderr. */
+static void gate_open(int ready, int gate) {
+        char buf[64];
+        size_t len = 0;
+
+        while (len < sizeof buf - 1) {
+                ssize_t n = read(ready, buf + len, sizeof buf - 1 - len);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n <= 0)
+                        return;
+                len += (size_t) n;
+                if (memchr(buf, '\n', len))
+                        break;
+        }
+        buf[len] = '\0';
+        if (startswith(buf, "rpr-pid:") && write(gate, "go\n", 3) != 3)
+                log_debug("cannot release a tracked command: %s", strerror(errno));
 }
 
 static void kill_group(pid_t pid) {
@@ -81,30 +139,59 @@ static bool pump(int fd, SshStream stream, const SshCommand *cmd, bool *stop) {
         return true;
 }
 
+static void close_pair(int p[2]) {
+        for (int i = 0; i < 2; i++)
+                if (p[i] >= 0)
+                        close(p[i]);
+        p[0] = p[1] = -1;
+}
+
+/* Starts the child with its pipes: out and err are left with the read
+ * ends. A tracked child is released once its pid file is written. */
+static int start(const SshCommand *cmd, const char *script, int out[2], int err[2], pid_t *ret,
+                 SshResult *result) {
+        int gate[2] = {-1, -1}, ready[2] = {-1, -1};
+        const SshTrack *track = cmd->track;
+        int k = 0;
+
+        if (track && (!ssh_track_id_valid(track->id) || !track->local_dir))
+                return ssh_fail(result, SSH_FAIL_EXEC, EINVAL, "invalid command id for tracking");
+        if (pipe2(out, O_CLOEXEC) < 0 || pipe2(err, O_CLOEXEC) < 0 ||
+            (track && (pipe2(gate, O_CLOEXEC) < 0 || pipe2(ready, O_CLOEXEC) < 0)))
+                k = -errno;
+        if (k >= 0) {
+                ChildFds fds = {gate[0], out[1], err[1], ready[1]};
+                k = child_spawn(script, track, &fds, ret);
+        }
+        close(out[1]);
+        close(err[1]);
+        out[1] = err[1] = -1;
+        close(gate[0]);
+        close(ready[1]);
+        if (k >= 0 && track)
+                gate_open(ready[0], gate[1]);
+        close(gate[1]);
+        close(ready[0]);
+        if (k < 0) {
+                close_pair(out);
+                close_pair(err);
+                return ssh_fail(result, SSH_FAIL_EXEC, -k, "cannot start /bin/sh: %s", strerror(-k));
+        }
+        return 0;
+}
+
 int ssh_local_run(const SshCommand *cmd, SshResult *result) {
         _cleanup_free_ char *script = NULL;
-        int out[2], err[2];
+        int out[2] = {-1, -1}, err[2] = {-1, -1};
         uint64_t deadline = cmd->timeout_usec ? now_mono_usec() + cmd->timeout_usec : 0;
         bool stop = false, timed_out = false;
+        pid_t pid = 0;
 
         if (ssh_script_build(cmd, &script) < 0)
                 return ssh_fail(result, SSH_FAIL_EXEC, EINVAL, "invalid environment variable name");
-        if (pipe2(out, O_CLOEXEC) < 0)
-                return ssh_fail(result, SSH_FAIL_EXEC, errno, "pipe: %s", strerror(errno));
-        if (pipe2(err, O_CLOEXEC) < 0) {
-                close(out[0]);
-                close(out[1]);
-                return ssh_fail(result, SSH_FAIL_EXEC, errno, "pipe: %s", strerror(errno));
-        }
-        pid_t pid = 0;
-        int k = child_spawn(script, out[1], err[1], &pid);
-        close(out[1]);
-        close(err[1]);
-        if (k < 0) {
-                close(out[0]);
-                close(err[0]);
-                return ssh_fail(result, SSH_FAIL_EXEC, -k, "cannot start /bin/sh: %s", strerror(-k));
-        }
+        int k = start(cmd, script, out, err, &pid, result);
+        if (k < 0)
+                return k;
         result->logged_in = true;
 
         struct pollfd p[3] = {
@@ -132,8 +219,14 @@ int ssh_local_run(const SshCommand *cmd, SshResult *result) {
                                 p[i].fd = -1;
                         }
         }
-        if (stop || timed_out)
+        if (stop || timed_out) {
                 kill_group(pid);
+                if (cmd->track) {
+                        /* Killed here, so nothing is left to find again. */
+                        _cleanup_free_ char *f = xasprintf("%s/%s.pid", cmd->track->local_dir, cmd->track->id);
+                        (void) unlink(f);
+                }
+        }
         for (int i = 0; i < 2; i++)
                 if (p[i].fd >= 0)
                         close(p[i].fd);

@@ -41,6 +41,14 @@ char *ssh_target_config(const SshTarget *t);
 int ssh_session_exec(SshSession *s, const SshTarget *t, const SshCommand *cmd, SshResult *result,
                      bool *ret_reusable);
 
+/* ---- ssh-track.c: the wrapper of tracked commands ------------------------- */
+
+/* The /bin/sh program that records the command's process group in
+ * "$2/$3.pid" (or under /tmp/rpr-run-UID when $2 cannot be written), prints "rpr-pid:PID" to fd ready_fd, waits for "go" on
+ * stdin, then runs "$1" (the script) with stdin from /dev/null, removes the
+ * pid file and ends as the script did. Static text. */
+const char *ssh_track_wrapper(int ready_fd);
+
 /* ---- ssh-local.c ------------------------------------------------------------ */
 
 int ssh_local_run(const SshCommand *cmd, SshResult *result);

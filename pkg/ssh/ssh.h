@@ -93,6 +93,31 @@ void ssh_env_add(SshEnv *e, const char *name, const char *value); /* value NULL:
 void ssh_env_add_all(SshEnv *e, const json_t *vars);
 void ssh_env_clear(SshEnv *e);
 
+/* A command that a later rprd can find again, after this one died (kill -9,
+ * a crash, a power cut of rprd's host but not the target's). Before its
+ * script starts, the command's process group id and the group leader's
+ * start time (from /proc, so that a reused pid is never taken for it) are
+ * in a pid file on the host it runs on: ID.pid under local_dir for the
+ * local transport, under ~/.rpr/run on an ssh host. A small /bin/sh
+ * wrapper writes that file, says so, and waits for a go before it runs the
+ * script: a command whose rprd died before the go never starts. */
+typedef struct SshTrack {
+        const char *id;        /* unique per command; [A-Za-z0-9._@-], at most 200 bytes */
+        const char *local_dir; /* transport local: the pid files' directory */
+} SshTrack;
+
+/* What ssh_reap() found of a tracked command. */
+typedef enum SshReap {
+        SSH_REAP_NONE,       /* no pid file: it never started, or ended by itself and removed it */
+        SSH_REAP_ENDED,      /* a pid file, but its process group was gone */
+        SSH_REAP_TERMINATED, /* it was still running and stopped on SIGTERM */
+        SSH_REAP_KILLED,     /* it was still running and ignored SIGTERM for the grace: SIGKILL */
+        _SSH_REAP_MAX,
+} SshReap;
+
+/* "None", "Ended", "Terminated", "Killed". */
+const char *ssh_reap_name(SshReap r);
+
 typedef struct SshCommand {
         /* Run by /bin/sh; may be one command or a multi-line script, sent as
          * is (never re-quoted). */
@@ -108,6 +133,7 @@ typedef struct SshCommand {
         int (*output)(void *userdata, SshStream stream, const char *data, size_t n);
         void *userdata;
         SshCancel *cancel; /* optional */
+        const SshTrack *track; /* optional: record it so that ssh_reap() finds it again */
 } SshCommand;
 
 typedef struct SshResult {
@@ -141,6 +167,16 @@ size_t ssh_pool_targets(SshPool *p);
  * A pooled session that turns out dead is reconnected once, transparently,
  * before anything was sent. */
 int ssh_run(SshPool *p, const SshTarget *target, const SshCommand *cmd, SshResult *result);
+
+/* Stops whatever is left of the tracked command track on target: SIGTERM to
+ * its whole process group, up to grace_usec for it to go, then SIGKILL;
+ * its pid file is removed. 0 and *ret says what was found; a negative
+ * errno with result filled when target could not be reached (nothing is
+ * known then: try again later). Blocks for up to grace_usec plus a login. */
+int ssh_reap(SshPool *p, const SshTarget *target, const SshTrack *track, uint64_t grace_usec, SshReap *ret,
+             SshResult *result);
+/* Whether s may be an SshTrack id. */
+bool ssh_track_id_valid(const char *s);
 
 /* Quotes s for /bin/sh ('...' with ' as '\''); caller frees. */
 char *ssh_shell_quote(const char *s);

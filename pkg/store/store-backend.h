@@ -30,7 +30,8 @@ typedef struct StoreBackendOps {
         int (*load)(StoreBackend *b, StoreLoadFn fn, void *userdata);
         /* One transaction: begin, any number of put/del, then commit with the
          * revision the batch ends at (durable when commit returns 0) or
-         * rollback. Errors are -EIO. */
+         * rollback. Errors are -EIO, or -ENOSPC, -EIDRM, -EUCLEAN, -EROFS
+         * as store_commit() says. */
         int (*begin)(StoreBackend *b);
         int (*put)(StoreBackend *b, const char *kind, const char *ns, const char *name, uint64_t revision,
                    const char *json, size_t len);
@@ -39,6 +40,11 @@ typedef struct StoreBackendOps {
         void (*rollback)(StoreBackend *b);
         /* NULL-safe. */
         void (*close)(StoreBackend *b);
+        /* As store_health(); may be called from any thread, even while a
+         * write is under way. */
+        int (*health)(StoreBackend *b);
+        /* As store_backup(); NULL when the backend cannot. */
+        int (*backup)(StoreBackend *b, const char *path);
 } StoreBackendOps;
 
 extern const StoreBackendOps store_backend_sqlite;

@@ -9,7 +9,19 @@
  * The schema is versioned with PRAGMA user_version: migrations[] holds one
  * SQL step per version, applied in order inside one transaction. A file
  * written by a newer rprd (a higher user_version) is refused rather than
- * guessed at. Statements are prepared once and reused. */
+ * guessed at. Statements are prepared once and reused.
+ *
+ * Faults an operator must hear about come back as their own errnos:
+ * -ENOSPC (the volume is full; the write is rolled back and nothing is
+ * lost), -EUCLEAN (the file is corrupt or not a database), -EROFS
+ * (read-only), -EIDRM (the file was deleted or replaced while rprd had it
+ * open: later writes would go to a file no one will ever open again, so
+ * every write is refused from then on). */
+#include <libgen.h>
+#include <stdatomic.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
 #include <inttypes.h>
 #include <sqlite3.h>
 #include <stdio.h>
@@ -34,10 +46,16 @@ static const char *const migrations[] = {
 
 const unsigned store_sqlite_schema_version = ELEMENTSOF(migrations);
 
+/* Free space that makes a full volume count as usable again. */
+#define SPACE_BACK_BYTES (4u * 1024 * 1024)
+
 struct StoreBackend {
         sqlite3 *db;
         char *path;
         sqlite3_stmt *put, *del, *set_revision, *begin, *commit, *rollback;
+        dev_t dev; /* what path named when it was opened */
+        ino_t ino;
+        atomic_bool gone, full;
 };
 
 static void stmt_freep(sqlite3_stmt **p) {
@@ -45,9 +63,33 @@ static void stmt_freep(sqlite3_stmt **p) {
 }
 #define _cleanup_stmt_ _cleanup_(stmt_freep)
 
+/* SQLite's last error as an errno; a full volume is remembered. */
+static int sql_errno(StoreBackend *b) {
+        int sys = sqlite3_system_errno(b->db);
+
+        switch (sqlite3_errcode(b->db) & 0xff) {
+        case SQLITE_FULL:
+                atomic_store(&b->full, true);
+                return -ENOSPC;
+        case SQLITE_CORRUPT:
+        case SQLITE_NOTADB:
+                return -EUCLEAN;
+        case SQLITE_READONLY:
+                return -EROFS;
+        case SQLITE_IOERR:
+                if (sys == ENOSPC || sys == EDQUOT || sys == EFBIG) {
+                        atomic_store(&b->full, true);
+                        return -ENOSPC;
+                }
+                return sys == EROFS ? -EROFS : -EIO;
+        default:
+                return -EIO;
+        }
+}
+
 static int sql_error(StoreBackend *b, const char *what) {
         log_debug("store %s: %s: %s", b->path, what, sqlite3_errmsg(b->db));
-        return -EIO;
+        return sql_errno(b);
 }
 
 static int exec_sql(StoreBackend *b, const char *sql) {
@@ -56,7 +98,7 @@ static int exec_sql(StoreBackend *b, const char *sql) {
         if (sqlite3_exec(b->db, sql, NULL, NULL, &err) != SQLITE_OK) {
                 log_debug("store %s: %s: %s", b->path, sql, err ? err : "?");
                 sqlite3_free(err);
-                return -EIO;
+                return sql_errno(b);
         }
         return 0;
 }
@@ -171,6 +213,14 @@ static int sqlite_open(const char *location, StoreBackend **ret, uint64_t *ret_r
         r = exec_sql(b, "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000;");
         if (r < 0)
                 return r;
+        r = exec_sql(b, "PRAGMA quick_check");
+        if (r < 0)
+                return r;
+        struct stat st;
+        if (stat(location, &st) < 0)
+                return -errno;
+        b->dev = st.st_dev;
+        b->ino = st.st_ino;
         r = migrate(b);
         if (r < 0)
                 return r;
@@ -219,7 +269,24 @@ static int step_done(StoreBackend *b, sqlite3_stmt *st, const char *what) {
         return 0;
 }
 
+/* Whether the path still names the file that is open. */
+static bool file_gone(StoreBackend *b) {
+        struct stat st;
+
+        if (atomic_load(&b->gone))
+                return true;
+        if (stat(b->path, &st) < 0 ? errno == ENOENT || errno == ENOTDIR
+                                   : st.st_dev != b->dev || st.st_ino != b->ino || st.st_nlink == 0) {
+                log_error("store %s: the database file was deleted or replaced while rprd had it open; "
+                          "refusing every write from now on", b->path);
+                atomic_store(&b->gone, true);
+        }
+        return atomic_load(&b->gone);
+}
+
 static int sqlite_begin(StoreBackend *b) {
+        if (file_gone(b))
+                return -EIDRM;
         return step_done(b, b->begin, "begin");
 }
 
@@ -254,6 +321,53 @@ static int sqlite_commit(StoreBackend *b, uint64_t revision) {
                 r = step_done(b, b->commit, "commit");
         if (r < 0)
                 sqlite_rollback(b);
+        else
+                atomic_store(&b->full, false);
+        return r;
+}
+
+static int sqlite_health(StoreBackend *b) {
+        if (file_gone(b))
+                return -EIDRM;
+        if (!atomic_load(&b->full))
+                return 0;
+        /* Full at the last write: usable again once space came back. */
+        _cleanup_free_ char *copy = xstrdup(b->path);
+        struct statvfs vfs;
+        if (statvfs(dirname(copy), &vfs) == 0 && (uint64_t) vfs.f_bavail * vfs.f_frsize >= SPACE_BACK_BYTES) {
+                atomic_store(&b->full, false);
+                return 0;
+        }
+        return -ENOSPC;
+}
+
+/* A consistent copy while writes go on: one backup step of every page,
+ * read in one read transaction of a connection of its own (WAL: readers
+ * and the writer do not block each other). The copy is written to path
+ * and synced. */
+static int sqlite_backup(StoreBackend *b, const char *path) {
+        sqlite3 *src = NULL, *dst = NULL;
+        int r = -EIO;
+
+        if (sqlite3_open_v2(b->path, &src, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK ||
+            sqlite3_open_v2(path, &dst, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) != SQLITE_OK)
+                goto out;
+        sqlite3_busy_timeout(src, 5000);
+        sqlite3_exec(dst, "PRAGMA synchronous = FULL", NULL, NULL, NULL);
+        sqlite3_backup *bk = sqlite3_backup_init(dst, "main", src, "main");
+        if (!bk)
+                goto out;
+        int k = sqlite3_backup_step(bk, -1);
+        int f = sqlite3_backup_finish(bk);
+        if (k != SQLITE_DONE || f != SQLITE_OK) {
+                log_debug("store %s: backup to %s: %s", b->path, path, sqlite3_errmsg(dst));
+                r = (f & 0xff) == SQLITE_FULL || (k & 0xff) == SQLITE_FULL ? -ENOSPC : -EIO;
+                goto out;
+        }
+        r = 0;
+out:
+        sqlite3_close(src);
+        sqlite3_close(dst);
         return r;
 }
 
@@ -267,4 +381,6 @@ const StoreBackendOps store_backend_sqlite = {
         .commit = sqlite_commit,
         .rollback = sqlite_rollback,
         .close = sqlite_close,
+        .health = sqlite_health,
+        .backup = sqlite_backup,
 };

@@ -627,7 +627,9 @@ static int write_backend(Store *s, const Planned *pl, size_t m, uint64_t revisio
         else
                 s->ops->rollback(s->backend);
         *ret_seconds = (double) (now_mono_usec() - start) / 1e6;
-        return r < 0 ? -EIO : 0;
+        if (r >= 0)
+                return 0;
+        return r == -ENOSPC || r == -EIDRM || r == -EUCLEAN || r == -EROFS ? r : -EIO;
 }
 
 /* Swaps the written objects into the index and the feed. Under the index's
@@ -806,4 +808,14 @@ void store_ops_clear(StoreOp *ops, size_t n) {
 
 json_t *store_op_result_json(const StoreOp *op) {
         return op->result ? json_loadb(op->result, op->result_len, 0, NULL) : NULL;
+}
+
+int store_health(Store *s) {
+        return s->ops->health ? s->ops->health(s->backend) : 0;
+}
+
+int store_backup(Store *s, const char *path) {
+        if (!s->ops->backup)
+                return -EOPNOTSUPP;
+        return s->ops->backup(s->backend, path);
 }

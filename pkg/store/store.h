@@ -114,7 +114,10 @@ typedef struct StoreOp {
  * the outcomes and results without writing. On failure returns a negative
  * errno and sets *ret_failed (optional) to the index of the op that failed:
  * -ENOENT (STATUS/DELETE of an absent object), -ESTALE (expect_revision
- * mismatch), -EEXIST (same object twice in one commit), -EIO (backend).
+ * mismatch), -EEXIST (same object twice in one commit), -EIO (backend),
+ * -ENOSPC (the state volume is full: nothing was written), -EIDRM (the
+ * database file was deleted or replaced under rprd: every write is refused
+ * from then on), -EUCLEAN (the database is corrupt), -EROFS (read-only).
  * Results are set only on success. */
 int store_commit(Store *s, StoreOp *ops, size_t n, bool dry_run, size_t *ret_failed);
 void store_ops_clear(StoreOp *ops, size_t n); /* releases the results */
@@ -164,6 +167,18 @@ void store_watch_free(StoreWatch *w); /* NULL-safe */
 /* The most events kept for watchers that lag (at least STORE_RING_SIZE;
  * STORE_FEED_LIMIT by default): beyond it the slowest fall behind. */
 void store_set_feed_limit(Store *s, size_t max_events);
+
+/* 0 when writes can go on; -EIDRM when the database file was deleted or
+ * replaced under rprd (no write will be accepted again); -ENOSPC when the
+ * last write found the volume full and it still is (it clears when a
+ * write succeeds or a few MiB are free again). Thread-safe, does not
+ * wait for writes: fit for /healthz. */
+int store_health(Store *s);
+
+/* Writes a consistent copy of the whole store to path (a new file), while
+ * writes go on: SQLite's online backup. -EOPNOTSUPP for a backend that
+ * cannot; -ENOSPC, -EIO. Blocks for as long as the copy takes. */
+int store_backup(Store *s, const char *path);
 
 /* Backend latency figures for /metrics: commits and their total seconds. */
 void store_stats(Store *s, uint64_t *ret_commits, double *ret_commit_seconds);
