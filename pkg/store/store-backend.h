@@ -155,3 +155,32 @@ void store_feed_notify(StoreFeed *f);
 void store_feed_set_limit(StoreFeed *f, size_t max_events);
 int store_feed_watch(StoreFeed *f, uint64_t from_revision, void (*notify)(void *userdata), void *userdata,
                      StoreWatch **ret);
+
+/* ---- the store itself (store.c), for the module's other files ---------------- */
+
+typedef struct Entry {
+        char *kind, *ns, *name; /* in the same allocation as the entry */
+        StoreText *text;        /* NULL once removed in a commit */
+        uint64_t revision;
+        StoreLabels *labels;    /* metadata.labels, for selectors; NULL: none */
+} Entry;
+
+struct Store {
+        const StoreBackendOps *ops;
+        StoreBackend *backend;
+        pthread_mutex_t write_lock; /* one committer at a time */
+        pthread_rwlock_t lock;      /* the index, revision and stats */
+        Entry **entries;            /* sorted by kind, ns, name */
+        size_t n, cap;
+        LabelIndex *labels;         /* (kind, label, value) -> entries */
+        CommitQueue group;          /* writers waiting to commit together */
+        uint64_t revision;
+        uint64_t commits;
+        double commit_seconds;
+        StoreFeed *feed;
+};
+
+/* Orders Entry pointers by kind, namespace, name (for qsort). */
+int store_entry_cmp(const void *a, const void *b);
+/* The first index of s->entries whose key is >= the given one. Under s->lock. */
+size_t store_lower_bound(const Store *s, const char *kind, const char *ns, const char *name);

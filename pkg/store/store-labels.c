@@ -10,6 +10,8 @@
  * Run's server) ride along as labels under a key no label can have
  * (STORE_FIELD_KEY + "spec.repo"), so that store_list_where finds the
  * objects that refer to a name the same way. */
+#include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "resource/resource.h"
@@ -153,4 +155,105 @@ const Hashmap *label_index_find(const LabelIndex *x, const char *kind, const cha
         _cleanup_free_ char *pk = posting_key(kind, key, value);
 
         return hashmap_get(x->postings, pk);
+}
+
+/* ---- choosing by label or indexed field (the store's side) ---------------- */
+
+typedef struct Selected {
+        const char *ns;
+        const Selector *sel;
+        Entry **found;
+        size_t n, cap;
+} Selected;
+
+static const char *entry_label(const char *key, void *userdata) {
+        return store_labels_get(((const Entry *) userdata)->labels, key);
+}
+
+static void select_entry(Selected *c, Entry *e) {
+        if (c->ns && !STREQ(e->ns, c->ns))
+                return;
+        if (!selector_matches_with(c->sel, entry_label, e))
+                return;
+        if (c->n == c->cap) {
+                c->cap = c->cap ? 2 * c->cap : 16;
+                c->found = xrealloc(c->found, c->cap * sizeof *c->found);
+        }
+        c->found[c->n++] = e;
+}
+
+static void select_posting(const char *member, void *value, void *userdata) {
+        (void) member;
+        select_entry(userdata, value);
+}
+
+/* The smallest posting of sel's k=v requirements; *ret_none when one of
+ * them has no object at all. NULL: sel has no such requirement. */
+static const Hashmap *best_posting(const Store *s, const char *kind, const Selector *sel, bool *ret_none) {
+        const Hashmap *best = NULL;
+        const char *key, *value;
+
+        *ret_none = false;
+        for (size_t i = 0; selector_equality(sel, i, &key, &value); i++) {
+                const Hashmap *m = label_index_find(s->labels, kind, key, value);
+                if (!m) {
+                        *ret_none = true;
+                        return NULL;
+                }
+                if (!best || hashmap_size(m) < hashmap_size(best))
+                        best = m;
+        }
+        return best;
+}
+
+int store_list_selected(Store *s, const char *kind, const char *ns, const Selector *sel, StoreListFn fn,
+                        void *userdata, uint64_t *ret_revision) {
+        Selected c = {.ns = ns, .sel = sel};
+        bool none;
+
+        if (!sel)
+                return store_list(s, kind, ns, fn, userdata, ret_revision);
+        if (!kind || !fn)
+                return -EINVAL;
+        pthread_rwlock_rdlock(&s->lock);
+        const Hashmap *posting = best_posting(s, kind, sel, &none);
+        if (posting)
+                hashmap_foreach(posting, select_posting, &c);
+        else if (!none)
+                /* no k=v to start from (only !k, k notin (...)): every
+                 * object of the kind, but by its kept labels, not parsed */
+                for (size_t i = store_lower_bound(s, kind, ns ? ns : "", ""); i < s->n; i++) {
+                        if (!STREQ(s->entries[i]->kind, kind) || (ns && !STREQ(s->entries[i]->ns, ns)))
+                                break;
+                        select_entry(&c, s->entries[i]);
+                }
+        if (c.n > 1)
+                qsort(c.found, c.n, sizeof *c.found, store_entry_cmp);
+        for (size_t i = 0; i < c.n; i++)
+                fn(c.found[i]->text->data, c.found[i]->text->len, userdata);
+        if (ret_revision)
+                *ret_revision = s->revision;
+        pthread_rwlock_unlock(&s->lock);
+        free(c.found);
+        return 0;
+}
+
+int store_list_where(Store *s, const char *kind, const char *ns, const char *field, const char *value,
+                     StoreListFn fn, void *userdata) {
+        _cleanup_free_ char *key = xasprintf(STORE_FIELD_KEY "%s", field ? field : "");
+        Selected c = {.ns = ns};
+
+        if (!kind || !field || !value || !fn)
+                return -EINVAL;
+        pthread_rwlock_rdlock(&s->lock);
+        const Hashmap *posting = label_index_find(s->labels, kind, key, value);
+        if (posting)
+                hashmap_foreach(posting, select_posting, &c);
+        if (c.n > 1)
+                qsort(c.found, c.n, sizeof *c.found, store_entry_cmp);
+        for (size_t i = 0; i < c.n; i++)
+                fn(c.found[i]->text->data, c.found[i]->text->len, userdata);
+        pthread_rwlock_unlock(&s->lock);
+        free(c.found);
+        return 0;
 }

@@ -7,34 +7,15 @@
  * (store-object.c) against the index, writes all of them to the backend in
  * one transaction, and only once that is durable takes the index's write
  * lock to swap the new texts in and push the events to the feed
- * (store-feed.c). Watchers are woken after every lock is released. */
+ * (store-feed.c). Writers that come while a commit is under way share the
+ * next transaction (store-group.c). Each object's labels and indexed
+ * fields are kept beside it and indexed (store-labels.c, which also
+ * answers selectors). Watchers are woken after every lock is released. */
 #include <pthread.h>
 #include <string.h>
 
 #include "resource/resource.h"
 #include "store/store-backend.h"
-
-typedef struct Entry {
-        char *kind, *ns, *name; /* in the same allocation as the entry */
-        StoreText *text;        /* NULL once removed in a commit */
-        uint64_t revision;
-        StoreLabels *labels;    /* metadata.labels, for selectors; NULL: none */
-} Entry;
-
-struct Store {
-        const StoreBackendOps *ops;
-        StoreBackend *backend;
-        pthread_mutex_t write_lock; /* one committer at a time */
-        pthread_rwlock_t lock;      /* the index, revision and stats */
-        Entry **entries;            /* sorted by kind, ns, name */
-        size_t n, cap;
-        LabelIndex *labels;         /* (kind, label, value) -> entries */
-        CommitQueue group;          /* writers waiting to commit together */
-        uint64_t revision;
-        uint64_t commits;
-        double commit_seconds;
-        StoreFeed *feed;
-};
 
 static const StoreBackendOps *const backends[] = {&store_backend_sqlite};
 
@@ -117,14 +98,13 @@ static int key_cmp(const char *k1, const char *n1, const char *m1, const char *k
         return c;
 }
 
-static int entry_cmp(const void *a, const void *b) {
+int store_entry_cmp(const void *a, const void *b) {
         const Entry *x = *(Entry *const *) a, *y = *(Entry *const *) b;
 
         return key_cmp(x->kind, x->ns, x->name, y->kind, y->ns, y->name);
 }
 
-/* The first index whose key is >= the given one. */
-static size_t lower_bound(const Store *s, const char *kind, const char *ns, const char *name) {
+size_t store_lower_bound(const Store *s, const char *kind, const char *ns, const char *name) {
         size_t lo = 0, hi = s->n;
 
         while (lo < hi) {
@@ -140,7 +120,7 @@ static size_t lower_bound(const Store *s, const char *kind, const char *ns, cons
 }
 
 static Entry *lookup(const Store *s, const char *kind, const char *ns, const char *name) {
-        size_t i = lower_bound(s, kind, ns, name);
+        size_t i = store_lower_bound(s, kind, ns, name);
 
         if (i < s->n &&
             key_cmp(s->entries[i]->kind, s->entries[i]->ns, s->entries[i]->name, kind, ns, name) == 0)
@@ -162,7 +142,7 @@ static void index_merge(Store *s, Entry **add, size_t k) {
 
         index_reserve(s, s->n + k);
         while (j > 0) {
-                if (i > 0 && entry_cmp(&s->entries[i - 1], &add[j - 1]) > 0)
+                if (i > 0 && store_entry_cmp(&s->entries[i - 1], &add[j - 1]) > 0)
                         s->entries[--out] = s->entries[--i];
                 else
                         s->entries[--out] = add[--j];
@@ -238,7 +218,7 @@ int store_open(const char *url, Store **ret) {
                 return r;
         }
         if (s->n > 0)
-                qsort(s->entries, s->n, sizeof *s->entries, entry_cmp);
+                qsort(s->entries, s->n, sizeof *s->entries, store_entry_cmp);
         s->feed = store_feed_new(s->revision);
         *ret = s;
         return 0;
@@ -278,7 +258,7 @@ size_t store_count(Store *s, const char *kind) {
         if (!kind)
                 n = s->n;
         else {
-                size_t i = lower_bound(s, kind, "", "");
+                size_t i = store_lower_bound(s, kind, "", "");
 
                 for (n = 0; i + n < s->n && STREQ(s->entries[i + n]->kind, kind); n++)
                         ;
@@ -329,7 +309,7 @@ static int list_entries(Store *s, const char *kind, const char *ns, const ListVi
 
         pthread_rwlock_rdlock(&s->lock);
         if (kind)
-                i = lower_bound(s, kind, ns ? ns : "", "");
+                i = store_lower_bound(s, kind, ns ? ns : "", "");
         for (; i < s->n; i++) {
                 const Entry *e = s->entries[i];
 
@@ -362,107 +342,6 @@ int store_list_keys(Store *s, const char *kind, const char *ns, StoreKeyFn fn, v
         if (!fn)
                 return -EINVAL;
         return list_entries(s, kind, ns, &(ListVisit){.key_fn = fn, .userdata = userdata}, NULL);
-}
-
-/* ---- label selectors ------------------------------------------------------ */
-
-typedef struct Selected {
-        const char *ns;
-        const Selector *sel;
-        Entry **found;
-        size_t n, cap;
-} Selected;
-
-static const char *entry_label(const char *key, void *userdata) {
-        return store_labels_get(((const Entry *) userdata)->labels, key);
-}
-
-static void select_entry(Selected *c, Entry *e) {
-        if (c->ns && !STREQ(e->ns, c->ns))
-                return;
-        if (!selector_matches_with(c->sel, entry_label, e))
-                return;
-        if (c->n == c->cap) {
-                c->cap = c->cap ? 2 * c->cap : 16;
-                c->found = xrealloc(c->found, c->cap * sizeof *c->found);
-        }
-        c->found[c->n++] = e;
-}
-
-static void select_posting(const char *member, void *value, void *userdata) {
-        (void) member;
-        select_entry(userdata, value);
-}
-
-/* The smallest posting of sel's k=v requirements; *ret_none when one of
- * them has no object at all. NULL: sel has no such requirement. */
-static const Hashmap *best_posting(const Store *s, const char *kind, const Selector *sel, bool *ret_none) {
-        const Hashmap *best = NULL;
-        const char *key, *value;
-
-        *ret_none = false;
-        for (size_t i = 0; selector_equality(sel, i, &key, &value); i++) {
-                const Hashmap *m = label_index_find(s->labels, kind, key, value);
-                if (!m) {
-                        *ret_none = true;
-                        return NULL;
-                }
-                if (!best || hashmap_size(m) < hashmap_size(best))
-                        best = m;
-        }
-        return best;
-}
-
-int store_list_selected(Store *s, const char *kind, const char *ns, const Selector *sel, StoreListFn fn,
-                        void *userdata, uint64_t *ret_revision) {
-        Selected c = {.ns = ns, .sel = sel};
-        bool none;
-
-        if (!sel)
-                return store_list(s, kind, ns, fn, userdata, ret_revision);
-        if (!kind || !fn)
-                return -EINVAL;
-        pthread_rwlock_rdlock(&s->lock);
-        const Hashmap *posting = best_posting(s, kind, sel, &none);
-        if (posting)
-                hashmap_foreach(posting, select_posting, &c);
-        else if (!none)
-                /* no k=v to start from (only !k, k notin (...)): every
-                 * object of the kind, but by its kept labels, not parsed */
-                for (size_t i = lower_bound(s, kind, ns ? ns : "", ""); i < s->n; i++) {
-                        if (!STREQ(s->entries[i]->kind, kind) || (ns && !STREQ(s->entries[i]->ns, ns)))
-                                break;
-                        select_entry(&c, s->entries[i]);
-                }
-        if (c.n > 1)
-                qsort(c.found, c.n, sizeof *c.found, entry_cmp);
-        for (size_t i = 0; i < c.n; i++)
-                fn(c.found[i]->text->data, c.found[i]->text->len, userdata);
-        if (ret_revision)
-                *ret_revision = s->revision;
-        pthread_rwlock_unlock(&s->lock);
-        free(c.found);
-        return 0;
-}
-
-int store_list_where(Store *s, const char *kind, const char *ns, const char *field, const char *value,
-                     StoreListFn fn, void *userdata) {
-        _cleanup_free_ char *key = xasprintf(STORE_FIELD_KEY "%s", field ? field : "");
-        Selected c = {.ns = ns};
-
-        if (!kind || !field || !value || !fn)
-                return -EINVAL;
-        pthread_rwlock_rdlock(&s->lock);
-        const Hashmap *posting = label_index_find(s->labels, kind, key, value);
-        if (posting)
-                hashmap_foreach(posting, select_posting, &c);
-        if (c.n > 1)
-                qsort(c.found, c.n, sizeof *c.found, entry_cmp);
-        for (size_t i = 0; i < c.n; i++)
-                fn(c.found[i]->text->data, c.found[i]->text->len, userdata);
-        pthread_rwlock_unlock(&s->lock);
-        free(c.found);
-        return 0;
 }
 
 void store_stats(Store *s, uint64_t *ret_commits, double *ret_commit_seconds) {
@@ -667,7 +546,7 @@ static void publish(Store *s, Pending *p, size_t n, uint64_t revision) {
         if (removed)
                 index_compact(s);
         if (n_added > 0) {
-                qsort(added, n_added, sizeof *added, entry_cmp);
+                qsort(added, n_added, sizeof *added, store_entry_cmp);
                 index_merge(s, added, n_added);
         }
         s->revision = revision;
