@@ -158,7 +158,11 @@ static int run_once(Inst *i, Output *log, SshResult *res) {
                 }
                 target = server_target(t);
         }
-        r = job_flush_wait(j);
+        /* On a server, Running is durable before the command starts: the
+         * next rprd must know where to look for what is left of it. On
+         * rprd's host it looks at every unfinished task's pid file anyway
+         * (job_recover), so the start need not wait for the store. */
+        r = i->server ? job_flush_wait(j) : 0;
         if (r < 0) {
                 server_target_free(t);
                 snprintf(res->message, sizeof res->message,
@@ -243,9 +247,13 @@ static void inst_run(Inst *i) {
                      (double) res.duration_usec / USEC_PER_SEC);
         j->running--;
         j->dirty = true;
-        i->ending = finished(i->phase);
+        /* Its end is durable before anything that depends on it starts (a
+         * failure before onError does). The end of a task nothing waits
+         * for goes with the next batch: a crash before it re-runs the task
+         * on resume, which is allowed, its end never having been recorded. */
+        i->ending = finished(i->phase) &&
+                    (j->graph[i->task_index].has_dependents || !STREQ(i->phase, "Succeeded"));
         if (i->ending) {
-                /* Its end is durable before anything that depends on it starts. */
                 pthread_mutex_unlock(&j->lock);
                 int k = job_flush_wait(j);
                 if (k < 0)
@@ -506,6 +514,10 @@ static void graph_build(Job *j) {
                         g->deps[g->n_deps++] = at ? (size_t) json_integer_value(at) : j->n_graph;
                 }
         }
+        for (size_t i = 0; i < j->n_graph; i++)
+                for (size_t k = 0; k < j->graph[i].n_deps; k++)
+                        if (j->graph[i].deps[k] < j->n_graph)
+                                j->graph[j->graph[i].deps[k]].has_dependents = true;
 }
 
 static void insts_build(Job *j) {

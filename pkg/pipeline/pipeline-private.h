@@ -63,6 +63,7 @@ void job_output_remove(PipelineController *p, const char *ns, const char *name);
 typedef struct Task {
         const char *name;
         bool allow_failure;
+        bool has_dependents; /* some task lists it in dependsOn */
         size_t *deps, n_deps;
 } Task;
 

@@ -1,10 +1,12 @@
 /* pipeline-recover: a job that an rprd left Running when it died.
  *
  * Its Running task instances may still be running (on rprd's host in a
- * session of their own, or under sshd): each was recorded Running in the
- * store before its command started, under the tracking id NS.JOB.KEY, so
- * the next rprd stops what is left of each (ssh_reap) before anything of
- * the job runs again. Then the unfinished instances are Interrupted, each
+ * session of their own, or under sshd), under the tracking id NS.JOB.KEY.
+ * One on a server was recorded Running in the store before its command
+ * started; one on rprd's host may not have been (its start does not wait
+ * for the store), so every unfinished task of rprd's host is looked for by
+ * its pid file too. The next rprd stops what is left of each (ssh_reap)
+ * before anything of the job runs again. Then the unfinished instances are Interrupted, each
  * with its leftover (None, Ended, Terminated, Killed or Unknown), and the
  * job resumes (onInterrupt: resume, the interrupted ones run again) or
  * ends Interrupted. Finished instances keep their results: their ends were
@@ -129,6 +131,35 @@ const char *job_reap_lost(PipelineController *p, const char *ns, const char *job
         return "Unknown";
 }
 
+static bool task_finished(const char *phase) {
+        static const char *const done[] = {"Succeeded", "Failed", "Skipped", "Canceled", "Interrupted"};
+
+        for (size_t i = 0; phase && i < ELEMENTSOF(done); i++)
+                if (STREQ(phase, done[i]))
+                        return true;
+        return false;
+}
+
+/* Tasks on rprd's host that are not recorded Running or finished: what is
+ * left of one that started before its Running reached the store. */
+static void reap_local_unrecorded(PipelineController *p, const json_t *obj, json_t *found) {
+        const json_t *meta = json_object_get(obj, "metadata");
+        const json_t *tasks = json_object_get(json_object_get(obj, "status"), "tasks");
+        const char *ns = json_str_at(meta, "namespace"), *name = json_str_at(meta, "name"), *key;
+        json_t *def;
+
+        json_object_foreach(json_object_get(json_object_get(obj, "spec"), "tasks"), key, def) {
+                const char *phase = json_str_at(json_object_get(tasks, key), "phase");
+                const char *what = NULL;
+                SshResult res = {0};
+                if (json_object_get(def, "server") || json_object_get(def, "servers") || task_finished(phase) ||
+                    (phase && STREQ(phase, "Running")))
+                        continue;
+                if (reap_one(p, ns, name, key, NULL, &what, &res) >= 0 && !STREQ(what, "None"))
+                        json_object_set_new(found, key, json_string(what));
+        }
+}
+
 int job_recover(PipelineController *p, const json_t *obj, uint64_t *ret_requeue_after_usec) {
         const json_t *meta = json_object_get(obj, "metadata");
         const char *ns = json_str_at(meta, "namespace"), *name = json_str_at(meta, "name");
@@ -151,6 +182,7 @@ int job_recover(PipelineController *p, const json_t *obj, uint64_t *ret_requeue_
                 }
                 json_object_set_new(found, key, json_string(what));
         }
+        reap_local_unrecorded(p, obj, found);
         int r = store_update_status(p->store, "Run", ns, name, interrupted_next, found, NULL);
         if (r >= 0 && json_object_size(found) > 0)
                 note_leftovers(p, ns, name, found);

@@ -4,9 +4,10 @@
  * FLUSH_USEC (or four times as long as the last write took), and at the
  * end: a thousand tasks are not a thousand fsyncs. Two moments may not
  * wait for the batch, since a crash there would run something twice: an
- * instance's Running is durable before its command starts (so that the
- * next rprd knows to look for what is left of it), and its end before its
- * dependents start (so that a resumed job never runs it again). Those
+ * instance's Running on a server is durable before its command starts (so
+ * that the next rprd knows where to look for what is left of it; on rprd's
+ * host it looks at the pid files), and its end before its dependents start
+ * (so that a resumed job never runs it again). Those
  * call job_flush_wait(), which asks the flusher to write now and waits for
  * a write of a snapshot taken after the call: instances that end together
  * share one write (a group commit). */

@@ -49,8 +49,15 @@ typedef struct ChildFds {
  * SIGPIPE; the command must not inherit that). */
 static int child_spawn(const char *script, const SshTrack *track, const ChildFds *fds, pid_t *ret) {
         char *plain[] = {"sh", "-c", (char *) script, NULL};
-        char *wrapped[] = {"sh", "-c", (char *) ssh_track_wrapper(3), "rpr-track", (char *) script,
-                           track ? (char *) track->local_dir : NULL, track ? (char *) track->id : NULL, NULL};
+        char *wrapped[] = {"sh",
+                           "-c",
+                           (char *) ssh_track_wrapper(3),
+                           "rpr-track",
+                           (char *) script,
+                           track ? (char *) track->local_dir : NULL,
+                           track ? (char *) track->id : NULL,
+                           "exec", /* rprd waits for it and removes the pid file */
+                           NULL};
         char *envp[4], envbuf[3][1024];
         posix_spawn_file_actions_t fa;
         posix_spawnattr_t attr;
@@ -219,18 +226,19 @@ int ssh_local_run(const SshCommand *cmd, SshResult *result) {
                                 p[i].fd = -1;
                         }
         }
-        if (stop || timed_out) {
+        if (stop || timed_out)
                 kill_group(pid);
-                if (cmd->track) {
-                        /* Killed here, so nothing is left to find again. */
-                        _cleanup_free_ char *f = xasprintf("%s/%s.pid", cmd->track->local_dir, cmd->track->id);
-                        (void) unlink(f);
-                }
-        }
         for (int i = 0; i < 2; i++)
                 if (p[i].fd >= 0)
                         close(p[i].fd);
         int r = wait_exit(pid, result);
+        if (cmd->track) {
+                /* It ended (or was killed) here: nothing is left to find
+                 * again. The script's shell replaced the wrapper, which
+                 * cannot remove the file itself. */
+                _cleanup_free_ char *f = xasprintf("%s/%s.pid", cmd->track->local_dir, cmd->track->id);
+                (void) unlink(f);
+        }
         if (r < 0)
                 return r;
         if (timed_out)

@@ -21,10 +21,16 @@
  * user's own under /tmp. */
 #define FALLBACK_DIR "/tmp/rpr-run-$(id -u)"
 
-/* $1 script, $2 directory, $3 id. Exit 125: the command did not start. */
+/* $1 script, $2 directory, $3 id, $4 "exec" when the caller waits for the
+ * process itself and removes the pid file (local commands: the script's
+ * shell then replaces the wrapper, same pid and start time, one shell
+ * fewer). Exit 125: the command did not start. Only shell builtins run
+ * before the script when the directory is there: a task is not four
+ * processes. */
 #define WRAPPER(FD)                                                                                \
-        "s=$1 d=$2 id=$3\n"                                                                           \
-        "if ! mkdir -p \"$d\" 2>/dev/null || ! [ -w \"$d\" ]; then d=" FALLBACK_DIR "; "                \
+        "s=$1 d=$2 id=$3 mode=$4\n"                                                                   \
+        "[ -d \"$d\" ] && [ -w \"$d\" ] || mkdir -p \"$d\" 2>/dev/null\n"                                \
+        "if ! [ -w \"$d\" ]; then d=" FALLBACK_DIR "; "                                                  \
         "mkdir -p -m 700 \"$d\" 2>/dev/null; [ -O \"$d\" ] || d=/nonexistent; fi\n"                                                \
         "f=\"$d/$id.pid\"\n"                                                                          \
         "st=; read -r st </proc/$$/stat 2>/dev/null\n"                                                 \
@@ -34,6 +40,7 @@
         "echo rpr-pid:$$ >&" #FD "\n"                                                                  \
         "read -r go && [ \"$go\" = go ] || exit 125\n"                                                 \
         "exec </dev/null\n"                                                                            \
+        "[ \"$mode\" = exec ] && exec /bin/sh -c \"$s\"\n"                                              \
         "/bin/sh -c \"$s\"\n"                                                                          \
         "rc=$?\n"                                                                                      \
         "rm -f \"$f\"\n"                                                                               \
