@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "logfile/logfile.h"
 #include "pipeline/pipeline-private.h"
@@ -21,6 +22,10 @@
 #include "store/store.h"
 
 #define FLUSH_USEC (50 * USEC_PER_MSEC)
+/* How long a write someone waits for lingers while other instances run:
+ * the tasks of one layer end within a millisecond or two of each other,
+ * and then share one write (one fsync) instead of taking two. */
+#define LINGER_USEC (3 * USEC_PER_MSEC)
 
 /* ---- status ------------------------------------------------------------------------- */
 
@@ -166,6 +171,21 @@ static void batch_delay(Job *j) {
         }
 }
 
+/* Under j->lock: before a write someone waits for, a moment for the
+ * instances still running to end and join it. */
+static void linger(Job *j) {
+        uint64_t until = now_mono_usec() + LINGER_USEC;
+
+        while (j->urgent && j->running > 0 && !j->flusher_stop) {
+                uint64_t now = now_mono_usec();
+                if (now >= until)
+                        break;
+                pthread_mutex_unlock(&j->lock);
+                usleep((useconds_t) MIN(until - now, 500));
+                pthread_mutex_lock(&j->lock);
+        }
+}
+
 /* The flusher: writes the tasks when they changed, not more often than the
  * writes can keep up with unless someone waits for the write. */
 static void *flusher_thread(void *arg) {
@@ -177,6 +197,7 @@ static void *flusher_thread(void *arg) {
                         pthread_cond_wait(&j->flush_wanted, &j->lock);
                 if (j->flusher_stop)
                         break;
+                linger(j);
                 pthread_mutex_unlock(&j->lock);
                 uint64_t t0 = now_mono_usec();
                 (void) job_flush(j, NULL, NULL, NULL);

@@ -22,11 +22,11 @@
 #define FALLBACK_DIR "/tmp/rpr-run-$(id -u)"
 
 /* $1 script, $2 directory, $3 id, $4 "exec" when the caller waits for the
- * process itself and removes the pid file (local commands: the script's
- * shell then replaces the wrapper, same pid and start time, one shell
- * fewer). Exit 125: the command did not start. Only shell builtins run
- * before the script when the directory is there: a task is not four
- * processes. */
+ * process itself and removes the pid file (local commands: the wrapper's
+ * shell then runs the script itself, as sh -c would, its own variables
+ * and arguments cleared — same pid and start time, and no second shell).
+ * Exit 125: the command did not start. Only shell builtins run before the
+ * script when the directory is there: a task is one process, not four. */
 #define WRAPPER(FD)                                                                                \
         "s=$1 d=$2 id=$3 mode=$4\n"                                                                   \
         "[ -d \"$d\" ] && [ -w \"$d\" ] || mkdir -p \"$d\" 2>/dev/null\n"                                \
@@ -40,7 +40,7 @@
         "echo rpr-pid:$$ >&" #FD "\n"                                                                  \
         "read -r go && [ \"$go\" = go ] || exit 125\n"                                                 \
         "exec </dev/null\n"                                                                            \
-        "[ \"$mode\" = exec ] && exec /bin/sh -c \"$s\"\n"                                              \
+        "if [ \"$mode\" = exec ]; then unset d id mode f st go; set --; eval \"$s\"; exit; fi\n"        \
         "/bin/sh -c \"$s\"\n"                                                                          \
         "rc=$?\n"                                                                                      \
         "rm -f \"$f\"\n"                                                                               \
