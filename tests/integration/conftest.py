@@ -422,6 +422,22 @@ def server(name, ns=None, port=1, host="127.0.0.1", labels=None, **spec):
     return o
 
 
+def http_raw(d, data, timeout=30):
+    """Sends data to rprd's TCP listener exactly as given (no client to
+    tidy it up); returns the answer's status code and body."""
+    with socket.create_connection(("127.0.0.1", d.port), timeout=timeout) as s:
+        s.sendall(data)
+        s.shutdown(socket.SHUT_WR)
+        answer = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return int(head.split(b" ")[1]), body
+
+
 def status_of(r):
     """Checks that an error answer is a Status object; returns it."""
     s = r.json()

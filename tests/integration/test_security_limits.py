@@ -31,7 +31,7 @@ import uuid
 
 import pytest
 
-from conftest import REPO, metric_sum, server, status_of
+from conftest import REPO, http_raw, metric_sum, server, status_of
 from test_webhooks import NEW, OLD, SECRET, deliver, gh, hooked, payload, sign, wait_sha  # noqa: F401
 
 CONTROLLERS = True
@@ -412,18 +412,10 @@ def test_a_message_cut_inside_a_character_is_not_a_500(rprd):
     # byte more or less in front the cut falls inside an "é".
     for pad in ("", "a"):
         sel = urllib.parse.quote(pad + "\u00e9" * 600)
-        s = raw_request(rprd, b"GET /api/v1/servers?labelSelector=" + sel.encode() + b" HTTP/1.1\r\n"
-                        b"Host: 127.0.0.1\r\nAuthorization: Bearer " + rprd.token.encode() +
-                        b"\r\nConnection: close\r\n\r\n")
-        data = b""
-        while True:
-            k = s.recv(65536)
-            if not k:
-                break
-            data += k
-        s.close()
-        head, body = data.split(b"\r\n\r\n", 1)
-        assert head.split(b" ")[1] == b"400", data[:600]
+        status, body = http_raw(rprd, b"GET /api/v1/servers?labelSelector=" + sel.encode() + b" HTTP/1.1\r\n"
+                                b"Host: 127.0.0.1\r\nAuthorization: Bearer " + rprd.token.encode() +
+                                b"\r\nConnection: close\r\n\r\n")
+        assert status == 400, body[:600]
         message = json.loads(body)["message"]
         assert message.startswith("invalid label selector") and message.endswith("\u00e9"), message[-20:]
         assert len(message.encode()) <= 1024, len(message.encode())

@@ -7,11 +7,10 @@ and rprd keeps serving. Well-formed encodings still reach their route."""
 import http.client
 import json
 import os
-import socket
 
 import pytest
 
-from conftest import REPO, server
+from conftest import REPO, http_raw, server
 
 WEB = os.path.join(REPO, "web")
 
@@ -90,27 +89,12 @@ def test_well_formed_encodings_still_route(web_rprd):
     assert web_rprd.health()["status"] == "ok"
 
 
-def raw_bytes(d, data):
-    """Sends data as it is; returns the status and the answer's body."""
-    with socket.create_connection(("127.0.0.1", d.port), timeout=30) as s:
-        s.sendall(data)
-        s.shutdown(socket.SHUT_WR)
-        answer = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            answer += chunk
-    head, _, body = answer.partition(b"\r\n\r\n")
-    return int(head.split(b" ")[1]), body
-
-
 def test_method_and_headers_that_are_not_text_are_400_not_500(web_rprd):
     auth = b"Authorization: Bearer " + web_rprd.token.encode() + b"\r\n"
-    status, body = raw_bytes(web_rprd, b"GET\xff\xff /api/v1/tokens HTTP/1.1\r\nHost: x\r\n" + auth +
+    status, body = http_raw(web_rprd, b"GET\xff\xff /api/v1/tokens HTTP/1.1\r\nHost: x\r\n" + auth +
                              b"Connection: close\r\n\r\n")
     assert status == 400 and b"method" in body, (status, body)
-    status, body = raw_bytes(web_rprd, b"POST /api/v1/apply HTTP/1.1\r\nHost: x\r\n" + auth +
+    status, body = http_raw(web_rprd, b"POST /api/v1/apply HTTP/1.1\r\nHost: x\r\n" + auth +
                              b"Content-Type: applicati\x91\x91\xd0\x8fson\r\nContent-Length: 2\r\n"
                              b"Connection: close\r\n\r\n[]")
     assert status == 400 and b"header content-type" in body, (status, body)
