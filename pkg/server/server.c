@@ -370,24 +370,19 @@ void server_check_soon(ServerController *s, const char *ns, const char *name) {
 
 /* ---- choosing Servers by labels --------------------------------------------------------- */
 
-typedef struct Matching {
-        json_t *names;
-} Matching;
-
 static void collect_matching(const char *text, size_t len, void *userdata) {
-        Matching *m = userdata;
         _cleanup_json_ json_t *obj = json_loadb(text, len, 0, NULL);
 
-        json_array_append_new(m->names, json_string(json_str_at(json_object_get(obj, "metadata"), "name")));
+        json_array_append_new(userdata, json_string(json_str_at(json_object_get(obj, "metadata"), "name")));
 }
 
 json_t *server_names_matching(Store *store, const char *ns, const json_t *match_labels) {
-        Matching m = {json_array()};
+        json_t *names = json_array();
         Selector *sel = selector_from_labels(match_labels);
 
         /* The store's label index gives the matching Servers alone, in name
          * order: the result is sorted. */
-        (void) store_list_selected(store, "Server", ns, sel, collect_matching, &m, NULL);
+        (void) store_list_selected(store, "Server", ns, sel, collect_matching, names, NULL);
         selector_free(sel);
-        return m.names;
+        return names;
 }

@@ -187,6 +187,17 @@ static void select_posting(const char *member, void *value, void *userdata) {
         select_entry(userdata, value);
 }
 
+/* Hands fn what was found, in key order (as store_list does), and lets it
+ * go. Under s->lock. */
+static void selected_emit(Selected *c, StoreListFn fn, void *userdata) {
+        if (c->n > 1)
+                qsort(c->found, c->n, sizeof *c->found, store_entry_cmp);
+        for (size_t i = 0; i < c->n; i++)
+                fn(c->found[i]->text->data, c->found[i]->text->len, userdata);
+        free(c->found);
+        c->found = NULL;
+}
+
 /* The smallest posting of sel's k=v requirements; *ret_none when one of
  * them has no object at all. NULL: sel has no such requirement. */
 static const Hashmap *best_posting(const Store *s, const char *kind, const Selector *sel, bool *ret_none) {
@@ -227,14 +238,10 @@ int store_list_selected(Store *s, const char *kind, const char *ns, const Select
                                 break;
                         select_entry(&c, s->entries[i]);
                 }
-        if (c.n > 1)
-                qsort(c.found, c.n, sizeof *c.found, store_entry_cmp);
-        for (size_t i = 0; i < c.n; i++)
-                fn(c.found[i]->text->data, c.found[i]->text->len, userdata);
+        selected_emit(&c, fn, userdata);
         if (ret_revision)
                 *ret_revision = s->revision;
         pthread_rwlock_unlock(&s->lock);
-        free(c.found);
         return 0;
 }
 
@@ -249,11 +256,7 @@ int store_list_where(Store *s, const char *kind, const char *ns, const char *fie
         const Hashmap *posting = label_index_find(s->labels, kind, key, value);
         if (posting)
                 hashmap_foreach(posting, select_posting, &c);
-        if (c.n > 1)
-                qsort(c.found, c.n, sizeof *c.found, store_entry_cmp);
-        for (size_t i = 0; i < c.n; i++)
-                fn(c.found[i]->text->data, c.found[i]->text->len, userdata);
+        selected_emit(&c, fn, userdata);
         pthread_rwlock_unlock(&s->lock);
-        free(c.found);
         return 0;
 }

@@ -563,21 +563,26 @@ static void op_results(StoreOp *ops, Pending *p, size_t n) {
         }
 }
 
-/* Whether req touches a key an earlier request of the batch touched (it
- * must then see that one's result: the batch is cut before it); if not,
- * its keys join touched. */
-static bool keys_overlap(Hashmap *touched, const CommitRequest *req) {
-        for (int pass = 0; pass < 2; pass++)
-                for (size_t i = 0; i < req->n; i++) {
-                        const char *kind, *ns, *name;
-                        if (store_op_key(&req->ops[i], &kind, &ns, &name) < 0)
-                                continue;
-                        _cleanup_free_ char *key = xasprintf("%s\x1f%s\x1f%s", kind, ns, name);
-                        if (pass == 0 && hashmap_get(touched, key))
-                                return true;
-                        if (pass == 1)
-                                hashmap_put(touched, key, (void *) 1);
-                }
+/* Calls fn with each key ("kind\x1fns\x1fname") req writes; stops at the
+ * first true. Ops without a key are left to plan() to refuse. */
+static bool each_key(const CommitRequest *req, bool (*fn)(Hashmap *touched, const char *key), Hashmap *touched) {
+        for (size_t i = 0; i < req->n; i++) {
+                const char *kind, *ns, *name;
+                if (store_op_key(&req->ops[i], &kind, &ns, &name) < 0)
+                        continue;
+                _cleanup_free_ char *key = xasprintf("%s\x1f%s\x1f%s", kind, ns, name);
+                if (fn(touched, key))
+                        return true;
+        }
+        return false;
+}
+
+static bool key_touched(Hashmap *touched, const char *key) {
+        return hashmap_get(touched, key) != NULL;
+}
+
+static bool key_touch(Hashmap *touched, const char *key) {
+        hashmap_put(touched, key, (void *) 1);
         return false;
 }
 
@@ -594,9 +599,11 @@ static CommitRequest *commit_some(Store *s, CommitRequest *batch) {
         CommitRequest *req;
         int r = 0;
 
-        for (req = batch; req && (m == 0 || !keys_overlap(touched, req)); req = req->next) {
-                if (m == 0)
-                        (void) keys_overlap(touched, req);
+        for (req = batch; req; req = req->next) {
+                /* A request that touches what one planned before it in this
+                 * batch must see that one's result: the batch ends here. */
+                if (each_key(req, key_touched, touched))
+                        break;
                 Pending *p = xcalloc(req->n ? req->n : 1, sizeof *p);
                 req->r = plan(s, req->ops, p, req->n, revision, &req->failed);
                 if (req->r < 0) {
@@ -606,6 +613,7 @@ static CommitRequest *commit_some(Store *s, CommitRequest *batch) {
                 for (size_t i = 0; i < req->n; i++)
                         if (p[i].change.write)
                                 revision = p[i].revision;
+                (void) each_key(req, key_touch, touched);
                 pl = xrealloc(pl, (m + 1) * sizeof *pl);
                 pl[m++] = (Planned){req, p, revision};
         }
