@@ -23,6 +23,7 @@
 #include "gitremote/gitremote.h"
 #include "logfile/logfile.h"
 #include "repo/repo.h"
+#include "sync/sync.h"
 #include "rprd.h"
 #include "run/run.h"
 #include "resource/resource.h"
@@ -365,6 +366,7 @@ typedef struct Daemon {
         TokenController *tokens;
         GithubClient *github;
         RepoController *repos;
+        SyncController *syncs;
         RunController *runs;
         BindingController *bindings;
         PipelineController *pipelines;
@@ -400,6 +402,9 @@ static int controllers_setup(const Options *o, Daemon *d) {
                 return r;
         RepoOptions ro = {d->store, d->controller, d->tokens, d->github, cache, d->activity};
         r = repo_controller_new(&ro, &d->repos);
+        if (r < 0)
+                return r;
+        r = sync_controller_new(&(SyncOptions){d->store, d->controller, d->repos, d->activity}, &d->syncs);
         if (r < 0)
                 return r;
         d->run_dir = xasprintf("%s/runs", o->state_dir);
@@ -446,6 +451,7 @@ static void daemon_free(Daemon *d) {
         run_controller_free(d->runs);
         free(d->run_dir);
         webhook_free(d->webhook);
+        sync_controller_free(d->syncs);
         repo_controller_free(d->repos);
         github_client_free(d->github);
         token_controller_free(d->tokens);
