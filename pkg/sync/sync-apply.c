@@ -135,8 +135,9 @@ void sync_plan(SyncController *s, const SyncSpec *spec, const json_t *obj, const
 
         plan_init(ret);
         json_array_foreach(objects, i, v) {
+                _cleanup_free_ char *key = sync_key(v);
                 plan_object(s, spec, v, ret);
-                json_object_set_new(wanted, sync_key(v), json_true());
+                json_object_set_new(wanted, key, json_true());
         }
         json_array_foreach(old, i, v) {
                 _cleanup_free_ char *key = xasprintf("%s/%s/%s", json_str_at(v, "kind") ?: "?",
