@@ -572,3 +572,52 @@ def test_sync_writes_only_into_its_namespace(rprd, cfg):
     check(rprd, ns="team-a")
     wait_applied(rprd, sha2, ns="team-a")
     assert list(servers(rprd, "team-a")) == ["a"] and servers(rprd, "default") == {}
+
+
+# ---- crash safety ---------------------------------------------------------------------------
+
+def write_revision(cfg, rev, n=2000, per_file=100):
+    """n Servers labelled rev=REV, named from rev*100 on: each revision drops
+    100 names, adds 100 and changes every other object."""
+    first = rev * 100
+    shutil.rmtree(os.path.join(cfg.work, "clusters"), ignore_errors=True)
+    for f in range(n // per_file):
+        docs = [server_yaml("s-%d" % j, labels={"rev": str(rev)})
+                for j in range(first + f * per_file, first + (f + 1) * per_file)]
+        cfg.write("clusters/prod/f%02d.yaml" % f, "\n---\n".join(docs) + "\n")
+    return cfg.push("revision %d" % rev)
+
+
+def assert_one_revision(d, shas):
+    """Every Server belongs to the revision the Sync says it applied."""
+    sync = get(d, "syncs", "fleet")
+    applied = sync["status"]["lastAppliedRevision"]
+    rev = shas.index(applied.split(":", 1)[1])
+    have = servers(d)
+    want = {"s-%d" % j for j in range(rev * 100, rev * 100 + 2000)}
+    assert set(have) == want, "objects of another revision: %s" % sorted(set(have) ^ want)[:10]
+    labels = {o["metadata"]["labels"]["rev"] for o in have.values()}
+    assert labels == {str(rev)}, labels
+    assert len(sync["status"]["inventory"]) == 2000
+    return rev
+
+
+def test_kill_9_during_a_2000_object_sync_leaves_one_revision(rprd, cfg):
+    shas = [write_revision(cfg, 0)]
+    start(rprd, cfg)
+    wait_applied(rprd, shas[0], timeout=120)
+    kept = []
+    for i, delay in enumerate([0.3, 0.8, 1.5, 3.0], start=1):
+        shas.append(write_revision(cfg, i))
+        check(rprd)
+        time.sleep(delay)
+        rprd.kill()
+        rprd.extra_args = ["--no-controllers"]
+        rprd.start()
+        kept.append(assert_one_revision(rprd, shas))
+        rprd.stop()
+        rprd.extra_args = []
+        rprd.start()
+        wait_applied(rprd, shas[i], timeout=120)
+        assert assert_one_revision(rprd, shas) == i
+    print("revisions found after each kill -9 (old = i-1, new = i):", kept)
