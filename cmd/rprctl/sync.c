@@ -2,8 +2,9 @@
  *
  * As `flux reconcile` does, it asks through the object itself: the
  * annotation rpr/requestedAt gets a new value, and rprd answers by syncing
- * and echoing it as status.lastHandledRequestedAt. rprctl then waits for
- * that echo and prints the outcome. Nothing but the annotation changes,
+ * and echoing it as status.lastHandledRequestedAt. rprctl first has the
+ * Repo look at its branch, then waits for that echo and prints the
+ * outcome. Nothing but the annotation changes,
  * so the request needs no route of its own and survives a restart. */
 #include <stdio.h>
 #include <string.h>
@@ -15,7 +16,28 @@
 #define SYNC_WAIT_USEC (120 * USEC_PER_SEC)
 #define SYNC_POLL_USEC (100 * USEC_PER_MSEC)
 
-static int request_sync(Ctl *c, const char *path, const char *token) {
+/* The Repo looks at its branch first, so that the sync is of the newest
+ * commit (the check answers once the Repo's status is written). */
+static int look_at_repo(Ctl *c, const char *repo) {
+        const Kind *k = kind_lookup("Repo");
+        ClientResponse resp = {0};
+        int r = 0;
+
+        if (!repo)
+                return 0;
+        _cleanup_free_ char *obj = ctl_object_path(k, ctl_namespace(c), repo);
+        _cleanup_free_ char *path = xasprintf("%s/check", obj);
+        if (ctl_request(c, "POST", path, "{}", 2, &resp) < 0)
+                return 1;
+        if (resp.status >= 300)
+                r = ctl_http_error(c, &resp);
+        client_response_clear(&resp);
+        return r;
+}
+
+/* Sets the annotation; -ESTALE when the Sync changed between read and
+ * write (rprd writes its status often). first: have the Repo look first. */
+static int put_request(Ctl *c, const char *path, const char *token, bool first) {
         _cleanup_json_ json_t *obj = NULL;
         _cleanup_free_ char *body = NULL;
         ClientResponse resp = {0};
@@ -26,6 +48,10 @@ static int request_sync(Ctl *c, const char *path, const char *token) {
                 return ctl_error("sync \"%s\" not found", c->pos[0]);
         if (r < 0)
                 return 1;
+        if (first && look_at_repo(c, json_str_at(json_object_get(obj, "spec"), "repo")) != 0)
+                return 1;
+        if (first)
+                return put_request(c, path, token, false);
         json_t *meta = json_object_get(obj, "metadata");
         json_t *ann = json_object_get(meta, "annotations");
         if (!json_is_object(ann)) {
@@ -37,9 +63,17 @@ static int request_sync(Ctl *c, const char *path, const char *token) {
         body = json_dumps(obj, JSON_COMPACT);
         if (ctl_request(c, "PUT", path, body, strlen(body), &resp) < 0)
                 return 1;
-        r = resp.status >= 300 ? ctl_http_error(c, &resp) : 0;
+        r = resp.status == 409 ? -ESTALE : resp.status >= 300 ? ctl_http_error(c, &resp) : 0;
         client_response_clear(&resp);
         return r;
+}
+
+static int request_sync(Ctl *c, const char *path, const char *token) {
+        int r = put_request(c, path, token, true);
+
+        for (int i = 0; r == -ESTALE && i < 10; i++)
+                r = put_request(c, path, token, false);
+        return r == -ESTALE ? ctl_error("sync/%s keeps changing; try again", c->pos[0]) : r;
 }
 
 static int print_outcome(const char *name, const json_t *obj) {

@@ -490,6 +490,7 @@ static int serve(const Options *o, Daemon *d) {
                 .connectivity = d->connectivity,
                 .activity = d->activity,
                 .repos = d->repos,
+                .syncs = d->syncs,
                 .tokens = o->no_controllers ? NULL : d->tokens,
                 .webhook = d->webhook,
                 .bindings = o->no_controllers ? NULL : d->bindings,

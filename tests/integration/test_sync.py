@@ -24,7 +24,7 @@ import uuid
 
 import pytest
 
-from conftest import free_port
+from conftest import free_port, metric_sum
 
 CONTROLLERS = True
 WAIT = 30
@@ -171,6 +171,9 @@ def test_first_sync_creates_everything_managed(rprd, cfg):
     assert st["history"][0]["revision"] == "main@sha1:" + sha
     assert st["history"][0]["created"] == 6 and st["history"][0]["result"] == "Applied"
     assert "rpr/sync" in o["metadata"]["finalizers"]
+    m = rprd.metrics()
+    assert metric_sum(m, "rpr_syncs_total", result="applied") >= 1
+    assert metric_sum(m, "rpr_sync_duration_seconds_count") >= 1
 
 
 def test_one_changed_object_is_the_only_write(rprd, cfg):
@@ -179,14 +182,16 @@ def test_one_changed_object_is_the_only_write(rprd, cfg):
     sha = cfg.push("first")
     start(rprd, cfg)
     wait_applied(rprd, sha)
-    before = {n: o["metadata"]["resourceVersion"] for n, o in servers(rprd).items()}
+    # Generation moves only when a spec is written (status writes of the
+    # Server controller move resourceVersion, not generation).
+    before = {n: o["metadata"]["generation"] for n, o in servers(rprd).items()}
     cfg.write("clusters/prod/s3.yaml", server_yaml("web-3", port=2))
     sha2 = cfg.push("one change")
     check(rprd)
     o = wait_applied(rprd, sha2)
     after = servers(rprd)
     assert after["web-3"]["spec"]["port"] == 2
-    changed = [n for n in before if after[n]["metadata"]["resourceVersion"] != before[n]]
+    changed = [n for n in before if after[n]["metadata"]["generation"] != before[n]]
     assert changed == ["web-3"]
     h = o["status"]["history"]
     assert h[0]["updated"] == 1 and h[0]["created"] == 0 and h[0]["deleted"] == 0
@@ -621,3 +626,32 @@ def test_kill_9_during_a_2000_object_sync_leaves_one_revision(rprd, cfg):
         wait_applied(rprd, shas[i], timeout=120)
         assert assert_one_revision(rprd, shas) == i
     print("revisions found after each kill -9 (old = i-1, new = i):", kept)
+
+
+# ---- rprctl ---------------------------------------------------------------------------------
+
+def test_rprctl_get_wide_and_describe(rprd, cfg):
+    cfg.write("clusters/prod/a.yaml", server_yaml("a"))
+    sha = cfg.push()
+    start(rprd, cfg)
+    wait_applied(rprd, sha)
+    p = rprd.ctl("get", "syncs", "-o", "wide")
+    assert p.returncode == 0, p.stderr
+    head, row = p.stdout.splitlines()[:2]
+    for col in ["REPO", "PATH", "REVISION", "READY", "OBJECTS", "LAST-SYNC", "PRUNE", "SUSPEND"]:
+        assert col in head.split(), head
+    assert "config" in row and "clusters/prod" in row and "main@sha1:" + sha in row and "Applied" in row
+    p = rprd.ctl("get", "sync")
+    assert p.returncode == 0 and "fleet" in p.stdout, p.stderr
+    p = rprd.ctl("describe", "sync", "fleet")
+    assert p.returncode == 0, p.stderr
+    inv = p.stdout.split("Inventory:")[1]
+    assert "Server" in inv and "default" in inv and " a" in inv
+    cfg.write("clusters/prod/b.yaml", "kind: Server\nmetadata: {name: b}\nspec: {port: 0}\n")
+    sha2 = cfg.push()
+    p = rprd.ctl("sync", "fleet")
+    assert p.returncode == 1 and "ValidationFailed" in p.stdout, p
+    assert "config@%s:clusters/prod/b.yaml:3:" % sha2[:12] in p.stderr, p.stderr
+    p = rprd.ctl("describe", "sync", "fleet")
+    errors = p.stdout.split("Errors:")[1]
+    assert "clusters/prod/b.yaml:3:" in errors
