@@ -30,6 +30,7 @@ static int visit(TreeWalk *w, const char *root, const git_tree_entry *e) {
         const char *name = git_tree_entry_name(e);
         const git_oid *oid = git_tree_entry_id(e);
         _cleanup_free_ char *path = xasprintf("%s%s%s", w->dir, root, name);
+        char id[GIT_OID_HEXSZ + 1];
         git_object_t type;
         git_blob *blob = NULL;
         size_t size;
@@ -39,13 +40,14 @@ static int visit(TreeWalk *w, const char *root, const git_tree_entry *e) {
                 return 0;
         if (!wanted(name, w->exts))
                 return 0;
+        git_oid_tostr(id, sizeof id, oid);
         if (git_odb_read_header(&size, &type, w->odb, oid) < 0)
                 return -EIO;
         if (size > w->max_file_bytes)
-                return w->fn(w->userdata, path, NULL, size);
+                return w->fn(w->userdata, path, id, NULL, size);
         if (git_blob_lookup(&blob, w->repo, oid) < 0)
                 return -EIO;
-        k = w->fn(w->userdata, path, git_blob_rawcontent(blob), (size_t) git_blob_rawsize(blob));
+        k = w->fn(w->userdata, path, id, git_blob_rawcontent(blob), (size_t) git_blob_rawsize(blob));
         git_blob_free(blob);
         return k;
 }

@@ -57,10 +57,10 @@ json_t *repo_match_push(RepoController *r, const char *ns, const char *full_name
  * report says so and why); -ENOENT if absent, -EPERM if inactive. */
 int repo_inspect(RepoController *r, const char *ns, const char *name, json_t **ret_report);
 
-/* One manifest file of a commit (path in the repository, content); data
- * NULL when it is larger than the bound (len is its size). Return < 0 to
- * stop the walk. */
-typedef int (*RepoFileFn)(void *userdata, const char *path, const char *data, size_t len);
+/* One manifest file of a commit (path in the repository, blob id,
+ * content); data NULL when it is larger than the bound (len is its size).
+ * Return < 0 to stop the walk. */
+typedef int (*RepoFileFn)(void *userdata, const char *path, const char *blob_id, const char *data, size_t len);
 
 /* Reads the .yaml, .yml and .json files under dir (recursively) at commit
  * sha of Repo ns/name, from the Repo's bare cache, fetching the branch

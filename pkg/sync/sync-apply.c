@@ -6,7 +6,11 @@
  * that finds nothing writes nothing. Every write of an existing object
  * carries its resourceVersion: a hand edit or another Sync slipping in
  * between fails the whole commit, which is then planned again. Objects the
- * Sync does not manage are never written: they are Conflicts. */
+ * Sync does not manage are never written: they are Conflicts.
+ *
+ * The memo makes the comparison cheap: an object whose manifest did not
+ * change and whose live resourceVersion is the one it had when last found
+ * in sync is still in sync, without being parsed. */
 #include <string.h>
 
 #include "resource/resource.h"
@@ -19,25 +23,42 @@ char *sync_key(const json_t *obj) {
                          json_str_at(meta, "name") ?: "?");
 }
 
-static void plan_add(SyncPlan *p, StoreOp op) {
+/* key (may be NULL): the object whose written revision the memo keeps. */
+static void plan_add(SyncPlan *p, StoreOp op, const char *key) {
         if (p->n_ops == p->cap) {
                 p->cap = p->cap ? p->cap * 2 : 64;
                 p->ops = xrealloc(p->ops, p->cap * sizeof *p->ops);
         }
         p->ops[p->n_ops++] = op;
+        json_array_append_new(p->op_keys, key ? json_string(key) : json_null());
 }
 
-/* An op on a copy of obj the plan keeps. */
-static void plan_write(SyncPlan *p, StoreOpType type, json_t *obj, uint64_t expect) {
+/* An op on obj, which the plan keeps. */
+static void plan_write(SyncPlan *p, StoreOpType type, json_t *obj, uint64_t expect, const char *key) {
         json_array_append_new(p->inputs, obj);
-        plan_add(p, (StoreOp){.type = type, .object = obj, .expect_revision = expect});
+        plan_add(p, (StoreOp){.type = type, .object = obj, .expect_revision = expect}, key);
 }
 
 static void plan_init(SyncPlan *p) {
         *p = (SyncPlan){.inputs = json_array(),
                         .inventory = json_array(),
                         .changed = json_array(),
-                        .conflicts = json_array()};
+                        .conflicts = json_array(),
+                        .seen = json_object(),
+                        .op_keys = json_array()};
+}
+
+/* The resourceVersion in a stored object's text, without parsing it. */
+static uint64_t text_revision(const char *text) {
+        static const char field[] = "\"resourceVersion\":\"";
+        const char *p = strstr(text, field);
+        uint64_t v = 0;
+
+        if (!p)
+                return 0;
+        for (p += strlen(field); *p >= '0' && *p <= '9'; p++)
+                v = v * 10 + (uint64_t) (*p - '0');
+        return v;
 }
 
 static bool same_field(const json_t *a, const json_t *b, const char *key) {
@@ -67,19 +88,26 @@ static const char *managed_by(const json_t *obj) {
         return json_str_at(json_object_get(obj, "metadata"), "managedBy");
 }
 
-static void plan_object(SyncController *s, const SyncSpec *spec, const json_t *want, SyncPlan *p) {
+static void plan_object(SyncController *s, const SyncSpec *spec, SyncMemo *memo, const json_t *want,
+                        SyncPlan *p) {
         const json_t *meta = json_object_get(want, "metadata");
         _cleanup_json_ json_t *live = NULL;
-        _cleanup_free_ char *key = sync_key(want);
+        _cleanup_free_ char *key = sync_key(want), *text = NULL;
 
         json_array_append_new(p->inventory, inventory_entry(want));
-        if (store_get_json(s->store, json_str_at(want, "kind"), json_str_at(meta, "namespace"),
-                           json_str_at(meta, "name"), &live) < 0) {
+        if (store_get(s->store, json_str_at(want, "kind"), json_str_at(meta, "namespace"), json_str_at(meta, "name"),
+                      &text) < 0) {
                 p->created++;
                 json_array_append_new(p->changed, json_string(key));
-                plan_write(p, STORE_OP_APPLY, json_deep_copy(want), 0);
+                plan_write(p, STORE_OP_APPLY, json_deep_copy(want), 0, key);
                 return;
         }
+        uint64_t rv = text_revision(text);
+        if (rv != 0 && (uint64_t) json_integer_value(json_object_get(memo->seen, key)) == rv) {
+                json_object_set_new(p->seen, key, json_integer((json_int_t) rv));
+                return;
+        }
+        live = json_loads(text, 0, NULL);
         const char *owner = managed_by(live);
         if (!owner || !STREQ(owner, spec->owner)) {
                 json_array_append_new(p->conflicts,
@@ -89,11 +117,13 @@ static void plan_object(SyncController *s, const SyncSpec *spec, const json_t *w
                                                            key));
                 return;
         }
-        if (in_sync(want, live))
+        if (in_sync(want, live)) {
+                json_object_set_new(p->seen, key, json_integer((json_int_t) rv));
                 return;
+        }
         p->updated++;
         json_array_append_new(p->changed, json_string(key));
-        plan_write(p, STORE_OP_APPLY, json_deep_copy(want), store_object_revision(live));
+        plan_write(p, STORE_OP_APPLY, json_deep_copy(want), store_object_revision(live), key);
 }
 
 /* An object of the old inventory that left the repository: deleted, or
@@ -112,22 +142,25 @@ static void plan_leave(SyncController *s, const SyncSpec *spec, const json_t *en
                                        "rpr/prune");
         if (prune && !(keep && STREQ(keep, "disabled"))) {
                 p->deleted++;
-                plan_add(p, (StoreOp){.type = STORE_OP_DELETE,
-                                      .kind = kind,
-                                      .ns = ns,
-                                      .name = name,
-                                      .expect_revision = store_object_revision(live)});
+                plan_add(p,
+                         (StoreOp){.type = STORE_OP_DELETE,
+                                   .kind = kind,
+                                   .ns = ns,
+                                   .name = name,
+                                   .expect_revision = store_object_revision(live)},
+                         NULL);
                 return;
         }
         json_t *let_go = json_deep_copy(live);
         json_object_set_new(json_object_get(let_go, "metadata"), "managedBy", json_null());
         p->released++;
-        plan_write(p, STORE_OP_APPLY, let_go, store_object_revision(live));
+        plan_write(p, STORE_OP_APPLY, let_go, store_object_revision(live), NULL);
 }
 
 /* The DELETE ops point into the old inventory: the caller keeps obj alive
  * as long as the plan. */
-void sync_plan(SyncController *s, const SyncSpec *spec, const json_t *obj, const json_t *objects, SyncPlan *ret) {
+void sync_plan(SyncController *s, const SyncSpec *spec, SyncMemo *memo, const json_t *obj, const json_t *objects,
+               SyncPlan *ret) {
         const json_t *old = json_object_get(json_object_get(obj, "status"), "inventory");
         _cleanup_json_ json_t *wanted = json_object();
         size_t i;
@@ -136,7 +169,7 @@ void sync_plan(SyncController *s, const SyncSpec *spec, const json_t *obj, const
         plan_init(ret);
         json_array_foreach(objects, i, v) {
                 _cleanup_free_ char *key = sync_key(v);
-                plan_object(s, spec, v, ret);
+                plan_object(s, spec, memo, v, ret);
                 json_object_set_new(wanted, key, json_true());
         }
         json_array_foreach(old, i, v) {
@@ -159,24 +192,42 @@ void sync_plan_finalize(SyncController *s, const SyncSpec *spec, const json_t *o
         json_array_foreach(fin, i, v) if (!json_is_string(v) || !STREQ(json_string_value(v), SYNC_FINALIZER))
                 json_array_append(left, v);
         json_object_set_new(json_object_get(done, "metadata"), "finalizers", left);
-        plan_write(ret, STORE_OP_UPDATE, done, store_object_revision(obj));
+        plan_write(ret, STORE_OP_UPDATE, done, store_object_revision(obj), NULL);
 }
 
-int sync_plan_commit(SyncController *s, SyncPlan *p, const json_t *obj, json_t *status) {
+/* After a commit: the revisions written are what the memo now knows in
+ * sync; after a failure it knows nothing. */
+static void memo_update(SyncMemo *memo, SyncPlan *p, int k) {
+        if (!memo)
+                return;
+        if (k < 0) {
+                json_object_clear(memo->seen);
+                return;
+        }
+        for (size_t i = 0; i < p->n_ops; i++) {
+                const char *key = json_string_value(json_array_get(p->op_keys, i));
+                if (key)
+                        json_object_set_new(p->seen, key, json_integer((json_int_t) p->ops[i].revision));
+        }
+        json_decref(memo->seen);
+        memo->seen = json_incref(p->seen);
+}
+
+int sync_plan_commit(SyncController *s, SyncPlan *p, SyncMemo *memo, const json_t *obj, json_t *status) {
         size_t failed = 0;
-        int k;
+        int k = 0;
 
         if (status) {
-                json_t *next = json_deep_copy(obj);
+                json_t *next = json_copy((json_t *) obj);
                 json_object_set(next, "status", status);
-                plan_write(p, STORE_OP_STATUS, next, store_object_revision(obj));
+                plan_write(p, STORE_OP_STATUS, next, store_object_revision(obj), NULL);
         }
-        if (p->n_ops == 0)
-                return 0;
-        k = store_commit(s->store, p->ops, p->n_ops, false, &failed);
-        store_ops_clear(p->ops, k >= 0 ? p->n_ops : 0);
+        if (p->n_ops > 0)
+                k = store_commit(s->store, p->ops, p->n_ops, false, &failed);
         if (k < 0)
                 log_debug("sync: commit of %zu writes failed at %zu: %s", p->n_ops, failed, strerror(-k));
+        memo_update(memo, p, k);
+        store_ops_clear(p->ops, k >= 0 ? p->n_ops : 0);
         return k;
 }
 
@@ -186,5 +237,7 @@ void sync_plan_clear(SyncPlan *p) {
         json_decref(p->inventory);
         json_decref(p->changed);
         json_decref(p->conflicts);
+        json_decref(p->seen);
+        json_decref(p->op_keys);
         *p = (SyncPlan){0};
 }

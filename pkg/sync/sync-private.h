@@ -13,9 +13,26 @@ struct SyncController {
         RepoController *repos;
         LogFile *activity;
 
-        pthread_mutex_t lock; /* guards stats */
+        pthread_mutex_t lock; /* guards stats and memos */
         SyncStats stats;
+        Hashmap *memos; /* "ns/name" -> SyncMemo */
 };
+
+/* What a Sync remembers between syncs, in memory only (a restart reads
+ * and compares everything once): it makes a one-object change cost one
+ * file's parse and one object's comparison, whatever the revision holds.
+ * Used only by the reconcile of its Sync (one at a time per key). */
+typedef struct SyncMemo {
+        char *config; /* what rendering depends on besides the files */
+        json_t *files; /* "BLOB:path" -> [{"object", "at"}] of files without problems */
+        json_t *seen;  /* "Kind/ns/name" -> resourceVersion the live object had when in sync with
+                        * the object of a file remembered in files */
+} SyncMemo;
+
+/* The memo of Sync ns/name (made when absent); sync_memo_drop forgets it. */
+SyncMemo *sync_memo(SyncController *s, const char *ns, const char *name);
+void sync_memo_drop(SyncController *s, const char *ns, const char *name);
+void sync_memo_free(SyncMemo *m);
 
 /* A Sync's spec with defaults; strings borrowed from the object. */
 typedef struct SyncSpec {
@@ -43,7 +60,8 @@ typedef struct SyncRender {
 /* Reads and checks every manifest of spec at commit sha. 0 with ret set
  * (errors may be non-empty: nothing may be applied then); -EIO with
  * *ret_error (caller frees) when the tree cannot be read at all. */
-int sync_render(SyncController *s, const SyncSpec *spec, const char *sha, SyncRender *ret, char **ret_error);
+int sync_render(SyncController *s, const SyncSpec *spec, SyncMemo *memo, const char *sha, SyncRender *ret,
+                char **ret_error);
 void sync_render_clear(SyncRender *r);
 
 /* ---- sync-apply.c --------------------------------------------------------- */
@@ -57,18 +75,21 @@ typedef struct SyncPlan {
         json_t *changed;   /* "Kind/ns/name" of what is created or updated */
         json_t *conflicts; /* messages naming objects the Sync may not touch */
         size_t created, updated, deleted, released;
+        json_t *seen;    /* the memo's next seen, once committed */
+        json_t *op_keys; /* per op: the key whose revision goes into seen, or null */
 } SyncPlan;
 
 /* Plans the apply of objects (a rendered revision) over what the Sync obj
  * applied before: only what differs is written. */
-void sync_plan(SyncController *s, const SyncSpec *spec, const json_t *obj, const json_t *objects, SyncPlan *ret);
+void sync_plan(SyncController *s, const SyncSpec *spec, SyncMemo *memo, const json_t *obj, const json_t *objects,
+               SyncPlan *ret);
 /* Plans the end of a Sync being deleted: its objects removed (prune, not
  * suspended) or let go, and the finalizer taken off obj. */
 void sync_plan_finalize(SyncController *s, const SyncSpec *spec, const json_t *obj, SyncPlan *ret);
 /* Commits the plan with status as the Sync obj's new status (NULL: no
  * status op), all in one transaction. -ESTALE when something changed under
  * it (try again), other store errors as store_commit's. */
-int sync_plan_commit(SyncController *s, SyncPlan *p, const json_t *obj, json_t *status);
+int sync_plan_commit(SyncController *s, SyncPlan *p, SyncMemo *memo, const json_t *obj, json_t *status);
 void sync_plan_clear(SyncPlan *p);
 
 /* "Kind/ns/name" of an object. Caller frees. */

@@ -23,6 +23,8 @@ typedef struct RenderCtx {
         AuthCaller caller;
         const char *scope[2];
         json_t *seen; /* "Kind/ns/name" -> "path:line:col" */
+        SyncMemo *memo;
+        json_t *files; /* the memo's next files */
         SyncRender *out;
 } RenderCtx;
 
@@ -96,35 +98,61 @@ static bool object_check(RenderCtx *c, json_t *obj, Diags *d) {
         return d->n == 0;
 }
 
-/* Adds obj to what the revision holds, unless another document has it. */
-static void object_add(RenderCtx *c, const char *path, const YamlDoc *doc, json_t *obj, Diags *d) {
+/* Adds obj (prepared, managedBy set), found at at ("path:line:col"), to
+ * what the revision holds, unless another document has it. */
+static bool object_add(RenderCtx *c, const char *at, json_t *obj, Diags *d) {
         _cleanup_free_ char *key = sync_key(obj);
         const char *prev = json_str_at(c->seen, key);
-        unsigned line, col;
 
         if (prev) {
                 _cleanup_free_ char *what = resource_display_name(obj);
                 diags_add(d, 0, what, NULL, "duplicate object: %s is also at %s", what, prev);
-                return;
+                return false;
         }
-        yamldoc_pos(doc, "", false, &line, &col);
-        json_object_set_new(c->seen, key, json_sprintf("%s:%u:%u", path, line, col));
-        json_object_set_new(json_object_get(obj, "metadata"), "managedBy", json_string(c->spec->owner));
+        json_object_set_new(c->seen, key, json_string(at));
         json_array_append(c->out->objects, obj);
+        return true;
 }
 
-static void render_doc(RenderCtx *c, const char *path, const YamlDoc *doc) {
+/* One document; a good one also goes to entries (for the memo). */
+static void render_doc(RenderCtx *c, const char *path, const YamlDoc *doc, json_t *entries) {
         _cleanup_json_ json_t *obj = json_deep_copy(yamldoc_root(doc));
         Diags d = DIAGS_INIT;
+        unsigned line, col;
 
-        if (object_check(c, obj, &d))
-                object_add(c, path, doc, obj, &d);
+        if (object_check(c, obj, &d)) {
+                _cleanup_free_ char *key = sync_key(obj);
+                yamldoc_pos(doc, "", false, &line, &col);
+                json_t *at = json_sprintf("%s:%u:%u", path, line, col);
+                json_object_set_new(json_object_get(obj, "metadata"), "managedBy", json_string(c->spec->owner));
+                /* Parsed anew: what was known in sync with the old one is not. */
+                json_object_del(c->memo->seen, key);
+                if (object_add(c, json_string_value(at), obj, &d))
+                        json_array_append_new(entries, json_pack("{s:O, s:o}", "object", obj, "at", at));
+                else
+                        json_decref(at);
+        }
         errors_from_diags(c, path, doc, &d);
         diags_free(&d);
 }
 
-static int on_file(void *userdata, const char *path, const char *data, size_t len) {
+/* A file seen before with the same content: its objects as they were. */
+static void render_remembered(RenderCtx *c, const char *path, const json_t *entries) {
+        Diags d = DIAGS_INIT;
+        size_t i;
+        const json_t *e;
+
+        json_array_foreach(entries, i, e)
+                (void) object_add(c, json_str_at(e, "at"), json_object_get(e, "object"), &d);
+        errors_from_diags(c, path, NULL, &d);
+        diags_free(&d);
+}
+
+static int on_file(void *userdata, const char *path, const char *blob_id, const char *data, size_t len) {
         RenderCtx *c = userdata;
+        _cleanup_free_ char *memo_key = xasprintf("%s:%s", blob_id, path);
+        const json_t *remembered = json_object_get(c->memo->files, memo_key);
+        size_t errors = json_array_size(c->out->errors);
         YamlDoc **docs = NULL;
         size_t n = 0;
         Diags d = DIAGS_INIT;
@@ -145,24 +173,50 @@ static int on_file(void *userdata, const char *path, const char *data, size_t le
                           c->spec->path, SYNC_MAX_TOTAL_BYTES);
                 return -E2BIG;
         }
+        if (remembered) {
+                render_remembered(c, path, remembered);
+                json_object_set(c->files, memo_key, (json_t *) remembered);
+                return 0;
+        }
         if (yaml_parse(data, len, path, &docs, &n, &d) < 0) {
                 errors_from_diags(c, path, NULL, &d);
                 diags_free(&d);
                 return 0;
         }
         diags_free(&d);
+        json_t *entries = json_array();
         for (size_t i = 0; i < n; i++)
-                render_doc(c, path, docs[i]);
+                render_doc(c, path, docs[i], entries);
         yamldocs_free(docs, n);
+        /* Only a file without problems is remembered: an error names the commit. */
+        if (json_array_size(c->out->errors) == errors)
+                json_object_set_new(c->files, memo_key, entries);
+        else
+                json_decref(entries);
         return 0;
 }
 
-int sync_render(SyncController *s, const SyncSpec *spec, const char *sha, SyncRender *ret, char **ret_error) {
+/* What rendering depends on besides the files: when it changes, nothing
+ * remembered holds. */
+static void memo_check(SyncMemo *m, const SyncSpec *spec) {
+        _cleanup_free_ char *config = xasprintf("%s|%s|%d", spec->owner, spec->target_ns, spec->host_access);
+
+        if (m->config && STREQ(m->config, config))
+                return;
+        free(m->config);
+        m->config = TAKE_PTR(config);
+        json_object_clear(m->files);
+        json_object_clear(m->seen);
+}
+
+int sync_render(SyncController *s, const SyncSpec *spec, SyncMemo *memo, const char *sha, SyncRender *ret,
+                char **ret_error) {
         SyncRender out = {json_array(), json_array(), 0, 0};
-        RenderCtx c = {.spec = spec, .seen = json_object(), .out = &out};
+        RenderCtx c = {.spec = spec, .seen = json_object(), .memo = memo, .files = json_object(), .out = &out};
         _cleanup_free_ char *error = NULL;
         int k;
 
+        memo_check(memo, spec);
         c.where = xasprintf("%s@%.12s", spec->repo, sha);
         c.scope[0] = spec->target_ns;
         c.caller = (AuthCaller){AUTH_ROLE_ADMIN, spec->owner, spec->host_access ? NULL : c.scope};
@@ -175,6 +229,11 @@ int sync_render(SyncController *s, const SyncSpec *spec, const char *sha, SyncRe
                 k = 0; /* said in errors */
         free(c.where);
         json_decref(c.seen);
+        if (k >= 0) {
+                json_decref(memo->files);
+                memo->files = c.files;
+        } else
+                json_decref(c.files);
         if (k < 0) {
                 sync_render_clear(&out);
                 *ret_error = error ? TAKE_PTR(error) : xasprintf("cannot read the repository: %s", strerror(-k));

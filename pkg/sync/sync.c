@@ -118,7 +118,9 @@ static void drift_add(json_t *st, const SyncPlan *p, uint64_t now) {
 /* The Sync's next status after a sync (or a wait) described by o. */
 static json_t *status_next(const json_t *obj, const SyncOutcome *o, bool drift) {
         const json_t *old = json_object_get(obj, "status");
-        json_t *st = json_is_object(old) ? json_deep_copy(old) : json_object();
+        /* Shallow: the inventory can be long. Members are replaced, never
+         * changed in place, but the conditions, which condition_set edits. */
+        json_t *st = json_is_object(old) ? json_copy((json_t *) old) : json_object();
         const char *requested = annotation(obj, "rpr/requestedAt");
         uint64_t now = now_usec();
 
@@ -142,6 +144,8 @@ static json_t *status_next(const json_t *obj, const SyncOutcome *o, bool drift) 
         }
         if (o->new_history)
                 history_add(st, o, now);
+        if (json_object_get(st, "conditions"))
+                json_object_set_new(st, "conditions", json_deep_copy(json_object_get(st, "conditions")));
         condition_set(st, &(Condition){"Ready", o->ok, o->reason, o->message, now});
         return st;
 }
@@ -199,8 +203,8 @@ static void log_applied(SyncController *s, const SyncSpec *spec, const SyncOutco
 }
 
 /* Applies the rendered objects; 1 applied something, 0 nothing to do. */
-static int apply_rendered(SyncController *s, const SyncSpec *spec, const json_t *obj, const json_t *objects,
-                          SyncOutcome *o, uint64_t start) {
+static int apply_rendered(SyncController *s, const SyncSpec *spec, SyncMemo *memo, const json_t *obj,
+                          const json_t *objects, SyncOutcome *o, uint64_t start) {
         const json_t *st = json_object_get(obj, "status");
         const char *applied = json_str_at(st, "lastAppliedRevision");
         bool same = applied && STREQ(applied, o->revision) &&
@@ -209,7 +213,7 @@ static int apply_rendered(SyncController *s, const SyncSpec *spec, const json_t 
         SyncPlan plan;
         int k;
 
-        sync_plan(s, spec, obj, objects, &plan);
+        sync_plan(s, spec, memo, obj, objects, &plan);
         if (json_array_size(plan.conflicts) > 0) {
                 o->reason = "Conflict";
                 o->errors = plan.conflicts;
@@ -225,7 +229,7 @@ static int apply_rendered(SyncController *s, const SyncSpec *spec, const json_t 
         o->usec = now_mono_usec() - start;
         o->message = xasprintf("%zu objects at %s", json_array_size(plan.inventory), o->revision);
         status = status_next(obj, o, same);
-        k = sync_plan_commit(s, &plan, obj, status);
+        k = sync_plan_commit(s, &plan, memo, obj, status);
         if (k >= 0)
                 log_applied(s, spec, o, same);
         free(o->message);
@@ -237,13 +241,14 @@ static int apply_rendered(SyncController *s, const SyncSpec *spec, const json_t 
 
 static int sync_revision(SyncController *s, const SyncSpec *spec, const json_t *obj, const char *sha,
                          const char *revision, bool changed) {
+        SyncMemo *memo = sync_memo(s, spec->ns, spec->name);
         uint64_t start = now_mono_usec();
         _cleanup_free_ char *error = NULL;
         SyncOutcome o = {.revision = revision, .attempted = true, .new_history = changed};
         SyncRender r;
         int k;
 
-        k = sync_render(s, spec, sha, &r, &error);
+        k = sync_render(s, spec, memo, sha, &r, &error);
         if (k < 0) {
                 o.reason = "FetchFailed";
                 o.message = TAKE_PTR(error);
@@ -262,7 +267,7 @@ static int sync_revision(SyncController *s, const SyncSpec *spec, const json_t *
                 sync_render_clear(&r);
                 return k;
         }
-        k = apply_rendered(s, spec, obj, r.objects, &o, start);
+        k = apply_rendered(s, spec, memo, obj, r.objects, &o, start);
         stats_add(s, k, now_mono_usec() - start);
         sync_render_clear(&r);
         return k == -EBUSY ? 0 : k;
@@ -311,7 +316,7 @@ static int finalize(SyncController *s, const SyncSpec *spec, const json_t *obj) 
         if (!has_finalizer(obj))
                 return 0;
         sync_plan_finalize(s, spec, obj, &plan);
-        k = sync_plan_commit(s, &plan, obj, NULL);
+        k = sync_plan_commit(s, &plan, NULL, obj, NULL);
         if (k >= 0 && s->activity)
                 (void) logfile_append(s->activity, now_usec(), "sync %s/%s: deleted: %zu objects deleted, %zu let go",
                                       spec->ns, spec->name, plan.deleted, plan.released);
@@ -387,8 +392,10 @@ static int reconcile(void *userdata, const char *ns, const char *name, uint64_t 
         int k;
 
         k = store_get_json(s->store, "Sync", ns, name, &obj);
-        if (k == -ENOENT)
+        if (k == -ENOENT) {
+                sync_memo_drop(s, ns, name);
                 return 0;
+        }
         if (k < 0)
                 return k;
         sync_spec_read(obj, &spec);
@@ -409,6 +416,47 @@ static void on_repo_event(void *userdata, const StoreEvent *ev) {
         controller_enqueue_where(s->controller, "Sync", ev->ns, "repo", ev->name, NULL);
 }
 
+/* ---- memos ------------------------------------------------------------------------- */
+
+SyncMemo *sync_memo(SyncController *s, const char *ns, const char *name) {
+        _cleanup_free_ char *id = xasprintf("%s/%s", ns, name);
+
+        pthread_mutex_lock(&s->lock);
+        SyncMemo *m = hashmap_get(s->memos, id);
+        if (!m) {
+                m = xcalloc(1, sizeof *m);
+                m->files = json_object();
+                m->seen = json_object();
+                hashmap_put(s->memos, id, m);
+        }
+        pthread_mutex_unlock(&s->lock);
+        return m;
+}
+
+void sync_memo_free(SyncMemo *m) {
+        if (!m)
+                return;
+        free(m->config);
+        json_decref(m->files);
+        json_decref(m->seen);
+        free(m);
+}
+
+void sync_memo_drop(SyncController *s, const char *ns, const char *name) {
+        _cleanup_free_ char *id = xasprintf("%s/%s", ns, name);
+
+        pthread_mutex_lock(&s->lock);
+        SyncMemo *m = hashmap_remove(s->memos, id);
+        pthread_mutex_unlock(&s->lock);
+        sync_memo_free(m);
+}
+
+static void memo_free_one(const char *key, void *value, void *userdata) {
+        (void) key;
+        (void) userdata;
+        sync_memo_free(value);
+}
+
 /* ---- life cycle ------------------------------------------------------------------- */
 
 int sync_controller_new(const SyncOptions *o, SyncController **ret) {
@@ -421,6 +469,7 @@ int sync_controller_new(const SyncOptions *o, SyncController **ret) {
         s->controller = o->controller;
         s->repos = o->repos;
         s->activity = o->activity;
+        s->memos = hashmap_new();
         pthread_mutex_init(&s->lock, NULL);
         k = controller_add(o->controller, "Sync", reconcile, s);
         if (k >= 0)
@@ -436,6 +485,8 @@ int sync_controller_new(const SyncOptions *o, SyncController **ret) {
 void sync_controller_free(SyncController *s) {
         if (!s)
                 return;
+        hashmap_foreach(s->memos, memo_free_one, NULL);
+        hashmap_free(s->memos);
         pthread_mutex_destroy(&s->lock);
         free(s);
 }

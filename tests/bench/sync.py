@@ -186,6 +186,8 @@ def main():
         print("first sync of %d objects: %.2f s, %d store revisions" % (a.objects, first, d.revision() - rev0))
 
         times, revs = [], []
+        perf = subprocess.Popen(["perf", "record", "-q", "-g", "-o", "/tmp/sync-perf.data", "-p", str(d.proc.pid)]) \
+            if os.environ.get("BENCH_PERF") else None
         for k in range(a.changes):
             i = (k * 37) % a.objects
             cfg.write_file(i // PER_FILE, {i: 1000 + k})
@@ -198,10 +200,17 @@ def main():
             times.append(time.monotonic() - t)
             time.sleep(0.3)
             revs.append(d.revision() - rev)
+        if perf:
+            perf.send_signal(signal.SIGINT)
+            perf.wait()
         print("one-object change, webhook to applied: median %.0f ms, worst %.0f ms (%d changes; target < 300 ms)"
               % (statistics.median(times) * 1000, max(times) * 1000, a.changes))
         print("store revisions per change (the object, the Sync's status, the Repo's status): %s" % revs)
         print("rprd RSS after: %.1f MiB" % d.rss_mib())
+        with urllib.request.urlopen(d.url + "/metrics", timeout=30) as r:
+            last = [l for l in r.read().decode().splitlines() if l.startswith("rpr_sync_last_duration_seconds ")]
+        print("of which the last sync itself (read, parse, validate, compare, commit): %.0f ms"
+              % (float(last[0].split()[1]) * 1000 if last else -1))
     finally:
         d.stop()
 
