@@ -193,7 +193,8 @@ def main():
         d.wait_applied(sha)
         first = time.monotonic() - t
         time.sleep(2)  # the Server controller marks them Inactive
-        print("first sync of %d objects: %.2f s, %d store revisions" % (a.objects, first, d.revision() - rev0))
+        print("first sync of %d objects: %.2f s, %d store revisions (with the Server controller's status writes); "
+              "rprd RSS %.1f MiB" % (a.objects, first, d.revision() - rev0, d.rss_mib()))
 
         times, revs = [], []
         perf = subprocess.Popen(["perf", "record", "-q", "-g", "-o", "/tmp/sync-perf.data", "-p", str(d.proc.pid)]) \
@@ -216,7 +217,7 @@ def main():
             perf.wait()
         print("one-object change, webhook to applied: median %.0f ms, worst %.0f ms (%d changes; target < 300 ms)"
               % (statistics.median(times) * 1000, max(times) * 1000, a.changes))
-        print("store revisions per change (the object, the Sync's status, the Repo's status): %s" % revs)
+        print("store revisions per change (every write: the object, its Server status, the Sync's status, the Repo's status): %s" % revs)
         print("rprd RSS after: %.1f MiB" % d.rss_mib())
         with urllib.request.urlopen(d.url + "/metrics", timeout=30) as r:
             last = [l for l in r.read().decode().splitlines() if l.startswith("rpr_sync_last_duration_seconds ")]
