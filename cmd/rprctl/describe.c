@@ -41,6 +41,15 @@ static void section(const char *title, const json_t *v) {
         }
 }
 
+/* A table with rows under its header, else "<none>"; then frees it. */
+static void table_print_or_none(Table *t) {
+        if (t->n_rows > 1)
+                table_print(t, stdout, "  ");
+        else
+                printf("  <none>\n");
+        table_free(t);
+}
+
 static void conditions(const json_t *conds) {
         const json_t *cond;
         size_t i;
@@ -105,11 +114,7 @@ static int events(Ctl *c, const char *ns, const char *kind, const char *name) {
                                   json_cell(json_path_get(ev, "spec.message"))};
                 table_add_row(&t, cells);
         }
-        if (t.n_rows > 1)
-                table_print(&t, stdout, "  ");
-        else
-                printf("  <none>\n");
-        table_free(&t);
+        table_print_or_none(&t);
         return 0;
 }
 
@@ -128,11 +133,7 @@ static void sync_lists(const json_t *inventory, const json_t *errors) {
                                   json_cell(json_object_get(v, "name"))};
                 table_add_row(&t, cells);
         }
-        if (t.n_rows > 1)
-                table_print(&t, stdout, "  ");
-        else
-                printf("  <none>\n");
-        table_free(&t);
+        table_print_or_none(&t);
         printf("Errors:\n");
         if (json_array_size(errors) == 0)
                 printf("  <none>\n");

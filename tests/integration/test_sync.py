@@ -25,33 +25,17 @@ import uuid
 import pytest
 
 from conftest import free_port, metric_sum
+from test_repos import GitRepo, git
 
 CONTROLLERS = True
 WAIT = 30
 
 
-def git(*args, cwd=None):
-    env = dict(os.environ, GIT_AUTHOR_NAME="Ada Lovelace", GIT_AUTHOR_EMAIL="ada@example.com",
-               GIT_COMMITTER_NAME="Ada Lovelace", GIT_COMMITTER_EMAIL="ada@example.com",
-               HOME=tempfile.gettempdir())
-    p = subprocess.run(["git", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=60)
-    assert p.returncode == 0, "git %s: %s" % (" ".join(args), p.stderr)
-    return p.stdout.strip()
+class ConfigRepo(GitRepo):
+    """test_repos' bare repository and work tree, with files to write."""
 
-
-class ConfigRepo:
-    """A bare config repository and a work tree that pushes to it."""
-
-    def __init__(self, root, name="config"):
-        self.bare = os.path.join(root, name + ".git")
-        self.work = os.path.join(root, name + "-work")
-        git("init", "-q", "--bare", "-b", "main", self.bare)
-        git("init", "-q", "-b", "main", self.work)
-        git("remote", "add", "origin", self.bare, cwd=self.work)
-
-    @property
-    def url(self):
-        return "file://" + self.bare
+    def __init__(self, root):
+        super().__init__(root, "config")
 
     def write(self, path, text):
         full = os.path.join(self.work, path)
