@@ -639,3 +639,20 @@ def test_rprctl_get_wide_and_describe(rprd, cfg):
     p = rprd.ctl("describe", "sync", "fleet")
     errors = p.stdout.split("Errors:")[1]
     assert "clusters/prod/b.yaml:3:" in errors
+
+
+def test_host_access_lets_a_token_read_its_secret_from_a_file(rprd, cfg, tmp_path):
+    secret = tmp_path / "gh.token"
+    secret.write_text("ghp_FromAFileNotTheRepository0123456789\n")
+    cfg.write("clusters/prod/t.yaml",
+              "apiVersion: rpr/v1\nkind: Token\nmetadata: {name: gh}\nspec:\n  type: github\n"
+              "  valueFrom: {file: %s}\n" % secret)
+    sha = cfg.push()
+    start(rprd, cfg)
+    o = wait_reason(rprd, "ValidationFailed")
+    assert any("t.yaml:6:" in e and "spec.valueFrom.file" in e for e in o["status"]["errors"]), o["status"]
+    rprd.apply([sync_obj(hostAccess=True)])
+    wait_applied(rprd, sha)
+    tok = get(rprd, "tokens", "gh")
+    assert tok["metadata"]["managedBy"] == "sync/fleet"
+    assert "ghp_FromAFile" not in json.dumps(tok)
