@@ -656,3 +656,20 @@ def test_host_access_lets_a_token_read_its_secret_from_a_file(rprd, cfg, tmp_pat
     tok = get(rprd, "tokens", "gh")
     assert tok["metadata"]["managedBy"] == "sync/fleet"
     assert "ghp_FromAFile" not in json.dumps(tok)
+
+
+def test_github_repo_is_read_from_the_clone_url_its_api_gives(rprd, cfg):
+    from github_fake import FakeGitHub
+    from test_repos import PAT, repo, token
+    cfg.write("clusters/prod/a.yaml", server_yaml("a"))
+    sha = cfg.push()
+    gh = FakeGitHub()
+    gh.start()
+    try:
+        gh.add_token(PAT)
+        gh.add_repo("acme", "config", clone_url=cfg.url, branches={"main": {"sha": sha}})
+        rprd.apply([token("gh"), repo("config", gh, repo_name="config", tokenRef="gh", interval="1h"), sync_obj()])
+        wait_applied(rprd, sha)
+        assert get(rprd, "servers", "a")["metadata"]["managedBy"] == "sync/fleet"
+    finally:
+        gh.stop()
