@@ -578,10 +578,23 @@ function syncs() {
     ${table("Syncs", ["Name", "Repo", "Path", "Revision", "Ready", "Objects", "Last sync", "Drift corrected", "Actions"], rows, "No syncs.")}`;
 }
 
-/* "Sync now": the annotation rpr/requestedAt, which rprd answers by syncing. */
+/* "Sync now", as rprctl sync does it: the Repo looks at its branch, then the
+ * annotation rpr/requestedAt changes, which rprd answers by syncing. */
 async function syncNow(o) {
-  const meta = {...o.metadata, annotations: {...(o.metadata.annotations || {}), "rpr/requestedAt": new Date().toISOString()}};
-  await api("PUT", objPath("Sync", o.metadata.namespace, o.metadata.name), {apiVersion: o.apiVersion, kind: o.kind, metadata: meta, spec: o.spec});
+  const ns = o.metadata.namespace, path = objPath("Sync", ns, o.metadata.name);
+  await api("POST", objPath("Repo", ns, o.spec.repo, "check"));
+  const token = new Date().toISOString();
+  for (let tries = 1; ; tries++) {
+    const now = await api("GET", path);
+    const meta = {...now.metadata, annotations: {...(now.metadata.annotations || {}), "rpr/requestedAt": token}};
+    try {
+      await api("PUT", path, {apiVersion: now.apiVersion, kind: now.kind, metadata: meta, spec: now.spec});
+      return;
+    } catch (e) {
+      /* rprd wrote the Sync's status in between: read it again. */
+      if (tries === 5 || !/modified/.test(e.message)) throw e;
+    }
+  }
 }
 
 /* ---- logs ------------------------------------------------------------------------------------------- */
