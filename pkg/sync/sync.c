@@ -80,6 +80,7 @@ typedef struct SyncOutcome {
         char *message;
         const json_t *errors; /* NULL: clear them */
         bool attempted;       /* a revision was read: lastAttemptedRevision, lastSyncTime */
+        bool answered;        /* a request (rpr/requestedAt) was answered without a sync */
         bool new_history;     /* add a history entry */
         const SyncPlan *plan; /* applied */
         uint64_t usec;
@@ -128,9 +129,9 @@ static json_t *status_next(const json_t *obj, const SyncOutcome *o, bool drift) 
         if (o->attempted) {
                 json_object_set_new(st, "lastAttemptedRevision", json_string(o->revision));
                 json_set_time(st, "lastSyncTime", now);
-                if (requested)
-                        json_object_set_new(st, "lastHandledRequestedAt", json_string(requested));
         }
+        if ((o->attempted || o->answered) && requested)
+                json_object_set_new(st, "lastHandledRequestedAt", json_string(requested));
         if (o->errors && json_array_size(o->errors) > 0)
                 json_object_set(st, "errors", (json_t *) o->errors);
         else
@@ -169,8 +170,10 @@ static int write_outcome(SyncController *s, const SyncSpec *spec, SyncOutcome *o
         return k == -ENOENT ? 0 : k;
 }
 
+/* Why nothing is synced now. A request waiting is answered with it, so that
+ * `rprctl sync` says why rather than wait. */
 static int write_condition(SyncController *s, const SyncSpec *spec, const char *reason, char *message) {
-        SyncOutcome o = {.reason = reason, .message = message};
+        SyncOutcome o = {.reason = reason, .message = message, .answered = true};
 
         return write_outcome(s, spec, &o);
 }

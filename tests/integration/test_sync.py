@@ -673,3 +673,37 @@ def test_github_repo_is_read_from_the_clone_url_its_api_gives(rprd, cfg):
         assert get(rprd, "servers", "a")["metadata"]["managedBy"] == "sync/fleet"
     finally:
         gh.stop()
+
+
+def test_history_keeps_the_last_5_revisions(rprd, cfg):
+    shas = []
+    for i in range(7):
+        cfg.write("clusters/prod/a.yaml", server_yaml("a", port=10 + i))
+        shas.append(cfg.push("rev %d" % i))
+        if i == 0:
+            start(rprd, cfg)
+        else:
+            check(rprd)
+        o = wait_applied(rprd, shas[-1])
+    h = o["status"]["history"]
+    assert [e["revision"] for e in h] == ["main@sha1:" + s for s in reversed(shas[-5:])]
+    assert all(e["result"] == "Applied" and e["updated"] == 1 and "durationSeconds" in e for e in h), h
+
+
+def test_deleting_a_suspended_sync_keeps_its_objects(rprd, cfg):
+    cfg.write("clusters/prod/a.yaml", server_yaml("a"))
+    sha = cfg.push()
+    start(rprd, cfg)
+    wait_applied(rprd, sha)
+    rprd.apply([sync_obj(suspend=True)])
+    wait_reason(rprd, "Suspended")
+    p = rprd.ctl("sync", "fleet", timeout=20)
+    assert p.returncode == 1 and "Suspended" in p.stdout, p
+    r = rprd.request("DELETE", "/api/v1/namespaces/default/syncs/fleet")
+    assert r.status == 200, r
+    deadline = time.time() + WAIT
+    while time.time() < deadline and get(rprd, "syncs", "fleet"):
+        time.sleep(0.05)
+    assert get(rprd, "syncs", "fleet") is None
+    have = servers(rprd)
+    assert list(have) == ["a"] and "managedBy" not in have["a"]["metadata"]
