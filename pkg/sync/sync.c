@@ -253,8 +253,11 @@ static int sync_revision(SyncController *s, const SyncSpec *spec, const json_t *
 
         k = sync_render(s, spec, memo, sha, &r, &error);
         if (k < 0) {
+                /* Not an attempt of the revision: tried again soon, not at the interval. */
                 o.reason = "FetchFailed";
                 o.message = TAKE_PTR(error);
+                o.attempted = false;
+                o.answered = true;
                 o.new_history = false;
                 (void) write_outcome(s, spec, &o);
                 stats_add(s, -1, now_mono_usec() - start);
@@ -365,7 +368,10 @@ static int reconcile_spec(SyncController *s, const SyncSpec *spec, const json_t 
         if (!sha)
                 return write_condition(s, spec, "RepoNotReady",
                                        xasprintf("Repo %s/%s has no commit yet", spec->ns, spec->repo));
-        revision = xasprintf("%s@sha1:%s", json_str_at(json_object_get(repo, "spec"), "branch") ?: "main", sha);
+        /* The branch and the sha come from people and remotes: one flat line. */
+        _cleanup_free_ char *branch = text_flat_dup(json_str_at(json_object_get(repo, "spec"), "branch") ?: "main", 255);
+        _cleanup_free_ char *flat_sha = text_flat_dup(sha, 64);
+        revision = xasprintf("%s@sha1:%s", branch, flat_sha);
         wait = dependency_wait(s, spec, revision);
         if (wait) {
                 *ret_requeue = DEPENDENCY_POLL_USEC;
