@@ -98,6 +98,7 @@ TEST_LIBS_github   := $(call LIB,github) $(TEST_LIBS_egress)
 TEST_LIBS_gitremote := $(call LIB,gitremote) $(TEST_LIBS_egress)
 TEST_LIBS_token    := $(call LIB,token) $(call LIB,controller) $(TEST_LIBS_store)
 TEST_LIBS_repo     := $(call LIB,repo) $(call LIB,token) $(call LIB,github) $(call LIB,gitremote) $(call LIB,controller) $(call LIB,logfile) $(call LIB,egress) $(TEST_LIBS_store)
+TEST_LIBS_sync     := $(call LIB,sync) $(call LIB,auth) $(TEST_LIBS_repo)
 TEST_LIBS_server   := $(call LIB,server) $(call LIB,token) $(call LIB,controller) $(call LIB,ssh) $(call LIB,logfile) $(call LIB,egress) $(TEST_LIBS_store)
 TEST_LIBS_run      := $(call LIB,run) $(TEST_LIBS_server)
 TEST_LIBS_pipeline := $(call LIB,pipeline) $(call LIB,run) $(call LIB,repo) $(call LIB,server) $(call LIB,token) $(call LIB,github) \
