@@ -137,7 +137,9 @@ static void sync_lists(const json_t *inventory, const json_t *errors) {
         printf("Errors:\n");
         if (json_array_size(errors) == 0)
                 printf("  <none>\n");
-        json_array_foreach(errors, i, v) printf("  %s\n", json_string_value(v) ?: "");
+        json_array_foreach(errors, i, v) {
+                printf("  %s\n", json_string_value(v) ?: "");
+        }
 }
 
 static void describe(const json_t *obj) {

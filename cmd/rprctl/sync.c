@@ -81,12 +81,13 @@ static int print_outcome(const char *name, const json_t *obj) {
         const json_t *ready = NULL, *errors = json_object_get(st, "errors"), *v;
         size_t i;
 
-        json_array_foreach(json_object_get(st, "conditions"), i, v) if (STREQ(json_str_at(v, "type") ?: "", "Ready"))
-                ready = v;
+        ready = condition_get(st, "Ready");
         bool ok = ready && STREQ(json_str_at(ready, "status") ?: "", "True");
         printf("sync/%s: %s: %s\n", name, json_str_at(ready, "reason") ?: "Unknown",
                json_str_at(ready, "message") ?: "");
-        json_array_foreach(errors, i, v) fprintf(stderr, "  %s\n", json_string_value(v) ?: "");
+        json_array_foreach(errors, i, v) {
+                fprintf(stderr, "  %s\n", json_string_value(v) ?: "");
+        }
         return ok ? 0 : 1;
 }
 

@@ -176,7 +176,9 @@ static bool items_unmanaged(ApiCall *c, const ApplyBody *b) {
         size_t i;
         json_t *obj;
 
-        json_array_foreach(b->items, i, obj) check_managed(c, obj, (int) i, &managed);
+        json_array_foreach(b->items, i, obj) {
+                check_managed(c, obj, (int) i, &managed);
+        }
         if (managed.n == 0)
                 return true;
         diags_locate(&managed, b);

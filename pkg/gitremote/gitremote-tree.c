@@ -36,7 +36,8 @@ static int visit(TreeWalk *w, const char *root, const git_tree_entry *e) {
         size_t size;
         int k;
 
-        if (git_tree_entry_filemode(e) != GIT_FILEMODE_BLOB && git_tree_entry_filemode(e) != GIT_FILEMODE_BLOB_EXECUTABLE)
+        if (git_tree_entry_filemode(e) != GIT_FILEMODE_BLOB &&
+            git_tree_entry_filemode(e) != GIT_FILEMODE_BLOB_EXECUTABLE)
                 return 0;
         if (!wanted(name, w->exts))
                 return 0;
@@ -107,7 +108,8 @@ int gitremote_read_tree(const char *url, const char *branch, const GitAuth *auth
         k = subtree(repo, c, dir, &tree);
         if (k == -ENOENT) {
                 ret->error = GITREMOTE_FAILED;
-                snprintf_utf8(ret->message, sizeof ret->message, "%s is not a directory at commit %.12s", dir, sha);
+                snprintf_utf8(ret->message, sizeof ret->message, "%s is not a directory at commit %.12s",
+                              dir, sha);
         }
         if (k >= 0)
                 k = git_repository_odb(&odb, repo) < 0 ? -EIO : 0;

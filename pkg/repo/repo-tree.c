@@ -43,8 +43,8 @@ int repo_read_tree(RepoController *r, const char *ns, const char *name, const ch
                 k = -EIO;
         } else {
                 cache = repo_cache_path(r, ns, name);
-                k = gitremote_read_tree(url, spec.branch, &creds.git, cache, sha, dir, exts, max_file_bytes, fn,
-                                        userdata, &res);
+                k = gitremote_read_tree(url, spec.branch, &creds.git, cache, sha, dir, exts, max_file_bytes,
+                                        fn, userdata, &res);
                 if (k == -ENOENT || k == -EIO)
                         *ret_error = xstrdup(res.message);
         }

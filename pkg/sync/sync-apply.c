@@ -95,8 +95,8 @@ static void plan_object(SyncController *s, const SyncSpec *spec, SyncMemo *memo,
         _cleanup_free_ char *key = sync_key(want), *text = NULL;
 
         json_array_append_new(p->inventory, inventory_entry(want));
-        if (store_get(s->store, json_str_at(want, "kind"), json_str_at(meta, "namespace"), json_str_at(meta, "name"),
-                      &text) < 0) {
+        if (store_get(s->store, json_str_at(want, "kind"), json_str_at(meta, "namespace"),
+                      json_str_at(meta, "name"), &text) < 0) {
                 p->created++;
                 json_array_append_new(p->changed, json_string(key));
                 plan_write(p, STORE_OP_APPLY, json_deep_copy(want), 0, key);
@@ -110,11 +110,12 @@ static void plan_object(SyncController *s, const SyncSpec *spec, SyncMemo *memo,
         live = json_loads(text, 0, NULL);
         const char *owner = managed_by(live);
         if (!owner || !STREQ(owner, spec->owner)) {
-                json_array_append_new(p->conflicts,
-                                      owner ? json_sprintf("%s is managed by %s", key, owner)
-                                            : json_sprintf("%s exists and is not managed by a Sync (made by "
-                                                           "hand); delete it or remove it from the repository",
-                                                           key));
+                json_array_append_new(
+                        p->conflicts,
+                        owner ? json_sprintf("%s is managed by %s", key, owner)
+                              : json_sprintf("%s exists and is not managed by a Sync (made by "
+                                             "hand); delete it or remove it from the repository",
+                                             key));
                 return;
         }
         if (in_sync(want, live)) {
@@ -129,7 +130,8 @@ static void plan_object(SyncController *s, const SyncSpec *spec, SyncMemo *memo,
 /* An object of the old inventory that left the repository: deleted, or
  * let go (managedBy cleared) when pruning is off or the object asks to
  * stay. Objects no longer ours are left alone. */
-static void plan_leave(SyncController *s, const SyncSpec *spec, const json_t *entry, bool prune, SyncPlan *p) {
+static void plan_leave(SyncController *s, const SyncSpec *spec, const json_t *entry, bool prune,
+                       SyncPlan *p) {
         _cleanup_json_ json_t *live = NULL;
         const char *kind = json_str_at(entry, "kind"), *ns = json_str_at(entry, "namespace"),
                    *name = json_str_at(entry, "name");
@@ -138,8 +140,8 @@ static void plan_leave(SyncController *s, const SyncSpec *spec, const json_t *en
                 return;
         if (!managed_by(live) || !STREQ(managed_by(live), spec->owner))
                 return;
-        const char *keep = json_str_at(json_object_get(json_object_get(live, "metadata"), "annotations"),
-                                       "rpr/prune");
+        const char *keep =
+                json_str_at(json_object_get(json_object_get(live, "metadata"), "annotations"), "rpr/prune");
         if (prune && !(keep && STREQ(keep, "disabled"))) {
                 p->deleted++;
                 plan_add(p,
@@ -159,8 +161,8 @@ static void plan_leave(SyncController *s, const SyncSpec *spec, const json_t *en
 
 /* The DELETE ops point into the old inventory: the caller keeps obj alive
  * as long as the plan. */
-void sync_plan(SyncController *s, const SyncSpec *spec, SyncMemo *memo, const json_t *obj, const json_t *objects,
-               SyncPlan *ret) {
+void sync_plan(SyncController *s, const SyncSpec *spec, SyncMemo *memo, const json_t *obj,
+               const json_t *objects, SyncPlan *ret) {
         const json_t *old = json_object_get(json_object_get(obj, "status"), "inventory");
         _cleanup_json_ json_t *wanted = json_object();
         size_t i;
@@ -173,8 +175,9 @@ void sync_plan(SyncController *s, const SyncSpec *spec, SyncMemo *memo, const js
                 json_object_set_new(wanted, key, json_true());
         }
         json_array_foreach(old, i, v) {
-                _cleanup_free_ char *key = xasprintf("%s/%s/%s", json_str_at(v, "kind") ?: "?",
-                                                     json_str_at(v, "namespace") ?: "?", json_str_at(v, "name") ?: "?");
+                _cleanup_free_ char *key =
+                        xasprintf("%s/%s/%s", json_str_at(v, "kind") ?: "?",
+                                  json_str_at(v, "namespace") ?: "?", json_str_at(v, "name") ?: "?");
                 if (!json_object_get(wanted, key))
                         plan_leave(s, spec, v, spec->prune, ret);
         }
@@ -188,9 +191,13 @@ void sync_plan_finalize(SyncController *s, const SyncSpec *spec, const json_t *o
         json_t *v;
 
         plan_init(ret);
-        json_array_foreach(old, i, v) plan_leave(s, spec, v, spec->prune && !spec->suspend, ret);
-        json_array_foreach(fin, i, v) if (!json_is_string(v) || !STREQ(json_string_value(v), SYNC_FINALIZER))
-                json_array_append(left, v);
+        json_array_foreach(old, i, v) {
+                plan_leave(s, spec, v, spec->prune && !spec->suspend, ret);
+        }
+        json_array_foreach(fin, i, v) {
+                if (!json_is_string(v) || !STREQ(json_string_value(v), SYNC_FINALIZER))
+                        json_array_append(left, v);
+        }
         json_object_set_new(json_object_get(done, "metadata"), "finalizers", left);
         plan_write(ret, STORE_OP_UPDATE, done, store_object_revision(obj), NULL);
 }

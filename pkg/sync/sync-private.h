@@ -23,7 +23,7 @@ struct SyncController {
  * file's parse and one object's comparison, whatever the revision holds.
  * Used only by the reconcile of its Sync (one at a time per key). */
 typedef struct SyncMemo {
-        char *config; /* what rendering depends on besides the files */
+        char *config;  /* what rendering depends on besides the files */
         json_t *files; /* "BLOB:path" -> [{"object", "at"}] of files without problems */
         json_t *seen;  /* "Kind/ns/name" -> resourceVersion the live object had when in sync with
                         * the object of a file remembered in files */
@@ -81,8 +81,8 @@ typedef struct SyncPlan {
 
 /* Plans the apply of objects (a rendered revision) over what the Sync obj
  * applied before: only what differs is written. */
-void sync_plan(SyncController *s, const SyncSpec *spec, SyncMemo *memo, const json_t *obj, const json_t *objects,
-               SyncPlan *ret);
+void sync_plan(SyncController *s, const SyncSpec *spec, SyncMemo *memo, const json_t *obj,
+               const json_t *objects, SyncPlan *ret);
 /* Plans the end of a Sync being deleted: its objects removed (prune, not
  * suspended) or let go, and the finalizer taken off obj. */
 void sync_plan_finalize(SyncController *s, const SyncSpec *spec, const json_t *obj, SyncPlan *ret);

@@ -65,13 +65,14 @@ static void check_raw(RenderCtx *c, json_t *obj, Diags *d) {
         _cleanup_free_ char *what = resource_display_name(obj);
 
         if (k && !kind_user_writable(k))
-                diags_add(d, 0, what, "kind", "%s objects are made by rprd and cannot come from a repository",
-                          kind_name(k));
+                diags_add(d, 0, what, "kind",
+                          "%s objects are made by rprd and cannot come from a repository", kind_name(k));
         if (json_object_get(obj, "status"))
                 diags_add(d, 0, what, "status", "status is written by rprd, never by a repository");
         if (k && STREQ(kind_name(k), "Token") && json_object_get(json_object_get(obj, "spec"), "value"))
                 diags_add(d, 0, what, "spec.value",
-                          "a Token in a repository must not carry its secret: use spec.valueFrom (file or env)");
+                          "a Token in a repository must not carry its secret: use spec.valueFrom (file or "
+                          "env)");
         if (json_is_object(meta) && json_object_get(meta, "managedBy"))
                 diags_add(d, 0, what, "metadata.managedBy", "is set by rprd");
         if (ns && !STREQ(ns, c->spec->target_ns))
@@ -124,7 +125,8 @@ static void render_doc(RenderCtx *c, const char *path, const YamlDoc *doc, json_
                 _cleanup_free_ char *key = sync_key(obj);
                 yamldoc_pos(doc, "", false, &line, &col);
                 json_t *at = json_sprintf("%s:%u:%u", path, line, col);
-                json_object_set_new(json_object_get(obj, "metadata"), "managedBy", json_string(c->spec->owner));
+                json_object_set_new(json_object_get(obj, "metadata"), "managedBy",
+                                    json_string(c->spec->owner));
                 /* Parsed anew: what was known in sync with the old one is not. */
                 json_object_del(c->memo->seen, key);
                 if (object_add(c, json_string_value(at), obj, &d))
@@ -142,8 +144,8 @@ static void render_remembered(RenderCtx *c, const char *path, const json_t *entr
         size_t i;
         const json_t *e;
 
-        json_array_foreach(entries, i, e)
-                (void) object_add(c, json_str_at(e, "at"), json_object_get(e, "object"), &d);
+        json_array_foreach(entries, i, e)(void)
+                object_add(c, json_str_at(e, "at"), json_object_get(e, "object"), &d);
         errors_from_diags(c, path, NULL, &d);
         diags_free(&d);
 }
@@ -158,19 +160,19 @@ static int on_file(void *userdata, const char *path, const char *blob_id, const 
         Diags d = DIAGS_INIT;
 
         if (++c->out->files > SYNC_MAX_FILES) {
-                error_add(c, "%s:%s: more than %d manifest files under %s; nothing was read past it", c->where,
-                          path, SYNC_MAX_FILES, c->spec->path);
+                error_add(c, "%s:%s: more than %d manifest files under %s; nothing was read past it",
+                          c->where, path, SYNC_MAX_FILES, c->spec->path);
                 return -E2BIG;
         }
         if (!data) {
-                error_add(c, "%s:%s: file of %zu bytes is larger than the %zu bytes a manifest may have", c->where,
-                          path, len, SYNC_MAX_FILE_BYTES);
+                error_add(c, "%s:%s: file of %zu bytes is larger than the %zu bytes a manifest may have",
+                          c->where, path, len, SYNC_MAX_FILE_BYTES);
                 return 0;
         }
         c->out->bytes += len;
         if (c->out->bytes > SYNC_MAX_TOTAL_BYTES) {
-                error_add(c, "%s:%s: the manifests under %s are larger than %zu bytes in all", c->where, path,
-                          c->spec->path, SYNC_MAX_TOTAL_BYTES);
+                error_add(c, "%s:%s: the manifests under %s are larger than %zu bytes in all", c->where,
+                          path, c->spec->path, SYNC_MAX_TOTAL_BYTES);
                 return -E2BIG;
         }
         if (remembered) {
@@ -212,7 +214,8 @@ static void memo_check(SyncMemo *m, const SyncSpec *spec) {
 int sync_render(SyncController *s, const SyncSpec *spec, SyncMemo *memo, const char *sha, SyncRender *ret,
                 char **ret_error) {
         SyncRender out = {json_array(), json_array(), 0, 0};
-        RenderCtx c = {.spec = spec, .seen = json_object(), .memo = memo, .files = json_object(), .out = &out};
+        RenderCtx c = {
+                .spec = spec, .seen = json_object(), .memo = memo, .files = json_object(), .out = &out};
         _cleanup_free_ char *error = NULL;
         int k;
 
@@ -236,14 +239,16 @@ int sync_render(SyncController *s, const SyncSpec *spec, SyncMemo *memo, const c
                 json_decref(c.files);
         if (k < 0) {
                 sync_render_clear(&out);
-                *ret_error = error ? TAKE_PTR(error) : xasprintf("cannot read the repository: %s", strerror(-k));
+                *ret_error =
+                        error ? TAKE_PTR(error) : xasprintf("cannot read the repository: %s", strerror(-k));
                 return k;
         }
         if (json_array_size(out.objects) == 0 && json_array_size(out.errors) == 0 && !spec->allow_empty)
-                json_array_append_new(out.errors,
-                                      json_sprintf("%s@%.12s:%s: no objects: refused, as a wiped directory would "
-                                                   "delete everything (set spec.allowEmpty to accept it)",
-                                                   spec->repo, sha, spec->path));
+                json_array_append_new(
+                        out.errors,
+                        json_sprintf("%s@%.12s:%s: no objects: refused, as a wiped directory would "
+                                     "delete everything (set spec.allowEmpty to accept it)",
+                                     spec->repo, sha, spec->path));
         *ret = out;
         return 0;
 }

@@ -113,7 +113,8 @@ static void drift_add(json_t *st, const SyncPlan *p, uint64_t now) {
                 json_array_append(named, json_array_get(p->changed, i));
         json_t *last = json_pack("{s:o}", "objects", named);
         json_set_time(last, "time", now);
-        json_object_set_new(st, "drift", json_pack("{s:I, s:o}", "corrected", (json_int_t) n, "lastCorrected", last));
+        json_object_set_new(st, "drift",
+                            json_pack("{s:I, s:o}", "corrected", (json_int_t) n, "lastCorrected", last));
 }
 
 /* The Sync's next status after a sync (or a wait) described by o. */
@@ -138,7 +139,8 @@ static json_t *status_next(const json_t *obj, const SyncOutcome *o, bool drift) 
                 json_object_del(st, "errors");
         if (o->plan && o->ok) {
                 json_object_set(st, "inventory", o->plan->inventory);
-                json_object_set_new(st, "objects", json_integer((json_int_t) json_array_size(o->plan->inventory)));
+                json_object_set_new(st, "objects",
+                                    json_integer((json_int_t) json_array_size(o->plan->inventory)));
                 json_object_set_new(st, "lastAppliedRevision", json_string(o->revision));
                 if (drift && o->plan->created + o->plan->updated > 0)
                         drift_add(st, o->plan, now);
@@ -194,11 +196,13 @@ static void log_applied(SyncController *s, const SyncSpec *spec, const SyncOutco
         if (p->n_ops <= 1)
                 return;
         log_object(LOG_LEVEL_INFO, "Sync", id, "sync %s: %s %s: %zu created, %zu updated, %zu deleted", id,
-                   drift ? "corrected drift at" : "applied", o->revision, p->created, p->updated, p->deleted);
+                   drift ? "corrected drift at" : "applied", o->revision, p->created, p->updated,
+                   p->deleted);
         if (!s->activity)
                 return;
-        (void) logfile_append(s->activity, now_usec(), "sync %s: %s %s: %zu created, %zu updated, %zu deleted, %zu let go",
-                              id, drift ? "corrected drift at" : "applied", o->revision, p->created, p->updated,
+        (void) logfile_append(s->activity, now_usec(),
+                              "sync %s: %s %s: %zu created, %zu updated, %zu deleted, %zu let go", id,
+                              drift ? "corrected drift at" : "applied", o->revision, p->created, p->updated,
                               p->deleted, p->released);
         for (size_t i = 0; drift && i < json_array_size(p->changed); i++)
                 (void) logfile_append(s->activity, now_usec(), "sync %s: drift: %s put back as %s says", id,
@@ -311,7 +315,10 @@ static bool has_finalizer(const json_t *obj) {
         size_t i;
         const json_t *v;
 
-        json_array_foreach(fin, i, v) if (json_is_string(v) && STREQ(json_string_value(v), SYNC_FINALIZER)) return true;
+        json_array_foreach(fin, i, v) {
+                if (json_is_string(v) && STREQ(json_string_value(v), SYNC_FINALIZER))
+                        return true;
+        }
         return false;
 }
 
@@ -324,8 +331,9 @@ static int finalize(SyncController *s, const SyncSpec *spec, const json_t *obj) 
         sync_plan_finalize(s, spec, obj, &plan);
         k = sync_plan_commit(s, &plan, NULL, obj, NULL);
         if (k >= 0 && s->activity)
-                (void) logfile_append(s->activity, now_usec(), "sync %s/%s: deleted: %zu objects deleted, %zu let go",
-                                      spec->ns, spec->name, plan.deleted, plan.released);
+                (void) logfile_append(s->activity, now_usec(),
+                                      "sync %s/%s: deleted: %zu objects deleted, %zu let go", spec->ns,
+                                      spec->name, plan.deleted, plan.released);
         sync_plan_clear(&plan);
         return k == -ENOENT ? 0 : k;
 }
@@ -333,7 +341,8 @@ static int finalize(SyncController *s, const SyncSpec *spec, const json_t *obj) 
 static int add_finalizer(SyncController *s, const json_t *obj) {
         _cleanup_json_ json_t *next = json_deep_copy(obj);
         json_t *meta = json_object_get(next, "metadata"), *fin = json_object_get(meta, "finalizers");
-        StoreOp op = {.type = STORE_OP_UPDATE, .object = next, .expect_revision = store_object_revision(obj)};
+        StoreOp op = {
+                .type = STORE_OP_UPDATE, .object = next, .expect_revision = store_object_revision(obj)};
         int k;
 
         if (!json_is_array(fin)) {
@@ -355,21 +364,25 @@ static uint64_t due_in(const SyncSpec *spec, const json_t *st) {
         return last + spec->interval_usec - now;
 }
 
-static int reconcile_spec(SyncController *s, const SyncSpec *spec, const json_t *obj, uint64_t *ret_requeue) {
+static int reconcile_spec(SyncController *s, const SyncSpec *spec, const json_t *obj,
+                          uint64_t *ret_requeue) {
         const json_t *st = json_object_get(obj, "status");
         _cleanup_json_ json_t *repo = NULL;
         _cleanup_free_ char *revision = NULL, *wait = NULL;
 
         if (spec->suspend)
-                return write_condition(s, spec, "Suspended", xstrdup("spec.suspend is true: nothing is applied or corrected"));
+                return write_condition(s, spec, "Suspended",
+                                       xstrdup("spec.suspend is true: nothing is applied or corrected"));
         if (store_get_json(s->store, "Repo", spec->ns, spec->repo, &repo) < 0)
-                return write_condition(s, spec, "RepoNotFound", xasprintf("Repo %s/%s does not exist", spec->ns, spec->repo));
+                return write_condition(s, spec, "RepoNotFound",
+                                       xasprintf("Repo %s/%s does not exist", spec->ns, spec->repo));
         const char *sha = json_str_at(json_object_get(json_object_get(repo, "status"), "lastCommit"), "sha");
         if (!sha)
                 return write_condition(s, spec, "RepoNotReady",
                                        xasprintf("Repo %s/%s has no commit yet", spec->ns, spec->repo));
         /* The branch and the sha come from people and remotes: one flat line. */
-        _cleanup_free_ char *branch = text_flat_dup(json_str_at(json_object_get(repo, "spec"), "branch") ?: "main", 255);
+        _cleanup_free_ char *branch =
+                text_flat_dup(json_str_at(json_object_get(repo, "spec"), "branch") ?: "main", 255);
         _cleanup_free_ char *flat_sha = text_flat_dup(sha, 64);
         revision = xasprintf("%s@sha1:%s", branch, flat_sha);
         wait = dependency_wait(s, spec, revision);

@@ -47,8 +47,8 @@ static void sh(const char *fmt, ...) {
         free(cmd);
 }
 
-#define GIT_ENV \
-        "GIT_AUTHOR_NAME=Ada GIT_AUTHOR_EMAIL=ada@example.com GIT_COMMITTER_NAME=Ada " \
+#define GIT_ENV                                                                                             \
+        "GIT_AUTHOR_NAME=Ada GIT_AUTHOR_EMAIL=ada@example.com GIT_COMMITTER_NAME=Ada "                      \
         "GIT_COMMITTER_EMAIL=ada@example.com HOME=/tmp"
 
 /* Writes path (relative to the work tree) and commits everything; the sha. */
@@ -57,7 +57,8 @@ static char *commit_file(Fixture *f, const char *path, const char *text) {
         _cleanup_free_ char *full = xasprintf("%s/%s", f->work, path);
 
         assert_int_equal(write_file_atomic(full, text, strlen(text), 0644), 0);
-        sh("cd '%s' && git add -A && " GIT_ENV " git commit -q -m change && git push -q origin HEAD:refs/heads/main",
+        sh("cd '%s' && git add -A && " GIT_ENV
+           " git commit -q -m change && git push -q origin HEAD:refs/heads/main",
            f->work);
         _cleanup_free_ char *cmd = xasprintf("git -C '%s' rev-parse HEAD", f->work);
         FILE *p = popen(cmd, "r");
@@ -68,7 +69,8 @@ static char *commit_file(Fixture *f, const char *path, const char *text) {
 }
 
 static char *server_yaml(const char *name, int port) {
-        return xasprintf("apiVersion: rpr/v1\nkind: Server\nmetadata: {name: %s}\nspec: {host: 127.0.0.1, port: %d}\n",
+        return xasprintf("apiVersion: rpr/v1\nkind: Server\nmetadata: {name: %s}\nspec: {host: 127.0.0.1, "
+                         "port: %d}\n",
                          name, port);
 }
 
@@ -97,13 +99,14 @@ static int setup(void **state) {
         assert_int_equal(github_client_new(NULL, &f->github), 0);
         RepoOptions ro = {f->store, f->controller, NULL, f->github, cache, NULL};
         assert_int_equal(repo_controller_new(&ro, &f->repos), 0);
-        assert_int_equal(sync_controller_new(&(SyncOptions){f->store, f->controller, f->repos, NULL}, &f->syncs), 0);
-        apply(f->store, json_pack("{s:s, s:s, s:{s:s, s:s}, s:{s:s, s:s}}", "apiVersion", "rpr/v1", "kind", "Repo",
-                                  "metadata", "name", "config", "namespace", "default", "spec", "provider", "git",
-                                  "url", repo_url));
+        assert_int_equal(
+                sync_controller_new(&(SyncOptions){f->store, f->controller, f->repos, NULL}, &f->syncs), 0);
+        apply(f->store, json_pack("{s:s, s:s, s:{s:s, s:s}, s:{s:s, s:s}}", "apiVersion", "rpr/v1", "kind",
+                                  "Repo", "metadata", "name", "config", "namespace", "default", "spec",
+                                  "provider", "git", "url", repo_url));
         f->sync = json_pack("{s:s, s:s, s:{s:s, s:s}, s:{s:s, s:s}}", "apiVersion", "rpr/v1", "kind", "Sync",
-                            "metadata", "name", "fleet", "namespace", "default", "spec", "repo", "config", "path",
-                            "fleet");
+                            "metadata", "name", "fleet", "namespace", "default", "spec", "repo", "config",
+                            "path", "fleet");
         sync_spec_read(f->sync, &f->spec);
         *state = f;
         return 0;
@@ -142,8 +145,10 @@ static bool has_error(const json_t *errors, const char *prefix, const char *part
         size_t i;
         const json_t *v;
 
-        json_array_foreach(errors, i, v) if (startswith(json_string_value(v), prefix) &&
-                                             strstr(json_string_value(v), part)) return true;
+        json_array_foreach(errors, i, v) {
+                if (startswith(json_string_value(v), prefix) && strstr(json_string_value(v), part))
+                        return true;
+        }
         return false;
 }
 
@@ -156,7 +161,8 @@ static void test_every_problem_is_named_with_its_place(void **state) {
         SyncRender r;
 
         free(commit_file(f, "fleet/elsewhere.yaml",
-                         "kind: Server\nmetadata: {name: x, namespace: other}\nspec: {host: h}\napiVersion: rpr/v1\n"));
+                         "kind: Server\nmetadata: {name: x, namespace: other}\nspec: {host: h}\napiVersion: "
+                         "rpr/v1\n"));
         free(commit_file(f, "fleet/t.yml",
                          "apiVersion: rpr/v1\nkind: Token\nmetadata: {name: t}\n"
                          "spec: {type: github, value: ghp_NeverFromARepo0123456789}\n"));
@@ -220,13 +226,15 @@ static void test_an_object_made_by_hand_is_a_conflict(void **state) {
         SyncRender r;
         SyncPlan p;
 
-        apply(f->store, json_pack("{s:s, s:s, s:{s:s, s:s}, s:{s:s}}", "apiVersion", "rpr/v1", "kind", "Server",
-                                  "metadata", "name", "a", "namespace", "default", "spec", "host", "h"));
+        apply(f->store,
+              json_pack("{s:s, s:s, s:{s:s, s:s}, s:{s:s}}", "apiVersion", "rpr/v1", "kind", "Server",
+                        "metadata", "name", "a", "namespace", "default", "spec", "host", "h"));
         _cleanup_free_ char *sha = commit_file(f, "fleet/a.yaml", a);
         assert_int_equal(sync_render(f->syncs, &f->spec, memo, sha, &r, &error), 0);
         sync_plan(f->syncs, &f->spec, memo, f->sync, r.objects, &p);
         assert_int_equal(json_array_size(p.conflicts), 1);
-        assert_non_null(strstr(json_string_value(json_array_get(p.conflicts, 0)), "Server/default/a exists"));
+        assert_non_null(
+                strstr(json_string_value(json_array_get(p.conflicts, 0)), "Server/default/a exists"));
         assert_int_equal(p.n_ops, 0);
         sync_plan_clear(&p);
         sync_render_clear(&r);
@@ -235,7 +243,8 @@ static void test_an_object_made_by_hand_is_a_conflict(void **state) {
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_every_problem_is_named_with_its_place, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_memo_keeps_unchanged_files_and_objects_in_sync, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_memo_keeps_unchanged_files_and_objects_in_sync, setup,
+                                                teardown),
                 cmocka_unit_test_setup_teardown(test_an_object_made_by_hand_is_a_conflict, setup, teardown),
         };
         return cmocka_run_group_tests(tests, group_setup, group_teardown);
