@@ -16,6 +16,13 @@ that rprd passes DOCKER_HOST through.
     p.build_image("rpr-test/runner:1", {"/home/runner/run.sh": "/path/on/host"})
     DOCKER_HOST=p.docker_host p.engine run -d --network host rpr-test/runner:1 sh -c ...
     p.stop()
+
+Where podman differs from Docker: `rm -f` first sends the stop signal and
+waits the container's stop timeout (10 s) before SIGKILL, where Docker
+kills at once. A container whose PID 1 ignores SIGTERM (a plain `sh -c`
+does) therefore takes 10 s to remove: give PID 1 a TERM trap (sh waits
+for a foreground command before running a trap: `sleep 1 & wait $!`), or
+run it with `--stop-timeout 1`.
 """
 
 import io

@@ -11,7 +11,8 @@ import time
 
 def test_engine_runs_inspects_and_removes_a_container(podman, tmp_path):
     script = tmp_path / "hello.sh"
-    script.write_text("#!/bin/sh\necho \"hello from $(cat /run/input)\"\nsleep 30\n")
+    script.write_text("#!/bin/sh\ntrap 'exit 0' TERM\necho \"hello from $(cat /run/input)\"\n"
+                      "while :; do sleep 1 & wait $!; done\n")
     os.chmod(script, 0o755)
     podman.build_image("rpr-test/hello:1", {"/usr/local/bin/hello": str(script)})
     data = tmp_path / "input"
