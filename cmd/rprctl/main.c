@@ -39,7 +39,8 @@ static const CtlOpt token_opts[] = {
         {"role", 0, true}, {"expires", 0, true}, {"namespaces", 0, true}, {NULL, 0, false},
 };
 static const CtlOpt run_opts[] = {
-        {"arg", 0, true}, {"wait", 0, false}, {NULL, 0, false},
+        {"arg", 0, true},          {"wait", 0, false},    {"servers", 0, true}, {"selector", 'l', true},
+        {"wait-timeout", 0, true}, {"timeout", 0, true},  {NULL, 0, false},
 };
 static const CtlOpt logs_opts[] = {
         {"follow", 'f', false}, {"tail", 0, true}, {"task", 0, true}, {NULL, 0, false},
@@ -84,8 +85,14 @@ static const Verb verbs[] = {
          "on one (--server S) or on those whose last run failed (--failed), whether or\n"
          "not the repository changed. A server whose run is still going gets the new run\n"
          "when it ends. rprd's own --server goes before the verb."},
-        {"run", verb_action, run_opts, "run pipeline NAME [--arg k=v]... [--wait]",
-         "Start a job of a pipeline. With --wait, stay until it ends and exit with its result\n"
+        {"run", verb_run, run_opts,
+         "run pipeline NAME [--arg k=v]... [--wait] | run command [NAME] --servers a,b|-l k=v "
+         "[--wait-timeout D] [--timeout D] [--wait] -- COMMAND...",
+         "run command: run COMMAND once on each of the servers, now on those that are\n"
+         "reachable and on the others as soon as they are back (within --wait-timeout,\n"
+         "default 24h), tracked per server in a Command (NAME, or cmd-DATE-TIME-XXXX).\n"
+         "With --wait, stay until every server has finished; exit 1 if one failed.\n"
+         "run pipeline: start a job of a pipeline. With --wait, stay until it ends and exit with its result\n"
          "(0 Succeeded, 1 otherwise)."},
         {"cancel", verb_action, no_opts, "cancel run NAME", "Cancel a run."},
         {"token", verb_token, token_opts,

@@ -16,6 +16,7 @@
 
 #include "api/api.h"
 #include "binding/binding.h"
+#include "command/command.h"
 #include "pipeline/pipeline.h"
 #include "controller/controller.h"
 #include "egress/egress.h"
@@ -390,6 +391,7 @@ typedef struct Daemon {
         RepoController *repos;
         RunController *runs;
         BindingController *bindings;
+        CommandController *commands;
         PipelineController *pipelines;
         Webhook *webhook;
         char *run_dir;
@@ -434,6 +436,10 @@ static int controllers_setup(const Options *o, Daemon *d) {
         r = binding_controller_new(&bo, &d->bindings);
         if (r < 0)
                 return r;
+        r = command_controller_new(&(CommandOptions){d->store, d->controller, d->runs, d->run_dir, d->activity},
+                                   &d->commands);
+        if (r < 0)
+                return r;
         PipelineOptions po = {d->store, d->controller, d->runs, d->repos, d->servers, d->ssh, d->run_dir, d->activity};
         return pipeline_controller_new(&po, &d->pipelines);
 }
@@ -465,6 +471,7 @@ static void daemon_free(Daemon *d) {
                 run_controller_drain(d->runs, 0);
         controller_free(d->controller);
         binding_controller_free(d->bindings);
+        command_controller_free(d->commands);
         pipeline_controller_free(d->pipelines);
         run_controller_free(d->runs);
         free(d->run_dir);
