@@ -4,6 +4,10 @@ ones run it at once, the others as soon as they are back, each tracked
 until it has run — across restarts, with its exit code and output. Real
 sshd processes on loopback, stopped and started to play offline devices."""
 
+import os
+import pathlib
+import shutil
+import tempfile
 import time
 
 from conftest import metric_sum
@@ -165,3 +169,30 @@ def test_bad_commands_are_refused_naming_the_field(rprd):
     assert p.returncode == 1 and "k=v[,k=v] labels only" in p.stderr
     p = rprd.ctl("run", "pipeline", "p", "--servers", "a")
     assert p.returncode == 1 and "--servers is for run command" in p.stderr
+
+
+def test_kill_9_right_after_the_apply_runs_each_server_once(rprd, sshd_factory, ssh_keys):
+    """However the crash falls — before the Runs are made, between, or while
+    they run — after the restart every server has run it exactly once
+    (a Run interrupted mid-command ends Interrupted, and a Command does not
+    retry: at most once)."""
+    devices(rprd, sshd_factory, ssh_keys, 3)
+    marks = pathlib.Path(tempfile.mkdtemp(prefix="rpr-marks-"))  # the ssh user writes here
+    os.chmod(marks, 0o777)
+    for delay in (0.0, 0.05, 0.2):
+        name = "once-%d" % int(delay * 1000)
+        rprd.apply([command(name, "echo x >> %s/%s-$RPR_SERVER" % (marks, name), labels={"fleet": "north"})])
+        time.sleep(delay)
+        rprd.kill()
+        rprd.start()
+        wait_for(lambda: status(rprd, name).get("phase") in ("Succeeded", "Failed"), name + " to finish")
+        runs = runs_of(rprd, name)
+        assert sorted(runs) == ["pi-0", "pi-1", "pi-2"], "one Run per server"
+        for server, run in runs.items():
+            f = marks / ("%s-%s" % (name, server))
+            ran = f.read_text().count("x") if f.exists() else 0
+            if run["status"]["phase"] == "Succeeded":
+                assert ran == 1, (server, ran)
+            else:
+                assert run["status"]["phase"] == "Interrupted" and ran <= 1, run["status"]
+    shutil.rmtree(marks)
