@@ -9,7 +9,7 @@
  * controls are shown only to roles the API would let through. */
 "use strict";
 
-const KINDS = ["Server", "Repo", "Binding", "Command", "Run", "Token", "Pipeline", "Runner"];
+const KINDS = ["Server", "Repo", "Binding", "Command", "Run", "Token", "Pipeline", "Runner", "Sync"];
 const ROLES = {anonymous: 0, viewer: 1, operator: 2, admin: 3};
 const INTERVALS = ["1m", "5m", "15m", "30m", "1h", "6h", "12h", "24h", "168h"];
 const FINISHED = ["Succeeded", "Failed", "Canceled", "Interrupted"];
@@ -67,7 +67,7 @@ async function api(method, path, body) {
 
 function plural(kind) {
   return {Server: "servers", Repo: "repos", Binding: "bindings", Command: "commands", Run: "runs", Token: "tokens",
-    Pipeline: "pipelines", Runner: "runners"}[kind];
+    Pipeline: "pipelines", Runner: "runners", Sync: "syncs"}[kind];
 }
 
 function objPath(kind, ns, name, sub) {
@@ -203,7 +203,7 @@ function route() {
 }
 
 const VIEWS = {overview, servers, repos, bindings, commands, runs, tokens, pipelines,
-  runners: simpleList("Runner"), logs};
+  runners: simpleList("Runner"), syncs, logs};
 
 /* What has the keyboard focus, to find it again in the new HTML. */
 function focusKey() {
@@ -593,6 +593,49 @@ function simpleList(kind) {
   };
 }
 
+/* ---- syncs ------------------------------------------------------------------------------------------ */
+
+const INVENTORY_SHOWN = 200;
+
+function syncDetails(o) {
+  const s = o.status || {}, inv = s.inventory || [], errs = s.errors || [];
+  const rows = inv.slice(0, INVENTORY_SHOWN).map((e) => `<li>${esc(e.kind)} ${esc(e.namespace)}/${esc(e.name)}</li>`).join("");
+  return `<details><summary>${esc(inv.length)} objects${errs.length ? `, <span class="bad">${esc(errs.length)} errors</span>` : ""}</summary>
+    ${errs.length ? `<ul class="sync-errors" aria-label="errors of ${esc(o.metadata.name)}">${errs.map((e) => `<li><code>${esc(e)}</code></li>`).join("")}</ul>` : ""}
+    <ul class="sync-inventory" aria-label="inventory of ${esc(o.metadata.name)}">${rows}${inv.length > INVENTORY_SHOWN ? `<li class="muted">and ${esc(inv.length - INVENTORY_SHOWN)} more (rprctl describe sync ${esc(o.metadata.name)})</li>` : ""}</ul></details>`;
+}
+
+function syncs() {
+  const rows = list("Sync").map((o) => {
+    const s = o.status || {}, rev = s.lastAppliedRevision || "";
+    return [nameCell(o), esc(o.spec.repo), `<code>${esc(o.spec.path || ".")}</code>`,
+      `<code>${esc(rev.replace(/sha1:([0-9a-f]{12})[0-9a-f]*/, "$1"))}</code>`, readyCell(o), syncDetails(o),
+      ago(s.lastSyncTime), esc(s.drift?.corrected || 0),
+      btn("sync", o, "Sync now", "admin") + btn("delete", o, "Delete", "admin", "danger")];
+  });
+  return `<h2>Syncs</h2><p class="muted">Manifests of a config repository, applied whole or not at all.</p>
+    ${table("Syncs", ["Name", "Repo", "Path", "Revision", "Ready", "Objects", "Last sync", "Drift corrected", "Actions"], rows, "No syncs.")}`;
+}
+
+/* "Sync now", as rprctl sync does it: the Repo looks at its branch, then the
+ * annotation rpr/requestedAt changes, which rprd answers by syncing. */
+async function syncNow(o) {
+  const ns = o.metadata.namespace, path = objPath("Sync", ns, o.metadata.name);
+  await api("POST", objPath("Repo", ns, o.spec.repo, "check"));
+  const token = new Date().toISOString();
+  for (let tries = 1; ; tries++) {
+    const now = await api("GET", path);
+    const meta = {...now.metadata, annotations: {...(now.metadata.annotations || {}), "rpr/requestedAt": token}};
+    try {
+      await api("PUT", path, {apiVersion: now.apiVersion, kind: now.kind, metadata: meta, spec: now.spec});
+      return;
+    } catch (e) {
+      /* rprd wrote the Sync's status in between: read it again. */
+      if (tries === 5 || !/modified/.test(e.message)) throw e;
+    }
+  }
+}
+
 /* ---- logs ------------------------------------------------------------------------------------------- */
 
 const logTail = {activity: 10, connectivity: 10};
@@ -723,6 +766,9 @@ async function act({act: verb, kind, ns, name}) {
       if (!confirm(`Delete ${kind.toLowerCase()} ${name}?${managedNote}`)) return;
       await api("DELETE", objPath(kind, ns, name));
       toast(`${name}: deleted`);
+    } else if (verb === "sync") {
+      await syncNow(o);
+      toast(`${name}: sync asked`);
     } else if (verb === "start") {
       startForm(o);
     } else if (verb === "edit") {

@@ -155,6 +155,7 @@ int verb_action(Ctl *c);
 int verb_logs(Ctl *c);
 int verb_exec(Ctl *c);
 int verb_admin(Ctl *c);
+int verb_sync(Ctl *c);
 
 /* ---- diff ------------------------------------------------------------------- */
 

@@ -24,6 +24,7 @@
 #include "gitremote/gitremote.h"
 #include "logfile/logfile.h"
 #include "repo/repo.h"
+#include "sync/sync.h"
 #include "rprd.h"
 #include "run/run.h"
 #include "resource/resource.h"
@@ -389,6 +390,7 @@ typedef struct Daemon {
         TokenController *tokens;
         GithubClient *github;
         RepoController *repos;
+        SyncController *syncs;
         RunController *runs;
         BindingController *bindings;
         CommandController *commands;
@@ -425,6 +427,9 @@ static int controllers_setup(const Options *o, Daemon *d) {
                 return r;
         RepoOptions ro = {d->store, d->controller, d->tokens, d->github, cache, d->activity};
         r = repo_controller_new(&ro, &d->repos);
+        if (r < 0)
+                return r;
+        r = sync_controller_new(&(SyncOptions){d->store, d->controller, d->repos, d->activity}, &d->syncs);
         if (r < 0)
                 return r;
         d->run_dir = xasprintf("%s/runs", o->state_dir);
@@ -476,6 +481,7 @@ static void daemon_free(Daemon *d) {
         run_controller_free(d->runs);
         free(d->run_dir);
         webhook_free(d->webhook);
+        sync_controller_free(d->syncs);
         repo_controller_free(d->repos);
         github_client_free(d->github);
         token_controller_free(d->tokens);
@@ -514,6 +520,7 @@ static int serve(const Options *o, Daemon *d) {
                 .connectivity = d->connectivity,
                 .activity = d->activity,
                 .repos = d->repos,
+                .syncs = d->syncs,
                 .tokens = o->no_controllers ? NULL : d->tokens,
                 .webhook = d->webhook,
                 .bindings = o->no_controllers ? NULL : d->bindings,

@@ -106,7 +106,13 @@ static json_t *merged_meta(const StoreOp *op, const json_t *old) {
         const json_t *fin = json_object_get(op->type == STORE_OP_UPDATE || !om ? in : om, "finalizers");
         if (json_array_size(fin) > 0)
                 json_object_set_new(m, "finalizers", json_deep_copy(fin));
-        copy_key(m, json_object_get(in, "managedBy") ? in : om, "managedBy");
+        /* managedBy: kept unless given; JSON null clears it (a Sync letting
+         * an object go). */
+        const json_t *managed = json_object_get(in, "managedBy");
+        if (!managed)
+                copy_key(m, om, "managedBy");
+        else if (!json_is_null(managed))
+                copy_key(m, in, "managedBy");
         return m;
 }
 

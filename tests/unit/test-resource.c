@@ -126,7 +126,7 @@ static int teardown(void **state) {
 static void test_kind_all_in_stable_order(void **state) {
         (void) state;
         static const char *const want[] = {"Token",    "Repo",   "Server", "Binding", "Command",
-                                           "Pipeline", "Runner", "Run",    "Event"};
+                                           "Pipeline", "Runner", "Sync",   "Run",     "Event"};
         size_t n;
         const Kind *const *all = kind_all(&n);
 
@@ -481,7 +481,7 @@ static void test_unknown_kind_and_api_version(void **state) {
                      "apiVersion", "unknown apiVersion \"rpr/v2\" (expected rpr/v1)");
         expect_error("apiVersion: rpr/v1\nkind: Srv\nmetadata: {name: a}\nspec: {host: h}\n", "kind",
                      "unknown kind \"Srv\" (known kinds: Token, Repo, Server, Binding, Command, Pipeline, "
-                     "Runner, Run, Event)");
+                     "Runner, Sync, Run, Event)");
         expect_error("apiVersion: rpr/v1\nkind: server\nmetadata: {name: a}\n", "kind",
                      "unknown kind \"server\"");
 }
