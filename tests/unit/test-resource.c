@@ -206,15 +206,16 @@ static void test_repo_minimal_and_full(void **state) {
         assert_string_equal(str_at(o, "spec.branch"), "main");
         assert_string_equal(str_at(o, "spec.interval"), "24h");
         assert_true(json_is_true(at(o, "spec.active")));
-        assert_null(at(o, "spec.sync"));
         json_decref(o);
 
         o = prepare_ok("apiVersion: rpr/v1\nkind: Repo\nmetadata: {name: config}\n"
                        "spec:\n  provider: git\n  url: file:///srv/git/config.git\n  branch: prod\n"
-                       "  tokenRef: gh\n  interval: 1m\n  active: false\n  sync: {path: manifests}\n");
-        assert_string_equal(str_at(o, "spec.sync.path"), "manifests");
-        assert_true(json_is_false(at(o, "spec.sync.prune")));
+                       "  tokenRef: gh\n  interval: 1m\n  active: false\n");
+        assert_string_equal(str_at(o, "spec.branch"), "prod");
         json_decref(o);
+        /* GitOps is the Sync kind, not a field of the Repo. */
+        expect_error("apiVersion: rpr/v1\nkind: Repo\nmetadata: {name: c}\nspec: {owner: a, name: b, sync: {}}\n",
+                     "spec.sync", "unknown field \"sync\"");
 
         o = prepare_ok("apiVersion: rpr/v1\nkind: Repo\nmetadata: {name: site}\n"
                        "spec: {url: https://github.com/acme/site, apiURL: http://127.0.0.1:9000}\n");
