@@ -46,20 +46,29 @@ typedef struct Owned {
         json_t *runs;
 } Owned;
 
-static void collect_owned(const char *text, size_t len, void *userdata) {
+static uint64_t time_at(const StoreFields *f, const char *path) {
+        const char *s = store_field(f, path);
+        uint64_t usec;
+
+        return s && time_parse_rfc3339(s, &usec) >= 0 ? usec : 0;
+}
+
+/* From the fields the store keeps beside each Run: a Pipeline with fifty
+ * jobs of hundreds of tasks is not fifty large texts to parse. */
+static void collect_owned(const char *ns, const char *name, const StoreFields *f, void *userdata) {
         Owned *o = userdata;
-        _cleanup_json_ json_t *obj = json_loadb(text, len, 0, NULL);
-        const json_t *st = json_object_get(obj, "status");
-        const char *v = json_str_at(json_object_get(obj, "spec"), o->key);
-        const char *name = json_str_at(json_object_get(obj, "metadata"), "name");
-        if (!v || !name || !STREQ(v, o->value))
+        _cleanup_free_ char *path = xasprintf("spec.%s", o->key);
+        const char *v = store_field(f, path);
+
+        (void) ns;
+        if (!v || !STREQ(v, o->value))
                 return;
         const char *dash = strrchr(name, '-');
         json_array_append_new(o->runs, json_pack("{s:s, s:I, s:s, s:I, s:I}", "name", name, "number",
                                                  (json_int_t) (dash ? strtoll(dash + 1, NULL, 10) : 0), "phase",
-                                                 json_str_at(st, "phase") ?: "Pending", "notBefore",
-                                                 (json_int_t) json_time_at(st, "notBefore"), "endTime",
-                                                 (json_int_t) json_time_at(st, "endTime")));
+                                                 store_field(f, "status.phase") ?: "Pending", "notBefore",
+                                                 (json_int_t) time_at(f, "status.notBefore"), "endTime",
+                                                 (json_int_t) time_at(f, "status.endTime")));
 }
 
 static int by_number(const void *a, const void *b) {
@@ -74,7 +83,7 @@ json_t *run_list_owned(Store *store, const char *ns, const char *key, const char
 
         /* Runs carry their owner as a label too: the store's label index
          * finds them without reading the namespace's other Runs. */
-        (void) store_list_selected(store, "Run", ns, sel, collect_owned, &o, NULL);
+        (void) store_list_fields(store, "Run", ns, sel, collect_owned, &o);
         selector_free(sel);
         size_t n = json_array_size(o.runs);
         json_t **v = xmalloc((n + 1) * sizeof *v);

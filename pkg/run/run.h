@@ -66,9 +66,11 @@ void run_controller_delegate(RunController *rc, const char *owner_kind, const Ru
 /* The name of an owner's Run number n: "OWNER-n", the owner's part
  * shortened so that the whole is a DNS label. Caller frees. */
 char *run_name(const char *owner, json_int_t n);
-/* The Runs of namespace ns whose spec.key is value (e.g. "binding",
- * "site-deploy"), oldest first, as a new array of {name, number, phase,
- * notBefore, endTime} (times in usec, 0 when unset). */
+/* The Runs of namespace ns whose spec.key is value (key "binding" or
+ * "pipeline", e.g. "binding", "site-deploy"), oldest first, as a new array
+ * of {name, number, phase, notBefore, endTime} (times in usec, 0 when
+ * unset). Read from what the store keeps beside each Run, without parsing
+ * one: the cost follows the number of Runs, not their size. */
 json_t *run_list_owned(Store *store, const char *ns, const char *key, const char *value);
 
 /* The output file of ns/name (it may not exist yet); caller frees. */

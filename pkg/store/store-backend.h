@@ -125,6 +125,11 @@ typedef struct LabelIndex LabelIndex;
 /* Indexed spec fields are kept as labels under this prefix, which no
  * label key can carry. */
 #define STORE_FIELD_KEY "\x01"
+/* Kept fields (not indexed; see store-labels.c) under this prefix. */
+#define STORE_KEPT_KEY "\x02"
+/* Whether objects of kind carry indexed or kept fields (then each is
+ * parsed at load, even without labels). */
+bool store_keeps_fields(const char *kind);
 StoreLabels *store_labels_of(const json_t *obj); /* NULL when it has none */
 void store_labels_free(StoreLabels *l);         /* NULL-safe */
 const char *store_labels_get(const StoreLabels *l, const char *key);

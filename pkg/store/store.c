@@ -172,9 +172,8 @@ static int load_one(const char *kind, const char *ns, const char *name, uint64_t
 
         e->text = store_text_new(json, len);
         e->revision = revision;
-        const Kind *k = kind_lookup(kind);
-        /* most objects have no labels and no indexed field: no parse */
-        if (memmem(json, len, "\"labels\"", 8) || (k && *kind_indexed_fields(k))) {
+        /* most objects have no labels and no indexed or kept field: no parse */
+        if (memmem(json, len, "\"labels\"", 8) || store_keeps_fields(kind)) {
                 _cleanup_json_ json_t *obj = json_loadb(json, len, 0, NULL);
                 entry_set_labels(s, e, store_labels_of(obj));
         }

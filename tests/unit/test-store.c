@@ -683,8 +683,19 @@ static void test_label_selectors_through_the_index(void **state) {
         expect_selected(f->store, NULL, "env=prod", "default/d1 team-a/w3 team-a/y");
 }
 
+static void expect_scan_agrees(Store *s, const char *const *selectors, size_t n) {
+        for (size_t i = 0; i < n; i++)
+                for (int scoped = 0; scoped < 2; scoped++) {
+                        const char *ns = scoped ? "other" : NULL;
+                        _cleanup_free_ char *want = selected(s, ns, selectors[i], true);
+                        expect_selected(s, ns, selectors[i], want);
+                }
+}
+
 /* Random labels and selectors: the index answers what a scan of every
- * object answers, in the same order. */
+ * object answers, in the same order, and goes on doing so as objects are
+ * relabelled, lose their labels, are deleted and made again, and after a
+ * reopen (the index as loaded). */
 static void test_label_index_agrees_with_a_scan(void **state) {
         Fixture *f = *state;
         const char *roles[] = {"web", "db", "cache", NULL}, *envs[] = {"prod", "dev", NULL};
@@ -699,12 +710,111 @@ static void test_label_index_agrees_with_a_scan(void **state) {
                                                     envs[rand_r(&seed) % 3]);
                 assert_int_equal(commit1(f->store, STORE_OP_APPLY, o, 0, NULL, NULL), 0);
         }
-        for (size_t i = 0; i < ELEMENTSOF(selectors); i++)
-                for (int scoped = 0; scoped < 2; scoped++) {
-                        const char *ns = scoped ? "other" : NULL;
-                        _cleanup_free_ char *want = selected(f->store, ns, selectors[i], true);
-                        expect_selected(f->store, ns, selectors[i], want);
+        expect_scan_agrees(f->store, selectors, ELEMENTSOF(selectors));
+        for (int round = 0; round < 5; round++) {
+                for (int k = 0; k < 80; k++) {
+                        int i = (int) (rand_r(&seed) % 400);
+                        char name[16];
+                        snprintf(name, sizeof name, "s%03d", i);
+                        if (rand_r(&seed) % 4 == 0) {
+                                StoreOp del = {.type = STORE_OP_DELETE, .kind = "Server",
+                                               .ns = i % 3 ? "default" : "other", .name = name};
+                                int r = store_commit(f->store, &del, 1, false, NULL);
+                                assert_true(r == 0 || r == -ENOENT);
+                                store_ops_clear(&del, 1);
+                                continue;
+                        }
+                        _cleanup_json_ json_t *o = labelled(i % 3 ? "default" : "other", name,
+                                                            roles[rand_r(&seed) % 4], envs[rand_r(&seed) % 3]);
+                        assert_int_equal(commit1(f->store, STORE_OP_APPLY, o, 0, NULL, NULL), 0);
                 }
+                expect_scan_agrees(f->store, selectors, ELEMENTSOF(selectors));
+                if (round == 2)
+                        reopen(f);
+        }
+}
+
+/* ---- fields kept beside an object ------------------------------------- */
+
+static json_t *run_of(const char *name, const char *owner_key, const char *owner, const char *phase) {
+        json_t *o = json_pack("{s:s, s:s, s:{s:s, s:s, s:{s:s}}, s:{s:s, s:s}}", "apiVersion", "rpr/v1", "kind",
+                              "Run", "metadata", "name", name, "namespace", "default", "labels", owner_key, owner,
+                              "spec", owner_key, owner, "server", "web-1");
+        if (phase)
+                json_object_set_new(o, "status", json_pack("{s:s, s:s}", "phase", phase, "endTime",
+                                                           "2026-11-23T10:00:00Z"));
+        return o;
+}
+
+static void collect_fields(const char *ns, const char *name, const StoreFields *fl, void *userdata) {
+        Buf *b = userdata;
+        const char *phase = store_field(fl, "status.phase");
+
+        buf_printf(b, "%s%s/%s:%s:%s:%s", b->len ? " " : "", ns, name, store_field(fl, "spec.binding") ?: "-",
+                   phase ?: "-", store_field(fl, "status.endTime") ? "ended" : "-");
+        assert_string_equal(store_field(fl, "spec.server") ?: "", "web-1"); /* an indexed field too */
+        assert_null(store_field(fl, "status.nothing"));
+}
+
+static void expect_fields(Store *s, const char *selector, const char *want) {
+        _cleanup_free_ char *error = NULL, *got = NULL;
+        Selector *sel = NULL;
+        Buf b = BUF_INIT;
+
+        assert_int_equal(selector_parse(selector, &sel, &error), 0);
+        assert_int_equal(store_list_fields(s, "Run", "default", sel, collect_fields, &b), 0);
+        selector_free(sel);
+        got = buf_steal(&b);
+        if (!STREQ(got ?: "", want))
+                fail_msg("fields of %s: got \"%s\", want \"%s\"", selector, got ?: "", want);
+}
+
+static json_t *set_phase(const json_t *obj, void *userdata) {
+        json_t *st = json_deep_copy(json_object_get(obj, "status")) ?: json_object();
+
+        json_object_set_new(st, "phase", json_string(userdata));
+        return st;
+}
+
+/* A Run's phase and times are read from beside it, not from its text: they
+ * follow status writes, deletes and a reopen, and no label index is made
+ * of them. */
+static void test_kept_fields_follow_status_writes(void **state) {
+        Fixture *f = *state;
+        const char *runs[][4] = {{"site-1", "binding", "site", "Succeeded"},
+                                 {"site-2", "binding", "site", NULL},
+                                 {"api-1", "binding", "api", "Failed"},
+                                 {"p-1", "pipeline", "p", "Running"}};
+
+        for (size_t i = 0; i < ELEMENTSOF(runs); i++) {
+                _cleanup_json_ json_t *o = run_of(runs[i][0], runs[i][1], runs[i][2], NULL);
+                assert_int_equal(commit1(f->store, STORE_OP_APPLY, o, 0, NULL, NULL), 0);
+                if (runs[i][3]) {
+                        _cleanup_json_ json_t *st = run_of(runs[i][0], runs[i][1], runs[i][2], runs[i][3]);
+                        assert_int_equal(commit1(f->store, STORE_OP_STATUS, st, 0, NULL, NULL), 0);
+                }
+        }
+        expect_fields(f->store, "binding=site", "default/site-1:site:Succeeded:ended default/site-2:site:-:-");
+        expect_fields(f->store, "binding", "default/api-1:api:Failed:ended default/site-1:site:Succeeded:ended "
+                                           "default/site-2:site:-:-");
+        expect_fields(f->store, "pipeline=p", "default/p-1:-:Running:ended");
+
+        assert_int_equal(store_update_status(f->store, "Run", "default", "site-2", set_phase, "Running", NULL), 0);
+        assert_int_equal(store_update_status(f->store, "Run", "default", "p-1", set_phase, "Succeeded", NULL), 0);
+        expect_fields(f->store, "binding=site", "default/site-1:site:Succeeded:ended default/site-2:site:Running:-");
+        expect_fields(f->store, "pipeline=p", "default/p-1:-:Succeeded:ended");
+        assert_int_equal(delete_op(f->store, "Run", "site-1", NULL), 0);
+        expect_fields(f->store, "binding=site", "default/site-2:site:Running:-");
+        reopen(f);
+        expect_fields(f->store, "binding=site", "default/site-2:site:Running:-");
+        expect_fields(f->store, "pipeline=p", "default/p-1:-:Succeeded:ended");
+
+        /* kept, not indexed: no selector finds an object by them */
+        _cleanup_free_ char *none = NULL;
+        Buf b = BUF_INIT;
+        assert_int_equal(store_list_where(f->store, "Run", "default", "status.phase", "Running", collect_name, &b), 0);
+        none = buf_steal(&b);
+        assert_true(!none || !*none);
 }
 
 /* ---- schema ------------------------------------------------------------ */
@@ -1020,6 +1130,7 @@ int main(void) {
                 T(test_a_watcher_never_misses_a_large_commit),
                 T(test_label_selectors_through_the_index),
                 T(test_label_index_agrees_with_a_scan),
+                T(test_kept_fields_follow_status_writes),
                 T(test_watcher_behind_the_limit_gets_erange),
                 T(test_schema_is_migrated_and_newer_is_refused),
                 T(test_readers_run_alongside_writers),
