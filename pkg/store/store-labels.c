@@ -142,6 +142,27 @@ const char *store_field(const StoreFields *f, const char *path) {
         return store_labels_get(f, key);
 }
 
+static size_t n_indexed(const StoreLabels *l) {
+        size_t n = 0;
+
+        for (size_t i = 0; l && i < l->n; i++)
+                n += l->kv[2 * i][0] != STORE_KEPT_KEY[0];
+        return n;
+}
+
+bool store_labels_same(const StoreLabels *a, const StoreLabels *b) {
+        if (n_indexed(a) != n_indexed(b))
+                return false;
+        for (size_t i = 0; a && i < a->n; i++) {
+                if (a->kv[2 * i][0] == STORE_KEPT_KEY[0])
+                        continue;
+                const char *v = store_labels_get(b, a->kv[2 * i]);
+                if (!v || !STREQ(v, a->kv[2 * i + 1]))
+                        return false;
+        }
+        return true;
+}
+
 const char *store_labels_get(const StoreLabels *l, const char *key) {
         for (size_t i = 0; l && i < l->n; i++)
                 if (STREQ(l->kv[2 * i], key))

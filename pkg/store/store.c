@@ -525,7 +525,8 @@ static void publish(Store *s, Pending *p, size_t n, uint64_t revision) {
 
                 if (!q->change.write)
                         continue;
-                store_feed_push(s->feed, q->change.event, q->revision, q->kind, q->ns, q->name, q->text);
+                store_feed_push(s->feed, q->change.event, q->revision, q->kind, q->ns, q->name, q->text,
+                                !e || !store_labels_same(e->labels, q->labels));
                 if (q->change.remove) {
                         entry_set_labels(s, e, NULL);
                         store_text_unref(TAKE_PTR(e->text));

@@ -164,6 +164,9 @@ typedef struct StoreEvent {
         char *kind, *ns, *name;
         char *json; /* the object after the change (before it, for DELETED) */
         size_t len;
+        /* Its labels (or x-rpr-index fields) differ from before; always
+         * for ADDED and DELETED: who follows labels need not parse it. */
+        bool labels_changed;
 } StoreEvent;
 
 void store_event_free(StoreEvent *e);

@@ -734,6 +734,39 @@ static void test_label_index_agrees_with_a_scan(void **state) {
         }
 }
 
+/* An event says whether the object's labels changed: a status write or a
+ * spec change does not, a relabel, a creation and a deletion do. */
+static void test_events_say_whether_labels_changed(void **state) {
+        Fixture *f = *state;
+        StoreWatch *w = NULL;
+        StoreEvent *ev = NULL;
+        int notified = 0;
+
+        assert_int_equal(store_watch(f->store, store_revision(f->store), count_notify, &notified, &w), 0);
+        _cleanup_json_ json_t *a = labelled("default", "a", "web", "prod");
+        assert_int_equal(commit1(f->store, STORE_OP_APPLY, a, 0, NULL, NULL), 0);
+        json_object_set_new(a, "status", json_pack("{s:s}", "phase", "Reachable"));
+        assert_int_equal(commit1(f->store, STORE_OP_STATUS, a, 0, NULL, NULL), 0);
+        json_object_set_new(json_object_get(a, "spec"), "host", json_string("127.0.0.2"));
+        assert_int_equal(commit1(f->store, STORE_OP_APPLY, a, 0, NULL, NULL), 0);
+        _cleanup_json_ json_t *a2 = labelled("default", "a", "web", "dev");
+        assert_int_equal(commit1(f->store, STORE_OP_APPLY, a2, 0, NULL, NULL), 0);
+        _cleanup_json_ json_t *a3 = labelled("default", "a", NULL, NULL);
+        assert_int_equal(commit1(f->store, STORE_OP_APPLY, a3, 0, NULL, NULL), 0);
+        assert_int_equal(delete_op(f->store, "Server", "a", NULL), 0);
+
+        const bool want[] = {true, false, false, true, true, true};
+        for (size_t i = 0; i < ELEMENTSOF(want); i++) {
+                assert_int_equal(store_watch_next(w, &ev), 1);
+                if (ev->labels_changed != want[i])
+                        fail_msg("event %zu (%s): labels_changed %d, want %d", i, store_event_type_to_string(ev->type),
+                                 ev->labels_changed, want[i]);
+                store_event_free(ev);
+        }
+        assert_int_equal(store_watch_next(w, &ev), 0);
+        store_watch_free(w);
+}
+
 /* ---- fields kept beside an object ------------------------------------- */
 
 static json_t *run_of(const char *name, const char *owner_key, const char *owner, const char *phase) {
@@ -1131,6 +1164,7 @@ int main(void) {
                 T(test_label_selectors_through_the_index),
                 T(test_label_index_agrees_with_a_scan),
                 T(test_kept_fields_follow_status_writes),
+                T(test_events_say_whether_labels_changed),
                 T(test_watcher_behind_the_limit_gets_erange),
                 T(test_schema_is_migrated_and_newer_is_refused),
                 T(test_readers_run_alongside_writers),
