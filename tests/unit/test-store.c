@@ -565,6 +565,27 @@ static void test_a_watcher_never_misses_a_large_commit(void **state) {
 }
 
 /* Beyond the limit the slowest watcher falls behind (and only it). */
+/* A burst beyond STORE_RING_SIZE is let go once its last watcher has
+ * read it, without waiting for another write (which may never come). */
+static void test_a_burst_is_let_go_once_read(void **state) {
+        Fixture *f = *state;
+        StoreWatch *w = NULL, *late = NULL;
+        size_t n = STORE_RING_SIZE + 100;
+
+        assert_int_equal(store_watch(f->store, 0, NULL, NULL, &w), 0);
+        commit_many(f->store, n, "burst");
+        assert_int_equal(store_watch(f->store, 5, NULL, NULL, &late), 0); /* kept for w */
+        store_watch_free(late);
+        late = NULL;
+        assert_int_equal(drain(w, 1), n);
+        assert_int_equal(store_watch(f->store, 5, NULL, NULL, &late), -ERANGE);
+        uint64_t rev = store_revision(f->store);
+        assert_int_equal(store_watch(f->store, rev - STORE_RING_SIZE, NULL, NULL, &late), 0);
+        assert_int_equal(drain(late, rev - STORE_RING_SIZE + 1), STORE_RING_SIZE);
+        store_watch_free(late);
+        store_watch_free(w);
+}
+
 static void test_watcher_behind_the_limit_gets_erange(void **state) {
         Fixture *f = *state;
         StoreWatch *slow = NULL, *fast = NULL;
@@ -1165,6 +1186,7 @@ int main(void) {
                 T(test_label_index_agrees_with_a_scan),
                 T(test_kept_fields_follow_status_writes),
                 T(test_events_say_whether_labels_changed),
+                T(test_a_burst_is_let_go_once_read),
                 T(test_watcher_behind_the_limit_gets_erange),
                 T(test_schema_is_migrated_and_newer_is_refused),
                 T(test_readers_run_alongside_writers),
