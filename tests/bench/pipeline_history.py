@@ -15,20 +15,12 @@ Expects bin/rprd (make all; RPR_BIN_DIR overrides).
 """
 
 import argparse
-import os
 import shutil
-import subprocess
 import tempfile
 import time
-import urllib.request
 
-from pipeline import BIN, free_port, request
-
-
-def cpu_seconds(pid):
-    with open("/proc/%d/stat" % pid) as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+from deploy import cpu_seconds
+from pipeline import request, start_rprd
 
 
 def pipeline(n, history, label):
@@ -82,37 +74,22 @@ def main():
     tmp = tempfile.mkdtemp(prefix="rpr-bench-history-")
     rprd = None
     try:
-        port = free_port()
-        state = os.path.join(tmp, "state")
-        rprd = subprocess.Popen([os.path.join(BIN, "rprd"), "--state-dir", state, "--allow-networks",
-                                 "127.0.0.0/8,::1/128", "--listen", "tcp:127.0.0.1:%d" % port],
-                                stdout=subprocess.DEVNULL, stderr=open(os.path.join(tmp, "rprd.log"), "w"), cwd=tmp)
-        api = "http://127.0.0.1:%d" % port
-        for _ in range(200):
-            try:
-                urllib.request.urlopen(api + "/healthz", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.05)
-        token = open(os.path.join(state, "admin.token")).read().strip()
+        rprd, api, token = start_rprd(tmp)
         status, body = request(api + "/api/v1/apply", token, [pipeline(args.tasks, args.history, 0)])
         assert status == 200, body
 
         rows, done, label = [], 0, 1
         for want in sorted({1, max(1, args.history // 5), args.history}):
-            t0 = time.monotonic()
             while done < want:
                 run_job(api, token)
                 done += 1
-            ran = time.monotonic() - t0
-            ms = measure(api, token, rprd.pid, args, label)
+            rows.append((want, measure(api, token, rprd.pid, args, label)))
             label += args.updates
-            rows.append((want, ms, ran))
         print()
         print("a Pipeline of %d tasks, history %d, %d updates each (rprd CPU per update: apply + reconcile)"
               % (args.tasks, args.history, args.updates))
         print("  %-22s %12s" % ("jobs in its history", "ms / update"))
-        for n, ms, _ in rows:
+        for n, ms in rows:
             print("  %-22d %12.2f" % (n, ms))
     finally:
         if rprd:
