@@ -9,7 +9,7 @@
  * controls are shown only to roles the API would let through. */
 "use strict";
 
-const KINDS = ["Server", "Repo", "Binding", "Run", "Token", "Pipeline", "Runner"];
+const KINDS = ["Server", "Repo", "Binding", "Command", "Run", "Token", "Pipeline", "Runner"];
 const ROLES = {anonymous: 0, viewer: 1, operator: 2, admin: 3};
 const INTERVALS = ["1m", "5m", "15m", "30m", "1h", "6h", "12h", "24h", "168h"];
 const FINISHED = ["Succeeded", "Failed", "Canceled", "Interrupted"];
@@ -66,7 +66,7 @@ async function api(method, path, body) {
 }
 
 function plural(kind) {
-  return {Server: "servers", Repo: "repos", Binding: "bindings", Run: "runs", Token: "tokens",
+  return {Server: "servers", Repo: "repos", Binding: "bindings", Command: "commands", Run: "runs", Token: "tokens",
     Pipeline: "pipelines", Runner: "runners"}[kind];
 }
 
@@ -202,7 +202,7 @@ function route() {
   return {view, ns: parts.length > 2 ? parts[1] : "default", name: parts.length > 2 ? parts[2] : parts[1]};
 }
 
-const VIEWS = {overview, servers, repos, bindings, runs, tokens, pipelines,
+const VIEWS = {overview, servers, repos, bindings, commands, runs, tokens, pipelines,
   runners: simpleList("Runner"), logs};
 
 /* What has the keyboard focus, to find it again in the new HTML. */
@@ -416,6 +416,45 @@ function bindingForm(o) {
     for (const k of ["workdir", "env", "backoff", "waitTimeout", "deployOnCreate", "active", "history"])
       if (s[k] !== undefined) spec[k] = s[k];
     return {apiVersion: "rpr/v1", kind: "Binding", metadata: keepMeta(o, val("f-name")), spec};
+  });
+}
+
+/* ---- commands: one command for servers that may be offline ---------------------------------------- */
+
+function commands() {
+  const rows = list("Command").sort((a, b) => (b.metadata.creationTimestamp || "").localeCompare(a.metadata.creationTimestamp || "")).map((o) => {
+    const st = o.status || {}, n = st.counts || {};
+    const per = Object.entries(st.servers || {}).map(([srv, e]) => {
+      const cls = e.phase === "Succeeded" ? "ok" : FINISHED.includes(e.phase) ? "bad" : "muted";
+      const exit = e.exitCode !== undefined ? ` exit ${esc(e.exitCode)}` : "";
+      return `${esc(srv)}: <a href="#/runs/${esc(o.metadata.namespace)}/${esc(e.run)}" class="${cls}">${esc(e.phase || "Pending")}</a>` +
+        ` <span class="muted">${esc(e.reason || "")}${exit}</span>`;
+    }).join("<br>");
+    const counts = `${esc(n.succeeded ?? 0)} of ${esc(n.total ?? 0)} done` +
+      (n.failed ? `, <span class="bad">${esc(n.failed)} failed</span>` : "") + (n.waiting ? `, ${esc(n.waiting)} waiting` : "");
+    return [nameCell(o), `<code>${esc((o.spec.command || "").split("\n")[0])}</code>`, counts, per,
+      `<span class="${st.phase === "Succeeded" ? "ok" : st.phase === "Failed" ? "bad" : "warn"}">${esc(st.phase || "Pending")}</span>`,
+      ago(st.startTime), btn("delete", o, "Delete", "admin", "danger")];
+  });
+  return `<h2>Commands</h2><p class="muted">One command for a set of servers, run by each as soon as it is online.</p>
+    <div class="bar">${can("admin") ? '<button type="button" class="primary" id="run-command">Run a command</button>' : ""}</div>
+    ${table("Commands, newest first", ["Name", "Command", "Progress", "Servers", "Phase", "Made", "Actions"], rows, "No commands yet.")}`;
+}
+
+function commandForm() {
+  const stamp = new Date().toISOString().replace(/[^0-9]/g, "").slice(0, 14);
+  openDialog("Run a command", `
+    ${field("name", "Name", `<input id="f-name" required value="cmd-${stamp.slice(0, 8)}-${stamp.slice(8)}">`)}
+    ${field("servers", "Servers", `<input id="f-servers" placeholder="pi-1, pi-2">`, "names, comma-separated")}
+    ${field("labels", "Or servers with labels", `<input id="f-labels" placeholder="site=north">`, "chosen now: a server labelled later does not get it")}
+    ${field("command", "Command", `<textarea id="f-command" required></textarea>`, "run once by /bin/sh on each server")}
+    ${field("wait", "Wait for offline servers", `<input id="f-wait" value="24h">`, "e.g. 7d; then that server's run fails")}`, () => {
+    const spec = {command: val("f-command"), waitTimeout: val("f-wait")};
+    const names = val("f-servers").split(",").map((x) => x.trim()).filter(Boolean);
+    if (names.length) spec.serverNames = names;
+    else spec.servers = {matchLabels: labelsOf(val("f-labels"))};
+    if (objects.get("Command").has(`default/${val("f-name")}`)) throw new Error(`command ${val("f-name")} exists: a command runs once; pick another name`);
+    return {apiVersion: "rpr/v1", kind: "Command", metadata: meta(val("f-name")), spec};
   });
 }
 
@@ -701,6 +740,7 @@ document.addEventListener("click", (e) => {
   if (id === "enroll-server") serverForm();
   else if (id === "enroll-repo") repoForm(null);
   else if (id === "create-binding") bindingForm(null);
+  else if (id === "run-command") commandForm();
 });
 window.addEventListener("hashchange", () => { render(true); $("#main").focus(); });
 

@@ -21,7 +21,8 @@ typedef struct Verb {
 
 static const CtlOpt global_opts[] = {
         {"server", 0, true},   {"token", 0, true}, {"namespace", 'n', true},
-        {"all-namespaces", 'A', false}, {"help", 'h', false}, {NULL, 0, false},
+        {"all-namespaces", 'A', false}, {"help", 'h', false}, {"ca", 0, true},
+        {"fingerprint", 0, true}, {NULL, 0, false},
 };
 
 static const CtlOpt apply_opts[] = {
@@ -38,7 +39,8 @@ static const CtlOpt token_opts[] = {
         {"role", 0, true}, {"expires", 0, true}, {"namespaces", 0, true}, {NULL, 0, false},
 };
 static const CtlOpt run_opts[] = {
-        {"arg", 0, true}, {"wait", 0, false}, {NULL, 0, false},
+        {"arg", 0, true},          {"wait", 0, false},    {"servers", 0, true}, {"selector", 'l', true},
+        {"wait-timeout", 0, true}, {"timeout", 0, true},  {NULL, 0, false},
 };
 static const CtlOpt logs_opts[] = {
         {"follow", 'f', false}, {"tail", 0, true}, {"task", 0, true}, {NULL, 0, false},
@@ -83,8 +85,14 @@ static const Verb verbs[] = {
          "on one (--server S) or on those whose last run failed (--failed), whether or\n"
          "not the repository changed. A server whose run is still going gets the new run\n"
          "when it ends. rprd's own --server goes before the verb."},
-        {"run", verb_action, run_opts, "run pipeline NAME [--arg k=v]... [--wait]",
-         "Start a job of a pipeline. With --wait, stay until it ends and exit with its result\n"
+        {"run", verb_run, run_opts,
+         "run pipeline NAME [--arg k=v]... [--wait] | run command [NAME] --servers a,b|-l k=v "
+         "[--wait-timeout D] [--timeout D] [--wait] -- COMMAND...",
+         "run command: run COMMAND once on each of the servers, now on those that are\n"
+         "reachable and on the others as soon as they are back (within --wait-timeout,\n"
+         "default 24h), tracked per server in a Command (NAME, or cmd-DATE-TIME-XXXX).\n"
+         "With --wait, stay until every server has finished; exit 1 if one failed.\n"
+         "run pipeline: start a job of a pipeline. With --wait, stay until it ends and exit with its result\n"
          "(0 Succeeded, 1 otherwise)."},
         {"cancel", verb_action, no_opts, "cancel run NAME", "Cancel a run."},
         {"token", verb_token, token_opts,
@@ -104,9 +112,11 @@ static void usage(FILE *f) {
         fprintf(f, "Usage: rprctl [--server URL] [--token TOKEN] [-n NS|-A] VERB [ARGS...]\n\nVerbs:\n");
         for (size_t i = 0; i < ELEMENTSOF(verbs); i++)
                 fprintf(f, "  %-10s %s\n", verbs[i].name, verbs[i].usage);
-        fprintf(f, "\nrprd is found by --server (unix:PATH or http://HOST:PORT), $RPR_SERVER,\n"
-                   "then unix:./.rpr/rpr.sock or unix:/run/rpr/rpr.sock. The token comes from\n"
-                   "--token, $RPR_TOKEN, ~/.config/rpr/token, then rprd's admin.token.\n"
+        fprintf(f, "\nrprd is found by --server (unix:PATH, http://HOST:PORT or https://HOST:PORT),\n"
+                   "$RPR_SERVER, then unix:./.rpr/rpr.sock or unix:/run/rpr/rpr.sock. The token comes\n"
+                   "from --token, $RPR_TOKEN, ~/.config/rpr/token, then rprd's admin.token.\n"
+                   "Over https, --ca FILE ($RPR_CA) trusts a certificate authority, and\n"
+                   "--fingerprint SHA256:... ($RPR_FINGERPRINT) pins the key rprd printed at start.\n"
                    "Run 'rprctl VERB --help' for a verb's help.\n");
 }
 
@@ -121,7 +131,8 @@ static void verb_usage(const Verb *v) {
                                 printf("      --%s%s\n", o->name, o->has_arg ? " VALUE" : "");
                 }
         }
-        printf("\nGlobal flags: --server URL, --token TOKEN, -n/--namespace NS, -A/--all-namespaces\n");
+        printf("\nGlobal flags: --server URL, --token TOKEN, -n/--namespace NS, -A/--all-namespaces,\n"
+               "--ca FILE, --fingerprint SHA256:...\n");
 }
 
 /* ---- parsing ------------------------------------------------------------------ */
@@ -140,6 +151,10 @@ static void record(Ctl *c, const CtlOpt *o, const char *value) {
                 c->server = value;
         else if (STREQ(o->name, "token"))
                 c->token = value;
+        else if (STREQ(o->name, "ca"))
+                c->ca = value;
+        else if (STREQ(o->name, "fingerprint"))
+                c->fingerprint = value;
         else if (STREQ(o->name, "namespace")) {
                 c->ns = value;
                 c->ns_given = true;

@@ -27,6 +27,7 @@ typedef struct CtlArg {
 typedef struct Ctl {
         /* global flags */
         const char *server, *token, *ns;
+        const char *ca, *fingerprint; /* --ca, --fingerprint: for https:// servers */
         bool all_namespaces, ns_given;
         /* the verb's own */
         const char *verb;
@@ -149,6 +150,7 @@ int verb_explain(Ctl *c);
 int verb_version(Ctl *c);
 int verb_reconcile(Ctl *c);
 int verb_token(Ctl *c);
+int verb_run(Ctl *c);
 int verb_action(Ctl *c);
 int verb_logs(Ctl *c);
 int verb_exec(Ctl *c);

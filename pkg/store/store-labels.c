@@ -32,9 +32,9 @@ struct StoreLabels {
  * "spec.F" or "status.F" to string values. */
 static const struct {
         const char *kind;
-        const char *const paths[6];
+        const char *const paths[4];
 } kept_fields[] = {
-        {"Run", {"spec.pipeline", "spec.binding", "status.phase", "status.notBefore", "status.endTime", NULL}},
+        {"Run", {"status.phase", "status.notBefore", "status.endTime", NULL}},
 };
 
 static const char *const *kept_of(const char *kind) {

@@ -65,8 +65,8 @@ int store_list_selected(Store *s, const char *kind, const char *ns, const Select
  * namespace, name and the few fields the store keeps beside it, without
  * its text: for listings that need a phase or a time of many objects,
  * such as a Pipeline's jobs or a Binding's Runs. Kept for a Run:
- * spec.pipeline, spec.binding, status.phase, status.notBefore,
- * status.endTime; and every kind's x-rpr-index fields. Nothing is parsed. */
+ * status.phase, status.notBefore, status.endTime; and every kind's
+ * x-rpr-index fields. Nothing is parsed. */
 typedef struct StoreLabels StoreFields;
 typedef void (*StoreFieldsFn)(const char *ns, const char *name, const StoreFields *f, void *userdata);
 int store_list_fields(Store *s, const char *kind, const char *ns, const Selector *sel, StoreFieldsFn fn,
@@ -152,6 +152,17 @@ uint64_t store_object_revision(const json_t *obj);
 typedef json_t *(*StoreStatusFn)(const json_t *object, void *userdata);
 int store_update_status(Store *s, const char *kind, const char *ns, const char *name, StoreStatusFn next,
                         void *userdata, json_t **ret_object);
+
+/* Finalizers, as controllers use them: a controller adds its own to an
+ * object it must clean up after; deleting the object then only marks it
+ * (deletionTimestamp) until the controller, done, writes it back without
+ * (an UPDATE of store_without_finalizer(), expecting its revision) and it
+ * goes. store_add_finalizer writes against obj's resourceVersion and
+ * returns 0 when another write came first: its event brings the caller
+ * back. */
+bool store_has_finalizer(const json_t *obj, const char *finalizer);
+int store_add_finalizer(Store *s, const json_t *obj, const char *finalizer);
+json_t *store_without_finalizer(const json_t *obj, const char *finalizer); /* a new copy */
 
 /* ---- change feed ------------------------------------------------------- */
 

@@ -352,6 +352,26 @@ test("an object from a config repo is marked, and editing it warns; the page rec
   await row.getByText("managed").waitFor({timeout: WAIT});
 });
 
+test("an admin runs a command on servers; the page shows each server's result", async () => {
+  assert.equal((await api("POST", "/api/v1/apply", [{apiVersion: "rpr/v1", kind: "Server",
+    metadata: {name: "box-1", labels: {site: "north"}}, spec: {transport: "local"}}])).status, 200);
+  await page.getByRole("link", {name: "Commands"}).click();
+  await page.getByRole("button", {name: "Run a command"}).click();
+  const dialog = page.getByRole("dialog", {name: "Run a command"});
+  await dialog.getByLabel("Name").fill("hello-north");
+  await dialog.getByLabel("Or servers with labels").fill("site=north");
+  await dialog.getByLabel("Command").fill('echo "hello from $RPR_SERVER"');
+  await dialog.getByRole("button", {name: "Save"}).click();
+  const row = page.getByRole("row").filter({hasText: "hello-north"});
+  await row.getByText("1 of 1 done").waitFor({timeout: WAIT});
+  await row.getByText("Succeeded").first().waitFor({timeout: WAIT});
+  const st = (await api("GET", "/api/v1/namespaces/default/commands/hello-north")).json.status;
+  assert.deepEqual(st.targets, ["box-1"]);
+  await row.getByRole("link", {name: "Succeeded"}).click();
+  await page.locator("#run-log").getByText("hello from box-1").waitFor({timeout: WAIT});
+  await shoot("commands");
+});
+
 test("no page threw or broke its content security policy", () => {
   assert.deepEqual(scriptErrors, []);
 });

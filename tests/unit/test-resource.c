@@ -125,7 +125,7 @@ static int teardown(void **state) {
 
 static void test_kind_all_in_stable_order(void **state) {
         (void) state;
-        static const char *const want[] = {"Token",    "Repo",   "Server", "Binding",
+        static const char *const want[] = {"Token",    "Repo",   "Server", "Binding", "Command",
                                            "Pipeline", "Runner", "Run",    "Event"};
         size_t n;
         const Kind *const *all = kind_all(&n);
@@ -480,8 +480,8 @@ static void test_unknown_kind_and_api_version(void **state) {
         expect_error("apiVersion: rpr/v2\nkind: Server\nmetadata: {name: a}\nspec: {host: h}\n",
                      "apiVersion", "unknown apiVersion \"rpr/v2\" (expected rpr/v1)");
         expect_error("apiVersion: rpr/v1\nkind: Srv\nmetadata: {name: a}\nspec: {host: h}\n", "kind",
-                     "unknown kind \"Srv\" (known kinds: Token, Repo, Server, Binding, Pipeline, Runner, "
-                     "Run, Event)");
+                     "unknown kind \"Srv\" (known kinds: Token, Repo, Server, Binding, Command, Pipeline, "
+                     "Runner, Run, Event)");
         expect_error("apiVersion: rpr/v1\nkind: server\nmetadata: {name: a}\n", "kind",
                      "unknown kind \"server\"");
 }
