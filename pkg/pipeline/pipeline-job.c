@@ -32,7 +32,6 @@
 #define SERVER_POLL_USEC (1 * USEC_PER_SEC)
 #define THREAD_STACK (256u * 1024)
 
-
 char *job_dir(PipelineController *p, const char *ns, const char *name) {
         return xasprintf("%s/%s/%s", p->run_dir, ns, name);
 }
@@ -571,6 +570,15 @@ static Job *job_find_locked(PipelineController *p, const char *ns, const char *n
                 if (STREQ(p->jobs[k]->ns, ns) && STREQ(p->jobs[k]->name, name))
                         return p->jobs[k];
         return NULL;
+}
+
+bool job_busy(void *userdata, const char *ns, const char *name) {
+        PipelineController *p = userdata;
+
+        pthread_mutex_lock(&p->lock);
+        bool ours = job_find_locked(p, ns, name) != NULL;
+        pthread_mutex_unlock(&p->lock);
+        return ours;
 }
 
 static void job_unregister(Job *j) {

@@ -32,6 +32,8 @@ struct PipelineController {
 /* pipeline-job.c: carrying out jobs (the Run controller's delegate). */
 int job_reconcile(void *userdata, json_t *obj, uint64_t *ret_requeue_after_usec);
 int job_cancel(void *userdata, const json_t *obj, const char *reason, const char *message);
+/* Whether the job ns/name is carried out by this rprd. */
+bool job_busy(void *userdata, const char *ns, const char *name);
 /* Writes a job's phase (and reason, message) when it is in expect_phase
  * (NULL: any unfinished); *ret_applied says whether it was. */
 int job_set_phase(PipelineController *p, const char *ns, const char *name, const char *expect_phase,

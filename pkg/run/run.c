@@ -397,11 +397,24 @@ void run_controller_delegate(RunController *rc, const char *owner_kind, const Ru
         rc->delegate = *d;
 }
 
+/* A delegate's Run carried out here and not finished: a job writes its
+ * tasks' states as they go, and each write wakes this reconcile; its text
+ * (as large as its tasks) is not parsed for nothing each time. */
+static bool busy_here(RunController *rc, const char *ns, const char *name) {
+        _cleanup_free_ char *phase = NULL;
+
+        if (!rc->delegate.busy || store_get_field(rc->store, "Run", ns, name, "status.phase", &phase) < 0)
+                return false;
+        return !run_phase_finished(phase) && rc->delegate.busy(rc->delegate.userdata, ns, name);
+}
+
 static int reconcile(void *userdata, const char *ns, const char *name, uint64_t *ret_requeue_after) {
         RunController *rc = userdata;
         _cleanup_json_ json_t *obj = NULL;
         int r;
 
+        if (busy_here(rc, ns, name))
+                return 0;
         r = store_get_json(rc->store, "Run", ns, name, &obj);
         if (r == -ENOENT) {
                 /* Gone (history trimmed, its Binding deleted, or deleted by

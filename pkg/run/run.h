@@ -60,6 +60,10 @@ typedef struct RunDelegate {
         int (*reconcile)(void *userdata, json_t *obj, uint64_t *ret_requeue_after_usec);
         /* As run_cancel(). */
         int (*cancel)(void *userdata, const json_t *obj, const char *reason, const char *message);
+        /* Optional: whether the Run is being carried out here, so that
+         * the events of its own writes need no look while it is
+         * unfinished. */
+        bool (*busy)(void *userdata, const char *ns, const char *name);
         void *userdata;
 } RunDelegate;
 void run_controller_delegate(RunController *rc, const char *owner_kind, const RunDelegate *d);

@@ -282,6 +282,25 @@ int store_get(Store *s, const char *kind, const char *ns, const char *name, char
         return 0;
 }
 
+int store_get_field(Store *s, const char *kind, const char *ns, const char *name, const char *path, char **ret) {
+        char *value = NULL;
+        int r = -ENOENT;
+
+        if (!kind || !ns || !name || !path)
+                return -EINVAL;
+        pthread_rwlock_rdlock(&s->lock);
+        const Entry *e = lookup(s, kind, ns, name);
+        if (e) {
+                const char *v = store_field(e->labels, path);
+                value = v ? xstrdup(v) : NULL;
+                r = v ? 0 : -ENODATA;
+        }
+        pthread_rwlock_unlock(&s->lock);
+        if (r >= 0)
+                *ret = value;
+        return r;
+}
+
 int store_get_json(Store *s, const char *kind, const char *ns, const char *name, json_t **ret) {
         _cleanup_free_ char *text = NULL;
         json_t *obj;

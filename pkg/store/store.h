@@ -71,6 +71,10 @@ typedef struct StoreLabels StoreFields;
 typedef void (*StoreFieldsFn)(const char *ns, const char *name, const StoreFields *f, void *userdata);
 int store_list_fields(Store *s, const char *kind, const char *ns, const Selector *sel, StoreFieldsFn fn,
                       void *userdata);
+/* One object's kept (or indexed) field by path ("status.phase"), copied
+ * (caller frees), without its text: -ENOENT when the object is absent,
+ * -ENODATA when it has no such field. */
+int store_get_field(Store *s, const char *kind, const char *ns, const char *name, const char *path, char **ret);
 /* A kept (or indexed) field of an object listed by store_list_fields, by
  * path ("status.phase"); NULL when the object has no such string. Valid
  * during fn only. */

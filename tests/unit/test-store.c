@@ -859,6 +859,11 @@ static void test_kept_fields_follow_status_writes(void **state) {
         expect_fields(f->store, "pipeline=p", "default/p-1:Succeeded:ended");
         assert_int_equal(delete_op(f->store, "Run", "site-1", NULL), 0);
         expect_fields(f->store, "binding=site", "default/site-2:Running:-");
+        _cleanup_free_ char *phase = NULL, *none_here = NULL;
+        assert_int_equal(store_get_field(f->store, "Run", "default", "site-2", "status.phase", &phase), 0);
+        assert_string_equal(phase, "Running");
+        assert_int_equal(store_get_field(f->store, "Run", "default", "site-2", "status.endTime", &none_here), -ENODATA);
+        assert_int_equal(store_get_field(f->store, "Run", "default", "site-1", "status.phase", &none_here), -ENOENT);
         reopen(f);
         expect_fields(f->store, "binding=site", "default/site-2:Running:-");
         expect_fields(f->store, "pipeline=p", "default/p-1:Succeeded:ended");
