@@ -163,8 +163,9 @@ static int write_tasks_over(Job *j, json_t *tasks) {
                 return -ESTALE;
         json_t *st = json_copy(j->written);
         json_object_set(st, "tasks", tasks);
-        _cleanup_json_ json_t *obj = json_pack("{s:s, s:s, s:{s:s, s:s}, s:o}", "apiVersion", RPR_API_VERSION, "kind",
-                                               "Run", "metadata", "name", j->name, "namespace", j->ns, "status", st);
+        _cleanup_json_ json_t *obj =
+                json_pack("{s:s, s:s, s:{s:s, s:s}, s:o}", "apiVersion", RPR_API_VERSION, "kind", "Run",
+                          "metadata", "name", j->name, "namespace", j->ns, "status", st);
         StoreOp op = {.type = STORE_OP_STATUS, .object = obj, .expect_revision = j->written_revision};
         int r = store_commit(j->p->store, &op, 1, false, NULL);
         if (r >= 0) {

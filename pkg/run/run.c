@@ -60,10 +60,10 @@ static void collect_owned(const char *ns, const char *name, const StoreFields *f
 
         (void) ns;
         json_array_append_new(o->runs, json_pack("{s:s, s:I, s:s, s:I, s:I}", "name", name, "number",
-                                                 (json_int_t) (dash ? strtoll(dash + 1, NULL, 10) : 0), "phase",
-                                                 store_field(f, "status.phase") ?: "Pending", "notBefore",
-                                                 (json_int_t) time_at(f, "status.notBefore"), "endTime",
-                                                 (json_int_t) time_at(f, "status.endTime")));
+                                                 (json_int_t) (dash ? strtoll(dash + 1, NULL, 10) : 0),
+                                                 "phase", store_field(f, "status.phase") ?: "Pending",
+                                                 "notBefore", (json_int_t) time_at(f, "status.notBefore"),
+                                                 "endTime", (json_int_t) time_at(f, "status.endTime")));
 }
 
 static int by_number(const void *a, const void *b) {

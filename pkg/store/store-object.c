@@ -156,7 +156,8 @@ static int change_apply(const StoreOp *op, const json_t *old, StoreChange *c) {
 static int change_status(const StoreOp *op, const json_t *old, StoreChange *c) {
         const json_t *status = json_object_get(op->object, "status");
 
-        if (json_equal(status, json_object_get(old, "status")) || (!status && !json_object_get(old, "status"))) {
+        if (json_equal(status, json_object_get(old, "status")) ||
+            (!status && !json_object_get(old, "status"))) {
                 *c = (StoreChange){.outcome = STORE_UNCHANGED};
                 return 0;
         }

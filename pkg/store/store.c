@@ -282,7 +282,8 @@ int store_get(Store *s, const char *kind, const char *ns, const char *name, char
         return 0;
 }
 
-int store_get_field(Store *s, const char *kind, const char *ns, const char *name, const char *path, char **ret) {
+int store_get_field(Store *s, const char *kind, const char *ns, const char *name, const char *path,
+                    char **ret) {
         char *value = NULL;
         int r = -ENOENT;
 

@@ -74,7 +74,8 @@ int store_list_fields(Store *s, const char *kind, const char *ns, const Selector
 /* One object's kept (or indexed) field by path ("status.phase"), copied
  * (caller frees), without its text: -ENOENT when the object is absent,
  * -ENODATA when it has no such field. */
-int store_get_field(Store *s, const char *kind, const char *ns, const char *name, const char *path, char **ret);
+int store_get_field(Store *s, const char *kind, const char *ns, const char *name, const char *path,
+                    char **ret);
 /* A kept (or indexed) field of an object listed by store_list_fields, by
  * path ("status.phase"); NULL when the object has no such string. Valid
  * during fn only. */

@@ -167,17 +167,18 @@ static void test_open_fails_cleanly(void **state) {
 
 static void add_run(Store *s, const char *name, const char *key, const char *owner, const char *label,
                     const char *phase) {
-        _cleanup_json_ json_t *o = json_pack("{s:s, s:s, s:{s:s, s:s, s:{s:s}}, s:{s:s}}", "apiVersion", "rpr/v1",
-                                             "kind", "Run", "metadata", "name", name, "namespace", "default",
-                                             "labels", key, label, "spec", key, owner);
+        _cleanup_json_ json_t *o = json_pack("{s:s, s:s, s:{s:s, s:s, s:{s:s}}, s:{s:s}}", "apiVersion",
+                                             "rpr/v1", "kind", "Run", "metadata", "name", name, "namespace",
+                                             "default", "labels", key, label, "spec", key, owner);
         StoreOp op = {.type = STORE_OP_APPLY, .object = o};
 
         assert_int_equal(store_commit(s, &op, 1, false, NULL), 0);
         store_ops_clear(&op, 1);
         if (!phase)
                 return;
-        json_object_set_new(o, "status", json_pack("{s:s, s:s, s:s}", "phase", phase, "endTime",
-                                                   "2026-11-23T10:00:00Z", "notBefore", "2026-11-23T10:00:01.500Z"));
+        json_object_set_new(o, "status",
+                            json_pack("{s:s, s:s, s:s}", "phase", phase, "endTime", "2026-11-23T10:00:00Z",
+                                      "notBefore", "2026-11-23T10:00:01.500Z"));
         op = (StoreOp){.type = STORE_OP_STATUS, .object = o};
         assert_int_equal(store_commit(s, &op, 1, false, NULL), 0);
         store_ops_clear(&op, 1);
@@ -189,9 +190,9 @@ static char *owned(Store *s, const char *key, const char *value) {
         Buf b = BUF_INIT;
         size_t i;
 
-        json_array_foreach(runs, i, r) buf_printf(&b, "%s%s:%s:%lld:%lld", b.len ? " " : "", json_str_at(r, "name"),
-                                                  json_str_at(r, "phase"), (long long) json_int_at(r, "endTime", 0),
-                                                  (long long) json_int_at(r, "notBefore", 0));
+        json_array_foreach(runs, i, r) buf_printf(
+                &b, "%s%s:%s:%lld:%lld", b.len ? " " : "", json_str_at(r, "name"), json_str_at(r, "phase"),
+                (long long) json_int_at(r, "endTime", 0), (long long) json_int_at(r, "notBefore", 0));
         return buf_steal(&b) ?: xstrdup("");
 }
 

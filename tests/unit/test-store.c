@@ -738,15 +738,18 @@ static void test_label_index_agrees_with_a_scan(void **state) {
                         char name[16];
                         snprintf(name, sizeof name, "s%03d", i);
                         if (rand_r(&seed) % 4 == 0) {
-                                StoreOp del = {.type = STORE_OP_DELETE, .kind = "Server",
-                                               .ns = i % 3 ? "default" : "other", .name = name};
+                                StoreOp del = {.type = STORE_OP_DELETE,
+                                               .kind = "Server",
+                                               .ns = i % 3 ? "default" : "other",
+                                               .name = name};
                                 int r = store_commit(f->store, &del, 1, false, NULL);
                                 assert_true(r == 0 || r == -ENOENT);
                                 store_ops_clear(&del, 1);
                                 continue;
                         }
-                        _cleanup_json_ json_t *o = labelled(i % 3 ? "default" : "other", name,
-                                                            roles[rand_r(&seed) % 4], envs[rand_r(&seed) % 3]);
+                        _cleanup_json_ json_t *o =
+                                labelled(i % 3 ? "default" : "other", name, roles[rand_r(&seed) % 4],
+                                         envs[rand_r(&seed) % 3]);
                         assert_int_equal(commit1(f->store, STORE_OP_APPLY, o, 0, NULL, NULL), 0);
                 }
                 expect_scan_agrees(f->store, selectors, ELEMENTSOF(selectors));
@@ -780,8 +783,8 @@ static void test_events_say_whether_labels_changed(void **state) {
         for (size_t i = 0; i < ELEMENTSOF(want); i++) {
                 assert_int_equal(store_watch_next(w, &ev), 1);
                 if (ev->labels_changed != want[i])
-                        fail_msg("event %zu (%s): labels_changed %d, want %d", i, store_event_type_to_string(ev->type),
-                                 ev->labels_changed, want[i]);
+                        fail_msg("event %zu (%s): labels_changed %d, want %d", i,
+                                 store_event_type_to_string(ev->type), ev->labels_changed, want[i]);
                 store_event_free(ev);
         }
         assert_int_equal(store_watch_next(w, &ev), 0);
@@ -791,12 +794,13 @@ static void test_events_say_whether_labels_changed(void **state) {
 /* ---- fields kept beside an object ------------------------------------- */
 
 static json_t *run_of(const char *name, const char *owner_key, const char *owner, const char *phase) {
-        json_t *o = json_pack("{s:s, s:s, s:{s:s, s:s, s:{s:s}}, s:{s:s, s:s}}", "apiVersion", "rpr/v1", "kind",
-                              "Run", "metadata", "name", name, "namespace", "default", "labels", owner_key, owner,
-                              "spec", owner_key, owner, "server", "web-1");
+        json_t *o = json_pack("{s:s, s:s, s:{s:s, s:s, s:{s:s}}, s:{s:s, s:s}}", "apiVersion", "rpr/v1",
+                              "kind", "Run", "metadata", "name", name, "namespace", "default", "labels",
+                              owner_key, owner, "spec", owner_key, owner, "server", "web-1");
         if (phase)
-                json_object_set_new(o, "status", json_pack("{s:s, s:s}", "phase", phase, "endTime",
-                                                           "2026-11-23T10:00:00Z"));
+                json_object_set_new(
+                        o, "status",
+                        json_pack("{s:s, s:s}", "phase", phase, "endTime", "2026-11-23T10:00:00Z"));
         return o;
 }
 
@@ -849,12 +853,15 @@ static void test_kept_fields_follow_status_writes(void **state) {
                 }
         }
         expect_fields(f->store, "binding=site", "default/site-1:Succeeded:ended default/site-2:-:-");
-        expect_fields(f->store, "binding", "default/api-1:Failed:ended default/site-1:Succeeded:ended "
-                                           "default/site-2:-:-");
+        expect_fields(f->store, "binding",
+                      "default/api-1:Failed:ended default/site-1:Succeeded:ended "
+                      "default/site-2:-:-");
         expect_fields(f->store, "pipeline=p", "default/p-1:Running:ended");
 
-        assert_int_equal(store_update_status(f->store, "Run", "default", "site-2", set_phase, "Running", NULL), 0);
-        assert_int_equal(store_update_status(f->store, "Run", "default", "p-1", set_phase, "Succeeded", NULL), 0);
+        assert_int_equal(
+                store_update_status(f->store, "Run", "default", "site-2", set_phase, "Running", NULL), 0);
+        assert_int_equal(
+                store_update_status(f->store, "Run", "default", "p-1", set_phase, "Succeeded", NULL), 0);
         expect_fields(f->store, "binding=site", "default/site-1:Succeeded:ended default/site-2:Running:-");
         expect_fields(f->store, "pipeline=p", "default/p-1:Succeeded:ended");
         assert_int_equal(delete_op(f->store, "Run", "site-1", NULL), 0);
@@ -862,8 +869,10 @@ static void test_kept_fields_follow_status_writes(void **state) {
         _cleanup_free_ char *phase = NULL, *none_here = NULL;
         assert_int_equal(store_get_field(f->store, "Run", "default", "site-2", "status.phase", &phase), 0);
         assert_string_equal(phase, "Running");
-        assert_int_equal(store_get_field(f->store, "Run", "default", "site-2", "status.endTime", &none_here), -ENODATA);
-        assert_int_equal(store_get_field(f->store, "Run", "default", "site-1", "status.phase", &none_here), -ENOENT);
+        assert_int_equal(store_get_field(f->store, "Run", "default", "site-2", "status.endTime", &none_here),
+                         -ENODATA);
+        assert_int_equal(store_get_field(f->store, "Run", "default", "site-1", "status.phase", &none_here),
+                         -ENOENT);
         reopen(f);
         expect_fields(f->store, "binding=site", "default/site-2:Running:-");
         expect_fields(f->store, "pipeline=p", "default/p-1:Succeeded:ended");
@@ -871,7 +880,9 @@ static void test_kept_fields_follow_status_writes(void **state) {
         /* kept, not indexed: no selector finds an object by them */
         _cleanup_free_ char *none = NULL;
         Buf b = BUF_INIT;
-        assert_int_equal(store_list_where(f->store, "Run", "default", "status.phase", "Running", collect_name, &b), 0);
+        assert_int_equal(
+                store_list_where(f->store, "Run", "default", "status.phase", "Running", collect_name, &b),
+                0);
         none = buf_steal(&b);
         assert_true(!none || !*none);
 }
