@@ -15,7 +15,7 @@
 #include "resource/resource.h"
 #include "rprctl.h"
 
-#define CHUNK_BYTES (4u << 20)
+#define CHUNK_BYTES (1u << 20)
 
 typedef struct Apply {
         Ctl *ctl;

@@ -200,33 +200,14 @@ static void on_server_reachable(void *userdata, const char *ns, const char *name
         controller_enqueue_where(b->controller, "Binding", ns, NULL, NULL, NULL);
 }
 
-/* Whether a Server's labels differ from the last seen (or it came or went). */
-static bool labels_changed(BindingController *b, const StoreEvent *ev) {
-        _cleanup_free_ char *key = xasprintf("%s/%s", ev->ns, ev->name), *labels = NULL;
-        bool changed;
-
-        if (ev->type != STORE_EVENT_DELETED) {
-                _cleanup_json_ json_t *obj = json_loadb(ev->json, ev->len, 0, NULL);
-                const json_t *l = json_object_get(json_object_get(obj, "metadata"), "labels");
-                labels = l ? json_dumps(l, JSON_COMPACT | JSON_SORT_KEYS) : xstrdup("{}");
-        }
-        pthread_mutex_lock(&b->lock);
-        const char *old = json_string_value(json_object_get(b->server_labels, key));
-        changed = !old || !labels || !STREQ(old, labels);
-        if (labels)
-                json_object_set_new(b->server_labels, key, json_string(labels));
-        else
-                json_object_del(b->server_labels, key);
-        pthread_mutex_unlock(&b->lock);
-        return changed;
-}
-
 /* A Server was labelled anew, added or deleted: the Bindings that choose
- * Servers by labels (or name it) look again. */
+ * Servers by labels (or name it) look again. The store says whether its
+ * labels changed: a status write (every check of every Server) costs
+ * nothing here, and nothing is kept per Server. */
 static void on_server_event(void *userdata, const StoreEvent *ev) {
         BindingController *b = userdata;
 
-        if (labels_changed(b, ev))
+        if (ev->labels_changed)
                 controller_enqueue_where(b->controller, "Binding", ev->ns, NULL, NULL, NULL);
 }
 
@@ -243,8 +224,6 @@ int binding_controller_new(const BindingOptions *o, BindingController **ret) {
         b->runs = o->runs;
         b->run_dir = xstrdup(o->run_dir);
         b->activity = o->activity;
-        pthread_mutex_init(&b->lock, NULL);
-        b->server_labels = json_object();
         r = controller_add(o->controller, "Binding", reconcile, b);
         if (r >= 0)
                 r = controller_on_event(o->controller, "Server", on_server_event, b);
@@ -264,7 +243,5 @@ void binding_controller_free(BindingController *b) {
         if (!b)
                 return;
         free(b->run_dir);
-        json_decref(b->server_labels);
-        pthread_mutex_destroy(&b->lock);
         free(b);
 }

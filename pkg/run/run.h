@@ -60,6 +60,10 @@ typedef struct RunDelegate {
         int (*reconcile)(void *userdata, json_t *obj, uint64_t *ret_requeue_after_usec);
         /* As run_cancel(). */
         int (*cancel)(void *userdata, const json_t *obj, const char *reason, const char *message);
+        /* Optional: whether the Run is being carried out here, so that
+         * the events of its own writes need no look while it is
+         * unfinished. */
+        bool (*busy)(void *userdata, const char *ns, const char *name);
         void *userdata;
 } RunDelegate;
 void run_controller_delegate(RunController *rc, const char *owner_kind, const RunDelegate *d);
@@ -71,7 +75,9 @@ char *run_name(const char *owner, json_int_t n);
  * with its owner ("binding", "pipeline" or "command" = the owner's name;
  * Runs are not user-writable, so no one else sets them). Oldest first, as
  * a new array of {name, number, phase, notBefore, endTime} (times in
- * usec, 0 when unset). */
+ * usec, 0 when unset). Read from what the store keeps beside each Run,
+ * without parsing one: the cost follows the number of Runs, not their
+ * size. */
 json_t *run_list_owned(Store *store, const char *ns, const char *key, const char *value);
 
 /* Removes the Runs of ns named in names (a JSON array of strings) in one

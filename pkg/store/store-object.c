@@ -156,19 +156,23 @@ static int change_apply(const StoreOp *op, const json_t *old, StoreChange *c) {
         return 0;
 }
 
+/* The result shares old's spec and the op's status instead of copying
+ * them (a job's are as large as its tasks): it lives only until its text
+ * is made, and only its metadata is written to (the stamp). */
 static int change_status(const StoreOp *op, const json_t *old, StoreChange *c) {
-        json_t *obj = json_deep_copy(old);
         const json_t *status = json_object_get(op->object, "status");
 
-        if (status)
-                json_object_set_new(obj, "status", json_deep_copy(status));
-        else
-                json_object_del(obj, "status");
-        if (json_equal(obj, old)) {
-                json_decref(obj);
+        if (json_equal(status, json_object_get(old, "status")) ||
+            (!status && !json_object_get(old, "status"))) {
                 *c = (StoreChange){.outcome = STORE_UNCHANGED};
                 return 0;
         }
+        json_t *obj = json_copy((json_t *) old);
+        json_object_set_new(obj, "metadata", json_copy(meta_of(old)));
+        if (status)
+                json_object_set(obj, "status", (json_t *) status);
+        else
+                json_object_del(obj, "status");
         *c = (StoreChange){
                 .outcome = STORE_CONFIGURED, .write = true, .event = STORE_EVENT_MODIFIED, .result = obj};
         return 0;
