@@ -27,6 +27,7 @@
 #include "run/run.h"
 #include "resource/resource.h"
 #include "server/server.h"
+#include "runner/runner.h"
 #include "ssh/ssh.h"
 #include "store/store.h"
 #include "systemd/systemd.h"
@@ -368,6 +369,7 @@ typedef struct Daemon {
         RunController *runs;
         BindingController *bindings;
         PipelineController *pipelines;
+        RunnerController *runners;
         Webhook *webhook;
         char *run_dir;
 } Daemon;
@@ -407,6 +409,10 @@ static int controllers_setup(const Options *o, Daemon *d) {
                                &d->runs);
         if (r < 0)
                 return r;
+        RunnerOptions rno = {d->store, d->controller, d->tokens, d->github, d->servers, d->ssh, o->state_dir, d->activity};
+        r = runner_controller_new(&rno, &d->runners);
+        if (r < 0)
+                return r;
         BindingOptions bo = {d->store, d->controller, d->repos, d->servers, d->runs, d->run_dir, d->activity};
         r = binding_controller_new(&bo, &d->bindings);
         if (r < 0)
@@ -442,6 +448,7 @@ static void daemon_free(Daemon *d) {
                 run_controller_drain(d->runs, 0);
         controller_free(d->controller);
         binding_controller_free(d->bindings);
+        runner_controller_free(d->runners);
         pipeline_controller_free(d->pipelines);
         run_controller_free(d->runs);
         free(d->run_dir);

@@ -8,7 +8,9 @@
 #include <curl/curl.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "egress/egress.h"
 #include "github/github-private.h"
 
 #define MAX_PAGES 50
@@ -263,5 +265,70 @@ int github_runner_group_id(GithubClient *g, const GithubRepoRef *scope, const ch
         ret->error = GITHUB_NOT_FOUND;
         snprintf(ret->message, sizeof ret->message, "GET %s: the organisation %s has no runner group %s", url,
                  scope->owner, name);
+        return -EIO;
+}
+
+/* ---- the release tarball ---------------------------------------------------------------- */
+
+typedef struct Download {
+        FILE *f;
+        size_t n, max;
+} Download;
+
+static size_t on_file(char *data, size_t size, size_t n, void *userdata) {
+        Download *d = userdata;
+
+        if (d->n + size * n > d->max)
+                return 0;
+        d->n += size * n;
+        return fwrite(data, size, n, d->f) == n ? size * n : 0;
+}
+
+int github_download(GithubClient *g, const char *url, const char *path, size_t max, GithubResult *ret) {
+        char errbuf[CURL_ERROR_SIZE] = "";
+        EgressCurl egress;
+        long status = 0;
+
+        *ret = (GithubResult){.rate_remaining = -1};
+        CURLSH *share = github_share(g);
+        CURL *c = share ? curl_easy_init() : NULL;
+        if (!c)
+                return -ENOMEM;
+        Download d = {.f = fopen(path, "we"), .max = max};
+        if (!d.f) {
+                int k = -errno;
+                curl_easy_cleanup(c);
+                return k;
+        }
+        curl_easy_setopt(c, CURLOPT_URL, url);
+        curl_easy_setopt(c, CURLOPT_USERAGENT, g->user_agent);
+        curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+        curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, (long) (g->connect_timeout_usec / USEC_PER_MSEC));
+        curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 1L);
+        curl_easy_setopt(c, CURLOPT_MAXREDIRS, 5L);
+        curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+        curl_easy_setopt(c, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+        curl_easy_setopt(c, CURLOPT_SHARE, share);
+        curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
+        curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_file);
+        curl_easy_setopt(c, CURLOPT_WRITEDATA, &d);
+        egress_curl_setup(c, &egress);
+        CURLcode code = curl_easy_perform(c);
+        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+        curl_easy_cleanup(c);
+        bool written = fclose(d.f) == 0;
+        ret->requests = 1;
+        ret->http_status = (int) status;
+        if (code == CURLE_OK && status == 200 && written)
+                return 0;
+        (void) unlink(path);
+        ret->error = code == CURLE_OK ? GITHUB_PROTOCOL : egress.refused ? GITHUB_NOT_ALLOWED : GITHUB_NETWORK;
+        if (code == CURLE_WRITE_ERROR && d.n + CURL_MAX_WRITE_SIZE > max)
+                snprintf(ret->message, sizeof ret->message, "GET %s: larger than %zu bytes", url, max);
+        else if (code != CURLE_OK)
+                snprintf(ret->message, sizeof ret->message, "GET %s: %s", url,
+                         egress.refused ? egress.message : *errbuf ? errbuf : curl_easy_strerror(code));
+        else
+                snprintf(ret->message, sizeof ret->message, "GET %s: %ld", url, status);
         return -EIO;
 }

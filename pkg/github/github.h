@@ -143,3 +143,6 @@ int github_runner_download(GithubClient *g, const GithubRepoRef *scope, const ch
  * there is none. A repository scope has group 1. */
 int github_runner_group_id(GithubClient *g, const GithubRepoRef *scope, const char *name, json_int_t *ret_id,
                            GithubResult *ret);
+/* Downloads url (a runner release; no token is sent) into path, at most
+ * max bytes; the file is removed on failure. 0, or -EIO with ret set. */
+int github_download(GithubClient *g, const char *url, const char *path, size_t max, GithubResult *ret);

@@ -17,7 +17,8 @@ RPR_FAKE_HEARTBEAT seconds (default 1): "job" makes it busy, "done" ends
 the job (an ephemeral runner then exits 0), "deprecated" exits 7 when
 ACTIONS_RUNNER_RETURN_VERSION_DEPRECATED_EXIT_CODE is set (1 otherwise),
 "gone" (its registration was deleted) exits 2. HTTP is `busybox wget`, so
-the scripts run on the test hosts and in busybox images alike.
+the scripts run on the test hosts and in busybox images alike (without -T:
+Debian's busybox-static 1.35 wget crashes with it).
 """
 
 import hashlib
@@ -30,7 +31,7 @@ CONFIG_SH = r'''#!/bin/sh
 set -u
 cd "$(dirname "$0")"
 if [ "${1:-}" = remove ]; then rm -f .runner; echo "Runner removed"; exit 0; fi
-url= token= name= labels= work=_work replace=false ephemeral=false unattended=false group=Default
+url= token=${ACTIONS_RUNNER_INPUT_TOKEN:-} name= labels= work=_work replace=false ephemeral=false unattended=false group=Default
 while [ $# -gt 0 ]; do
   case $1 in
     --unattended) unattended=true;;
@@ -50,9 +51,12 @@ done
 [ "$unattended" = true ] || { echo "config.sh: only --unattended is supported here" >&2; exit 1; }
 [ -n "$url" ] && [ -n "$token" ] && [ -n "$name" ] || { echo "config.sh: --url, --token and --name are required" >&2; exit 1; }
 base=$(echo "$url" | sed 's#^\(https*://[^/]*\).*#\1#')
-out=$(busybox wget -q -T 10 -O - --post-data "token=$token&name=$name&labels=$labels&ephemeral=$ephemeral&replace=$replace" "$base/_runner/register") || {
-  echo "config.sh: registration refused" >&2; exit 1; }
 umask 077
+# The token goes in a file, not on wget's command line.
+printf 'token=%s&name=%s&labels=%s&ephemeral=%s&replace=%s' "$token" "$name" "$labels" "$ephemeral" "$replace" >.register
+out=$(busybox wget -q -O - --post-file .register "$base/_runner/register"); rc=$?
+rm -f .register
+[ $rc = 0 ] || { echo "config.sh: registration refused" >&2; exit 1; }
 { echo "url=$base"; echo "$out"; echo "ephemeral=$ephemeral"; echo "work=$work"; } > .runner
 echo "√ Runner successfully added"
 echo "√ Settings Saved."
@@ -89,10 +93,12 @@ fi
 url=$(echo "$creds" | sed -n 's/^url=//p')
 id=$(echo "$creds" | sed -n 's/^id=//p')
 secret=$(echo "$creds" | sed -n 's/^secret=//p')
+umask 077
+printf 'id=%s&secret=%s' "$id" "$secret" >.heartbeat
 echo "√ Connected to GitHub"
 echo "$(date -u '+%Y-%m-%d %H:%M:%SZ'): Listening for Jobs"
 while :; do
-  ans=$(busybox wget -q -T 5 -O - --post-data "id=$id&secret=$secret" "$url/_runner/heartbeat" 2>/dev/null) || ans=
+  ans=$(busybox wget -q -O - --post-file .heartbeat "$url/_runner/heartbeat" 2>/dev/null) || ans=
   case $ans in
     job) echo "$(date -u '+%Y-%m-%d %H:%M:%SZ'): Running job";;
     done) echo "$(date -u '+%Y-%m-%d %H:%M:%SZ'): Job completed with result: Succeeded"
