@@ -194,6 +194,11 @@ class Handler(BaseHTTPRequestHandler):
                 self.body = json.loads(self.read_body() or b"null")
             except ValueError:
                 return self.send(400, _basic_error("Problems parsing JSON", 400))
+            if self.path.endswith("/generate-jitconfig"):
+                with self.state.lock:
+                    delay = self.state.runners.jit_delay
+                    self.state.runners.jit_waiting += 1 if delay else 0
+                time.sleep(delay)
             with self.state.lock:
                 return self.github(time.time())
         try:
@@ -244,8 +249,9 @@ class Handler(BaseHTTPRequestHandler):
                 return self.send(200, self.state.requests())
         if self.path == "/_fake/runners":
             with self.state.lock:
-                return self.send(200, {"runners": self.state.runners.view(), "jobs": self.state.runners.jobs,
-                                       "deleted": list(self.state.runners.gone)})
+                rs = self.state.runners
+                return self.send(200, {"runners": rs.view(), "jobs": rs.jobs, "deleted": list(rs.gone),
+                                       "jit_waiting": rs.jit_waiting, "jits": list(rs.jits)})
         if self.path.startswith("/_runner/"):
             return self.runner_side()
         self.body = None
@@ -481,6 +487,11 @@ class FakeGitHub:
         s = self.httpd.state
         with s.lock:
             return s.runners.view()
+
+    def runner_attr(self, name):
+        s = self.httpd.state
+        with s.lock:
+            return copy.deepcopy(getattr(s.runners, name))
 
 
 def _interrupt(signum, frame):

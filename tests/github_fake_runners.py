@@ -62,14 +62,20 @@ class Runners:
         self.jobs = 0
         self.release = None       # {"path", "sha256", "version"}
         self.gone = []            # names deleted, in order
+        self.blackhole = False    # heartbeats are not heard: runners never come online
+        self.jit_delay = 0.0      # seconds generate-jitconfig takes (before it registers)
+        self.jit_waiting = 0      # generate-jitconfig requests that entered that delay
+        self.jits = []            # every encoded_jit_config handed out (for the secrecy tests)
 
     # ---- control ----
 
     def control(self, what, body):
         if what == "runner_switches":
-            for k in ("refuse_jit", "forbid", "deprecated"):
+            for k in ("refuse_jit", "forbid", "deprecated", "blackhole"):
                 if k in body:
                     setattr(self, k, bool(body[k]))
+            if "jit_delay" in body:
+                self.jit_delay = float(body["jit_delay"])
             if "offline_after" in body:
                 self.offline_after = float(body["offline_after"])
         elif what == "runner_job":
@@ -201,6 +207,7 @@ class Runners:
             {"id": 100 + i, "name": n, "type": "custom"} for i, n in enumerate(r["labels"])]
         creds = "url=%s\nid=%d\nsecret=%s\n" % (handler.base(), r["id"], r["secret"])
         b["encoded_jit_config"] = base64.b64encode(creds.encode()).decode()
+        self.jits.append(b["encoded_jit_config"])
         return 201, b
 
     def downloads(self, handler):
@@ -245,6 +252,8 @@ class Runners:
             r = None
         if r is None or r["secret"] != form.get("secret"):
             return "gone\n"
+        if self.blackhole:
+            return "idle\n"
         if self.deprecated:
             return "deprecated\n"
         r["seen"] = time.time()

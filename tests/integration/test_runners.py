@@ -171,3 +171,218 @@ def test_three_replicas_over_two_hosts_come_up_idle(rprd, gh, release, hosts, ss
         assert i["pid"] > 1 and "lastHeartbeat" in i and "memBytes" in i, i
         assert set(regs[i["name"]]["labels"]) == {"linux", "gpu"}, regs[i["name"]]
     assert ready_condition(o).get("status") == "True", o["status"]
+
+
+def by_state(o, state):
+    return [i for i in instances(o) if i.get("state") == state]
+
+
+def wait_fake(gh, pred, what, timeout=WAIT):
+    deadline = time.time() + timeout
+    regs = None
+    while time.time() < deadline:
+        regs = gh.runners()
+        if pred(regs):
+            return regs
+        time.sleep(0.2)
+    raise AssertionError("fake GitHub: %s not seen within %ds; registrations: %s" % (what, timeout, regs))
+
+
+def alive(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().split(") ")[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def start_idle(d, gh, hosts, ssh_keys, workdir, replicas, **spec):
+    apply_all(d, gh, hosts, ssh_keys, workdir, replicas=replicas, **spec)
+    return wait_for(d, lambda o: idle_count(o) == replicas, "%d idle" % replicas)
+
+
+def test_job_makes_one_busy_and_scale_to_zero_waits_for_it(rprd, gh, release, hosts, ssh_keys, workdir):
+    o = start_idle(rprd, gh, hosts, ssh_keys, workdir, 2)
+    busy_name = instances(o)[0]["name"]
+    busy_pid = instances(o)[0]["pid"]
+    gh.runner_control("runner_job", name=busy_name)
+    o = wait_for(rprd, lambda o: [i["name"] for i in by_state(o, "busy")] == [busy_name] and
+                 o["status"].get("busyReplicas") == 1, "one busy")
+
+    apply_all(rprd, gh, hosts, ssh_keys, workdir, replicas=0)
+    o = wait_for(rprd, lambda o: [i["name"] for i in instances(o)] == [busy_name], "the idle one gone")
+    time.sleep(3)  # several passes: the busy one must stay
+    o = runner_obj(rprd)
+    assert [i["name"] for i in instances(o)] == [busy_name], instances(o)
+    assert alive(busy_pid), "the runner with a job was stopped"
+    assert busy_name in [r["name"] for r in gh.runners()], "the busy runner was deregistered"
+    assert busy_name not in gh.runner_attr("gone")
+
+    gh.runner_control("runner_job_done", name=busy_name)
+    o = wait_for(rprd, lambda o: not instances(o), "no instance left after the job")
+    wait_fake(gh, lambda regs: not regs, "no registration left")
+    assert o["status"]["readyReplicas"] == 0 and o["status"]["busyReplicas"] == 0, o["status"]
+    assert not runner_pids(os.path.join(workdir, "install")), "a runner process is left"
+
+
+def test_ephemeral_runner_is_replaced_after_its_job(rprd, gh, release, hosts, ssh_keys, workdir):
+    o = start_idle(rprd, gh, hosts, ssh_keys, workdir, 1)
+    first = instances(o)[0]
+    gh.runner_control("runner_job", name=first["name"])
+    wait_for(rprd, lambda o: by_state(o, "busy"), "busy")
+    gh.runner_control("runner_job_done", name=first["name"])
+    o = wait_for(rprd, lambda o: idle_count(o) == 1 and instances(o)[0]["name"] != first["name"],
+                 "a fresh idle runner")
+    fresh = instances(o)[0]
+    assert fresh["id"] != first["id"] and fresh["name"].startswith("ci-1-"), (first, fresh)
+    assert not alive(first["pid"])
+    regs = gh.runners()
+    assert [r["name"] for r in regs] == [fresh["name"]], regs
+    assert gh.runner_attr("jobs") == 1
+
+
+def test_killed_runner_process_is_replaced_after_backoff(rprd, gh, release, hosts, ssh_keys, workdir):
+    o = start_idle(rprd, gh, hosts, ssh_keys, workdir, 1)
+    inst = instances(o)[0]
+    os.killpg(inst["pid"], signal.SIGKILL)
+    o = wait_for(rprd, lambda o: by_state(o, "failed"), "failed")
+    failed = by_state(o, "failed")[0]
+    assert failed["failures"] == 1 and "gone" in failed["message"], failed
+    o = wait_for(rprd, lambda o: idle_count(o) == 1 and instances(o)[0]["pid"] != inst["pid"], "replaced")
+    again = instances(o)[0]
+    assert again["name"] == inst["name"], "the first failures keep the name"
+    assert again["id"] != inst["id"]
+    assert [r["name"] for r in gh.runners()] == [inst["name"]]
+
+
+def test_host_down_replaced_on_the_other_and_cleaned_on_return(rprd, gh, release, hosts, ssh_keys, workdir):
+    o = start_idle(rprd, gh, hosts, ssh_keys, workdir, 2)
+    on1 = [i for i in instances(o) if i["server"] == "host1"]
+    assert len(on1) == 1, instances(o)
+    lost = on1[0]
+    hosts[0].stop()
+    o = wait_for(rprd, lambda o: ready_condition(o).get("reason") == "ServerUnreachable" or
+                 any(i.get("abandoned") for i in instances(o)), "host1 unreachable")
+    o = wait_for(rprd, lambda o: sum(1 for i in instances(o) if i["server"] == "host2" and
+                                     i["state"] == "idle") == 2, "two idle on host2")
+    assert lost["name"] not in [r["name"] for r in gh.runners() if r["status"] == "online"]
+    lost_dir = os.path.join(workdir, "install", "default.ci", lost["name"])
+    hosts[0].start()
+    o = wait_for(rprd, lambda o: len(instances(o)) == 2 and all(i["server"] == "host2" for i in instances(o)),
+                 "the abandoned one cleaned")
+    assert not os.path.exists(lost_dir), "its directory was not removed"
+    assert not alive(lost["pid"])
+    assert sorted(r["name"] for r in gh.runners()) == sorted(i["name"] for i in instances(o))
+
+
+def test_registration_that_never_arrives_is_killed_and_replaced(rprd, gh, release, hosts, ssh_keys, workdir):
+    gh.runner_control("runner_switches", blackhole=True)
+    apply_all(rprd, gh, hosts, ssh_keys, workdir, replicas=1, registrationTimeout="3s")
+    o = wait_for(rprd, lambda o: ready_condition(o).get("reason") == "RegistrationTimeout", "RegistrationTimeout")
+    assert "registrationTimeout" in ready_condition(o)["message"], ready_condition(o)
+    first_ids = set(i.get("id") for i in instances(o))
+    o = wait_for(rprd, lambda o: any(i.get("failures", 0) >= 1 and i["state"] == "starting"
+                                     for i in instances(o)), "started again")
+    gh.runner_control("runner_switches", blackhole=False)
+    o = wait_for(rprd, lambda o: idle_count(o) == 1, "idle once heard")
+    assert len(gh.runners()) == 1 and gh.runners()[0]["id"] not in first_ids
+
+
+def test_orphan_registration_is_deleted(rprd, gh, release, hosts, ssh_keys, workdir):
+    gh.runner_control("runner_add", scope="repo:acme/site", name="ci-7-orphan")
+    gh.runner_control("runner_add", scope="repo:acme/site", name="someone-elses")
+    start_idle(rprd, gh, hosts, ssh_keys, workdir, 1)
+    wait_fake(gh, lambda regs: "ci-7-orphan" not in [r["name"] for r in regs], "the orphan deleted")
+    assert "someone-elses" in [r["name"] for r in gh.runners()], "a registration not named as ours was deleted"
+    assert "ci-7-orphan" in gh.runner_attr("gone")
+    assert "orphan registration ci-7-orphan" in rprd.stderr()
+
+
+def test_exit_7_is_outdated(rprd, gh, release, hosts, ssh_keys, workdir):
+    start_idle(rprd, gh, hosts, ssh_keys, workdir, 1)
+    gh.runner_control("runner_switches", deprecated=True)
+    o = wait_for(rprd, lambda o: any(c.get("type") == "Outdated" for c in o["status"].get("conditions", [])),
+                 "the Outdated condition")
+    assert by_state(o, "outdated") or any(i.get("exitCode") == 7 for i in instances(o)), instances(o)
+    assert ready_condition(o)["reason"] == "Outdated", ready_condition(o)
+
+
+def test_delete_removes_every_registration_and_process(rprd, gh, release, hosts, ssh_keys, workdir):
+    start_idle(rprd, gh, hosts, ssh_keys, workdir, 3)
+    assert len(runner_pids(os.path.join(workdir, "install"))) >= 3
+    r = rprd.request("DELETE", "/api/v1/namespaces/default/runners/ci")
+    assert r.status in (200, 202), r
+    deadline = time.time() + WAIT
+    while time.time() < deadline and rprd.get("/api/v1/namespaces/default/runners/ci").status != 404:
+        time.sleep(0.2)
+    assert rprd.get("/api/v1/namespaces/default/runners/ci").status == 404, rprd.stderr()[-3000:]
+    assert gh.runners() == []
+    assert not runner_pids(os.path.join(workdir, "install"))
+    assert os.listdir(os.path.join(workdir, "install", "default.ci")) == []
+
+
+def test_token_without_rights_is_token_forbidden(rprd, gh, release, hosts, ssh_keys, workdir):
+    gh.add_token(PAT, scopes="read:org")
+    apply_all(rprd, gh, hosts, ssh_keys, workdir, replicas=1)
+    o = wait_for(rprd, lambda o: ready_condition(o).get("reason") == "TokenForbidden", "TokenForbidden")
+    assert "Administration: write" in ready_condition(o)["message"], ready_condition(o)
+    assert gh.runners() == [] and not instances(o), instances(o)
+
+
+def test_registration_token_and_config_sh_where_jit_is_refused(rprd, gh, release, hosts, ssh_keys, workdir):
+    gh.runner_control("runner_switches", refuse_jit=True)
+    o = start_idle(rprd, gh, hosts, ssh_keys, workdir, 1)
+    inst = instances(o)[0]
+    d = os.path.join(workdir, "install", "default.ci", inst["name"])
+    assert os.path.exists(os.path.join(d, ".runner")) and not os.path.exists(os.path.join(d, ".jitconfig"))
+    assert o["status"].get("jitRefused") is True
+    assert [r["name"] for r in gh.runners()] == [inst["name"]]
+
+
+def test_rprd_killed_mid_registration_leaves_no_orphan(rprd_factory, gh, release, hosts, ssh_keys, workdir):
+    d = rprd_factory()
+    gh.runner_control("runner_switches", jit_delay=3)
+    apply_all(d, gh, hosts, ssh_keys, workdir, replicas=1)
+    deadline = time.time() + WAIT
+    while time.time() < deadline and gh.runner_attr("jit_waiting") < 1:
+        time.sleep(0.05)
+    assert gh.runner_attr("jit_waiting") >= 1, d.stderr()[-3000:]
+    d.kill()
+    wait_fake(gh, lambda regs: len(regs) == 1, "the registration made for the killed rprd")
+    orphan = gh.runners()[0]["name"]
+    gh.runner_control("runner_switches", jit_delay=0)
+    d.start()
+    o = wait_for(d, lambda o: idle_count(o) == 1, "idle after the restart")
+    regs = gh.runners()
+    assert [r["name"] for r in regs] == [instances(o)[0]["name"]], regs
+    assert [r["id"] for r in regs] == [instances(o)[0]["id"]]
+    assert orphan in gh.runner_attr("gone"), "the registration the killed rprd asked for is left"
+
+
+def test_nothing_secret_in_logs_status_api_or_argv(rprd, gh, release, hosts, ssh_keys, workdir):
+    o = start_idle(rprd, gh, hosts, ssh_keys, workdir, 2)
+    jits = gh.runner_attr("jits")
+    assert len(jits) == 2
+    secrets = [PAT] + jits
+    texts = {"stderr": rprd.all_stderr(), "status": json.dumps(o),
+             "api": rprd.get("/api/v1/namespaces/default/runners").text,
+             "describe": rprd.ctl("describe", "runner", "ci").stdout}
+    for name in os.listdir(os.path.join(rprd.state_dir, "logs")) if os.path.isdir(
+            os.path.join(rprd.state_dir, "logs")) else []:
+        with open(os.path.join(rprd.state_dir, "logs", name), errors="replace") as f:
+            texts["log " + name] = f.read()
+    for what, text in texts.items():
+        for s in secrets:
+            assert s not in text, "a secret in " + what
+    for inst in instances(o):
+        f = os.path.join(workdir, "install", "default.ci", inst["name"], ".jitconfig")
+        assert stat.S_IMODE(os.stat(f).st_mode) == 0o600, oct(os.stat(f).st_mode)
+    for p in os.listdir("/proc"):
+        if p.isdigit():
+            try:
+                with open("/proc/%s/cmdline" % p, "rb") as f:
+                    argv = f.read().decode(errors="replace")
+            except OSError:
+                continue
+            for s in secrets:
+                assert s not in argv, "a secret on the command line of pid %s" % p
