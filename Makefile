@@ -13,7 +13,7 @@ PKGS    := libh2o-evloop libssh2 yaml-0.1 jansson libsystemd libcurl sqlite3 lib
 DEB_PKGS := build-essential pkg-config libh2o-evloop-dev libssl-dev libssh2-1-dev libyaml-dev \
 	libjansson-dev libsystemd-dev libcurl4-openssl-dev libsqlite3-dev libgit2-dev \
 	libcmocka-dev python3 python3-pytest python3-yaml wrk openssh-server git sqlite3 procps curl \
-	systemd lintian chromium clang libclang-rt-dev
+	systemd lintian chromium clang libclang-rt-dev podman runc busybox-static
 
 SAN ?= 0
 ifeq ($(SAN),1)

@@ -21,7 +21,8 @@ typedef struct Verb {
 
 static const CtlOpt global_opts[] = {
         {"server", 0, true},   {"token", 0, true}, {"namespace", 'n', true},
-        {"all-namespaces", 'A', false}, {"help", 'h', false}, {NULL, 0, false},
+        {"all-namespaces", 'A', false}, {"help", 'h', false}, {"ca", 0, true},
+        {"fingerprint", 0, true}, {NULL, 0, false},
 };
 
 static const CtlOpt apply_opts[] = {
@@ -104,9 +105,11 @@ static void usage(FILE *f) {
         fprintf(f, "Usage: rprctl [--server URL] [--token TOKEN] [-n NS|-A] VERB [ARGS...]\n\nVerbs:\n");
         for (size_t i = 0; i < ELEMENTSOF(verbs); i++)
                 fprintf(f, "  %-10s %s\n", verbs[i].name, verbs[i].usage);
-        fprintf(f, "\nrprd is found by --server (unix:PATH or http://HOST:PORT), $RPR_SERVER,\n"
-                   "then unix:./.rpr/rpr.sock or unix:/run/rpr/rpr.sock. The token comes from\n"
-                   "--token, $RPR_TOKEN, ~/.config/rpr/token, then rprd's admin.token.\n"
+        fprintf(f, "\nrprd is found by --server (unix:PATH, http://HOST:PORT or https://HOST:PORT),\n"
+                   "$RPR_SERVER, then unix:./.rpr/rpr.sock or unix:/run/rpr/rpr.sock. The token comes\n"
+                   "from --token, $RPR_TOKEN, ~/.config/rpr/token, then rprd's admin.token.\n"
+                   "Over https, --ca FILE ($RPR_CA) trusts a certificate authority, and\n"
+                   "--fingerprint SHA256:... ($RPR_FINGERPRINT) pins the key rprd printed at start.\n"
                    "Run 'rprctl VERB --help' for a verb's help.\n");
 }
 
@@ -121,7 +124,8 @@ static void verb_usage(const Verb *v) {
                                 printf("      --%s%s\n", o->name, o->has_arg ? " VALUE" : "");
                 }
         }
-        printf("\nGlobal flags: --server URL, --token TOKEN, -n/--namespace NS, -A/--all-namespaces\n");
+        printf("\nGlobal flags: --server URL, --token TOKEN, -n/--namespace NS, -A/--all-namespaces,\n"
+               "--ca FILE, --fingerprint SHA256:...\n");
 }
 
 /* ---- parsing ------------------------------------------------------------------ */
@@ -140,6 +144,10 @@ static void record(Ctl *c, const CtlOpt *o, const char *value) {
                 c->server = value;
         else if (STREQ(o->name, "token"))
                 c->token = value;
+        else if (STREQ(o->name, "ca"))
+                c->ca = value;
+        else if (STREQ(o->name, "fingerprint"))
+                c->fingerprint = value;
         else if (STREQ(o->name, "namespace")) {
                 c->ns = value;
                 c->ns_given = true;

@@ -27,6 +27,7 @@ typedef struct CtlArg {
 typedef struct Ctl {
         /* global flags */
         const char *server, *token, *ns;
+        const char *ca, *fingerprint; /* --ca, --fingerprint: for https:// servers */
         bool all_namespaces, ns_given;
         /* the verb's own */
         const char *verb;

@@ -28,8 +28,16 @@ Client *ctl_client(Ctl *c) {
                 return c->client;
         int r = client_new(c->server, c->token, &c->client);
         if (r < 0) {
-                ctl_error("invalid server address \"%s\": use unix:PATH or http://HOST:PORT",
+                ctl_error("invalid server address \"%s\": use unix:PATH, http://HOST:PORT or https://HOST:PORT",
                           c->server ? c->server : getenv("RPR_SERVER"));
+                return NULL;
+        }
+        r = client_set_tls(c->client, c->ca, c->fingerprint);
+        if (r < 0) {
+                ctl_error("invalid fingerprint \"%s\": use SHA256:BASE64 as rprd prints it at start",
+                          c->fingerprint ? c->fingerprint : getenv("RPR_FINGERPRINT"));
+                client_free(c->client);
+                c->client = NULL;
                 return NULL;
         }
         return c->client;
@@ -59,8 +67,12 @@ int ctl_request(Ctl *c, const char *method, const char *path, const char *body, 
         int r = client_request(cl, method, path, NULL, body, len, ret, &why);
         if (r < 0) {
                 ctl_error("cannot reach rprd at %s: %s", client_server(cl), why ? why : strerror(-r));
-                fprintf(stderr, "hint: is rprd running? Start it with 'rprd' (state in ./.rpr), "
-                                "or point --server or $RPR_SERVER at it\n");
+                if (r == -EKEYREJECTED)
+                        fprintf(stderr, "hint: pin the key rprd printed at start with --fingerprint SHA256:... "
+                                        "(or $RPR_FINGERPRINT), or trust its certificate with --ca FILE\n");
+                else
+                        fprintf(stderr, "hint: is rprd running? Start it with 'rprd' (state in ./.rpr), "
+                                        "or point --server or $RPR_SERVER at it\n");
         }
         return r;
 }

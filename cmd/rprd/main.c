@@ -60,6 +60,7 @@ typedef struct Options {
         unsigned max_streams, max_streams_per_caller, max_exec_threads;
         const char *allowed_hosts[MAX_LISTEN];
         size_t n_allowed_hosts;
+        const char *tls_cert, *tls_key; /* NULL: self-signed, kept in STATE/tls */
         /* From socket activation: used instead of listen. */
         int *fds;
         char **fd_names;
@@ -88,7 +89,13 @@ static void usage(FILE *f) {
               "  --log-dir DIR          activity and connectivity logs (default STATE/logs)\n"
               "  --listen unix:PATH     listen on a unix socket (repeatable)\n"
               "  --listen tcp:HOST:PORT listen on TCP (repeatable)\n"
+              "  --listen tls:HOST:PORT listen on TCP with TLS (repeatable): agents, remote\n"
+              "                         rprctl and dashboards\n"
               "                         default: unix:STATE/rpr.sock and tcp:127.0.0.1:8270\n"
+              "  --tls-cert FILE, --tls-key FILE\n"
+              "                         the TLS listeners' certificate (PEM, chain) and key;\n"
+              "                         default: a self-signed one made on first start in\n"
+              "                         STATE/tls (its key's fingerprint is printed at start)\n"
               "  --store sqlite:PATH    the store (default sqlite:STATE/state.db)\n"
               "  --workers N            threads for blocking work (default 2)\n"
               "  --idle-exit DURATION   exit after being idle this long (e.g. 10m)\n"
@@ -136,11 +143,12 @@ static int check_listen(const char *v) {
 
         if (startswith(v, "unix:"))
                 return v[5] ? 0 : bad("--listen", v, "needs a path after unix:");
-        if (!startswith(v, "tcp:"))
-                return bad("--listen", v, "must be unix:PATH or tcp:HOST:PORT");
+        if (!startswith(v, "tcp:") && !startswith(v, "tls:"))
+                return bad("--listen", v, "must be unix:PATH, tcp:HOST:PORT or tls:HOST:PORT");
         const char *colon = strrchr(v + 4, ':');
         if (!colon || colon == v + 4 || parse_uint64(colon + 1, &port) < 0 || port == 0 || port > 65535)
-                return bad("--listen", v, "must be tcp:HOST:PORT with a port from 1 to 65535");
+                return bad("--listen", v, startswith(v, "tls:") ? "must be tls:HOST:PORT with a port from 1 to 65535"
+                                                                : "must be tcp:HOST:PORT with a port from 1 to 65535");
         return 0;
 }
 
@@ -203,6 +211,8 @@ enum {
         ARG_MAX_STREAMS,
         ARG_MAX_STREAMS_PER_CALLER,
         ARG_MAX_EXEC_THREADS,
+        ARG_TLS_CERT,
+        ARG_TLS_KEY,
         ARG_VERSION
 };
 
@@ -288,6 +298,12 @@ static int parse_one(Options *o, int c, const char *v) {
                 return parse_limit("--max-streams-per-caller", v, &o->max_streams_per_caller);
         case ARG_MAX_EXEC_THREADS:
                 return parse_limit("--max-exec-threads", v, &o->max_exec_threads);
+        case ARG_TLS_CERT:
+                o->tls_cert = v;
+                return access(v, R_OK) == 0 ? 0 : bad("--tls-cert", v, "is not a readable file");
+        case ARG_TLS_KEY:
+                o->tls_key = v;
+                return access(v, R_OK) == 0 ? 0 : bad("--tls-key", v, "is not a readable file");
         }
         return -EINVAL;
 }
@@ -313,6 +329,8 @@ static int parse_argv(int argc, char **argv, Options *o) {
                 {"max-streams", required_argument, NULL, ARG_MAX_STREAMS},
                 {"max-streams-per-caller", required_argument, NULL, ARG_MAX_STREAMS_PER_CALLER},
                 {"max-exec-threads", required_argument, NULL, ARG_MAX_EXEC_THREADS},
+                {"tls-cert", required_argument, NULL, ARG_TLS_CERT},
+                {"tls-key", required_argument, NULL, ARG_TLS_KEY},
                 {"help", no_argument, NULL, 'h'},
                 {"version", no_argument, NULL, ARG_VERSION},
                 {NULL, 0, NULL, 0},
@@ -342,6 +360,11 @@ static int parse_argv(int argc, char **argv, Options *o) {
         }
         if (optind < argc) {
                 fprintf(stderr, "rprd: unexpected argument \"%s\" (see rprd --help)\n", argv[optind]);
+                return -EINVAL;
+        }
+        if (!o->tls_cert != !o->tls_key) {
+                fprintf(stderr, "rprd: --tls-cert and --tls-key go together: give both, or neither for a "
+                                "self-signed certificate\n");
                 return -EINVAL;
         }
         return 0;
@@ -503,6 +526,8 @@ static int serve(const Options *o, Daemon *d) {
                 .max_exec_threads = o->max_exec_threads,
                 .allowed_hosts = o->allowed_hosts,
                 .n_allowed_hosts = o->n_allowed_hosts,
+                .tls_cert = o->tls_cert,
+                .tls_key = o->tls_key,
         };
         if (o->n_fds > 0) {
                 ao.fds = o->fds;
@@ -535,6 +560,9 @@ static int serve(const Options *o, Daemon *d) {
                 fprintf(stderr, "rprd: listening on fd %d (%s), from socket activation\n", o->fds[i], o->fd_names[i]);
         for (size_t i = 0; o->n_fds == 0 && i < o->n_listen; i++)
                 fprintf(stderr, "rprd: listening on %s\n", o->listen[i]);
+        if (api_tls_fingerprint(a))
+                fprintf(stderr, "rprd: TLS certificate %s, key fingerprint %s\n", api_tls_cert_path(a),
+                        api_tls_fingerprint(a));
         fprintf(stderr, "rprd: admin token in %s/admin.token\n", o->state_dir);
 
         r = supervise_start(&sv);

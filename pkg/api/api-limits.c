@@ -196,7 +196,7 @@ static void accept_resume(ApiServer *a) {
         a->accept_paused = false;
         for (size_t i = 0; i < a->n_listeners; i++)
                 if (a->listeners[i].sock)
-                        h2o_socket_read_start(a->listeners[i].sock, a->on_accept);
+                        h2o_socket_read_start(a->listeners[i].sock, a->listeners[i].on_accept);
 }
 
 static void on_accept_retry(h2o_timeout_entry_t *entry) {
@@ -267,7 +267,7 @@ static void allowed_host_add(ApiServer *a, const char *name, size_t len) {
         a->allowed_hosts[a->n_allowed_hosts++] = xstrndup(name, len);
 }
 
-void api_limits_init(ApiServer *a, const ApiOptions *o, h2o_socket_cb on_accept) {
+void api_limits_init(ApiServer *a, const ApiOptions *o) {
         struct rlimit rl = {.rlim_cur = 1024};
         size_t nofile, reserve;
 
@@ -282,7 +282,6 @@ void api_limits_init(ApiServer *a, const ApiOptions *o, h2o_socket_cb on_accept)
                 o->max_streams_per_caller ? o->max_streams_per_caller : STREAMS_PER_CALLER_DEFAULT;
         a->max_exec_threads = o->max_exec_threads ? o->max_exec_threads : EXEC_THREADS_DEFAULT;
         a->streams_by_caller = json_object();
-        a->on_accept = on_accept;
         for (size_t i = 0; i < o->n_allowed_hosts; i++)
                 allowed_host_add(a, o->allowed_hosts[i], strlen(o->allowed_hosts[i]));
         /* A listener bound by name answers to that name. */

@@ -35,8 +35,9 @@ typedef struct ApiCounter {
 
 typedef struct ApiListener {
         h2o_socket_t *sock;
-        char *spec;      /* "unix:PATH" or "tcp:HOST:PORT" */
+        char *spec;      /* "unix:PATH", "tcp:HOST:PORT" or "tls:HOST:PORT" */
         char *unix_path; /* removed again on free */
+        h2o_socket_cb on_accept; /* plain or TLS */
 } ApiListener;
 
 typedef struct ApiWatch ApiWatch;
@@ -68,6 +69,11 @@ struct ApiServer {
         h2o_context_t ctx;
         h2o_accept_ctx_t accept_ctx;
         bool ctx_ready;
+        /* TLS listeners (api-tls.c): their own accept context, the
+         * certificate's file and its public key's fingerprint. */
+        h2o_accept_ctx_t tls_accept_ctx;
+        char *tls_cert_path;
+        char *tls_fingerprint;
 
         ApiListener *listeners;
         size_t n_listeners;
@@ -122,7 +128,6 @@ struct ApiServer {
         unsigned exec_threads, max_exec_threads;
         size_t n_conns, max_conns;
         bool accept_paused, accept_pause_logged, limits_ready;
-        h2o_socket_cb on_accept;
         h2o_timeout_t accept_retry;
         h2o_timeout_entry_t accept_retry_entry;
 };
@@ -398,7 +403,12 @@ void api_conn_accepted(ApiServer *a, h2o_socket_t *sock);
 void api_accept_pause(ApiServer *a, const char *why);
 /* The limits and what is held against them, for /metrics. */
 void api_limits_metrics(ApiServer *a, Buf *b);
-void api_limits_init(ApiServer *a, const ApiOptions *o, h2o_socket_cb on_accept);
+void api_limits_init(ApiServer *a, const ApiOptions *o);
+
+/* api-tls.c: the SSL context of the TLS listeners, from o->tls_cert and
+ * o->tls_key or a self-signed certificate kept in the state dir. */
+int api_tls_init(ApiServer *a, const ApiOptions *o, char **ret_error);
+void api_tls_done(ApiServer *a);
 void api_limits_done(ApiServer *a);
 
 /* ---- api-actions.c: the requests that act on Servers -------------------------- */

@@ -21,7 +21,7 @@
 
 /* ---- listeners ------------------------------------------------------------ */
 
-static void on_accept(h2o_socket_t *listener, const char *err) {
+static void accept_on(h2o_socket_t *listener, const char *err, h2o_accept_ctx_t *accept_ctx) {
         ApiServer *a = listener->data;
         h2o_socket_t *sock;
 
@@ -36,7 +36,20 @@ static void on_accept(h2o_socket_t *listener, const char *err) {
                 return;
         }
         api_conn_accepted(a, sock);
-        h2o_accept(&a->accept_ctx, sock);
+        h2o_accept(accept_ctx, sock);
+}
+
+static void on_accept(h2o_socket_t *listener, const char *err) {
+        ApiServer *a = listener->data;
+
+        accept_on(listener, err, &a->accept_ctx);
+}
+
+/* h2o runs the handshake, then serves h2 or http/1.1 by ALPN. */
+static void on_accept_tls(h2o_socket_t *listener, const char *err) {
+        ApiServer *a = listener->data;
+
+        accept_on(listener, err, &a->tls_accept_ctx);
 }
 
 static bool unix_socket_alive(const struct sockaddr_un *sa) {
@@ -115,7 +128,7 @@ static int listen_tcp(const char *hostport, int *ret_fd) {
         return 0;
 }
 
-static void listener_add(ApiServer *a, int fd, const char *spec, const char *unix_path) {
+static void listener_add(ApiServer *a, int fd, const char *spec, const char *unix_path, bool tls) {
         ApiListener *l;
 
         a->listeners = xrealloc(a->listeners, (a->n_listeners + 1) * sizeof *a->listeners);
@@ -124,21 +137,44 @@ static void listener_add(ApiServer *a, int fd, const char *spec, const char *uni
                 .sock = h2o_evloop_socket_create(a->ctx.loop, fd, H2O_SOCKET_FLAG_DONT_READ),
                 .spec = xstrdup(spec),
                 .unix_path = unix_path ? xstrdup(unix_path) : NULL,
+                .on_accept = tls ? on_accept_tls : on_accept,
         };
         l->sock->data = a;
-        h2o_socket_read_start(l->sock, on_accept);
+        h2o_socket_read_start(l->sock, l->on_accept);
+}
+
+/* A listener handed over by socket activation is TLS when its
+ * FileDescriptorName starts with "tls" (FileDescriptorName=tls in the
+ * .socket unit). */
+static bool fd_is_tls(const ApiOptions *o, size_t i) {
+        return o->fd_names && o->fd_names[i] && startswith(o->fd_names[i], "tls");
+}
+
+static bool wants_tls(const ApiOptions *o) {
+        for (size_t i = 0; i < o->n_fds; i++)
+                if (fd_is_tls(o, i))
+                        return true;
+        for (size_t i = 0; o->n_fds == 0 && i < o->n_listen; i++)
+                if (startswith(o->listen[i], "tls:"))
+                        return true;
+        return false;
 }
 
 static int listeners_open(ApiServer *a, const ApiOptions *o, char **ret_error) {
         int r, fd;
 
+        if (wants_tls(o)) {
+                r = api_tls_init(a, o, ret_error);
+                if (r < 0)
+                        return r;
+        }
         for (size_t i = 0; i < o->n_fds; i++) {
                 fd = o->fds[i];
                 (void) fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
                 _cleanup_free_ char *spec = o->fd_names && o->fd_names[i]
                                                     ? xasprintf("fd:%d (%s)", fd, o->fd_names[i])
                                                     : xasprintf("fd:%d", fd);
-                listener_add(a, fd, spec, NULL);
+                listener_add(a, fd, spec, NULL, fd_is_tls(o, i));
         }
         if (o->n_fds > 0)
                 return 0;
@@ -148,7 +184,7 @@ static int listeners_open(ApiServer *a, const ApiOptions *o, char **ret_error) {
 
                 if (startswith(spec, "unix:"))
                         r = listen_unix(spec + 5, &fd);
-                else if (startswith(spec, "tcp:"))
+                else if (startswith(spec, "tcp:") || startswith(spec, "tls:"))
                         r = listen_tcp(spec + 4, &fd);
                 else
                         r = -EPROTONOSUPPORT;
@@ -156,7 +192,7 @@ static int listeners_open(ApiServer *a, const ApiOptions *o, char **ret_error) {
                         *ret_error = xasprintf("cannot listen on %s: %s", spec, strerror(-r));
                         return r;
                 }
-                listener_add(a, fd, spec, startswith(spec, "unix:") ? spec + 5 : NULL);
+                listener_add(a, fd, spec, startswith(spec, "unix:") ? spec + 5 : NULL, startswith(spec, "tls:"));
         }
         return 0;
 }
@@ -293,7 +329,7 @@ int api_new_verbose(const ApiOptions *o, ApiServer **ret, char **ret_error) {
         h2o_context_init(&a->ctx, h2o_evloop_create(), &a->config);
         a->ctx_ready = true;
         a->accept_ctx = (h2o_accept_ctx_t){.ctx = &a->ctx, .hosts = a->config.hosts};
-        api_limits_init(a, o, on_accept);
+        api_limits_init(a, o);
         api_jobs_init(a);
         api_watch_init(a);
         api_exec_init(a);
@@ -493,6 +529,7 @@ void api_free(ApiServer *a) {
                 free(a->listeners[i].unix_path);
         }
         free(a->listeners);
+        api_tls_done(a);
         api_counters_free(a);
         api_auth_done(a);
         free(a->run_dir);

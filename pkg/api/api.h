@@ -24,14 +24,18 @@ typedef struct ApiServer ApiServer;
 
 typedef struct ApiOptions {
         Store *store;
-        /* "unix:PATH" or "tcp:HOST:PORT" each. */
+        /* "unix:PATH", "tcp:HOST:PORT" or "tls:HOST:PORT" each. */
         const char *const *listen;
         size_t n_listen;
         /* Listening sockets handed over already bound (socket activation);
          * when n_fds > 0 these are used instead of listen. */
         const int *fds;
-        const char *const *fd_names; /* FileDescriptorName of each, or NULL */
+        const char *const *fd_names; /* FileDescriptorName of each, or NULL; "tls...": TLS */
         size_t n_fds;
+        /* For the TLS listeners: a PEM certificate (chain) and its key. Both
+         * NULL: a self-signed certificate made on first start and kept in
+         * $STATE/tls/. */
+        const char *tls_cert, *tls_key;
         const char *state_dir;
         const char *web_dir; /* NULL: no dashboard */
         size_t max_body;     /* bytes; 0 = API_DEFAULT_MAX_BODY */
@@ -81,6 +85,10 @@ int api_run(ApiServer *a);
  * exec stream, no job in flight (realtime usec); 0 while something is.
  * Callable from any thread. */
 uint64_t api_quiet_since(ApiServer *a);
+/* The fingerprint clients pin ("SHA256:BASE64" of the certificate's
+ * public key) and the certificate's file; NULL without a TLS listener. */
+const char *api_tls_fingerprint(ApiServer *a);
+const char *api_tls_cert_path(ApiServer *a);
 /* Async-signal-safe: asks api_run() to return. */
 void api_stop(ApiServer *a);
 void api_free(ApiServer *a); /* NULL-safe */

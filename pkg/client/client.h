@@ -21,6 +21,13 @@ typedef struct Client Client;
 /* server and token may be NULL to use the lookup above. */
 int client_new(const char *server, const char *token, Client **ret); /* -EINVAL: bad server */
 void client_free(Client *c); /* NULL-safe */
+/* For an https:// server: trust ca_file (PEM) instead of the system's
+ * certificate authorities, and/or pin the server's public key by its
+ * fingerprint ("SHA256:BASE64", as rprd prints it at start) — with a pin
+ * the certificate's issuer and name are not checked, its key is. NULL
+ * leaves each as $RPR_CA and $RPR_FINGERPRINT say (or unset). -EINVAL for
+ * a fingerprint that is not SHA256: and 43 base64 characters. */
+int client_set_tls(Client *c, const char *ca_file, const char *fingerprint);
 /* The URL or unix:PATH in use, for messages. */
 const char *client_server(const Client *c);
 /* Whether a token was given or found (for a hint on 401). */
@@ -36,7 +43,9 @@ void client_response_clear(ClientResponse *r);
 
 /* One request; body may be NULL. path starts with "/" and is already
  * escaped. Negative errno only when rprd could not be reached at all (with
- * an explanation through *ret_error, caller frees); any HTTP status is 0. */
+ * an explanation through *ret_error, caller frees): -EKEYREJECTED when
+ * its TLS certificate was not trusted or its key not the pinned one. Any
+ * HTTP status is 0. */
 int client_request(Client *c, const char *method, const char *path, const char *content_type,
                    const char *body, size_t len, ClientResponse *ret, char **ret_error);
 

@@ -533,3 +533,20 @@ def sshd_factory(ssh_keys):
 def sshd(sshd_factory):
     """One sshd with an ed25519 host key accepting every client key."""
     return sshd_factory()
+
+
+# ---- a container engine (issue 17) -------------------------------------------------
+
+@pytest.fixture(scope="session")
+def podman():
+    """A real podman serving the Docker API (podman.py): .docker_host,
+    .engine (a `docker` wrapper), .build_image(tag, files), .containers().
+    Its directory is outside pytest's private tree, so that the tests'
+    plain ssh user reaches the socket and the wrapper."""
+    from podman import Podman, available
+    if not available():
+        pytest.fail("podman, runc and busybox-static are needed: make deps installs them")
+    p = Podman(tempfile.mkdtemp(prefix="rpr-podman-")).start()
+    yield p
+    p.stop()
+    shutil.rmtree(p.dir, ignore_errors=True)

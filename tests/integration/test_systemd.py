@@ -11,6 +11,7 @@ import glob
 import json
 import os
 import signal
+import ssl
 import socket
 import subprocess
 import tempfile
@@ -286,3 +287,35 @@ def test_journal_fields(tmp):
     act.stop()
     act.close()
     journal.close()
+
+
+def test_a_socket_named_tls_is_served_with_tls(tmp):
+    """FileDescriptorName=tls in a .socket unit: the agents' listener."""
+    port, tls_port = free_port(), free_port()
+    state = os.path.join(tmp, "state")
+    err = open(os.path.join(tmp, "err"), "wb")
+    p = subprocess.Popen(["systemd-socket-activate", "-l", "127.0.0.1:%d" % port, "-l", "127.0.0.1:%d" % tls_port,
+                          "--fdname=web:tls", "-E", "ASAN_OPTIONS", "-E", "LSAN_OPTIONS", "-E", "UBSAN_OPTIONS",
+                          RPRD, "--state-dir", state, *LOOPBACK_ONLY],
+                         env=sanitizer_env(), stdout=err, stderr=err)
+    try:
+        deadline = time.time() + WAIT
+        while time.time() < deadline:  # until systemd-socket-activate listens
+            try:
+                socket.create_connection(("127.0.0.1", tls_port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.02)
+        status, _ = http("http://127.0.0.1:%d" % port, "/healthz")  # starts rprd
+        assert status == 200
+        ctx = ssl.create_default_context(cafile=os.path.join(state, "tls", "cert.pem"))
+        with urllib.request.urlopen("https://localhost:%d/healthz" % tls_port, context=ctx, timeout=WAIT) as r:
+            assert r.status == 200 and json.loads(r.read())["status"] == "ok"
+    finally:
+        p.send_signal(signal.SIGTERM)
+        p.wait(30)
+        err.close()
+    text = open(os.path.join(tmp, "err"), errors="replace").read()
+    assert "(tls), from socket activation" in text and "key fingerprint SHA256:" in text, text
+    assert_no_sanitizer_report(text, "rprd")
+    assert p.returncode == 0, text
