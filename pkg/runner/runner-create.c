@@ -112,7 +112,7 @@ void runner_instance_create(Pass *p, json_t *inst) {
         ServerTarget *t = pass_target(p, server);
         if (!t)
                 return;
-        k = ensure_release(p, server_target(t), server);
+        k = STREQ(p->sp->mode, "container") ? 0 : ensure_release(p, server_target(t), server);
         if (k >= 0)
                 k = register_jit(p, inst, &jit);
         if (k == 0) {
@@ -142,7 +142,11 @@ void runner_instance_create(Pass *p, json_t *inst) {
                          .labels = labels,
                          .ephemeral = p->sp->ephemeral,
                          .group = p->sp->group};
-        k = runner_host_start(p->rc, p->sp, server_target(t), &s, &pid, &res);
+        _cleanup_free_ char *cid = NULL;
+        if (STREQ(p->sp->mode, "container"))
+                k = runner_container_start(p->rc, p->sp, server_target(t), &s, &cid, &res);
+        else
+                k = runner_host_start(p->rc, p->sp, server_target(t), &s, &pid, &res);
         if (jit)
                 explicit_bzero(jit, strlen(jit));
         if (reg)
@@ -152,10 +156,17 @@ void runner_instance_create(Pass *p, json_t *inst) {
                 start_failed(p, inst, res.message);
                 return;
         }
-        json_object_set_new(inst, "pid", json_integer(pid));
-        json_object_set_new(inst, "version", json_string(p->rel_version ?: "unknown"));
+        if (cid)
+                json_object_set_new(inst, "containerId", json_string(cid));
+        else
+                json_object_set_new(inst, "pid", json_integer(pid));
+        const char *image = json_str_at(p->sp->container, "image");
+        json_object_set_new(inst, "version", json_string(cid ? image ?: "" : p->rel_version ?: "unknown"));
         p->changed = true;
-        log_info("runner %s/%s: started %s on server %s (pid %ld)", p->sp->ns, p->sp->name, s.name, server, pid);
+        char what[32];
+        snprintf(what, sizeof what, "%ld", pid);
+        log_info("runner %s/%s: started %s on server %s (%s %s)", p->sp->ns, p->sp->name, s.name, server,
+                 cid ? "container" : "pid", cid ?: what);
 }
 
 int runner_instance_deregister(Pass *p, json_t *inst) {

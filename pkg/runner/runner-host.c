@@ -43,9 +43,7 @@ static int keep_output(void *userdata, SshStream stream, const char *data, size_
         return buf_append(b, data, n) < 0 ? -ENOMEM : 0;
 }
 
-/* Runs script with env on t; output (both streams) kept in *out. A command
- * that exits non-zero is -EIO with its output in res->message. */
-static int host_run(RunnerController *rc, const SshTarget *t, const char *script, SshEnv *env, const void *input,
+int runner_host_run(RunnerController *rc, const SshTarget *t, const char *script, SshEnv *env, const void *input,
                     size_t input_len, Buf *out, SshResult *res) {
         if (t->transport == SSH_TRANSPORT_LOCAL)
                 ssh_env_add(env, "RPR_PID_DIR", rc->proc_dir);
@@ -94,6 +92,8 @@ static const char observe_script[] =
         "  echo \"rpr-runner $n dead\"\n"
         "done\n";
 
+/* One "rpr-runner NAME running PID TICKS PAGES" or "... exited CODE" or
+ * "... dead" line. */
 static void observe_line(json_t *seen, const char *line) {
         char name[128], what[16];
         long long a = 0, b = 0, c = 0;
@@ -113,6 +113,19 @@ static void observe_line(json_t *seen, const char *line) {
         json_object_set_new(seen, name, o);
 }
 
+json_t *runner_observed_parse(const char *text) {
+        json_t *seen = json_object();
+        const char *p = text ?: "";
+
+        while (*p) {
+                size_t n = strcspn(p, "\n");
+                _cleanup_free_ char *line = xstrndup(p, n);
+                observe_line(seen, line);
+                p += n + (p[n] == '\n');
+        }
+        return seen;
+}
+
 int runner_host_observe(RunnerController *rc, const RunnerSpec *sp, const SshTarget *t, json_t **ret,
                         SshResult *res) {
         _cleanup_free_ char *dir = runner_dir(sp), *prefix = xasprintf("rpr-runner.%s.%s.", sp->ns, sp->name);
@@ -120,19 +133,17 @@ int runner_host_observe(RunnerController *rc, const RunnerSpec *sp, const SshTar
         SshEnv env = {0};
         int k;
 
+        if (STREQ(sp->mode, "container"))
+                return runner_container_observe(rc, sp, t, ret, res);
         ssh_env_add(&env, "RPR_DIR", dir);
         ssh_env_add(&env, "RPR_PREFIX", prefix);
-        k = host_run(rc, t, observe_script, &env, NULL, 0, &out, res);
+        k = runner_host_run(rc, t, observe_script, &env, NULL, 0, &out, res);
         if (k < 0) {
                 buf_free(&out);
                 return k;
         }
-        json_t *seen = json_object();
-        char *save = NULL;
-        for (char *line = strtok_r(out.data ?: (char[]){""}, "\n", &save); line; line = strtok_r(NULL, "\n", &save))
-                observe_line(seen, line);
+        *ret = runner_observed_parse(out.data);
         buf_free(&out);
-        *ret = seen;
         return 0;
 }
 
@@ -158,7 +169,7 @@ int runner_host_install(RunnerController *rc, const RunnerSpec *sp, const SshTar
 
         ssh_env_add(&env, "RPR_INSTALL", sp->install_dir);
         ssh_env_add(&env, "RPR_SHA", sha256);
-        k = host_run(rc, t, present_script, &env, NULL, 0, &out, res);
+        k = runner_host_run(rc, t, present_script, &env, NULL, 0, &out, res);
         bool present = k >= 0 && out.data && strstr(out.data, "present");
         buf_free(&out);
         if (k < 0 || present)
@@ -179,7 +190,7 @@ int runner_host_install(RunnerController *rc, const RunnerSpec *sp, const SshTar
         ssh_env_add(&env, "RPR_INSTALL", sp->install_dir);
         ssh_env_add(&env, "RPR_SHA", sha256);
         out = (Buf){.max = OUTPUT_MAX};
-        k = host_run(rc, t, install_script, &env, data, (size_t) s.st_size, &out, res);
+        k = runner_host_run(rc, t, install_script, &env, data, (size_t) s.st_size, &out, res);
         munmap(data, (size_t) s.st_size);
         buf_free(&out);
         return k;
@@ -243,7 +254,7 @@ int runner_host_start(RunnerController *rc, const RunnerSpec *sp, const SshTarge
         ssh_env_add(&env, "RPR_LABELS", s->labels);
         ssh_env_add(&env, "RPR_GROUP", s->group);
         ssh_env_add(&env, "RPR_EPHEMERAL", s->ephemeral ? "true" : "false");
-        k = host_run(rc, t, start_script, &env, input, strlen(input), &out, res);
+        k = runner_host_run(rc, t, start_script, &env, input, strlen(input), &out, res);
         explicit_bzero(input, strlen(input));
         const char *p = out.data ? strstr(out.data, "rpr-runner-pid:") : NULL;
         long pid = p ? strtol(p + 15, NULL, 10) : 0;
@@ -269,12 +280,14 @@ int runner_host_remove(RunnerController *rc, const RunnerSpec *sp, const SshTarg
         SshReap found;
         int k;
 
+        if (STREQ(sp->mode, "container"))
+                return runner_container_remove(rc, sp, t, name, res);
         k = ssh_reap(rc->ssh, t, &tr, REAP_GRACE_USEC, &found, res);
         if (k < 0)
                 return k;
         ssh_env_add(&env, "RPR_DIR", dir);
         ssh_env_add(&env, "RPR_NAME", name);
-        k = host_run(rc, t, "rm -rf \"$RPR_DIR/$RPR_NAME\"\n", &env, NULL, 0, &out, res);
+        k = runner_host_run(rc, t, "rm -rf \"$RPR_DIR/$RPR_NAME\"\n", &env, NULL, 0, &out, res);
         buf_free(&out);
         return k;
 }

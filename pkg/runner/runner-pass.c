@@ -271,6 +271,7 @@ static void running(Pass *p, json_t *inst, const json_t *h, const json_t *g) {
         json_object_set(inst, "pid", json_object_get(h, "pid"));
         json_object_set(inst, "cpuSeconds", json_object_get(h, "cpuSeconds"));
         json_object_set(inst, "memBytes", json_object_get(h, "memBytes"));
+        json_object_set(inst, "containerId", json_object_get(h, "containerId"));
         if (!p->gh)
                 return; /* GitHub could not be asked: as it was */
         if (g && json_is_true(json_object_get(g, "online"))) {

@@ -64,6 +64,14 @@ int runner_release_get(RunnerController *rc, const RunnerSpec *sp, const RunnerS
 
 /* ---- the hosts (runner-host.c) ------------------------------------------------ */
 
+/* Runs script with env (cleared after) on t, input on its stdin; output
+ * (both streams, up to 256 KiB) kept in *out. A command that exits
+ * non-zero is -EIO with its output in res->message. */
+int runner_host_run(RunnerController *rc, const SshTarget *t, const char *script, SshEnv *env, const void *input,
+                    size_t input_len, Buf *out, SshResult *res);
+/* The lines an observing script prints, as runner_host_observe() returns them. */
+json_t *runner_observed_parse(const char *text);
+
 /* What a Server says of the instances of a Runner: an object name ->
  * {"state": "running"|"exited", "exitCode", "pid", "cpuSeconds", "memBytes"}.
  * An instance without a directory there is absent. */
@@ -96,6 +104,18 @@ int runner_host_start(RunnerController *rc, const RunnerSpec *sp, const SshTarge
  * directory. */
 int runner_host_remove(RunnerController *rc, const RunnerSpec *sp, const SshTarget *t, const char *name,
                        SshResult *res);
+
+/* ---- mode container (runner-container.c) ------------------------------------------ */
+
+/* As runner_host_observe, runner_host_start and runner_host_remove, through
+ * the engine's CLI; an observed instance has "containerId", and *ret_id
+ * (caller frees) is the new container's short id. */
+int runner_container_observe(RunnerController *rc, const RunnerSpec *sp, const SshTarget *t, json_t **ret,
+                             SshResult *res);
+int runner_container_start(RunnerController *rc, const RunnerSpec *sp, const SshTarget *t, const RunnerStart *s,
+                           char **ret_id, SshResult *res);
+int runner_container_remove(RunnerController *rc, const RunnerSpec *sp, const SshTarget *t, const char *name,
+                            SshResult *res);
 
 /* ---- one pass (runner-pass.c, runner-create.c) ------------------------------------ */
 

@@ -386,3 +386,48 @@ def test_nothing_secret_in_logs_status_api_or_argv(rprd, gh, release, hosts, ssh
                 continue
             for s in secrets:
                 assert s not in argv, "a secret on the command line of pid %s" % p
+
+
+# ---- container mode ---------------------------------------------------------------
+
+def runner_image(podman, workdir):
+    """A busybox image with the stand-in runner in /home/runner."""
+    rel = os.path.join(workdir, "image-release")
+    os.mkdir(rel)
+    path, _ = build(rel)
+    subprocess.run(["tar", "-xzf", path, "-C", rel], check=True)
+    files = {"/home/runner/config.sh": os.path.join(rel, "config.sh"),
+             "/home/runner/run.sh": os.path.join(rel, "run.sh"),
+             "/home/runner/bin/Runner.Listener": os.path.join(rel, "bin", "Runner.Listener")}
+    applets = ("sh", "wget", "cat", "sleep", "echo", "ls", "rm", "mkdir", "kill", "sed", "grep", "tr", "date",
+               "head", "env", "test", "printf", "mv", "cp", "chmod", "dirname", "base64")
+    return podman.build_image("rpr-test/runner:1", files, applets=applets)
+
+
+def test_container_mode_on_podman(rprd, gh, hosts, ssh_keys, workdir, podman):
+    image = runner_image(podman, workdir)
+    container = {"image": image, "engine": podman.engine, "host": podman.docker_host,
+                 "args": ["--network", "host"]}
+    apply_all(rprd, gh, hosts[:1], ssh_keys, workdir, replicas=1, mode="container", container=container)
+    o = wait_for(rprd, lambda o: idle_count(o) == 1, "a container runner idle")
+    inst = instances(o)[0]
+    rows = podman.containers(label="rpr.runner=default.ci")
+    assert len(rows) == 1 and rows[0]["state"].lower() in ("up", "running"), rows
+    assert inst.get("containerId") and rows[0]["id"].startswith(inst["containerId"][:12]), (inst, rows)
+    inspect = podman.docker("inspect", rows[0]["id"]).stdout
+    for s in gh.runner_attr("jits") + [PAT]:
+        assert s not in inspect, "a secret in docker inspect"
+
+    gh.runner_control("runner_job", name=inst["name"])
+    wait_for(rprd, lambda o: by_state(o, "busy"), "busy in its container")
+    gh.runner_control("runner_job_done", name=inst["name"])
+    o = wait_for(rprd, lambda o: idle_count(o) == 1 and instances(o)[0]["name"] != inst["name"],
+                 "replaced by a fresh container")
+    fresh = instances(o)[0]
+    rows = podman.containers(label="rpr.runner=default.ci")
+    assert [r["id"][:12] for r in rows] == [fresh["containerId"][:12]], (rows, fresh)
+
+    apply_all(rprd, gh, hosts[:1], ssh_keys, workdir, replicas=0, mode="container", container=container)
+    wait_for(rprd, lambda o: not instances(o), "scaled to 0")
+    assert podman.containers(label="rpr.runner=default.ci") == []
+    assert gh.runners() == []
