@@ -85,6 +85,8 @@ class Runners:
             r = self.find(body["name"])
             if r.get("job") in ("assigned", "running"):
                 r["job"] = "done"
+        elif what == "runner_busy":
+            self.find(body["name"])["busy"] = bool(body.get("busy", True))
         elif what == "runner_release":
             with open(body["path"], "rb") as f:
                 data = f.read()
