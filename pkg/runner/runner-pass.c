@@ -460,19 +460,16 @@ static void orphans(Pass *p) {
 
 /* ---- the pass ------------------------------------------------------------------------ */
 
-/* readyReplicas, busyReplicas, counts by state, the conditions. */
+/* readyReplicas, busyReplicas, the conditions. */
 static void summarize(Pass *p, bool deleting) {
         json_int_t ready = 0, busy = 0, want = deleting ? 0 : p->sp->replicas;
-        json_t *counts = json_object();
         const json_t *inst;
         size_t i;
 
         json_array_foreach(p->instances, i, inst) {
                 const char *s = json_str_at(inst, "state") ?: "starting";
-                const char *bucket = STREQ(s, "registering") ? "starting" : s;
                 ready += STREQ(s, "idle") || STREQ(s, "busy");
                 busy += STREQ(s, "busy");
-                json_object_set_new(counts, bucket, json_integer(json_int_at(counts, bucket, 0) + 1));
         }
         json_object_set_new(p->st, "replicas", json_integer(json_array_size(p->instances)));
         json_object_set_new(p->st, "readyReplicas", json_integer(ready));
@@ -480,7 +477,6 @@ static void summarize(Pass *p, bool deleting) {
         json_object_set_new(p->st, "servers", json_deep_copy(p->servers));
         if (p->rel_version)
                 json_object_set_new(p->st, "version", json_string(p->rel_version));
-        runner_counts_set(p->rc, p->sp->ns, p->sp->name, counts);
 
         _cleanup_free_ char *msg = NULL;
         bool ok = ready == want && !p->reason;

@@ -24,7 +24,6 @@ struct RunnerController {
 
         pthread_mutex_t lock; /* guards below */
         json_t *lists;        /* scope key -> {"at": mono usec, "runners": [{id, name, online, busy}]} */
-        json_t *counts;       /* "ns/name" -> {state: count} */
         pthread_mutex_t release_lock; /* one download at a time */
 };
 
@@ -177,5 +176,4 @@ int runner_pass(RunnerController *rc, const json_t *obj, bool deleting, uint64_t
 int runner_list_cached(RunnerController *rc, const RunnerScope *scope, uint64_t max_age_usec, json_t **ret,
                        char *error, size_t size, const char **ret_reason, uint64_t *ret_retry_at);
 void runner_list_forget(RunnerController *rc, const RunnerScope *scope);
-/* The instances of ns/name by state (counts owned; NULL: forget them). */
-void runner_counts_set(RunnerController *rc, const char *ns, const char *name, json_t *counts);
+

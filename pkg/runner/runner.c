@@ -1,5 +1,5 @@
 /* runner.c: the Runner kind's reconciler (see runner.h): its finalizer,
- * the cache of GitHub's runner lists, and the counts for /metrics. Each
+ * the cache of GitHub's runner lists, and what wakes a Runner. Each
  * pass itself is in runner-pass.c. */
 #include <stdio.h>
 #include <string.h>
@@ -62,40 +62,6 @@ int runner_list_cached(RunnerController *rc, const RunnerScope *scope, uint64_t 
         return 0;
 }
 
-/* ---- counts for /metrics ------------------------------------------------------------- */
-
-void runner_counts_set(RunnerController *rc, const char *ns, const char *name, json_t *counts) {
-        _cleanup_free_ char *id = xasprintf("%s/%s", ns, name);
-
-        pthread_mutex_lock(&rc->lock);
-        if (counts)
-                json_object_set_new(rc->counts, id, counts);
-        else
-                json_object_del(rc->counts, id);
-        pthread_mutex_unlock(&rc->lock);
-}
-
-json_t *runner_state_counts(RunnerController *rc) {
-        static const char *const states[] = {"starting", "idle", "busy", "offline", "outdated", "failed"};
-        json_t *sum = json_object();
-        const char *id;
-        json_t *c;
-
-        for (size_t i = 0; i < ELEMENTSOF(states); i++)
-                json_object_set_new(sum, states[i], json_integer(0));
-        pthread_mutex_lock(&rc->lock);
-        json_object_foreach(rc->counts, id, c) {
-                const char *state;
-                json_t *v;
-                json_object_foreach(c, state, v) {
-                        json_int_t had = json_int_at(sum, state, 0);
-                        json_object_set_new(sum, state, json_integer(had + json_integer_value(v)));
-                }
-        }
-        pthread_mutex_unlock(&rc->lock);
-        return sum;
-}
-
 /* ---- the finalizer ------------------------------------------------------------------- */
 
 static bool has_finalizer(const json_t *obj) {
@@ -137,10 +103,8 @@ static int reconcile(void *userdata, const char *ns, const char *name, uint64_t 
         int r;
 
         r = store_get_json(rc->store, "Runner", ns, name, &obj);
-        if (r == -ENOENT) {
-                runner_counts_set(rc, ns, name, NULL);
+        if (r == -ENOENT)
                 return 0;
-        }
         if (r < 0)
                 return r;
         bool deleting = json_object_get(json_object_get(obj, "metadata"), "deletionTimestamp") != NULL;
@@ -155,7 +119,6 @@ static int reconcile(void *userdata, const char *ns, const char *name, uint64_t 
                 return r;
         if (deleting && done) {
                 log_info("runner %s/%s: every runner deregistered and stopped; deleted", ns, name);
-                runner_counts_set(rc, ns, name, NULL);
                 return finalizer_set(rc, obj, false);
         }
         return 0;
@@ -193,7 +156,6 @@ int runner_controller_new(const RunnerOptions *o, RunnerController **ret) {
         rc->release_dir = xasprintf("%s/cache/runners", o->state_dir);
         rc->proc_dir = xasprintf("%s/runners/.proc", o->state_dir);
         rc->lists = json_object();
-        rc->counts = json_object();
         pthread_mutex_init(&rc->lock, NULL);
         pthread_mutex_init(&rc->release_lock, NULL);
         k = mkdir_p(rc->release_dir, 0700);
@@ -216,7 +178,6 @@ void runner_controller_free(RunnerController *rc) {
         if (!rc)
                 return;
         json_decref(rc->lists);
-        json_decref(rc->counts);
         pthread_mutex_destroy(&rc->lock);
         pthread_mutex_destroy(&rc->release_lock);
         free(rc->release_dir);

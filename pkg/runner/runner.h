@@ -41,7 +41,3 @@ typedef struct RunnerOptions {
 
 int runner_controller_new(const RunnerOptions *o, RunnerController **ret);
 void runner_controller_free(RunnerController *r); /* NULL-safe */
-
-/* Instances by state over every Runner, for /metrics: a new object
- * {"starting": N, "idle": N, ...}. */
-json_t *runner_state_counts(RunnerController *r);

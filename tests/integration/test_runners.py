@@ -20,7 +20,7 @@ import time
 
 import pytest
 
-from conftest import free_port
+from conftest import metric_sum
 from github_fake import FakeGitHub
 from runner_release import build
 from sshd import login_user
@@ -171,6 +171,20 @@ def test_three_replicas_over_two_hosts_come_up_idle(rprd, gh, release, hosts, ss
         assert i["pid"] > 1 and "lastHeartbeat" in i and "memBytes" in i, i
         assert set(regs[i["name"]]["labels"]) == {"linux", "gpu"}, regs[i["name"]]
     assert ready_condition(o).get("status") == "True", o["status"]
+
+    wide = rprd.ctl("get", "runners", "-o", "wide")
+    assert wide.returncode == 0, wide.stderr
+    head, row = wide.stdout.splitlines()[:2]
+    for col in ("READY", "BUSY", "SERVERS", "MODE", "VERSION"):
+        assert col in head.split(), head
+    cells = dict(zip(head.split(), row.split()))
+    assert cells["READY"] == "3" and cells["BUSY"] == "0" and cells["MODE"] == "native", wide.stdout
+    assert cells["VERSION"] == "2.321.0" and "host1" in cells["SERVERS"], wide.stdout
+    desc = rprd.ctl("describe", "runner", "ci")
+    assert desc.returncode == 0 and all(i["name"] in desc.stdout for i in insts), desc.stdout
+    m = rprd.metrics()
+    assert metric_sum(m, "rpr_runner_instances", state="idle") == 3, [k for k in m if k[0].startswith("rpr_runner")]
+    assert metric_sum(m, "rpr_runner_instances", state="busy") == 0
 
 
 def by_state(o, state):
