@@ -219,6 +219,25 @@ static void classify(GithubClient *g, const GithubRepoRef *repo, const char *met
                 set_error(res, GITHUB_PROTOCOL, "%s %s: unexpected %ld %s", method, url, st, msg);
 }
 
+CURL *github_easy(GithubClient *g, const char *url, char *errbuf) {
+        CURLSH *share = github_share(g);
+        CURL *c = share ? curl_easy_init() : NULL;
+
+        if (!c)
+                return NULL;
+        curl_easy_setopt(c, CURLOPT_URL, url);
+        curl_easy_setopt(c, CURLOPT_USERAGENT, g->user_agent);
+        curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+        curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, (long) (g->connect_timeout_usec / USEC_PER_MSEC));
+        curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 1L);
+        curl_easy_setopt(c, CURLOPT_MAXREDIRS, 5L);
+        curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+        curl_easy_setopt(c, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+        curl_easy_setopt(c, CURLOPT_SHARE, share);
+        curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
+        return c;
+}
+
 int github_request(GithubClient *g, const GithubRepoRef *repo, const char *url, const char *etag,
                    GithubResponse *r, GithubResult *res) {
         return github_send(g, repo, "GET", url, NULL, etag, r, res);
@@ -238,8 +257,7 @@ int github_send(GithubClient *g, const GithubRepoRef *repo, const char *method, 
                 return -EIO;
         }
 
-        CURLSH *share = github_share(g);
-        CURL *c = share ? curl_easy_init() : NULL;
+        CURL *c = github_easy(g, url, errbuf);
         if (!c)
                 return -ENOMEM;
         struct curl_slist *h = request_headers(repo, etag);
@@ -249,18 +267,8 @@ int github_send(GithubClient *g, const GithubRepoRef *repo, const char *method, 
                 curl_easy_setopt(c, CURLOPT_POSTFIELDS, body ?: "");
         else if (!STREQ(method, "GET"))
                 curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
-        curl_easy_setopt(c, CURLOPT_URL, url);
         curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
-        curl_easy_setopt(c, CURLOPT_USERAGENT, g->user_agent);
-        curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-        curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, (long) (g->connect_timeout_usec / USEC_PER_MSEC));
         curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long) (g->timeout_usec / USEC_PER_MSEC));
-        curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 1L);
-        curl_easy_setopt(c, CURLOPT_MAXREDIRS, 5L);
-        curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
-        curl_easy_setopt(c, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
-        curl_easy_setopt(c, CURLOPT_SHARE, share);
-        curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
         curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
         curl_easy_setopt(c, CURLOPT_HEADERDATA, r);
         curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);

@@ -51,6 +51,12 @@ void github_response_clear(GithubResponse *r);
  * GITHUB_PROTOCOL naming url. */
 json_t *github_parse_body(const GithubResponse *r, const char *url, GithubResult *res);
 
+/* An easy handle for url with what every request of the client has: the
+ * User-Agent, the connect timeout, redirects over http(s) only, the shared
+ * connections, errbuf (CURL_ERROR_SIZE) for curl's message. NULL when none
+ * can be made. */
+CURL *github_easy(GithubClient *g, const char *url, char *errbuf);
+
 /* The shared connection and DNS cache, made (and curl initialized) at the
  * first call; NULL if it cannot be made. */
 CURLSH *github_share(GithubClient *g);

@@ -290,8 +290,7 @@ int github_download(GithubClient *g, const char *url, const char *path, size_t m
         long status = 0;
 
         *ret = (GithubResult){.rate_remaining = -1};
-        CURLSH *share = github_share(g);
-        CURL *c = share ? curl_easy_init() : NULL;
+        CURL *c = github_easy(g, url, errbuf);
         if (!c)
                 return -ENOMEM;
         Download d = {.f = fopen(path, "we"), .max = max};
@@ -300,16 +299,6 @@ int github_download(GithubClient *g, const char *url, const char *path, size_t m
                 curl_easy_cleanup(c);
                 return k;
         }
-        curl_easy_setopt(c, CURLOPT_URL, url);
-        curl_easy_setopt(c, CURLOPT_USERAGENT, g->user_agent);
-        curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-        curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, (long) (g->connect_timeout_usec / USEC_PER_MSEC));
-        curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 1L);
-        curl_easy_setopt(c, CURLOPT_MAXREDIRS, 5L);
-        curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
-        curl_easy_setopt(c, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
-        curl_easy_setopt(c, CURLOPT_SHARE, share);
-        curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
         curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_file);
         curl_easy_setopt(c, CURLOPT_WRITEDATA, &d);
         egress_curl_setup(c, &egress);

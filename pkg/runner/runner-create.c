@@ -18,7 +18,7 @@ static GithubRepoRef ref_of(const Pass *p) {
         return (GithubRepoRef){p->scope.api_url, p->scope.owner, p->scope.repo_name, p->scope.secret.data, NULL};
 }
 
-static void set_state(json_t *inst, const char *state, const char *message) {
+void runner_instance_set_state(json_t *inst, const char *state, const char *message) {
         json_object_set_new(inst, "state", json_string(state));
         if (message)
                 json_object_set_new(inst, "message", json_string(message));
@@ -97,7 +97,7 @@ static void start_failed(Pass *p, json_t *inst, const char *why) {
 
         json_object_set_new(inst, "failures", json_integer(failures));
         json_set_time(inst, "retryAt", p->now + runner_backoff(failures));
-        set_state(inst, "failed", why);
+        runner_instance_set_state(inst, "failed", why);
         pass_problem(p, "StartFailed", "runner %s on server %s: %s", json_str_at(inst, "name"),
                      json_str_at(inst, "server"), why);
 }
@@ -129,7 +129,7 @@ void runner_instance_create(Pass *p, json_t *inst) {
         /* The id before the process: a crash now leaves a registration
          * that the next pass finds by it and deletes. */
         json_set_time(inst, "startTime", p->now);
-        set_state(inst, "starting", NULL);
+        runner_instance_set_state(inst, "starting", NULL);
         if (pass_save(p) < 0) {
                 server_target_free(t);
                 return;
@@ -188,6 +188,7 @@ int runner_instance_deregister(Pass *p, json_t *inst) {
                 pass_problem(p, github_error_reason(res.error), "%s", res.message);
                 return -EIO;
         }
+        json_object_set_new(p->deleted, json_str_at(inst, "name") ?: "", json_true());
         json_object_del(inst, "id");
         p->changed = true;
         return 0;

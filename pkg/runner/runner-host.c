@@ -34,10 +34,18 @@ static char *track_id(const RunnerSpec *sp, const char *instance) {
         return xasprintf("rpr-runner.%s.%s.%s", sp->ns, sp->name, instance);
 }
 
-static int keep_output(void *userdata, SshStream stream, const char *data, size_t n) {
-        Buf *b = userdata;
+/* stdout into the caller's buffer (what scripts print for rprd), stderr
+ * apart (for the message when the command fails): a line of one is never
+ * cut by the other. */
+typedef struct Output {
+        Buf *out;
+        Buf err;
+} Output;
 
-        (void) stream;
+static int keep_output(void *userdata, SshStream stream, const char *data, size_t n) {
+        Output *o = userdata;
+        Buf *b = stream == SSH_STDOUT ? o->out : &o->err;
+
         if (b->len + n > OUTPUT_MAX)
                 return 0;
         return buf_append(b, data, n) < 0 ? -ENOMEM : 0;
@@ -47,24 +55,24 @@ int runner_host_run(RunnerController *rc, const SshTarget *t, const char *script
                     size_t input_len, Buf *out, SshResult *res) {
         if (t->transport == SSH_TRANSPORT_LOCAL)
                 ssh_env_add(env, "RPR_PID_DIR", rc->proc_dir);
+        Output o = {.out = out, .err = {.max = OUTPUT_MAX}};
         SshCommand cmd = {.script = script,
                           .env = (const char *const *) env->v,
                           .timeout_usec = COMMAND_TIMEOUT_USEC,
                           .output = keep_output,
-                          .userdata = out,
+                          .userdata = &o,
                           .input = input,
                           .input_len = input_len};
         int k = ssh_run(rc->ssh, t, &cmd, res);
         ssh_env_clear(env);
-        if (k < 0)
-                return k;
-        if (res->exit_code != 0) {
-                _cleanup_free_ char *text = text_flat_dup(out->data ?: "", 300);
+        if (k >= 0 && res->exit_code != 0) {
+                _cleanup_free_ char *text = text_flat_dup(o.err.len ? o.err.data : out->data ?: "", 300);
                 snprintf(res->message, sizeof res->message, "exit %d on %s: %s", res->exit_code, t->host ?: "local",
                          text);
-                return -EIO;
+                k = -EIO;
         }
-        return 0;
+        buf_free(&o.err);
+        return k;
 }
 
 /* ---- observing ------------------------------------------------------------------ */
@@ -81,15 +89,15 @@ static const char observe_script[] =
         "  [ -f \"$f\" ] || f=\"/tmp/rpr-run-$(id -u)/$RPR_PREFIX$n.pid\"\n"
         "  [ -f \"$f\" ] && read -r pid st <\"$f\"\n"
         "  if [ -n \"$pid\" ] && [ -r /proc/$pid/stat ]; then\n"
-        "    l=; read -r l </proc/$pid/stat; set -- $l\n"
+        "    l=; read -r l 2>/dev/null </proc/$pid/stat; set -- $l\n"
         "    if [ \"${22}\" = \"$st\" ]; then\n"
         "      cpu=0; mem=0\n"
-        "      for p in /proc/[0-9]*; do l=; read -r l <$p/stat 2>/dev/null || continue; set -- $l\n"
+        "      for p in /proc/[0-9]*; do l=; read -r l 2>/dev/null <$p/stat || continue; set -- $l\n"
         "        [ \"$5\" = \"$pid\" ] || continue; cpu=$((cpu + ${14} + ${15})); mem=$((mem + ${24})); done\n"
         "      echo \"rpr-runner $n running $pid $cpu $mem\"; continue\n"
         "    fi\n"
         "  fi\n"
-        "  echo \"rpr-runner $n dead\"\n"
+        "  echo \"rpr-runner $n dead ${pid:-0} ${st:-0} ${22:-0}\"\n"
         "done\n";
 
 /* One "rpr-runner NAME running PID TICKS PAGES" or "... exited CODE" or
@@ -103,6 +111,8 @@ static void observe_line(json_t *seen, const char *line) {
                 return;
         json_t *o = json_object();
         json_object_set_new(o, "state", json_string(what));
+        if (STREQ(what, "dead") && n >= 5)
+                log_debug("runner instance %s: pid file says %lld started at %lld, /proc says %lld", name, a, b, c);
         if (STREQ(what, "exited") && n >= 3)
                 json_object_set_new(o, "exitCode", json_integer(a));
         if (STREQ(what, "running") && n >= 5) {

@@ -24,6 +24,7 @@
 #define BACKOFF_MAX_USEC (80 * USEC_PER_SEC)
 #define RENAME_AFTER 5
 #define ABANDON_USEC (10 * USEC_PER_SEC)
+#define LIST_RETRY_USEC (15 * USEC_PER_SEC)
 #define OFFLINE_BUSY_USEC (10 * 60 * USEC_PER_SEC)
 
 uint64_t runner_backoff(json_int_t failures) {
@@ -33,9 +34,9 @@ uint64_t runner_backoff(json_int_t failures) {
 void pass_problem(Pass *p, const char *reason, const char *fmt, ...) {
         va_list ap;
 
-        if (p->reason)
+        if (p->reason[0])
                 return;
-        p->reason = reason;
+        snprintf(p->reason, sizeof p->reason, "%s", reason ?: "Unknown");
         va_start(ap, fmt);
         vsnprintf_utf8(p->message, sizeof p->message, fmt, ap);
         va_end(ap);
@@ -171,25 +172,30 @@ static void observe(Pass *p) {
 
 /* ---- one instance ------------------------------------------------------------------- */
 
-static void set_state(json_t *inst, const char *state, const char *message) {
-        json_object_set_new(inst, "state", json_string(state));
-        if (message)
-                json_object_set_new(inst, "message", json_string(message));
-        else
-                json_object_del(inst, "message");
-}
 
-/* Deregisters and stops inst: true once both are done. */
+/* Deregisters and stops inst: true once both are done. One that GitHub
+ * lists as busy is not asked to go (that would be a 422 each round). */
 static bool clean(Pass *p, json_t *inst) {
-        int k = runner_instance_deregister(p, inst);
+        const json_t *g = pass_gh_find(p, json_int_at(inst, "id", 0), json_str_at(inst, "name"));
+        int k = g && json_is_true(json_object_get(g, "busy")) ? -EBUSY : runner_instance_deregister(p, inst);
 
         if (k == -EBUSY) {
-                set_state(inst, "busy", "running a job: it is stopped once the job is over");
+                runner_instance_set_state(inst, "busy", "running a job: it is stopped once the job is over");
                 return false;
         }
         if (k < 0 && k != -ENOKEY)
                 return false;
         return runner_instance_stop(p, inst) >= 0;
+}
+
+/* Whether more instances live than are wanted. */
+static bool surplus(const Pass *p) {
+        json_int_t live = 0;
+        const json_t *inst;
+        size_t i;
+
+        json_array_foreach(p->instances, i, inst) live += is_live(inst);
+        return live > p->want;
 }
 
 /* Back to registering (same name for the first failures), then created. */
@@ -206,11 +212,11 @@ static void restart(Pass *p, json_t *inst, bool fresh_name) {
                 json_object_set_new(inst, "name", json_string(name));
         }
         const char *drop[] = {"id", "pid", "cpuSeconds", "memBytes", "startTime", "retryAt", "cleaned",
-                              "exitCode", "offlineBusySince", "lastHeartbeat"};
+                              "exitCode", "offlineBusySince", "lastHeartbeat", "reason", "containerId"};
         for (size_t i = 0; i < ELEMENTSOF(drop); i++)
                 json_object_del(inst, drop[i]);
         json_object_set_new(inst, "server", json_string(server));
-        set_state(inst, "registering", NULL);
+        runner_instance_set_state(inst, "registering", NULL);
         if (pass_save(p) >= 0)
                 runner_instance_create(p, inst);
 }
@@ -234,7 +240,7 @@ static void ended(Pass *p, json_t *inst, int code, const char *why) {
                 json_set_time(inst, "retryAt", p->now + backoff);
                 if (code >= 0)
                         json_object_set_new(inst, "exitCode", json_integer(code));
-                set_state(inst, code == 0 ? "starting" : code == 7 ? "outdated" : "failed", msg);
+                runner_instance_set_state(inst, code == 0 ? "starting" : code == 7 ? "outdated" : "failed", msg);
                 log_info("runner %s/%s: %s %s", p->sp->ns, p->sp->name, name, msg);
                 p->changed = true;
         }
@@ -242,12 +248,17 @@ static void ended(Pass *p, json_t *inst, int code, const char *why) {
                 p->outdated = true;
                 pass_problem(p, "Outdated", "runner %s: the runner version is deprecated (exit 7)", name);
         } else if (code != 0)
-                pass_problem(p, "RunnerFailed", "runner %s on server %s: %s", name, json_str_at(inst, "server"),
-                             json_str_at(inst, "message"));
+                pass_problem(p, json_str_at(inst, "reason") ?: "RunnerFailed", "runner %s on server %s: %s", name,
+                             json_str_at(inst, "server"), json_str_at(inst, "message"));
         if (!json_is_true(json_object_get(inst, "cleaned"))) {
                 if (!clean(p, inst))
                         return;
                 json_object_set_new(inst, "cleaned", json_true());
+        }
+        if (surplus(p)) {
+                /* Scaling down: not started again. */
+                json_object_set_new(inst, "removing", json_true());
+                return;
         }
         if (p->now >= json_time_at(inst, "retryAt") && p->scope_ok && p->gh)
                 restart(p, inst, code == 0);
@@ -259,8 +270,7 @@ static void timed_out(Pass *p, json_t *inst, const char *why) {
         _cleanup_free_ char *msg = xasprintf("%s within %s (registrationTimeout): killed and replaced", why,
                                              duration_format(p->sp->registration_timeout_usec, d, sizeof d));
 
-        pass_problem(p, "RegistrationTimeout", "runner %s on server %s: %s", json_str_at(inst, "name"),
-                     json_str_at(inst, "server"), msg);
+        json_object_set_new(inst, "reason", json_string("RegistrationTimeout"));
         ended(p, inst, -2, msg);
 }
 
@@ -277,14 +287,14 @@ static void running(Pass *p, json_t *inst, const json_t *h, const json_t *g) {
         if (g && json_is_true(json_object_get(g, "online"))) {
                 json_set_time(inst, "lastHeartbeat", p->now);
                 json_object_del(inst, "offlineBusySince");
-                set_state(inst, json_is_true(json_object_get(g, "busy")) ? "busy" : "idle", NULL);
+                runner_instance_set_state(inst, json_is_true(json_object_get(g, "busy")) ? "busy" : "idle", NULL);
                 json_object_set_new(inst, "failures", json_integer(0));
                 return;
         }
         if (g && json_is_true(json_object_get(g, "busy"))) {
                 uint64_t since = json_time_at(inst, "offlineBusySince") ?: p->now;
                 json_set_time(inst, "offlineBusySince", since);
-                set_state(inst, "offline", "offline while GitHub says it runs a job");
+                runner_instance_set_state(inst, "offline", "offline while GitHub says it runs a job");
                 if (p->now - since > OFFLINE_BUSY_USEC) {
                         log_warning("runner %s/%s: %s offline and busy for over 10 minutes: deleted", p->sp->ns,
                                     p->sp->name, json_str_at(inst, "name"));
@@ -297,7 +307,7 @@ static void running(Pass *p, json_t *inst, const json_t *h, const json_t *g) {
                 timed_out(p, inst, STREQ(state, "starting") ? "not online at GitHub" : "offline at GitHub");
                 return;
         }
-        set_state(inst, STREQ(state, "idle") || STREQ(state, "busy") ? "offline" : "starting", NULL);
+        runner_instance_set_state(inst, STREQ(state, "idle") || STREQ(state, "busy") ? "offline" : "starting", NULL);
 }
 
 static bool step_unreachable(Pass *p, json_t *inst) {
@@ -307,7 +317,7 @@ static bool step_unreachable(Pass *p, json_t *inst) {
         json_set_time(inst, "unreachableSince", since);
         _cleanup_free_ char *msg = xasprintf("server %s cannot be reached: %s", server,
                                              json_str_at(p->why, server) ?: "unknown");
-        set_state(inst, "offline", msg);
+        runner_instance_set_state(inst, "offline", msg);
         pass_problem(p, "ServerUnreachable", "%s", msg);
         if (!json_is_true(json_object_get(inst, "abandoned")) && p->now - since >= ABANDON_USEC) {
                 json_object_set_new(inst, "abandoned", json_true());
@@ -419,8 +429,8 @@ static void scale_up(Pass *p, json_int_t missing) {
         }
 }
 
-static void scale(Pass *p, bool deleting) {
-        json_int_t want = deleting ? 0 : p->sp->replicas, live = 0;
+static void scale(Pass *p) {
+        json_int_t want = p->want, live = 0;
         const json_t *inst;
         size_t i;
 
@@ -449,6 +459,7 @@ static void orphans(Pass *p) {
                         continue;
                 json_array_foreach(p->instances, j, inst) known |= STREQ(json_str_at(inst, "name") ?: "", name) ||
                                                                   json_int_at(inst, "id", -1) == json_int_at(g, "id", 0);
+                known |= json_object_get(p->deleted, name) != NULL;
                 if (known || json_is_true(json_object_get(g, "busy")))
                         continue;
                 _cleanup_json_ json_t *tmp = json_pack("{s:s, s:O}", "name", name, "id", json_object_get(g, "id"));
@@ -479,16 +490,17 @@ static void summarize(Pass *p, bool deleting) {
                 json_object_set_new(p->st, "version", json_string(p->rel_version));
 
         _cleanup_free_ char *msg = NULL;
-        bool ok = ready == want && !p->reason;
+        bool problem = p->reason[0] != '\0';
+        bool ok = ready == want && !problem;
         if (deleting && json_array_size(p->instances) > 0)
                 msg = xasprintf("deleting: waiting for %zu runners to be deregistered and stopped%s%s",
-                                json_array_size(p->instances), p->reason ? "; " : "", p->reason ? p->message : "");
-        else if (p->reason)
+                                json_array_size(p->instances), problem ? "; " : "", problem ? p->message : "");
+        else if (problem)
                 msg = xstrdup(p->message);
         else
                 msg = xasprintf("%lld of %lld runners online (%lld busy)", (long long) ready, (long long) want,
                                 (long long) busy);
-        const char *reason = ok ? "Ready" : deleting ? "Deleting" : p->reason ?: "Starting";
+        const char *reason = ok ? "Ready" : deleting ? "Deleting" : problem ? p->reason : "Starting";
         condition_set(p->st, &(Condition){"Ready", ok, reason, msg, p->now});
         if (p->outdated)
                 condition_set(p->st, &(Condition){"Outdated", true, "Outdated",
@@ -531,8 +543,11 @@ static void list_runners(Pass *p, bool deleting) {
                 return;
         if (deleting || transitional(p))
                 age = MIN(age, FAST_USEC);
-        if (runner_list_cached(p->rc, &p->scope, age, &p->gh, error, sizeof error, &reason, &retry_at) < 0)
+        if (runner_list_cached(p->rc, &p->scope, age, &p->gh, error, sizeof error, &reason, &retry_at) < 0) {
                 pass_problem(p, reason, "%s", error);
+                /* Not again before GitHub said, nor in a loop. */
+                p->retry_at = MAX(retry_at, p->now + MAX(p->sp->sync_interval_usec, LIST_RETRY_USEC));
+        }
 }
 
 static void pass_clear(Pass *p) {
@@ -543,6 +558,7 @@ static void pass_clear(Pass *p) {
         json_decref(p->why);
         json_decref(p->servers);
         json_decref(p->installed);
+        json_decref(p->deleted);
         free(p->rel_path);
         free(p->rel_sha);
         free(p->rel_version);
@@ -557,6 +573,7 @@ int runner_pass(RunnerController *rc, const json_t *obj, bool deleting, uint64_t
         int k;
 
         runner_spec_read(obj, &sp);
+        p.want = deleting ? 0 : sp.replicas;
         p.st = json_is_object(old) ? json_deep_copy(old) : json_object();
         if (!json_is_array(json_object_get(p.st, "instances")))
                 json_object_set_new(p.st, "instances", json_array());
@@ -564,6 +581,7 @@ int runner_pass(RunnerController *rc, const json_t *obj, bool deleting, uint64_t
         p.seen = json_object();
         p.why = json_object();
         p.installed = json_object();
+        p.deleted = json_object();
         servers_selected(&p);
         p.scope_ok = runner_scope_read(rc, &sp, &p.scope, &reason, &error) >= 0;
         if (!p.scope_ok)
@@ -576,13 +594,15 @@ int runner_pass(RunnerController *rc, const json_t *obj, bool deleting, uint64_t
                         json_array_remove(p.instances, i--);
                         p.changed = true;
                 }
-        scale(&p, deleting);
+        scale(&p);
         if (p.gh)
                 orphans(&p);
         summarize(&p, deleting);
         k = pass_save(&p);
         *ret_done = deleting && json_array_size(p.instances) == 0;
-        *ret_requeue = deleting || p.changed || transitional(&p) ? FAST_USEC : sp.sync_interval_usec;
+        *ret_requeue = p.retry_at                                     ? p.retry_at - p.now
+                       : deleting || p.changed || transitional(&p) ? FAST_USEC
+                                                                  : sp.sync_interval_usec;
         pass_clear(&p);
         return k;
 }

@@ -133,14 +133,17 @@ typedef struct Pass {
         json_t *why;       /* server -> why it could not be used */
         json_t *servers;   /* the selected servers (owned) */
         json_t *installed; /* server -> true once the release is there this pass */
+        json_t *deleted;   /* names deregistered this pass (GitHub's list may still have them) */
+        json_int_t want;   /* replicas wanted (0 while deleting) */
         char *rel_path, *rel_sha, *rel_version;
         bool release_tried;
         json_int_t group_id; /* 0 until asked */
         /* The first problem seen, for the Ready condition. */
-        const char *reason;
+        char reason[64]; /* "" while there is none */
         char message[512];
         bool outdated;
         bool changed;  /* something happened: look again soon */
+        uint64_t retry_at; /* GitHub could not be asked: not before then */
         uint64_t now;
 } Pass;
 
@@ -157,6 +160,8 @@ ServerTarget *pass_target(Pass *p, const char *server);
 /* GitHub's runner by id or, without one, by name (borrowed), or NULL. */
 const json_t *pass_gh_find(Pass *p, json_int_t id, const char *name);
 
+/* Sets inst's state and message (NULL: none). */
+void runner_instance_set_state(json_t *inst, const char *state, const char *message);
 /* Registers the instance inst (state "registering": its name, server and
  * slot set, written to status) and starts it. Its id is written to status
  * before its process starts. On failure its state and message say why. */

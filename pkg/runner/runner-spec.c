@@ -164,6 +164,12 @@ static int release_source(RunnerController *rc, const RunnerSpec *sp, const Runn
                 *ret_sha = xstrdup(sha);
                 return 0;
         }
+        if (!STREQ(sp->version, "latest")) {
+                *ret_error = xasprintf("spec.version %s needs spec.package (url and sha256): GitHub's downloads "
+                                       "list offers only the latest release",
+                                       sp->version);
+                return -EINVAL;
+        }
         GithubRepoRef ref = {scope->api_url, scope->owner, scope->repo_name, scope->secret.data, NULL};
         if (github_runner_download(rc->github, &ref, "linux", "x64", ret_url, ret_sha, &res) < 0) {
                 *ret_error = xasprintf("cannot find the runner release: %s", res.message);

@@ -294,12 +294,13 @@ def test_registration_that_never_arrives_is_killed_and_replaced(rprd, gh, releas
     apply_all(rprd, gh, hosts, ssh_keys, workdir, replicas=1, registrationTimeout="3s")
     o = wait_for(rprd, lambda o: ready_condition(o).get("reason") == "RegistrationTimeout", "RegistrationTimeout")
     assert "registrationTimeout" in ready_condition(o)["message"], ready_condition(o)
-    first_ids = set(i.get("id") for i in instances(o))
-    o = wait_for(rprd, lambda o: any(i.get("failures", 0) >= 1 and i["state"] == "starting"
-                                     for i in instances(o)), "started again")
+    first = instances(o)[0]
+    assert first["failures"] == 1 and first["state"] == "failed", first
     gh.runner_control("runner_switches", blackhole=False)
     o = wait_for(rprd, lambda o: idle_count(o) == 1, "idle once heard")
-    assert len(gh.runners()) == 1 and gh.runners()[0]["id"] not in first_ids
+    assert not alive(first["pid"]), "the runner that timed out was not killed"
+    assert instances(o)[0]["name"] == first["name"] and instances(o)[0]["id"] != first.get("id")
+    assert [r["id"] for r in gh.runners()] == [instances(o)[0]["id"]]
 
 
 def test_orphan_registration_is_deleted(rprd, gh, release, hosts, ssh_keys, workdir):
