@@ -92,14 +92,18 @@ static int register_jit(Pass *p, json_t *inst, char **ret_jit) {
         return -EIO;
 }
 
-static void start_failed(Pass *p, json_t *inst, const char *why) {
+/* The instance could not be registered or started: failed, tried again
+ * after the backoff (ended() in runner-pass.c cleans it first), the Ready
+ * reason kept. */
+static void start_failed(Pass *p, json_t *inst, const char *reason, const char *why) {
         json_int_t failures = json_int_at(inst, "failures", 0) + 1;
 
         json_object_set_new(inst, "failures", json_integer(failures));
         json_set_time(inst, "retryAt", p->now + runner_backoff(failures));
+        json_object_set_new(inst, "reason", json_string(reason));
         runner_instance_set_state(inst, "failed", why);
-        pass_problem(p, "StartFailed", "runner %s on server %s: %s", json_str_at(inst, "name"),
-                     json_str_at(inst, "server"), why);
+        pass_problem(p, reason, "runner %s on server %s: %s", json_str_at(inst, "name"), json_str_at(inst, "server"),
+                     why);
 }
 
 void runner_instance_create(Pass *p, json_t *inst) {
@@ -123,6 +127,8 @@ void runner_instance_create(Pass *p, json_t *inst) {
                         pass_problem(p, github_error_reason(gr.error), "%s", gr.message);
         }
         if (k < 0) {
+                _cleanup_free_ char *why = xstrdup(p->message);
+                start_failed(p, inst, p->reason[0] ? p->reason : "StartFailed", why);
                 server_target_free(t);
                 return;
         }
@@ -153,7 +159,7 @@ void runner_instance_create(Pass *p, json_t *inst) {
                 explicit_bzero(reg, strlen(reg));
         server_target_free(t);
         if (k < 0) {
-                start_failed(p, inst, res.message);
+                start_failed(p, inst, "StartFailed", res.message);
                 return;
         }
         if (cid)

@@ -188,7 +188,7 @@ def main():
         print("steady state, %d s window: %.1f GitHub requests a minute %s; rprd CPU %.2f%% of one core, RSS %.0f MB"
               % (w1 - w0, per_min, json.dumps(by_endpoint(reqs)), 100 * (c1 - c0) / (w1 - w0), d.rss_mb()))
         print("  actions-runner-controller: one list call per scope per sync (sync period 1 min) -> 1 a minute "
-              "for one scope; rpr: %.1f (list cached 60 s; syncInterval 30 s)" % per_min)
+              "for one scope; rpr: %.1f (the list is cached for syncInterval, at most 60 s; default 30 s)" % per_min)
 
         # ---- scale N -> 0 with 5 busy
         insts = d.runner()["status"]["instances"]
