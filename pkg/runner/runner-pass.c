@@ -383,9 +383,10 @@ static int victim_rank(const json_t *inst) {
 }
 
 static void scale_down(Pass *p, json_int_t excess) {
+        const json_t *inst;
+        size_t i;
+
         for (int rank = 3; rank >= 1 && excess > 0; rank--) {
-                const json_t *inst;
-                size_t i;
                 json_array_foreach(p->instances, i, inst) {
                         if (excess <= 0)
                                 break;
@@ -394,6 +395,16 @@ static void scale_down(Pass *p, json_int_t excess) {
                         json_object_set_new((json_t *) inst, "removing", json_true());
                         excess--;
                         p->changed = true;
+                }
+        }
+        /* What is left to go runs a job: it goes when the job is over. */
+        json_array_foreach(p->instances, i, inst) {
+                if (excess <= 0)
+                        break;
+                if (is_live(inst) && victim_rank(inst) < 0) {
+                        runner_instance_set_state((json_t *) inst, "busy",
+                                                  "running a job: it goes once the job is over (scale down)");
+                        excess--;
                 }
         }
 }

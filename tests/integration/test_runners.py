@@ -446,3 +446,33 @@ def test_container_mode_on_podman(rprd, gh, hosts, ssh_keys, workdir, podman):
     wait_for(rprd, lambda o: not instances(o), "scaled to 0")
     assert podman.containers(label="rpr.runner=default.ci") == []
     assert gh.runners() == []
+
+
+def test_rate_limit_is_a_condition_not_a_loop(rprd, gh, release, hosts, ssh_keys, workdir):
+    gh.set_rate_limit(PAT, limit=5000, remaining=0, reset=int(time.time()) + 3600)
+    apply_all(rprd, gh, hosts, ssh_keys, workdir, replicas=2)
+    o = wait_for(rprd, lambda o: ready_condition(o).get("reason") == "RateLimited", "RateLimited")
+    assert "waiting" in ready_condition(o)["message"], ready_condition(o)
+    gh.clear_requests()
+    time.sleep(6)
+    asked = [r for r in gh.requests() if "/actions/" in r["path"]]
+    assert len(asked) == 0, "GitHub asked again while the limit was spent: %s" % asked
+    assert gh.runners() == [] and not instances(runner_obj(rprd))
+
+
+def test_deleting_waits_for_a_busy_runner_and_says_so(rprd, gh, release, hosts, ssh_keys, workdir):
+    o = start_idle(rprd, gh, hosts, ssh_keys, workdir, 2)
+    busy = instances(o)[0]
+    gh.runner_control("runner_job", name=busy["name"])
+    wait_for(rprd, lambda o: by_state(o, "busy"), "busy")
+    assert rprd.request("DELETE", "/api/v1/namespaces/default/runners/ci").status in (200, 202)
+    o = wait_for(rprd, lambda o: [i["name"] for i in instances(o)] == [busy["name"]] and
+                 ready_condition(o).get("reason") == "Deleting", "only the busy one left, Deleting")
+    assert "running a job" in json.dumps(instances(o)), instances(o)
+    assert alive(busy["pid"])
+    gh.runner_control("runner_job_done", name=busy["name"])
+    deadline = time.time() + WAIT
+    while time.time() < deadline and rprd.get("/api/v1/namespaces/default/runners/ci").status != 404:
+        time.sleep(0.2)
+    assert rprd.get("/api/v1/namespaces/default/runners/ci").status == 404
+    assert gh.runners() == []
