@@ -14,9 +14,11 @@
 #include "github/github-private.h"
 
 #define MAX_PAGES 50
-#define FORBIDDEN_HINT                                                                                    \
-        "the token may not administer self-hosted runners: a classic token needs the repo scope (admin:org " \
-        "for an organisation), a fine-grained one Administration: write (Self-hosted runners: write for an " \
+#define FORBIDDEN_HINT                                                                                      \
+        "the token may not administer self-hosted runners: a classic token needs the repo scope "           \
+        "(admin:org "                                                                                       \
+        "for an organisation), a fine-grained one Administration: write (Self-hosted runners: write for "   \
+        "an "                                                                                               \
         "organisation)"
 
 /* ".../repos/OWNER/NAME/actions/runners" + tail, or ".../orgs/ORG/...". */
@@ -45,15 +47,15 @@ static void runner_error(const char *method, const char *url, GithubResult *res)
                 snprintf(res->message, sizeof res->message, "%s %s: 403: %s", method, url, FORBIDDEN_HINT);
         } else if (res->http_status == 422 && STREQ(method, "DELETE")) {
                 res->error = GITHUB_BUSY;
-                snprintf(res->message, sizeof res->message, "%s %s: 422: the runner is still running a job", method,
-                         url);
+                snprintf(res->message, sizeof res->message, "%s %s: 422: the runner is still running a job",
+                         method, url);
         }
 }
 
 /* One request whose answer is JSON: *ret_body (new reference; NULL for an
  * empty answer). */
-static int call(GithubClient *g, const GithubRepoRef *scope, const char *method, const char *url, const char *body,
-                json_t **ret_body, GithubResult *res) {
+static int call(GithubClient *g, const GithubRepoRef *scope, const char *method, const char *url,
+                const char *body, json_t **ret_body, GithubResult *res) {
         GithubResponse r;
 
         if (github_send(g, scope, method, url, body, NULL, &r, res) < 0) {
@@ -84,8 +86,9 @@ static void json_wipe_string(json_t *s) {
                 explicit_bzero((char *) json_string_value(s), json_string_length(s));
 }
 
-int github_runner_jitconfig(GithubClient *g, const GithubRepoRef *scope, const char *name, const json_t *labels,
-                            json_int_t group_id, json_int_t *ret_id, char **ret_jit, GithubResult *ret) {
+int github_runner_jitconfig(GithubClient *g, const GithubRepoRef *scope, const char *name,
+                            const json_t *labels, json_int_t group_id, json_int_t *ret_id, char **ret_jit,
+                            GithubResult *ret) {
         _cleanup_free_ char *url = scope_url(scope, "runners/generate-jitconfig");
         _cleanup_json_ json_t *req = json_pack("{s:s, s:I, s:s}", "name", name, "runner_group_id", group_id,
                                                "work_folder", "_work");
@@ -228,7 +231,8 @@ int github_runner_download(GithubClient *g, const GithubRepoRef *scope, const ch
         if (call(g, scope, "GET", url, NULL, &body, ret) < 0)
                 return -EIO;
         json_array_foreach(body, i, d) {
-                if (!STREQ(json_str_at(d, "os") ?: "", os) || !STREQ(json_str_at(d, "architecture") ?: "", arch))
+                if (!STREQ(json_str_at(d, "os") ?: "", os) ||
+                    !STREQ(json_str_at(d, "architecture") ?: "", arch))
                         continue;
                 const char *u = json_str_at(d, "download_url"), *sum = json_str_at(d, "sha256_checksum");
                 if (!u)
@@ -263,8 +267,8 @@ int github_runner_group_id(GithubClient *g, const GithubRepoRef *scope, const ch
                 }
         }
         ret->error = GITHUB_NOT_FOUND;
-        snprintf(ret->message, sizeof ret->message, "GET %s: the organisation %s has no runner group %s", url,
-                 scope->owner, name);
+        snprintf(ret->message, sizeof ret->message, "GET %s: the organisation %s has no runner group %s",
+                 url, scope->owner, name);
         return -EIO;
 }
 
@@ -311,12 +315,16 @@ int github_download(GithubClient *g, const char *url, const char *path, size_t m
         if (code == CURLE_OK && status == 200 && written)
                 return 0;
         (void) unlink(path);
-        ret->error = code == CURLE_OK ? GITHUB_PROTOCOL : egress.refused ? GITHUB_NOT_ALLOWED : GITHUB_NETWORK;
+        ret->error = code == CURLE_OK ? GITHUB_PROTOCOL
+                     : egress.refused ? GITHUB_NOT_ALLOWED
+                                      : GITHUB_NETWORK;
         if (code == CURLE_WRITE_ERROR && d.n + CURL_MAX_WRITE_SIZE > max)
                 snprintf(ret->message, sizeof ret->message, "GET %s: larger than %zu bytes", url, max);
         else if (code != CURLE_OK)
                 snprintf(ret->message, sizeof ret->message, "GET %s: %s", url,
-                         egress.refused ? egress.message : *errbuf ? errbuf : curl_easy_strerror(code));
+                         egress.refused ? egress.message
+                         : *errbuf      ? errbuf
+                                        : curl_easy_strerror(code));
         else
                 snprintf(ret->message, sizeof ret->message, "GET %s: %ld", url, status);
         return -EIO;

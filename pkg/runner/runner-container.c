@@ -19,11 +19,12 @@
 #define OUTPUT_MAX (256u * 1024)
 
 /* What runs in the container (its working directory holds the runner). */
-#define INNER                                                                                             \
-        "if [ \"$RPR_HOW\" = jit ]; then ACTIONS_RUNNER_INPUT_JITCONFIG=$(cat /run/rpr/secret); "          \
-        "export ACTIONS_RUNNER_INPUT_JITCONFIG; else eph=; [ \"$RPR_EPHEMERAL\" = true ] && eph=--ephemeral; " \
-        "ACTIONS_RUNNER_INPUT_TOKEN=$(cat /run/rpr/secret) ./config.sh --unattended --url \"$RPR_URL\" "        \
-        "--name \"$RPR_NAME\" --labels \"$RPR_LABELS\" --work _work --replace $eph --disableupdate "           \
+#define INNER                                                                                               \
+        "if [ \"$RPR_HOW\" = jit ]; then ACTIONS_RUNNER_INPUT_JITCONFIG=$(cat /run/rpr/secret); "           \
+        "export ACTIONS_RUNNER_INPUT_JITCONFIG; else eph=; [ \"$RPR_EPHEMERAL\" = true ] && "               \
+        "eph=--ephemeral; "                                                                                 \
+        "ACTIONS_RUNNER_INPUT_TOKEN=$(cat /run/rpr/secret) ./config.sh --unattended --url \"$RPR_URL\" "    \
+        "--name \"$RPR_NAME\" --labels \"$RPR_LABELS\" --work _work --replace $eph --disableupdate "        \
         "--runnergroup \"$RPR_GROUP\" || exit 3; fi; exec ./run.sh"
 
 #define ENGINE_ENV "[ -n \"$RPR_DOCKER_HOST\" ] && export DOCKER_HOST=\"$RPR_DOCKER_HOST\"\n"
@@ -33,8 +34,7 @@ static const char start_script[] =
         "d=$RPR_DIR/$RPR_NAME\n"
         "IFS= read -r secret || [ -n \"$secret\" ] || { echo 'no secret on stdin'; exit 1; }\n"
         "rm -rf \"$d\" && mkdir -p \"$d\" && printf '%s\\n' \"$secret\" >\"$d/.secret\" || exit 1\n"
-        "secret=\n" ENGINE_ENV
-        "\"$RPR_ENGINE\" rm -f \"$RPR_CNAME\" >/dev/null 2>&1\n"
+        "secret=\n" ENGINE_ENV "\"$RPR_ENGINE\" rm -f \"$RPR_CNAME\" >/dev/null 2>&1\n"
         "eval \"set -- $RPR_ARGS\"\n"
         "\"$RPR_ENGINE\" run -d --name \"$RPR_CNAME\" --label \"rpr.runner=$RPR_RUNNER\" "
         "--label \"rpr.instance=$RPR_NAME\" -v \"$d/.secret:/run/rpr/secret:ro\" -w \"$RPR_WORKDIR\" "
@@ -42,19 +42,17 @@ static const char start_script[] =
         "-e ACTIONS_RUNNER_RETURN_VERSION_DEPRECATED_EXIT_CODE=1 \"$@\" \"$RPR_IMAGE\" sh -c '" INNER "'\n";
 
 static const char observe_script[] =
-        ENGINE_ENV
-        "ids=$(\"$RPR_ENGINE\" ps -aq --filter \"label=rpr.runner=$RPR_RUNNER\") || exit 1\n"
-        "[ -n \"$ids\" ] || exit 0\n"
-        "\"$RPR_ENGINE\" inspect -f '{{index .Config.Labels \"rpr.instance\"}} {{.State.Status}} "
-        "{{.State.ExitCode}} {{.State.Pid}} {{.Id}}' $ids\n";
+        ENGINE_ENV "ids=$(\"$RPR_ENGINE\" ps -aq --filter \"label=rpr.runner=$RPR_RUNNER\") || exit 1\n"
+                   "[ -n \"$ids\" ] || exit 0\n"
+                   "\"$RPR_ENGINE\" inspect -f '{{index .Config.Labels \"rpr.instance\"}} {{.State.Status}} "
+                   "{{.State.ExitCode}} {{.State.Pid}} {{.Id}}' $ids\n";
 
-static const char remove_script[] =
-        ENGINE_ENV
-        "\"$RPR_ENGINE\" stop -t 2 \"$RPR_CNAME\" >/dev/null 2>&1\n"
-        "\"$RPR_ENGINE\" rm -f \"$RPR_CNAME\" >/dev/null 2>&1\n"
-        "if \"$RPR_ENGINE\" inspect \"$RPR_CNAME\" >/dev/null 2>&1; then echo \"container $RPR_CNAME is still "
-        "there\"; exit 1; fi\n"
-        "rm -rf \"$RPR_DIR/$RPR_NAME\"\n";
+static const char remove_script[] = ENGINE_ENV "\"$RPR_ENGINE\" stop -t 2 \"$RPR_CNAME\" >/dev/null 2>&1\n"
+                                               "\"$RPR_ENGINE\" rm -f \"$RPR_CNAME\" >/dev/null 2>&1\n"
+                                               "if \"$RPR_ENGINE\" inspect \"$RPR_CNAME\" >/dev/null 2>&1; "
+                                               "then echo \"container $RPR_CNAME is still "
+                                               "there\"; exit 1; fi\n"
+                                               "rm -rf \"$RPR_DIR/$RPR_NAME\"\n";
 
 /* The variables every container command needs. */
 static void engine_env(const RunnerSpec *sp, const char *instance, SshEnv *env) {
@@ -122,8 +120,8 @@ static char *args_text(const json_t *args) {
         return b.data ? buf_steal(&b) : xstrdup("");
 }
 
-int runner_container_start(RunnerController *rc, const RunnerSpec *sp, const SshTarget *t, const RunnerStart *s,
-                           char **ret_id, SshResult *res) {
+int runner_container_start(RunnerController *rc, const RunnerSpec *sp, const SshTarget *t,
+                           const RunnerStart *s, char **ret_id, SshResult *res) {
         const json_t *c = sp->container;
         _cleanup_free_ char *input = xasprintf("%s\n", s->jit ?: s->reg_token);
         _cleanup_free_ char *args = args_text(json_object_get(c, "args"));

@@ -15,7 +15,8 @@
 #include "runner/runner-private.h"
 
 static GithubRepoRef ref_of(const Pass *p) {
-        return (GithubRepoRef){p->scope.api_url, p->scope.owner, p->scope.repo_name, p->scope.secret.data, NULL};
+        return (GithubRepoRef){p->scope.api_url, p->scope.owner, p->scope.repo_name, p->scope.secret.data,
+                               NULL};
 }
 
 void runner_instance_set_state(json_t *inst, const char *state, const char *message) {
@@ -73,12 +74,13 @@ static int register_jit(Pass *p, json_t *inst, char **ret_jit) {
 
         if (!p->sp->ephemeral || json_is_true(json_object_get(p->st, "jitRefused")))
                 return 0;
-        if (!p->group_id && github_runner_group_id(p->rc->github, &ref, p->sp->group, &p->group_id, &res) < 0) {
+        if (!p->group_id &&
+            github_runner_group_id(p->rc->github, &ref, p->sp->group, &p->group_id, &res) < 0) {
                 pass_problem(p, github_error_reason(res.error), "%s", res.message);
                 return -EIO;
         }
-        if (github_runner_jitconfig(p->rc->github, &ref, json_str_at(inst, "name"), p->sp->labels, p->group_id, &id,
-                                    ret_jit, &res) >= 0) {
+        if (github_runner_jitconfig(p->rc->github, &ref, json_str_at(inst, "name"), p->sp->labels,
+                                    p->group_id, &id, ret_jit, &res) >= 0) {
                 json_object_set_new(inst, "id", json_integer(id));
                 return 1;
         }
@@ -102,8 +104,8 @@ static void start_failed(Pass *p, json_t *inst, const char *reason, const char *
         json_set_time(inst, "retryAt", p->now + runner_backoff(failures));
         json_object_set_new(inst, "reason", json_string(reason));
         runner_instance_set_state(inst, "failed", why);
-        pass_problem(p, reason, "runner %s on server %s: %s", json_str_at(inst, "name"), json_str_at(inst, "server"),
-                     why);
+        pass_problem(p, reason, "runner %s on server %s: %s", json_str_at(inst, "name"),
+                     json_str_at(inst, "server"), why);
 }
 
 void runner_instance_create(Pass *p, json_t *inst) {

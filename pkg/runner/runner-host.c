@@ -51,8 +51,8 @@ static int keep_output(void *userdata, SshStream stream, const char *data, size_
         return buf_append(b, data, n) < 0 ? -ENOMEM : 0;
 }
 
-int runner_host_run(RunnerController *rc, const SshTarget *t, const char *script, SshEnv *env, const void *input,
-                    size_t input_len, Buf *out, SshResult *res) {
+int runner_host_run(RunnerController *rc, const SshTarget *t, const char *script, SshEnv *env,
+                    const void *input, size_t input_len, Buf *out, SshResult *res) {
         if (t->transport == SSH_TRANSPORT_LOCAL)
                 ssh_env_add(env, "RPR_PID_DIR", rc->proc_dir);
         Output o = {.out = out, .err = {.max = OUTPUT_MAX}};
@@ -67,8 +67,8 @@ int runner_host_run(RunnerController *rc, const SshTarget *t, const char *script
         ssh_env_clear(env);
         if (k >= 0 && res->exit_code != 0) {
                 _cleanup_free_ char *text = text_flat_dup(o.err.len ? o.err.data : out->data ?: "", 300);
-                snprintf(res->message, sizeof res->message, "exit %d on %s: %s", res->exit_code, t->host ?: "local",
-                         text);
+                snprintf(res->message, sizeof res->message, "exit %d on %s: %s", res->exit_code,
+                         t->host ?: "local", text);
                 k = -EIO;
         }
         buf_free(&o.err);
@@ -93,7 +93,8 @@ static const char observe_script[] =
         "    if [ \"${22}\" = \"$st\" ]; then\n"
         "      cpu=0; mem=0\n"
         "      for p in /proc/[0-9]*; do l=; read -r l 2>/dev/null <$p/stat || continue; set -- $l\n"
-        "        [ \"$5\" = \"$pid\" ] || continue; cpu=$((cpu + ${14} + ${15})); mem=$((mem + ${24})); done\n"
+        "        [ \"$5\" = \"$pid\" ] || continue; cpu=$((cpu + ${14} + ${15})); mem=$((mem + ${24})); "
+        "done\n"
         "      echo \"rpr-runner $n running $pid $cpu $mem\"; continue\n"
         "    fi\n"
         "  fi\n"
@@ -112,7 +113,8 @@ static void observe_line(json_t *seen, const char *line) {
         json_t *o = json_object();
         json_object_set_new(o, "state", json_string(what));
         if (STREQ(what, "dead") && n >= 5)
-                log_debug("runner instance %s: pid file says %lld started at %lld, /proc says %lld", name, a, b, c);
+                log_debug("runner instance %s: pid file says %lld started at %lld, /proc says %lld", name, a,
+                          b, c);
         if (STREQ(what, "exited") && n >= 3)
                 json_object_set_new(o, "exitCode", json_integer(a));
         if (STREQ(what, "running") && n >= 5) {
@@ -138,7 +140,8 @@ json_t *runner_observed_parse(const char *text) {
 
 int runner_host_observe(RunnerController *rc, const RunnerSpec *sp, const SshTarget *t, json_t **ret,
                         SshResult *res) {
-        _cleanup_free_ char *dir = runner_dir(sp), *prefix = xasprintf("rpr-runner.%s.%s.", sp->ns, sp->name);
+        _cleanup_free_ char *dir = runner_dir(sp),
+                            *prefix = xasprintf("rpr-runner.%s.%s.", sp->ns, sp->name);
         Buf out = {.max = OUTPUT_MAX};
         SshEnv env = {0};
         int k;
@@ -159,16 +162,18 @@ int runner_host_observe(RunnerController *rc, const RunnerSpec *sp, const SshTar
 
 /* ---- installing --------------------------------------------------------------- */
 
-static const char install_script[] =
-        "r=$RPR_INSTALL/.releases; f=$r/$RPR_SHA.tar.gz\n"
-        "if [ -f \"$f\" ]; then cat >/dev/null; echo present; exit 0; fi\n"
-        "mkdir -p \"$r\" || exit 1\n"
-        "cat >\"$f.part\" || exit 1\n"
-        "if command -v sha256sum >/dev/null; then s=$(sha256sum <\"$f.part\"); else s=$(busybox sha256sum <\"$f.part\"); fi\n"
-        "[ \"${s%% *}\" = \"$RPR_SHA\" ] || { rm -f \"$f.part\"; echo \"the copy's sha256 is ${s%% *}\"; exit 1; }\n"
-        "mv \"$f.part\" \"$f\"\n";
+static const char install_script[] = "r=$RPR_INSTALL/.releases; f=$r/$RPR_SHA.tar.gz\n"
+                                     "if [ -f \"$f\" ]; then cat >/dev/null; echo present; exit 0; fi\n"
+                                     "mkdir -p \"$r\" || exit 1\n"
+                                     "cat >\"$f.part\" || exit 1\n"
+                                     "if command -v sha256sum >/dev/null; then s=$(sha256sum <\"$f.part\"); "
+                                     "else s=$(busybox sha256sum <\"$f.part\"); fi\n"
+                                     "[ \"${s%% *}\" = \"$RPR_SHA\" ] || { rm -f \"$f.part\"; echo \"the "
+                                     "copy's sha256 is ${s%% *}\"; exit 1; }\n"
+                                     "mv \"$f.part\" \"$f\"\n";
 
-static const char present_script[] = "[ -f \"$RPR_INSTALL/.releases/$RPR_SHA.tar.gz\" ] && echo present; exit 0\n";
+static const char present_script[] =
+        "[ -f \"$RPR_INSTALL/.releases/$RPR_SHA.tar.gz\" ] && echo present; exit 0\n";
 
 int runner_host_install(RunnerController *rc, const RunnerSpec *sp, const SshTarget *t, const char *path,
                         const char *sha256, SshResult *res) {
@@ -190,7 +195,8 @@ int runner_host_install(RunnerController *rc, const RunnerSpec *sp, const SshTar
                 k = -errno ?: -EINVAL;
                 if (fd >= 0)
                         close(fd);
-                snprintf(res->message, sizeof res->message, "cannot read the release %s: %s", path, strerror(-k));
+                snprintf(res->message, sizeof res->message, "cannot read the release %s: %s", path,
+                         strerror(-k));
                 return k;
         }
         void *data = mmap(NULL, (size_t) s.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
@@ -210,19 +216,20 @@ int runner_host_install(RunnerController *rc, const RunnerSpec *sp, const SshTar
 
 /* $1 the instance's directory, $2 its pid file. The session leader records
  * itself as a tracked command's wrapper would, then runs the runner. */
-#define LAUNCHED                                                                              \
-        "d=$1 f=$2; cd \"$d\" || exit 1\n"                                                          \
-        "st=; read -r st </proc/$$/stat; set -- $st; echo \"$$ ${22:-0}\" >\"$f\"\n"                  \
-        "if [ -f .jitconfig ]; then ACTIONS_RUNNER_INPUT_JITCONFIG=$(cat .jitconfig); "             \
-        "export ACTIONS_RUNNER_INPUT_JITCONFIG; fi\n"                                               \
-        "./run.sh >>runner.log 2>&1\n"                                                              \
+#define LAUNCHED                                                                                            \
+        "d=$1 f=$2; cd \"$d\" || exit 1\n"                                                                  \
+        "st=; read -r st </proc/$$/stat; set -- $st; echo \"$$ ${22:-0}\" >\"$f\"\n"                        \
+        "if [ -f .jitconfig ]; then ACTIONS_RUNNER_INPUT_JITCONFIG=$(cat .jitconfig); "                     \
+        "export ACTIONS_RUNNER_INPUT_JITCONFIG; fi\n"                                                       \
+        "./run.sh >>runner.log 2>&1\n"                                                                      \
         "echo $? >.exit\n"
 
 static const char start_script[] =
         "umask 077\n"
         "d=$RPR_DIR/$RPR_NAME; pd=${RPR_PID_DIR:-$HOME/.rpr/run}\n"
         /* As ssh-track.c's wrapper: a home that cannot be written falls back to /tmp. */
-        "mkdir -p \"$pd\" 2>/dev/null; if ! [ -w \"$pd\" ]; then pd=/tmp/rpr-run-$(id -u); mkdir -p -m 700 \"$pd\"; "
+        "mkdir -p \"$pd\" 2>/dev/null; if ! [ -w \"$pd\" ]; then pd=/tmp/rpr-run-$(id -u); mkdir -p -m 700 "
+        "\"$pd\"; "
         "[ -O \"$pd\" ] || { echo \"no directory for the pid file\"; exit 1; }; fi\n"
         "f=$pd/$RPR_TRACK.pid\n"
         "IFS= read -r secret || [ -n \"$secret\" ] || { echo 'no secret on stdin'; exit 1; }\n"
@@ -231,14 +238,16 @@ static const char start_script[] =
         "if [ \"$RPR_HOW\" = jit ]; then printf '%s\\n' \"$secret\" >.jitconfig || exit 1\n"
         "else\n"
         "  eph=; [ \"$RPR_EPHEMERAL\" = true ] && eph=--ephemeral\n"
-        "  ACTIONS_RUNNER_INPUT_TOKEN=$secret ./config.sh --unattended --url \"$RPR_URL\" --name \"$RPR_NAME\" "
+        "  ACTIONS_RUNNER_INPUT_TOKEN=$secret ./config.sh --unattended --url \"$RPR_URL\" --name "
+        "\"$RPR_NAME\" "
         "--labels \"$RPR_LABELS\" --work _work --replace $eph --disableupdate --runnergroup \"$RPR_GROUP\" "
         ">config.log 2>&1 </dev/null || { cat config.log; exit 3; }\n"
         "fi\n"
         "secret=\n"
         "[ \"$(id -u)\" = 0 ] && export RUNNER_ALLOW_RUNASROOT=1\n"
         "export ACTIONS_RUNNER_RETURN_VERSION_DEPRECATED_EXIT_CODE=1\n"
-        "unset RPR_HOW RPR_URL RPR_LABELS RPR_GROUP RPR_EPHEMERAL RPR_SHA RPR_INSTALL RPR_TRACK RPR_PID_DIR\n"
+        "unset RPR_HOW RPR_URL RPR_LABELS RPR_GROUP RPR_EPHEMERAL RPR_SHA RPR_INSTALL RPR_TRACK "
+        "RPR_PID_DIR\n"
         "rm -f \"$f\"\n"
         "s=setsid; command -v setsid >/dev/null || s='busybox setsid'\n"
         "$s /bin/sh -c '" LAUNCHED "' rpr-runner \"$d\" \"$f\" </dev/null >/dev/null 2>&1 &\n"

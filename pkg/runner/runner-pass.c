@@ -14,8 +14,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "runner/runner-private.h"
 #include "resource/resource.h"
+#include "runner/runner-private.h"
 #include "store/store.h"
 
 #define FAST_USEC (2 * USEC_PER_SEC)
@@ -111,7 +111,8 @@ static bool name_is_ours(const RunnerSpec *sp, const char *name) {
 }
 
 static bool is_live(const json_t *inst) {
-        return !json_is_true(json_object_get(inst, "removing")) && !json_is_true(json_object_get(inst, "abandoned"));
+        return !json_is_true(json_object_get(inst, "removing")) &&
+               !json_is_true(json_object_get(inst, "abandoned"));
 }
 
 static bool is_selected(const Pass *p, const char *server) {
@@ -132,8 +133,8 @@ static const char *choose_server(Pass *p) {
                 if (!json_is_object(json_object_get(p->seen, json_string_value(s))))
                         continue;
                 size_t n = 0;
-                json_array_foreach(p->instances, j, inst) if (is_live(inst) &&
-                                                              STREQ(json_str_at(inst, "server") ?: "",
+                json_array_foreach(p->instances, j,
+                                   inst) if (is_live(inst) && STREQ(json_str_at(inst, "server") ?: "",
                                                                     json_string_value(s))) n++;
                 if (n < best_n) {
                         best = json_string_value(s);
@@ -172,7 +173,6 @@ static void observe(Pass *p) {
 
 /* ---- one instance ------------------------------------------------------------------- */
 
-
 /* Deregisters and stops inst: true once both are done. One that GitHub
  * lists as busy is not asked to go (that would be a 422 each round). */
 static bool clean(Pass *p, json_t *inst) {
@@ -204,15 +204,17 @@ static void restart(Pass *p, json_t *inst, bool fresh_name) {
         const char *server = choose_server(p);
 
         if (!server) {
-                pass_problem(p, "ServerUnreachable", "no selected server can be reached to start runners on");
+                pass_problem(p, "ServerUnreachable",
+                             "no selected server can be reached to start runners on");
                 return;
         }
         if (fresh_name || (failures > 0 && failures % RENAME_AFTER == 0)) {
                 _cleanup_free_ char *name = instance_name(p->sp, json_int_at(inst, "slot", 1));
                 json_object_set_new(inst, "name", json_string(name));
         }
-        const char *drop[] = {"id", "pid", "cpuSeconds", "memBytes", "startTime", "retryAt", "cleaned",
-                              "exitCode", "offlineBusySince", "lastHeartbeat", "reason", "containerId"};
+        const char *drop[] = {"id",      "pid",        "cpuSeconds", "memBytes",         "startTime",
+                              "retryAt", "cleaned",    "exitCode",   "offlineBusySince", "lastHeartbeat",
+                              "reason",  "containerId"};
         for (size_t i = 0; i < ELEMENTSOF(drop); i++)
                 json_object_del(inst, drop[i]);
         json_object_set_new(inst, "server", json_string(server));
@@ -230,17 +232,22 @@ static void ended(Pass *p, json_t *inst, int code, const char *why) {
                 json_int_t failures = code == 0 ? 0 : json_int_at(inst, "failures", 0) + 1;
                 uint64_t backoff = code == 0 ? 0 : runner_backoff(failures);
                 _cleanup_free_ char *msg =
-                        why        ? xstrdup(why)
+                        why         ? xstrdup(why)
                         : code == 0 ? xasprintf("finished its job")
-                        : code == 7 ? xasprintf("exit 7: this runner version is deprecated; a newer release is "
-                                                "installed next (with version: latest)")
-                        : code < 0  ? xasprintf("its processes are gone (killed, or the host restarted)")
-                                    : xasprintf("exited with code %d", code);
+                        : code == 7
+                                ? xasprintf("exit 7: this runner version is deprecated; a newer release is "
+                                            "installed next (with version: latest)")
+                        : code < 0 ? xasprintf("its processes are gone (killed, or the host restarted)")
+                                   : xasprintf("exited with code %d", code);
                 json_object_set_new(inst, "failures", json_integer(failures));
                 json_set_time(inst, "retryAt", p->now + backoff);
                 if (code >= 0)
                         json_object_set_new(inst, "exitCode", json_integer(code));
-                runner_instance_set_state(inst, code == 0 ? "starting" : code == 7 ? "outdated" : "failed", msg);
+                runner_instance_set_state(inst,
+                                          code == 0   ? "starting"
+                                          : code == 7 ? "outdated"
+                                                      : "failed",
+                                          msg);
                 log_info("runner %s/%s: %s %s", p->sp->ns, p->sp->name, name, msg);
                 p->changed = true;
         }
@@ -248,8 +255,8 @@ static void ended(Pass *p, json_t *inst, int code, const char *why) {
                 p->outdated = true;
                 pass_problem(p, "Outdated", "runner %s: the runner version is deprecated (exit 7)", name);
         } else if (code != 0)
-                pass_problem(p, json_str_at(inst, "reason") ?: "RunnerFailed", "runner %s on server %s: %s", name,
-                             json_str_at(inst, "server"), json_str_at(inst, "message"));
+                pass_problem(p, json_str_at(inst, "reason") ?: "RunnerFailed", "runner %s on server %s: %s",
+                             name, json_str_at(inst, "server"), json_str_at(inst, "message"));
         if (!json_is_true(json_object_get(inst, "cleaned"))) {
                 if (!clean(p, inst))
                         return;
@@ -287,7 +294,8 @@ static void running(Pass *p, json_t *inst, const json_t *h, const json_t *g) {
         if (g && json_is_true(json_object_get(g, "online"))) {
                 json_set_time(inst, "lastHeartbeat", p->now);
                 json_object_del(inst, "offlineBusySince");
-                runner_instance_set_state(inst, json_is_true(json_object_get(g, "busy")) ? "busy" : "idle", NULL);
+                runner_instance_set_state(inst, json_is_true(json_object_get(g, "busy")) ? "busy" : "idle",
+                                          NULL);
                 json_object_set_new(inst, "failures", json_integer(0));
                 return;
         }
@@ -296,8 +304,8 @@ static void running(Pass *p, json_t *inst, const json_t *h, const json_t *g) {
                 json_set_time(inst, "offlineBusySince", since);
                 runner_instance_set_state(inst, "offline", "offline while GitHub says it runs a job");
                 if (p->now - since > OFFLINE_BUSY_USEC) {
-                        log_warning("runner %s/%s: %s offline and busy for over 10 minutes: deleted", p->sp->ns,
-                                    p->sp->name, json_str_at(inst, "name"));
+                        log_warning("runner %s/%s: %s offline and busy for over 10 minutes: deleted",
+                                    p->sp->ns, p->sp->name, json_str_at(inst, "name"));
                         ended(p, inst, -2, "offline and busy at GitHub for over 10 minutes: deleted");
                 }
                 return;
@@ -307,7 +315,8 @@ static void running(Pass *p, json_t *inst, const json_t *h, const json_t *g) {
                 timed_out(p, inst, STREQ(state, "starting") ? "not online at GitHub" : "offline at GitHub");
                 return;
         }
-        runner_instance_set_state(inst, STREQ(state, "idle") || STREQ(state, "busy") ? "offline" : "starting", NULL);
+        runner_instance_set_state(
+                inst, STREQ(state, "idle") || STREQ(state, "busy") ? "offline" : "starting", NULL);
 }
 
 static bool step_unreachable(Pass *p, json_t *inst) {
@@ -344,11 +353,12 @@ static bool step(Pass *p, json_t *inst) {
         if (!json_is_object(seen))
                 return step_unreachable(p, inst);
         json_object_del(inst, "unreachableSince");
-        if (json_is_true(json_object_get(inst, "abandoned")) || json_is_true(json_object_get(inst, "removing"))) {
+        if (json_is_true(json_object_get(inst, "abandoned")) ||
+            json_is_true(json_object_get(inst, "removing"))) {
                 if (!clean(p, inst))
                         return true;
-                log_info("runner %s/%s: %s deregistered and removed from server %s", p->sp->ns, p->sp->name, name,
-                         server);
+                log_info("runner %s/%s: %s deregistered and removed from server %s", p->sp->ns, p->sp->name,
+                         name, server);
                 return false;
         }
         const char *hs = json_str_at(h, "state");
@@ -402,8 +412,9 @@ static void scale_down(Pass *p, json_int_t excess) {
                 if (excess <= 0)
                         break;
                 if (is_live(inst) && victim_rank(inst) < 0) {
-                        runner_instance_set_state((json_t *) inst, "busy",
-                                                  "running a job: it goes once the job is over (scale down)");
+                        runner_instance_set_state(
+                                (json_t *) inst, "busy",
+                                "running a job: it goes once the job is over (scale down)");
                         excess--;
                 }
         }
@@ -424,13 +435,14 @@ static void scale_up(Pass *p, json_int_t missing) {
         for (; missing > 0; missing--) {
                 const char *server = choose_server(p);
                 if (!server) {
-                        pass_problem(p, "ServerUnreachable", "no selected server can be reached to start runners on");
+                        pass_problem(p, "ServerUnreachable",
+                                     "no selected server can be reached to start runners on");
                         return;
                 }
                 json_int_t slot = free_slot(p);
                 _cleanup_free_ char *name = instance_name(p->sp, slot);
-                json_t *inst = json_pack("{s:s, s:I, s:s, s:s}", "name", name, "slot", slot, "server", server,
-                                         "state", "registering");
+                json_t *inst = json_pack("{s:s, s:I, s:s, s:s}", "name", name, "slot", slot, "server",
+                                         server, "state", "registering");
                 json_set_time(inst, "createTime", p->now);
                 json_array_append_new(p->instances, inst);
                 if (pass_save(p) < 0)
@@ -446,7 +458,8 @@ static void scale(Pass *p) {
         size_t i;
 
         json_array_foreach(p->instances, i, inst) {
-                if (is_live(inst) && !is_selected(p, json_str_at(inst, "server")) && victim_rank(inst) >= 0) {
+                if (is_live(inst) && !is_selected(p, json_str_at(inst, "server")) &&
+                    victim_rank(inst) >= 0) {
                         json_object_set_new((json_t *) inst, "removing", json_true());
                         p->changed = true;
                 }
@@ -468,15 +481,17 @@ static void orphans(Pass *p) {
                 bool known = false;
                 if (!name_is_ours(p->sp, name))
                         continue;
-                json_array_foreach(p->instances, j, inst) known |= STREQ(json_str_at(inst, "name") ?: "", name) ||
-                                                                  json_int_at(inst, "id", -1) == json_int_at(g, "id", 0);
+                json_array_foreach(p->instances, j, inst) known |=
+                        STREQ(json_str_at(inst, "name") ?: "", name) ||
+                        json_int_at(inst, "id", -1) == json_int_at(g, "id", 0);
                 known |= json_object_get(p->deleted, name) != NULL;
                 if (known || json_is_true(json_object_get(g, "busy")))
                         continue;
-                _cleanup_json_ json_t *tmp = json_pack("{s:s, s:O}", "name", name, "id", json_object_get(g, "id"));
+                _cleanup_json_ json_t *tmp =
+                        json_pack("{s:s, s:O}", "name", name, "id", json_object_get(g, "id"));
                 if (runner_instance_deregister(p, tmp) >= 0)
-                        log_info("runner %s/%s: orphan registration %s (id %lld) deleted", p->sp->ns, p->sp->name, name,
-                                 (long long) json_int_at(g, "id", 0));
+                        log_info("runner %s/%s: orphan registration %s (id %lld) deleted", p->sp->ns,
+                                 p->sp->name, name, (long long) json_int_at(g, "id", 0));
         }
 }
 
@@ -505,12 +520,13 @@ static void summarize(Pass *p, bool deleting) {
         bool ok = ready == want && !problem;
         if (deleting && json_array_size(p->instances) > 0)
                 msg = xasprintf("deleting: waiting for %zu runners to be deregistered and stopped%s%s",
-                                json_array_size(p->instances), problem ? "; " : "", problem ? p->message : "");
+                                json_array_size(p->instances), problem ? "; " : "",
+                                problem ? p->message : "");
         else if (problem)
                 msg = xstrdup(p->message);
         else
-                msg = xasprintf("%lld of %lld runners online (%lld busy)", (long long) ready, (long long) want,
-                                (long long) busy);
+                msg = xasprintf("%lld of %lld runners online (%lld busy)", (long long) ready,
+                                (long long) want, (long long) busy);
         const char *reason = ok ? "Ready" : deleting ? "Deleting" : problem ? p->reason : "Starting";
         condition_set(p->st, &(Condition){"Ready", ok, reason, msg, p->now});
         if (p->outdated)
@@ -575,7 +591,8 @@ static void pass_clear(Pass *p) {
         free(p->rel_version);
 }
 
-int runner_pass(RunnerController *rc, const json_t *obj, bool deleting, uint64_t *ret_requeue, bool *ret_done) {
+int runner_pass(RunnerController *rc, const json_t *obj, bool deleting, uint64_t *ret_requeue,
+                bool *ret_done) {
         _cleanup_free_ char *error = NULL;
         const char *reason = NULL;
         const json_t *old = json_object_get(obj, "status");
@@ -611,9 +628,9 @@ int runner_pass(RunnerController *rc, const json_t *obj, bool deleting, uint64_t
         summarize(&p, deleting);
         k = pass_save(&p);
         *ret_done = deleting && json_array_size(p.instances) == 0;
-        *ret_requeue = p.retry_at                                     ? p.retry_at - p.now
+        *ret_requeue = p.retry_at                                  ? p.retry_at - p.now
                        : deleting || p.changed || transitional(&p) ? FAST_USEC
-                                                                  : sp.sync_interval_usec;
+                                                                   : sp.sync_interval_usec;
         pass_clear(&p);
         return k;
 }

@@ -66,8 +66,8 @@ int runner_release_get(RunnerController *rc, const RunnerSpec *sp, const RunnerS
 /* Runs script with env (cleared after) on t, input on its stdin; output
  * (both streams, up to 256 KiB) kept in *out. A command that exits
  * non-zero is -EIO with its output in res->message. */
-int runner_host_run(RunnerController *rc, const SshTarget *t, const char *script, SshEnv *env, const void *input,
-                    size_t input_len, Buf *out, SshResult *res);
+int runner_host_run(RunnerController *rc, const SshTarget *t, const char *script, SshEnv *env,
+                    const void *input, size_t input_len, Buf *out, SshResult *res);
 /* The lines an observing script prints, as runner_host_observe() returns them. */
 json_t *runner_observed_parse(const char *text);
 
@@ -111,8 +111,8 @@ int runner_host_remove(RunnerController *rc, const RunnerSpec *sp, const SshTarg
  * (caller frees) is the new container's short id. */
 int runner_container_observe(RunnerController *rc, const RunnerSpec *sp, const SshTarget *t, json_t **ret,
                              SshResult *res);
-int runner_container_start(RunnerController *rc, const RunnerSpec *sp, const SshTarget *t, const RunnerStart *s,
-                           char **ret_id, SshResult *res);
+int runner_container_start(RunnerController *rc, const RunnerSpec *sp, const SshTarget *t,
+                           const RunnerStart *s, char **ret_id, SshResult *res);
 int runner_container_remove(RunnerController *rc, const RunnerSpec *sp, const SshTarget *t, const char *name,
                             SshResult *res);
 
@@ -142,7 +142,7 @@ typedef struct Pass {
         char reason[64]; /* "" while there is none */
         char message[512];
         bool outdated;
-        bool changed;  /* something happened: look again soon */
+        bool changed;      /* something happened: look again soon */
         uint64_t retry_at; /* GitHub could not be asked: not before then */
         uint64_t now;
 } Pass;
@@ -175,10 +175,10 @@ int runner_instance_stop(Pass *p, json_t *inst);
 /* Brings the Runner obj towards its spec (deleting: towards nothing).
  * *ret_requeue when to look again; *ret_done (deleting) when nothing is
  * left. */
-int runner_pass(RunnerController *rc, const json_t *obj, bool deleting, uint64_t *ret_requeue, bool *ret_done);
+int runner_pass(RunnerController *rc, const json_t *obj, bool deleting, uint64_t *ret_requeue,
+                bool *ret_done);
 
 /* GitHub's runners of scope, from the cache when younger than max_age. */
 int runner_list_cached(RunnerController *rc, const RunnerScope *scope, uint64_t max_age_usec, json_t **ret,
                        char *error, size_t size, const char **ret_reason, uint64_t *ret_retry_at);
 void runner_list_forget(RunnerController *rc, const RunnerScope *scope);
-

@@ -71,12 +71,13 @@ static char *html_url(const char *api, const char *owner, const char *name) {
                             : xasprintf("https://github.com/%s", owner);
         if (n > 7 && strncmp(api + n - 7, "/api/v3", 7) == 0)
                 n -= 7;
-        return name ? xasprintf("%.*s/%s/%s", (int) n, api, owner, name) : xasprintf("%.*s/%s", (int) n, api, owner);
+        return name ? xasprintf("%.*s/%s/%s", (int) n, api, owner, name)
+                    : xasprintf("%.*s/%s", (int) n, api, owner);
 }
 
 /* owner, name and apiURL of the Repo spec.repo names. */
-static int scope_from_repo(RunnerController *rc, const RunnerSpec *sp, RunnerScope *s, const char **ret_reason,
-                           char **ret_error) {
+static int scope_from_repo(RunnerController *rc, const RunnerSpec *sp, RunnerScope *s,
+                           const char **ret_reason, char **ret_error) {
         _cleanup_json_ json_t *repo = NULL;
         int k = store_get_json(rc->store, "Repo", sp->ns, sp->repo, &repo);
 
@@ -89,14 +90,15 @@ static int scope_from_repo(RunnerController *rc, const RunnerSpec *sp, RunnerSco
         const char *provider = json_str_at(rs, "provider");
         if (provider && !STREQ(provider, "github")) {
                 *ret_reason = "InvalidSpec";
-                *ret_error = xasprintf("spec.repo: Repo %s is provider %s; runners need a github Repo", sp->repo,
-                                       provider);
+                *ret_error = xasprintf("spec.repo: Repo %s is provider %s; runners need a github Repo",
+                                       sp->repo, provider);
                 return -EINVAL;
         }
         if (json_str_at(rs, "owner") && json_str_at(rs, "name")) {
                 s->owner = xstrdup(json_str_at(rs, "owner"));
                 s->repo_name = xstrdup(json_str_at(rs, "name"));
-        } else if (!json_str_at(rs, "url") || github_parse_url(json_str_at(rs, "url"), &s->owner, &s->repo_name) < 0) {
+        } else if (!json_str_at(rs, "url") ||
+                   github_parse_url(json_str_at(rs, "url"), &s->owner, &s->repo_name) < 0) {
                 *ret_reason = "InvalidSpec";
                 *ret_error = xasprintf("spec.repo: Repo %s names no GitHub repository", sp->repo);
                 return -EINVAL;
@@ -125,8 +127,8 @@ int runner_scope_read(RunnerController *rc, const RunnerSpec *sp, RunnerScope *r
         s.key = xasprintf("%s %s/%s", s.api_url, s.owner, s.repo_name ?: "");
         s.token_ns = sp->ns;
         s.token_name = xstrdup(sp->token_ref ?: "");
-        k = token_secret_read(rc->store, sp->ns, sp->token_ref, types, "spec.tokenRef", &s.secret, ret_reason,
-                              ret_error);
+        k = token_secret_read(rc->store, sp->ns, sp->token_ref, types, "spec.tokenRef", &s.secret,
+                              ret_reason, ret_error);
         if (k < 0) {
                 runner_scope_clear(&s);
                 return k;
@@ -150,8 +152,8 @@ static bool file_sha256_is(const char *path, const char *want) {
 }
 
 /* Where the release comes from: spec.package, else GitHub's downloads. */
-static int release_source(RunnerController *rc, const RunnerSpec *sp, const RunnerScope *scope, char **ret_url,
-                          char **ret_sha, char **ret_error) {
+static int release_source(RunnerController *rc, const RunnerSpec *sp, const RunnerScope *scope,
+                          char **ret_url, char **ret_sha, char **ret_error) {
         const char *url = json_str_at(sp->package, "url"), *sha = json_str_at(sp->package, "sha256");
         GithubResult res;
 
@@ -165,9 +167,10 @@ static int release_source(RunnerController *rc, const RunnerSpec *sp, const Runn
                 return 0;
         }
         if (!STREQ(sp->version, "latest")) {
-                *ret_error = xasprintf("spec.version %s needs spec.package (url and sha256): GitHub's downloads "
-                                       "list offers only the latest release",
-                                       sp->version);
+                *ret_error =
+                        xasprintf("spec.version %s needs spec.package (url and sha256): GitHub's downloads "
+                                  "list offers only the latest release",
+                                  sp->version);
                 return -EINVAL;
         }
         GithubRepoRef ref = {scope->api_url, scope->owner, scope->repo_name, scope->secret.data, NULL};
@@ -194,13 +197,15 @@ static char *version_of(const char *url) {
         return xstrndup(v + 5, end - (v + 5));
 }
 
-static int release_fetch(RunnerController *rc, const char *url, const char *sha, const char *path, char **ret_error) {
+static int release_fetch(RunnerController *rc, const char *url, const char *sha, const char *path,
+                         char **ret_error) {
         _cleanup_free_ char *tmp = xasprintf("%s.part", path);
         GithubResult res;
 
         if (startswith(url, "file://")) {
                 if (!file_sha256_is(url + 7, sha)) {
-                        *ret_error = xasprintf("spec.package.url %s: cannot be read, or its sha256 is not %s", url, sha);
+                        *ret_error = xasprintf(
+                                "spec.package.url %s: cannot be read, or its sha256 is not %s", url, sha);
                         return -EINVAL;
                 }
                 _cleanup_free_ char *data = NULL;
@@ -209,7 +214,8 @@ static int release_fetch(RunnerController *rc, const char *url, const char *sha,
                 if (k >= 0)
                         k = write_file_atomic(path, data, n, 0600);
                 if (k < 0)
-                        *ret_error = xasprintf("cannot keep the runner release in %s: %s", path, strerror(-k));
+                        *ret_error =
+                                xasprintf("cannot keep the runner release in %s: %s", path, strerror(-k));
                 return k;
         }
         if (github_download(rc->github, url, tmp, RELEASE_MAX, &res) < 0) {

@@ -88,7 +88,8 @@ static int finalizer_set(RunnerController *rc, const json_t *obj, bool add) {
                 for (size_t i = 0; i < json_array_size(fin); i++)
                         if (STREQ(json_string_value(json_array_get(fin, i)) ?: "", RUNNER_FINALIZER))
                                 json_array_remove(fin, i--);
-        StoreOp op = {.type = STORE_OP_UPDATE, .object = copy, .expect_revision = store_object_revision(obj)};
+        StoreOp op = {
+                .type = STORE_OP_UPDATE, .object = copy, .expect_revision = store_object_revision(obj)};
         int r = store_commit(rc->store, &op, 1, false, NULL);
         store_ops_clear(&op, 1);
         return r == -ESTALE ? 0 : r; /* changed meanwhile: its event brings us back */

@@ -166,8 +166,8 @@ static void close_pair(int p[2]) {
 
 /* Starts the child with its pipes: out and err are left with the read
  * ends. A tracked child is released once its pid file is written. */
-static int start(const SshCommand *cmd, const char *script, int out[2], int err[2], int *ret_input, pid_t *ret,
-                 SshResult *result) {
+static int start(const SshCommand *cmd, const char *script, int out[2], int err[2], int *ret_input,
+                 pid_t *ret, SshResult *result) {
         int gate[2] = {-1, -1}, ready[2] = {-1, -1};
         const SshTrack *track = cmd->track;
         bool input = !track && cmd->input_len > 0;

@@ -51,8 +51,9 @@ static void test_observed_lines(void **state) {
 
 static void test_spec_defaults(void **state) {
         (void) state;
-        _cleanup_json_ json_t *obj = json_pack("{s:{s:s, s:s}, s:{s:s, s:s}}", "metadata", "name", "ci", "namespace",
-                                               "default", "spec", "repo", "site", "tokenRef", "gh");
+        _cleanup_json_ json_t *obj =
+                json_pack("{s:{s:s, s:s}, s:{s:s, s:s}}", "metadata", "name", "ci", "namespace", "default",
+                          "spec", "repo", "site", "tokenRef", "gh");
         RunnerSpec sp;
 
         runner_spec_read(obj, &sp);
