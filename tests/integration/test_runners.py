@@ -476,3 +476,16 @@ def test_deleting_waits_for_a_busy_runner_and_says_so(rprd, gh, release, hosts, 
         time.sleep(0.2)
     assert rprd.get("/api/v1/namespaces/default/runners/ci").status == 404
     assert gh.runners() == []
+
+
+def test_rprd_restart_keeps_the_runners_it_started(rprd_factory, gh, release, hosts, ssh_keys, workdir):
+    d = rprd_factory()
+    o = start_idle(d, gh, hosts, ssh_keys, workdir, 2)
+    before = sorted((i["name"], i["pid"], i["id"]) for i in instances(o))
+    jits = len(gh.runner_attr("jits"))
+    d.restart()
+    time.sleep(4)  # a few passes of the new rprd
+    o = wait_for(d, lambda o: idle_count(o) == 2, "still 2 idle")
+    assert sorted((i["name"], i["pid"], i["id"]) for i in instances(o)) == before
+    assert len(gh.runner_attr("jits")) == jits, "the restarted rprd registered runners again"
+    assert all(alive(pid) for _, pid, _ in before)
