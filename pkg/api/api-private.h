@@ -58,6 +58,7 @@ struct ApiServer {
         BindingController *bindings;
         RunController *runs;
         PipelineController *pipelines;
+        SyncController *syncs;
         char *run_dir;
         bool anonymous_read;
         char *state_dir;

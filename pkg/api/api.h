@@ -20,6 +20,7 @@ typedef struct Webhook Webhook;
 typedef struct BindingController BindingController;
 typedef struct RunController RunController;
 typedef struct PipelineController PipelineController;
+typedef struct SyncController SyncController;
 typedef struct ApiServer ApiServer;
 
 typedef struct ApiOptions {
@@ -56,6 +57,7 @@ typedef struct ApiOptions {
         BindingController *bindings;
         RunController *runs;
         PipelineController *pipelines;
+        SyncController *syncs; /* for /metrics */
         const char *run_dir; /* Runs' output files (NULL: none are served) */
         /* Reads without a token are allowed (as viewer): the dashboard's
          * read-only view. Writes always need one. */

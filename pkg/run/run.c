@@ -42,7 +42,6 @@ char *run_name(const char *owner, json_int_t n) {
 }
 
 typedef struct Owned {
-        const char *key, *value;
         json_t *runs;
 } Owned;
 
@@ -50,9 +49,8 @@ static void collect_owned(const char *text, size_t len, void *userdata) {
         Owned *o = userdata;
         _cleanup_json_ json_t *obj = json_loadb(text, len, 0, NULL);
         const json_t *st = json_object_get(obj, "status");
-        const char *v = json_str_at(json_object_get(obj, "spec"), o->key);
         const char *name = json_str_at(json_object_get(obj, "metadata"), "name");
-        if (!v || !name || !STREQ(v, o->value))
+        if (!name)
                 return;
         const char *dash = strrchr(name, '-');
         json_array_append_new(o->runs, json_pack("{s:s, s:I, s:s, s:I, s:I}", "name", name, "number",
@@ -68,7 +66,7 @@ static int by_number(const void *a, const void *b) {
 }
 
 json_t *run_list_owned(Store *store, const char *ns, const char *key, const char *value) {
-        Owned o = {key, value, json_array()};
+        Owned o = {json_array()};
         _cleanup_json_ json_t *want = json_pack("{s:s}", key, value);
         Selector *sel = selector_from_labels(want);
 
@@ -86,6 +84,29 @@ json_t *run_list_owned(Store *store, const char *ns, const char *key, const char
                 json_array_append_new(o.runs, v[i]);
         free(v);
         return o.runs;
+}
+
+int run_delete_many(Store *store, const char *run_dir, const char *ns, const json_t *names, StoreOp *extra) {
+        size_t n = json_array_size(names), k = n + (extra ? 1 : 0);
+        _cleanup_free_ StoreOp *ops = xcalloc(k ? k : 1, sizeof *ops);
+        const json_t *v;
+        size_t i;
+
+        if (k == 0)
+                return 0;
+        json_array_foreach(names, i, v) ops[i] = (StoreOp){
+                .type = STORE_OP_DELETE, .kind = "Run", .ns = ns, .name = json_string_value(v)};
+        if (extra)
+                ops[n] = *extra;
+        int r = store_commit(store, ops, k, false, NULL);
+        store_ops_clear(ops, k);
+        if (r < 0)
+                return r;
+        json_array_foreach(names, i, v) {
+                _cleanup_free_ char *path = run_log_path(run_dir, ns, json_string_value(v));
+                (void) unlink(path);
+        }
+        return 0;
 }
 
 char *run_track_id(const char *ns, const char *name) {

@@ -138,6 +138,17 @@ typedef json_t *(*StoreStatusFn)(const json_t *object, void *userdata);
 int store_update_status(Store *s, const char *kind, const char *ns, const char *name, StoreStatusFn next,
                         void *userdata, json_t **ret_object);
 
+/* Finalizers, as controllers use them: a controller adds its own to an
+ * object it must clean up after; deleting the object then only marks it
+ * (deletionTimestamp) until the controller, done, writes it back without
+ * (an UPDATE of store_without_finalizer(), expecting its revision) and it
+ * goes. store_add_finalizer writes against obj's resourceVersion and
+ * returns 0 when another write came first: its event brings the caller
+ * back. */
+bool store_has_finalizer(const json_t *obj, const char *finalizer);
+int store_add_finalizer(Store *s, const json_t *obj, const char *finalizer);
+json_t *store_without_finalizer(const json_t *obj, const char *finalizer); /* a new copy */
+
 /* ---- change feed ------------------------------------------------------- */
 
 typedef enum StoreEventType { STORE_EVENT_ADDED, STORE_EVENT_MODIFIED, STORE_EVENT_DELETED } StoreEventType;

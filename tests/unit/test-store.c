@@ -179,6 +179,29 @@ static void test_results_are_the_stored_text(void **state) {
         json_decref(a);
 }
 
+/* managedBy is kept by a write that does not name it (a person's apply),
+ * set by one that does (a Sync) and cleared by JSON null (a Sync letting
+ * the object go). */
+static void test_managed_by_kept_set_and_cleared(void **state) {
+        Fixture *f = *state;
+        json_t *a = server("web-1", "h1", "web"), *obj;
+
+        json_object_set_new(json_object_get(a, "metadata"), "managedBy", json_string("sync/fleet"));
+        apply_ok(f->store, a);
+        json_object_del(json_object_get(a, "metadata"), "managedBy");
+        assert_int_equal(apply_ok(f->store, a), STORE_UNCHANGED);
+        obj = get(f->store, "web-1");
+        assert_string_equal(meta_s(obj, "managedBy"), "sync/fleet");
+        json_decref(obj);
+
+        json_object_set_new(json_object_get(a, "metadata"), "managedBy", json_null());
+        assert_int_equal(apply_ok(f->store, a), STORE_CONFIGURED);
+        obj = get(f->store, "web-1");
+        assert_null(json_object_get(json_object_get(obj, "metadata"), "managedBy"));
+        json_decref(obj);
+        json_decref(a);
+}
+
 static void test_generation_bumps_only_on_spec_change(void **state) {
         Fixture *f = *state;
         json_t *a = server("web-1", "h1", "web"), *relabeled = server("web-1", "h1", "db"),
@@ -1008,6 +1031,7 @@ int main(void) {
                 T(test_apply_creates_configures_and_leaves_unchanged),
                 T(test_results_are_the_stored_text),
                 T(test_generation_bumps_only_on_spec_change),
+                T(test_managed_by_kept_set_and_cleared),
                 T(test_status_does_not_bump_generation_and_survives_apply),
                 T(test_expect_revision_mismatch_is_estale),
                 T(test_delete_with_finalizers_marks_then_update_removes),
