@@ -467,7 +467,7 @@ static void scale(Pass *p) {
         }
         if (live > want)
                 scale_down(p, live - want);
-        else if (live < want && p->scope_ok && p->gh)
+        else if (live < want && p->scope_ok && p->gh && !p->invalid)
                 scale_up(p, want - live);
 }
 
@@ -611,6 +611,11 @@ int runner_pass(RunnerController *rc, const json_t *obj, bool deleting, uint64_t
         p.installed = json_object();
         p.deleted = json_object();
         servers_selected(&p);
+        const char *bad = runner_spec_problem(&sp);
+        if (bad) {
+                p.invalid = true;
+                pass_problem(&p, "InvalidSpec", "%s", bad);
+        }
         p.scope_ok = runner_scope_read(rc, &sp, &p.scope, &reason, &error) >= 0;
         if (!p.scope_ok)
                 pass_problem(&p, reason, "%s", error);

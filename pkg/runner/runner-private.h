@@ -38,6 +38,8 @@ typedef struct RunnerSpec {
 } RunnerSpec;
 
 void runner_spec_read(const json_t *obj, RunnerSpec *ret);
+/* What in sp keeps runners from being started (static text), or NULL. */
+const char *runner_spec_problem(const RunnerSpec *sp);
 
 /* The GitHub side: the scope, its token, what config.sh --url says. */
 typedef struct RunnerScope {
@@ -144,6 +146,7 @@ typedef struct Pass {
         bool outdated;
         bool changed;      /* something happened: look again soon */
         uint64_t retry_at; /* GitHub could not be asked: not before then */
+        bool invalid;      /* the spec cannot start runners (no new ones) */
         uint64_t now;
 } Pass;
 

@@ -47,6 +47,15 @@ void runner_spec_read(const json_t *obj, RunnerSpec *ret) {
         };
 }
 
+const char *runner_spec_problem(const RunnerSpec *sp) {
+        if (STREQ(sp->mode, "container") && !json_str_at(sp->container, "image"))
+                return "spec.container.image is required with mode: container";
+        if (!STREQ(sp->version, "latest") && !json_str_at(sp->package, "url"))
+                return "spec.version other than latest needs spec.package (url and sha256): GitHub's downloads list "
+                       "offers only the latest release";
+        return NULL;
+}
+
 void runner_scope_clear(RunnerScope *s) {
         free(s->api_url);
         free(s->owner);

@@ -489,3 +489,11 @@ def test_rprd_restart_keeps_the_runners_it_started(rprd_factory, gh, release, ho
     assert sorted((i["name"], i["pid"], i["id"]) for i in instances(o)) == before
     assert len(gh.runner_attr("jits")) == jits, "the restarted rprd registered runners again"
     assert all(alive(pid) for _, pid, _ in before)
+
+
+def test_container_mode_without_image_is_invalid_spec(rprd, gh, release, hosts, ssh_keys, workdir):
+    apply_all(rprd, gh, hosts, ssh_keys, workdir, replicas=1, mode="container", container={"engine": "docker"})
+    o = wait_for(rprd, lambda o: ready_condition(o).get("reason") == "InvalidSpec", "InvalidSpec")
+    assert "spec.container.image" in ready_condition(o)["message"], ready_condition(o)
+    time.sleep(2)
+    assert gh.runners() == [] and not instances(runner_obj(rprd))
