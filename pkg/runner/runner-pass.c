@@ -212,9 +212,9 @@ static void restart(Pass *p, json_t *inst, bool fresh_name) {
                 _cleanup_free_ char *name = instance_name(p->sp, json_int_at(inst, "slot", 1));
                 json_object_set_new(inst, "name", json_string(name));
         }
-        const char *drop[] = {"id",      "pid",        "cpuSeconds", "memBytes",         "startTime",
-                              "retryAt", "cleaned",    "exitCode",   "offlineBusySince", "lastHeartbeat",
-                              "reason",  "containerId"};
+        const char *drop[] = {"id",         "pid",     "cpuSeconds", "memBytes",         "startTime",
+                              "retryAt",    "cleaned", "exitCode",   "offlineBusySince", "lastHeartbeat",
+                              "lastOnline", "reason",  "containerId"};
         for (size_t i = 0; i < ELEMENTSOF(drop); i++)
                 json_object_del(inst, drop[i]);
         json_object_set_new(inst, "server", json_string(server));
@@ -289,10 +289,12 @@ static void running(Pass *p, json_t *inst, const json_t *h, const json_t *g) {
         json_object_set(inst, "cpuSeconds", json_object_get(h, "cpuSeconds"));
         json_object_set(inst, "memBytes", json_object_get(h, "memBytes"));
         json_object_set(inst, "containerId", json_object_get(h, "containerId"));
+        /* The host says it runs; lastOnline is GitHub's word alone. */
+        json_set_time(inst, "lastHeartbeat", p->now);
         if (!p->gh)
                 return; /* GitHub could not be asked: as it was */
         if (g && json_is_true(json_object_get(g, "online"))) {
-                json_set_time(inst, "lastHeartbeat", p->now);
+                json_set_time(inst, "lastOnline", p->now);
                 json_object_del(inst, "offlineBusySince");
                 runner_instance_set_state(inst, json_is_true(json_object_get(g, "busy")) ? "busy" : "idle",
                                           NULL);
@@ -310,7 +312,7 @@ static void running(Pass *p, json_t *inst, const json_t *h, const json_t *g) {
                 }
                 return;
         }
-        uint64_t since = json_time_at(inst, "lastHeartbeat") ?: json_time_at(inst, "startTime") ?: p->now;
+        uint64_t since = json_time_at(inst, "lastOnline") ?: json_time_at(inst, "startTime") ?: p->now;
         if (p->now - since > p->sp->registration_timeout_usec) {
                 timed_out(p, inst, STREQ(state, "starting") ? "not online at GitHub" : "offline at GitHub");
                 return;
