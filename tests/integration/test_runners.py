@@ -497,3 +497,20 @@ def test_container_mode_without_image_is_invalid_spec(rprd, gh, release, hosts, 
     assert "spec.container.image" in ready_condition(o)["message"], ready_condition(o)
     time.sleep(2)
     assert gh.runners() == [] and not instances(runner_obj(rprd))
+
+
+def test_org_runner_registers_in_the_default_group(rprd, gh, release, hosts, ssh_keys, workdir):
+    objs = objects(gh, hosts, workdir, replicas=1)
+    for o in objs:
+        if o["kind"] == "Server":
+            o["spec"]["identityFile"] = ssh_keys.client("ed25519")
+        if o["kind"] == "Runner":
+            del o["spec"]["repo"]
+            o["spec"].update({"org": "acme", "apiURL": gh.url})
+    rprd.apply(objs)
+    o = wait_for(rprd, lambda o: idle_count(o) == 1, "an org runner idle")
+    regs = gh.runners()
+    assert [(r["name"], r["scope"]) for r in regs] == [(instances(o)[0]["name"], "org:acme")], regs
+    paths = [r["path"] for r in gh.requests()]
+    assert any(p.startswith("/orgs/acme/actions/runner-groups") for p in paths), paths
+    assert any(p.startswith("/orgs/acme/actions/runners/generate-jitconfig") for p in paths), paths
