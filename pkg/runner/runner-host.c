@@ -77,8 +77,11 @@ int runner_host_run(RunnerController *rc, const SshTarget *t, const char *script
 
 /* ---- observing ------------------------------------------------------------------ */
 
+/* One line per instance directory; then, in one pass over /proc, the CPU
+ * ticks and resident pages of every process in a live runner's group
+ * (rprd adds them up): one scan for all of them, not one each. */
 static const char observe_script[] =
-        "b=$RPR_DIR; pd=${RPR_PID_DIR:-$HOME/.rpr/run}\n"
+        "b=$RPR_DIR; pd=${RPR_PID_DIR:-$HOME/.rpr/run}; pids=\n"
         "[ -d \"$b\" ] || exit 0\n"
         "for d in \"$b\"/*/; do\n"
         "  [ -d \"$d\" ] || continue\n"
@@ -90,18 +93,17 @@ static const char observe_script[] =
         "  [ -f \"$f\" ] && read -r pid st <\"$f\"\n"
         "  if [ -n \"$pid\" ] && [ -r /proc/$pid/stat ]; then\n"
         "    l=; read -r l 2>/dev/null </proc/$pid/stat; set -- $l\n"
-        "    if [ \"${22}\" = \"$st\" ]; then\n"
-        "      cpu=0; mem=0\n"
-        "      for p in /proc/[0-9]*; do l=; read -r l 2>/dev/null <$p/stat || continue; set -- $l\n"
-        "        [ \"$5\" = \"$pid\" ] || continue; cpu=$((cpu + ${14} + ${15})); mem=$((mem + ${24})); "
-        "done\n"
-        "      echo \"rpr-runner $n running $pid $cpu $mem\"; continue\n"
-        "    fi\n"
+        "    if [ \"${22}\" = \"$st\" ]; then echo \"rpr-runner $n running $pid\"; pids=\"$pids $pid \"; "
+        "continue; fi\n"
         "  fi\n"
         "  echo \"rpr-runner $n dead ${pid:-0} ${st:-0} ${22:-0}\"\n"
+        "done\n"
+        "[ -n \"$pids\" ] || exit 0\n"
+        "for p in /proc/[0-9]*; do l=; read -r l 2>/dev/null <$p/stat || continue; set -- $l\n"
+        "  case $pids in *\" $5 \"*) echo \"rpr-proc $5 $((${14} + ${15})) ${24}\";; esac\n"
         "done\n";
 
-/* One "rpr-runner NAME running PID TICKS PAGES" or "... exited CODE" or
+/* One "rpr-runner NAME running PID [TICKS PAGES]", "... exited CODE" or
  * "... dead" line. */
 static void observe_line(json_t *seen, const char *line) {
         char name[128], what[16];
@@ -117,7 +119,7 @@ static void observe_line(json_t *seen, const char *line) {
                           b, c);
         if (STREQ(what, "exited") && n >= 3)
                 json_object_set_new(o, "exitCode", json_integer(a));
-        if (STREQ(what, "running") && n >= 5) {
+        if (STREQ(what, "running") && n >= 3) {
                 json_object_set_new(o, "pid", json_integer(a));
                 json_object_set_new(o, "cpuSeconds", json_real((double) b / CLK_TCK_ASSUMED));
                 json_object_set_new(o, "memBytes", json_integer(c * PAGE_ASSUMED));
@@ -125,15 +127,40 @@ static void observe_line(json_t *seen, const char *line) {
         json_object_set_new(seen, name, o);
 }
 
+/* One "rpr-proc PGID TICKS PAGES" line: added to the instance whose
+ * process group it is. */
+static void proc_line(json_t *seen, const char *line) {
+        long long pgid, ticks, pages;
+        const char *name;
+        json_t *o;
+
+        if (sscanf(line, "rpr-proc %lld %lld %lld", &pgid, &ticks, &pages) != 3)
+                return;
+        json_object_foreach(seen, name, o) {
+                if (json_int_at(o, "pid", 0) != pgid)
+                        continue;
+                double cpu = json_real_value(json_object_get(o, "cpuSeconds"));
+                json_object_set_new(o, "cpuSeconds", json_real(cpu + (double) ticks / CLK_TCK_ASSUMED));
+                json_object_set_new(o, "memBytes",
+                                    json_integer(json_int_at(o, "memBytes", 0) + pages * PAGE_ASSUMED));
+                return;
+        }
+}
+
 json_t *runner_observed_parse(const char *text) {
         json_t *seen = json_object();
-        const char *p = text ?: "";
 
-        while (*p) {
-                size_t n = strcspn(p, "\n");
-                _cleanup_free_ char *line = xstrndup(p, n);
-                observe_line(seen, line);
-                p += n + (p[n] == '\n');
+        for (int round = 0; round < 2; round++) {
+                const char *p = text ?: "";
+                while (*p) {
+                        size_t n = strcspn(p, "\n");
+                        _cleanup_free_ char *line = xstrndup(p, n);
+                        if (round == 0)
+                                observe_line(seen, line);
+                        else
+                                proc_line(seen, line);
+                        p += n + (p[n] == '\n');
+                }
         }
         return seen;
 }

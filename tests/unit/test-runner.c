@@ -28,7 +28,7 @@ static void test_observed_lines(void **state) {
                                                             "rpr-runner ci-2-ghijkl exited 7\n"
                                                             "rpr-runner ci-3-mnopqr dead 5 6 7\n"
                                                             "rpr-runner\n"
-                                                            "rpr-runner ci-4-stuvwx running 1");
+                                                            "rpr-runner ci-4-stuvwx running");
 
         assert_int_equal(json_object_size(seen), 4);
         const json_t *a = json_object_get(seen, "ci-1-abcdef");
@@ -44,6 +44,16 @@ static void test_observed_lines(void **state) {
         const json_t *d = json_object_get(seen, "ci-4-stuvwx");
         assert_string_equal(json_str_at(d, "state"), "running");
         assert_null(json_object_get(d, "pid"));
+
+        /* The /proc pass: each process of a runner's group added to it. */
+        _cleanup_json_ json_t *procs = runner_observed_parse("rpr-runner ci-5-aaaaaa running 77\n"
+                                                             "rpr-proc 77 100 10\n"
+                                                             "rpr-proc 78 999 999\n"
+                                                             "rpr-proc 77 50 5\n");
+        const json_t *e = json_object_get(procs, "ci-5-aaaaaa");
+        assert_int_equal(json_int_at(e, "pid", 0), 77);
+        assert_true(fabs(json_real_value(json_object_get(e, "cpuSeconds")) - 1.5) < 1e-9);
+        assert_int_equal(json_int_at(e, "memBytes", 0), 15 * 4096);
 
         _cleanup_json_ json_t *none = runner_observed_parse(NULL);
         assert_int_equal(json_object_size(none), 0);
