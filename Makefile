@@ -32,13 +32,13 @@ CFLAGS  += -std=c17 -D_GNU_SOURCE -DH2O_USE_LIBUV=0 -pthread -Wall -Wextra -Werr
 	-Wno-missing-field-initializers $(OPTFLAGS) -Ipkg -I$(B)/gen $(PKG_CFLAGS)
 LDFLAGS += -pthread $(OPTFLAGS)
 
-MODULES := base egress yaml resource store auth logfile controller ssh server github gitremote token repo sync run binding command pipeline webhook systemd api client
+MODULES := base egress yaml resource store auth logfile controller ssh server github gitremote token repo sync run runner binding command pipeline webhook systemd api client
 $(foreach m,$(MODULES),$(eval SRC_$(m) := $(wildcard pkg/$(m)/*.c)))
 $(foreach m,$(MODULES),$(eval OBJ_$(m) := $(patsubst %.c,$(B)/%.o,$(SRC_$(m)))))
 OBJ_resource += $(B)/gen/kinds-embed.o
 
 LIB = $(B)/lib$(1).a
-RPRD_LIBS   := $(call LIB,api) $(call LIB,sync) $(call LIB,auth) $(call LIB,webhook) $(call LIB,pipeline) $(call LIB,command) $(call LIB,binding) $(call LIB,run) $(call LIB,repo) $(call LIB,server) $(call LIB,token) $(call LIB,github) $(call LIB,gitremote) $(call LIB,controller) $(call LIB,ssh) $(call LIB,logfile) $(call LIB,systemd) \
+RPRD_LIBS   := $(call LIB,api) $(call LIB,sync) $(call LIB,auth) $(call LIB,webhook) $(call LIB,pipeline) $(call LIB,command) $(call LIB,binding) $(call LIB,runner) $(call LIB,run) $(call LIB,repo) $(call LIB,server) $(call LIB,token) $(call LIB,github) $(call LIB,gitremote) $(call LIB,controller) $(call LIB,ssh) $(call LIB,logfile) $(call LIB,systemd) \
 	$(call LIB,egress) $(call LIB,store) $(call LIB,resource) $(call LIB,yaml) $(call LIB,base)
 RPRCTL_LIBS := $(call LIB,client) $(call LIB,resource) $(call LIB,yaml) $(call LIB,base)
 TEST_LIBS   := $(RPRD_LIBS) $(call LIB,client)
@@ -197,6 +197,7 @@ bench: all bench-deps
 	tests/bench/deploy.py
 	tests/bench/pipeline.py
 	tests/bench/sync.py
+	tests/bench/runners.py
 
 # The peers fanout.sh compares rpr with.
 bench-deps:

@@ -29,6 +29,8 @@ import time
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from github_fake_runners import Runners
+
 FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "github")
 DOCS = "https://docs.github.com/rest"
 MAX_LOG = 200000
@@ -61,6 +63,7 @@ class State:
 
     def __init__(self):
         self.lock = threading.Lock()
+        self.runners = Runners()
         self.reset()
 
     def reset(self):
@@ -72,6 +75,7 @@ class State:
         self.fail = None       # (status, count)
         self.log = []
         self.not_modified = 0
+        self.runners.reset()
 
     # ---- control ----
 
@@ -173,18 +177,41 @@ class Handler(BaseHTTPRequestHandler):
 
     # ---- control routes ----
 
+    def read_body(self):
+        n = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(n) if n else b""
+
+    def do_DELETE(self):
+        self.body = None
+        with self.state.lock:
+            return self.github(time.time())
+
     def do_POST(self):
+        if self.path.startswith("/_runner/"):
+            return self.runner_side()
         if not self.path.startswith("/_fake/"):
-            return self.send(404, _basic_error("Not Found", 404))
+            try:
+                self.body = json.loads(self.read_body() or b"null")
+            except ValueError:
+                return self.send(400, _basic_error("Problems parsing JSON", 400))
+            if self.path.endswith("/generate-jitconfig"):
+                with self.state.lock:
+                    delay = self.state.runners.jit_delay
+                    self.state.runners.jit_waiting += 1 if delay else 0
+                time.sleep(delay)
+            with self.state.lock:
+                return self.github(time.time())
         try:
-            n = int(self.headers.get("Content-Length") or 0)
-            body = json.loads(self.rfile.read(n) or b"{}") if n else {}
+            raw = self.read_body()
+            body = json.loads(raw or b"{}") if raw else {}
             if not isinstance(body, dict):
                 raise ValueError("the body must be a JSON object")
             what = self.path[len("/_fake/"):]
             s = self.state
             with s.lock:
-                if what == "reset":
+                if s.runners.control(what, body):
+                    pass
+                elif what == "reset":
                     s.reset()
                 elif what == "repos":
                     s.add_repo(body["owner"], body["name"], body.get("private", False),
@@ -220,6 +247,14 @@ class Handler(BaseHTTPRequestHandler):
         if self.path == "/_fake/requests":
             with self.state.lock:
                 return self.send(200, self.state.requests())
+        if self.path == "/_fake/runners":
+            with self.state.lock:
+                rs = self.state.runners
+                return self.send(200, {"runners": rs.view(), "jobs": rs.jobs, "deleted": list(rs.gone),
+                                       "jit_waiting": rs.jit_waiting, "jits": list(rs.jits)})
+        if self.path.startswith("/_runner/"):
+            return self.runner_side()
+        self.body = None
         started = time.time()
         with self.state.lock:
             status = self.github(started)
@@ -283,7 +318,7 @@ class Handler(BaseHTTPRequestHandler):
         status, body = self.route(token)
         data = json.dumps(body, indent=2).encode() if body is not None else b""
         etag = _etag(data)
-        if status == 200 and self.headers.get("If-None-Match") == etag:
+        if status == 200 and self.command == "GET" and self.headers.get("If-None-Match") == etag:
             # GitHub does not count a 304 against the rate limit.
             headers.update({"X-RateLimit-Remaining": lim["remaining"],
                             "X-RateLimit-Used": lim["limit"] - lim["remaining"], "ETag": etag})
@@ -296,15 +331,35 @@ class Handler(BaseHTTPRequestHandler):
             headers.update(getattr(self, "extra_headers", {}))
         return self.send(status, body, headers)
 
+    def runner_side(self):
+        """What the stand-in runner says (form-encoded), answered in plain text."""
+        form = {k: v[0] for k, v in urllib.parse.parse_qs(self.read_body().decode()).items()}
+        with self.state.lock:
+            status, ctype, data = self.state.runners.runner_route(self, self.command, self.path, form)
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
     def route(self, token):
         url = urllib.parse.urlsplit(self.path)
         parts = [urllib.parse.unquote(p) for p in url.path.split("/")[1:]]
         query = urllib.parse.parse_qs(url.query)
+        scopes = self.state.tokens[token]["scopes"] if token in self.state.tokens else None
+        if len(parts) >= 4 and parts[0] == "orgs" and parts[2] == "actions":
+            return self.state.runners.route(self, self.command, "org:" + parts[1], parts[3:], query, scopes,
+                                            self.body)
         if len(parts) < 3 or parts[0] != "repos":
             return 404, _basic_error("Not Found", 404)
         repo = self.state.repos.get("%s/%s" % (parts[1], parts[2]))
         if repo is None or (repo["private"] and not token):
             return 404, _basic_error("Not Found", 404, DOCS + "/repos/repos#get-a-repository")
+        if len(parts) >= 5 and parts[3] == "actions":
+            return self.state.runners.route(self, self.command, "repo:%s/%s" % (parts[1], parts[2]), parts[4:],
+                                            query, scopes, self.body)
+        if self.command != "GET":
+            return 404, _basic_error("Not Found", 404)
         if len(parts) == 3:
             return 200, self.repo_body(repo)
         if parts[3] != "branches":
@@ -421,6 +476,22 @@ class FakeGitHub:
 
     def requests(self):
         return self._call("requests")["requests"]
+
+    def runner_control(self, what, **body):
+        s = self.httpd.state
+        with s.lock:
+            if not s.runners.control(what, body):
+                raise ValueError("unknown runner control " + what)
+
+    def runners(self):
+        s = self.httpd.state
+        with s.lock:
+            return s.runners.view()
+
+    def runner_attr(self, name):
+        s = self.httpd.state
+        with s.lock:
+            return copy.deepcopy(getattr(s.runners, name))
 
 
 def _interrupt(signum, frame):

@@ -202,8 +202,7 @@ function route() {
   return {view, ns: parts.length > 2 ? parts[1] : "default", name: parts.length > 2 ? parts[2] : parts[1]};
 }
 
-const VIEWS = {overview, servers, repos, bindings, commands, runs, tokens, pipelines,
-  runners: simpleList("Runner"), syncs, logs};
+const VIEWS = {overview, servers, repos, bindings, commands, runs, tokens, pipelines, runners, syncs, logs};
 
 /* What has the keyboard focus, to find it again in the new HTML. */
 function focusKey() {
@@ -584,13 +583,40 @@ function startForm(o) {
   });
 }
 
-function simpleList(kind) {
-  return () => {
-    const rows = list(kind).map((o) => [nameCell(o), readyCell(o), esc(o.status?.phase || ""), ago(o.metadata.creationTimestamp)]);
-    return `<h2>${esc(plural(kind)[0].toUpperCase() + plural(kind).slice(1))}</h2>
-      <p class="muted">Their pages come with their own features; this is what the store holds.</p>
-      ${table(plural(kind), ["Name", "Ready", "Phase", "Created"], rows, `No ${plural(kind)}.`)}`;
-  };
+/* ---- runners --------------------------------------------------------------------------------------- */
+
+function bytes(n) {
+  if (n == null) return "";
+  return n >= 1 << 30 ? `${(n / (1 << 30)).toFixed(1)} GiB` : `${(n / (1 << 20)).toFixed(0)} MiB`;
+}
+
+function runners() {
+  const all = list("Runner");
+  const rows = all.map((o) => {
+    const s = o.status || {}, sp = o.spec;
+    return [nameCell(o), esc(sp.repo ? `repo ${sp.repo}` : `org ${sp.org}`),
+      esc(`${s.readyReplicas ?? 0} / ${sp.replicas ?? 1}`), esc(s.busyReplicas ?? 0), esc(sp.mode || "native"),
+      esc(s.version || ""), readyCell(o),
+      btn("scale", o, "Scale", "admin") + btn("delete", o, "Delete", "admin", "danger")];
+  });
+  const insts = all.flatMap((o) => (o.status?.instances || []).map((i) => [
+    `<strong>${esc(i.name)}</strong>`, esc(o.metadata.name), esc(i.server),
+    `<span class="${["idle", "busy"].includes(i.state) ? "ok" : ["starting", "registering"].includes(i.state) ? "warn" : "bad"}" title="${esc(i.message || "")}">${esc(i.state)}</span>`,
+    i.state === "busy" ? "yes" : "no", ago(i.lastHeartbeat),
+    esc(i.cpuSeconds != null ? `${Number(i.cpuSeconds).toFixed(1)} s / ${bytes(i.memBytes)}` : ""),
+    esc(i.containerId ? `container ${i.containerId}` : i.pid ? `pid ${i.pid}` : ""), esc(i.message || "")]));
+  return `<h2>Runners</h2>
+    ${table("Runners", ["Name", "For", "Ready", "Busy", "Mode", "Version", "Ready?", "Actions"], rows, "No runners.")}
+    <h3>Instances</h3>
+    ${table("Runner instances", ["Instance", "Runner", "Server", "State", "Busy", "Heartbeat", "CPU / memory", "Process", "Why"], insts, "No runner instances.")}`;
+}
+
+function scaleForm(o) {
+  openDialog(`Scale runner ${o.metadata.name}`,
+    field("f-replicas", "Replicas", `<input id="f-replicas" type="number" min="0" max="100" value="${esc(o.spec.replicas ?? 1)}">`,
+      "Scaling down never stops a runner with a job: it goes once the job is over."),
+    () => ({apiVersion: "rpr/v1", kind: "Runner", metadata: keepMeta(o),
+      spec: {...o.spec, replicas: Number(val("f-replicas"))}}));
 }
 
 /* ---- syncs ------------------------------------------------------------------------------------------ */
@@ -771,6 +797,8 @@ async function act({act: verb, kind, ns, name}) {
       toast(`${name}: sync asked`);
     } else if (verb === "start") {
       startForm(o);
+    } else if (verb === "scale") {
+      scaleForm(o);
     } else if (verb === "edit") {
       if (kind === "Repo") repoForm(o); else bindingForm(o);
     }

@@ -29,6 +29,7 @@
 #include "run/run.h"
 #include "resource/resource.h"
 #include "server/server.h"
+#include "runner/runner.h"
 #include "ssh/ssh.h"
 #include "store/store.h"
 #include "systemd/systemd.h"
@@ -395,6 +396,7 @@ typedef struct Daemon {
         BindingController *bindings;
         CommandController *commands;
         PipelineController *pipelines;
+        RunnerController *runners;
         Webhook *webhook;
         char *run_dir;
 } Daemon;
@@ -437,6 +439,10 @@ static int controllers_setup(const Options *o, Daemon *d) {
                                &d->runs);
         if (r < 0)
                 return r;
+        RunnerOptions rno = {d->store, d->controller, d->tokens, d->github, d->servers, d->ssh, o->state_dir, d->activity};
+        r = runner_controller_new(&rno, &d->runners);
+        if (r < 0)
+                return r;
         BindingOptions bo = {d->store, d->controller, d->repos, d->servers, d->runs, d->run_dir, d->activity};
         r = binding_controller_new(&bo, &d->bindings);
         if (r < 0)
@@ -477,6 +483,7 @@ static void daemon_free(Daemon *d) {
         controller_free(d->controller);
         binding_controller_free(d->bindings);
         command_controller_free(d->commands);
+        runner_controller_free(d->runners);
         pipeline_controller_free(d->pipelines);
         run_controller_free(d->runs);
         free(d->run_dir);

@@ -105,6 +105,33 @@ static void metrics_runs(ApiServer *a, Buf *b) {
                            run_controller_running(a->runs));
 }
 
+/* Runner instances by state, summed over the stored Runners' status. */
+static const char *const runner_states[] = {"starting", "idle", "busy", "offline", "outdated", "failed"};
+
+static void count_runner_states(const char *text, size_t len, void *userdata) {
+        size_t *n = userdata;
+        _cleanup_json_ json_t *o = json_loadb(text, len, 0, NULL);
+        const json_t *inst;
+        size_t i;
+
+        json_array_foreach(json_object_get(json_object_get(o, "status"), "instances"), i, inst) {
+                const char *s = json_str_at(inst, "state") ?: "";
+                for (size_t k = 0; k < ELEMENTSOF(runner_states); k++)
+                        if (STREQ(s, runner_states[k]) || (k == 0 && STREQ(s, "registering")))
+                                n[k]++;
+        }
+}
+
+static void metrics_runners(ApiServer *a, Buf *b) {
+        size_t n[ELEMENTSOF(runner_states)] = {0};
+
+        (void) store_list(a->store, "Runner", NULL, count_runner_states, n, NULL);
+        buf_puts(b, "# HELP rpr_runner_instances Self-hosted runner instances, by state.\n"
+                    "# TYPE rpr_runner_instances gauge\n");
+        for (size_t i = 0; i < ELEMENTSOF(runner_states); i++)
+                buf_printf(b, "rpr_runner_instances{state=\"%s\"} %zu\n", runner_states[i], n[i]);
+}
+
 static void metrics_syncs(ApiServer *a, Buf *b) {
         SyncStats st;
 
@@ -133,6 +160,7 @@ void api_handle_metrics(ApiCall *c) {
         metrics_store(a, &b);
         metrics_runs(a, &b);
         metrics_syncs(a, &b);
+        metrics_runners(a, &b);
         buf_printf(&b,
                    "# HELP rpr_watchers Open watch streams.\n# TYPE rpr_watchers gauge\nrpr_watchers %zu\n",
                    a->n_watches);

@@ -37,6 +37,10 @@ const char *github_error_reason(GithubError e) {
                 return EGRESS_REASON;
         case GITHUB_PROTOCOL:
                 return "ProtocolError";
+        case GITHUB_FORBIDDEN:
+                return "TokenForbidden";
+        case GITHUB_BUSY:
+                return "RunnerBusy";
         }
         return "Unknown";
 }
@@ -189,8 +193,8 @@ static void set_error(GithubResult *res, GithubError e, const char *fmt, ...) {
 
 /* Turns an answer that is neither 2xx nor 304 into res->error; closes the
  * gate when GitHub said to wait. */
-static void classify(GithubClient *g, const GithubRepoRef *repo, const char *url, const GithubResponse *r,
-                     GithubResult *res) {
+static void classify(GithubClient *g, const GithubRepoRef *repo, const char *method, const char *url,
+                     const GithubResponse *r, GithubResult *res) {
         char msg[256], when[RFC3339_MAX];
         long st = r->status;
 
@@ -202,21 +206,45 @@ static void classify(GithubClient *g, const GithubRepoRef *repo, const char *url
                                                   : now_usec() + RATE_LIMIT_FALLBACK_USEC;
                 github_gate_close(g, repo, until);
                 res->retry_at_usec = until;
-                set_error(res, GITHUB_RATE_LIMITED, "GET %s: %ld %s; waiting until %s", url, st, msg,
+                set_error(res, GITHUB_RATE_LIMITED, "%s %s: %ld %s; waiting until %s", method, url, st, msg,
                           time_format_rfc3339(until, when));
         } else if (st == 401)
-                set_error(res, GITHUB_BAD_CREDENTIALS, "GET %s: 401 %s (%s)", url, msg,
+                set_error(res, GITHUB_BAD_CREDENTIALS, "%s %s: 401 %s (%s)", method, url, msg,
                           repo->token ? "the token of the Repo is not accepted" : "this API wants a token");
         else if (st == 404)
-                set_error(res, GITHUB_NOT_FOUND, "GET %s: 404 %s", url, msg);
+                set_error(res, GITHUB_NOT_FOUND, "%s %s: 404 %s", method, url, msg);
         else if (st >= 500)
-                set_error(res, GITHUB_NETWORK, "GET %s: %ld %s", url, st, *msg ? msg : "server error");
+                set_error(res, GITHUB_NETWORK, "%s %s: %ld %s", method, url, st, *msg ? msg : "server error");
         else
-                set_error(res, GITHUB_PROTOCOL, "GET %s: unexpected %ld %s", url, st, msg);
+                set_error(res, GITHUB_PROTOCOL, "%s %s: unexpected %ld %s", method, url, st, msg);
+}
+
+CURL *github_easy(GithubClient *g, const char *url, char *errbuf) {
+        CURLSH *share = github_share(g);
+        CURL *c = share ? curl_easy_init() : NULL;
+
+        if (!c)
+                return NULL;
+        curl_easy_setopt(c, CURLOPT_URL, url);
+        curl_easy_setopt(c, CURLOPT_USERAGENT, g->user_agent);
+        curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+        curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, (long) (g->connect_timeout_usec / USEC_PER_MSEC));
+        curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 1L);
+        curl_easy_setopt(c, CURLOPT_MAXREDIRS, 5L);
+        curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+        curl_easy_setopt(c, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+        curl_easy_setopt(c, CURLOPT_SHARE, share);
+        curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
+        return c;
 }
 
 int github_request(GithubClient *g, const GithubRepoRef *repo, const char *url, const char *etag,
                    GithubResponse *r, GithubResult *res) {
+        return github_send(g, repo, "GET", url, NULL, etag, r, res);
+}
+
+int github_send(GithubClient *g, const GithubRepoRef *repo, const char *method, const char *url, const char *body,
+                const char *etag, GithubResponse *r, GithubResult *res) {
         char errbuf[CURL_ERROR_SIZE] = "", when[RFC3339_MAX];
         uint64_t until;
         CURLcode code;
@@ -229,23 +257,18 @@ int github_request(GithubClient *g, const GithubRepoRef *repo, const char *url, 
                 return -EIO;
         }
 
-        CURLSH *share = github_share(g);
-        CURL *c = share ? curl_easy_init() : NULL;
+        CURL *c = github_easy(g, url, errbuf);
         if (!c)
                 return -ENOMEM;
         struct curl_slist *h = request_headers(repo, etag);
-        curl_easy_setopt(c, CURLOPT_URL, url);
+        if (body)
+                h = curl_slist_append(h, "Content-Type: application/json");
+        if (STREQ(method, "POST"))
+                curl_easy_setopt(c, CURLOPT_POSTFIELDS, body ?: "");
+        else if (!STREQ(method, "GET"))
+                curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
         curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
-        curl_easy_setopt(c, CURLOPT_USERAGENT, g->user_agent);
-        curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-        curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, (long) (g->connect_timeout_usec / USEC_PER_MSEC));
         curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long) (g->timeout_usec / USEC_PER_MSEC));
-        curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 1L);
-        curl_easy_setopt(c, CURLOPT_MAXREDIRS, 5L);
-        curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
-        curl_easy_setopt(c, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
-        curl_easy_setopt(c, CURLOPT_SHARE, share);
-        curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
         curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
         curl_easy_setopt(c, CURLOPT_HEADERDATA, r);
         curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
@@ -264,11 +287,11 @@ int github_request(GithubClient *g, const GithubRepoRef *repo, const char *url, 
         if (r->token_expires_usec)
                 res->token_expires_usec = r->token_expires_usec;
         if (code != CURLE_OK && egress.refused) {
-                set_error(res, GITHUB_NOT_ALLOWED, "GET %s: %s", url, egress.message);
+                set_error(res, GITHUB_NOT_ALLOWED, "%s %s: %s", method, url, egress.message);
                 return -EIO;
         }
         if (code != CURLE_OK) {
-                set_error(res, GITHUB_NETWORK, "GET %s: %s", url, *errbuf ? errbuf : curl_easy_strerror(code));
+                set_error(res, GITHUB_NETWORK, "%s %s: %s", method, url, *errbuf ? errbuf : curl_easy_strerror(code));
                 return -EIO;
         }
         if (r->status == 304)
@@ -278,6 +301,6 @@ int github_request(GithubClient *g, const GithubRepoRef *repo, const char *url, 
                 github_gate_close(g, repo, r->rate_reset_usec);
         if ((r->status >= 200 && r->status < 300) || r->status == 304)
                 return 0;
-        classify(g, repo, url, r, res);
+        classify(g, repo, method, url, r, res);
         return -EIO;
 }

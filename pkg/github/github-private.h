@@ -41,7 +41,21 @@ typedef struct GithubResponse {
  * request in res. Free r with github_response_clear(). */
 int github_request(GithubClient *g, const GithubRepoRef *repo, const char *url, const char *etag,
                    GithubResponse *r, GithubResult *res);
+/* As github_request, with a method ("POST", "DELETE") and a JSON body (may
+ * be NULL; with one, POST unless method says otherwise). */
+int github_send(GithubClient *g, const GithubRepoRef *repo, const char *method, const char *url, const char *body,
+                const char *etag, GithubResponse *r, GithubResult *res);
 void github_response_clear(GithubResponse *r);
+
+/* The answer's body as JSON (new reference), or NULL with res set to
+ * GITHUB_PROTOCOL naming url. */
+json_t *github_parse_body(const GithubResponse *r, const char *url, GithubResult *res);
+
+/* An easy handle for url with what every request of the client has: the
+ * User-Agent, the connect timeout, redirects over http(s) only, the shared
+ * connections, errbuf (CURL_ERROR_SIZE) for curl's message. NULL when none
+ * can be made. */
+CURL *github_easy(GithubClient *g, const char *url, char *errbuf);
 
 /* The shared connection and DNS cache, made (and curl initialized) at the
  * first call; NULL if it cannot be made. */

@@ -225,7 +225,7 @@ static json_t *commit_from(const json_t *branch) {
         return commit;
 }
 
-static json_t *parse_body(const GithubResponse *r, const char *url, GithubResult *res) {
+json_t *github_parse_body(const GithubResponse *r, const char *url, GithubResult *res) {
         json_error_t err;
         json_t *j = json_loadb(r->body.data ?: "", r->body.len, 0, &err);
 
@@ -291,7 +291,7 @@ int github_branch_head(GithubClient *g, const GithubRepoRef *repo, const char *b
                 github_response_clear(&r);
                 return 0;
         }
-        _cleanup_json_ json_t *body = parse_body(&r, url, ret);
+        _cleanup_json_ json_t *body = github_parse_body(&r, url, ret);
         json_t *commit = body ? commit_from(body) : NULL;
         if (!commit) {
                 if (body) {
@@ -350,7 +350,7 @@ int github_list_branches(GithubClient *g, const GithubRepoRef *repo, json_t **re
                 }
                 if (page == 0)
                         snprintf(first_etag, sizeof first_etag, "%s", r.etag);
-                _cleanup_json_ json_t *body = parse_body(&r, u, ret);
+                _cleanup_json_ json_t *body = github_parse_body(&r, u, ret);
                 if (!body || add_names(names, body) < 0) {
                         if (body) {
                                 ret->error = GITHUB_PROTOCOL;
@@ -387,7 +387,7 @@ int github_clone_url(GithubClient *g, const GithubRepoRef *repo, char **ret_url,
                 github_response_clear(&r);
                 return -EIO;
         }
-        _cleanup_json_ json_t *body = parse_body(&r, url, ret);
+        _cleanup_json_ json_t *body = github_parse_body(&r, url, ret);
         github_response_clear(&r);
         const char *clone = json_str_at(body, "clone_url");
         if (!clone) {

@@ -45,11 +45,13 @@ typedef enum GithubError {
         GITHUB_NETWORK,         /* DNS, connect, TLS, timeout, 5xx */
         GITHUB_PROTOCOL,        /* an answer we cannot read (bad JSON, missing fields, other status) */
         GITHUB_NOT_ALLOWED,     /* the address is refused by --allow-networks; nothing was sent */
+        GITHUB_FORBIDDEN,       /* runner endpoints: 403, the token may not administer runners */
+        GITHUB_BUSY,            /* runner delete: 422, the runner is still running a job */
 } GithubError;
 
 /* The condition reason for a failure: "BadCredentials", "NotFound",
  * "BranchNotFound", "RateLimited", "NetworkError", "ProtocolError",
- * "NetworkNotAllowed"; "OK". */
+ * "NetworkNotAllowed", "TokenForbidden", "RunnerBusy"; "OK". */
 const char *github_error_reason(GithubError e);
 
 typedef struct GithubResult {
@@ -92,3 +94,55 @@ void github_forget(GithubClient *g, const char *cache_key);
 /* "https://github.com/OWNER/NAME[.git][/]" -> owner and name (caller
  * frees). Any host is accepted (GitHub Enterprise). -EINVAL otherwise. */
 int github_parse_url(const char *url, char **ret_owner, char **ret_name);
+
+/* ---- self-hosted runners (github-runners.c) ----------------------------------
+ *
+ * The scope is a GithubRepoRef: a repository (owner and name), or an
+ * organisation when name is NULL (owner is the organisation). A 403 that is
+ * not a rate limit is GITHUB_FORBIDDEN with a message saying which rights
+ * the token lacks. Returns 0, or -EIO with ret->error and ret->message. */
+
+/* One runner as GitHub lists it. */
+typedef struct GithubRunner {
+        json_int_t id;
+        char *name;
+        bool online; /* status "online" */
+        bool busy;
+} GithubRunner;
+
+/* A JIT configuration for a new runner: POST .../actions/runners/generate-jitconfig
+ * with name, labels (array of strings, may be NULL), runner_group_id and
+ * work_folder "_work". *ret_id the new runner's id, *ret_jit (caller
+ * frees, a secret: wipe it) encoded_jit_config. GitHub Enterprise servers
+ * that do not know the endpoint answer 404: GITHUB_NOT_FOUND. */
+int github_runner_jitconfig(GithubClient *g, const GithubRepoRef *scope, const char *name, const json_t *labels,
+                            json_int_t group_id, json_int_t *ret_id, char **ret_jit, GithubResult *ret);
+/* POST .../actions/runners/registration-token (what is "registration") or
+ * .../remove-token ("remove"): *ret_token caller frees, a secret. */
+int github_runner_token(GithubClient *g, const GithubRepoRef *scope, const char *what, char **ret_token,
+                        GithubResult *ret);
+/* Every runner of the scope: GET .../actions/runners?per_page=100, following
+ * Link rel="next" (at most 50 pages). *ret (caller frees with
+ * github_runners_free) and *ret_n. */
+int github_runner_list(GithubClient *g, const GithubRepoRef *scope, GithubRunner **ret, size_t *ret_n,
+                       GithubResult *res);
+void github_runners_free(GithubRunner *r, size_t n);
+/* GET .../actions/runners/{id}: GITHUB_NOT_FOUND when it is not registered. */
+int github_runner_get(GithubClient *g, const GithubRepoRef *scope, json_int_t id, GithubRunner *ret,
+                      GithubResult *res);
+/* DELETE .../actions/runners/{id}: 0 on 204 and on 404 (already gone);
+ * GITHUB_BUSY on 422 (it is running a job: try again later). */
+int github_runner_delete(GithubClient *g, const GithubRepoRef *scope, json_int_t id, GithubResult *ret);
+/* The runner release for os and arch ("linux", "x64"): GET
+ * .../actions/runners/downloads. *ret_url and *ret_sha256 caller frees
+ * (sha256 may be NULL when GitHub gave none). */
+int github_runner_download(GithubClient *g, const GithubRepoRef *scope, const char *os, const char *arch,
+                           char **ret_url, char **ret_sha256, GithubResult *ret);
+/* The id of the organisation's runner group called name: GET
+ * /orgs/{org}/actions/runner-groups?per_page=100. GITHUB_NOT_FOUND when
+ * there is none. A repository scope has group 1. */
+int github_runner_group_id(GithubClient *g, const GithubRepoRef *scope, const char *name, json_int_t *ret_id,
+                           GithubResult *ret);
+/* Downloads url (a runner release; no token is sent) into path, at most
+ * max bytes; the file is removed on failure. 0, or -EIO with ret set. */
+int github_download(GithubClient *g, const char *url, const char *path, size_t max, GithubResult *ret);

@@ -189,6 +189,23 @@ static void kill_remote(Exec *e) {
         libssh2_channel_free(ch);
 }
 
+/* The command's input, whole, in blocking mode: the scripts that take
+ * input read it before they write anything much, so the window opens. */
+static int send_input(Exec *e) {
+        const char *p = e->cmd->input;
+        size_t left = e->cmd->track ? 0 : e->cmd->input_len;
+
+        libssh2_session_set_timeout(e->s->session, 60000);
+        while (left > 0) {
+                ssize_t n = libssh2_channel_write(e->ch, p, MIN(left, (size_t) 32768));
+                if (n < 0)
+                        return -EIO;
+                p += n;
+                left -= (size_t) n;
+        }
+        return 0;
+}
+
 static int start(Exec *e, const SshTarget *t, SshResult *result) {
         _cleanup_free_ char *script = NULL, *quoted = NULL, *line = NULL;
 
@@ -219,6 +236,9 @@ static int start(Exec *e, const SshTarget *t, SshResult *result) {
         if (libssh2_channel_exec(e->ch, line) != 0)
                 return ssh_fail(result, SSH_FAIL_EXEC, EIO, "%s refused to run the command: %s", t->host,
                                 last_error(e->s));
+        if (!e->gated && send_input(e) < 0)
+                return ssh_fail(result, SSH_FAIL_DISCONNECTED, EIO, "cannot send the command's input to %s: %s",
+                                t->host, last_error(e->s));
         if (!e->gated)
                 libssh2_channel_send_eof(e->ch);
         libssh2_session_set_blocking(e->s->session, 0);

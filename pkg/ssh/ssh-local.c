@@ -146,6 +146,17 @@ static bool pump(int fd, SshStream stream, const SshCommand *cmd, bool *stop) {
         return true;
 }
 
+/* Writes what the pipe takes of the input; false when all is sent (or the
+ * child stopped reading). */
+static bool feed(int fd, const SshCommand *cmd, size_t *sent) {
+        ssize_t n = write(fd, (const char *) cmd->input + *sent, cmd->input_len - *sent);
+
+        if (n < 0)
+                return errno == EINTR || errno == EAGAIN;
+        *sent += (size_t) n;
+        return *sent < cmd->input_len;
+}
+
 static void close_pair(int p[2]) {
         for (int i = 0; i < 2; i++)
                 if (p[i] >= 0)
@@ -155,16 +166,17 @@ static void close_pair(int p[2]) {
 
 /* Starts the child with its pipes: out and err are left with the read
  * ends. A tracked child is released once its pid file is written. */
-static int start(const SshCommand *cmd, const char *script, int out[2], int err[2], pid_t *ret,
-                 SshResult *result) {
+static int start(const SshCommand *cmd, const char *script, int out[2], int err[2], int *ret_input,
+                 pid_t *ret, SshResult *result) {
         int gate[2] = {-1, -1}, ready[2] = {-1, -1};
         const SshTrack *track = cmd->track;
+        bool input = !track && cmd->input_len > 0;
         int k = 0;
 
         if (track && (!ssh_track_id_valid(track->id) || !track->local_dir))
                 return ssh_fail(result, SSH_FAIL_EXEC, EINVAL, "invalid command id for tracking");
         if (pipe2(out, O_CLOEXEC) < 0 || pipe2(err, O_CLOEXEC) < 0 ||
-            (track && (pipe2(gate, O_CLOEXEC) < 0 || pipe2(ready, O_CLOEXEC) < 0)))
+            ((track || input) && pipe2(gate, O_CLOEXEC) < 0) || (track && pipe2(ready, O_CLOEXEC) < 0))
                 k = -errno;
         if (k >= 0) {
                 ChildFds fds = {gate[0], out[1], err[1], ready[1]};
@@ -177,6 +189,10 @@ static int start(const SshCommand *cmd, const char *script, int out[2], int err[
         close(ready[1]);
         if (k >= 0 && track)
                 gate_open(ready[0], gate[1]);
+        if (k >= 0 && input) {
+                *ret_input = gate[1]; /* written while the output is read */
+                gate[1] = -1;
+        }
         close(gate[1]);
         close(ready[0]);
         if (k < 0) {
@@ -196,13 +212,19 @@ int ssh_local_run(const SshCommand *cmd, SshResult *result) {
 
         if (ssh_script_build(cmd, &script) < 0)
                 return ssh_fail(result, SSH_FAIL_EXEC, EINVAL, "invalid environment variable name");
-        int k = start(cmd, script, out, err, &pid, result);
+        int in = -1;
+        int k = start(cmd, script, out, err, &in, &pid, result);
         if (k < 0)
                 return k;
         result->logged_in = true;
 
-        struct pollfd p[3] = {
-                {out[0], POLLIN, 0}, {err[0], POLLIN, 0}, {cmd->cancel ? cmd->cancel->fd : -1, POLLIN, 0}};
+        struct pollfd p[4] = {{out[0], POLLIN, 0},
+                              {err[0], POLLIN, 0},
+                              {cmd->cancel ? cmd->cancel->fd : -1, POLLIN, 0},
+                              {in, POLLOUT, 0}};
+        size_t sent = 0;
+        if (in >= 0)
+                (void) fcntl(in, F_SETFL, O_NONBLOCK);
         while ((p[0].fd >= 0 || p[1].fd >= 0) && !stop) {
                 /* A cancel without an eventfd is only a flag: look at it. */
                 int wait_ms = cmd->cancel && cmd->cancel->fd < 0 ? 1000 : -1;
@@ -215,8 +237,12 @@ int ssh_local_run(const SshCommand *cmd, SshResult *result) {
                         int left = (int) MIN((deadline - now) / 1000 + 1, (uint64_t) INT32_MAX);
                         wait_ms = wait_ms < 0 ? left : MIN(wait_ms, left);
                 }
-                if (poll(p, 3, wait_ms) < 0 && errno != EINTR)
+                if (poll(p, 4, wait_ms) < 0 && errno != EINTR)
                         break;
+                if (p[3].fd >= 0 && p[3].revents && !feed(p[3].fd, cmd, &sent)) {
+                        close(p[3].fd);
+                        p[3].fd = -1;
+                }
                 if (ssh_cancel_fired(cmd->cancel))
                         stop = true;
                 for (int i = 0; i < 2 && !stop; i++)
@@ -226,6 +252,8 @@ int ssh_local_run(const SshCommand *cmd, SshResult *result) {
                                 p[i].fd = -1;
                         }
         }
+        if (p[3].fd >= 0)
+                close(p[3].fd);
         if (stop || timed_out)
                 kill_group(pid);
         for (int i = 0; i < 2; i++)

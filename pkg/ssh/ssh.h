@@ -134,6 +134,12 @@ typedef struct SshCommand {
         void *userdata;
         SshCancel *cancel; /* optional */
         const SshTrack *track; /* optional: record it so that ssh_reap() finds it again */
+        /* Sent on stdin, then its end (untracked commands only: a tracked
+         * command's stdin is its gate). For what must never be on a
+         * command line (a secret) and for files copied to the host; the
+         * script should read it all before it writes much output. */
+        const void *input;
+        size_t input_len;
 } SshCommand;
 
 typedef struct SshResult {

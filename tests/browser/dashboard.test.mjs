@@ -353,6 +353,52 @@ test("an object from a config repo is marked, and editing it warns; the page rec
   await row.getByText("managed").waitFor({timeout: WAIT});
 });
 
+test("the runners page lists instances; an admin scales a runner to 0 and deletes it", async () => {
+  // The fake GitHub (tests/github_fake.py) and the stand-in runner release; the runner on a local Server.
+  const fake = spawn("python3", [path.join(REPO, "tests/github_fake.py"), "--port", "0"], {stdio: ["ignore", "pipe", "ignore"]});
+  try {
+    const fport = await new Promise((resolve) => fake.stdout.once("data", (d) => resolve(String(d).trim())));
+    const gh = `http://127.0.0.1:${fport}`;
+    const post = (p, body) => fetch(gh + p, {method: "POST", body: JSON.stringify(body)});
+    await post("/_fake/repos", {owner: "acme", name: "site"});
+    await post("/_fake/tokens", {token: "ghp_BrowserRunnerToken0123456789abcdef"});
+    const tarball = execFileSync("python3", ["-c",
+      "import sys; sys.path.insert(0, sys.argv[1]); from runner_release import build; print(build(sys.argv[2])[0])",
+      path.join(REPO, "tests/integration"), tmp], {encoding: "utf8"}).trim();
+    await post("/_fake/runner_release", {path: tarball});
+    assert.equal((await api("POST", "/api/v1/apply", [
+      {apiVersion: "rpr/v1", kind: "Token", metadata: {name: "gh"}, spec: {type: "github", value: "ghp_BrowserRunnerToken0123456789abcdef"}},
+      {apiVersion: "rpr/v1", kind: "Repo", metadata: {name: "gh-site"},
+        spec: {provider: "github", owner: "acme", name: "site", apiURL: gh, tokenRef: "gh", interval: "1h"}},
+      {apiVersion: "rpr/v1", kind: "Server", metadata: {name: "rbox"}, spec: {transport: "local"}},
+      {apiVersion: "rpr/v1", kind: "Runner", metadata: {name: "ci"},
+        spec: {repo: "gh-site", tokenRef: "gh", server: "rbox", replicas: 1, installDir: path.join(tmp, "runners"),
+          syncInterval: "1s"}}])).status, 200);
+    await page.goto(base + "/#/runners");
+    await page.getByRole("heading", {name: "Runners"}).waitFor();
+    const inst = page.getByRole("table", {name: "Runner instances"}).getByRole("row").filter({hasText: "rbox"});
+    await inst.getByText("idle").waitFor({timeout: WAIT});
+    assert.match(await inst.innerText(), /pid \d+/);
+    await shoot("runners");
+
+    await page.getByRole("button", {name: "Scale runner ci"}).click();
+    const dialog = page.getByRole("dialog", {name: "Scale runner ci"});
+    await dialog.getByLabel("Replicas").fill("0");
+    await dialog.getByRole("button", {name: "Save"}).click();
+    await page.getByText("No runner instances.").waitFor({timeout: WAIT});
+    assert.equal((await api("GET", "/api/v1/namespaces/default/runners/ci")).json.spec.replicas, 0);
+
+    await page.getByRole("button", {name: "Delete runner ci"}).click();
+    await page.getByRole("table", {name: "Runners"}).getByRole("row").filter({hasText: "gh-site"})
+      .waitFor({state: "detached", timeout: WAIT});
+    assert.equal((await api("GET", "/api/v1/namespaces/default/runners/ci")).status, 404);
+    const left = await (await fetch(gh + "/_fake/runners")).json();
+    assert.deepEqual(left.runners, []);
+  } finally {
+    fake.kill("SIGTERM");
+  }
+});
+
 test("an admin runs a command on servers; the page shows each server's result", async () => {
   assert.equal((await api("POST", "/api/v1/apply", [{apiVersion: "rpr/v1", kind: "Server",
     metadata: {name: "box-1", labels: {site: "north"}}, spec: {transport: "local"}}])).status, 200);

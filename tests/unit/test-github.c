@@ -6,7 +6,10 @@
  * NotFound with the hint; a bad token; a missing branch; a spent rate
  * limit closes the gate (no request until the reset); Retry-After;
  * pagination over three pages; GitHub's token expiry header; a closed port;
- * URL parsing; and that no message ever holds the token. */
+ * URL parsing; and that no message ever holds the token. The runner
+ * endpoints: JIT configuration, registration token, a list past 100 over
+ * Link pages, get, delete (422 while busy, 404 taken as gone), downloads,
+ * an org's runner group, and 403 as TokenForbidden with the rights needed. */
 /* cmocka needs these three first. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -307,6 +310,82 @@ static void test_clone_url_and_closed_port(void **state) {
         assert_clean(&res);
 }
 
+static void test_runner_endpoints(void **state) {
+        Fixture *f = *state;
+        GithubRepoRef r = {f->url, "acme", "site", PAT, NULL};
+        _cleanup_json_ json_t *labels = json_pack("[s]", "gpu");
+        GithubRunner *list = NULL, one = {0};
+        GithubResult res;
+        json_int_t id = 0;
+        char *jit = NULL, *tok = NULL, *url = NULL, *sha = NULL;
+        size_t n = 0;
+
+        assert_int_equal(github_runner_jitconfig(f->g, &r, "ci-1-abcdef", labels, 1, &id, &jit, &res), 0);
+        assert_true(id > 0);
+        assert_true(strlen(jit) > 10);
+        free(jit);
+        /* The same name again: GitHub refuses (409). */
+        assert_int_equal(github_runner_jitconfig(f->g, &r, "ci-1-abcdef", labels, 1, &id, &jit, &res), -EIO);
+        assert_int_equal(res.http_status, 409);
+        assert_int_equal(github_runner_token(f->g, &r, "registration", &tok, &res), 0);
+        assert_true(strlen(tok) > 10);
+        free(tok);
+
+        for (int i = 0; i < 120; i++) {
+                _cleanup_free_ char *b = xasprintf("{\"scope\":\"repo:acme/site\",\"name\":\"other-%d\"}", i);
+                fake(f, "runner_add", b);
+        }
+        assert_int_equal(github_runner_list(f->g, &r, &list, &n, &res), 0);
+        assert_int_equal(n, 121);
+        assert_int_equal(res.requests, 2);
+        assert_string_equal(list[0].name, "ci-1-abcdef");
+        assert_false(list[0].online);
+        github_runners_free(list, n);
+
+        assert_int_equal(github_runner_get(f->g, &r, id, &one, &res), 0);
+        assert_string_equal(one.name, "ci-1-abcdef");
+        free(one.name);
+
+        fake(f, "runner_busy", "{\"name\":\"ci-1-abcdef\"}");
+        assert_int_equal(github_runner_delete(f->g, &r, id, &res), -EIO);
+        assert_int_equal(res.error, GITHUB_BUSY);
+        assert_string_equal(github_error_reason(res.error), "RunnerBusy");
+        fake(f, "runner_busy", "{\"name\":\"ci-1-abcdef\",\"busy\":false}");
+        assert_int_equal(github_runner_delete(f->g, &r, id, &res), 0);
+        assert_int_equal(res.http_status, 204);
+        assert_int_equal(github_runner_delete(f->g, &r, id, &res), 0); /* 404: already gone */
+        assert_int_equal(github_runner_get(f->g, &r, id, &one, &res), -EIO);
+        assert_int_equal(res.error, GITHUB_NOT_FOUND);
+
+        fake(f, "runner_release", "{\"path\":\"tests/github_fake.py\",\"version\":\"2.321.0\"}");
+        assert_int_equal(github_runner_download(f->g, &r, "linux", "x64", &url, &sha, &res), 0);
+        assert_non_null(strstr(url, "actions-runner-linux-x64-2.321.0.tar.gz"));
+        assert_int_equal(strlen(sha), 64);
+        free(url);
+        free(sha);
+
+        GithubRepoRef org = {f->url, "acme", NULL, PAT, NULL};
+        assert_int_equal(github_runner_group_id(f->g, &org, "Default", &id, &res), 0);
+        assert_int_equal(id, 1);
+        assert_int_equal(github_runner_group_id(f->g, &org, "Other", &id, &res), -EIO);
+        assert_int_equal(res.error, GITHUB_NOT_FOUND);
+}
+
+static void test_runner_forbidden(void **state) {
+        Fixture *f = *state;
+        GithubRepoRef r = {f->url, "acme", "site", PAT, NULL};
+        GithubRunner *list = NULL;
+        GithubResult res;
+        size_t n = 0;
+
+        fake(f, "tokens", "{\"token\":\"" PAT "\",\"scopes\":\"read:org\"}");
+        assert_int_equal(github_runner_list(f->g, &r, &list, &n, &res), -EIO);
+        assert_int_equal(res.error, GITHUB_FORBIDDEN);
+        assert_string_equal(github_error_reason(res.error), "TokenForbidden");
+        assert_non_null(strstr(res.message, "Administration: write"));
+        assert_clean(&res);
+}
+
 static void test_parse_url(void **state) {
         char *o = NULL, *n = NULL;
         (void) state;
@@ -341,6 +420,8 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_retry_after, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_pagination_and_token_expiry, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_clone_url_and_closed_port, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_runner_endpoints, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_runner_forbidden, setup, teardown),
                 cmocka_unit_test(test_parse_url),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);

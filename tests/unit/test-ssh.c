@@ -1020,8 +1020,39 @@ static void test_local_transport(void **state) {
         out_free(&o3);
 }
 
+/* A command's input reaches its stdin whole, over ssh and locally, and
+ * never its command line: 300 KiB, more than a pipe or a window holds. */
+static void test_input_on_stdin(void **state) {
+        char kp[128];
+        SshTarget targets[] = {target_for("input", "client_ed25519", kp),
+                               {.id = "local-input", .transport = SSH_TRANSPORT_LOCAL}};
+        size_t n = 300 * 1024;
+        _cleanup_free_ char *data = xmalloc(n);
+        char want[65];
+        (void) state;
+
+        for (size_t i = 0; i < n; i++)
+                data[i] = (char) ('a' + i % 26);
+        sha256_hex(data, n, want);
+        for (size_t i = 0; i < ELEMENTSOF(targets); i++) {
+                Out o = OUT_INIT;
+                SshResult res;
+                SshCommand cmd = {.script = "sha256sum | cut -d' ' -f1",
+                                  .output = collect,
+                                  .userdata = &o,
+                                  .input = data,
+                                  .input_len = n};
+                assert_int_equal(ssh_run(pool, &targets[i], &cmd, &res), 0);
+                assert_int_equal(res.exit_code, 0);
+                _cleanup_free_ char *line = xasprintf("%s\n", want);
+                assert_string_equal(str(&o.out), line);
+                out_free(&o);
+        }
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_input_on_stdin),
                 cmocka_unit_test(test_shell_quote_and_script_build),
                 cmocka_unit_test(test_host_key_parse),
                 cmocka_unit_test(test_ed25519_and_ecdsa_keys_log_in),

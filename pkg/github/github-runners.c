@@ -1,0 +1,331 @@
+/* github-runners: the self-hosted runner endpoints (see github.h), on top
+ * of github_send().
+ *
+ * A scope is a repository (/repos/OWNER/NAME/actions/runners) or an
+ * organisation (/orgs/ORG/actions/runners). The answers that carry a secret
+ * (a JIT configuration, a registration token) are read into memory that is
+ * wiped before it is freed; they never reach a message. */
+#include <curl/curl.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "egress/egress.h"
+#include "github/github-private.h"
+
+#define MAX_PAGES 50
+#define FORBIDDEN_HINT                                                                                      \
+        "the token may not administer self-hosted runners: a classic token needs the repo scope "           \
+        "(admin:org "                                                                                       \
+        "for an organisation), a fine-grained one Administration: write (Self-hosted runners: write for "   \
+        "an "                                                                                               \
+        "organisation)"
+
+/* ".../repos/OWNER/NAME/actions/runners" + tail, or ".../orgs/ORG/...". */
+static char *scope_url(const GithubRepoRef *scope, const char *tail) {
+        const char *api = scope->api_url ?: GITHUB_DEFAULT_API;
+        size_t n = strlen(api);
+        char *url;
+
+        while (n > 0 && api[n - 1] == '/')
+                n--;
+        char *owner = curl_easy_escape(NULL, scope->owner, 0);
+        if (scope->name) {
+                char *name = curl_easy_escape(NULL, scope->name, 0);
+                url = xasprintf("%.*s/repos/%s/%s/actions/%s", (int) n, api, owner, name, tail);
+                curl_free(name);
+        } else
+                url = xasprintf("%.*s/orgs/%s/actions/%s", (int) n, api, owner, tail);
+        curl_free(owner);
+        return url;
+}
+
+/* A 403 that is not a rate limit, and a 422, get their runner meaning. */
+static void runner_error(const char *method, const char *url, GithubResult *res) {
+        if (res->http_status == 403 && res->error != GITHUB_RATE_LIMITED) {
+                res->error = GITHUB_FORBIDDEN;
+                snprintf(res->message, sizeof res->message, "%s %s: 403: %s", method, url, FORBIDDEN_HINT);
+        } else if (res->http_status == 422 && STREQ(method, "DELETE")) {
+                res->error = GITHUB_BUSY;
+                snprintf(res->message, sizeof res->message, "%s %s: 422: the runner is still running a job",
+                         method, url);
+        }
+}
+
+/* One request whose answer is JSON: *ret_body (new reference; NULL for an
+ * empty answer). */
+static int call(GithubClient *g, const GithubRepoRef *scope, const char *method, const char *url,
+                const char *body, json_t **ret_body, GithubResult *res) {
+        GithubResponse r;
+
+        if (github_send(g, scope, method, url, body, NULL, &r, res) < 0) {
+                runner_error(method, url, res);
+                github_response_clear(&r);
+                return -EIO;
+        }
+        size_t len = r.body.len;
+        json_t *j = len ? github_parse_body(&r, url, res) : NULL;
+        if (r.body.data)
+                explicit_bzero(r.body.data, len);
+        github_response_clear(&r);
+        if (len && !j)
+                return -EIO;
+        *ret_body = j;
+        return 0;
+}
+
+static int missing(GithubResult *res, const char *method, const char *url, const char *what) {
+        res->error = GITHUB_PROTOCOL;
+        snprintf(res->message, sizeof res->message, "%s %s: the answer has no %s", method, url, what);
+        return -EIO;
+}
+
+/* Wipes a secret-bearing JSON string before it goes. */
+static void json_wipe_string(json_t *s) {
+        if (json_is_string(s))
+                explicit_bzero((char *) json_string_value(s), json_string_length(s));
+}
+
+int github_runner_jitconfig(GithubClient *g, const GithubRepoRef *scope, const char *name,
+                            const json_t *labels, json_int_t group_id, json_int_t *ret_id, char **ret_jit,
+                            GithubResult *ret) {
+        _cleanup_free_ char *url = scope_url(scope, "runners/generate-jitconfig");
+        _cleanup_json_ json_t *req = json_pack("{s:s, s:I, s:s}", "name", name, "runner_group_id", group_id,
+                                               "work_folder", "_work");
+        _cleanup_json_ json_t *body = NULL;
+
+        *ret = (GithubResult){.rate_remaining = -1};
+        json_object_set_new(req, "labels", labels ? json_deep_copy(labels) : json_array());
+        _cleanup_free_ char *text = json_dumps(req, JSON_COMPACT);
+        if (call(g, scope, "POST", url, text, &body, ret) < 0)
+                return -EIO;
+        json_t *jit = json_object_get(body, "encoded_jit_config");
+        json_int_t id = json_int_at(json_object_get(body, "runner"), "id", 0);
+        if (!json_is_string(jit) || id <= 0) {
+                json_wipe_string(jit);
+                return missing(ret, "POST", url, "runner.id and encoded_jit_config");
+        }
+        *ret_id = id;
+        *ret_jit = xstrdup(json_string_value(jit));
+        json_wipe_string(jit);
+        return 0;
+}
+
+int github_runner_token(GithubClient *g, const GithubRepoRef *scope, const char *what, char **ret_token,
+                        GithubResult *ret) {
+        _cleanup_free_ char *tail = xasprintf("runners/%s-token", what), *url = scope_url(scope, tail);
+        _cleanup_json_ json_t *body = NULL;
+
+        *ret = (GithubResult){.rate_remaining = -1};
+        if (call(g, scope, "POST", url, NULL, &body, ret) < 0)
+                return -EIO;
+        json_t *t = json_object_get(body, "token");
+        if (!json_is_string(t))
+                return missing(ret, "POST", url, "token");
+        *ret_token = xstrdup(json_string_value(t));
+        json_wipe_string(t);
+        return 0;
+}
+
+static void runner_read(const json_t *j, GithubRunner *ret) {
+        *ret = (GithubRunner){
+                .id = json_int_at(j, "id", 0),
+                .name = xstrdup(json_str_at(j, "name") ?: ""),
+                .online = STREQ(json_str_at(j, "status") ?: "", "online"),
+                .busy = json_is_true(json_object_get(j, "busy")),
+        };
+}
+
+void github_runners_free(GithubRunner *r, size_t n) {
+        for (size_t i = 0; i < n; i++)
+                free(r[i].name);
+        free(r);
+}
+
+/* Appends one page's runners. */
+static int add_page(const json_t *body, GithubRunner **list, size_t *n) {
+        const json_t *runners = json_object_get(body, "runners"), *j;
+        size_t i;
+
+        if (!json_is_array(runners))
+                return -EINVAL;
+        *list = xrealloc(*list, (*n + json_array_size(runners) + 1) * sizeof **list);
+        json_array_foreach(runners, i, j) runner_read(j, &(*list)[(*n)++]);
+        return 0;
+}
+
+int github_runner_list(GithubClient *g, const GithubRepoRef *scope, GithubRunner **ret, size_t *ret_n,
+                       GithubResult *res) {
+        _cleanup_free_ char *url = scope_url(scope, "runners?per_page=100");
+        _cleanup_free_ char *next = NULL;
+        GithubRunner *list = NULL;
+        size_t n = 0;
+
+        *res = (GithubResult){.rate_remaining = -1};
+        for (int page = 0; page < MAX_PAGES; page++) {
+                GithubResponse r;
+                const char *u = next ?: url;
+                if (github_request(g, scope, u, NULL, &r, res) < 0) {
+                        runner_error("GET", u, res);
+                        github_response_clear(&r);
+                        github_runners_free(list, n);
+                        return -EIO;
+                }
+                _cleanup_json_ json_t *body = github_parse_body(&r, u, res);
+                if (!body || add_page(body, &list, &n) < 0) {
+                        if (body)
+                                (void) missing(res, "GET", u, "runners list");
+                        github_response_clear(&r);
+                        github_runners_free(list, n);
+                        return -EIO;
+                }
+                free(next);
+                next = TAKE_PTR(r.next);
+                github_response_clear(&r);
+                if (!next)
+                        break;
+        }
+        *ret = list;
+        *ret_n = n;
+        return 0;
+}
+
+int github_runner_get(GithubClient *g, const GithubRepoRef *scope, json_int_t id, GithubRunner *ret,
+                      GithubResult *res) {
+        _cleanup_free_ char *tail = xasprintf("runners/%lld", (long long) id), *url = scope_url(scope, tail);
+        _cleanup_json_ json_t *body = NULL;
+
+        *res = (GithubResult){.rate_remaining = -1};
+        if (call(g, scope, "GET", url, NULL, &body, res) < 0)
+                return -EIO;
+        if (json_int_at(body, "id", 0) != id)
+                return missing(res, "GET", url, "id");
+        runner_read(body, ret);
+        return 0;
+}
+
+int github_runner_delete(GithubClient *g, const GithubRepoRef *scope, json_int_t id, GithubResult *ret) {
+        _cleanup_free_ char *tail = xasprintf("runners/%lld", (long long) id), *url = scope_url(scope, tail);
+        _cleanup_json_ json_t *body = NULL;
+
+        *ret = (GithubResult){.rate_remaining = -1};
+        if (call(g, scope, "DELETE", url, NULL, &body, ret) < 0) {
+                if (ret->error == GITHUB_NOT_FOUND) {
+                        ret->error = GITHUB_OK;
+                        ret->message[0] = '\0';
+                        return 0;
+                }
+                return -EIO;
+        }
+        return 0;
+}
+
+int github_runner_download(GithubClient *g, const GithubRepoRef *scope, const char *os, const char *arch,
+                           char **ret_url, char **ret_sha256, GithubResult *ret) {
+        _cleanup_free_ char *url = scope_url(scope, "runners/downloads");
+        _cleanup_json_ json_t *body = NULL;
+        const json_t *d;
+        size_t i;
+
+        *ret = (GithubResult){.rate_remaining = -1};
+        if (call(g, scope, "GET", url, NULL, &body, ret) < 0)
+                return -EIO;
+        json_array_foreach(body, i, d) {
+                if (!STREQ(json_str_at(d, "os") ?: "", os) ||
+                    !STREQ(json_str_at(d, "architecture") ?: "", arch))
+                        continue;
+                const char *u = json_str_at(d, "download_url"), *sum = json_str_at(d, "sha256_checksum");
+                if (!u)
+                        break;
+                *ret_url = xstrdup(u);
+                *ret_sha256 = sum ? xstrdup(sum) : NULL;
+                return 0;
+        }
+        ret->error = GITHUB_NOT_FOUND;
+        snprintf(ret->message, sizeof ret->message, "GET %s: no runner release for %s-%s", url, os, arch);
+        return -EIO;
+}
+
+int github_runner_group_id(GithubClient *g, const GithubRepoRef *scope, const char *name, json_int_t *ret_id,
+                           GithubResult *ret) {
+        _cleanup_free_ char *url = scope_url(scope, "runner-groups?per_page=100");
+        _cleanup_json_ json_t *body = NULL;
+        const json_t *grp;
+        size_t i;
+
+        *ret = (GithubResult){.rate_remaining = -1};
+        if (scope->name) {
+                *ret_id = 1;
+                return 0;
+        }
+        if (call(g, scope, "GET", url, NULL, &body, ret) < 0)
+                return -EIO;
+        json_array_foreach(json_object_get(body, "runner_groups"), i, grp) {
+                if (STREQ(json_str_at(grp, "name") ?: "", name)) {
+                        *ret_id = json_int_at(grp, "id", 0);
+                        return 0;
+                }
+        }
+        ret->error = GITHUB_NOT_FOUND;
+        snprintf(ret->message, sizeof ret->message, "GET %s: the organisation %s has no runner group %s",
+                 url, scope->owner, name);
+        return -EIO;
+}
+
+/* ---- the release tarball ---------------------------------------------------------------- */
+
+typedef struct Download {
+        FILE *f;
+        size_t n, max;
+} Download;
+
+static size_t on_file(char *data, size_t size, size_t n, void *userdata) {
+        Download *d = userdata;
+
+        if (d->n + size * n > d->max)
+                return 0;
+        d->n += size * n;
+        return fwrite(data, size, n, d->f) == n ? size * n : 0;
+}
+
+int github_download(GithubClient *g, const char *url, const char *path, size_t max, GithubResult *ret) {
+        char errbuf[CURL_ERROR_SIZE] = "";
+        EgressCurl egress;
+        long status = 0;
+
+        *ret = (GithubResult){.rate_remaining = -1};
+        CURL *c = github_easy(g, url, errbuf);
+        if (!c)
+                return -ENOMEM;
+        Download d = {.f = fopen(path, "we"), .max = max};
+        if (!d.f) {
+                int k = -errno;
+                curl_easy_cleanup(c);
+                return k;
+        }
+        curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_file);
+        curl_easy_setopt(c, CURLOPT_WRITEDATA, &d);
+        egress_curl_setup(c, &egress);
+        CURLcode code = curl_easy_perform(c);
+        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+        curl_easy_cleanup(c);
+        bool written = fclose(d.f) == 0;
+        ret->requests = 1;
+        ret->http_status = (int) status;
+        if (code == CURLE_OK && status == 200 && written)
+                return 0;
+        (void) unlink(path);
+        ret->error = code == CURLE_OK ? GITHUB_PROTOCOL
+                     : egress.refused ? GITHUB_NOT_ALLOWED
+                                      : GITHUB_NETWORK;
+        if (code == CURLE_WRITE_ERROR && d.n + CURL_MAX_WRITE_SIZE > max)
+                snprintf(ret->message, sizeof ret->message, "GET %s: larger than %zu bytes", url, max);
+        else if (code != CURLE_OK)
+                snprintf(ret->message, sizeof ret->message, "GET %s: %s", url,
+                         egress.refused ? egress.message
+                         : *errbuf      ? errbuf
+                                        : curl_easy_strerror(code));
+        else
+                snprintf(ret->message, sizeof ret->message, "GET %s: %ld", url, status);
+        return -EIO;
+}
