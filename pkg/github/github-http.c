@@ -304,3 +304,41 @@ int github_send(GithubClient *g, const GithubRepoRef *repo, const char *method, 
         classify(g, repo, method, url, r, res);
         return -EIO;
 }
+
+#define GITHUB_MAX_PAGES 50
+
+int github_get_pages(GithubClient *g, const GithubRepoRef *ref, const char *url, const char *etag, const char *what,
+                     GithubPageFn page, void *userdata, char *ret_etag, GithubResult *res) {
+        _cleanup_free_ char *next = NULL;
+
+        for (int n = 0; n < GITHUB_MAX_PAGES; n++) {
+                GithubResponse r;
+                const char *u = next ?: url;
+                if (github_request(g, ref, u, n == 0 ? etag : NULL, &r, res) < 0) {
+                        github_response_clear(&r);
+                        return -EIO;
+                }
+                if (n == 0 && etag && r.status == 304) {
+                        github_response_clear(&r);
+                        return 1;
+                }
+                if (n == 0 && ret_etag)
+                        snprintf(ret_etag, 256, "%s", r.etag);
+                _cleanup_json_ json_t *body = github_parse_body(&r, u, res);
+                if (body && page(body, userdata) < 0) {
+                        res->error = GITHUB_PROTOCOL;
+                        snprintf(res->message, sizeof res->message, "GET %s: the answer is not %s", u, what);
+                        json_decref(TAKE_PTR(body));
+                }
+                if (!body) {
+                        github_response_clear(&r);
+                        return -EIO;
+                }
+                free(next);
+                next = TAKE_PTR(r.next);
+                github_response_clear(&r);
+                if (!next)
+                        break;
+        }
+        return 0;
+}

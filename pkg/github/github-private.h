@@ -51,6 +51,17 @@ void github_response_clear(GithubResponse *r);
  * GITHUB_PROTOCOL naming url. */
 json_t *github_parse_body(const GithubResponse *r, const char *url, GithubResult *res);
 
+/* GETs url and the pages after it (Link rel="next", at most 50), handing
+ * each page's JSON body to page(), which returns < 0 when the body is not
+ * the list it wants (then res says "GET URL: the answer is not WHAT").
+ * With etag (of an earlier first page; may be NULL) a 304 on the first
+ * page ends it at once: 1, and page() never ran. Otherwise 0, with the
+ * first page's ETag in ret_etag (optional, 256 bytes); -EIO with res set, for a
+ * failed request, a body that is not JSON, or a page() refusal. */
+typedef int (*GithubPageFn)(const json_t *body, void *userdata);
+int github_get_pages(GithubClient *g, const GithubRepoRef *ref, const char *url, const char *etag, const char *what,
+                     GithubPageFn page, void *userdata, char *ret_etag, GithubResult *res);
+
 /* An easy handle for url with what every request of the client has: the
  * User-Agent, the connect timeout, redirects over http(s) only, the shared
  * connections, errbuf (CURL_ERROR_SIZE) for curl's message. NULL when none

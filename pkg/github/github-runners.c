@@ -13,7 +13,6 @@
 #include "egress/egress.h"
 #include "github/github-private.h"
 
-#define MAX_PAGES 50
 #define FORBIDDEN_HINT                                                                                      \
         "the token may not administer self-hosted runners: a classic token needs the repo scope "           \
         "(admin:org "                                                                                       \
@@ -142,51 +141,37 @@ void github_runners_free(GithubRunner *r, size_t n) {
         free(r);
 }
 
+typedef struct RunnerPages {
+        GithubRunner *list;
+        size_t n;
+} RunnerPages;
+
 /* Appends one page's runners. */
-static int add_page(const json_t *body, GithubRunner **list, size_t *n) {
+static int add_page(const json_t *body, void *userdata) {
+        RunnerPages *p = userdata;
         const json_t *runners = json_object_get(body, "runners"), *j;
         size_t i;
 
         if (!json_is_array(runners))
                 return -EINVAL;
-        *list = xrealloc(*list, (*n + json_array_size(runners) + 1) * sizeof **list);
-        json_array_foreach(runners, i, j) runner_read(j, &(*list)[(*n)++]);
+        p->list = xrealloc(p->list, (p->n + json_array_size(runners) + 1) * sizeof *p->list);
+        json_array_foreach(runners, i, j) runner_read(j, &p->list[p->n++]);
         return 0;
 }
 
 int github_runner_list(GithubClient *g, const GithubRepoRef *scope, GithubRunner **ret, size_t *ret_n,
                        GithubResult *res) {
         _cleanup_free_ char *url = scope_url(scope, "runners?per_page=100");
-        _cleanup_free_ char *next = NULL;
-        GithubRunner *list = NULL;
-        size_t n = 0;
+        RunnerPages p = {0};
 
         *res = (GithubResult){.rate_remaining = -1};
-        for (int page = 0; page < MAX_PAGES; page++) {
-                GithubResponse r;
-                const char *u = next ?: url;
-                if (github_request(g, scope, u, NULL, &r, res) < 0) {
-                        runner_error("GET", u, res);
-                        github_response_clear(&r);
-                        github_runners_free(list, n);
-                        return -EIO;
-                }
-                _cleanup_json_ json_t *body = github_parse_body(&r, u, res);
-                if (!body || add_page(body, &list, &n) < 0) {
-                        if (body)
-                                (void) missing(res, "GET", u, "runners list");
-                        github_response_clear(&r);
-                        github_runners_free(list, n);
-                        return -EIO;
-                }
-                free(next);
-                next = TAKE_PTR(r.next);
-                github_response_clear(&r);
-                if (!next)
-                        break;
+        if (github_get_pages(g, scope, url, NULL, "a runners list", add_page, &p, NULL, res) < 0) {
+                runner_error("GET", url, res);
+                github_runners_free(p.list, p.n);
+                return -EIO;
         }
-        *ret = list;
-        *ret_n = n;
+        *ret = p.list;
+        *ret_n = p.n;
         return 0;
 }
 

@@ -13,7 +13,6 @@
 #include "github/github-private.h"
 
 #define MESSAGE_MAX 200
-#define MAX_PAGES 50
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
 
@@ -310,7 +309,7 @@ int github_branch_head(GithubClient *g, const GithubRepoRef *repo, const char *b
 }
 
 /* Appends the names of one page of branches. */
-static int add_names(json_t *names, const json_t *page) {
+static int add_names(const json_t *page, void *userdata) {
         const json_t *b;
         size_t i;
 
@@ -319,7 +318,7 @@ static int add_names(json_t *names, const json_t *page) {
         json_array_foreach(page, i, b) {
                 const char *name = json_str_at(b, "name");
                 if (name)
-                        json_array_append_new(names, json_string(name));
+                        json_array_append_new(userdata, json_string(name));
         }
         return 0;
 }
@@ -330,43 +329,17 @@ int github_list_branches(GithubClient *g, const GithubRepoRef *repo, json_t **re
         _cleanup_json_ json_t *etag = cache_get(g, repo->cache_key, "listEtag");
         _cleanup_json_ json_t *names = json_array();
         char first_etag[256] = "";
-        char *next = NULL;
 
         *ret = (GithubResult){.rate_remaining = -1};
-        for (int page = 0; page < MAX_PAGES; page++) {
-                GithubResponse r;
-                const char *u = next ? next : url;
-                int k = github_request(g, repo, u, page == 0 && cached ? json_string_value(etag) : NULL, &r, ret);
-                if (k < 0) {
-                        github_response_clear(&r);
-                        free(next);
-                        return -EIO;
-                }
-                if (page == 0 && r.status == 304 && cached) {
-                        ret->not_modified = true;
-                        *ret_branches = TAKE_PTR(cached);
-                        github_response_clear(&r);
-                        return 0;
-                }
-                if (page == 0)
-                        snprintf(first_etag, sizeof first_etag, "%s", r.etag);
-                _cleanup_json_ json_t *body = github_parse_body(&r, u, ret);
-                if (!body || add_names(names, body) < 0) {
-                        if (body) {
-                                ret->error = GITHUB_PROTOCOL;
-                                snprintf(ret->message, sizeof ret->message, "GET %s: the answer is not a list", u);
-                        }
-                        github_response_clear(&r);
-                        free(next);
-                        return -EIO;
-                }
-                free(next);
-                next = TAKE_PTR(r.next);
-                github_response_clear(&r);
-                if (!next)
-                        break;
+        int k = github_get_pages(g, repo, url, cached ? json_string_value(etag) : NULL, "a list", add_names, names,
+                                 first_etag, ret);
+        if (k < 0)
+                return -EIO;
+        if (k == 1) {
+                ret->not_modified = true;
+                *ret_branches = TAKE_PTR(cached);
+                return 0;
         }
-        free(next);
         cache_put(g, repo->cache_key, "branches", json_deep_copy(names));
         cache_put(g, repo->cache_key, "listEtag", json_string(first_etag));
         *ret_branches = TAKE_PTR(names);

@@ -62,39 +62,6 @@ int runner_list_cached(RunnerController *rc, const RunnerScope *scope, uint64_t 
         return 0;
 }
 
-/* ---- the finalizer ------------------------------------------------------------------- */
-
-static bool has_finalizer(const json_t *obj) {
-        const json_t *fin = json_object_get(json_object_get(obj, "metadata"), "finalizers"), *v;
-        size_t i;
-
-        json_array_foreach(fin, i, v) if (STREQ(json_string_value(v) ?: "", RUNNER_FINALIZER)) return true;
-        return false;
-}
-
-/* Writes obj with RUNNER_FINALIZER added (add) or removed. */
-static int finalizer_set(RunnerController *rc, const json_t *obj, bool add) {
-        _cleanup_json_ json_t *copy = json_deep_copy(obj);
-        json_t *meta = json_object_get(copy, "metadata");
-        json_t *fin = json_object_get(meta, "finalizers");
-
-        if (!json_is_array(fin)) {
-                fin = json_array();
-                json_object_set_new(meta, "finalizers", fin);
-        }
-        if (add)
-                json_array_append_new(fin, json_string(RUNNER_FINALIZER));
-        else
-                for (size_t i = 0; i < json_array_size(fin); i++)
-                        if (STREQ(json_string_value(json_array_get(fin, i)) ?: "", RUNNER_FINALIZER))
-                                json_array_remove(fin, i--);
-        StoreOp op = {
-                .type = STORE_OP_UPDATE, .object = copy, .expect_revision = store_object_revision(obj)};
-        int r = store_commit(rc->store, &op, 1, false, NULL);
-        store_ops_clear(&op, 1);
-        return r == -ESTALE ? 0 : r; /* changed meanwhile: its event brings us back */
-}
-
 /* ---- the reconciler ------------------------------------------------------------------- */
 
 static int reconcile(void *userdata, const char *ns, const char *name, uint64_t *ret_requeue_after) {
@@ -109,10 +76,10 @@ static int reconcile(void *userdata, const char *ns, const char *name, uint64_t 
         if (r < 0)
                 return r;
         bool deleting = json_object_get(json_object_get(obj, "metadata"), "deletionTimestamp") != NULL;
-        if (deleting && !has_finalizer(obj))
+        if (deleting && !store_has_finalizer(obj, RUNNER_FINALIZER))
                 return 0;
-        if (!deleting && !has_finalizer(obj))
-                return finalizer_set(rc, obj, true); /* its write brings us back */
+        if (!deleting && !store_has_finalizer(obj, RUNNER_FINALIZER))
+                return store_add_finalizer(rc->store, obj, RUNNER_FINALIZER); /* its write brings us back */
         r = runner_pass(rc, obj, deleting, ret_requeue_after, &done);
         if (r == -ENOENT)
                 return 0;
@@ -120,7 +87,7 @@ static int reconcile(void *userdata, const char *ns, const char *name, uint64_t 
                 return r;
         if (deleting && done) {
                 log_info("runner %s/%s: every runner deregistered and stopped; deleted", ns, name);
-                return finalizer_set(rc, obj, false);
+                return store_remove_finalizer(rc->store, obj, RUNNER_FINALIZER);
         }
         return 0;
 }

@@ -285,6 +285,15 @@ int store_add_finalizer(Store *s, const json_t *obj, const char *finalizer) {
         return r == -ESTALE ? 0 : r;
 }
 
+int store_remove_finalizer(Store *s, const json_t *obj, const char *finalizer) {
+        _cleanup_json_ json_t *copy = store_without_finalizer(obj, finalizer);
+        StoreOp op = {.type = STORE_OP_UPDATE, .object = copy, .expect_revision = store_object_revision(obj)};
+        int r = store_commit(s, &op, 1, false, NULL);
+
+        store_ops_clear(&op, 1);
+        return r == -ESTALE ? 0 : r;
+}
+
 json_t *store_without_finalizer(const json_t *obj, const char *finalizer) {
         json_t *copy = json_deep_copy(obj);
         json_t *fin = json_object_get(meta_of(copy), "finalizers");

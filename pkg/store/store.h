@@ -161,12 +161,14 @@ int store_update_status(Store *s, const char *kind, const char *ns, const char *
 /* Finalizers, as controllers use them: a controller adds its own to an
  * object it must clean up after; deleting the object then only marks it
  * (deletionTimestamp) until the controller, done, writes it back without
- * (an UPDATE of store_without_finalizer(), expecting its revision) and it
- * goes. store_add_finalizer writes against obj's resourceVersion and
- * returns 0 when another write came first: its event brings the caller
- * back. */
+ * (store_remove_finalizer, or an UPDATE of store_without_finalizer() in
+ * one commit with other writes, expecting its revision) and it goes.
+ * store_add_finalizer and store_remove_finalizer write against obj's
+ * resourceVersion and return 0 when another write came first: its event
+ * brings the caller back. */
 bool store_has_finalizer(const json_t *obj, const char *finalizer);
 int store_add_finalizer(Store *s, const json_t *obj, const char *finalizer);
+int store_remove_finalizer(Store *s, const json_t *obj, const char *finalizer);
 json_t *store_without_finalizer(const json_t *obj, const char *finalizer); /* a new copy */
 
 /* ---- change feed ------------------------------------------------------- */

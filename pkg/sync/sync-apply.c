@@ -185,8 +185,7 @@ void sync_plan(SyncController *s, const SyncSpec *spec, SyncMemo *memo, const js
 
 void sync_plan_finalize(SyncController *s, const SyncSpec *spec, const json_t *obj, SyncPlan *ret) {
         const json_t *old = json_object_get(json_object_get(obj, "status"), "inventory");
-        const json_t *fin = json_object_get(json_object_get(obj, "metadata"), "finalizers");
-        json_t *done = json_deep_copy(obj), *left = json_array();
+        json_t *done = store_without_finalizer(obj, SYNC_FINALIZER);
         size_t i;
         json_t *v;
 
@@ -194,11 +193,6 @@ void sync_plan_finalize(SyncController *s, const SyncSpec *spec, const json_t *o
         json_array_foreach(old, i, v) {
                 plan_leave(s, spec, v, spec->prune && !spec->suspend, ret);
         }
-        json_array_foreach(fin, i, v) {
-                if (!json_is_string(v) || !STREQ(json_string_value(v), SYNC_FINALIZER))
-                        json_array_append(left, v);
-        }
-        json_object_set_new(json_object_get(done, "metadata"), "finalizers", left);
         plan_write(ret, STORE_OP_UPDATE, done, store_object_revision(obj), NULL);
 }
 

@@ -310,23 +310,11 @@ static char *dependency_wait(SyncController *s, const SyncSpec *spec, const char
 
 /* ---- the reconciler ------------------------------------------------------------------ */
 
-static bool has_finalizer(const json_t *obj) {
-        const json_t *fin = json_object_get(json_object_get(obj, "metadata"), "finalizers");
-        size_t i;
-        const json_t *v;
-
-        json_array_foreach(fin, i, v) {
-                if (json_is_string(v) && STREQ(json_string_value(v), SYNC_FINALIZER))
-                        return true;
-        }
-        return false;
-}
-
 static int finalize(SyncController *s, const SyncSpec *spec, const json_t *obj) {
         SyncPlan plan;
         int k;
 
-        if (!has_finalizer(obj))
+        if (!store_has_finalizer(obj, SYNC_FINALIZER))
                 return 0;
         sync_plan_finalize(s, spec, obj, &plan);
         k = sync_plan_commit(s, &plan, NULL, obj, NULL);
@@ -336,23 +324,6 @@ static int finalize(SyncController *s, const SyncSpec *spec, const json_t *obj) 
                                       spec->name, plan.deleted, plan.released);
         sync_plan_clear(&plan);
         return k == -ENOENT ? 0 : k;
-}
-
-static int add_finalizer(SyncController *s, const json_t *obj) {
-        _cleanup_json_ json_t *next = json_deep_copy(obj);
-        json_t *meta = json_object_get(next, "metadata"), *fin = json_object_get(meta, "finalizers");
-        StoreOp op = {
-                .type = STORE_OP_UPDATE, .object = next, .expect_revision = store_object_revision(obj)};
-        int k;
-
-        if (!json_is_array(fin)) {
-                fin = json_array();
-                json_object_set_new(meta, "finalizers", fin);
-        }
-        json_array_append_new(fin, json_string(SYNC_FINALIZER));
-        k = store_commit(s->store, &op, 1, false, NULL);
-        store_ops_clear(&op, k >= 0 ? 1 : 0);
-        return k == -ESTALE || k == -ENOENT ? 0 : k;
 }
 
 /* When the next drift check is due, 0 now. */
@@ -423,8 +394,8 @@ static int reconcile(void *userdata, const char *ns, const char *name, uint64_t 
         sync_spec_read(obj, &spec);
         if (json_object_get(json_object_get(obj, "metadata"), "deletionTimestamp"))
                 k = finalize(s, &spec, obj);
-        else if (!has_finalizer(obj))
-                k = add_finalizer(s, obj);
+        else if (!store_has_finalizer(obj, SYNC_FINALIZER))
+                k = store_add_finalizer(s->store, obj, SYNC_FINALIZER); /* its write brings us back */
         else
                 k = reconcile_spec(s, &spec, obj, ret_requeue_after);
         sync_spec_clear(&spec);
