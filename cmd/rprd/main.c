@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "agent/agent.h"
 #include "api/api.h"
 #include "binding/binding.h"
 #include "pipeline/pipeline.h"
@@ -392,8 +393,15 @@ typedef struct Daemon {
         BindingController *bindings;
         PipelineController *pipelines;
         Webhook *webhook;
+        Agents *agents;
         char *run_dir;
 } Daemon;
+
+/* An agent came or went: its Server's status says so at once. */
+static void on_agent_presence(void *userdata, const char *ns, const char *server, bool online) {
+        (void) online;
+        server_check_soon(userdata, ns, server);
+}
 
 static int logs_open(const Options *o, Daemon *d) {
         int r = logfile_open(o->log_dir, "connectivity", &d->connectivity);
@@ -412,9 +420,11 @@ static int controllers_setup(const Options *o, Daemon *d) {
         r = controller_new(d->store, CONTROLLER_WORKERS, &d->controller);
         if (r < 0)
                 return r;
-        r = server_controller_new(&(ServerOptions){d->store, d->controller, d->ssh, d->connectivity}, &d->servers);
+        r = server_controller_new(&(ServerOptions){d->store, d->controller, d->ssh, d->connectivity, d->agents},
+                                  &d->servers);
         if (r < 0)
                 return r;
+        agents_set_presence(d->agents, on_agent_presence, d->servers);
         r = token_controller_new(d->store, d->controller, &d->tokens);
         if (r < 0)
                 return r;
@@ -446,6 +456,7 @@ static int daemon_setup(const Options *o, Daemon *d) {
                 fprintf(stderr, "rprd: cannot set up ssh: %s\n", strerror(-r));
                 return r;
         }
+        d->agents = agents_new();
         r = logs_open(o, d);
         if (r < 0)
                 return r;
@@ -473,6 +484,7 @@ static void daemon_free(Daemon *d) {
         github_client_free(d->github);
         token_controller_free(d->tokens);
         server_controller_free(d->servers);
+        agents_free(d->agents);
         ssh_pool_free(d->ssh);
         logfile_free(d->connectivity);
         logfile_free(d->activity);
@@ -513,6 +525,7 @@ static int serve(const Options *o, Daemon *d) {
                 .pipelines = o->no_controllers ? NULL : d->pipelines,
                 .runs = o->no_controllers ? NULL : d->runs,
                 .run_dir = d->run_dir,
+                .agents = d->agents,
                 .anonymous_read = o->anonymous_read,
                 .max_streams = o->max_streams,
                 .max_streams_per_caller = o->max_streams_per_caller,
