@@ -52,7 +52,7 @@ VERSION    := $(shell cat VERSION 2>/dev/null || echo 0.1.0)
 CFLAGS     += -DRPR_VERSION='"$(VERSION)"'
 
 .PHONY: all deps check-deps run check unit integration browser browser-deps asan bench bench-deps clean install deb format
-all: $(BINDIR)/rprd $(BINDIR)/rprctl
+all: $(BINDIR)/rprd $(BINDIR)/rprctl $(BINDIR)/rpr-agent
 
 # V=1 shows the whole command lines.
 Q := $(if $(filter 1,$(V)),,@)
@@ -80,6 +80,12 @@ $(BINDIR)/rprd: $(patsubst %.c,$(B)/%.o,$(RPRD_SRC)) $(RPRD_LIBS)
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
 $(BINDIR)/rprctl: $(patsubst %.c,$(B)/%.o,$(RPRCTL_SRC)) $(RPRCTL_LIBS)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
+# rpr-agent: the agent for hosts rprd cannot reach; rprctl's client and base only.
+RPR_AGENT_SRC := $(wildcard cmd/rpr-agent/*.c)
+$(BINDIR)/rpr-agent: $(patsubst %.c,$(B)/%.o,$(RPR_AGENT_SRC)) $(call LIB,client) $(call LIB,base)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)

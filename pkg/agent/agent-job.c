@@ -132,6 +132,15 @@ void agent_job_cancel(Agents *a, const char *id) {
                 wake(a, ns, server);
 }
 
+void agent_job_abandon(Agents *a, const char *id) {
+        pthread_mutex_lock(&a->lock);
+        AgentJob *j = hashmap_get(a->jobs, id);
+        if (j)
+                j->sink = (AgentJobSink){0};
+        pthread_mutex_unlock(&a->lock);
+        agent_job_cancel(a, id);
+}
+
 /* ---- the agent's side ---------------------------------------------------------------- */
 
 int agent_job_accept(Agents *a, const char *ns, const char *server, const char *id, uint64_t *ret_lease_usec) {

@@ -138,6 +138,9 @@ typedef struct AgentJobSpec {
  * once when one is held). ret_id (optional) gets its id. */
 int agent_job_submit(Agents *a, const char *ns, const char *server, const AgentJobSpec *spec,
                      const AgentJobSink *sink, char ret_id[static AGENT_JOB_ID_LEN + 1]);
+/* Cancels a job whose holder has gone: it is canceled on the agent (or
+ * dropped while queued) and its sink is never called again. */
+void agent_job_abandon(Agents *a, const char *id);
 /* Cancels a job: a queued one ends Canceled now; an offered or running
  * one is canceled on the agent (TERM, grace, KILL) and ends when it says
  * so or its lease runs out. Unknown ids are ignored. */
