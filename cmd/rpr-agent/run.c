@@ -125,8 +125,10 @@ static json_t *heartbeat(const Agent *a) {
         for (const Job *j = a->jobs; j; j = j->next)
                 json_array_append_new(jobs, json_pack("{s:s, s:I}", "id", j->id, "offset", (json_int_t) j->acked));
         metrics_add(metrics);
+        /* Not connected yet: a quick first answer, so that the agent (and
+         * rpr-agent status) knows it is in before it waits. */
         return json_pack("{s:s, s:i, s:i, s:i, s:o, s:o}", "version", RPR_VERSION, "capacity", a->cfg.capacity,
-                         "pollSeconds", a->cfg.poll_seconds, "wait", a->jobs ? 0 : a->cfg.poll_seconds, "metrics",
+                         "pollSeconds", a->cfg.poll_seconds, "wait", a->jobs || !a->connected ? 0 : a->cfg.poll_seconds, "metrics",
                          metrics, "jobs", jobs);
 }
 
