@@ -436,8 +436,9 @@ static int controllers_setup(const Options *o, Daemon *d) {
         if (r < 0)
                 return r;
         d->run_dir = xasprintf("%s/runs", o->state_dir);
-        r = run_controller_new(&(RunOptions){d->store, d->controller, d->servers, d->ssh, d->run_dir, d->activity},
-                               &d->runs);
+        r = run_controller_new(
+                &(RunOptions){d->store, d->controller, d->servers, d->ssh, d->run_dir, d->activity, d->agents},
+                &d->runs);
         if (r < 0)
                 return r;
         BindingOptions bo = {d->store, d->controller, d->repos, d->servers, d->runs, d->run_dir, d->activity};

@@ -132,6 +132,19 @@ void agent_job_cancel(Agents *a, const char *id) {
                 wake(a, ns, server);
 }
 
+void agent_job_interrupt(Agents *a, const char *id, const char *why) {
+        JobEnds ends = {0};
+
+        pthread_mutex_lock(&a->lock);
+        AgentJob *j = hashmap_get(a->jobs, id);
+        if (j) {
+                AgentJobResult r = agent_result(AGENT_JOB_INTERRUPTED, "Interrupted", "%s", why);
+                agent_job_end(a, j, &r, &ends);
+        }
+        pthread_mutex_unlock(&a->lock);
+        job_ends_report(&ends);
+}
+
 void agent_job_abandon(Agents *a, const char *id) {
         pthread_mutex_lock(&a->lock);
         AgentJob *j = hashmap_get(a->jobs, id);

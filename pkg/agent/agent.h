@@ -141,6 +141,10 @@ int agent_job_submit(Agents *a, const char *ns, const char *server, const AgentJ
 /* Cancels a job whose holder has gone: it is canceled on the agent (or
  * dropped while queued) and its sink is never called again. */
 void agent_job_abandon(Agents *a, const char *id);
+/* Ends the job now as Interrupted (why), its sink called on this thread:
+ * for holders that cannot wait for the agent (rprd stopping). The agent
+ * drops it at its next poll. */
+void agent_job_interrupt(Agents *a, const char *id, const char *why);
 /* Cancels a job: a queued one ends Canceled now; an offered or running
  * one is canceled on the agent (TERM, grace, KILL) and ends when it says
  * so or its lease runs out. Unknown ids are ignored. */

@@ -25,6 +25,7 @@ typedef struct ServerController ServerController;
 typedef struct SshPool SshPool;
 typedef struct LogFile LogFile;
 typedef struct RunController RunController;
+typedef struct Agents Agents;
 
 typedef struct RunOptions {
         Store *store;
@@ -33,6 +34,7 @@ typedef struct RunOptions {
         SshPool *ssh;
         const char *dir;   /* output files: DIR/NS/NAME.log */
         LogFile *activity; /* may be NULL */
+        Agents *agents;    /* Servers of transport agent (may be NULL) */
 } RunOptions;
 
 int run_controller_new(const RunOptions *o, RunController **ret);
