@@ -540,3 +540,69 @@ def test_no_secret_reaches_a_log_or_an_answer(rprd, agents):
             assert secret not in text, "a secret in " + where
     with open(os.path.join(a.state_dir, "agent.json")) as f:
         assert JOIN_SECRET not in f.read()
+
+
+# ---- Runs: a Binding deploys through the agent --------------------------------------------------
+
+@pytest.fixture
+def gitrepo():
+    from test_repos import GitRepo
+    root = tempfile.mkdtemp(prefix="rpr-git-")
+    g = GitRepo(root)
+    g.first = g.commit("first")
+    yield g
+    subprocess.run(["rm", "-rf", root], check=False)
+
+
+def runs_of(d, binding):
+    items = d.get("/api/v1/namespaces/default/runs").json()["items"]
+    mine = [r for r in items if r["spec"].get("binding") == binding]
+    return sorted(mine, key=lambda r: int(r["metadata"]["name"].rsplit("-", 1)[1]))
+
+
+def wait_runs(d, binding, pred, what, timeout=30):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        rs = runs_of(d, binding)
+        if pred(rs):
+            return rs
+        time.sleep(0.1)
+    raise AssertionError("timed out waiting for %s: %s" % (what, [r.get("status") for r in runs_of(d, binding)]))
+
+
+def test_a_binding_deploys_through_the_agent_and_waits_for_it_when_it_is_stopped(rprd, agents, gitrepo):
+    join_token(rprd)
+    a = agents(rprd, "edge")
+    assert a.join(labels="role=edge").returncode == 0
+    a.start()
+    wait_phase(rprd, "edge", "Reachable")
+    workdir = tempfile.mkdtemp(prefix="rpr-agent-wd-")
+    rprd.apply([{"apiVersion": "rpr/v1", "kind": "Repo", "metadata": {"name": "site"},
+                 "spec": {"provider": "git", "url": gitrepo.url, "branch": "main", "interval": "1h"}},
+                {"apiVersion": "rpr/v1", "kind": "Binding", "metadata": {"name": "deploy"},
+                 "spec": {"repo": "site", "servers": {"matchLabels": {"role": "edge"}}, "workdir": workdir,
+                          "env": {"APP_ENV": "production"},
+                          "command": "env | grep -E '^(RPR_(BINDING|COMMIT|SERVER)|APP_ENV)=' | sort; pwd"}}])
+    rs = wait_runs(rprd, "deploy", lambda rs: rs and rs[-1].get("status", {}).get("phase") == "Succeeded",
+                   "the first deploy")
+    run = rs[-1]
+    assert run["status"]["exitCode"] == 0 and run["spec"]["server"] == "edge"
+    log = rprd.ctl("logs", "run/" + run["metadata"]["name"]).stdout
+    out = [line.split(" ", 2)[2] for line in log.splitlines() if line.split(" ", 2)[1:2] == ["out"]]
+    assert out == ["APP_ENV=production", "RPR_BINDING=deploy", "RPR_COMMIT=" + gitrepo.first, "RPR_SERVER=edge",
+                   workdir], log
+    assert "through its agent" in log
+
+    # The agent stops: the next commit's Run waits for it, and runs when it is back.
+    a.stop()
+    wait_phase(rprd, "edge", "Unreachable")
+    sha = gitrepo.commit("second")
+    assert rprd.request("POST", "/api/v1/namespaces/default/repos/site/check").status == 200
+    rs = wait_runs(rprd, "deploy", lambda rs: len(rs) == 2 and rs[1].get("status", {}).get("reason") == "WaitingForServer",
+                   "the second run to wait")
+    a.start()
+    rs = wait_runs(rprd, "deploy", lambda rs: len(rs) == 2 and rs[1].get("status", {}).get("phase") == "Succeeded",
+                   "the second run")
+    assert rs[1]["spec"]["commit"] == sha
+    assert rprd.obj("bindings", "deploy")["status"]["servers"]["edge"]["deployedCommit"] == sha
+    subprocess.run(["rm", "-rf", workdir], check=False)
