@@ -199,9 +199,11 @@ int api_identify_as(ApiCall *c, const char *secret, AuthUse use, bool answer, Au
         return 0;
 }
 
-int api_token_identify(ApiCall *c, const char *secret, bool answer) {
+/* The caller from a secret for use: an api token, or an agent's own
+ * credential (its Server, with no role). */
+static int caller_identify(ApiCall *c, const char *secret, AuthUse use, bool answer) {
         AuthIdentity *id = NULL;
-        int r = api_identify_as(c, secret, AUTH_USE_API, answer, &id);
+        int r = api_identify_as(c, secret, use, answer, &id);
 
         if (r < 0)
                 return r;
@@ -210,16 +212,8 @@ int api_token_identify(ApiCall *c, const char *secret, bool answer) {
         return 0;
 }
 
-/* An agent's own credential: the caller is its Server, with no role. */
-static int agent_identify(ApiCall *c, const char *secret) {
-        AuthIdentity *id = NULL;
-        int r = api_identify_as(c, secret, AUTH_USE_AGENT, true, &id);
-
-        if (r < 0)
-                return r;
-        caller_fill(c, id);
-        auth_identity_free(id);
-        return 0;
+int api_token_identify(ApiCall *c, const char *secret, bool answer) {
+        return caller_identify(c, secret, AUTH_USE_API, answer);
 }
 
 /* The value of the dashboard's cookie (pool string), or NULL. */
@@ -285,7 +279,7 @@ int api_authenticate(ApiCall *c) {
                 return -EACCES;
         }
         if (c->route.type == ROUTE_AGENT)
-                return agent_identify(c, secret);
+                return caller_identify(c, secret, AUTH_USE_AGENT, true);
         return api_token_identify(c, secret, true);
 }
 

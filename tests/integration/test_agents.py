@@ -20,7 +20,8 @@ import time
 
 import pytest
 
-from conftest import BIN_DIR, RPRCTL, assert_no_sanitizer_report, free_port, sanitizer_env, status_of
+from conftest import BIN_DIR, RPRCTL, assert_no_sanitizer_report, free_port, sanitizer_env
+from test_bindings import gitrepo  # noqa: F401 (a fixture)
 
 CONTROLLERS = True
 RPR_AGENT = os.path.join(BIN_DIR, "rpr-agent")
@@ -142,6 +143,14 @@ def exec_api(d, body, timeout=120):
     r = d.request("POST", "/api/v1/exec", body=body, timeout=timeout)
     assert r.status == 200, r
     return [json.loads(line) for line in r.body.splitlines() if line.strip()]
+
+
+def exec_in_background(d, body):
+    """POST /api/v1/exec on a thread: (thread, dict that gets "lines")."""
+    result = {}
+    t = threading.Thread(target=lambda: result.update(lines=exec_api(d, body)))
+    t.start()
+    return t, result
 
 
 def output_of(lines, server):
@@ -362,10 +371,7 @@ def test_agent_killed_mid_job_is_interrupted_when_its_lease_runs_out(rprd, agent
     assert a.join().returncode == 0
     a.start()
     wait_phase(rprd, "edge", "Reachable")
-    result = {}
-    t = threading.Thread(target=lambda: result.update(lines=exec_api(rprd, {"servers": ["edge"],
-                                                                            "command": "echo started; sleep 60"})))
-    t.start()
+    t, result = exec_in_background(rprd, {"servers": ["edge"], "command": "echo started; sleep 60"})
     a.wait_log("started (pid")
     time.sleep(0.5)
     a.kill()
@@ -403,10 +409,7 @@ def test_a_command_for_a_stopped_agent_runs_when_it_starts(rprd, agents):
     join_token(rprd)
     a = agents(rprd, "late")
     assert a.join().returncode == 0
-    result = {}
-    t = threading.Thread(target=lambda: result.update(lines=exec_api(rprd, {"servers": ["late"],
-                                                                            "command": "echo finally"})))
-    t.start()
+    t, result = exec_in_background(rprd, {"servers": ["late"], "command": "echo finally"})
     time.sleep(2)
     assert t.is_alive(), "the command did not wait for the agent"
     a.start()
@@ -460,9 +463,7 @@ def test_an_agent_credential_opens_nothing_but_its_own_agent_endpoints(rprd, age
     assert status == 401
 
     # A job offered to b is not a's to take, feed or finish.
-    result = {}
-    t = threading.Thread(target=lambda: result.update(lines=exec_api(rprd, {"servers": ["b"], "command": "true"})))
-    t.start()
+    t, result = exec_in_background(rprd, {"servers": ["b"], "command": "true"})
     status, body = https(rprd, "POST", "/api/v1/agents/poll", {"version": "0.1.0", "wait": 10}, token=cred_b)
     assert status == 200, body
     job = json.loads(body)["offers"][0]["id"]
@@ -483,9 +484,7 @@ def test_an_agent_credential_opens_nothing_but_its_own_agent_endpoints(rprd, age
 def test_output_is_taken_once_by_offset_and_the_checksum_is_checked(rprd):
     join_token(rprd)
     cred = raw_join(rprd, "edge")
-    result = {}
-    t = threading.Thread(target=lambda: result.update(lines=exec_api(rprd, {"servers": ["edge"], "command": "x"})))
-    t.start()
+    t, result = exec_in_background(rprd, {"servers": ["edge"], "command": "x"})
     status, body = https(rprd, "POST", "/api/v1/agents/poll", {"version": "0.1.0", "wait": 10}, token=cred)
     job = json.loads(body)["offers"][0]["id"]
     assert https(rprd, "POST", "/api/v1/agents/jobs/%s/accept" % job, token=cred)[0] == 200
@@ -543,16 +542,6 @@ def test_no_secret_reaches_a_log_or_an_answer(rprd, agents):
 
 
 # ---- Runs: a Binding deploys through the agent --------------------------------------------------
-
-@pytest.fixture
-def gitrepo():
-    from test_repos import GitRepo
-    root = tempfile.mkdtemp(prefix="rpr-git-")
-    g = GitRepo(root)
-    g.first = g.commit("first")
-    yield g
-    subprocess.run(["rm", "-rf", root], check=False)
-
 
 def runs_of(d, binding):
     items = d.get("/api/v1/namespaces/default/runs").json()["items"]
