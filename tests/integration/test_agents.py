@@ -290,6 +290,25 @@ def test_exec_on_an_agent_server_streams_output_and_exit_code(rprd, agents):
     assert lines[-1] == {"kind": "ExecResult", "servers": 1, "failed": 0}
 
 
+def test_agents_come_back_after_rprd_restarts(rprd, agents):
+    join_token(rprd)
+    a = agents(rprd, "edge")
+    assert a.join().returncode == 0
+    a.start()
+    wait_phase(rprd, "edge", "Reachable")
+    rprd.stop()  # a clean exit with a poll held
+    time.sleep(1.5)
+    rprd.start()
+    a.wait_log("trying again in about")
+    deadline = time.time() + 30
+    while a.log().count("connected to") < 2 and time.time() < deadline:
+        time.sleep(0.1)
+    assert a.log().count("connected to") == 2, a.log()
+    lines = exec_api(rprd, {"servers": ["edge"], "command": "echo back"})
+    assert output_of(lines, "edge") == "back\n"
+    assert rprd.obj("servers", "edge")["status"]["phase"] == "Reachable"
+
+
 class CuttingProxy:
     """A TCP proxy that cuts each of its first `cuts` connections once it has
     passed `after` bytes from the agent to rprd."""
