@@ -614,3 +614,59 @@ def test_a_binding_deploys_through_the_agent_and_waits_for_it_when_it_is_stopped
     assert rs[1]["spec"]["commit"] == sha
     assert rprd.obj("bindings", "deploy")["status"]["servers"]["edge"]["deployedCommit"] == sha
     subprocess.run(["rm", "-rf", workdir], check=False)
+
+
+def run_phases(d, command_id):
+    items = d.get("/api/v1/namespaces/default/runs?labelSelector=rpr.dev/command%3D" + command_id).json()["items"]
+    return {r["spec"]["server"]: (r.get("status", {}).get("phase"), r.get("status", {}).get("reason"))
+            for r in items}
+
+
+def wait_run_phases(d, command_id, want, timeout=30):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        got = run_phases(d, command_id)
+        if all(got.get(s, (None, None))[0] == p for s, p in want.items()):
+            return got
+        time.sleep(0.1)
+    raise AssertionError("runs of %s: %s, wanted %s" % (command_id, run_phases(d, command_id), want))
+
+
+def test_a_command_for_three_agents_runs_on_each_when_it_is_there_and_survives_a_restart(rprd, agents):
+    join_token(rprd)
+    fleet = {n: agents(rprd, n) for n in ("pi-a", "pi-b", "pi-c")}
+    for a in fleet.values():
+        assert a.join(labels="fleet=home").returncode == 0
+    fleet["pi-c"].start()
+    wait_phase(rprd, "pi-c", "Reachable")
+
+    p = rprd.ctl("run", "command", "-l", "fleet=home", "--wait-timeout", "1h", "--", "echo", "ran", "on", "$RPR_SERVER")
+    assert p.returncode == 0, p.stderr
+    command_id = re.search(r"rpr\.dev/command=(cmd-[a-z0-9]{6})", p.stdout).group(1)
+    assert len(re.findall(r"^run/\S+ created for server pi-[abc]$", p.stdout, re.M)) == 3, p.stdout
+
+    got = wait_run_phases(rprd, command_id, {"pi-c": "Succeeded", "pi-a": "Pending", "pi-b": "Pending"})
+    assert got["pi-a"][1] == "WaitingForServer" and got["pi-b"][1] == "WaitingForServer", got
+    p = rprd.ctl("get", "runs", "-l", "rpr.dev/command=" + command_id)
+    assert p.returncode == 0 and "Succeeded" in p.stdout and "WaitingForServer" in p.stdout, p.stdout
+
+    fleet["pi-a"].start()
+    wait_run_phases(rprd, command_id, {"pi-a": "Succeeded", "pi-b": "Pending"})
+    # Durable: the waiting Run is still there after a restart, and runs when its agent comes.
+    rprd.restart()
+    fleet["pi-b"].start()
+    wait_run_phases(rprd, command_id, {"pi-a": "Succeeded", "pi-b": "Succeeded", "pi-c": "Succeeded"}, timeout=40)
+    for server in ("pi-a", "pi-b", "pi-c"):
+        log = rprd.ctl("logs", "run/%s-%s" % (command_id, server)).stdout
+        assert " out ran on %s" % server in log, log
+
+
+def test_run_command_refuses_bad_requests(rprd):
+    p = rprd.ctl("run", "command", "--", "true")
+    assert p.returncode == 1 and "--servers a,b or -l SELECTOR" in p.stderr, p.stderr
+    p = rprd.ctl("run", "command", "--servers", "nope", "--", "true")
+    assert p.returncode == 1 and "nope" in p.stderr, p.stderr
+    r = rprd.request("POST", "/api/v1/namespaces/default/runs",
+                     body={"servers": ["x"], "command": "true", "waitTimeout": "soon", "parallel": 2})
+    assert r.status == 422, r
+    assert {d["field"] for d in r.json()["details"]} == {"waitTimeout", "parallel"}, r.json()
