@@ -21,7 +21,8 @@
 
 static void usage(FILE *f) {
         fputs("usage: rpr-agent join --server https://HOST:PORT --token JOIN_TOKEN [--name NAME]\n"
-              "                      [--labels k=v,...] [--ca FILE | --fingerprint SHA256:...] [--state-dir DIR]\n"
+              "                      [--labels k=v,...] [--ca FILE | --fingerprint SHA256:...] [--state-dir "
+              "DIR]\n"
               "       rpr-agent run [--state-dir DIR] [--poll-seconds N] [--capacity N]\n"
               "       rpr-agent status [--state-dir DIR]\n",
               f);
@@ -51,7 +52,8 @@ int config_load(const char *state_dir, AgentConfig *ret) {
 
         r = read_file(path, 65536, &text, &len);
         if (r < 0)
-                return log_error_errno(r, "cannot read %s (has this host joined? rpr-agent join ...): %m", path);
+                return log_error_errno(r, "cannot read %s (has this host joined? rpr-agent join ...): %m",
+                                       path);
         r = read_file(cred_path, 4096, &cred, &len);
         if (r < 0)
                 return log_error_errno(r, "cannot read the agent's credential %s: %m", cred_path);
@@ -81,8 +83,8 @@ int agent_client(const char *server, const char *ca, const char *fingerprint, co
         int r;
 
         if (!startswith(server, "https://"))
-                return log_error_errno(-EINVAL, "--server must be an https:// URL (rprd --listen tls:...): %s",
-                                       server);
+                return log_error_errno(
+                        -EINVAL, "--server must be an https:// URL (rprd --listen tls:...): %s", server);
         r = client_new(server, NULL, &c);
         if (r < 0)
                 return log_error_errno(r, "bad --server %s", server);
@@ -92,7 +94,8 @@ int agent_client(const char *server, const char *ca, const char *fingerprint, co
         r = client_set_tls(c, ca ? ca : "", fingerprint ? fingerprint : "");
         if (r < 0) {
                 client_free(c);
-                return log_error_errno(r, "--fingerprint must be SHA256: and 43 base64 characters, as rprd prints it");
+                return log_error_errno(
+                        r, "--fingerprint must be SHA256: and 43 base64 characters, as rprd prints it");
         }
         *ret = c;
         return 0;
@@ -128,7 +131,9 @@ static char *default_name(void) {
                 return xstrdup("agent");
         host[strcspn(host, ".")] = '\0';
         for (char *p = host; *p; p++)
-                *p = (*p >= 'A' && *p <= 'Z') ? (char) (*p - 'A' + 'a') : strchr("abcdefghijklmnopqrstuvwxyz0123456789-", *p) ? *p : '-';
+                *p = (*p >= 'A' && *p <= 'Z')                              ? (char) (*p - 'A' + 'a')
+                     : strchr("abcdefghijklmnopqrstuvwxyz0123456789-", *p) ? *p
+                                                                           : '-';
         return xstrdup(host);
 }
 
@@ -136,10 +141,10 @@ static int join_save(const JoinArgs *a, const json_t *answer) {
         _cleanup_free_ char *cred_path = xasprintf("%s/credential", a->state_dir);
         _cleanup_free_ char *path = xasprintf("%s/agent.json", a->state_dir);
         const char *cred = json_str_at(answer, "credential");
-        _cleanup_json_ json_t *state = json_pack("{s:s, s:s, s:s, s:s?, s:s?}", "server", a->server, "namespace",
-                                                 json_str_at(answer, "namespace") ?: "default", "name",
-                                                 json_str_at(answer, "server") ?: a->name, "ca", a->ca,
-                                                 "fingerprint", a->fingerprint);
+        _cleanup_json_ json_t *state = json_pack("{s:s, s:s, s:s, s:s?, s:s?}", "server", a->server,
+                                                 "namespace", json_str_at(answer, "namespace") ?: "default",
+                                                 "name", json_str_at(answer, "server") ?: a->name, "ca",
+                                                 a->ca, "fingerprint", a->fingerprint);
         int r;
 
         if (!cred)
@@ -174,15 +179,17 @@ static int cmd_join(const JoinArgs *a) {
         if (r < 0)
                 return r;
 
-        _cleanup_json_ json_t *body = json_pack("{s:s, s:s, s:O, s:s}", "token", a->token, "name", name, "labels",
-                                                labels, "version", RPR_VERSION);
+        _cleanup_json_ json_t *body = json_pack("{s:s, s:s, s:O, s:s}", "token", a->token, "name", name,
+                                                "labels", labels, "version", RPR_VERSION);
         _cleanup_free_ char *text = json_dumps(body, JSON_COMPACT);
         r = client_request(c, "POST", "/api/v1/agents/join", NULL, text, strlen(text), &res, &error);
         explicit_bzero(text, strlen(text));
         client_free(c);
         if (r == -EKEYREJECTED)
-                return log_error_errno(r, "refusing to join %s: its TLS certificate is not the one expected "
-                                       "(--fingerprint / --ca): %s", a->server, error);
+                return log_error_errno(r,
+                                       "refusing to join %s: its TLS certificate is not the one expected "
+                                       "(--fingerprint / --ca): %s",
+                                       a->server, error);
         if (r < 0)
                 return log_error_errno(r, "cannot reach %s: %s", a->server, error);
         if (res.status != 201) {
@@ -218,7 +225,8 @@ static int cmd_status(const char *state_dir) {
                 return 0;
         }
         _cleanup_json_ json_t *st = json_loads(text, 0, NULL);
-        printf("state:     %s\n", json_is_true(json_object_get(st, "connected")) ? "connected" : "disconnected");
+        printf("state:     %s\n",
+               json_is_true(json_object_get(st, "connected")) ? "connected" : "disconnected");
         printf("last poll: %s\n", json_str_at(st, "lastPoll") ?: "never");
         if (json_str_at(st, "error"))
                 printf("error:     %s\n", json_str_at(st, "error"));
@@ -226,8 +234,8 @@ static int cmd_status(const char *state_dir) {
         json_t *v;
         printf("jobs:      %zu\n", json_array_size(json_object_get(st, "jobs")));
         json_array_foreach(json_object_get(st, "jobs"), i, v)
-                printf("  %s  pid %lld  %lld bytes\n", json_str_at(v, "id"), (long long) json_int_at(v, "pid", 0),
-                       (long long) json_int_at(v, "bytes", 0));
+                printf("  %s  pid %lld  %lld bytes\n", json_str_at(v, "id"),
+                       (long long) json_int_at(v, "pid", 0), (long long) json_int_at(v, "bytes", 0));
         return 0;
 }
 
@@ -235,12 +243,12 @@ static int cmd_status(const char *state_dir) {
 
 int main(int argc, char **argv) {
         static const struct option opts[] = {
-                {"server", required_argument, NULL, 's'},      {"token", required_argument, NULL, 't'},
-                {"name", required_argument, NULL, 'n'},        {"labels", required_argument, NULL, 'l'},
-                {"ca", required_argument, NULL, 'c'},          {"fingerprint", required_argument, NULL, 'f'},
-                {"state-dir", required_argument, NULL, 'd'},   {"help", no_argument, NULL, 'h'},
-                {"version", no_argument, NULL, 'V'},           {"poll-seconds", required_argument, NULL, 'p'},
-                {"capacity", required_argument, NULL, 'k'},    {NULL, 0, NULL, 0},
+                {"server", required_argument, NULL, 's'},    {"token", required_argument, NULL, 't'},
+                {"name", required_argument, NULL, 'n'},      {"labels", required_argument, NULL, 'l'},
+                {"ca", required_argument, NULL, 'c'},        {"fingerprint", required_argument, NULL, 'f'},
+                {"state-dir", required_argument, NULL, 'd'}, {"help", no_argument, NULL, 'h'},
+                {"version", no_argument, NULL, 'V'},         {"poll-seconds", required_argument, NULL, 'p'},
+                {"capacity", required_argument, NULL, 'k'},  {NULL, 0, NULL, 0},
         };
         JoinArgs a = {.state_dir = AGENT_DEFAULT_STATE_DIR};
         uint64_t poll_seconds = 0, capacity = 0;
@@ -249,17 +257,36 @@ int main(int argc, char **argv) {
         signal(SIGPIPE, SIG_IGN);
         while ((o = getopt_long(argc, argv, "s:t:n:l:c:f:d:p:k:hV", opts, NULL)) != -1)
                 switch (o) {
-                case 's': a.server = optarg; break;
-                case 't': a.token = optarg; break;
-                case 'n': a.name = optarg; break;
-                case 'l': a.labels = optarg; break;
-                case 'c': a.ca = optarg; break;
-                case 'f': a.fingerprint = optarg; break;
-                case 'd': a.state_dir = optarg; break;
-                case 'h': usage(stdout); return 0;
-                case 'V': printf("rpr-agent %s\n", RPR_VERSION); return 0;
+                case 's':
+                        a.server = optarg;
+                        break;
+                case 't':
+                        a.token = optarg;
+                        break;
+                case 'n':
+                        a.name = optarg;
+                        break;
+                case 'l':
+                        a.labels = optarg;
+                        break;
+                case 'c':
+                        a.ca = optarg;
+                        break;
+                case 'f':
+                        a.fingerprint = optarg;
+                        break;
+                case 'd':
+                        a.state_dir = optarg;
+                        break;
+                case 'h':
+                        usage(stdout);
+                        return 0;
+                case 'V':
+                        printf("rpr-agent %s\n", RPR_VERSION);
+                        return 0;
                 case 'p':
-                        if (parse_uint64(optarg, &poll_seconds) < 0 || poll_seconds < 1 || poll_seconds > 25) {
+                        if (parse_uint64(optarg, &poll_seconds) < 0 || poll_seconds < 1 ||
+                            poll_seconds > 25) {
                                 fprintf(stderr, "rpr-agent: --poll-seconds is 1 to 25\n");
                                 return 2;
                         }
@@ -270,7 +297,9 @@ int main(int argc, char **argv) {
                                 return 2;
                         }
                         break;
-                default: usage(stderr); return 2;
+                default:
+                        usage(stderr);
+                        return 2;
                 }
         if (optind >= argc) {
                 usage(stderr);

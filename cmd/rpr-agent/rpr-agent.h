@@ -38,9 +38,9 @@ int agent_client(const char *server, const char *ca, const char *fingerprint, co
 typedef struct Job {
         struct Job *next;
         char id[64];
-        pid_t pid;     /* 0 once reaped */
-        int fd;        /* the child's stdout+stderr; -1 at EOF */
-        int spool;     /* the output, kept until acknowledged */
+        pid_t pid; /* 0 once reaped */
+        int fd;    /* the child's stdout+stderr; -1 at EOF */
+        int spool; /* the output, kept until acknowledged */
         uint64_t written, acked;
         int exit_code;
         char signal[16];

@@ -62,7 +62,8 @@ static void failed(Agent *a, const char *fmt, ...) {
         a->backoff = a->backoff ? MIN(a->backoff * 2, BACKOFF_MAX_USEC) : BACKOFF_MIN_USEC;
         a->next_poll = now_mono_usec() + jittered(a->backoff);
         if (a->connected || a->backoff == BACKOFF_MIN_USEC)
-                log_warning("%s; trying again in about %.0f s", a->error, (double) a->backoff / USEC_PER_SEC);
+                log_warning("%s; trying again in about %.0f s", a->error,
+                            (double) a->backoff / USEC_PER_SEC);
         a->connected = false;
 }
 
@@ -73,7 +74,9 @@ static int post(Agent *a, const char *path, const char *content_type, const char
         int r = client_request(a->client, "POST", path, content_type, body, len, ret, &error);
 
         if (r == -EKEYREJECTED)
-                failed(a, "rprd at %s does not present the certificate this agent trusts (--fingerprint / --ca): %s",
+                failed(a,
+                       "rprd at %s does not present the certificate this agent trusts (--fingerprint / "
+                       "--ca): %s",
                        a->cfg.server, error);
         else if (r < 0)
                 failed(a, "cannot reach rprd at %s: %s", a->cfg.server, error);
@@ -123,13 +126,15 @@ static json_t *heartbeat(const Agent *a) {
         json_t *jobs = json_array(), *metrics = json_object();
 
         for (const Job *j = a->jobs; j; j = j->next)
-                json_array_append_new(jobs, json_pack("{s:s, s:I}", "id", j->id, "offset", (json_int_t) j->acked));
+                json_array_append_new(jobs,
+                                      json_pack("{s:s, s:I}", "id", j->id, "offset", (json_int_t) j->acked));
         metrics_add(metrics);
         /* Not connected yet: a quick first answer, so that the agent (and
          * rpr-agent status) knows it is in before it waits. */
-        return json_pack("{s:s, s:i, s:i, s:i, s:o, s:o}", "version", RPR_VERSION, "capacity", a->cfg.capacity,
-                         "pollSeconds", a->cfg.poll_seconds, "wait", a->jobs || !a->connected ? 0 : a->cfg.poll_seconds, "metrics",
-                         metrics, "jobs", jobs);
+        return json_pack("{s:s, s:i, s:i, s:i, s:o, s:o}", "version", RPR_VERSION, "capacity",
+                         a->cfg.capacity, "pollSeconds", a->cfg.poll_seconds, "wait",
+                         a->jobs || !a->connected ? 0 : a->cfg.poll_seconds, "metrics", metrics, "jobs",
+                         jobs);
 }
 
 static void status_write(const Agent *a) {
@@ -138,11 +143,13 @@ static void status_write(const Agent *a) {
         json_t *jobs = json_array();
 
         for (const Job *j = a->jobs; j; j = j->next)
-                json_array_append_new(jobs, json_pack("{s:s, s:I, s:I}", "id", j->id, "pid", (json_int_t) j->pid,
-                                                      "bytes", (json_int_t) j->written));
-        _cleanup_json_ json_t *st = json_pack("{s:b, s:s?, s:s?, s:o}", "connected", a->connected, "lastPoll",
-                                              a->last_poll ? time_format_rfc3339(a->last_poll, when) : NULL,
-                                              "error", a->connected ? NULL : a->error, "jobs", jobs);
+                json_array_append_new(jobs,
+                                      json_pack("{s:s, s:I, s:I}", "id", j->id, "pid", (json_int_t) j->pid,
+                                                "bytes", (json_int_t) j->written));
+        _cleanup_json_ json_t *st =
+                json_pack("{s:b, s:s?, s:s?, s:o}", "connected", a->connected, "lastPoll",
+                          a->last_poll ? time_format_rfc3339(a->last_poll, when) : NULL, "error",
+                          a->connected ? NULL : a->error, "jobs", jobs);
         _cleanup_free_ char *text = json_dumps(st, JSON_INDENT(2));
         (void) write_file_atomic(path, text, strlen(text), 0644);
 }
@@ -227,8 +234,7 @@ static void answer_read(Agent *a, const json_t *ans) {
                         job_cancel(j);
                 }
         }
-        json_array_foreach(json_object_get(ans, "offers"), i, v)
-                offer_take(a, v);
+        json_array_foreach(json_object_get(ans, "offers"), i, v) offer_take(a, v);
 }
 
 static void poll_once(Agent *a) {
@@ -310,8 +316,8 @@ static void finish_send(Agent *a, Job *j) {
         }
         if (status >= 500)
                 return;
-        log_info("job %s finished: exit %d%s%s, %llu bytes", j->id, j->exit_code, *j->signal ? ", signal " : "",
-                 j->signal, (unsigned long long) j->written);
+        log_info("job %s finished: exit %d%s%s, %llu bytes", j->id, j->exit_code,
+                 *j->signal ? ", signal " : "", j->signal, (unsigned long long) j->written);
         job_remove(a, j);
 }
 

@@ -39,8 +39,8 @@ static const CtlOpt token_opts[] = {
         {"role", 0, true}, {"expires", 0, true}, {"namespaces", 0, true}, {NULL, 0, false},
 };
 static const CtlOpt run_opts[] = {
-        {"arg", 0, true},         {"wait", 0, false},         {"servers", 0, true}, {"selector", 'l', true},
-        {"wait-timeout", 0, true}, {"timeout", 0, true},      {NULL, 0, false},
+        {"arg", 0, true},          {"wait", 0, false},   {"servers", 0, true}, {"selector", 'l', true},
+        {"wait-timeout", 0, true}, {"timeout", 0, true}, {NULL, 0, false},
 };
 static const CtlOpt logs_opts[] = {
         {"follow", 'f', false}, {"tail", 0, true}, {"task", 0, true}, {NULL, 0, false},

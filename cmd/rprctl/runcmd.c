@@ -17,7 +17,8 @@ static int command_body(Ctl *c, char **ret) {
         if (!!servers == !!sel)
                 return ctl_error("run command needs --servers a,b or -l SELECTOR (one of them)"), -EINVAL;
         if (!c->dashdash || c->n_pos <= c->n_pos_before_dashdash)
-                return ctl_error("run command needs the command after --, e.g. run command -l role=web -- uptime"),
+                return ctl_error("run command needs the command after --, e.g. run command -l role=web -- "
+                                 "uptime"),
                        -EINVAL;
         if (c->n_pos_before_dashdash != 1)
                 return ctl_error("run command takes no names before --; give them with --servers"), -EINVAL;
@@ -62,7 +63,8 @@ int run_command(Ctl *c) {
         client_response_clear(&resp);
         const char *id = json_path_str(j, "command");
         json_array_foreach(json_object_get(j, "runs"), i, v)
-                printf("run/%s created for server %s\n", json_path_str(v, "name") ?: "?", json_path_str(v, "server") ?: "?");
+                printf("run/%s created for server %s\n", json_path_str(v, "name") ?: "?",
+                       json_path_str(v, "server") ?: "?");
         printf("command %s: rprctl get runs -l rpr.dev/command=%s\n", id ?: "?", id ?: "?");
         return 0;
 }

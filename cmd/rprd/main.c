@@ -420,8 +420,8 @@ static int controllers_setup(const Options *o, Daemon *d) {
         r = controller_new(d->store, CONTROLLER_WORKERS, &d->controller);
         if (r < 0)
                 return r;
-        r = server_controller_new(&(ServerOptions){d->store, d->controller, d->ssh, d->connectivity, d->agents},
-                                  &d->servers);
+        r = server_controller_new(
+                &(ServerOptions){d->store, d->controller, d->ssh, d->connectivity, d->agents}, &d->servers);
         if (r < 0)
                 return r;
         agents_set_presence(d->agents, on_agent_presence, d->servers);

@@ -118,7 +118,8 @@ void agent_job_cancel(Agents *a, const char *id) {
         pthread_mutex_lock(&a->lock);
         AgentJob *j = hashmap_get(a->jobs, id);
         if (j && j->phase == JOB_QUEUED) {
-                AgentJobResult r = agent_result(AGENT_JOB_CANCELED, "Canceled", "canceled before the agent took it");
+                AgentJobResult r =
+                        agent_result(AGENT_JOB_CANCELED, "Canceled", "canceled before the agent took it");
                 agent_job_end(a, j, &r, &ends);
         } else if (j && !j->cancel) {
                 j->cancel = true;
@@ -156,7 +157,8 @@ void agent_job_abandon(Agents *a, const char *id) {
 
 /* ---- the agent's side ---------------------------------------------------------------- */
 
-int agent_job_accept(Agents *a, const char *ns, const char *server, const char *id, uint64_t *ret_lease_usec) {
+int agent_job_accept(Agents *a, const char *ns, const char *server, const char *id,
+                     uint64_t *ret_lease_usec) {
         uint64_t now = now_mono_usec();
         int r = 0;
 
@@ -238,7 +240,9 @@ static AgentJobResult finish_result(AgentJob *j, int exit_code, const char *sign
                                     "%llu bytes rprd received",
                                     (unsigned long long) bytes, (unsigned long long) j->offset);
         if (j->cancel)
-                return (AgentJobResult){.state = AGENT_JOB_CANCELED, .exit_code = exit_code, .reason = "Canceled",
+                return (AgentJobResult){.state = AGENT_JOB_CANCELED,
+                                        .exit_code = exit_code,
+                                        .reason = "Canceled",
                                         .message = "canceled"};
         AgentJobResult r = {.state = exit_code == 0 && !*signal ? AGENT_JOB_SUCCEEDED : AGENT_JOB_FAILED,
                             .exit_code = exit_code,

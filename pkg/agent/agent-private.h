@@ -60,9 +60,9 @@ typedef struct JobEnds {
 
 struct Agents {
         pthread_mutex_t lock;
-        Hashmap *hosts; /* key -> AgentHost */
+        Hashmap *hosts;  /* key -> AgentHost */
         AgentHost *list; /* the same hosts, to go through them */
-        Hashmap *jobs;  /* id -> AgentJob */
+        Hashmap *jobs;   /* id -> AgentJob */
         uint64_t created;
         AgentWakeFn wake;
         void *wake_userdata;

@@ -193,7 +193,8 @@ static void heartbeat_read(AgentHost *h, const json_t *hb, uint64_t now) {
         h->metrics = NULL;
         if (json_is_object(metrics)) {
                 /* Only the figures the Server's status has, as numbers. */
-                static const char *const keys[] = {"load1", "memUsedPercent", "diskUsedPercent", "uptimeSeconds"};
+                static const char *const keys[] = {"load1", "memUsedPercent", "diskUsedPercent",
+                                                   "uptimeSeconds"};
                 h->metrics = json_object();
                 for (size_t i = 0; i < ELEMENTSOF(keys); i++) {
                         const json_t *v = json_object_get(metrics, keys[i]);
@@ -335,13 +336,14 @@ static void host_tick(Agents *a, AgentHost *h, uint64_t now, JobEnds *ends) {
         for (AgentJob *j = h->jobs, *next; j; j = next) {
                 next = j->next;
                 if (j->phase == JOB_QUEUED && j->wait_deadline && now >= j->wait_deadline) {
-                        AgentJobResult r = agent_result(AGENT_JOB_EXPIRED, "WaitingForServer",
-                                                        "the agent of %s did not poll within the wait timeout",
-                                                        h->server);
+                        AgentJobResult r = agent_result(
+                                AGENT_JOB_EXPIRED, "WaitingForServer",
+                                "the agent of %s did not poll within the wait timeout", h->server);
                         agent_job_end(a, j, &r, ends);
                 } else if (j->phase == JOB_RUNNING && now >= j->lease_until) {
-                        AgentJobResult r = agent_result(AGENT_JOB_INTERRUPTED, "Interrupted",
-                                                        "the agent of %s stopped renewing the job's lease", h->server);
+                        AgentJobResult r =
+                                agent_result(AGENT_JOB_INTERRUPTED, "Interrupted",
+                                             "the agent of %s stopped renewing the job's lease", h->server);
                         agent_job_end(a, j, &r, ends);
                 } else if (j->phase == JOB_OFFERED && now >= j->lease_until) {
                         /* Not accepted in time: offered again at the next poll. */

@@ -25,8 +25,8 @@
 
 typedef struct Agents Agents;
 
-#define AGENT_VERSION_MIN "0.1.0"        /* older agents are refused, by name */
-#define AGENT_POLL_DEFAULT_SEC 25        /* how long a poll is held at most */
+#define AGENT_VERSION_MIN "0.1.0" /* older agents are refused, by name */
+#define AGENT_POLL_DEFAULT_SEC 25 /* how long a poll is held at most */
 #define AGENT_OUTPUT_CHUNK_MAX (256u * 1024)
 #define AGENT_JOB_ID_LEN 24
 #define AGENT_CAPACITY_MAX 64
@@ -48,13 +48,13 @@ void agents_set_presence(Agents *a, AgentPresenceFn fn, void *userdata);
 bool agent_version_ok(const char *version);
 
 typedef struct AgentPresence {
-        bool online;             /* heard from within three poll windows */
-        uint64_t last_seen_usec; /* realtime; 0: not since rprd started */
+        bool online;               /* heard from within three poll windows */
+        uint64_t last_seen_usec;   /* realtime; 0: not since rprd started */
         uint64_t since_start_usec; /* how long this registry has existed */
         char version[32];
         unsigned capacity, running;
-        json_t *metrics;          /* new reference or NULL */
-        bool version_refused;     /* its last poll was refused as too old */
+        json_t *metrics;      /* new reference or NULL */
+        bool version_refused; /* its last poll was refused as too old */
 } AgentPresence;
 
 /* What is known of the agent of ns/server; fills *ret (free metrics with
@@ -81,7 +81,8 @@ int agent_poll_again(Agents *a, const char *ns, const char *server, json_t **ret
 
 /* The agent takes an offered job: 0, -ENOENT (not a job of this agent),
  * -ESTALE (its lease ran out and it was offered again, or canceled). */
-int agent_job_accept(Agents *a, const char *ns, const char *server, const char *id, uint64_t *ret_lease_usec);
+int agent_job_accept(Agents *a, const char *ns, const char *server, const char *id,
+                     uint64_t *ret_lease_usec);
 /* Output bytes [offset, offset + n). Only the bytes past what rprd holds
  * are taken; *ret_offset is what it holds afterwards. -ERANGE for a gap
  * (*ret_offset set), -ENOENT, -EAGAIN when the sink cannot take them now
@@ -102,7 +103,7 @@ void agents_tick(Agents *a);
 
 typedef enum AgentJobState {
         AGENT_JOB_SUCCEEDED,
-        AGENT_JOB_FAILED,      /* exit code not 0, or a signal */
+        AGENT_JOB_FAILED, /* exit code not 0, or a signal */
         AGENT_JOB_CANCELED,
         AGENT_JOB_INTERRUPTED, /* its lease ran out, or the agent lost it */
         AGENT_JOB_EXPIRED,     /* the agent did not come within the wait timeout */
@@ -110,8 +111,8 @@ typedef enum AgentJobState {
 
 typedef struct AgentJobResult {
         AgentJobState state;
-        int exit_code;    /* -1 when it did not exit */
-        char signal[16];  /* "TERM", "KILL" or "" */
+        int exit_code;      /* -1 when it did not exit */
+        char signal[16];    /* "TERM", "KILL" or "" */
         const char *reason; /* static: "", "Canceled", "Interrupted", "WaitingForServer", "OutputCorrupt" */
         char message[256];
         uint64_t bytes;
@@ -128,10 +129,10 @@ typedef struct AgentJobSink {
 } AgentJobSink;
 
 typedef struct AgentJobSpec {
-        const char *command;     /* for /bin/sh -c */
-        const json_t *env;       /* object of strings, or NULL */
-        uint64_t timeout_usec;   /* 0: none */
-        uint64_t wait_usec;      /* how long to wait for an offline agent; 0: forever */
+        const char *command;   /* for /bin/sh -c */
+        const json_t *env;     /* object of strings, or NULL */
+        uint64_t timeout_usec; /* 0: none */
+        uint64_t wait_usec;    /* how long to wait for an offline agent; 0: forever */
 } AgentJobSpec;
 
 /* Queues a job for the agent of ns/server; offered at its next poll (at

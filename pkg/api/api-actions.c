@@ -357,10 +357,11 @@ static int command_id(char out[static 11]) {
 static json_t *command_run(const ExecRequest *x, const char *id, const char *server, size_t i, Diags *d) {
         _cleanup_free_ char *name = strlen(id) + 1 + strlen(server) <= 63 ? xasprintf("%s-%s", id, server)
                                                                           : xasprintf("%s-%zu", id, i + 1);
-        json_t *run = json_pack("{s:s, s:s, s:{s:s, s:s, s:{s:s}}, s:{s:{s:s, s:s}, s:s, s:s, s:s}}", "apiVersion",
-                                RPR_API_VERSION, "kind", "Run", "metadata", "name", name, "namespace", x->ns,
-                                "labels", COMMAND_LABEL, id, "spec", "owner", "kind", "Server", "name", server,
-                                "server", server, "command", x->command, "triggeredBy", "api");
+        json_t *run =
+                json_pack("{s:s, s:s, s:{s:s, s:s, s:{s:s}}, s:{s:{s:s, s:s}, s:s, s:s, s:s}}", "apiVersion",
+                          RPR_API_VERSION, "kind", "Run", "metadata", "name", name, "namespace", x->ns,
+                          "labels", COMMAND_LABEL, id, "spec", "owner", "kind", "Server", "name", server,
+                          "server", server, "command", x->command, "triggeredBy", "api");
         json_t *spec = json_object_get(run, "spec");
 
         if (x->timeout)
@@ -385,10 +386,12 @@ static void command_runs_done(ApiJob *job, ApiCall *c) {
                 const json_t *o = job->ops[i].object;
                 json_array_append_new(runs, json_pack("{s:s?, s:s?}", "name",
                                                       json_str_at(json_object_get(o, "metadata"), "name"),
-                                                      "server", json_str_at(json_object_get(o, "spec"), "server")));
+                                                      "server",
+                                                      json_str_at(json_object_get(o, "spec"), "server")));
         }
-        api_reply_json(c, 201, json_pack("{s:s, s:s, s:s, s:o}", "kind", "CommandRuns", "command", job->name,
-                                         "namespace", job->ns, "runs", runs));
+        api_reply_json(c, 201,
+                       json_pack("{s:s, s:s, s:s, s:o}", "kind", "CommandRuns", "command", job->name,
+                                 "namespace", job->ns, "runs", runs));
 }
 
 /* The Runs of command id on targets t, prepared, or NULL and d. */
@@ -419,10 +422,12 @@ void api_handle_command_runs(ApiCall *c) {
         if (!body)
                 return;
         if (!json_is_object(body)) {
-                api_reply_status(c, 400, "the body must be a JSON object {\"servers\" or \"selector\", \"command\"}");
+                api_reply_status(
+                        c, 400, "the body must be a JSON object {\"servers\" or \"selector\", \"command\"}");
                 return;
         }
-        if (exec_parse(body, &x, true, &d) == 0 && json_object_get(body, "namespace") && !STREQ(x.ns, c->route.ns))
+        if (exec_parse(body, &x, true, &d) == 0 && json_object_get(body, "namespace") &&
+            !STREQ(x.ns, c->route.ns))
                 diags_add(&d, -1, NULL, "namespace", "differs from the one in the path (%s)", c->route.ns);
         x.ns = c->route.ns;
         if (d.n > 0) {

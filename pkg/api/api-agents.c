@@ -69,14 +69,13 @@ static bool agent_server_ok(ApiCall *c) {
         }
         int r = store_get_json(c->api->store, "Server", ns, server, &obj);
         const json_t *spec = json_object_get(obj, "spec");
-        const char *why = r == -ENOENT ? "no longer exists"
-                          : r < 0 ? "cannot be read"
-                          : json_object_get(json_object_get(obj, "metadata"), "deletionTimestamp")
-                                  ? "is being deleted"
-                          : !STREQ(json_str_at(spec, "transport") ?: "ssh", "agent") ? "no longer uses transport agent"
-                          : json_is_false(json_object_get(spec, "active"))
-                                  ? "is inactive (spec.active is false)"
-                                  : NULL;
+        const char *why =
+                r == -ENOENT                                                             ? "no longer exists"
+                : r < 0                                                                  ? "cannot be read"
+                : json_object_get(json_object_get(obj, "metadata"), "deletionTimestamp") ? "is being deleted"
+                : !STREQ(json_str_at(spec, "transport") ?: "ssh", "agent") ? "no longer uses transport agent"
+                : json_is_false(json_object_get(spec, "active")) ? "is inactive (spec.active is false)"
+                                                                 : NULL;
         if (!why)
                 return true;
         if (c->api->agents)
@@ -153,7 +152,8 @@ static void join_work(ApiJob *job) {
         } else if (exists && !STREQ(transport, "agent")) {
                 j->code = 409;
                 snprintf(j->message, sizeof j->message,
-                         "server %s/%s exists with transport %s; an agent may only claim a Server of transport agent",
+                         "server %s/%s exists with transport %s; an agent may only claim a Server of "
+                         "transport agent",
                          j->ns, j->name, transport);
         } else if (store_get_json(a->store, "Token", j->ns, cred_name, &cred) >= 0) {
                 j->code = 409;
@@ -208,12 +208,12 @@ static void join_objects(Join *j, const json_t *labels, Diags *d) {
         sha256_hex(j->secret, AGENT_SECRET_LEN, hex);
         _cleanup_free_ char *hash = xasprintf("sha256:%s", hex);
         _cleanup_free_ char *cred_name = xasprintf(CREDENTIAL_PREFIX "%s", j->name);
-        _cleanup_free_ char *desc = xasprintf("The credential of the agent of Server %s (joined with Token %s).",
-                                              j->name, j->token_name);
+        _cleanup_free_ char *desc = xasprintf(
+                "The credential of the agent of Server %s (joined with Token %s).", j->name, j->token_name);
         j->credential = json_pack("{s:s, s:s, s:{s:s, s:s, s:{s:s}}, s:{s:s, s:s, s:s, s:s}}", "apiVersion",
-                                  RPR_API_VERSION, "kind", "Token", "metadata", "name", cred_name, "namespace",
-                                  j->ns, "labels", JOIN_LABEL, j->token_name, "spec", "type", "agent", "server",
-                                  j->name, "valueHash", hash, "description", desc);
+                                  RPR_API_VERSION, "kind", "Token", "metadata", "name", cred_name,
+                                  "namespace", j->ns, "labels", JOIN_LABEL, j->token_name, "spec", "type",
+                                  "agent", "server", j->name, "valueHash", hash, "description", desc);
         if (d->n == 0)
                 (void) resource_prepare(j->credential, 0, d);
 }
@@ -299,10 +299,6 @@ static void handle_join(ApiCall *c) {
 
 /* ---- the poll ---------------------------------------------------------------------------- */
 
-static void answer_json(ApiCall *c, json_t *answer) {
-        api_reply_json(c, 200, answer);
-}
-
 /* Answers a held poll (once) with what pkg/agent has for it now. */
 static void wait_answer(AgentWait *w) {
         ApiCall *c = TAKE_PTR(w->c);
@@ -313,7 +309,7 @@ static void wait_answer(AgentWait *w) {
         if (hashmap_get(w->api->agent_state->waits, w->key) == w)
                 hashmap_remove(w->api->agent_state->waits, w->key);
         (void) agent_poll_again(w->api->agents, w->ns, w->server, &answer);
-        answer_json(c, answer);
+        api_reply_json(c, 200, answer);
 }
 
 static void wait_dispose(void *p) {
@@ -367,7 +363,7 @@ static void handle_poll(ApiCall *c) {
         }
         int r = agent_poll(c->api->agents, ns, server, hb, &answer, &wait_usec);
         if (r > 0 || wait_usec == 0) {
-                answer_json(c, answer);
+                api_reply_json(c, 200, answer);
                 return;
         }
         json_decref(answer);
@@ -383,11 +379,14 @@ static void handle_accept(ApiCall *c) {
         if (r == -ENOENT)
                 api_reply_status(c, 404, "no job %.64s for this agent", c->route.name);
         else if (r < 0)
-                api_reply_status(c, 409, "job %.64s is no longer offered to this agent (its offer lapsed or it "
-                                 "was canceled)", c->route.name);
+                api_reply_status(c, 409,
+                                 "job %.64s is no longer offered to this agent (its offer lapsed or it "
+                                 "was canceled)",
+                                 c->route.name);
         else
-                api_reply_json(c, 200, json_pack("{s:s, s:I}", "id", c->route.name, "leaseSeconds",
-                                                 (json_int_t) (lease / USEC_PER_SEC)));
+                api_reply_json(c, 200,
+                               json_pack("{s:s, s:I}", "id", c->route.name, "leaseSeconds",
+                                         (json_int_t) (lease / USEC_PER_SEC)));
 }
 
 static void handle_output(ApiCall *c) {
@@ -395,7 +394,8 @@ static void handle_output(ApiCall *c) {
         uint64_t offset, have = 0;
 
         if (!off || parse_uint64(off, &offset) < 0) {
-                api_reply_status(c, 400, "?offset=N (the byte offset of the chunk's first byte) is required");
+                api_reply_status(c, 400,
+                                 "?offset=N (the byte offset of the chunk's first byte) is required");
                 return;
         }
         if (c->req->entity.len > AGENT_OUTPUT_CHUNK_MAX) {
@@ -426,7 +426,8 @@ static void handle_finish(ApiCall *c) {
         bytes = json_int_at(body, "bytes", -1);
         if (!json_is_object(body) || !json_is_integer(json_object_get(body, "exitCode")) || bytes < 0 ||
             !json_str_at(body, "sha256")) {
-                api_reply_status(c, 400, "the body must be {\"exitCode\": N, \"signal\": \"\", \"bytes\": N, "
+                api_reply_status(c, 400,
+                                 "the body must be {\"exitCode\": N, \"signal\": \"\", \"bytes\": N, "
                                  "\"sha256\": HEX}");
                 return;
         }
@@ -436,8 +437,9 @@ static void handle_finish(ApiCall *c) {
         if (r == -ENOENT)
                 api_reply_status(c, 404, "no running job %.64s for this agent", c->route.name);
         else if (r == -EAGAIN)
-                api_reply_json(c, 409, json_pack("{s:I, s:s}", "offset", (json_int_t) have, "message",
-                                                 "rprd holds less output: send from offset first"));
+                api_reply_json(c, 409,
+                               json_pack("{s:I, s:s}", "offset", (json_int_t) have, "message",
+                                         "rprd holds less output: send from offset first"));
         else if (r == -EBADMSG)
                 api_reply_status(c, 422, "the byte count or checksum differs from the output rprd received");
         else
@@ -549,6 +551,8 @@ void api_agents_end_all(ApiServer *a) {
 
         if (!a->agent_state)
                 return;
+        /* No wake-up from now: the loop turns only a few more times. */
+        agents_set_wake(a->agents, NULL, NULL);
         hashmap_foreach(a->agent_state->waits, answer_all, &due);
         for (size_t i = 0; i < due.n; i++)
                 wait_answer(due.items[i]);

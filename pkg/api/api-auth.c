@@ -149,7 +149,9 @@ static void note_failure(ApiCall *c, const char *source, const char *why) {
 }
 
 static const char *use_name(AuthUse use) {
-        return use == AUTH_USE_AGENT ? "agent credential" : use == AUTH_USE_AGENT_JOIN ? "agent join token" : "token";
+        return use == AUTH_USE_AGENT        ? "agent credential"
+               : use == AUTH_USE_AGENT_JOIN ? "agent join token"
+                                            : "token";
 }
 
 int api_identify_as(ApiCall *c, const char *secret, AuthUse use, bool answer, AuthIdentity **ret) {

@@ -305,7 +305,8 @@ size_t auth_check_secrets(const json_t *obj, int index, Diags *d) {
         problem = token_secret_problem(type, value, len);
         if (problem)
                 return diags_add(d, index, what, "spec.value", "%s", problem) != 0;
-        if (type && (STREQ(type, "api") || STREQ(type, "agent")) && (weak = auth_secret_weakness(value, len)))
+        if (type && (STREQ(type, "api") || STREQ(type, "agent")) &&
+            (weak = auth_secret_weakness(value, len)))
                 return diags_add(d, index, what, "spec.value",
                                  "is too weak for an %s token: %s; use at least 16 random characters "
                                  "(rprctl token create makes one)",

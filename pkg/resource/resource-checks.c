@@ -58,7 +58,8 @@ static void token_checks(json_t *spec, Check *c) {
                 check_report(c, "spec.valueFrom",
                              "is not allowed for type agent: rprd keeps only the hash of an inline value");
         if (agent && json_object_get(spec, "server") && json_object_get(spec, "singleUse"))
-                check_report(c, "spec.singleUse", "is for join tokens, not for an agent's credential (server)");
+                check_report(c, "spec.singleUse",
+                             "is for join tokens, not for an agent's credential (server)");
 
         if (api && !json_object_get(spec, "role"))
                 json_object_set_new(spec, "role", json_string("viewer"));

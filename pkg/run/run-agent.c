@@ -39,8 +39,9 @@ static json_t *env_of(const RunSpec *sp) {
         const struct {
                 const char *key, *value;
         } vars[] = {
-                {"RPR_REPO", sp->repo},       {"RPR_BRANCH", sp->branch},   {"RPR_COMMIT", sp->commit},
-                {"RPR_COMMIT_TIME", sp->commit_time}, {"RPR_BINDING", sp->binding}, {"RPR_SERVER", sp->server},
+                {"RPR_REPO", sp->repo},       {"RPR_BRANCH", sp->branch},
+                {"RPR_COMMIT", sp->commit},   {"RPR_COMMIT_TIME", sp->commit_time},
+                {"RPR_BINDING", sp->binding}, {"RPR_SERVER", sp->server},
                 {"RPR_RUN", sp->name},        {"RPR_ATTEMPT", attempt},
         };
 
@@ -74,7 +75,8 @@ static void finish_work(void *userdata) {
         _cleanup_free_ char *message = NULL;
         bool interrupted = x->a->interrupted;
 
-        if (r->state == AGENT_JOB_CANCELED || (ssh_cancel_fired(x->a->cancel) && r->state != AGENT_JOB_SUCCEEDED)) {
+        if (r->state == AGENT_JOB_CANCELED ||
+            (ssh_cancel_fired(x->a->cancel) && r->state != AGENT_JOB_SUCCEEDED)) {
                 u.phase = interrupted ? "Interrupted" : "Canceled";
                 u.reason = interrupted ? "RprdStopped" : x->a->cancel_reason ?: "Canceled";
                 message = xstrdup(interrupted ? "rprd was stopped while the command ran; it was canceled"
@@ -104,7 +106,8 @@ static void finish_work(void *userdata) {
         run_log_close(TAKE_PTR(x->log));
         int k = run_update(x->rc, x->sp.ns, x->sp.name, &u);
         if (k < 0)
-                log_error("run %s/%s: cannot write its outcome (%s): %s", x->sp.ns, x->sp.name, u.phase, strerror(-k));
+                log_error("run %s/%s: cannot write its outcome (%s): %s", x->sp.ns, x->sp.name, u.phase,
+                          strerror(-k));
         run_active_remove(x->rc, x->a);
         agent_run_free(x);
 }
@@ -159,29 +162,39 @@ int run_agent_start(RunController *rc, Active *a, json_t *obj) {
         _cleanup_free_ char *path = run_log_path(rc->dir, x->sp.ns, x->sp.name);
         r = run_log_open(path, &x->log);
         if (r < 0) {
-                _cleanup_free_ char *msg = xasprintf("cannot open the output file %s: %s", path, strerror(-r));
-                RunUpdate u = {.expect_phase = "Running", .phase = "Failed", .reason = "OutputUnwritable", .message = msg};
+                _cleanup_free_ char *msg =
+                        xasprintf("cannot open the output file %s: %s", path, strerror(-r));
+                RunUpdate u = {.expect_phase = "Running",
+                               .phase = "Failed",
+                               .reason = "OutputUnwritable",
+                               .message = msg};
                 (void) run_update(rc, x->sp.ns, x->sp.name, &u);
                 run_active_remove(rc, a);
                 agent_run_free(x);
                 return 0;
         }
-        run_log_note(x->log, "run %s (attempt %" JSON_INTEGER_FORMAT ") on server %s through its agent: %s %.12s (%s)",
+        run_log_note(x->log,
+                     "run %s (attempt %" JSON_INTEGER_FORMAT
+                     ") on server %s through its agent: %s %.12s (%s)",
                      x->sp.name, x->sp.attempt, x->sp.server, x->sp.repo ?: "commit", x->sp.commit ?: "-",
                      x->sp.triggered_by ?: "manual");
 
         _cleanup_json_ json_t *env = env_of(&x->sp);
         _cleanup_free_ char *command = command_of(&x->sp);
-        AgentJobSpec spec = {
-                .command = command, .env = env, .timeout_usec = x->sp.timeout_usec, .wait_usec = x->sp.wait_timeout_usec};
+        AgentJobSpec spec = {.command = command,
+                             .env = env,
+                             .timeout_usec = x->sp.timeout_usec,
+                             .wait_usec = x->sp.wait_timeout_usec};
         AgentJobSink sink = {.output = on_output, .done = on_done, .userdata = x};
         pthread_mutex_lock(&rc->lock);
         x->starting = true;
         pthread_mutex_unlock(&rc->lock);
         r = agent_job_submit(rc->agents, x->sp.ns, x->sp.server, &spec, &sink, id);
         if (r < 0) {
-                x->result = (AgentJobResult){.state = AGENT_JOB_FAILED, .exit_code = -1, .reason = "AgentFailed"};
-                snprintf(x->result.message, sizeof x->result.message, "cannot queue the job: %s", strerror(-r));
+                x->result = (AgentJobResult){
+                        .state = AGENT_JOB_FAILED, .exit_code = -1, .reason = "AgentFailed"};
+                snprintf(x->result.message, sizeof x->result.message, "cannot queue the job: %s",
+                         strerror(-r));
                 finish_work(x);
                 return 0;
         }
