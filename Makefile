@@ -202,6 +202,7 @@ bench: all bench-deps
 	tests/bench/coldstart.py
 	tests/bench/deploy.py
 	tests/bench/pipeline.py
+	tests/bench/agents.py
 
 # The peers fanout.sh compares rpr with.
 bench-deps:

@@ -23,6 +23,7 @@
 
 #define AGENT_SECRET_LEN 32
 #define JOIN_BODY_MAX 8192
+#define POLL_BODY_MAX 65536
 #define TICK_MSEC 1000
 #define CREDENTIAL_PREFIX "agent-"
 #define JOIN_LABEL "rpr.dev/join-token"
@@ -316,7 +317,7 @@ static void wait_dispose(void *p) {
         AgentWait *w = p;
 
         /* The client left (h2): nothing to answer any more. */
-        if (w->c && hashmap_get(w->api->agent_state->waits, w->key) == w)
+        if (w->c && w->api->agent_state && hashmap_get(w->api->agent_state->waits, w->key) == w)
                 hashmap_remove(w->api->agent_state->waits, w->key);
         w->c = NULL;
 }
@@ -346,11 +347,16 @@ static void handle_poll(ApiCall *c) {
         json_t *answer = NULL;
         uint64_t wait_usec;
 
+        if (c->req->entity.len > POLL_BODY_MAX) {
+                api_reply_status(c, 413, "a poll's heartbeat is at most %d bytes", POLL_BODY_MAX);
+                return;
+        }
         _cleanup_json_ json_t *hb = api_body_json(c);
         if (!hb)
                 return;
-        if (!json_is_object(hb)) {
-                api_reply_status(c, 400, "a poll's body is the heartbeat, a JSON object");
+        if (!json_is_object(hb) || json_array_size(json_object_get(hb, "jobs")) > AGENT_CAPACITY_MAX) {
+                api_reply_status(c, 400, "a poll's body is the heartbeat, a JSON object listing at most %d jobs",
+                                 AGENT_CAPACITY_MAX);
                 return;
         }
         const char *version = json_str_at(hb, "version");
