@@ -1,12 +1,18 @@
 /* job.c: a job's process on the agent's host — /bin/sh -c COMMAND in its
  * own process group, with a clean environment (PATH, HOME, LANG and what
- * the job sets), stdout and stderr together into one pipe, everything it
- * prints appended to a spool file in the state dir. The spool is what makes
- * the output safe: the agent sends from it by offset and resends after a
- * failure, and removes it only once rprd has taken the job's end. */
+ * the job sets), stdout and stderr appended to a spool file in the state
+ * dir, its exit code written to a file beside it.
+ *
+ * The one idea: the job does not depend on the agent. Its output goes to
+ * the spool itself, not through a pipe, and a small shell wrapper records
+ * its exit code; with its pid and start time in a third file, an agent
+ * that restarts finds the job again (job_load), goes on sending its output
+ * from the offset rprd acknowledges and learns how it ended. The spool is
+ * also what makes the output safe: sent by offset, resent after a failure,
+ * removed only once rprd has taken the job's end. */
+#include <dirent.h>
 #include <fcntl.h>
 #include <openssl/evp.h>
-#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -16,8 +22,11 @@
 
 #include "rpr-agent.h"
 
-static char *spool_path(const char *state_dir, const char *id) {
-        return xasprintf("%s/jobs/%s.out", state_dir, id);
+/* $1 the command, $2 where its exit code goes. */
+static const char wrapper[] = "/bin/sh -c \"$1\"; rc=$?; echo $rc > \"$2\"; exit $rc";
+
+static char *job_file(const char *state_dir, const char *id, const char *ext) {
+        return xasprintf("%s/jobs/%s.%s", state_dir, id, ext);
 }
 
 /* The child's environment: nothing of the agent's own but the basics. */
@@ -46,63 +55,126 @@ static void strv_free(char **l) {
         free(l);
 }
 
+/* Field 22 of /proc/PID/stat: when the process started, to tell it from
+ * a later one with the same pid. 0 when it is gone. */
+static uint64_t start_ticks(pid_t pid) {
+        _cleanup_free_ char *path = xasprintf("/proc/%d/stat", (int) pid), *text = NULL;
+        unsigned long long ticks = 0;
+        size_t len;
+
+        if (read_file(path, 4096, &text, &len) < 0 || !strrchr(text, ')'))
+                return 0;
+        const char *p = strrchr(text, ')') + 2;
+        for (int field = 3; field < 22 && p; field++)
+                p = strchr(p, ' '), p = p ? p + 1 : NULL;
+        return p && sscanf(p, "%llu", &ticks) == 1 ? ticks : 0;
+}
+
+static int meta_save(const char *state_dir, const Job *j) {
+        _cleanup_free_ char *path = job_file(state_dir, j->id, "json");
+        _cleanup_json_ json_t *m =
+                json_pack("{s:s, s:i, s:I, s:I, s:I}", "id", j->id, "pid", (int) j->pid, "startTicks",
+                          (json_int_t) j->start_ticks, "started", (json_int_t) j->started, "timeoutUsec",
+                          (json_int_t) j->timeout_usec);
+        _cleanup_free_ char *text = json_dumps(m, JSON_COMPACT);
+
+        return write_file_atomic(path, text, strlen(text), 0600);
+}
+
+static pid_t spawn(const char *command, const char *exit_path, int out, char **envp) {
+        pid_t pid = fork();
+
+        if (pid != 0)
+                return pid;
+        /* Its own process group, so that a cancel reaches all of it. */
+        setpgid(0, 0);
+        int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
+        dup2(devnull, 0);
+        dup2(out, 1);
+        dup2(out, 2);
+        signal(SIGPIPE, SIG_DFL);
+        if (chdir(getenv("HOME") ? getenv("HOME") : "/") < 0 && chdir("/") < 0)
+                _exit(127);
+        execle("/bin/sh", "sh", "-c", wrapper, "sh", command, exit_path, (char *) NULL, envp);
+        _exit(127);
+}
+
 int job_start(const char *state_dir, const char *id, const char *command, const json_t *env,
               uint64_t timeout_usec, Job **ret) {
-        _cleanup_free_ char *dir = xasprintf("%s/jobs", state_dir), *path = spool_path(state_dir, id);
-        int pipefd[2], spool;
+        _cleanup_free_ char *dir = xasprintf("%s/jobs", state_dir), *spool = job_file(state_dir, id, "out");
+        _cleanup_free_ char *exit_path = job_file(state_dir, id, "exit");
+        int r, out, in;
 
-        if (mkdir_p(dir, 0700) < 0)
+        r = mkdir_p(dir, 0700);
+        if (r < 0)
+                return r;
+        (void) unlink(exit_path);
+        out = open(spool, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0600);
+        if (out < 0)
                 return -errno;
-        spool = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-        if (spool < 0)
-                return -errno;
-        if (pipe2(pipefd, O_CLOEXEC) < 0) {
-                close(spool);
-                return -errno;
-        }
-        char **envp = child_env(env);
-        pid_t pid = fork();
-        if (pid < 0) {
-                int r = -errno;
-                strv_free(envp);
-                close(spool);
-                close(pipefd[0]);
-                close(pipefd[1]);
+        in = open(spool, O_RDONLY | O_CLOEXEC);
+        if (in < 0) {
+                r = -errno;
+                close(out);
                 return r;
         }
-        if (pid == 0) {
-                /* Its own process group, so that a cancel reaches all of it. */
-                setpgid(0, 0);
-                int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
-                dup2(devnull, 0);
-                dup2(pipefd[1], 1);
-                dup2(pipefd[1], 2);
-                signal(SIGPIPE, SIG_DFL);
-                if (chdir(getenv("HOME") ? getenv("HOME") : "/") < 0 && chdir("/") < 0)
-                        _exit(127);
-                execle("/bin/sh", "sh", "-c", command, (char *) NULL, envp);
-                _exit(127);
+        char **envp = child_env(env);
+        pid_t pid = spawn(command, exit_path, out, envp);
+        r = -errno;
+        strv_free(envp);
+        close(out);
+        if (pid < 0) {
+                close(in);
+                return r;
         }
         setpgid(pid, pid);
-        strv_free(envp);
-        close(pipefd[1]);
-        fcntl(pipefd[0], F_SETFL, O_NONBLOCK);
 
         Job *j = xcalloc(1, sizeof *j);
         snprintf(j->id, sizeof j->id, "%s", id);
         j->pid = pid;
-        j->fd = pipefd[0];
-        j->spool = spool;
-        j->started = now_mono_usec();
+        j->own_child = true;
+        j->start_ticks = start_ticks(pid);
+        j->spool = in;
+        j->started = now_usec();
         j->timeout_usec = timeout_usec;
+        (void) meta_save(state_dir, j);
         *ret = j;
         return 0;
 }
 
-static void reap(Job *j) {
+/* ---- what became of it ------------------------------------------------------------- */
+
+static bool still_there(const Job *j) {
+        return kill(j->pid, 0) == 0 && start_ticks(j->pid) == j->start_ticks;
+}
+
+/* A job this agent did not start: its wrapper's exit file says how it
+ * ended; none means it was killed before it could write one. */
+static void ended_adopted(const char *state_dir, Job *j) {
+        _cleanup_free_ char *path = job_file(state_dir, j->id, "exit"), *text = NULL;
+        size_t len;
+        int code;
+
+        j->pid = 0;
+        if (read_file(path, 64, &text, &len) >= 0 && sscanf(text, "%d", &code) == 1)
+                j->exit_code = code;
+        else {
+                j->exit_code = -1;
+                snprintf(j->signal, sizeof j->signal, "KILL");
+        }
+}
+
+static void reap(const char *state_dir, Job *j) {
         int status;
 
-        if (j->pid <= 0 || waitpid(j->pid, &status, WNOHANG) != j->pid)
+        if (j->pid <= 0)
+                return;
+        if (!j->own_child) {
+                if (!still_there(j))
+                        ended_adopted(state_dir, j);
+                return;
+        }
+        if (waitpid(j->pid, &status, WNOHANG) != j->pid)
                 return;
         j->pid = 0;
         if (WIFEXITED(status))
@@ -120,52 +192,31 @@ void job_cancel(Job *j) {
         }
 }
 
-/* Moves what the pipe holds into the spool; at EOF (or, with
- * to_the_end, once it is empty) closes it. */
-static void drain(Job *j, bool to_the_end) {
-        char buf[65536];
+void job_pump(const char *state_dir, Job *j) {
+        struct stat st;
 
-        while (j->fd >= 0) {
-                ssize_t n = read(j->fd, buf, sizeof buf);
-                if (n > 0) {
-                        if (pwrite(j->spool, buf, (size_t) n, (off_t) j->written) == n)
-                                j->written += (uint64_t) n;
-                        continue;
-                }
-                if (n < 0 && errno == EINTR)
-                        continue;
-                if (n == 0 || errno != EAGAIN || to_the_end) {
-                        close(j->fd);
-                        j->fd = -1;
-                }
-                break;
-        }
-}
-
-void job_pump(Job *j, int timeout_ms) {
-        if (j->fd >= 0) {
-                struct pollfd p = {.fd = j->fd, .events = POLLIN};
-                if (poll(&p, 1, timeout_ms) > 0)
-                        drain(j, false);
-        }
-        reap(j);
-        /* The shell is gone: what it printed is in the pipe; a background
-         * child that keeps the pipe open does not hold the job. */
+        /* Gone first, then the size: all it wrote is in by then. What a
+         * background child adds later is not the job's. */
+        reap(state_dir, j);
+        if (!j->sized && fstat(j->spool, &st) == 0 && (uint64_t) st.st_size > j->written)
+                j->written = (uint64_t) st.st_size;
         if (j->pid == 0)
-                drain(j, true);
-        uint64_t now = now_mono_usec();
+                j->sized = true;
+        uint64_t now = now_usec();
         if (j->pid > 0 && j->timeout_usec && now - j->started > j->timeout_usec)
                 job_cancel(j);
-        if (j->pid > 0 && j->kill_at && now >= j->kill_at)
+        if (j->pid > 0 && j->kill_at && now_mono_usec() >= j->kill_at)
                 kill(-j->pid, SIGKILL);
 }
 
 bool job_done(const Job *j) {
-        return j->pid == 0 && j->fd < 0;
+        return j->pid == 0 && j->sized;
 }
 
 ssize_t job_read(const Job *j, uint64_t offset, char *buf, size_t max) {
-        return pread(j->spool, buf, max, (off_t) offset);
+        if (offset >= j->written)
+                return 0;
+        return pread(j->spool, buf, MIN(max, (size_t) (j->written - offset)), (off_t) offset);
 }
 
 int job_checksum(const Job *j, char out[static 65]) {
@@ -180,7 +231,7 @@ int job_checksum(const Job *j, char out[static 65]) {
                 EVP_MD_CTX_free(ctx);
                 return -ENOMEM;
         }
-        while (off < j->written && (n = pread(j->spool, buf, sizeof buf, (off_t) off)) > 0) {
+        while (off < j->written && (n = job_read(j, off, buf, sizeof buf)) > 0) {
                 EVP_DigestUpdate(ctx, buf, (size_t) n);
                 off += (uint64_t) n;
         }
@@ -192,15 +243,69 @@ int job_checksum(const Job *j, char out[static 65]) {
 }
 
 void job_free(const char *state_dir, Job *j) {
-        _cleanup_free_ char *path = spool_path(state_dir, j->id);
+        static const char *const exts[] = {"out", "exit", "json"};
 
-        if (j->pid > 0) {
+        if (j->pid > 0 && (j->own_child || still_there(j))) {
                 kill(-j->pid, SIGKILL);
-                waitpid(j->pid, NULL, 0);
+                if (j->own_child)
+                        waitpid(j->pid, NULL, 0);
         }
-        if (j->fd >= 0)
-                close(j->fd);
         close(j->spool);
-        unlink(path);
+        for (size_t i = 0; i < ELEMENTSOF(exts); i++) {
+                _cleanup_free_ char *path = job_file(state_dir, j->id, exts[i]);
+                (void) unlink(path);
+        }
         free(j);
+}
+
+/* ---- after a restart --------------------------------------------------------------------- */
+
+static Job *job_load_one(const char *state_dir, const char *meta_path) {
+        _cleanup_free_ char *text = NULL;
+        size_t len;
+
+        if (read_file(meta_path, 4096, &text, &len) < 0)
+                return NULL;
+        _cleanup_json_ json_t *m = json_loads(text, 0, NULL);
+        const char *id = json_str_at(m, "id");
+        if (!id || strlen(id) > 48 ||
+            strspn(id, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789") != strlen(id))
+                return NULL;
+        _cleanup_free_ char *spool = job_file(state_dir, id, "out");
+        int fd = open(spool, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+                return NULL;
+        Job *j = xcalloc(1, sizeof *j);
+        snprintf(j->id, sizeof j->id, "%s", id);
+        j->pid = (pid_t) json_int_at(m, "pid", 0);
+        j->start_ticks = (uint64_t) json_int_at(m, "startTicks", 0);
+        j->started = (uint64_t) json_int_at(m, "started", 0);
+        j->timeout_usec = (uint64_t) json_int_at(m, "timeoutUsec", 0);
+        j->spool = fd;
+        if (j->pid <= 0 || !still_there(j))
+                ended_adopted(state_dir, j);
+        return j;
+}
+
+size_t job_load(const char *state_dir, Job **list) {
+        _cleanup_free_ char *dir = xasprintf("%s/jobs", state_dir);
+        DIR *d = opendir(dir);
+        struct dirent *de;
+        size_t n = 0;
+
+        if (!d)
+                return 0;
+        while ((de = readdir(d))) {
+                if (!endswith(de->d_name, ".json"))
+                        continue;
+                _cleanup_free_ char *path = xasprintf("%s/%s", dir, de->d_name);
+                Job *j = job_load_one(state_dir, path);
+                if (!j)
+                        continue;
+                j->next = *list;
+                *list = j;
+                n++;
+        }
+        closedir(d);
+        return n;
 }

@@ -38,31 +38,38 @@ int agent_client(const char *server, const char *ca, const char *fingerprint, co
 typedef struct Job {
         struct Job *next;
         char id[64];
-        pid_t pid; /* 0 once reaped */
-        int fd;    /* the child's stdout+stderr; -1 at EOF */
-        int spool; /* the output, kept until acknowledged */
+        pid_t pid;            /* its process group too; 0 once it has ended */
+        bool own_child;       /* started by this agent (else found after a restart) */
+        uint64_t start_ticks; /* /proc start time, against pid reuse */
+        int spool;            /* the output, kept until acknowledged */
         uint64_t written, acked;
+        bool sized; /* ended and its size read: written is final */
         int exit_code;
         char signal[16];
-        uint64_t started, timeout_usec, kill_at; /* monotonic; 0: none */
-        bool canceled, finished;
+        uint64_t started, timeout_usec; /* realtime */
+        uint64_t kill_at;               /* monotonic; 0: none */
+        bool canceled;
 } Job;
 
-/* Starts command as its own process group; *ret in the list's place. */
+/* Starts command as its own process group, its output into the spool and
+ * what it is into the state dir (see job.c). */
 int job_start(const char *state_dir, const char *id, const char *command, const json_t *env,
               uint64_t timeout_usec, Job **ret);
-/* Reads what the child printed into the spool; reaps it when it exits;
- * TERM after the timeout, KILL after the grace. */
-void job_pump(Job *j, int timeout_ms);
+/* The jobs an earlier agent left in the state dir, running or ended,
+ * prepended to *list; how many. */
+size_t job_load(const char *state_dir, Job **list);
+/* Notes what the job wrote and whether it ended; TERM after the timeout,
+ * KILL after the grace. */
+void job_pump(const char *state_dir, Job *j);
 /* TERM now, KILL after the grace. */
 void job_cancel(Job *j);
-/* Whether the process is gone and all its output is in the spool. */
+/* Whether it has ended and all its output is counted. */
 bool job_done(const Job *j);
 /* Up to max bytes of the spool from offset into buf; how many. */
 ssize_t job_read(const Job *j, uint64_t offset, char *buf, size_t max);
-/* SHA-256 (hex) of the whole spool. */
+/* SHA-256 (hex) of the whole output. */
 int job_checksum(const Job *j, char out[static 65]);
-/* Kills what is left, closes and removes the spool, frees. */
+/* Kills what is left, removes its files, frees. */
 void job_free(const char *state_dir, Job *j);
 
 /* ---- run.c ----------------------------------------------------------------------- */

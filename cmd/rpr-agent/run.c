@@ -322,11 +322,10 @@ static void finish_send(Agent *a, Job *j) {
 }
 
 static void jobs_service(Agent *a) {
-        int wait_ms = a->jobs ? (int) (100 / a->n_jobs) : 0;
-
+        usleep(50 * USEC_PER_MSEC);
         for (Job *j = a->jobs, *next; j; j = next) {
                 next = j->next;
-                job_pump(j, wait_ms);
+                job_pump(a->cfg.state_dir, j);
         }
         for (Job *j = a->jobs, *next; j && a->connected; j = next) {
                 next = j->next;
@@ -372,6 +371,9 @@ int agent_run(const char *state_dir, unsigned poll_seconds, unsigned capacity) {
         sigaction(SIGTERM, &sa, NULL);
         sigaction(SIGINT, &sa, NULL);
         log_info("rpr-agent %s serving server %s/%s of %s", RPR_VERSION, a.cfg.ns, a.cfg.name, a.cfg.server);
+        a.n_jobs = (unsigned) job_load(a.cfg.state_dir, &a.jobs);
+        if (a.n_jobs > 0)
+                log_info("%u job(s) left by the last agent: rprd says which go on", a.n_jobs);
 
         loop(&a);
 

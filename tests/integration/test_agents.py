@@ -405,6 +405,27 @@ def test_agent_killed_mid_job_is_interrupted_when_its_lease_runs_out(rprd, agent
     subprocess.run(["pkill", "-KILL", "-f", "sleep 60"], check=False)
 
 
+def test_an_agent_restarted_mid_job_goes_on_with_the_job_and_its_output(rprd, agents):
+    join_token(rprd)
+    a = agents(rprd, "edge")
+    assert a.join().returncode == 0
+    a.start()
+    wait_phase(rprd, "edge", "Reachable")
+    t, result = exec_in_background(rprd, {"servers": ["edge"],
+                                          "command": "for i in 1 2 3 4 5 6 7 8; do echo line $i; sleep 0.4; done"})
+    a.wait_log("started (pid")
+    time.sleep(1)
+    a.kill()  # the job runs on without it
+    time.sleep(0.5)
+    a.start()
+    a.wait_log("1 job(s) left by the last agent")
+    t.join(40)
+    assert not t.is_alive()
+    assert output_of(result["lines"], "edge") == "".join("line %d\n" % i for i in range(1, 9))
+    assert result_of(result["lines"], "edge")["exitCode"] == 0
+    assert os.listdir(os.path.join(a.state_dir, "jobs")) == []
+
+
 def test_a_client_that_leaves_cancels_the_job_on_the_agent(rprd, agents):
     join_token(rprd)
     a = agents(rprd, "edge")
