@@ -44,8 +44,10 @@ static char **child_env(const json_t *env) {
                 if (val)
                         l[n++] = xasprintf("%s=%s", keep[i], val);
         }
-        json_object_foreach((json_t *) env, key, v) if (json_is_string(v) && !strchr(key, '=')) l[n++] =
-                xasprintf("%s=%s", key, json_string_value(v));
+        json_object_foreach((json_t *) env, key, v) {
+                if (json_is_string(v) && !strchr(key, '='))
+                        l[n++] = xasprintf("%s=%s", key, json_string_value(v));
+        }
         return l;
 }
 

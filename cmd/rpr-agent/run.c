@@ -234,7 +234,9 @@ static void answer_read(Agent *a, const json_t *ans) {
                         job_cancel(j);
                 }
         }
-        json_array_foreach(json_object_get(ans, "offers"), i, v) offer_take(a, v);
+        json_array_foreach(json_object_get(ans, "offers"), i, v) {
+                offer_take(a, v);
+        }
 }
 
 static void poll_once(Agent *a) {
