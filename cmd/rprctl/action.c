@@ -149,8 +149,6 @@ int verb_action(Ctl *c) {
 
         if (c->n_pos == 0)
                 return ctl_error("%s needs KIND NAME", c->verb);
-        if (STREQ(c->verb, "run") && STREQ(c->pos[0], "command"))
-                return run_command(c);
         kind_arg = xstrdup(c->pos[0]);
         char *slash = strchr(kind_arg, '/');
         if (slash)

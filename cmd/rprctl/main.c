@@ -39,8 +39,7 @@ static const CtlOpt token_opts[] = {
         {"role", 0, true}, {"expires", 0, true}, {"namespaces", 0, true}, {NULL, 0, false},
 };
 static const CtlOpt run_opts[] = {
-        {"arg", 0, true},          {"wait", 0, false},   {"servers", 0, true}, {"selector", 'l', true},
-        {"wait-timeout", 0, true}, {"timeout", 0, true}, {NULL, 0, false},
+        {"arg", 0, true}, {"wait", 0, false}, {NULL, 0, false},
 };
 static const CtlOpt logs_opts[] = {
         {"follow", 'f', false}, {"tail", 0, true}, {"task", 0, true}, {NULL, 0, false},
@@ -85,13 +84,9 @@ static const Verb verbs[] = {
          "on one (--server S) or on those whose last run failed (--failed), whether or\n"
          "not the repository changed. A server whose run is still going gets the new run\n"
          "when it ends. rprd's own --server goes before the verb."},
-        {"run", verb_action, run_opts,
-         "run pipeline NAME [--arg k=v]... [--wait] | run command --servers a,b|-l SEL [--wait-timeout D] -- CMD",
+        {"run", verb_action, run_opts, "run pipeline NAME [--arg k=v]... [--wait]",
          "Start a job of a pipeline. With --wait, stay until it ends and exit with its result\n"
-         "(0 Succeeded, 1 otherwise).\n"
-         "run command makes one durable Run per server; a server that is offline (ssh or\n"
-         "agent) gets it when it is back, within --wait-timeout (default 7d). The Runs carry\n"
-         "the label rpr.dev/command=ID: rprctl get runs -l rpr.dev/command=ID."},
+         "(0 Succeeded, 1 otherwise)."},
         {"cancel", verb_action, no_opts, "cancel run NAME", "Cancel a run."},
         {"token", verb_token, token_opts,
          "token create NAME --role viewer|operator|admin [--expires 30d|DATE] [--namespaces a,b]"

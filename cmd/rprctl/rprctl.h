@@ -151,8 +151,6 @@ int verb_version(Ctl *c);
 int verb_reconcile(Ctl *c);
 int verb_token(Ctl *c);
 int verb_action(Ctl *c);
-/* runcmd.c: run command --servers|-l -- CMD (called by verb_action). */
-int run_command(Ctl *c);
 int verb_logs(Ctl *c);
 int verb_exec(Ctl *c);
 int verb_admin(Ctl *c);

@@ -159,19 +159,17 @@ typedef struct ExecRequest {
         const json_t *servers;
         uint64_t timeout_usec;
         unsigned parallel;
-        const char *timeout, *wait_timeout; /* as given (durable runs) */
 } ExecRequest;
 
-/* The body of an exec, or (durable) of command Runs, which wait for their
- * servers (waitTimeout) and have no parallel. */
-static int exec_parse(const json_t *body, ExecRequest *x, bool durable, Diags *d) {
-        static const char *const known[] = {"namespace", "servers", "selector", "command", "timeout", NULL};
+static int exec_parse(const json_t *body, ExecRequest *x, Diags *d) {
+        static const char *const known[] = {"namespace", "servers", "selector",
+                                            "command",   "timeout", "parallel"};
         const char *key;
         json_t *v;
 
         json_object_foreach((json_t *) body, key, v) {
-                bool ok = STREQ(key, durable ? "waitTimeout" : "parallel");
-                for (size_t i = 0; known[i]; i++)
+                bool ok = false;
+                for (size_t i = 0; i < ELEMENTSOF(known); i++)
                         ok = ok || STREQ(known[i], key);
                 if (!ok)
                         diags_add(d, -1, NULL, key, "unknown field");
@@ -212,12 +210,6 @@ static int exec_parse(const json_t *body, ExecRequest *x, bool durable, Diags *d
         const char *timeout = json_string_value(v = json_object_get(body, "timeout"));
         if (v && (!timeout || duration_parse(timeout, &x->timeout_usec) < 0))
                 diags_add(d, -1, NULL, "timeout", "must be a duration like \"30s\" or \"5m\"");
-        x->timeout = timeout;
-        const char *wait = json_string_value(v = json_object_get(body, "waitTimeout"));
-        uint64_t wait_usec;
-        if (v && (!wait || duration_parse(wait, &wait_usec) < 0))
-                diags_add(d, -1, NULL, "waitTimeout", "must be a duration like \"1h\" or \"7d\"");
-        x->wait_timeout = wait;
         if ((v = json_object_get(body, "parallel"))) {
                 json_int_t p = json_integer_value(v);
                 if (!json_is_integer(v) || p < 1 || p > EXEC_PARALLEL_MAX)
@@ -317,7 +309,7 @@ void api_handle_exec(ApiCall *c) {
                         c, 400, "the body must be a JSON object {\"servers\" or \"selector\", \"command\"}");
                 return;
         }
-        if (exec_parse(body, &x, false, &d) < 0) {
+        if (exec_parse(body, &x, &d) < 0) {
                 api_reply_diags(c, 422, "invalid exec request", &d);
                 diags_free(&d);
                 return;
@@ -332,133 +324,6 @@ void api_handle_exec(ApiCall *c) {
         api_exec_start(c, x.ns, x.command, x.timeout_usec, x.parallel, t.names, t.inactive, t.n);
         free(t.names); /* the strings went with the call */
         free(t.inactive);
-}
-
-/* ---- a command as durable Runs ------------------------------------------------------------ */
-
-#define COMMAND_LABEL "rpr.dev/command"
-
-/* "cmd-" and six random lower-case letters or digits: the Runs' common part. */
-static int command_id(char out[static 11]) {
-        static const char chars[] = "abcdefghijklmnopqrstuvwxyz0123456789";
-        unsigned char r[6];
-        int k = random_bytes(r, sizeof r);
-
-        if (k < 0)
-                return k;
-        memcpy(out, "cmd-", 4);
-        for (size_t i = 0; i < sizeof r; i++)
-                out[4 + i] = chars[r[i] % (sizeof chars - 1)];
-        out[10] = '\0';
-        return 0;
-}
-
-/* The Run of command id on server (the i-th), prepared; NULL and d. */
-static json_t *command_run(const ExecRequest *x, const char *id, const char *server, size_t i, Diags *d) {
-        _cleanup_free_ char *name = strlen(id) + 1 + strlen(server) <= 63 ? xasprintf("%s-%s", id, server)
-                                                                          : xasprintf("%s-%zu", id, i + 1);
-        json_t *run =
-                json_pack("{s:s, s:s, s:{s:s, s:s, s:{s:s}}, s:{s:{s:s, s:s}, s:s, s:s, s:s}}", "apiVersion",
-                          RPR_API_VERSION, "kind", "Run", "metadata", "name", name, "namespace", x->ns,
-                          "labels", COMMAND_LABEL, id, "spec", "owner", "kind", "Server", "name", server,
-                          "server", server, "command", x->command, "triggeredBy", "api");
-        json_t *spec = json_object_get(run, "spec");
-
-        if (x->timeout)
-                json_object_set_new(spec, "timeout", json_string(x->timeout));
-        json_object_set_new(spec, "waitTimeout", json_string(x->wait_timeout ? x->wait_timeout : "7d"));
-        if (resource_prepare(run, (int) i, d) < 0) {
-                json_decref(run);
-                return NULL;
-        }
-        return run;
-}
-
-static void command_runs_done(ApiJob *job, ApiCall *c) {
-        if (!c)
-                return;
-        if (job->r < 0) {
-                api_reply_store_error(c, job->r, &job->ops[job->failed < job->n_ops ? job->failed : 0]);
-                return;
-        }
-        json_t *runs = json_array();
-        for (size_t i = 0; i < job->n_ops; i++) {
-                const json_t *o = job->ops[i].object;
-                json_array_append_new(runs, json_pack("{s:s?, s:s?}", "name",
-                                                      json_str_at(json_object_get(o, "metadata"), "name"),
-                                                      "server",
-                                                      json_str_at(json_object_get(o, "spec"), "server")));
-        }
-        api_reply_json(c, 201,
-                       json_pack("{s:s, s:s, s:s, s:o}", "kind", "CommandRuns", "command", job->name,
-                                 "namespace", job->ns, "runs", runs));
-}
-
-/* The Runs of command id on targets t, prepared, or NULL and d. */
-static json_t *command_runs(const ExecRequest *x, const char *id, const Targets *t, Diags *d) {
-        json_t *runs = json_array();
-
-        for (size_t i = 0; i < t->n; i++) {
-                json_t *run = command_run(x, id, t->names[i], i, d);
-                if (run)
-                        json_array_append_new(runs, run);
-        }
-        if (d->n == 0)
-                return runs;
-        json_decref(runs);
-        return NULL;
-}
-
-/* POST /api/v1/namespaces/{ns}/runs: one durable Run per server, each
- * waiting for its server (ssh or agent) up to waitTimeout (default 7d),
- * all labelled rpr.dev/command=ID. */
-void api_handle_command_runs(ApiCall *c) {
-        Diags d = DIAGS_INIT;
-        ExecRequest x;
-        Targets t = {0};
-        char id[11];
-
-        _cleanup_json_ json_t *body = api_body_json(c);
-        if (!body)
-                return;
-        if (!json_is_object(body)) {
-                api_reply_status(
-                        c, 400, "the body must be a JSON object {\"servers\" or \"selector\", \"command\"}");
-                return;
-        }
-        if (exec_parse(body, &x, true, &d) == 0 && json_object_get(body, "namespace") &&
-            !STREQ(x.ns, c->route.ns))
-                diags_add(&d, -1, NULL, "namespace", "differs from the one in the path (%s)", c->route.ns);
-        x.ns = c->route.ns;
-        if (d.n > 0) {
-                api_reply_diags(c, 422, "invalid command request", &d);
-                diags_free(&d);
-                return;
-        }
-        if (command_id(id) < 0) {
-                api_reply_status(c, 500, "cannot make a random id");
-                return;
-        }
-        if (exec_targets(c, &x, &t) < 0) {
-                targets_clear(&t);
-                return;
-        }
-        json_t *runs = command_runs(&x, id, &t, &d);
-        size_t n = t.n;
-        targets_clear(&t);
-        if (!runs) {
-                api_reply_diags(c, 422, "invalid command request", &d);
-                diags_free(&d);
-                return;
-        }
-
-        ApiJob *job = api_job_new(c, n, NULL, command_runs_done);
-        job->input = json_pack("{s:s, s:o}", "selector", x.selector ? x.selector : "", "runs", runs);
-        for (size_t i = 0; i < n; i++)
-                job->ops[i] = (StoreOp){.type = STORE_OP_APPLY, .object = json_array_get(runs, i)};
-        job->ns = xstrdup(x.ns);
-        job->name = xstrdup(id);
-        api_job_submit(job);
 }
 
 /* ---- logs ------------------------------------------------------------------------------- */

@@ -427,8 +427,6 @@ void api_limits_done(ApiServer *a);
 void api_handle_exec(ApiCall *c);
 /* POST .../servers/{name}/check. */
 void api_handle_server_check(ApiCall *c);
-/* POST /api/v1/namespaces/{ns}/runs: a command as one durable Run per server. */
-void api_handle_command_runs(ApiCall *c);
 /* GET /api/v1/logs/{log}. */
 void api_handle_logs(ApiCall *c);
 

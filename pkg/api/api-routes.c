@@ -154,10 +154,6 @@ static const ApiMethod m_watch[] = {{"GET", ROLE_VIEWER, api_handle_watch_all}, 
 static const ApiMethod m_backup[] = {{"GET", ROLE_ADMIN, api_handle_backup}, {NULL, 0, NULL}};
 static const ApiMethod m_logs[] = {{"GET", ROLE_VIEWER, api_handle_logs}, {NULL, 0, NULL}};
 static const ApiMethod m_list[] = {{"GET", ROLE_VIEWER, api_handle_list}, {NULL, 0, NULL}};
-/* Runs of a command, like exec: an admin's. */
-static const ApiMethod m_runs[] = {{"GET", ROLE_VIEWER, api_handle_list},
-                                   {"POST", ROLE_ADMIN, api_handle_command_runs},
-                                   {NULL, 0, NULL}};
 static const ApiMethod m_object[] = {{"GET", ROLE_VIEWER, api_handle_get},
                                      {"PUT", ROLE_ADMIN, api_handle_put},
                                      {"DELETE", ROLE_ADMIN, api_handle_delete},
@@ -210,7 +206,7 @@ static const ApiMethod *route_methods(const ApiRoute *r) {
         case ROUTE_WATCH:
                 return m_watch;
         case ROUTE_LIST:
-                return r->ns && STREQ(r->plural, "runs") ? m_runs : m_list;
+                return m_list;
         case ROUTE_OBJECT:
                 return m_object;
         case ROUTE_STATUS:
