@@ -633,5 +633,11 @@ def test_a_binding_deploys_through_the_agent_and_waits_for_it_when_it_is_stopped
     rs = wait_runs(rprd, "deploy", lambda rs: len(rs) == 2 and rs[1].get("status", {}).get("phase") == "Succeeded",
                    "the second run")
     assert rs[1]["spec"]["commit"] == sha
-    assert rprd.obj("bindings", "deploy")["status"]["servers"]["edge"]["deployedCommit"] == sha
+    deadline = time.time() + 20  # the Binding learns of its Run's end after it
+    while time.time() < deadline:
+        st = rprd.obj("bindings", "deploy").get("status", {})
+        if st.get("servers", {}).get("edge", {}).get("deployedCommit") == sha:
+            break
+        time.sleep(0.1)
+    assert st["servers"]["edge"]["deployedCommit"] == sha, st
     subprocess.run(["rm", "-rf", workdir], check=False)
