@@ -32,13 +32,13 @@ CFLAGS  += -std=c17 -D_GNU_SOURCE -DH2O_USE_LIBUV=0 -pthread -Wall -Wextra -Werr
 	-Wno-missing-field-initializers $(OPTFLAGS) -Ipkg -I$(B)/gen $(PKG_CFLAGS)
 LDFLAGS += -pthread $(OPTFLAGS)
 
-MODULES := base egress yaml resource store auth logfile controller ssh agent server github gitremote token repo run binding pipeline webhook systemd api client
+MODULES := base egress yaml resource store auth logfile controller ssh agent server github gitremote token repo sync run binding command pipeline webhook systemd api client
 $(foreach m,$(MODULES),$(eval SRC_$(m) := $(wildcard pkg/$(m)/*.c)))
 $(foreach m,$(MODULES),$(eval OBJ_$(m) := $(patsubst %.c,$(B)/%.o,$(SRC_$(m)))))
 OBJ_resource += $(B)/gen/kinds-embed.o
 
 LIB = $(B)/lib$(1).a
-RPRD_LIBS   := $(call LIB,api) $(call LIB,auth) $(call LIB,webhook) $(call LIB,pipeline) $(call LIB,binding) $(call LIB,run) $(call LIB,repo) $(call LIB,server) $(call LIB,agent) $(call LIB,token) $(call LIB,github) $(call LIB,gitremote) $(call LIB,controller) $(call LIB,ssh) $(call LIB,logfile) $(call LIB,systemd) \
+RPRD_LIBS   := $(call LIB,api) $(call LIB,sync) $(call LIB,auth) $(call LIB,webhook) $(call LIB,pipeline) $(call LIB,command) $(call LIB,binding) $(call LIB,run) $(call LIB,repo) $(call LIB,server) $(call LIB,agent) $(call LIB,token) $(call LIB,github) $(call LIB,gitremote) $(call LIB,controller) $(call LIB,ssh) $(call LIB,logfile) $(call LIB,systemd) \
 	$(call LIB,egress) $(call LIB,store) $(call LIB,resource) $(call LIB,yaml) $(call LIB,base)
 RPRCTL_LIBS := $(call LIB,client) $(call LIB,resource) $(call LIB,yaml) $(call LIB,base)
 TEST_LIBS   := $(RPRD_LIBS) $(call LIB,client)
@@ -105,6 +105,7 @@ TEST_LIBS_github   := $(call LIB,github) $(TEST_LIBS_egress)
 TEST_LIBS_gitremote := $(call LIB,gitremote) $(TEST_LIBS_egress)
 TEST_LIBS_token    := $(call LIB,token) $(call LIB,controller) $(TEST_LIBS_store)
 TEST_LIBS_repo     := $(call LIB,repo) $(call LIB,token) $(call LIB,github) $(call LIB,gitremote) $(call LIB,controller) $(call LIB,logfile) $(call LIB,egress) $(TEST_LIBS_store)
+TEST_LIBS_sync     := $(call LIB,sync) $(call LIB,auth) $(TEST_LIBS_repo)
 TEST_LIBS_server   := $(call LIB,server) $(call LIB,agent) $(call LIB,token) $(call LIB,controller) $(call LIB,ssh) $(call LIB,logfile) $(call LIB,egress) $(TEST_LIBS_store)
 TEST_LIBS_run      := $(call LIB,run) $(TEST_LIBS_server)
 TEST_LIBS_pipeline := $(call LIB,pipeline) $(call LIB,run) $(call LIB,repo) $(call LIB,server) $(call LIB,agent) $(call LIB,token) $(call LIB,github) \
@@ -202,6 +203,7 @@ bench: all bench-deps
 	tests/bench/coldstart.py
 	tests/bench/deploy.py
 	tests/bench/pipeline.py
+	tests/bench/sync.py
 	tests/bench/agents.py
 
 # The peers fanout.sh compares rpr with.

@@ -9,7 +9,7 @@
  * controls are shown only to roles the API would let through. */
 "use strict";
 
-const KINDS = ["Server", "Repo", "Binding", "Run", "Token", "Pipeline", "Runner"];
+const KINDS = ["Server", "Repo", "Binding", "Command", "Run", "Token", "Pipeline", "Runner", "Sync"];
 const ROLES = {anonymous: 0, viewer: 1, operator: 2, admin: 3};
 const INTERVALS = ["1m", "5m", "15m", "30m", "1h", "6h", "12h", "24h", "168h"];
 const FINISHED = ["Succeeded", "Failed", "Canceled", "Interrupted"];
@@ -66,8 +66,8 @@ async function api(method, path, body) {
 }
 
 function plural(kind) {
-  return {Server: "servers", Repo: "repos", Binding: "bindings", Run: "runs", Token: "tokens",
-    Pipeline: "pipelines", Runner: "runners"}[kind];
+  return {Server: "servers", Repo: "repos", Binding: "bindings", Command: "commands", Run: "runs", Token: "tokens",
+    Pipeline: "pipelines", Runner: "runners", Sync: "syncs"}[kind];
 }
 
 function objPath(kind, ns, name, sub) {
@@ -202,8 +202,8 @@ function route() {
   return {view, ns: parts.length > 2 ? parts[1] : "default", name: parts.length > 2 ? parts[2] : parts[1]};
 }
 
-const VIEWS = {overview, servers, repos, bindings, runs, tokens, pipelines,
-  runners: simpleList("Runner"), logs};
+const VIEWS = {overview, servers, repos, bindings, commands, runs, tokens, pipelines,
+  runners: simpleList("Runner"), syncs, logs};
 
 /* What has the keyboard focus, to find it again in the new HTML. */
 function focusKey() {
@@ -419,6 +419,45 @@ function bindingForm(o) {
   });
 }
 
+/* ---- commands: one command for servers that may be offline ---------------------------------------- */
+
+function commands() {
+  const rows = list("Command").sort((a, b) => (b.metadata.creationTimestamp || "").localeCompare(a.metadata.creationTimestamp || "")).map((o) => {
+    const st = o.status || {}, n = st.counts || {};
+    const per = Object.entries(st.servers || {}).map(([srv, e]) => {
+      const cls = e.phase === "Succeeded" ? "ok" : FINISHED.includes(e.phase) ? "bad" : "muted";
+      const exit = e.exitCode !== undefined ? ` exit ${esc(e.exitCode)}` : "";
+      return `${esc(srv)}: <a href="#/runs/${esc(o.metadata.namespace)}/${esc(e.run)}" class="${cls}">${esc(e.phase || "Pending")}</a>` +
+        ` <span class="muted">${esc(e.reason || "")}${exit}</span>`;
+    }).join("<br>");
+    const counts = `${esc(n.succeeded ?? 0)} of ${esc(n.total ?? 0)} done` +
+      (n.failed ? `, <span class="bad">${esc(n.failed)} failed</span>` : "") + (n.waiting ? `, ${esc(n.waiting)} waiting` : "");
+    return [nameCell(o), `<code>${esc((o.spec.command || "").split("\n")[0])}</code>`, counts, per,
+      `<span class="${st.phase === "Succeeded" ? "ok" : st.phase === "Failed" ? "bad" : "warn"}">${esc(st.phase || "Pending")}</span>`,
+      ago(st.startTime), btn("delete", o, "Delete", "admin", "danger")];
+  });
+  return `<h2>Commands</h2><p class="muted">One command for a set of servers, run by each as soon as it is online.</p>
+    <div class="bar">${can("admin") ? '<button type="button" class="primary" id="run-command">Run a command</button>' : ""}</div>
+    ${table("Commands, newest first", ["Name", "Command", "Progress", "Servers", "Phase", "Made", "Actions"], rows, "No commands yet.")}`;
+}
+
+function commandForm() {
+  const stamp = new Date().toISOString().replace(/[^0-9]/g, "").slice(0, 14);
+  openDialog("Run a command", `
+    ${field("name", "Name", `<input id="f-name" required value="cmd-${stamp.slice(0, 8)}-${stamp.slice(8)}">`)}
+    ${field("servers", "Servers", `<input id="f-servers" placeholder="pi-1, pi-2">`, "names, comma-separated")}
+    ${field("labels", "Or servers with labels", `<input id="f-labels" placeholder="site=north">`, "chosen now: a server labelled later does not get it")}
+    ${field("command", "Command", `<textarea id="f-command" required></textarea>`, "run once by /bin/sh on each server")}
+    ${field("wait", "Wait for offline servers", `<input id="f-wait" value="24h">`, "e.g. 7d; then that server's run fails")}`, () => {
+    const spec = {command: val("f-command"), waitTimeout: val("f-wait")};
+    const names = val("f-servers").split(",").map((x) => x.trim()).filter(Boolean);
+    if (names.length) spec.serverNames = names;
+    else spec.servers = {matchLabels: labelsOf(val("f-labels"))};
+    if (objects.get("Command").has(`default/${val("f-name")}`)) throw new Error(`command ${val("f-name")} exists: a command runs once; pick another name`);
+    return {apiVersion: "rpr/v1", kind: "Command", metadata: meta(val("f-name")), spec};
+  });
+}
+
 /* ---- runs -------------------------------------------------------------------------------------------- */
 
 function runNumber(o) { return Number(o.metadata.name.split("-").pop()) || 0; }
@@ -554,6 +593,49 @@ function simpleList(kind) {
   };
 }
 
+/* ---- syncs ------------------------------------------------------------------------------------------ */
+
+const INVENTORY_SHOWN = 200;
+
+function syncDetails(o) {
+  const s = o.status || {}, inv = s.inventory || [], errs = s.errors || [];
+  const rows = inv.slice(0, INVENTORY_SHOWN).map((e) => `<li>${esc(e.kind)} ${esc(e.namespace)}/${esc(e.name)}</li>`).join("");
+  return `<details><summary>${esc(inv.length)} objects${errs.length ? `, <span class="bad">${esc(errs.length)} errors</span>` : ""}</summary>
+    ${errs.length ? `<ul class="sync-errors" aria-label="errors of ${esc(o.metadata.name)}">${errs.map((e) => `<li><code>${esc(e)}</code></li>`).join("")}</ul>` : ""}
+    <ul class="sync-inventory" aria-label="inventory of ${esc(o.metadata.name)}">${rows}${inv.length > INVENTORY_SHOWN ? `<li class="muted">and ${esc(inv.length - INVENTORY_SHOWN)} more (rprctl describe sync ${esc(o.metadata.name)})</li>` : ""}</ul></details>`;
+}
+
+function syncs() {
+  const rows = list("Sync").map((o) => {
+    const s = o.status || {}, rev = s.lastAppliedRevision || "";
+    return [nameCell(o), esc(o.spec.repo), `<code>${esc(o.spec.path || ".")}</code>`,
+      `<code>${esc(rev.replace(/sha1:([0-9a-f]{12})[0-9a-f]*/, "$1"))}</code>`, readyCell(o), syncDetails(o),
+      ago(s.lastSyncTime), esc(s.drift?.corrected || 0),
+      btn("sync", o, "Sync now", "admin") + btn("delete", o, "Delete", "admin", "danger")];
+  });
+  return `<h2>Syncs</h2><p class="muted">Manifests of a config repository, applied whole or not at all.</p>
+    ${table("Syncs", ["Name", "Repo", "Path", "Revision", "Ready", "Objects", "Last sync", "Drift corrected", "Actions"], rows, "No syncs.")}`;
+}
+
+/* "Sync now", as rprctl sync does it: the Repo looks at its branch, then the
+ * annotation rpr/requestedAt changes, which rprd answers by syncing. */
+async function syncNow(o) {
+  const ns = o.metadata.namespace, path = objPath("Sync", ns, o.metadata.name);
+  await api("POST", objPath("Repo", ns, o.spec.repo, "check"));
+  const token = new Date().toISOString();
+  for (let tries = 1; ; tries++) {
+    const now = await api("GET", path);
+    const meta = {...now.metadata, annotations: {...(now.metadata.annotations || {}), "rpr/requestedAt": token}};
+    try {
+      await api("PUT", path, {apiVersion: now.apiVersion, kind: now.kind, metadata: meta, spec: now.spec});
+      return;
+    } catch (e) {
+      /* rprd wrote the Sync's status in between: read it again. */
+      if (tries === 5 || !/modified/.test(e.message)) throw e;
+    }
+  }
+}
+
 /* ---- logs ------------------------------------------------------------------------------------------- */
 
 const logTail = {activity: 10, connectivity: 10};
@@ -684,6 +766,9 @@ async function act({act: verb, kind, ns, name}) {
       if (!confirm(`Delete ${kind.toLowerCase()} ${name}?${managedNote}`)) return;
       await api("DELETE", objPath(kind, ns, name));
       toast(`${name}: deleted`);
+    } else if (verb === "sync") {
+      await syncNow(o);
+      toast(`${name}: sync asked`);
     } else if (verb === "start") {
       startForm(o);
     } else if (verb === "edit") {
@@ -701,6 +786,7 @@ document.addEventListener("click", (e) => {
   if (id === "enroll-server") serverForm();
   else if (id === "enroll-repo") repoForm(null);
   else if (id === "create-binding") bindingForm(null);
+  else if (id === "run-command") commandForm();
 });
 window.addEventListener("hashchange", () => { render(true); $("#main").focus(); });
 

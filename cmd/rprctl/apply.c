@@ -15,7 +15,7 @@
 #include "resource/resource.h"
 #include "rprctl.h"
 
-#define CHUNK_BYTES (4u << 20)
+#define CHUNK_BYTES (1u << 20)
 
 typedef struct Apply {
         Ctl *ctl;
@@ -64,7 +64,8 @@ static int send_chunk(Apply *a, const char *path, const Buf *body, size_t first,
         }
         if (a->progress_shown && resp.status != 200)
                 fputc('\n', stderr);
-        if (resp.status == 422 || resp.status == 400)
+        /* 409: objects a Sync manages, each named */
+        if (resp.status == 422 || resp.status == 400 || resp.status == 409)
                 ret = manifests_print_status(&a->set, &resp, first);
         else if (resp.status != 200)
                 ret = ctl_http_error(a->ctl, &resp);
@@ -85,7 +86,8 @@ static int send_chunk(Apply *a, const char *path, const Buf *body, size_t first,
 
 static int send_all(Apply *a, bool atomic) {
         bool objects = a->output && (STREQ(a->output, "json") || STREQ(a->output, "yaml"));
-        _cleanup_free_ char *path = xasprintf("/api/v1/apply?objects=%d%s", objects, a->dry_run ? "&dryRun=1" : "");
+        _cleanup_free_ char *path = xasprintf("/api/v1/apply?objects=%d%s%s", objects, a->dry_run ? "&dryRun=1" : "",
+                                              ctl_flag(a->ctl, "force") ? "&force=1" : "");
 
         size_t max_bytes = atomic ? SIZE_MAX : CHUNK_BYTES;
 

@@ -41,6 +41,15 @@ static void section(const char *title, const json_t *v) {
         }
 }
 
+/* A table with rows under its header, else "<none>"; then frees it. */
+static void table_print_or_none(Table *t) {
+        if (t->n_rows > 1)
+                table_print(t, stdout, "  ");
+        else
+                printf("  <none>\n");
+        table_free(t);
+}
+
 static void conditions(const json_t *conds) {
         const json_t *cond;
         size_t i;
@@ -105,12 +114,32 @@ static int events(Ctl *c, const char *ns, const char *kind, const char *name) {
                                   json_cell(json_path_get(ev, "spec.message"))};
                 table_add_row(&t, cells);
         }
-        if (t.n_rows > 1)
-                table_print(&t, stdout, "  ");
-        else
-                printf("  <none>\n");
-        table_free(&t);
+        table_print_or_none(&t);
         return 0;
+}
+
+/* A Sync's inventory as a table and its errors one a line: both can be
+ * long, and read better so than as YAML. */
+static void sync_lists(const json_t *inventory, const json_t *errors) {
+        const json_t *v;
+        size_t i;
+        Table t;
+
+        printf("Inventory:\n");
+        table_init(&t, 3);
+        table_add(&t, "KIND", "NAMESPACE", "NAME");
+        json_array_foreach(inventory, i, v) {
+                char *cells[3] = {json_cell(json_object_get(v, "kind")), json_cell(json_object_get(v, "namespace")),
+                                  json_cell(json_object_get(v, "name"))};
+                table_add_row(&t, cells);
+        }
+        table_print_or_none(&t);
+        printf("Errors:\n");
+        if (json_array_size(errors) == 0)
+                printf("  <none>\n");
+        json_array_foreach(errors, i, v) {
+                printf("  %s\n", json_string_value(v) ?: "");
+        }
 }
 
 static void describe(const json_t *obj) {
@@ -143,7 +172,16 @@ static void describe(const json_t *obj) {
         _cleanup_json_ json_t *status = json_deep_copy(json_object_get(obj, "status"));
         json_t *conds = json_incref(json_object_get(status, "conditions"));
         json_object_del(status, "conditions");
+        bool sync = STREQ(json_string_value(json_object_get(obj, "kind")) ?: "", "Sync");
+        _cleanup_json_ json_t *inventory = sync ? json_incref(json_object_get(status, "inventory")) : NULL;
+        _cleanup_json_ json_t *errors = sync ? json_incref(json_object_get(status, "errors")) : NULL;
+        if (sync) {
+                json_object_del(status, "inventory");
+                json_object_del(status, "errors");
+        }
         section("Status", status);
+        if (sync)
+                sync_lists(inventory, errors);
         conditions(conds);
         json_decref(conds);
 }

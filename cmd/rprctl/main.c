@@ -27,7 +27,8 @@ static const CtlOpt global_opts[] = {
 
 static const CtlOpt apply_opts[] = {
         {"filename", 'f', true}, {"recursive", 'R', false}, {"dry-run", 0, false}, {"prune", 0, false},
-        {"selector", 'l', true}, {"atomic", 0, false},      {"output", 'o', true},  {NULL, 0, false},
+        {"selector", 'l', true}, {"atomic", 0, false},      {"output", 'o', true},  {"force", 0, false},
+        {NULL, 0, false},
 };
 static const CtlOpt get_opts[] = {
         {"output", 'o', true}, {"selector", 'l', true}, {"watch", 'w', false}, {NULL, 0, false},
@@ -39,7 +40,8 @@ static const CtlOpt token_opts[] = {
         {"role", 0, true}, {"expires", 0, true}, {"namespaces", 0, true}, {NULL, 0, false},
 };
 static const CtlOpt run_opts[] = {
-        {"arg", 0, true}, {"wait", 0, false}, {NULL, 0, false},
+        {"arg", 0, true},          {"wait", 0, false},    {"servers", 0, true}, {"selector", 'l', true},
+        {"wait-timeout", 0, true}, {"timeout", 0, true},  {NULL, 0, false},
 };
 static const CtlOpt logs_opts[] = {
         {"follow", 'f', false}, {"tail", 0, true}, {"task", 0, true}, {NULL, 0, false},
@@ -54,11 +56,12 @@ static const CtlOpt no_opts[] = {{NULL, 0, false}};
 static const CtlOpt reconcile_opts[] = {{"due", 0, false}, {NULL, 0, false}};
 
 static const Verb verbs[] = {
-        {"apply", verb_apply, apply_opts, "apply -f FILE|DIR|- [-R] [--dry-run] [--atomic] [-o name|json|yaml]",
+        {"apply", verb_apply, apply_opts, "apply -f FILE|DIR|- [-R] [--dry-run] [--atomic] [--force] [-o name|json|yaml]",
          "Create or update the objects in the manifests. Every document is checked first;\n"
          "nothing is sent if any is invalid. Up to 4 MiB of objects go in one request, all\n"
          "or nothing; more go in several such requests (with --atomic: in one, up to rprd's\n"
-         "--max-body). -o json|yaml prints the objects as stored."},
+         "--max-body). -o json|yaml prints the objects as stored. --force changes objects a\n"
+         "Sync manages (it puts them back at its next drift check)."},
         {"get", verb_get, get_opts, "get KIND [NAME...] [-o wide|yaml|json|name] [-l SEL] [-n NS|-A] [-w]",
          "List objects as a table, or print them as YAML or JSON."},
         {"describe", verb_describe, no_opts, "describe KIND NAME",
@@ -71,6 +74,9 @@ static const Verb verbs[] = {
         {"logs", verb_logs, logs_opts, "logs run/NAME [--task T] [-f] | logs activity|connectivity [--tail N]",
          "Print the output of a run (of one task of a pipeline job with --task), or rprd's\n"
          "activity or connectivity log."},
+        {"sync", verb_sync, no_opts, "sync NAME",
+         "Apply a Sync's revision now (and correct drift), wait for rprd to answer and\n"
+         "print the outcome; exit 1 if it was not applied (the errors are listed)."},
         {"check", verb_action, no_opts, "check server|repo NAME",
          "Check a server or a repository now. For a server: log in, run uptime, print\n"
          "its output and how long it took; exit 1 if it is not reachable."},
@@ -84,8 +90,14 @@ static const Verb verbs[] = {
          "on one (--server S) or on those whose last run failed (--failed), whether or\n"
          "not the repository changed. A server whose run is still going gets the new run\n"
          "when it ends. rprd's own --server goes before the verb."},
-        {"run", verb_action, run_opts, "run pipeline NAME [--arg k=v]... [--wait]",
-         "Start a job of a pipeline. With --wait, stay until it ends and exit with its result\n"
+        {"run", verb_run, run_opts,
+         "run pipeline NAME [--arg k=v]... [--wait] | run command [NAME] --servers a,b|-l k=v "
+         "[--wait-timeout D] [--timeout D] [--wait] -- COMMAND...",
+         "run command: run COMMAND once on each of the servers, now on those that are\n"
+         "reachable and on the others as soon as they are back (within --wait-timeout,\n"
+         "default 24h), tracked per server in a Command (NAME, or cmd-DATE-TIME-XXXX).\n"
+         "With --wait, stay until every server has finished; exit 1 if one failed.\n"
+         "run pipeline: start a job of a pipeline. With --wait, stay until it ends and exit with its result\n"
          "(0 Succeeded, 1 otherwise)."},
         {"cancel", verb_action, no_opts, "cancel run NAME", "Cancel a run."},
         {"token", verb_token, token_opts,

@@ -150,10 +150,12 @@ int verb_explain(Ctl *c);
 int verb_version(Ctl *c);
 int verb_reconcile(Ctl *c);
 int verb_token(Ctl *c);
+int verb_run(Ctl *c);
 int verb_action(Ctl *c);
 int verb_logs(Ctl *c);
 int verb_exec(Ctl *c);
 int verb_admin(Ctl *c);
+int verb_sync(Ctl *c);
 
 /* ---- diff ------------------------------------------------------------------- */
 

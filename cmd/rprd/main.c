@@ -17,6 +17,7 @@
 #include "agent/agent.h"
 #include "api/api.h"
 #include "binding/binding.h"
+#include "command/command.h"
 #include "pipeline/pipeline.h"
 #include "controller/controller.h"
 #include "egress/egress.h"
@@ -24,6 +25,7 @@
 #include "gitremote/gitremote.h"
 #include "logfile/logfile.h"
 #include "repo/repo.h"
+#include "sync/sync.h"
 #include "rprd.h"
 #include "run/run.h"
 #include "resource/resource.h"
@@ -389,8 +391,10 @@ typedef struct Daemon {
         TokenController *tokens;
         GithubClient *github;
         RepoController *repos;
+        SyncController *syncs;
         RunController *runs;
         BindingController *bindings;
+        CommandController *commands;
         PipelineController *pipelines;
         Webhook *webhook;
         Agents *agents;
@@ -435,6 +439,9 @@ static int controllers_setup(const Options *o, Daemon *d) {
         r = repo_controller_new(&ro, &d->repos);
         if (r < 0)
                 return r;
+        r = sync_controller_new(&(SyncOptions){d->store, d->controller, d->repos, d->activity}, &d->syncs);
+        if (r < 0)
+                return r;
         d->run_dir = xasprintf("%s/runs", o->state_dir);
         r = run_controller_new(
                 &(RunOptions){d->store, d->controller, d->servers, d->ssh, d->run_dir, d->activity, d->agents},
@@ -443,6 +450,10 @@ static int controllers_setup(const Options *o, Daemon *d) {
                 return r;
         BindingOptions bo = {d->store, d->controller, d->repos, d->servers, d->runs, d->run_dir, d->activity};
         r = binding_controller_new(&bo, &d->bindings);
+        if (r < 0)
+                return r;
+        r = command_controller_new(&(CommandOptions){d->store, d->controller, d->runs, d->run_dir, d->activity},
+                                   &d->commands);
         if (r < 0)
                 return r;
         PipelineOptions po = {d->store, d->controller, d->runs, d->repos, d->servers, d->ssh, d->run_dir, d->activity};
@@ -477,10 +488,12 @@ static void daemon_free(Daemon *d) {
                 run_controller_drain(d->runs, 0);
         controller_free(d->controller);
         binding_controller_free(d->bindings);
+        command_controller_free(d->commands);
         pipeline_controller_free(d->pipelines);
         run_controller_free(d->runs);
         free(d->run_dir);
         webhook_free(d->webhook);
+        sync_controller_free(d->syncs);
         repo_controller_free(d->repos);
         github_client_free(d->github);
         token_controller_free(d->tokens);
@@ -520,6 +533,7 @@ static int serve(const Options *o, Daemon *d) {
                 .connectivity = d->connectivity,
                 .activity = d->activity,
                 .repos = d->repos,
+                .syncs = d->syncs,
                 .tokens = o->no_controllers ? NULL : d->tokens,
                 .webhook = d->webhook,
                 .bindings = o->no_controllers ? NULL : d->bindings,

@@ -150,6 +150,43 @@ static void diags_locate(Diags *d, const ApplyBody *b) {
         }
 }
 
+/* An object a Sync manages is changed in its repository: applying it by
+ * hand would be undone at the next drift check. Refused unless ?force=1.
+ * The stored text is only parsed when it names a Sync. */
+static void check_managed(ApiCall *c, const json_t *obj, int i, Diags *managed) {
+        _cleanup_free_ char *text = NULL;
+        _cleanup_json_ json_t *live = NULL;
+
+        if (api_query_true(c->req, "force") ||
+            store_get(c->api->store, json_str_at(obj, "kind"), meta_str(obj, "namespace"), meta_str(obj, "name"),
+                      &text) < 0 ||
+            !strstr(text, "\"managedBy\":\"sync/"))
+                return;
+        live = json_loads(text, 0, NULL);
+        const char *owner = json_str_at(json_object_get(live, "metadata"), "managedBy");
+        if (!owner || !startswith(owner, "sync/"))
+                return;
+        _cleanup_free_ char *what = resource_display_name(obj);
+        diags_add(managed, i, what, NULL, "managed by %s; change it in the repository, or --force", owner);
+}
+
+/* False (answered 409) when an object is managed by a Sync. */
+static bool items_unmanaged(ApiCall *c, const ApplyBody *b) {
+        Diags managed = DIAGS_INIT;
+        size_t i;
+        json_t *obj;
+
+        json_array_foreach(b->items, i, obj) {
+                check_managed(c, obj, (int) i, &managed);
+        }
+        if (managed.n == 0)
+                return true;
+        diags_locate(&managed, b);
+        api_reply_diags(c, 409, "apply refused: objects managed by a Sync; nothing was written", &managed);
+        diags_free(&managed);
+        return false;
+}
+
 /* Every object prepared, duplicates found; false if anything was answered. */
 static bool items_check(ApiCall *c, ApplyBody *b) {
         _cleanup_json_ json_t *seen = json_object();
@@ -264,7 +301,7 @@ void api_handle_apply(ApiCall *c) {
                 apply_body_done(&b);
                 return;
         }
-        if (!items_check(c, &b)) {
+        if (!items_check(c, &b) || !items_unmanaged(c, &b)) {
                 apply_body_done(&b);
                 return;
         }

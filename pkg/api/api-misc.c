@@ -8,6 +8,7 @@
 #include "controller/controller.h"
 #include "run/run.h"
 #include "ssh/ssh.h"
+#include "sync/sync.h"
 
 void api_handle_healthz(ApiCall *c) {
         ApiServer *a = c->api;
@@ -104,6 +105,26 @@ static void metrics_runs(ApiServer *a, Buf *b) {
                            run_controller_running(a->runs));
 }
 
+static void metrics_syncs(ApiServer *a, Buf *b) {
+        SyncStats st;
+
+        if (!a->syncs)
+                return;
+        sync_stats(a->syncs, &st);
+        buf_printf(b,
+                   "# HELP rpr_syncs_total Syncs of a revision (or drift checks) since start, by result.\n"
+                   "# TYPE rpr_syncs_total counter\n"
+                   "rpr_syncs_total{result=\"applied\"} %" PRIu64 "\nrpr_syncs_total{result=\"unchanged\"} %" PRIu64
+                   "\nrpr_syncs_total{result=\"failed\"} %" PRIu64 "\n"
+                   "# HELP rpr_sync_duration_seconds Time from reading a revision to its commit.\n"
+                   "# TYPE rpr_sync_duration_seconds summary\n"
+                   "rpr_sync_duration_seconds_sum %.6f\nrpr_sync_duration_seconds_count %" PRIu64 "\n"
+                   "# HELP rpr_sync_last_duration_seconds The last sync's duration.\n"
+                   "# TYPE rpr_sync_last_duration_seconds gauge\nrpr_sync_last_duration_seconds %.6f\n",
+                   st.applied, st.unchanged, st.failed, st.seconds, st.applied + st.unchanged + st.failed,
+                   st.last_seconds);
+}
+
 void api_handle_metrics(ApiCall *c) {
         ApiServer *a = c->api;
         Buf b = BUF_INIT;
@@ -111,6 +132,7 @@ void api_handle_metrics(ApiCall *c) {
         metrics_http(a, &b);
         metrics_store(a, &b);
         metrics_runs(a, &b);
+        metrics_syncs(a, &b);
         buf_printf(&b,
                    "# HELP rpr_watchers Open watch streams.\n# TYPE rpr_watchers gauge\nrpr_watchers %zu\n",
                    a->n_watches);

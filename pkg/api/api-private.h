@@ -58,6 +58,7 @@ struct ApiServer {
         BindingController *bindings;
         RunController *runs;
         PipelineController *pipelines;
+        SyncController *syncs;
         char *run_dir;
         Agents *agents;
         struct ApiAgents *agent_state; /* api-agents.c: held polls, wake-ups, the tick */

@@ -312,6 +312,7 @@ int api_new_verbose(const ApiOptions *o, ApiServer **ret, char **ret_error) {
         a->activity = o->activity;
         a->stop_grace_usec = o->stop_grace_usec;
         a->repos = o->repos;
+        a->syncs = o->syncs;
         a->tokens = o->tokens;
         a->webhook = o->webhook;
         a->bindings = o->bindings;

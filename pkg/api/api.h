@@ -20,6 +20,7 @@ typedef struct Webhook Webhook;
 typedef struct BindingController BindingController;
 typedef struct RunController RunController;
 typedef struct PipelineController PipelineController;
+typedef struct SyncController SyncController;
 typedef struct Agents Agents;
 typedef struct ApiServer ApiServer;
 
@@ -57,6 +58,7 @@ typedef struct ApiOptions {
         BindingController *bindings;
         RunController *runs;
         PipelineController *pipelines;
+        SyncController *syncs; /* for /metrics */
         const char *run_dir; /* Runs' output files (NULL: none are served) */
         Agents *agents;      /* the agents' protocol (NULL: /api/v1/agents answers 503) */
         /* Reads without a token are allowed (as viewer): the dashboard's

@@ -182,6 +182,15 @@ static size_t repo_host_fields(const json_t *spec, const char *what, int index, 
                          "a repository in rprd's own file system " NEEDS_UNRESTRICTED) != 0;
 }
 
+/* A Sync that may write what reaches the host is as strong as what it
+ * writes. */
+static size_t sync_host_fields(const json_t *spec, const char *what, int index, Diags *d) {
+        if (!json_is_true(json_object_get(spec, "hostAccess")))
+                return 0;
+        return diags_add(d, index, what, "spec.hostAccess",
+                         "a Sync whose manifests may reach rprd's host " NEEDS_UNRESTRICTED) != 0;
+}
+
 size_t auth_host_fields(const json_t *obj, int index, Diags *d) {
         const char *kind = json_string_value(json_object_get(obj, "kind"));
         const json_t *spec = json_object_get(obj, "spec");
@@ -197,6 +206,8 @@ size_t auth_host_fields(const json_t *obj, int index, Diags *d) {
                 return token_host_fields(spec, what, index, d);
         if (STREQ(kind, "Repo"))
                 return repo_host_fields(spec, what, index, d);
+        if (STREQ(kind, "Sync"))
+                return sync_host_fields(spec, what, index, d);
         return 0;
 }
 
@@ -258,6 +269,12 @@ size_t auth_check_write(const AuthCaller *c, const json_t *obj, int index, Diags
         if (kind && STREQ(kind, "Token") && json_is_object(spec) && spec_str(spec, "type") &&
             STREQ(spec_str(spec, "type"), "api"))
                 n += auth_may_grant(c, json_str_at(meta, "namespace"), spec, index, d);
+        /* A Sync writes into spec.namespace: its writer must hold it. */
+        if (kind && STREQ(kind, "Sync") && spec_str(spec, "namespace") &&
+            !auth_may_namespace(c, spec_str(spec, "namespace")))
+                n += diags_add(d, index, NULL, "spec.namespace",
+                               "a Sync writes objects into namespace %s, which is outside your scope",
+                               spec_str(spec, "namespace")) != 0;
 
         /* Name the object in the grant problems too. */
         _cleanup_free_ char *what = resource_display_name(obj);

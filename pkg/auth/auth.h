@@ -83,7 +83,8 @@ char *auth_scope_text(const AuthCaller *c);
  * (a whole object, defaulted or not) that makes rprd act on its own host:
  * Server transport local, identityFile, knownHostsFile; Pipeline tasks
  * without server or servers; Token valueFrom (a file or rprd's
- * environment); a git Repo whose url is a path on rprd's host. Returns how
+ * environment); a git Repo whose url is a path on rprd's host; a Sync with
+ * spec.hostAccess. Returns how
  * many. */
 size_t auth_host_fields(const json_t *obj, int index, Diags *d);
 

@@ -11,10 +11,6 @@ struct BindingController {
         RunController *runs;
         char *run_dir;
         LogFile *activity;
-        /* Each Server's labels as last seen ("ns/name" -> compact JSON):
-         * a change wakes the Bindings of its namespace. */
-        pthread_mutex_t lock;
-        json_t *server_labels;
 };
 
 /* A Binding's spec, borrowed from its object, defaults filled in. */

@@ -3,7 +3,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "binding/binding-private.h"
 #include "controller/controller.h"
@@ -20,30 +19,6 @@
 
 static bool finished(const json_t *run) {
         return run_phase_finished(json_str_at(run, "phase"));
-}
-
-/* Deletes the Runs named in names (a JSON array of strings) and their output. */
-static int runs_delete(BindingController *b, const char *ns, const json_t *names, StoreOp *extra) {
-        size_t n = json_array_size(names), k = n + (extra ? 1 : 0);
-        _cleanup_free_ StoreOp *ops = xcalloc(k ? k : 1, sizeof *ops);
-        const json_t *v;
-        size_t i;
-
-        json_array_foreach(names, i, v) ops[i] = (StoreOp){
-                .type = STORE_OP_DELETE, .kind = "Run", .ns = ns, .name = json_string_value(v)};
-        if (extra)
-                ops[n] = *extra;
-        if (k == 0)
-                return 0;
-        int r = store_commit(b->store, ops, k, false, NULL);
-        store_ops_clear(ops, k);
-        if (r < 0)
-                return r;
-        json_array_foreach(names, i, v) {
-                _cleanup_free_ char *path = run_log_path(b->run_dir, ns, json_string_value(v));
-                (void) unlink(path);
-        }
-        return 0;
 }
 
 /* Finished Runs beyond spec.history go, oldest first; the last Run of each
@@ -69,7 +44,7 @@ static void trim_history(BindingController *b, const json_t *obj) {
                 }
                 json_array_append_new(doomed, json_string(name));
         }
-        int r = runs_delete(b, sp.ns, doomed, NULL);
+        int r = run_delete_many(b->store, b->run_dir, sp.ns, doomed, NULL);
         if (r < 0)
                 log_warning("binding %s/%s: cannot remove old runs: %s", sp.ns, sp.name, strerror(-r));
 }
@@ -142,38 +117,6 @@ static int pass(BindingController *b, const char *ns, const char *name, const Bi
 
 /* ---- deletion ---------------------------------------------------------------------------- */
 
-static json_t *without_finalizer(const json_t *obj) {
-        json_t *copy = json_deep_copy(obj);
-        json_t *fin = json_object_get(json_object_get(copy, "metadata"), "finalizers");
-        size_t i;
-
-        for (i = 0; i < json_array_size(fin); i++)
-                if (STREQ(json_string_value(json_array_get(fin, i)) ?: "", BINDING_FINALIZER))
-                        json_array_remove(fin, i--);
-        return copy;
-}
-
-static bool has_finalizer(const json_t *obj) {
-        const json_t *fin = json_object_get(json_object_get(obj, "metadata"), "finalizers"), *v;
-        size_t i;
-
-        json_array_foreach(fin, i, v) if (STREQ(json_string_value(v) ?: "", BINDING_FINALIZER)) return true;
-        return false;
-}
-
-static int finalizer_add(BindingController *b, const json_t *obj) {
-        _cleanup_json_ json_t *copy = json_deep_copy(obj);
-        json_t *meta = json_object_get(copy, "metadata");
-
-        if (!json_is_array(json_object_get(meta, "finalizers")))
-                json_object_set_new(meta, "finalizers", json_array());
-        json_array_append_new(json_object_get(meta, "finalizers"), json_string(BINDING_FINALIZER));
-        StoreOp op = {.type = STORE_OP_UPDATE, .object = copy, .expect_revision = store_object_revision(obj)};
-        int r = store_commit(b->store, &op, 1, false, NULL);
-        store_ops_clear(&op, 1);
-        return r == -ESTALE ? 0 : r; /* changed meanwhile: its event brings us back */
-}
-
 /* Cancels the unfinished Runs, and once none is left removes them all and
  * lets the Binding go. */
 static int finalize(BindingController *b, const json_t *obj, uint64_t *ret_requeue) {
@@ -184,7 +127,7 @@ static int finalize(BindingController *b, const json_t *obj, uint64_t *ret_reque
         size_t unfinished = 0, i;
         const json_t *r;
 
-        if (!has_finalizer(obj))
+        if (!store_has_finalizer(obj, BINDING_FINALIZER))
                 return 0;
         json_array_foreach(runs, i, r) {
                 const char *name = json_str_at(r, "name");
@@ -198,9 +141,9 @@ static int finalize(BindingController *b, const json_t *obj, uint64_t *ret_reque
                 *ret_requeue = FINALIZE_POLL_USEC;
                 return 0;
         }
-        _cleanup_json_ json_t *gone = without_finalizer(obj);
+        _cleanup_json_ json_t *gone = store_without_finalizer(obj, BINDING_FINALIZER);
         StoreOp let_go = {.type = STORE_OP_UPDATE, .object = gone, .expect_revision = store_object_revision(obj)};
-        int k = runs_delete(b, sp.ns, names, &let_go);
+        int k = run_delete_many(b->store, b->run_dir, sp.ns, names, &let_go);
         if (k == -ESTALE)
                 return 0;
         if (k >= 0 && b->activity)
@@ -224,8 +167,8 @@ static int reconcile(void *userdata, const char *ns, const char *name, uint64_t 
                 return r;
         if (json_object_get(json_object_get(obj, "metadata"), "deletionTimestamp"))
                 return finalize(b, obj, ret_requeue_after);
-        if (!has_finalizer(obj))
-                return finalizer_add(b, obj); /* its write brings us back */
+        if (!store_has_finalizer(obj, BINDING_FINALIZER))
+                return store_add_finalizer(b->store, obj, BINDING_FINALIZER); /* its write brings us back */
         r = pass(b, ns, name, NULL, NULL, &error, ret_requeue_after);
         return r == -ENOENT ? 0 : r;
 }
@@ -257,33 +200,14 @@ static void on_server_reachable(void *userdata, const char *ns, const char *name
         controller_enqueue_where(b->controller, "Binding", ns, NULL, NULL, NULL);
 }
 
-/* Whether a Server's labels differ from the last seen (or it came or went). */
-static bool labels_changed(BindingController *b, const StoreEvent *ev) {
-        _cleanup_free_ char *key = xasprintf("%s/%s", ev->ns, ev->name), *labels = NULL;
-        bool changed;
-
-        if (ev->type != STORE_EVENT_DELETED) {
-                _cleanup_json_ json_t *obj = json_loadb(ev->json, ev->len, 0, NULL);
-                const json_t *l = json_object_get(json_object_get(obj, "metadata"), "labels");
-                labels = l ? json_dumps(l, JSON_COMPACT | JSON_SORT_KEYS) : xstrdup("{}");
-        }
-        pthread_mutex_lock(&b->lock);
-        const char *old = json_string_value(json_object_get(b->server_labels, key));
-        changed = !old || !labels || !STREQ(old, labels);
-        if (labels)
-                json_object_set_new(b->server_labels, key, json_string(labels));
-        else
-                json_object_del(b->server_labels, key);
-        pthread_mutex_unlock(&b->lock);
-        return changed;
-}
-
 /* A Server was labelled anew, added or deleted: the Bindings that choose
- * Servers by labels (or name it) look again. */
+ * Servers by labels (or name it) look again. The store says whether its
+ * labels changed: a status write (every check of every Server) costs
+ * nothing here, and nothing is kept per Server. */
 static void on_server_event(void *userdata, const StoreEvent *ev) {
         BindingController *b = userdata;
 
-        if (labels_changed(b, ev))
+        if (ev->labels_changed)
                 controller_enqueue_where(b->controller, "Binding", ev->ns, NULL, NULL, NULL);
 }
 
@@ -300,8 +224,6 @@ int binding_controller_new(const BindingOptions *o, BindingController **ret) {
         b->runs = o->runs;
         b->run_dir = xstrdup(o->run_dir);
         b->activity = o->activity;
-        pthread_mutex_init(&b->lock, NULL);
-        b->server_labels = json_object();
         r = controller_add(o->controller, "Binding", reconcile, b);
         if (r >= 0)
                 r = controller_on_event(o->controller, "Server", on_server_event, b);
@@ -321,7 +243,5 @@ void binding_controller_free(BindingController *b) {
         if (!b)
                 return;
         free(b->run_dir);
-        json_decref(b->server_labels);
-        pthread_mutex_destroy(&b->lock);
         free(b);
 }

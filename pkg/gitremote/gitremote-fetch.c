@@ -71,8 +71,8 @@ static int open_cache(const char *cache_dir, git_repository **ret, GitResult *re
         return -EIO;
 }
 
-int gitremote_commit(const char *url, const char *branch, const GitAuth *auth, const char *cache_dir,
-                     const char *sha, json_t **ret_commit, GitResult *ret) {
+int gitremote_cache_commit(const char *url, const char *branch, const GitAuth *auth, const char *cache_dir,
+                           const char *sha, git_repository **ret_repo, git_commit **ret_commit, GitResult *ret) {
         git_repository *repo = NULL;
         git_commit *c = NULL;
         git_oid oid;
@@ -99,6 +99,18 @@ int gitremote_commit(const char *url, const char *branch, const GitAuth *auth, c
                         return -EIO;
                 }
         }
+        *ret_repo = repo;
+        *ret_commit = c;
+        return 0;
+}
+
+int gitremote_commit(const char *url, const char *branch, const GitAuth *auth, const char *cache_dir,
+                     const char *sha, json_t **ret_commit, GitResult *ret) {
+        git_repository *repo = NULL;
+        git_commit *c = NULL;
+
+        if (gitremote_cache_commit(url, branch, auth, cache_dir, sha, &repo, &c, ret) < 0)
+                return -EIO;
         *ret_commit = commit_json(c);
         git_commit_free(c);
         git_repository_free(repo);

@@ -74,3 +74,19 @@ int gitremote_inspect(const char *url, const char *branch, const GitAuth *auth, 
 
 /* url with any user:password@ removed (caller frees), for messages. */
 char *gitremote_url_display(const char *url);
+
+/* One file of a tree: its path in the repository, its blob id (40 hex:
+ * the same id is the same content) and its content. data is NULL (len the
+ * blob's size) when the blob is larger than max_file_bytes: the caller
+ * says so. Return < 0 to stop the walk (returned as is). */
+typedef int (*GitFileFn)(void *userdata, const char *path, const char *blob_id, const char *data, size_t len);
+
+/* Calls fn, in path order, for every blob under directory dir ("." or ""
+ * for the root; walked recursively) of commit sha whose name ends in one
+ * of exts (NULL-terminated), fetching branch into the bare cache
+ * repository cache_dir first when the cache lacks the commit. Symbolic
+ * links and submodules are skipped. -ENOENT with ret set when dir is not
+ * a directory at that commit; -EIO with ret set on any git failure. */
+int gitremote_read_tree(const char *url, const char *branch, const GitAuth *auth, const char *cache_dir,
+                        const char *sha, const char *dir, const char *const *exts, size_t max_file_bytes,
+                        GitFileFn fn, void *userdata, GitResult *ret);

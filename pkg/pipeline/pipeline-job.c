@@ -32,8 +32,6 @@
 #define SERVER_POLL_USEC (1 * USEC_PER_SEC)
 #define THREAD_STACK (256u * 1024)
 
-static bool step(Job *j, bool on_error_phase);
-
 char *job_dir(PipelineController *p, const char *ns, const char *name) {
         return xasprintf("%s/%s/%s", p->run_dir, ns, name);
 }
@@ -253,7 +251,7 @@ static void inst_run(Inst *i) {
          * on resume, which is allowed, its end never having been recorded. */
         i->ending = finished(i->phase) &&
                     (j->graph[i->task_index].has_dependents || !STREQ(i->phase, "Succeeded"));
-        if (i->ending) {
+        if (i->ending && !job_end_durable(j, i)) {
                 pthread_mutex_unlock(&j->lock);
                 int k = job_flush_wait(j);
                 if (k < 0)
@@ -264,7 +262,7 @@ static void inst_run(Inst *i) {
         }
         /* What this one held back may start now, from here: no round trip
          * through the job's thread between a task and its dependents. */
-        (void) step(j, j->on_error_phase);
+        (void) job_step(j, j->on_error_phase);
         pthread_cond_broadcast(&j->changed);
         pthread_mutex_unlock(&j->lock);
 }
@@ -384,7 +382,7 @@ static DepState deps_state(const Job *j, const DepState *states, const Inst *i) 
 }
 
 /* Under j->lock: starts what may start; true while anything can still happen. */
-static bool step(Job *j, bool on_error_phase) {
+bool job_step(Job *j, bool on_error_phase) {
         _cleanup_free_ DepState *states = task_states(j);
         bool pending = false;
 
@@ -425,7 +423,7 @@ static void wait_changed(Job *j, uint64_t usec) {
 static void run_all(Job *j, bool on_error_phase) {
         pthread_mutex_lock(&j->lock);
         j->on_error_phase = on_error_phase;
-        while (step(j, on_error_phase)) {
+        while (job_step(j, on_error_phase)) {
                 if (j->dirty)
                         pthread_cond_signal(&j->flush_wanted);
                 wait_changed(j, SERVER_POLL_USEC);
@@ -552,6 +550,7 @@ static void job_free(Job *j) {
         for (size_t t = 0; t < j->n_graph; t++)
                 free(j->graph[t].deps);
         free(j->graph);
+        json_decref(j->written);
         json_decref(j->obj);
         pthread_cond_destroy(&j->changed);
         pthread_mutex_destroy(&j->lock);
@@ -571,6 +570,15 @@ static Job *job_find_locked(PipelineController *p, const char *ns, const char *n
                 if (STREQ(p->jobs[k]->ns, ns) && STREQ(p->jobs[k]->name, name))
                         return p->jobs[k];
         return NULL;
+}
+
+bool job_busy(void *userdata, const char *ns, const char *name) {
+        PipelineController *p = userdata;
+
+        pthread_mutex_lock(&p->lock);
+        bool ours = job_find_locked(p, ns, name) != NULL;
+        pthread_mutex_unlock(&p->lock);
+        return ours;
 }
 
 static void job_unregister(Job *j) {

@@ -32,6 +32,8 @@ struct PipelineController {
 /* pipeline-job.c: carrying out jobs (the Run controller's delegate). */
 int job_reconcile(void *userdata, json_t *obj, uint64_t *ret_requeue_after_usec);
 int job_cancel(void *userdata, const json_t *obj, const char *reason, const char *message);
+/* Whether the job ns/name is carried out by this rprd. */
+bool job_busy(void *userdata, const char *ns, const char *name);
 /* Writes a job's phase (and reason, message) when it is in expect_phase
  * (NULL: any unfinished); *ret_applied says whether it was. */
 int job_set_phase(PipelineController *p, const char *ns, const char *name, const char *expect_phase,
@@ -79,6 +81,7 @@ typedef struct Inst {
         bool has_exit_code, on_error;
         uint64_t start, end;
         bool ending; /* ended, not yet durable: its dependents wait */
+        uint64_t ending_snapshot; /* the write that makes its end durable */
         /* What the last rprd left of it, when it was running then (in
          * j->obj): kept in its status through the attempts that follow. */
         const char *leftover;
@@ -108,7 +111,12 @@ struct Job {
         pthread_mutex_t flush_lock; /* one write at a time, in snapshot order */
         pthread_cond_t flushed_cond;
         uint64_t snapshots, flushed, flush_failed;
+        /* Under flush_lock: the status this rprd last wrote and the job's
+         * revision then (pipeline-status.c); NULL: read it first. */
+        json_t *written;
+        uint64_t written_revision;
         unsigned urgent;
+        size_t n_ending; /* instances whose dependents wait for a write */
         uint64_t last_flush_usec;
         /* Started instances waiting for a worker (a ring, first in first
          * out; an instance is in it once at most), and the workers. */
@@ -121,6 +129,10 @@ struct Job {
         bool on_error_phase; /* which instances run_all() is running */
 };
 
+/* Under j->lock: starts what may start (pipeline-job.c); true while
+ * anything can still happen. */
+bool job_step(Job *j, bool on_error_phase);
+
 /* pipeline-status.c: the job's tasks in the store. */
 /* Under j->lock: status.tasks as the instances are now (new reference). */
 json_t *job_tasks_json(Job *j);
@@ -130,6 +142,12 @@ int job_flush(Job *j, const char *phase, const char *reason, const char *message
 /* Returns once the tasks as they are now are in the store (0), or a write
  * of them failed (negative errno). Called without j->lock. */
 int job_flush_wait(Job *j);
+/* Under j->lock: the instance's end is to be durable before its
+ * dependents start (it is ending): the flusher writes it soon and then
+ * lets them go, while the worker that ran it goes on to other work.
+ * Returns false when there is no flusher (the caller waits for the write
+ * itself then). */
+bool job_end_durable(Job *j, Inst *i);
 /* The flusher thread: writes the tasks when they changed (j->dirty), in
  * batches, sooner when someone waits in job_flush_wait(). */
 void job_flusher_start(Job *j);

@@ -110,6 +110,73 @@ json_t *job_tasks_json(Job *j) {
         return o;
 }
 
+/* Under j->lock: the ends the write of snapshot made durable (or failed
+ * to: as job_flush_wait's callers do, the job goes on) let their
+ * dependents go. */
+static void ends_release(Job *j, uint64_t snapshot) {
+        size_t released = 0;
+
+        for (size_t k = 0; j->n_ending > 0 && k < j->n_insts; k++) {
+                Inst *i = j->insts[k];
+                if (!i->ending || !i->ending_snapshot || i->ending_snapshot > snapshot)
+                        continue;
+                i->ending = false;
+                i->ending_snapshot = 0;
+                j->n_ending--;
+                released++;
+        }
+        if (released == 0)
+                return;
+        if (!j->workers_stop)
+                (void) job_step(j, j->on_error_phase);
+        pthread_cond_broadcast(&j->changed);
+}
+
+bool job_end_durable(Job *j, Inst *i) {
+        if (!j->flusher)
+                return false;
+        i->ending_snapshot = j->snapshots + 1; /* the next snapshot sees it ended */
+        j->n_ending++;
+        j->dirty = true;
+        pthread_cond_signal(&j->flush_wanted);
+        return true;
+}
+
+/* Under flush_lock: what the last write left, so that the next one needs
+ * no read of the job (as large as its tasks) when nothing else wrote it
+ * since. Kept only while the job is Running as this rprd wrote it. */
+static void written_set(Job *j, json_t *obj) {
+        const json_t *st = json_object_get(obj, "status");
+
+        json_decref(TAKE_PTR(j->written));
+        j->written_revision = 0;
+        if (!obj || !STREQ(json_str_at(st, "phase") ?: "", "Running"))
+                return;
+        j->written = json_copy((json_t *) st);
+        j->written_revision = store_object_revision(obj);
+}
+
+/* The tasks over the status last written, expecting the job unchanged
+ * since: -ESTALE when someone else wrote it (or nothing is known). */
+static int write_tasks_over(Job *j, json_t *tasks) {
+        if (!j->written)
+                return -ESTALE;
+        json_t *st = json_copy(j->written);
+        json_object_set(st, "tasks", tasks);
+        _cleanup_json_ json_t *obj =
+                json_pack("{s:s, s:s, s:{s:s, s:s}, s:o}", "apiVersion", RPR_API_VERSION, "kind", "Run",
+                          "metadata", "name", j->name, "namespace", j->ns, "status", st);
+        StoreOp op = {.type = STORE_OP_STATUS, .object = obj, .expect_revision = j->written_revision};
+        int r = store_commit(j->p->store, &op, 1, false, NULL);
+        if (r >= 0) {
+                json_decref(j->written);
+                j->written = json_incref(st);
+                j->written_revision = op.revision;
+        }
+        store_ops_clear(&op, 1);
+        return r;
+}
+
 /* Writes the tasks (and a phase) unless the job is no longer Running. */
 int job_flush(Job *j, const char *phase, const char *reason, const char *message) {
         pthread_mutex_lock(&j->flush_lock);
@@ -118,8 +185,13 @@ int job_flush(Job *j, const char *phase, const char *reason, const char *message
         uint64_t snapshot = ++j->snapshots;
         j->dirty = false;
         pthread_mutex_unlock(&j->lock);
-        PhaseWrite w = {"Running", phase, reason, message, tasks, false};
-        int r = store_update_status(j->p->store, "Run", j->ns, j->name, phase_next, &w, NULL);
+        int r = phase ? -ESTALE : write_tasks_over(j, tasks);
+        if (r == -ESTALE) {
+                PhaseWrite w = {"Running", phase, reason, message, tasks, false};
+                _cleanup_json_ json_t *obj = NULL;
+                r = store_update_status(j->p->store, "Run", j->ns, j->name, phase_next, &w, &obj);
+                written_set(j, r >= 0 && w.applied ? obj : NULL);
+        }
         if (r < 0)
                 log_warning("job %s/%s: cannot write its state: %s", j->ns, j->name, strerror(-r));
         pthread_mutex_lock(&j->lock);
@@ -129,6 +201,7 @@ int job_flush(Job *j, const char *phase, const char *reason, const char *message
                 j->flush_failed = snapshot;
                 j->dirty = true; /* written again by the next round */
         }
+        ends_release(j, snapshot);
         pthread_cond_broadcast(&j->flushed_cond);
         pthread_mutex_unlock(&j->lock);
         pthread_mutex_unlock(&j->flush_lock);
@@ -159,7 +232,7 @@ static void batch_delay(Job *j) {
         uint64_t until = now_mono_usec() + MAX(FLUSH_USEC, 4 * j->last_flush_usec);
         struct timespec ts;
 
-        while (!j->urgent && !j->flusher_stop) {
+        while (!j->urgent && !j->n_ending && !j->flusher_stop) {
                 uint64_t now = now_mono_usec();
                 if (now >= until)
                         break;
@@ -176,7 +249,7 @@ static void batch_delay(Job *j) {
 static void linger(Job *j) {
         uint64_t until = now_mono_usec() + LINGER_USEC;
 
-        while (j->urgent && j->running > 0 && !j->flusher_stop) {
+        while ((j->urgent || j->n_ending) && j->running > 0 && !j->flusher_stop) {
                 uint64_t now = now_mono_usec();
                 if (now >= until)
                         break;

@@ -407,7 +407,7 @@ int pipeline_controller_new(const PipelineOptions *o, PipelineController **ret) 
                 pipeline_controller_free(p);
                 return r;
         }
-        run_controller_delegate(o->runs, "Pipeline", &(RunDelegate){job_reconcile, job_cancel, p});
+        run_controller_delegate(o->runs, "Pipeline", &(RunDelegate){job_reconcile, job_cancel, job_busy, p});
         if (o->repos)
                 repo_on_commit(o->repos, on_commit, p);
         *ret = p;

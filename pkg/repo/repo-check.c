@@ -166,7 +166,7 @@ static void check_git(RepoController *r, const RepoSpec *spec, const RepoCreds *
                 o->commit = json_deep_copy(old_commit);
                 return;
         }
-        cache = xasprintf("%s/%s/%s.git", r->cache_dir, spec->ns, spec->name);
+        cache = repo_cache_path(r, spec->ns, spec->name);
         if (gitremote_commit(spec->url, spec->branch, &creds->git, cache, sha, &o->commit, &res) < 0) {
                 /* The sha alone is the change; time, author and message are
                  * for people and can wait for the next look. */

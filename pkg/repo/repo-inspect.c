@@ -92,21 +92,25 @@ json_t *repo_match_push(RepoController *r, const char *ns, const char *full_name
 
 /* ---- inspect --------------------------------------------------------------------- */
 
-/* Where to fetch from: a git Repo's url; a GitHub repository's clone_url,
- * as its API says (Enterprise hosts, renames). */
-static char *clone_url(RepoController *r, const RepoSpec *spec, const RepoCreds *creds, json_t *report) {
+char *repo_clone_url(RepoController *r, const RepoSpec *spec, const RepoCreds *creds, GithubResult *res) {
         GithubRepoRef ref = {spec->api_url, spec->gh_owner, spec->gh_name, creds->secret.data, NULL};
-        GithubResult res;
         char *url = NULL;
 
         if (!spec->github)
                 return xstrdup(spec->url);
-        if (github_clone_url(r->github, &ref, &url, &res) < 0) {
+        if (github_clone_url(r->github, &ref, &url, res) < 0)
+                return NULL;
+        return url;
+}
+
+static char *clone_url(RepoController *r, const RepoSpec *spec, const RepoCreds *creds, json_t *report) {
+        GithubResult res;
+        char *url = repo_clone_url(r, spec, creds, &res);
+
+        if (!url)
                 json_object_set_new(report, "fetch", json_pack("{s:b, s:s, s:s}", "ok", 0, "reason",
                                                                 github_error_reason(res.error), "message",
                                                                 res.message));
-                return NULL;
-        }
         return url;
 }
 

@@ -79,3 +79,12 @@ void repo_creds_clear(RepoCreds *c);
 /* A check of the stored Repo obj now, as the controller does it: status
  * written, a new commit announced. */
 int repo_check_object_now(RepoController *r, const json_t *obj, const RepoSpec *spec);
+
+/* Where to fetch from: a git Repo's url; a GitHub repository's clone_url,
+ * as its API says (Enterprise hosts, renames). Caller frees; NULL with
+ * *res set when GitHub cannot say. */
+typedef struct GithubResult GithubResult;
+char *repo_clone_url(RepoController *r, const RepoSpec *spec, const RepoCreds *creds, GithubResult *res);
+
+/* The bare cache of Repo ns/name (caller frees). */
+char *repo_cache_path(RepoController *r, const char *ns, const char *name);

@@ -56,3 +56,18 @@ json_t *repo_match_push(RepoController *r, const char *ns, const char *full_name
  * *ret_report (new reference) even when the check or the fetch failed (the
  * report says so and why); -ENOENT if absent, -EPERM if inactive. */
 int repo_inspect(RepoController *r, const char *ns, const char *name, json_t **ret_report);
+
+/* One manifest file of a commit (path in the repository, blob id,
+ * content); data NULL when it is larger than the bound (len is its size).
+ * Return < 0 to stop the walk. */
+typedef int (*RepoFileFn)(void *userdata, const char *path, const char *blob_id, const char *data, size_t len);
+
+/* Reads the .yaml, .yml and .json files under dir (recursively) at commit
+ * sha of Repo ns/name, from the Repo's bare cache, fetching the branch
+ * there (with the Repo's credentials and, for GitHub, the clone URL its
+ * API gives) when the cache lacks the commit. Blocks. -ENXIO when the Repo
+ * is absent, -ENOENT when dir is, -EIO when git fails: each with
+ * *ret_error (caller frees; never a secret); fn's own negative return as
+ * is. */
+int repo_read_tree(RepoController *r, const char *ns, const char *name, const char *sha, const char *dir,
+                   size_t max_file_bytes, RepoFileFn fn, void *userdata, char **ret_error);

@@ -14,8 +14,8 @@
 extern const char *const rpr_embedded_kinds[];
 
 /* kind_all() order; kinds not named here follow in file order. */
-static const char *const kind_order[] = {"Token",    "Repo",   "Server", "Binding",
-                                         "Pipeline", "Runner", "Run",    "Event"};
+static const char *const kind_order[] = {"Token",    "Repo",   "Server", "Binding", "Command",
+                                         "Pipeline", "Runner", "Sync",   "Run",     "Event"};
 
 static const char *const kind_doc_keys[] = {"kind",        "plural",  "short", "userWritable",
                                             "description", "columns", "spec",  "status"};

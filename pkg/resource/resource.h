@@ -1,6 +1,6 @@
 /* resource: the rpr object model.
  *
- * Kinds (Token, Repo, Server, Binding, Pipeline, Runner, Run, Event) are
+ * Kinds (Token, Repo, Server, Binding, Command, Pipeline, Runner, Run, Event) are
  * described as data in manifests/kinds/<kind>.yaml, an OpenAPI-style
  * structural schema embedded at build time. One generic defaulter and strict
  * validator serves every kind: type, required, enum, default, minimum and

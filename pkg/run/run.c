@@ -42,24 +42,28 @@ char *run_name(const char *owner, json_int_t n) {
 }
 
 typedef struct Owned {
-        const char *key, *value;
         json_t *runs;
 } Owned;
 
-static void collect_owned(const char *text, size_t len, void *userdata) {
+static uint64_t time_at(const StoreFields *f, const char *path) {
+        const char *s = store_field(f, path);
+        uint64_t usec;
+
+        return s && time_parse_rfc3339(s, &usec) >= 0 ? usec : 0;
+}
+
+/* From the fields the store keeps beside each Run: a Pipeline with fifty
+ * jobs of hundreds of tasks is not fifty large texts to parse. */
+static void collect_owned(const char *ns, const char *name, const StoreFields *f, void *userdata) {
         Owned *o = userdata;
-        _cleanup_json_ json_t *obj = json_loadb(text, len, 0, NULL);
-        const json_t *st = json_object_get(obj, "status");
-        const char *v = json_str_at(json_object_get(obj, "spec"), o->key);
-        const char *name = json_str_at(json_object_get(obj, "metadata"), "name");
-        if (!v || !name || !STREQ(v, o->value))
-                return;
         const char *dash = strrchr(name, '-');
+
+        (void) ns;
         json_array_append_new(o->runs, json_pack("{s:s, s:I, s:s, s:I, s:I}", "name", name, "number",
-                                                 (json_int_t) (dash ? strtoll(dash + 1, NULL, 10) : 0), "phase",
-                                                 json_str_at(st, "phase") ?: "Pending", "notBefore",
-                                                 (json_int_t) json_time_at(st, "notBefore"), "endTime",
-                                                 (json_int_t) json_time_at(st, "endTime")));
+                                                 (json_int_t) (dash ? strtoll(dash + 1, NULL, 10) : 0),
+                                                 "phase", store_field(f, "status.phase") ?: "Pending",
+                                                 "notBefore", (json_int_t) time_at(f, "status.notBefore"),
+                                                 "endTime", (json_int_t) time_at(f, "status.endTime")));
 }
 
 static int by_number(const void *a, const void *b) {
@@ -68,13 +72,13 @@ static int by_number(const void *a, const void *b) {
 }
 
 json_t *run_list_owned(Store *store, const char *ns, const char *key, const char *value) {
-        Owned o = {key, value, json_array()};
+        Owned o = {json_array()};
         _cleanup_json_ json_t *want = json_pack("{s:s}", key, value);
         Selector *sel = selector_from_labels(want);
 
         /* Runs carry their owner as a label too: the store's label index
          * finds them without reading the namespace's other Runs. */
-        (void) store_list_selected(store, "Run", ns, sel, collect_owned, &o, NULL);
+        (void) store_list_fields(store, "Run", ns, sel, collect_owned, &o);
         selector_free(sel);
         size_t n = json_array_size(o.runs);
         json_t **v = xmalloc((n + 1) * sizeof *v);
@@ -86,6 +90,29 @@ json_t *run_list_owned(Store *store, const char *ns, const char *key, const char
                 json_array_append_new(o.runs, v[i]);
         free(v);
         return o.runs;
+}
+
+int run_delete_many(Store *store, const char *run_dir, const char *ns, const json_t *names, StoreOp *extra) {
+        size_t n = json_array_size(names), k = n + (extra ? 1 : 0);
+        _cleanup_free_ StoreOp *ops = xcalloc(k ? k : 1, sizeof *ops);
+        const json_t *v;
+        size_t i;
+
+        if (k == 0)
+                return 0;
+        json_array_foreach(names, i, v) ops[i] = (StoreOp){
+                .type = STORE_OP_DELETE, .kind = "Run", .ns = ns, .name = json_string_value(v)};
+        if (extra)
+                ops[n] = *extra;
+        int r = store_commit(store, ops, k, false, NULL);
+        store_ops_clear(ops, k);
+        if (r < 0)
+                return r;
+        json_array_foreach(names, i, v) {
+                _cleanup_free_ char *path = run_log_path(run_dir, ns, json_string_value(v));
+                (void) unlink(path);
+        }
+        return 0;
 }
 
 char *run_track_id(const char *ns, const char *name) {
@@ -370,11 +397,24 @@ void run_controller_delegate(RunController *rc, const char *owner_kind, const Ru
         rc->delegate = *d;
 }
 
+/* A delegate's Run carried out here and not finished: a job writes its
+ * tasks' states as they go, and each write wakes this reconcile; its text
+ * (as large as its tasks) is not parsed for nothing each time. */
+static bool busy_here(RunController *rc, const char *ns, const char *name) {
+        _cleanup_free_ char *phase = NULL;
+
+        if (!rc->delegate.busy || store_get_field(rc->store, "Run", ns, name, "status.phase", &phase) < 0)
+                return false;
+        return !run_phase_finished(phase) && rc->delegate.busy(rc->delegate.userdata, ns, name);
+}
+
 static int reconcile(void *userdata, const char *ns, const char *name, uint64_t *ret_requeue_after) {
         RunController *rc = userdata;
         _cleanup_json_ json_t *obj = NULL;
         int r;
 
+        if (busy_here(rc, ns, name))
+                return 0;
         r = store_get_json(rc->store, "Run", ns, name, &obj);
         if (r == -ENOENT) {
                 /* Gone (history trimmed, its Binding deleted, or deleted by

@@ -25,6 +25,7 @@ typedef struct ServerController ServerController;
 typedef struct SshPool SshPool;
 typedef struct LogFile LogFile;
 typedef struct RunController RunController;
+typedef struct StoreOp StoreOp;
 typedef struct Agents Agents;
 
 typedef struct RunOptions {
@@ -61,6 +62,10 @@ typedef struct RunDelegate {
         int (*reconcile)(void *userdata, json_t *obj, uint64_t *ret_requeue_after_usec);
         /* As run_cancel(). */
         int (*cancel)(void *userdata, const json_t *obj, const char *reason, const char *message);
+        /* Optional: whether the Run is being carried out here, so that
+         * the events of its own writes need no look while it is
+         * unfinished. */
+        bool (*busy)(void *userdata, const char *ns, const char *name);
         void *userdata;
 } RunDelegate;
 void run_controller_delegate(RunController *rc, const char *owner_kind, const RunDelegate *d);
@@ -68,10 +73,19 @@ void run_controller_delegate(RunController *rc, const char *owner_kind, const Ru
 /* The name of an owner's Run number n: "OWNER-n", the owner's part
  * shortened so that the whole is a DNS label. Caller frees. */
 char *run_name(const char *owner, json_int_t n);
-/* The Runs of namespace ns whose spec.key is value (e.g. "binding",
- * "site-deploy"), oldest first, as a new array of {name, number, phase,
- * notBefore, endTime} (times in usec, 0 when unset). */
+/* The Runs of namespace ns whose label key is value: rprd labels each Run
+ * with its owner ("binding", "pipeline" or "command" = the owner's name;
+ * Runs are not user-writable, so no one else sets them). Oldest first, as
+ * a new array of {name, number, phase, notBefore, endTime} (times in
+ * usec, 0 when unset). Read from what the store keeps beside each Run,
+ * without parsing one: the cost follows the number of Runs, not their
+ * size. */
 json_t *run_list_owned(Store *store, const char *ns, const char *key, const char *value);
+
+/* Removes the Runs of ns named in names (a JSON array of strings) in one
+ * commit, with extra (optional: the owner let go at the same time), then
+ * their output files under run_dir. */
+int run_delete_many(Store *store, const char *run_dir, const char *ns, const json_t *names, StoreOp *extra);
 
 /* The output file of ns/name (it may not exist yet); caller frees. */
 char *run_log_path(const char *dir, const char *ns, const char *name);

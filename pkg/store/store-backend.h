@@ -125,9 +125,17 @@ typedef struct LabelIndex LabelIndex;
 /* Indexed spec fields are kept as labels under this prefix, which no
  * label key can carry. */
 #define STORE_FIELD_KEY "\x01"
+/* Kept fields (not indexed; see store-labels.c) under this prefix. */
+#define STORE_KEPT_KEY "\x02"
+/* Whether objects of kind carry indexed or kept fields (then each is
+ * parsed at load, even without labels). */
+bool store_keeps_fields(const char *kind);
 StoreLabels *store_labels_of(const json_t *obj); /* NULL when it has none */
 void store_labels_free(StoreLabels *l);         /* NULL-safe */
 const char *store_labels_get(const StoreLabels *l, const char *key);
+/* Whether a and b (either NULL) hold the same labels and indexed fields
+ * (kept fields aside). */
+bool store_labels_same(const StoreLabels *a, const StoreLabels *b);
 LabelIndex *label_index_new(void);
 void label_index_free(LabelIndex *x);
 /* entry is the caller's (what label_index_find's maps hold); l may be NULL. */
@@ -148,7 +156,7 @@ StoreFeed *store_feed_new(uint64_t revision);
 void store_feed_free(StoreFeed *f);
 /* Takes a copy of the key and a reference to the text. */
 void store_feed_push(StoreFeed *f, StoreEventType type, uint64_t revision, const char *kind, const char *ns,
-                     const char *name, StoreText *text);
+                     const char *name, StoreText *text, bool labels_changed);
 /* Calls every watcher's notify, holding only the watcher-list lock: notify
  * must not call store_watch() or store_watch_free(). */
 void store_feed_notify(StoreFeed *f);

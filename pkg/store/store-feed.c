@@ -38,6 +38,7 @@ struct StoreWatch {
  * index (and with whoever else holds it), not copied. */
 typedef struct RingEvent {
         StoreEventType type;
+        bool labels_changed;
         uint64_t revision;
         char *kind, *ns, *name; /* in the same allocation */
         StoreText *text;
@@ -96,6 +97,7 @@ static StoreEvent *event_copy(const RingEvent *r) {
         char *p = (char *) (e + 1);
 
         e->type = r->type;
+        e->labels_changed = r->labels_changed;
         e->revision = r->revision;
         e->kind = memcpy(p, r->kind, lk);
         e->ns = memcpy(p += lk, r->ns, ln);
@@ -165,9 +167,10 @@ static void drop_oldest(StoreFeed *f) {
 }
 
 void store_feed_push(StoreFeed *f, StoreEventType type, uint64_t revision, const char *kind, const char *ns,
-                     const char *name, StoreText *text) {
+                     const char *name, StoreText *text, bool labels_changed) {
         RingEvent *e = ring_event_new(type, revision, kind, ns, name, text);
 
+        e->labels_changed = labels_changed || type != STORE_EVENT_MODIFIED;
         pthread_mutex_lock(&f->ring_lock);
         if (f->last - f->lo + 1 == f->cap) {
                 if (f->cap < f->limit && f->bytes < STORE_FEED_BYTES)
@@ -237,6 +240,7 @@ int store_feed_watch(StoreFeed *f, uint64_t from_revision, void (*notify)(void *
 
 int store_watch_next(StoreWatch *w, StoreEvent **ret) {
         StoreFeed *f = w->feed;
+        bool burst = false;
         int r = 0;
 
         if (!f)
@@ -250,8 +254,19 @@ int store_watch_next(StoreWatch *w, StoreEvent **ret) {
                         w->next++;
                         r = 1;
                 }
-        }
+        } else
+                burst = f->last + 1 - f->lo > STORE_RING_SIZE;
         pthread_mutex_unlock(&f->ring_lock);
+        /* This watcher read the end of a burst after the last commit's
+         * trim: what only it held goes now, not at the next write (which
+         * may never come). Not when list_lock is busy (a notify running,
+         * maybe this very caller's): the next commit trims then. */
+        if (burst && pthread_mutex_trylock(&f->list_lock) == 0) {
+                pthread_mutex_lock(&f->ring_lock);
+                trim(f);
+                pthread_mutex_unlock(&f->ring_lock);
+                pthread_mutex_unlock(&f->list_lock);
+        }
         return r;
 }
 

@@ -106,7 +106,13 @@ static json_t *merged_meta(const StoreOp *op, const json_t *old) {
         const json_t *fin = json_object_get(op->type == STORE_OP_UPDATE || !om ? in : om, "finalizers");
         if (json_array_size(fin) > 0)
                 json_object_set_new(m, "finalizers", json_deep_copy(fin));
-        copy_key(m, json_object_get(in, "managedBy") ? in : om, "managedBy");
+        /* managedBy: kept unless given; JSON null clears it (a Sync letting
+         * an object go). */
+        const json_t *managed = json_object_get(in, "managedBy");
+        if (!managed)
+                copy_key(m, om, "managedBy");
+        else if (!json_is_null(managed))
+                copy_key(m, in, "managedBy");
         return m;
 }
 
@@ -150,19 +156,23 @@ static int change_apply(const StoreOp *op, const json_t *old, StoreChange *c) {
         return 0;
 }
 
+/* The result shares old's spec and the op's status instead of copying
+ * them (a job's are as large as its tasks): it lives only until its text
+ * is made, and only its metadata is written to (the stamp). */
 static int change_status(const StoreOp *op, const json_t *old, StoreChange *c) {
-        json_t *obj = json_deep_copy(old);
         const json_t *status = json_object_get(op->object, "status");
 
-        if (status)
-                json_object_set_new(obj, "status", json_deep_copy(status));
-        else
-                json_object_del(obj, "status");
-        if (json_equal(obj, old)) {
-                json_decref(obj);
+        if (json_equal(status, json_object_get(old, "status")) ||
+            (!status && !json_object_get(old, "status"))) {
                 *c = (StoreChange){.outcome = STORE_UNCHANGED};
                 return 0;
         }
+        json_t *obj = json_copy((json_t *) old);
+        json_object_set_new(obj, "metadata", json_copy(meta_of(old)));
+        if (status)
+                json_object_set(obj, "status", (json_t *) status);
+        else
+                json_object_del(obj, "status");
         *c = (StoreChange){
                 .outcome = STORE_CONFIGURED, .write = true, .event = STORE_EVENT_MODIFIED, .result = obj};
         return 0;
@@ -248,4 +258,39 @@ uint64_t store_object_revision(const json_t *obj) {
 
         (void) parse_uint64(json_str_at(json_object_get(obj, "metadata"), "resourceVersion") ?: "", &rv);
         return rv;
+}
+
+/* ---- finalizers --------------------------------------------------------------- */
+
+bool store_has_finalizer(const json_t *obj, const char *finalizer) {
+        const json_t *fin = json_object_get(meta_of(obj), "finalizers"), *v;
+        size_t i;
+
+        json_array_foreach(fin, i, v) if (STREQ(json_string_value(v) ?: "", finalizer)) return true;
+        return false;
+}
+
+int store_add_finalizer(Store *s, const json_t *obj, const char *finalizer) {
+        _cleanup_json_ json_t *copy = json_deep_copy(obj);
+        json_t *meta = meta_of(copy);
+
+        if (store_has_finalizer(obj, finalizer))
+                return 0;
+        if (!json_is_array(json_object_get(meta, "finalizers")))
+                json_object_set_new(meta, "finalizers", json_array());
+        json_array_append_new(json_object_get(meta, "finalizers"), json_string(finalizer));
+        StoreOp op = {.type = STORE_OP_UPDATE, .object = copy, .expect_revision = store_object_revision(obj)};
+        int r = store_commit(s, &op, 1, false, NULL);
+        store_ops_clear(&op, 1);
+        return r == -ESTALE ? 0 : r;
+}
+
+json_t *store_without_finalizer(const json_t *obj, const char *finalizer) {
+        json_t *copy = json_deep_copy(obj);
+        json_t *fin = json_object_get(meta_of(copy), "finalizers");
+
+        for (size_t i = 0; i < json_array_size(fin); i++)
+                if (STREQ(json_string_value(json_array_get(fin, i)) ?: "", finalizer))
+                        json_array_remove(fin, i--);
+        return copy;
 }

@@ -172,9 +172,8 @@ static int load_one(const char *kind, const char *ns, const char *name, uint64_t
 
         e->text = store_text_new(json, len);
         e->revision = revision;
-        const Kind *k = kind_lookup(kind);
-        /* most objects have no labels and no indexed field: no parse */
-        if (memmem(json, len, "\"labels\"", 8) || (k && *kind_indexed_fields(k))) {
+        /* most objects have no labels and no indexed or kept field: no parse */
+        if (memmem(json, len, "\"labels\"", 8) || store_keeps_fields(kind)) {
                 _cleanup_json_ json_t *obj = json_loadb(json, len, 0, NULL);
                 entry_set_labels(s, e, store_labels_of(obj));
         }
@@ -281,6 +280,26 @@ int store_get(Store *s, const char *kind, const char *ns, const char *name, char
                 return -ENOENT;
         *ret_json = json;
         return 0;
+}
+
+int store_get_field(Store *s, const char *kind, const char *ns, const char *name, const char *path,
+                    char **ret) {
+        char *value = NULL;
+        int r = -ENOENT;
+
+        if (!kind || !ns || !name || !path)
+                return -EINVAL;
+        pthread_rwlock_rdlock(&s->lock);
+        const Entry *e = lookup(s, kind, ns, name);
+        if (e) {
+                const char *v = store_field(e->labels, path);
+                value = v ? xstrdup(v) : NULL;
+                r = v ? 0 : -ENODATA;
+        }
+        pthread_rwlock_unlock(&s->lock);
+        if (r >= 0)
+                *ret = value;
+        return r;
 }
 
 int store_get_json(Store *s, const char *kind, const char *ns, const char *name, json_t **ret) {
@@ -526,7 +545,8 @@ static void publish(Store *s, Pending *p, size_t n, uint64_t revision) {
 
                 if (!q->change.write)
                         continue;
-                store_feed_push(s->feed, q->change.event, q->revision, q->kind, q->ns, q->name, q->text);
+                store_feed_push(s->feed, q->change.event, q->revision, q->kind, q->ns, q->name, q->text,
+                                !e || !store_labels_same(e->labels, q->labels));
                 if (q->change.remove) {
                         entry_set_labels(s, e, NULL);
                         store_text_unref(TAKE_PTR(e->text));

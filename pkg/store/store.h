@@ -61,6 +61,26 @@ typedef struct Selector Selector;
 int store_list_selected(Store *s, const char *kind, const char *ns, const Selector *sel, StoreListFn fn,
                         void *userdata, uint64_t *ret_revision);
 
+/* As store_list_selected (sel required), handing fn only each object's
+ * namespace, name and the few fields the store keeps beside it, without
+ * its text: for listings that need a phase or a time of many objects,
+ * such as a Pipeline's jobs or a Binding's Runs. Kept for a Run:
+ * status.phase, status.notBefore, status.endTime; and every kind's
+ * x-rpr-index fields. Nothing is parsed. */
+typedef struct StoreLabels StoreFields;
+typedef void (*StoreFieldsFn)(const char *ns, const char *name, const StoreFields *f, void *userdata);
+int store_list_fields(Store *s, const char *kind, const char *ns, const Selector *sel, StoreFieldsFn fn,
+                      void *userdata);
+/* One object's kept (or indexed) field by path ("status.phase"), copied
+ * (caller frees), without its text: -ENOENT when the object is absent,
+ * -ENODATA when it has no such field. */
+int store_get_field(Store *s, const char *kind, const char *ns, const char *name, const char *path,
+                    char **ret);
+/* A kept (or indexed) field of an object listed by store_list_fields, by
+ * path ("status.phase"); NULL when the object has no such string. Valid
+ * during fn only. */
+const char *store_field(const StoreFields *f, const char *path);
+
 /* As store_list, only the objects of kind whose spec.FIELD (field is
  * "spec.repo") equals value: the objects that refer to a name. field must
  * be one the kind's schema marks x-rpr-index (kind_indexed_fields); for
@@ -138,6 +158,17 @@ typedef json_t *(*StoreStatusFn)(const json_t *object, void *userdata);
 int store_update_status(Store *s, const char *kind, const char *ns, const char *name, StoreStatusFn next,
                         void *userdata, json_t **ret_object);
 
+/* Finalizers, as controllers use them: a controller adds its own to an
+ * object it must clean up after; deleting the object then only marks it
+ * (deletionTimestamp) until the controller, done, writes it back without
+ * (an UPDATE of store_without_finalizer(), expecting its revision) and it
+ * goes. store_add_finalizer writes against obj's resourceVersion and
+ * returns 0 when another write came first: its event brings the caller
+ * back. */
+bool store_has_finalizer(const json_t *obj, const char *finalizer);
+int store_add_finalizer(Store *s, const json_t *obj, const char *finalizer);
+json_t *store_without_finalizer(const json_t *obj, const char *finalizer); /* a new copy */
+
 /* ---- change feed ------------------------------------------------------- */
 
 typedef enum StoreEventType { STORE_EVENT_ADDED, STORE_EVENT_MODIFIED, STORE_EVENT_DELETED } StoreEventType;
@@ -149,6 +180,9 @@ typedef struct StoreEvent {
         char *kind, *ns, *name;
         char *json; /* the object after the change (before it, for DELETED) */
         size_t len;
+        /* Its labels (or x-rpr-index fields) differ from before; always
+         * for ADDED and DELETED: who follows labels need not parse it. */
+        bool labels_changed;
 } StoreEvent;
 
 void store_event_free(StoreEvent *e);

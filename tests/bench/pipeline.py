@@ -103,6 +103,23 @@ def time_rpr(api, token, name, tasks, n, repeat):
     return best
 
 
+def start_rprd(tmp):
+    """rprd on a state dir in tmp, ready: (process, API URL, admin token)."""
+    port = free_port()
+    state = os.path.join(tmp, "state")
+    rprd = subprocess.Popen([os.path.join(BIN, "rprd"), "--state-dir", state, "--allow-networks", "127.0.0.0/8,::1/128",
+                             "--listen", "tcp:127.0.0.1:%d" % port], stdout=subprocess.DEVNULL,
+                            stderr=open(os.path.join(tmp, "rprd.log"), "w"), cwd=tmp)
+    api = "http://127.0.0.1:%d" % port
+    for _ in range(200):
+        try:
+            urllib.request.urlopen(api + "/healthz", timeout=1)
+            break
+        except OSError:
+            time.sleep(0.05)
+    return rprd, api, open(os.path.join(state, "admin.token")).read().strip()
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--parallel", type=int, default=8)
@@ -111,19 +128,7 @@ def main():
     tmp = tempfile.mkdtemp(prefix="rpr-bench-pipeline-")
     rprd = None
     try:
-        port = free_port()
-        state = os.path.join(tmp, "state")
-        rprd = subprocess.Popen([os.path.join(BIN, "rprd"), "--state-dir", state, "--allow-networks", "127.0.0.0/8,::1/128", "--listen",
-                                 "tcp:127.0.0.1:%d" % port], stdout=subprocess.DEVNULL,
-                                stderr=open(os.path.join(tmp, "rprd.log"), "w"), cwd=tmp)
-        api = "http://127.0.0.1:%d" % port
-        for _ in range(200):
-            try:
-                urllib.request.urlopen(api + "/healthz", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.05)
-        token = open(os.path.join(state, "admin.token")).read().strip()
+        rprd, api, token = start_rprd(tmp)
 
         rows = []
         for label, name, tasks in (("DAG: 200 tasks, 20 layers of 10", "dag", dag()),

@@ -6,7 +6,8 @@
 // as a person's session would: read-only view, a viewer who cannot write, an
 // admin who enrolls a server and sees it Reachable, checks it, deactivates and
 // deletes it, enrolls a repo and a binding, commits, watches the run appear
-// and its output stream, reads the logs. Screenshots at 1280 and 375 px go to
+// and its output stream, reads the logs, follows a Sync and syncs it now.
+// Screenshots at 1280 and 375 px go to
 // tests/browser/out/ (not committed).
 import {after, before, test} from "node:test";
 import assert from "node:assert/strict";
@@ -350,6 +351,64 @@ test("an object from a config repo is marked, and editing it warns; the page rec
   await startRprd();
   await page.getByText("Live: changes appear as they happen.").waitFor({timeout: WAIT});
   await row.getByText("managed").waitFor({timeout: WAIT});
+});
+
+test("an admin runs a command on servers; the page shows each server's result", async () => {
+  assert.equal((await api("POST", "/api/v1/apply", [{apiVersion: "rpr/v1", kind: "Server",
+    metadata: {name: "box-1", labels: {site: "north"}}, spec: {transport: "local"}}])).status, 200);
+  await page.getByRole("link", {name: "Commands"}).click();
+  await page.getByRole("button", {name: "Run a command"}).click();
+  const dialog = page.getByRole("dialog", {name: "Run a command"});
+  await dialog.getByLabel("Name").fill("hello-north");
+  await dialog.getByLabel("Or servers with labels").fill("site=north");
+  await dialog.getByLabel("Command").fill('echo "hello from $RPR_SERVER"');
+  await dialog.getByRole("button", {name: "Save"}).click();
+  const row = page.getByRole("row").filter({hasText: "hello-north"});
+  await row.getByText("1 of 1 done").waitFor({timeout: WAIT});
+  await row.getByText("Succeeded").first().waitFor({timeout: WAIT});
+  const st = (await api("GET", "/api/v1/namespaces/default/commands/hello-north")).json.status;
+  assert.deepEqual(st.targets, ["box-1"]);
+  await row.getByRole("link", {name: "Succeeded"}).click();
+  await page.locator("#run-log").getByText("hello from box-1").waitFor({timeout: WAIT});
+  await shoot("commands");
+});
+
+test("the Syncs page lists a Sync, its inventory and errors, and syncs it now", async () => {
+  // A config repository of its own, with one (inactive) Server.
+  const bare = path.join(tmp, "config.git"), cwork = path.join(tmp, "config-work");
+  const cgit = (...args) => execFileSync("git", args, {cwd: cwork, encoding: "utf8",
+    env: {...process.env, GIT_AUTHOR_NAME: "Ada", GIT_AUTHOR_EMAIL: "ada@example.com",
+      GIT_COMMITTER_NAME: "Ada", GIT_COMMITTER_EMAIL: "ada@example.com"}}).trim();
+  execFileSync("git", ["init", "-q", "--bare", "-b", "main", bare]);
+  execFileSync("git", ["init", "-q", "-b", "main", cwork]);
+  cgit("remote", "add", "origin", bare);
+  fs.mkdirSync(path.join(cwork, "fleet"));
+  fs.writeFileSync(path.join(cwork, "fleet", "web.yaml"),
+    "apiVersion: rpr/v1\nkind: Server\nmetadata: {name: cfg-web}\nspec: {host: 127.0.0.1, port: 1, active: false}\n");
+  cgit("add", "-A");
+  cgit("commit", "-q", "-m", "fleet");
+  cgit("push", "-q", "origin", "HEAD:refs/heads/main");
+  assert.equal((await api("POST", "/api/v1/apply", [
+    {apiVersion: "rpr/v1", kind: "Repo", metadata: {name: "config"}, spec: {provider: "git", url: `file://${bare}`, interval: "1h"}},
+    {apiVersion: "rpr/v1", kind: "Sync", metadata: {name: "fleet"}, spec: {repo: "config", path: "fleet", interval: "1h"}},
+  ])).status, 200);
+
+  await page.goto(base + "/#/");
+  await page.getByRole("link", {name: "Syncs"}).click();
+  const row = page.getByRole("row").filter({hasText: "fleet"});
+  await row.getByText("Applied").waitFor({timeout: WAIT});
+  await row.getByText("1 objects").click();
+  await page.getByRole("list", {name: "inventory of fleet"}).getByText("Server default/cfg-web").waitFor();
+
+  fs.writeFileSync(path.join(cwork, "fleet", "broken.yaml"), "kind: Server\nmetadata: {name: broken}\nspec: {port: 0}\n");
+  cgit("add", "-A");
+  cgit("commit", "-q", "-m", "broken");
+  cgit("push", "-q", "origin", "HEAD:refs/heads/main");
+  await row.getByRole("button", {name: "Sync now sync fleet"}).click();
+  await row.getByText("ValidationFailed").waitFor({timeout: WAIT});
+  await row.getByText(/\d+ errors/).click();
+  await page.getByRole("list", {name: "errors of fleet"}).getByText(/fleet\/broken\.yaml:3:14: Server\/broken: spec.port/).waitFor();
+  await shoot("syncs");
 });
 
 test("no page threw or broke its content security policy", () => {

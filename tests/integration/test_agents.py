@@ -641,3 +641,48 @@ def test_a_binding_deploys_through_the_agent_and_waits_for_it_when_it_is_stopped
         time.sleep(0.1)
     assert st["servers"]["edge"]["deployedCommit"] == sha, st
     subprocess.run(["rm", "-rf", workdir], check=False)
+
+
+# ---- a Command for devices behind NAT ----------------------------------------------------------
+
+def command_entry(d, name, server):
+    return d.obj("commands", name).get("status", {}).get("servers", {}).get(server, {})
+
+
+def wait_entries(d, name, want, timeout=30):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        got = {s: command_entry(d, name, s).get("phase") for s in want}
+        if got == want:
+            return
+        time.sleep(0.1)
+    raise AssertionError("command %s: %s, wanted %s" % (name, d.obj("commands", name).get("status"), want))
+
+
+def test_a_command_for_three_agents_runs_on_each_when_it_is_there_and_survives_a_restart(rprd, agents):
+    join_token(rprd)
+    fleet = {n: agents(rprd, n) for n in ("pi-a", "pi-b", "pi-c")}
+    for a in fleet.values():
+        assert a.join(labels="fleet=home").returncode == 0
+    fleet["pi-c"].start()
+    wait_phase(rprd, "pi-c", "Reachable")
+
+    p = rprd.ctl("run", "command", "upgrade", "-l", "fleet=home", "--wait-timeout", "1h", "--",
+                 "echo", "ran", "on", "$RPR_SERVER")
+    assert p.returncode == 0, p.stderr
+    wait_entries(rprd, "upgrade", {"pi-c": "Succeeded", "pi-a": "Pending", "pi-b": "Pending"})
+
+    fleet["pi-a"].start()
+    wait_entries(rprd, "upgrade", {"pi-a": "Succeeded", "pi-b": "Pending"})
+    # Durable: still waiting after a restart, and run when its agent comes.
+    rprd.restart()
+    fleet["pi-b"].start()
+    wait_entries(rprd, "upgrade", {"pi-a": "Succeeded", "pi-b": "Succeeded", "pi-c": "Succeeded"}, timeout=40)
+    st = rprd.obj("commands", "upgrade")["status"]
+    assert st["counts"]["succeeded"] == 3 and st["counts"]["waiting"] == 0, st
+    for server in ("pi-a", "pi-b", "pi-c"):
+        runs = [r for r in rprd.get("/api/v1/namespaces/default/runs").json()["items"]
+                if r["spec"].get("server") == server]
+        assert len(runs) == 1, "one Run per device"
+        log = rprd.ctl("logs", "run/" + runs[0]["metadata"]["name"]).stdout
+        assert " out ran on %s" % server in log, log

@@ -360,3 +360,35 @@ def test_history_and_retention_remove_jobs_and_files(rprd):
         time.sleep(0.05)
     assert [j["metadata"]["name"] for j in jobs_of(rprd, "h")] == ["h-5"]
     assert not os.path.exists(os.path.join(out, "h-4"))
+
+
+def test_history_counts_finished_jobs_by_number_across_a_restart(rprd):
+    """history 2 of jobs h-1..h-11 keeps h-10 and h-11 (by number, not by
+    name: h-9 sorts after h-10 as text); a running job is kept and not
+    counted; after a restart (what the store keeps beside each job is read
+    again from disk) trimming goes on the same way."""
+    rprd.apply([pipeline("h", {"t": {"script": "true"}}, history=2)])
+    for i in range(1, 12):
+        assert start(rprd, "h").status == 201
+        wait_job(rprd, "h-%d" % i)
+    deadline = time.time() + WAIT
+    while len(jobs_of(rprd, "h")) > 2 and time.time() < deadline:
+        time.sleep(0.05)
+    assert [j["metadata"]["name"] for j in jobs_of(rprd, "h")] == ["h-10", "h-11"]
+
+    rprd.restart()
+    rprd.apply([pipeline("h", {"t": {"script": "sleep 30"}}, history=2)])
+    assert start(rprd, "h").status == 201
+    wait_job(rprd, "h-12", pred=lambda j: j["status"].get("phase") == "Running", what="h-12 to run")
+    rprd.apply([pipeline("h", {"t": {"script": "sleep 30"}}, history=1)])  # the pipeline looks again, and trims
+    deadline = time.time() + WAIT
+    while len(jobs_of(rprd, "h")) > 2 and time.time() < deadline:
+        time.sleep(0.05)
+    names = [j["metadata"]["name"] for j in jobs_of(rprd, "h")]
+    assert names == ["h-11", "h-12"], names  # the running one is kept and not counted
+    assert rprd.request("POST", "/api/v1/namespaces/default/runs/h-12/cancel", body={}).status in (200, 202)
+    wait_job(rprd, "h-12")
+    deadline = time.time() + WAIT
+    while len(jobs_of(rprd, "h")) > 1 and time.time() < deadline:
+        time.sleep(0.05)
+    assert [j["metadata"]["name"] for j in jobs_of(rprd, "h")] == ["h-12"]

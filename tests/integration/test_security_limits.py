@@ -111,12 +111,15 @@ def test_watch_flood_under_a_low_fd_limit_keeps_rprd_serving(rprd_factory):
     flood, codes, refusal = [], [], b""
     for _ in range(300):
         s = socket.socket()
-        s.settimeout(0.5)
+        s.settimeout(2)  # a loaded machine accepts slowly; a full backlog times out
         try:
             s.connect(("127.0.0.1", d.port))
             flood.append(s)
         except OSError:
             s.close()  # the backlog is full
+    # rprd takes the backlog at its own pace (slowly on a loaded machine).
+    wait_for(lambda: "not accepting connections for now" in d.stderr(), "rprd to run out of descriptors",
+             timeout=20)
     for s in flood:
         try:
             s.sendall(b"GET /api/v1/watch HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")

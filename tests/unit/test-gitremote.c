@@ -5,7 +5,9 @@
  * branch and a missing repository told apart; a commit read through the
  * bare cache, and again from the cache alone when the remote is gone; a
  * temporary checkout reported as git status would and removed; a closed
- * port; URLs shown without their userinfo. */
+ * port; URLs shown without their userinfo; the manifests of a directory at
+ * a commit read from the cache (recursively, by extension, a file over the
+ * bound given by size only, a missing directory told). */
 /* cmocka needs these three first. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -291,6 +293,56 @@ static void test_secrets_stay_out(void **state) {
         free(shown);
 }
 
+/* ---- reading a tree ------------------------------------------------------------ */
+
+typedef struct TreeSeen {
+        json_t *files; /* path -> {"id", "len", "data" or null} */
+} TreeSeen;
+
+static int tree_file(void *userdata, const char *path, const char *blob_id, const char *data, size_t len) {
+        TreeSeen *t = userdata;
+
+        json_object_set_new(t->files, path,
+                            json_pack("{s:s, s:I, s:s?}", "id", blob_id, "len", (json_int_t) len, "data",
+                                      data ? xstrndup(data, len) : NULL));
+        return 0;
+}
+
+static void test_read_tree_walks_a_directory_at_a_commit(void **state) {
+        Fixture *f = *state;
+        static const char *const exts[] = {".yaml", ".yml", ".json", NULL};
+        TreeSeen t = {json_object()};
+        GitResult res;
+
+        sh("cd '%s' && mkdir -p d/sub other && echo 'a: 1' > d/a.yaml && echo 'b: 2' > d/sub/b.yml && "
+           "echo '{}' > d/c.json && echo x > d/readme.md && head -c 5000 /dev/zero | tr '\\0' x > d/big.yaml && "
+           "echo 'o: 1' > other/o.yaml && git add -A",
+           f->work);
+        _cleanup_free_ char *a = commit(f, "main", "tree", "2026-11-20T10:00:00Z", false);
+        assert_int_equal(gitremote_read_tree(f->url, "main", NULL, f->cache, a, "d", exts, 1000, tree_file, &t, &res),
+                         0);
+        assert_int_equal(json_object_size(t.files), 4);
+        assert_string_equal(json_str_at(json_object_get(t.files, "d/a.yaml"), "data"), "a: 1\n");
+        assert_string_equal(json_str_at(json_object_get(t.files, "d/sub/b.yml"), "data"), "b: 2\n");
+        assert_non_null(json_object_get(t.files, "d/c.json"));
+        /* Larger than the bound: its size, not its content. */
+        const json_t *big = json_object_get(t.files, "d/big.yaml");
+        assert_null(json_str_at(big, "data"));
+        assert_int_equal(json_int_at(big, "len", 0), 5000);
+        assert_int_equal(strlen(json_str_at(big, "id")), 40);
+
+        /* The root, and a directory that is not there. */
+        json_object_clear(t.files);
+        assert_int_equal(gitremote_read_tree(f->url, "main", NULL, f->cache, a, ".", exts, 1 << 20, tree_file, &t, &res),
+                         0);
+        assert_int_equal(json_object_size(t.files), 5);
+        assert_int_equal(gitremote_read_tree(f->url, "main", NULL, f->cache, a, "nowhere", exts, 1000, tree_file, &t,
+                                             &res),
+                         -ENOENT);
+        assert_non_null(strstr(res.message, "nowhere is not a directory"));
+        json_decref(t.files);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_ls_new_commit_and_force_push, setup, teardown),
@@ -299,6 +351,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_inspect_reports_and_cleans_up, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_git_daemon_and_closed_port, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_secrets_stay_out, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_read_tree_walks_a_directory_at_a_commit, setup, teardown),
         };
         return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

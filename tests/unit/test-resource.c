@@ -125,8 +125,8 @@ static int teardown(void **state) {
 
 static void test_kind_all_in_stable_order(void **state) {
         (void) state;
-        static const char *const want[] = {"Token",    "Repo",   "Server", "Binding",
-                                           "Pipeline", "Runner", "Run",    "Event"};
+        static const char *const want[] = {"Token",    "Repo",   "Server", "Binding", "Command",
+                                           "Pipeline", "Runner", "Sync",   "Run",     "Event"};
         size_t n;
         const Kind *const *all = kind_all(&n);
 
@@ -206,15 +206,16 @@ static void test_repo_minimal_and_full(void **state) {
         assert_string_equal(str_at(o, "spec.branch"), "main");
         assert_string_equal(str_at(o, "spec.interval"), "24h");
         assert_true(json_is_true(at(o, "spec.active")));
-        assert_null(at(o, "spec.sync"));
         json_decref(o);
 
         o = prepare_ok("apiVersion: rpr/v1\nkind: Repo\nmetadata: {name: config}\n"
                        "spec:\n  provider: git\n  url: file:///srv/git/config.git\n  branch: prod\n"
-                       "  tokenRef: gh\n  interval: 1m\n  active: false\n  sync: {path: manifests}\n");
-        assert_string_equal(str_at(o, "spec.sync.path"), "manifests");
-        assert_true(json_is_false(at(o, "spec.sync.prune")));
+                       "  tokenRef: gh\n  interval: 1m\n  active: false\n");
+        assert_string_equal(str_at(o, "spec.branch"), "prod");
         json_decref(o);
+        /* GitOps is the Sync kind, not a field of the Repo. */
+        expect_error("apiVersion: rpr/v1\nkind: Repo\nmetadata: {name: c}\nspec: {owner: a, name: b, sync: {}}\n",
+                     "spec.sync", "unknown field \"sync\"");
 
         o = prepare_ok("apiVersion: rpr/v1\nkind: Repo\nmetadata: {name: site}\n"
                        "spec: {url: https://github.com/acme/site, apiURL: http://127.0.0.1:9000}\n");
@@ -480,8 +481,8 @@ static void test_unknown_kind_and_api_version(void **state) {
         expect_error("apiVersion: rpr/v2\nkind: Server\nmetadata: {name: a}\nspec: {host: h}\n",
                      "apiVersion", "unknown apiVersion \"rpr/v2\" (expected rpr/v1)");
         expect_error("apiVersion: rpr/v1\nkind: Srv\nmetadata: {name: a}\nspec: {host: h}\n", "kind",
-                     "unknown kind \"Srv\" (known kinds: Token, Repo, Server, Binding, Pipeline, Runner, "
-                     "Run, Event)");
+                     "unknown kind \"Srv\" (known kinds: Token, Repo, Server, Binding, Command, Pipeline, "
+                     "Runner, Sync, Run, Event)");
         expect_error("apiVersion: rpr/v1\nkind: server\nmetadata: {name: a}\n", "kind",
                      "unknown kind \"server\"");
 }

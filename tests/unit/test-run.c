@@ -3,7 +3,8 @@
  * an over-long line is cut at RUN_LOG_LINE_MAX and goes on in the next,
  * what is left at close is written, every line is stamped with the time
  * (to the millisecond) and marked out, err or rpr; and the small helpers
- * (finished phases, the file's path). */
+ * (finished phases, the file's path); an owner's Runs, in number order,
+ * from what the store keeps beside them. */
 /* cmocka needs these three first. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -14,7 +15,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "resource/resource.h"
 #include "run/run.h"
+#include "store/store.h"
 
 /* 2026-11-23T10:00:00.000Z in usec */
 #define T0 UINT64_C(1795428000000000)
@@ -160,6 +163,73 @@ static void test_open_fails_cleanly(void **state) {
         run_log_close(NULL);
 }
 
+/* ---- an owner's Runs -------------------------------------------------- */
+
+static void add_run(Store *s, const char *name, const char *key, const char *owner, const char *label,
+                    const char *phase) {
+        _cleanup_json_ json_t *o = json_pack("{s:s, s:s, s:{s:s, s:s, s:{s:s}}, s:{s:s}}", "apiVersion",
+                                             "rpr/v1", "kind", "Run", "metadata", "name", name, "namespace",
+                                             "default", "labels", key, label, "spec", key, owner);
+        StoreOp op = {.type = STORE_OP_APPLY, .object = o};
+
+        assert_int_equal(store_commit(s, &op, 1, false, NULL), 0);
+        store_ops_clear(&op, 1);
+        if (!phase)
+                return;
+        json_object_set_new(o, "status",
+                            json_pack("{s:s, s:s, s:s}", "phase", phase, "endTime", "2026-11-23T10:00:00Z",
+                                      "notBefore", "2026-11-23T10:00:01.500Z"));
+        op = (StoreOp){.type = STORE_OP_STATUS, .object = o};
+        assert_int_equal(store_commit(s, &op, 1, false, NULL), 0);
+        store_ops_clear(&op, 1);
+}
+
+static char *owned(Store *s, const char *key, const char *value) {
+        _cleanup_json_ json_t *runs = run_list_owned(s, "default", key, value);
+        const json_t *r;
+        Buf b = BUF_INIT;
+        size_t i;
+
+        json_array_foreach(runs, i, r) buf_printf(
+                &b, "%s%s:%s:%lld:%lld", b.len ? " " : "", json_str_at(r, "name"), json_str_at(r, "phase"),
+                (long long) json_int_at(r, "endTime", 0), (long long) json_int_at(r, "notBefore", 0));
+        return buf_steal(&b) ?: xstrdup("");
+}
+
+/* Runs by owner label, oldest first by number (site-10 after site-9),
+ * with their phase and times; another kind of owner of the same name is
+ * another owner; status writes and deletes show. */
+static void test_runs_by_owner(void **state) {
+        Fixture *f = *state;
+        _cleanup_free_ char *url = xasprintf("sqlite:%s/state.db", f->dir);
+        _cleanup_free_ char *a = NULL, *b = NULL, *c = NULL, *d = NULL;
+        Store *s = NULL;
+
+        assert_int_equal(store_open(url, &s), 0);
+        add_run(s, "site-10", "binding", "site", "site", "Succeeded");
+        add_run(s, "site-9", "binding", "site", "site", "Failed");
+        add_run(s, "site-11", "binding", "site", "site", NULL);
+        add_run(s, "api-1", "binding", "api", "api", "Succeeded");
+        add_run(s, "site-3", "pipeline", "site", "site", "Running");
+
+        a = owned(s, "binding", "site");
+        assert_string_equal(a, "site-9:Failed:1795428000000000:1795428001500000 "
+                               "site-10:Succeeded:1795428000000000:1795428001500000 site-11:Pending:0:0");
+        b = owned(s, "pipeline", "site");
+        assert_string_equal(b, "site-3:Running:1795428000000000:1795428001500000");
+
+        StoreOp del = {.type = STORE_OP_DELETE, .kind = "Run", .ns = "default", .name = "site-9"};
+        assert_int_equal(store_commit(s, &del, 1, false, NULL), 0);
+        store_ops_clear(&del, 1);
+        add_run(s, "site-11", "binding", "site", "site", "Canceled");
+        c = owned(s, "binding", "site");
+        assert_string_equal(c, "site-10:Succeeded:1795428000000000:1795428001500000 "
+                               "site-11:Canceled:1795428000000000:1795428001500000");
+        d = owned(s, "binding", "nobody");
+        assert_string_equal(d, "");
+        store_close(s);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_lines_joined_across_chunks, setup, teardown),
@@ -169,6 +239,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_appends, setup, teardown),
                 cmocka_unit_test(test_helpers),
                 cmocka_unit_test(test_open_fails_cleanly),
+                cmocka_unit_test_setup_teardown(test_runs_by_owner, setup, teardown),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -179,6 +179,29 @@ static void test_results_are_the_stored_text(void **state) {
         json_decref(a);
 }
 
+/* managedBy is kept by a write that does not name it (a person's apply),
+ * set by one that does (a Sync) and cleared by JSON null (a Sync letting
+ * the object go). */
+static void test_managed_by_kept_set_and_cleared(void **state) {
+        Fixture *f = *state;
+        json_t *a = server("web-1", "h1", "web"), *obj;
+
+        json_object_set_new(json_object_get(a, "metadata"), "managedBy", json_string("sync/fleet"));
+        apply_ok(f->store, a);
+        json_object_del(json_object_get(a, "metadata"), "managedBy");
+        assert_int_equal(apply_ok(f->store, a), STORE_UNCHANGED);
+        obj = get(f->store, "web-1");
+        assert_string_equal(meta_s(obj, "managedBy"), "sync/fleet");
+        json_decref(obj);
+
+        json_object_set_new(json_object_get(a, "metadata"), "managedBy", json_null());
+        assert_int_equal(apply_ok(f->store, a), STORE_CONFIGURED);
+        obj = get(f->store, "web-1");
+        assert_null(json_object_get(json_object_get(obj, "metadata"), "managedBy"));
+        json_decref(obj);
+        json_decref(a);
+}
+
 static void test_generation_bumps_only_on_spec_change(void **state) {
         Fixture *f = *state;
         json_t *a = server("web-1", "h1", "web"), *relabeled = server("web-1", "h1", "db"),
@@ -565,6 +588,27 @@ static void test_a_watcher_never_misses_a_large_commit(void **state) {
 }
 
 /* Beyond the limit the slowest watcher falls behind (and only it). */
+/* A burst beyond STORE_RING_SIZE is let go once its last watcher has
+ * read it, without waiting for another write (which may never come). */
+static void test_a_burst_is_let_go_once_read(void **state) {
+        Fixture *f = *state;
+        StoreWatch *w = NULL, *late = NULL;
+        size_t n = STORE_RING_SIZE + 100;
+
+        assert_int_equal(store_watch(f->store, 0, NULL, NULL, &w), 0);
+        commit_many(f->store, n, "burst");
+        assert_int_equal(store_watch(f->store, 5, NULL, NULL, &late), 0); /* kept for w */
+        store_watch_free(late);
+        late = NULL;
+        assert_int_equal(drain(w, 1), n);
+        assert_int_equal(store_watch(f->store, 5, NULL, NULL, &late), -ERANGE);
+        uint64_t rev = store_revision(f->store);
+        assert_int_equal(store_watch(f->store, rev - STORE_RING_SIZE, NULL, NULL, &late), 0);
+        assert_int_equal(drain(late, rev - STORE_RING_SIZE + 1), STORE_RING_SIZE);
+        store_watch_free(late);
+        store_watch_free(w);
+}
+
 static void test_watcher_behind_the_limit_gets_erange(void **state) {
         Fixture *f = *state;
         StoreWatch *slow = NULL, *fast = NULL;
@@ -683,8 +727,19 @@ static void test_label_selectors_through_the_index(void **state) {
         expect_selected(f->store, NULL, "env=prod", "default/d1 team-a/w3 team-a/y");
 }
 
+static void expect_scan_agrees(Store *s, const char *const *selectors, size_t n) {
+        for (size_t i = 0; i < n; i++)
+                for (int scoped = 0; scoped < 2; scoped++) {
+                        const char *ns = scoped ? "other" : NULL;
+                        _cleanup_free_ char *want = selected(s, ns, selectors[i], true);
+                        expect_selected(s, ns, selectors[i], want);
+                }
+}
+
 /* Random labels and selectors: the index answers what a scan of every
- * object answers, in the same order. */
+ * object answers, in the same order, and goes on doing so as objects are
+ * relabelled, lose their labels, are deleted and made again, and after a
+ * reopen (the index as loaded). */
 static void test_label_index_agrees_with_a_scan(void **state) {
         Fixture *f = *state;
         const char *roles[] = {"web", "db", "cache", NULL}, *envs[] = {"prod", "dev", NULL};
@@ -699,12 +754,160 @@ static void test_label_index_agrees_with_a_scan(void **state) {
                                                     envs[rand_r(&seed) % 3]);
                 assert_int_equal(commit1(f->store, STORE_OP_APPLY, o, 0, NULL, NULL), 0);
         }
-        for (size_t i = 0; i < ELEMENTSOF(selectors); i++)
-                for (int scoped = 0; scoped < 2; scoped++) {
-                        const char *ns = scoped ? "other" : NULL;
-                        _cleanup_free_ char *want = selected(f->store, ns, selectors[i], true);
-                        expect_selected(f->store, ns, selectors[i], want);
+        expect_scan_agrees(f->store, selectors, ELEMENTSOF(selectors));
+        for (int round = 0; round < 5; round++) {
+                for (int k = 0; k < 80; k++) {
+                        int i = (int) (rand_r(&seed) % 400);
+                        char name[16];
+                        snprintf(name, sizeof name, "s%03d", i);
+                        if (rand_r(&seed) % 4 == 0) {
+                                StoreOp del = {.type = STORE_OP_DELETE,
+                                               .kind = "Server",
+                                               .ns = i % 3 ? "default" : "other",
+                                               .name = name};
+                                int r = store_commit(f->store, &del, 1, false, NULL);
+                                assert_true(r == 0 || r == -ENOENT);
+                                store_ops_clear(&del, 1);
+                                continue;
+                        }
+                        _cleanup_json_ json_t *o =
+                                labelled(i % 3 ? "default" : "other", name, roles[rand_r(&seed) % 4],
+                                         envs[rand_r(&seed) % 3]);
+                        assert_int_equal(commit1(f->store, STORE_OP_APPLY, o, 0, NULL, NULL), 0);
                 }
+                expect_scan_agrees(f->store, selectors, ELEMENTSOF(selectors));
+                if (round == 2)
+                        reopen(f);
+        }
+}
+
+/* An event says whether the object's labels changed: a status write or a
+ * spec change does not, a relabel, a creation and a deletion do. */
+static void test_events_say_whether_labels_changed(void **state) {
+        Fixture *f = *state;
+        StoreWatch *w = NULL;
+        StoreEvent *ev = NULL;
+        int notified = 0;
+
+        assert_int_equal(store_watch(f->store, store_revision(f->store), count_notify, &notified, &w), 0);
+        _cleanup_json_ json_t *a = labelled("default", "a", "web", "prod");
+        assert_int_equal(commit1(f->store, STORE_OP_APPLY, a, 0, NULL, NULL), 0);
+        json_object_set_new(a, "status", json_pack("{s:s}", "phase", "Reachable"));
+        assert_int_equal(commit1(f->store, STORE_OP_STATUS, a, 0, NULL, NULL), 0);
+        json_object_set_new(json_object_get(a, "spec"), "host", json_string("127.0.0.2"));
+        assert_int_equal(commit1(f->store, STORE_OP_APPLY, a, 0, NULL, NULL), 0);
+        _cleanup_json_ json_t *a2 = labelled("default", "a", "web", "dev");
+        assert_int_equal(commit1(f->store, STORE_OP_APPLY, a2, 0, NULL, NULL), 0);
+        _cleanup_json_ json_t *a3 = labelled("default", "a", NULL, NULL);
+        assert_int_equal(commit1(f->store, STORE_OP_APPLY, a3, 0, NULL, NULL), 0);
+        assert_int_equal(delete_op(f->store, "Server", "a", NULL), 0);
+
+        const bool want[] = {true, false, false, true, true, true};
+        for (size_t i = 0; i < ELEMENTSOF(want); i++) {
+                assert_int_equal(store_watch_next(w, &ev), 1);
+                if (ev->labels_changed != want[i])
+                        fail_msg("event %zu (%s): labels_changed %d, want %d", i,
+                                 store_event_type_to_string(ev->type), ev->labels_changed, want[i]);
+                store_event_free(ev);
+        }
+        assert_int_equal(store_watch_next(w, &ev), 0);
+        store_watch_free(w);
+}
+
+/* ---- fields kept beside an object ------------------------------------- */
+
+static json_t *run_of(const char *name, const char *owner_key, const char *owner, const char *phase) {
+        json_t *o = json_pack("{s:s, s:s, s:{s:s, s:s, s:{s:s}}, s:{s:s, s:s}}", "apiVersion", "rpr/v1",
+                              "kind", "Run", "metadata", "name", name, "namespace", "default", "labels",
+                              owner_key, owner, "spec", owner_key, owner, "server", "web-1");
+        if (phase)
+                json_object_set_new(
+                        o, "status",
+                        json_pack("{s:s, s:s}", "phase", phase, "endTime", "2026-11-23T10:00:00Z"));
+        return o;
+}
+
+static void collect_fields(const char *ns, const char *name, const StoreFields *fl, void *userdata) {
+        Buf *b = userdata;
+        const char *phase = store_field(fl, "status.phase");
+
+        buf_printf(b, "%s%s/%s:%s:%s", b->len ? " " : "", ns, name, phase ?: "-",
+                   store_field(fl, "status.endTime") ? "ended" : "-");
+        assert_string_equal(store_field(fl, "spec.server") ?: "", "web-1"); /* an indexed field too */
+        assert_null(store_field(fl, "status.nothing"));
+}
+
+static void expect_fields(Store *s, const char *selector, const char *want) {
+        _cleanup_free_ char *error = NULL, *got = NULL;
+        Selector *sel = NULL;
+        Buf b = BUF_INIT;
+
+        assert_int_equal(selector_parse(selector, &sel, &error), 0);
+        assert_int_equal(store_list_fields(s, "Run", "default", sel, collect_fields, &b), 0);
+        selector_free(sel);
+        got = buf_steal(&b);
+        if (!STREQ(got ?: "", want))
+                fail_msg("fields of %s: got \"%s\", want \"%s\"", selector, got ?: "", want);
+}
+
+static json_t *set_phase(const json_t *obj, void *userdata) {
+        json_t *st = json_deep_copy(json_object_get(obj, "status")) ?: json_object();
+
+        json_object_set_new(st, "phase", json_string(userdata));
+        return st;
+}
+
+/* A Run's phase and times are read from beside it, not from its text: they
+ * follow status writes, deletes and a reopen, and no label index is made
+ * of them. */
+static void test_kept_fields_follow_status_writes(void **state) {
+        Fixture *f = *state;
+        const char *runs[][4] = {{"site-1", "binding", "site", "Succeeded"},
+                                 {"site-2", "binding", "site", NULL},
+                                 {"api-1", "binding", "api", "Failed"},
+                                 {"p-1", "pipeline", "p", "Running"}};
+
+        for (size_t i = 0; i < ELEMENTSOF(runs); i++) {
+                _cleanup_json_ json_t *o = run_of(runs[i][0], runs[i][1], runs[i][2], NULL);
+                assert_int_equal(commit1(f->store, STORE_OP_APPLY, o, 0, NULL, NULL), 0);
+                if (runs[i][3]) {
+                        _cleanup_json_ json_t *st = run_of(runs[i][0], runs[i][1], runs[i][2], runs[i][3]);
+                        assert_int_equal(commit1(f->store, STORE_OP_STATUS, st, 0, NULL, NULL), 0);
+                }
+        }
+        expect_fields(f->store, "binding=site", "default/site-1:Succeeded:ended default/site-2:-:-");
+        expect_fields(f->store, "binding",
+                      "default/api-1:Failed:ended default/site-1:Succeeded:ended "
+                      "default/site-2:-:-");
+        expect_fields(f->store, "pipeline=p", "default/p-1:Running:ended");
+
+        assert_int_equal(
+                store_update_status(f->store, "Run", "default", "site-2", set_phase, "Running", NULL), 0);
+        assert_int_equal(
+                store_update_status(f->store, "Run", "default", "p-1", set_phase, "Succeeded", NULL), 0);
+        expect_fields(f->store, "binding=site", "default/site-1:Succeeded:ended default/site-2:Running:-");
+        expect_fields(f->store, "pipeline=p", "default/p-1:Succeeded:ended");
+        assert_int_equal(delete_op(f->store, "Run", "site-1", NULL), 0);
+        expect_fields(f->store, "binding=site", "default/site-2:Running:-");
+        _cleanup_free_ char *phase = NULL, *none_here = NULL;
+        assert_int_equal(store_get_field(f->store, "Run", "default", "site-2", "status.phase", &phase), 0);
+        assert_string_equal(phase, "Running");
+        assert_int_equal(store_get_field(f->store, "Run", "default", "site-2", "status.endTime", &none_here),
+                         -ENODATA);
+        assert_int_equal(store_get_field(f->store, "Run", "default", "site-1", "status.phase", &none_here),
+                         -ENOENT);
+        reopen(f);
+        expect_fields(f->store, "binding=site", "default/site-2:Running:-");
+        expect_fields(f->store, "pipeline=p", "default/p-1:Succeeded:ended");
+
+        /* kept, not indexed: no selector finds an object by them */
+        _cleanup_free_ char *none = NULL;
+        Buf b = BUF_INIT;
+        assert_int_equal(
+                store_list_where(f->store, "Run", "default", "status.phase", "Running", collect_name, &b),
+                0);
+        none = buf_steal(&b);
+        assert_true(!none || !*none);
 }
 
 /* ---- schema ------------------------------------------------------------ */
@@ -1008,6 +1211,7 @@ int main(void) {
                 T(test_apply_creates_configures_and_leaves_unchanged),
                 T(test_results_are_the_stored_text),
                 T(test_generation_bumps_only_on_spec_change),
+                T(test_managed_by_kept_set_and_cleared),
                 T(test_status_does_not_bump_generation_and_survives_apply),
                 T(test_expect_revision_mismatch_is_estale),
                 T(test_delete_with_finalizers_marks_then_update_removes),
@@ -1020,6 +1224,9 @@ int main(void) {
                 T(test_a_watcher_never_misses_a_large_commit),
                 T(test_label_selectors_through_the_index),
                 T(test_label_index_agrees_with_a_scan),
+                T(test_kept_fields_follow_status_writes),
+                T(test_events_say_whether_labels_changed),
+                T(test_a_burst_is_let_go_once_read),
                 T(test_watcher_behind_the_limit_gets_erange),
                 T(test_schema_is_migrated_and_newer_is_refused),
                 T(test_readers_run_alongside_writers),
