@@ -427,6 +427,9 @@ def test_an_agent_restarted_mid_job_goes_on_with_the_job_and_its_output(rprd, ag
     assert not t.is_alive()
     assert output_of(result["lines"], "edge") == "".join("line %d\n" % i for i in range(1, 9))
     assert result_of(result["lines"], "edge")["exitCode"] == 0
+    deadline = time.time() + 10  # removed once rprd has answered the finish
+    while os.listdir(os.path.join(a.state_dir, "jobs")) and time.time() < deadline:
+        time.sleep(0.05)
     assert os.listdir(os.path.join(a.state_dir, "jobs")) == []
 
 
