@@ -32,13 +32,13 @@ CFLAGS  += -std=c17 -D_GNU_SOURCE -DH2O_USE_LIBUV=0 -pthread -Wall -Wextra -Werr
 	-Wno-missing-field-initializers $(OPTFLAGS) -Ipkg -I$(B)/gen $(PKG_CFLAGS)
 LDFLAGS += -pthread $(OPTFLAGS)
 
-MODULES := base egress yaml resource store auth logfile controller ssh server github gitremote token repo sync run runner binding command pipeline webhook systemd api client
+MODULES := base egress yaml resource store auth logfile controller ssh agent server github gitremote token repo sync run runner binding command pipeline webhook systemd api client
 $(foreach m,$(MODULES),$(eval SRC_$(m) := $(wildcard pkg/$(m)/*.c)))
 $(foreach m,$(MODULES),$(eval OBJ_$(m) := $(patsubst %.c,$(B)/%.o,$(SRC_$(m)))))
 OBJ_resource += $(B)/gen/kinds-embed.o
 
 LIB = $(B)/lib$(1).a
-RPRD_LIBS   := $(call LIB,api) $(call LIB,sync) $(call LIB,auth) $(call LIB,webhook) $(call LIB,pipeline) $(call LIB,command) $(call LIB,binding) $(call LIB,runner) $(call LIB,run) $(call LIB,repo) $(call LIB,server) $(call LIB,token) $(call LIB,github) $(call LIB,gitremote) $(call LIB,controller) $(call LIB,ssh) $(call LIB,logfile) $(call LIB,systemd) \
+RPRD_LIBS   := $(call LIB,api) $(call LIB,sync) $(call LIB,auth) $(call LIB,webhook) $(call LIB,pipeline) $(call LIB,command) $(call LIB,binding) $(call LIB,runner) $(call LIB,run) $(call LIB,repo) $(call LIB,server) $(call LIB,agent) $(call LIB,token) $(call LIB,github) $(call LIB,gitremote) $(call LIB,controller) $(call LIB,ssh) $(call LIB,logfile) $(call LIB,systemd) \
 	$(call LIB,egress) $(call LIB,store) $(call LIB,resource) $(call LIB,yaml) $(call LIB,base)
 RPRCTL_LIBS := $(call LIB,client) $(call LIB,resource) $(call LIB,yaml) $(call LIB,base)
 TEST_LIBS   := $(RPRD_LIBS) $(call LIB,client)
@@ -52,7 +52,7 @@ VERSION    := $(shell cat VERSION 2>/dev/null || echo 0.1.0)
 CFLAGS     += -DRPR_VERSION='"$(VERSION)"'
 
 .PHONY: all deps check-deps run check unit integration browser browser-deps asan bench bench-deps clean install deb format
-all: $(BINDIR)/rprd $(BINDIR)/rprctl
+all: $(BINDIR)/rprd $(BINDIR)/rprctl $(BINDIR)/rpr-agent
 
 # V=1 shows the whole command lines.
 Q := $(if $(filter 1,$(V)),,@)
@@ -83,6 +83,12 @@ $(BINDIR)/rprctl: $(patsubst %.c,$(B)/%.o,$(RPRCTL_SRC)) $(RPRCTL_LIBS)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
+# rpr-agent: the agent for hosts rprd cannot reach; rprctl's client and base only.
+RPR_AGENT_SRC := $(wildcard cmd/rpr-agent/*.c)
+$(BINDIR)/rpr-agent: $(patsubst %.c,$(B)/%.o,$(RPR_AGENT_SRC)) $(call LIB,client) $(call LIB,base)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
 # Each unit test links only the modules below it, so one module's tests do
 # not wait for every other module to build.
 TEST_LIBS_base     := $(call LIB,base)
@@ -93,17 +99,18 @@ TEST_LIBS_auth     := $(call LIB,auth) $(call LIB,token) $(call LIB,controller) 
 TEST_LIBS_logfile  := $(call LIB,logfile) $(TEST_LIBS_base)
 TEST_LIBS_egress   := $(call LIB,egress) $(TEST_LIBS_base)
 TEST_LIBS_ssh      := $(call LIB,ssh) $(TEST_LIBS_egress)
+TEST_LIBS_agent    := $(call LIB,agent) $(TEST_LIBS_base)
 TEST_LIBS_controller := $(call LIB,controller) $(TEST_LIBS_store)
 TEST_LIBS_github   := $(call LIB,github) $(TEST_LIBS_egress)
 TEST_LIBS_gitremote := $(call LIB,gitremote) $(TEST_LIBS_egress)
 TEST_LIBS_token    := $(call LIB,token) $(call LIB,controller) $(TEST_LIBS_store)
 TEST_LIBS_repo     := $(call LIB,repo) $(call LIB,token) $(call LIB,github) $(call LIB,gitremote) $(call LIB,controller) $(call LIB,logfile) $(call LIB,egress) $(TEST_LIBS_store)
 TEST_LIBS_sync     := $(call LIB,sync) $(call LIB,auth) $(TEST_LIBS_repo)
-TEST_LIBS_server   := $(call LIB,server) $(call LIB,token) $(call LIB,controller) $(call LIB,ssh) $(call LIB,logfile) $(call LIB,egress) $(TEST_LIBS_store)
+TEST_LIBS_server   := $(call LIB,server) $(call LIB,agent) $(call LIB,token) $(call LIB,controller) $(call LIB,ssh) $(call LIB,logfile) $(call LIB,egress) $(TEST_LIBS_store)
 TEST_LIBS_run      := $(call LIB,run) $(TEST_LIBS_server)
-TEST_LIBS_pipeline := $(call LIB,pipeline) $(call LIB,run) $(call LIB,repo) $(call LIB,server) $(call LIB,token) $(call LIB,github) \
+TEST_LIBS_pipeline := $(call LIB,pipeline) $(call LIB,run) $(call LIB,repo) $(call LIB,server) $(call LIB,agent) $(call LIB,token) $(call LIB,github) \
 	$(call LIB,gitremote) $(call LIB,controller) $(call LIB,ssh) $(call LIB,logfile) $(call LIB,egress) $(TEST_LIBS_store)
-TEST_LIBS_binding  := $(call LIB,binding) $(call LIB,run) $(call LIB,repo) $(call LIB,server) $(call LIB,token) $(call LIB,github) \
+TEST_LIBS_binding  := $(call LIB,binding) $(call LIB,run) $(call LIB,repo) $(call LIB,server) $(call LIB,agent) $(call LIB,token) $(call LIB,github) \
 	$(call LIB,gitremote) $(call LIB,controller) $(call LIB,ssh) $(call LIB,logfile) $(call LIB,egress) $(TEST_LIBS_store)
 .SECONDEXPANSION:
 $(B)/tests/test-%: $(B)/tests/unit/test-%.o $$(or $$(TEST_LIBS_$$*),$(TEST_LIBS))
@@ -198,6 +205,7 @@ bench: all bench-deps
 	tests/bench/pipeline.py
 	tests/bench/sync.py
 	tests/bench/runners.py
+	tests/bench/agents.py
 
 # The peers fanout.sh compares rpr with.
 bench-deps:

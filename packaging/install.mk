@@ -47,12 +47,13 @@ DEB_FILE    := build/deb/rpr_$(VERSION)_$(DEB_ARCH).deb
 
 .PHONY: install deb
 
-install: $(BINDIR)/rprd $(BINDIR)/rprctl
+install: $(BINDIR)/rprd $(BINDIR)/rprctl $(BINDIR)/rpr-agent
 	$(INSTALL) -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSUSERSDIR) \
 	  $(DESTDIR)$(TMPFILESDIR) $(DESTDIR)$(DATADIR)/web $(DESTDIR)$(MANDIR)/man1 \
 	  $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(DOCDIR) $(DESTDIR)$(SYSCONFDIR)/default
-	$(INSTALL) -m 0755 -s $(BINDIR)/rprd $(BINDIR)/rprctl $(DESTDIR)$(PREFIX)/bin/
-	$(STRIP) --remove-section=.comment --remove-section=.note $(DESTDIR)$(PREFIX)/bin/rprd $(DESTDIR)$(PREFIX)/bin/rprctl
+	$(INSTALL) -m 0755 -s $(BINDIR)/rprd $(BINDIR)/rprctl $(BINDIR)/rpr-agent $(DESTDIR)$(PREFIX)/bin/
+	$(STRIP) --remove-section=.comment --remove-section=.note $(DESTDIR)$(PREFIX)/bin/rprd $(DESTDIR)$(PREFIX)/bin/rprctl \
+	  $(DESTDIR)$(PREFIX)/bin/rpr-agent
 	for u in $(PKG_UNITS); do \
 	  sed $(UNIT_SED) $$u > $(DESTDIR)$(UNITDIR)/$${u##*/} && chmod 0644 $(DESTDIR)$(UNITDIR)/$${u##*/} || exit 1; \
 	done
@@ -63,13 +64,15 @@ install: $(BINDIR)/rprd $(BINDIR)/rprctl
 	  && find . -type f -exec $(INSTALL) -m 0644 '{}' '$(abspath $(DESTDIR))$(DATADIR)/web/{}' ';'
 	gzip -9n < packaging/man/rprctl.1 > $(DESTDIR)$(MANDIR)/man1/rprctl.1.gz
 	gzip -9n < packaging/man/rprd.8 > $(DESTDIR)$(MANDIR)/man8/rprd.8.gz
-	chmod 0644 $(DESTDIR)$(MANDIR)/man1/rprctl.1.gz $(DESTDIR)$(MANDIR)/man8/rprd.8.gz
+	gzip -9n < packaging/man/rpr-agent.8 > $(DESTDIR)$(MANDIR)/man8/rpr-agent.8.gz
+	chmod 0644 $(DESTDIR)$(MANDIR)/man1/rprctl.1.gz $(DESTDIR)$(MANDIR)/man8/rprd.8.gz \
+	  $(DESTDIR)$(MANDIR)/man8/rpr-agent.8.gz
 	$(INSTALL) -m 0644 README.md $(DESTDIR)$(DOCDIR)/README.md
 
 # rpr is a native package (VERSION has no Debian revision), so its Debian
 # changelog is installed as changelog.gz: lintian wants that name for native
 # packages and changelog.Debian.gz only beside an upstream changelog.
-deb: $(BINDIR)/rprd $(BINDIR)/rprctl
+deb: $(BINDIR)/rprd $(BINDIR)/rprctl $(BINDIR)/rpr-agent
 	rm -rf $(DEB_STAGE) $(DEB_FILE)
 	$(MAKE) --no-print-directory -f $(firstword $(MAKEFILE_LIST)) install DESTDIR=$(CURDIR)/$(DEB_STAGE) PREFIX=/usr
 	$(INSTALL) -d -m 0755 $(DEB_STAGE)/DEBIAN

@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "agent/agent.h"
 #include "api/api.h"
 #include "binding/binding.h"
 #include "command/command.h"
@@ -398,8 +399,15 @@ typedef struct Daemon {
         PipelineController *pipelines;
         RunnerController *runners;
         Webhook *webhook;
+        Agents *agents;
         char *run_dir;
 } Daemon;
+
+/* An agent came or went: its Server's status says so at once. */
+static void on_agent_presence(void *userdata, const char *ns, const char *server, bool online) {
+        (void) online;
+        server_check_soon(userdata, ns, server);
+}
 
 static int logs_open(const Options *o, Daemon *d) {
         int r = logfile_open(o->log_dir, "connectivity", &d->connectivity);
@@ -418,9 +426,11 @@ static int controllers_setup(const Options *o, Daemon *d) {
         r = controller_new(d->store, CONTROLLER_WORKERS, &d->controller);
         if (r < 0)
                 return r;
-        r = server_controller_new(&(ServerOptions){d->store, d->controller, d->ssh, d->connectivity}, &d->servers);
+        r = server_controller_new(
+                &(ServerOptions){d->store, d->controller, d->ssh, d->connectivity, d->agents}, &d->servers);
         if (r < 0)
                 return r;
+        agents_set_presence(d->agents, on_agent_presence, d->servers);
         r = token_controller_new(d->store, d->controller, &d->tokens);
         if (r < 0)
                 return r;
@@ -435,8 +445,9 @@ static int controllers_setup(const Options *o, Daemon *d) {
         if (r < 0)
                 return r;
         d->run_dir = xasprintf("%s/runs", o->state_dir);
-        r = run_controller_new(&(RunOptions){d->store, d->controller, d->servers, d->ssh, d->run_dir, d->activity},
-                               &d->runs);
+        r = run_controller_new(
+                &(RunOptions){d->store, d->controller, d->servers, d->ssh, d->run_dir, d->activity, d->agents},
+                &d->runs);
         if (r < 0)
                 return r;
         RunnerOptions rno = {d->store, d->controller, d->tokens, d->github, d->servers, d->ssh, o->state_dir, d->activity};
@@ -463,6 +474,7 @@ static int daemon_setup(const Options *o, Daemon *d) {
                 fprintf(stderr, "rprd: cannot set up ssh: %s\n", strerror(-r));
                 return r;
         }
+        d->agents = agents_new();
         r = logs_open(o, d);
         if (r < 0)
                 return r;
@@ -493,6 +505,7 @@ static void daemon_free(Daemon *d) {
         github_client_free(d->github);
         token_controller_free(d->tokens);
         server_controller_free(d->servers);
+        agents_free(d->agents);
         ssh_pool_free(d->ssh);
         logfile_free(d->connectivity);
         logfile_free(d->activity);
@@ -534,6 +547,7 @@ static int serve(const Options *o, Daemon *d) {
                 .pipelines = o->no_controllers ? NULL : d->pipelines,
                 .runs = o->no_controllers ? NULL : d->runs,
                 .run_dir = d->run_dir,
+                .agents = d->agents,
                 .anonymous_read = o->anonymous_read,
                 .max_streams = o->max_streams,
                 .max_streams_per_caller = o->max_streams_per_caller,

@@ -64,7 +64,8 @@ void api_auth_done(ApiServer *a) {
 AuthCaller api_auth_caller(const ApiCall *c) {
         return (AuthCaller){.role = (AuthRole) c->caller.role,
                             .name = c->caller.name,
-                            .namespaces = c->caller.namespaces};
+                            .namespaces = c->caller.namespaces,
+                            .agent = c->caller.agent};
 }
 
 static const char *bearer_of(const char *auth) {
@@ -82,6 +83,7 @@ static void caller_fill(ApiCall *c, const AuthIdentity *id) {
 
         c->caller.role = (ApiRole) id->caller.role;
         c->caller.name = api_pool_strdup(req, id->caller.name, strlen(id->caller.name));
+        c->caller.agent = id->server ? api_pool_strdup(req, id->server, strlen(id->server)) : NULL;
         c->caller.namespaces = NULL;
         if (nss) {
                 size_t n = 0;
@@ -146,7 +148,13 @@ static void note_failure(ApiCall *c, const char *source, const char *why) {
                 log_info("authentication failed from %s: %s", source, why);
 }
 
-int api_token_identify(ApiCall *c, const char *secret, bool answer) {
+static const char *use_name(AuthUse use) {
+        return use == AUTH_USE_AGENT        ? "agent credential"
+               : use == AUTH_USE_AGENT_JOIN ? "agent join token"
+                                            : "token";
+}
+
+int api_identify_as(ApiCall *c, const char *secret, AuthUse use, bool answer, AuthIdentity **ret) {
         AuthIdentity *id = NULL;
         char source[64];
         unsigned wait;
@@ -161,17 +169,25 @@ int api_token_identify(ApiCall *c, const char *secret, bool answer) {
                 return -EAGAIN;
         }
         r = auth_tokens_identify(c->api->auth->tokens, secret, strlen(secret), &id);
+        /* A secret made for another use is as unknown here as a wrong one:
+         * an agent's credential opens no API route, an api token no agent's. */
+        if (r >= 0 && id->use != use) {
+                auth_identity_free(TAKE_PTR(id));
+                r = -EACCES;
+        }
         if (r == -EACCES) {
-                note_failure(c, source, "unknown token");
+                _cleanup_free_ char *why = xasprintf("unknown %s", use_name(use));
+                note_failure(c, source, why);
                 if (answer)
-                        api_reply_status(c, 401, "invalid token");
+                        api_reply_status(c, 401, "invalid %s", use_name(use));
                 return -EACCES;
         }
         if (r == -EKEYEXPIRED) {
-                _cleanup_free_ char *why = xasprintf("token %s expired", id->caller.name);
+                _cleanup_free_ char *why = xasprintf("%s %s expired", use_name(use), id->caller.name);
                 note_failure(c, source, why);
                 if (answer)
-                        api_reply_status(c, 401, "token %s expired on %s", id->caller.name, id->expires);
+                        api_reply_status(c, 401, "%s %s expired on %s", use_name(use), id->caller.name,
+                                         id->expires);
                 auth_identity_free(id);
                 return -EACCES;
         }
@@ -180,10 +196,26 @@ int api_token_identify(ApiCall *c, const char *secret, bool answer) {
                         api_reply_status(c, 500, "cannot read tokens: %s", strerror(-r));
                 return r;
         }
-        caller_fill(c, id);
         token_note_used(c->api->tokens, id->ns, id->caller.name);
+        *ret = id;
+        return 0;
+}
+
+/* The caller from a secret for use: an api token, or an agent's own
+ * credential (its Server, with no role). */
+static int caller_identify(ApiCall *c, const char *secret, AuthUse use, bool answer) {
+        AuthIdentity *id = NULL;
+        int r = api_identify_as(c, secret, use, answer, &id);
+
+        if (r < 0)
+                return r;
+        caller_fill(c, id);
         auth_identity_free(id);
         return 0;
+}
+
+int api_token_identify(ApiCall *c, const char *secret, bool answer) {
+        return caller_identify(c, secret, AUTH_USE_API, answer);
 }
 
 /* The value of the dashboard's cookie (pool string), or NULL. */
@@ -244,6 +276,12 @@ int api_authenticate(ApiCall *c) {
                 api_reply_status(c, 401, "missing bearer token");
                 return -EACCES;
         }
+        if (c->route.type == ROUTE_AGENT && c->caller.via_cookie) {
+                api_reply_status(c, 401, "an agent sends its credential as a bearer token");
+                return -EACCES;
+        }
+        if (c->route.type == ROUTE_AGENT)
+                return caller_identify(c, secret, AUTH_USE_AGENT, true);
         return api_token_identify(c, secret, true);
 }
 

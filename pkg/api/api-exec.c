@@ -11,13 +11,20 @@
  * rprd's memory stays flat whatever they print. A client that goes away
  * cancels every command.
  *
+ * A Server of transport agent takes no thread while its command runs: the
+ * thread hands the command to pkg/agent and moves on, and the agent's
+ * output and end arrive on the loop through the job's sink; a chunk that
+ * would grow `pending` past its bound is refused for now, and the agent
+ * sends it again.
+ *
  * Lifetime: the ApiExec is freed on the loop once the request is gone, no
- * thread runs and no wake-up is on its way; `lock` guards what the threads
- * and the loop share. */
+ * thread runs, no agent job is held and no wake-up is on its way; `lock`
+ * guards what the threads and the loop share. */
 #include <pthread.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "agent/agent.h"
 #include "api/api-private.h"
 #include "server/server.h"
 #include "ssh/ssh.h"
@@ -31,6 +38,8 @@ typedef struct ExecTarget {
         bool inactive;
         SshCancel *cancel;
         Buf line; /* the thread's scratch buffer for one output line */
+        char agent_job[AGENT_JOB_ID_LEN + 1]; /* transport agent: its job, until it ends */
+        uint64_t agent_start;
         /* The start of a UTF-8 sequence cut at the end of a chunk, per stream. */
         unsigned char partial[2][4];
         size_t n_partial[2];
@@ -57,6 +66,7 @@ struct ApiExec {
         Buf pending;        /* lines for the loop to send */
         size_t next_target; /* the next server a thread takes */
         unsigned running;   /* threads not finished */
+        unsigned agent_jobs; /* agent jobs not ended */
         size_t n_failed;
         unsigned threads; /* taken from the global budget, given back on free */
         bool gone;        /* the client went: stop */
@@ -173,6 +183,26 @@ static int pending_append(ApiExec *e, const char *text, size_t len) {
         return 0;
 }
 
+/* From the loop: appends without waiting (the lines are small, or were
+ * bounded by the caller). */
+static void pending_push(ApiExec *e, const char *text, size_t len) {
+        pthread_mutex_lock(&e->lock);
+        buf_append(&e->pending, text, len);
+        bool send = wakeup_needed_locked(e);
+        pthread_mutex_unlock(&e->lock);
+        if (send)
+                wakeup_send(e);
+}
+
+/* Under lock: the last line once no thread runs and no agent job is held. */
+static void complete_if_last_locked(ApiExec *e) {
+        if (e->running > 0 || e->agent_jobs > 0 || e->complete)
+                return;
+        buf_printf(&e->pending, "{\"kind\":\"ExecResult\",\"servers\":%zu,\"failed\":%zu}\n", e->n_targets,
+                   e->n_failed);
+        e->complete = true;
+}
+
 static int on_output(void *userdata, SshStream stream, const char *data, size_t n) {
         ExecTarget *t = userdata;
 
@@ -189,8 +219,9 @@ static void output_finish(ExecTarget *t) {
                 }
 }
 
-static void result_line(ExecTarget *t, int exit_code, const char *signal, const char *reason,
-                        const char *message, uint64_t usec) {
+/* The result line of t into t->line; counts a failure. */
+static void result_format(ExecTarget *t, int exit_code, const char *signal, const char *reason,
+                          const char *message, uint64_t usec) {
         _cleanup_json_ json_t *j = json_pack("{s:s, s:i, s:s, s:s, s:s, s:f}", "server", t->name, "exitCode",
                                              exit_code, "signal", signal, "reason", reason, "message",
                                              message, "durationSeconds", (double) usec / USEC_PER_SEC);
@@ -204,7 +235,91 @@ static void result_line(ExecTarget *t, int exit_code, const char *signal, const 
                 t->exec->n_failed++;
                 pthread_mutex_unlock(&t->exec->lock);
         }
+}
+
+static void result_line(ExecTarget *t, int exit_code, const char *signal, const char *reason,
+                        const char *message, uint64_t usec) {
+        result_format(t, exit_code, signal, reason, message, usec);
         (void) pending_append(t->exec, t->line.data, t->line.len);
+}
+
+/* ---- transport agent: no thread while it runs ------------------------------------------ */
+
+/* On the loop: output of the agent's job. */
+static int agent_output(void *userdata, const char *data, size_t n) {
+        ExecTarget *t = userdata;
+        ApiExec *e = t->exec;
+
+        pthread_mutex_lock(&e->lock);
+        bool full = e->pending.len > EXEC_PENDING_MAX, gone = e->gone;
+        pthread_mutex_unlock(&e->lock);
+        if (gone)
+                return 0; /* taken and dropped: no one reads it */
+        if (full)
+                return -EAGAIN;
+        output_line(t, SSH_STDOUT, data, n, false);
+        pending_push(e, t->line.data, t->line.len);
+        return 0;
+}
+
+/* On the loop (or the canceling thread, for a job not yet offered): its end. */
+static void agent_done(void *userdata, const AgentJobResult *r) {
+        ExecTarget *t = userdata;
+        ApiExec *e = t->exec;
+
+        if (t->n_partial[0] > 0) {
+                output_line(t, SSH_STDOUT, "", 0, true);
+                pending_push(e, t->line.data, t->line.len);
+        }
+        result_format(t, r->exit_code, r->signal, r->reason ? r->reason : "", r->message,
+                      r->duration_usec ? r->duration_usec : now_mono_usec() - t->agent_start);
+        pthread_mutex_lock(&e->lock);
+        buf_append(&e->pending, t->line.data, t->line.len);
+        t->agent_job[0] = '\0';
+        e->agent_jobs--;
+        complete_if_last_locked(e);
+        bool send = wakeup_needed_locked(e);
+        pthread_mutex_unlock(&e->lock);
+        if (send)
+                wakeup_send(e);
+}
+
+static bool uses_agent(ApiExec *e, const char *name) {
+        _cleanup_json_ json_t *obj = NULL;
+
+        if (store_get_json(e->api->store, "Server", e->ns, name, &obj) < 0)
+                return false;
+        const char *tr = json_str_at(json_object_get(obj, "spec"), "transport");
+        return tr && STREQ(tr, "agent");
+}
+
+/* Hands the command to the agent and returns at once. */
+static void agent_start(ExecTarget *t) {
+        ApiExec *e = t->exec;
+        AgentJobSpec spec = {.command = e->command, .timeout_usec = e->timeout_usec};
+        AgentJobSink sink = {.output = agent_output, .done = agent_done, .userdata = t};
+        char id[AGENT_JOB_ID_LEN + 1];
+
+        if (!e->api->agents) {
+                result_line(t, -1, "", "ExecFailed", "this rprd serves no agents", 0);
+                return;
+        }
+        t->agent_start = now_mono_usec();
+        pthread_mutex_lock(&e->lock);
+        e->agent_jobs++; /* before: its end may come before submit returns */
+        pthread_mutex_unlock(&e->lock);
+        int r = agent_job_submit(e->api->agents, e->ns, t->name, &spec, &sink, id);
+        pthread_mutex_lock(&e->lock);
+        if (r < 0)
+                e->agent_jobs--;
+        else if (!e->stopping)
+                memcpy(t->agent_job, id, sizeof id);
+        bool cancel = r >= 0 && e->stopping;
+        pthread_mutex_unlock(&e->lock);
+        if (r < 0)
+                result_line(t, -1, "", "ExecFailed", strerror(-r), 0);
+        if (cancel)
+                agent_job_cancel(e->api->agents, id);
 }
 
 static void run_target(ExecTarget *t) {
@@ -217,6 +332,10 @@ static void run_target(ExecTarget *t) {
 
         if (t->inactive) {
                 result_line(t, -1, "", "Inactive", "the server is inactive (spec.active is false)", 0);
+                return;
+        }
+        if (uses_agent(e, t->name)) {
+                agent_start(t);
                 return;
         }
         const char *reason = NULL;
@@ -261,11 +380,8 @@ static void *exec_thread(void *userdata) {
         /* The last thread writes the last line. After the unlock this
          * thread may touch e only to send the wake-up it claimed. */
         pthread_mutex_lock(&e->lock);
-        if (--e->running == 0) {
-                buf_printf(&e->pending, "{\"kind\":\"ExecResult\",\"servers\":%zu,\"failed\":%zu}\n",
-                           e->n_targets, e->n_failed);
-                e->complete = true;
-        }
+        e->running--;
+        complete_if_last_locked(e);
         send = wakeup_needed_locked(e);
         pthread_mutex_unlock(&e->lock);
         if (send)
@@ -304,7 +420,7 @@ static void exec_free(ApiExec *e) {
 
 static void exec_maybe_free(ApiExec *e) {
         pthread_mutex_lock(&e->lock);
-        bool idle = e->running == 0 && !e->wakeup_sent;
+        bool idle = e->running == 0 && e->agent_jobs == 0 && !e->wakeup_sent;
         pthread_mutex_unlock(&e->lock);
         if (idle && !e->ref)
                 exec_free(e);
@@ -318,8 +434,15 @@ static void exec_cancel(ApiExec *e, bool gone) {
         e->stopping = true;
         pthread_cond_broadcast(&e->drained);
         pthread_mutex_unlock(&e->lock);
-        for (size_t i = 0; i < e->n_targets; i++)
+        for (size_t i = 0; i < e->n_targets; i++) {
                 ssh_cancel_fire(e->targets[i].cancel);
+                pthread_mutex_lock(&e->lock);
+                char id[AGENT_JOB_ID_LEN + 1];
+                memcpy(id, e->targets[i].agent_job, sizeof id);
+                pthread_mutex_unlock(&e->lock);
+                if (*id)
+                        agent_job_cancel(e->api->agents, id);
+        }
 }
 
 static void exec_pump(ApiExec *e) {
@@ -387,8 +510,17 @@ void api_exec_cancel_all(ApiServer *a) {
 bool api_exec_wait_all(ApiServer *a, uint64_t deadline) {
         bool running = true;
 
-        for (ApiExec *e = a->execs; e; e = e->next)
+        for (ApiExec *e = a->execs; e; e = e->next) {
                 exec_cancel(e, true);
+                /* The loop has stopped: no agent will report. Its jobs are
+                 * canceled on the agent and no longer call back. */
+                for (size_t i = 0; i < e->n_targets && a->agents; i++)
+                        if (e->targets[i].agent_job[0])
+                                agent_job_abandon(a->agents, e->targets[i].agent_job);
+                pthread_mutex_lock(&e->lock);
+                e->agent_jobs = 0;
+                pthread_mutex_unlock(&e->lock);
+        }
         while (running) {
                 running = false;
                 for (ApiExec *e = a->execs; e && !running; e = e->next) {

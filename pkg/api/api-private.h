@@ -60,6 +60,8 @@ struct ApiServer {
         PipelineController *pipelines;
         SyncController *syncs;
         char *run_dir;
+        Agents *agents;
+        struct ApiAgents *agent_state; /* api-agents.c: held polls, wake-ups, the tick */
         bool anonymous_read;
         char *state_dir;
         char *web_dir;
@@ -159,6 +161,8 @@ typedef enum ApiRouteType {
         ROUTE_OBJECT, /* .../{plural}/{name} */
         ROUTE_STATUS, /* .../{plural}/{name}/status */
         ROUTE_ACTION, /* .../{plural}/{name}/{check|trigger|runs|cancel|log} */
+        ROUTE_AGENT_JOIN, /* POST /api/v1/agents/join: a join token in the body */
+        ROUTE_AGENT,      /* /api/v1/agents/poll, .../agents/jobs/{id}/{sub}: an agent's credential */
 } ApiRouteType;
 
 typedef struct ApiRoute {
@@ -172,6 +176,7 @@ typedef struct ApiCaller {
         ApiRole role;
         const char *name;              /* the Token's name (pool); NULL when anonymous */
         const char *const *namespaces; /* NULL-terminated (pool); NULL = every namespace */
+        const char *agent;             /* an agent's credential: its Server (pool); else NULL */
         bool via_cookie;               /* the token came in the dashboard's cookie */
         bool anonymous;                /* an anonymous read (--anonymous-read) */
 } ApiCaller;
@@ -259,6 +264,11 @@ bool api_same_origin(ApiCall *c);
  * it is not one. -EACCES unknown or expired (counted against the source);
  * -EAGAIN when the source is backed off, answered 429 whatever answer. */
 int api_token_identify(ApiCall *c, const char *secret, bool answer);
+/* The Token a secret belongs to, if it is one for use (AUTH_USE_API,
+ * AUTH_USE_AGENT_JOIN or AUTH_USE_AGENT; any other is as unknown):
+ * *ret (free with auth_identity_free). Throttled and answered as
+ * api_token_identify. */
+int api_identify_as(ApiCall *c, const char *secret, AuthUse use, bool answer, AuthIdentity **ret);
 const char *api_role_name(ApiRole r);
 /* Makes sure Token default/admin and $STATE/admin.token exist and agree. */
 int api_admin_token_ensure(ApiServer *a);
@@ -470,6 +480,14 @@ void api_exec_cancel_all(ApiServer *a);
  * until deadline (monotonic), for their threads to end. Whether they did. */
 bool api_exec_wait_all(ApiServer *a, uint64_t deadline);
 void api_exec_done(ApiServer *a);
+
+/* ---- api-agents.c: the agents' protocol ----------------------------------------- */
+
+/* ROUTE_AGENT_JOIN and ROUTE_AGENT. */
+void api_handle_agent(ApiCall *c);
+void api_agents_init(ApiServer *a);    /* nothing without a->agents */
+void api_agents_end_all(ApiServer *a); /* answers every held poll (at shutdown) */
+void api_agents_done(ApiServer *a);
 
 /* ---- api-watch.c ---------------------------------------------------------- */
 

@@ -69,6 +69,19 @@ static void route_resource(ApiRoute *r, const char **segs, size_t n) {
         }
 }
 
+/* segs: api v1 agents (join | poll | jobs ID SUB) */
+static void route_agent(ApiRoute *r, const char **segs, size_t n) {
+        if (n == 4 && STREQ(segs[3], "join"))
+                *r = (ApiRoute){.type = ROUTE_AGENT_JOIN, .template = "/api/v1/agents/join"};
+        else if (n == 4 && STREQ(segs[3], "poll"))
+                *r = (ApiRoute){.type = ROUTE_AGENT, .template = "/api/v1/agents/poll", .sub = segs[3]};
+        else if (n == 6 && STREQ(segs[3], "jobs"))
+                *r = (ApiRoute){.type = ROUTE_AGENT,
+                                .template = "/api/v1/agents/jobs/{id}/{action}",
+                                .name = segs[4],
+                                .sub = segs[5]};
+}
+
 static void route_parse(h2o_req_t *req, ApiRoute *r) {
         const char *segs[MAX_SEGMENTS];
         size_t n = split_path(req, segs);
@@ -118,6 +131,8 @@ static void route_parse(h2o_req_t *req, ApiRoute *r) {
                 *r = (ApiRoute){.type = ROUTE_LOGS, .template = "/api/v1/logs/{log}", .sub = segs[3]};
         else if (n >= 5 && STREQ(segs[2], "namespaces"))
                 route_resource(r, segs, n);
+        if (n >= 4 && STREQ(segs[2], "agents"))
+                route_agent(r, segs, n);
 }
 
 /* ---- methods per route ---------------------------------------------------------- */
@@ -147,6 +162,10 @@ static const ApiMethod m_status[] = {
         {"GET", ROLE_VIEWER, api_handle_get}, {"PUT", ROLE_ADMIN, api_handle_status}, {NULL, 0, NULL}};
 static const ApiMethod m_action[] = {{"POST", ROLE_OPERATOR, api_handle_action}, {NULL, 0, NULL}};
 static const ApiMethod m_action_log[] = {{"GET", ROLE_VIEWER, api_handle_action}, {NULL, 0, NULL}};
+/* The join's token is in its body; every other agent route takes an
+ * agent's credential, which has no role: see api_on_req. */
+static const ApiMethod m_agent_join[] = {{"POST", ROLE_ANONYMOUS, api_handle_agent}, {NULL, 0, NULL}};
+static const ApiMethod m_agent[] = {{"POST", ROLE_VIEWER, api_handle_agent}, {NULL, 0, NULL}};
 
 /* The actions each kind has: POST .../{plural}/{name}/{action}. */
 static const struct {
@@ -197,6 +216,10 @@ static const ApiMethod *route_methods(const ApiRoute *r) {
                         if (STREQ(actions[i].plural, r->plural) && STREQ(actions[i].action, r->sub))
                                 return STREQ(r->sub, "log") ? m_action_log : m_action;
                 return NULL;
+        case ROUTE_AGENT_JOIN:
+                return m_agent_join;
+        case ROUTE_AGENT:
+                return m_agent;
         case ROUTE_NOT_FOUND:
                 break;
         }
@@ -315,6 +338,12 @@ int api_on_req(h2o_handler_t *self, h2o_req_t *req) {
         if (!m) {
                 api_reply_status(c, 405, "method %.*s is not allowed here", (int) req->method.len,
                                  req->method.base);
+                return 0;
+        }
+        /* An agent's credential was checked for these routes alone, and it
+         * has no role: what it may touch is api-agents.c's (auth_may_agent). */
+        if (c->route.type == ROUTE_AGENT) {
+                m->fn(c);
                 return 0;
         }
         if (!api_may_role(c, m->role))

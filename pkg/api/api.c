@@ -319,6 +319,7 @@ int api_new_verbose(const ApiOptions *o, ApiServer **ret, char **ret_error) {
         a->runs = o->runs;
         a->pipelines = o->pipelines;
         a->run_dir = o->run_dir ? xstrdup(o->run_dir) : NULL;
+        a->agents = o->agents;
         a->anonymous_read = o->anonymous_read;
         a->state_dir = xstrdup(o->state_dir ? o->state_dir : ".");
         a->web_dir = o->web_dir ? xstrdup(o->web_dir) : NULL;
@@ -335,6 +336,7 @@ int api_new_verbose(const ApiOptions *o, ApiServer **ret, char **ret_error) {
         api_watch_init(a);
         api_exec_init(a);
         api_run_logs_init(a);
+        api_agents_init(a);
 
         if (pipe2(a->stop_pipe, O_CLOEXEC | O_NONBLOCK) < 0) {
                 r = -errno;
@@ -441,6 +443,7 @@ static void api_shutdown(ApiServer *a) {
 
         api_watch_end_all(a);
         api_run_logs_end_all(a);
+        api_agents_end_all(a);
         H2O_HTTP1_CALLBACKS.foreach_request(&a->ctx, shutdown_socket, NULL);
         H2O_HTTP2_CALLBACKS.foreach_request(&a->ctx, shutdown_socket, NULL);
         loop_until(a, all_closed, deadline);
@@ -503,6 +506,7 @@ void api_free(ApiServer *a) {
                 api_limits_done(a);
                 api_watch_done(a);
                 api_run_logs_done(a);
+                api_agents_done(a);
                 api_jobs_done(a);
                 api_exec_done(a);
                 if (a->stop_sock)

@@ -21,6 +21,7 @@ typedef struct BindingController BindingController;
 typedef struct RunController RunController;
 typedef struct PipelineController PipelineController;
 typedef struct SyncController SyncController;
+typedef struct Agents Agents;
 typedef struct ApiServer ApiServer;
 
 typedef struct ApiOptions {
@@ -59,6 +60,7 @@ typedef struct ApiOptions {
         PipelineController *pipelines;
         SyncController *syncs; /* for /metrics */
         const char *run_dir; /* Runs' output files (NULL: none are served) */
+        Agents *agents;      /* the agents' protocol (NULL: /api/v1/agents answers 503) */
         /* Reads without a token are allowed (as viewer): the dashboard's
          * read-only view. Writes always need one. */
         bool anonymous_read;

@@ -7,9 +7,13 @@
  * reads the Token events since; a lookup that finds the feed has moved on
  * past what it keeps rebuilds the index from a listing.
  *
+ * Agent Tokens are in it too: a join token (no spec.server) and an agent's
+ * own credential (spec.server), each with its use in the identity, so that
+ * no caller can pass one for another.
+ *
  * Hashes are compared in constant time; the bucket is chosen by the hash's
  * first bits, which say nothing about the secret. A Token marked for
- * deletion, or not of type api, is not in the index. */
+ * deletion, or not of type api or agent, is not in the index. */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <string.h>
@@ -27,6 +31,9 @@ typedef struct Entry {
         uint64_t expires_usec;
         AuthRole role;
         char **scope; /* NULL: every namespace */
+        AuthUse use;
+        char *server; /* AUTH_USE_AGENT: the Server it speaks for */
+        bool single_use;
 } Entry;
 
 struct AuthTokens {
@@ -44,6 +51,7 @@ static void entry_free(Entry *e) {
         free(e->ns);
         free(e->name);
         free(e->expires);
+        free(e->server);
         auth_strv_free(e->scope);
         free(e);
 }
@@ -106,7 +114,7 @@ static Entry *entry_new(const char *text, size_t len) {
                    *name = json_str_at(meta, "name");
         const char *expires = json_str_at(spec, "expires");
 
-        if (!type || !STREQ(type, "api") || !name || !hash ||
+        if (!type || !(STREQ(type, "api") || STREQ(type, "agent")) || !name || !hash ||
             strlen(hash) != strlen(HASH_PREFIX) + HASH_HEX_LEN || !startswith(hash, HASH_PREFIX) ||
             strspn(hash + strlen(HASH_PREFIX), "0123456789abcdef") != HASH_HEX_LEN)
                 return NULL;
@@ -118,10 +126,22 @@ static Entry *entry_new(const char *text, size_t len) {
         memcpy(e->hash, hash + strlen(HASH_PREFIX), HASH_HEX_LEN);
         e->ns = xstrdup(ns);
         e->name = xstrdup(name);
-        e->role = auth_role_from_string(json_str_at(spec, "role"));
-        if (e->role < 0)
-                e->role = AUTH_ROLE_VIEWER;
-        e->scope = auth_token_scope(ns, json_object_get(spec, "namespaces"));
+        if (STREQ(type, "agent")) {
+                /* An agent's secret confers no role: only its own endpoints. */
+                const char *server = json_str_at(spec, "server");
+                e->use = server ? AUTH_USE_AGENT : AUTH_USE_AGENT_JOIN;
+                e->server = server ? xstrdup(server) : NULL;
+                e->single_use = json_is_true(json_object_get(spec, "singleUse"));
+                e->role = AUTH_ROLE_NONE;
+                e->scope = xcalloc(2, sizeof *e->scope); /* its own namespace alone */
+                e->scope[0] = xstrdup(ns);
+        } else {
+                e->use = AUTH_USE_API;
+                e->role = auth_role_from_string(json_str_at(spec, "role"));
+                if (e->role < 0)
+                        e->role = AUTH_ROLE_VIEWER;
+                e->scope = auth_token_scope(ns, json_object_get(spec, "namespaces"));
+        }
         if (expires) {
                 e->expires = xstrdup(expires);
                 if (time_parse_rfc3339(expires, &e->expires_usec) < 0)
@@ -243,6 +263,10 @@ static AuthIdentity *identity_of(const Entry *e) {
         id->ns = xstrdup(e->ns);
         id->expires = e->expires ? xstrdup(e->expires) : NULL;
         id->expires_usec = e->expires_usec;
+        id->use = e->use;
+        id->server = e->server ? xstrdup(e->server) : NULL;
+        id->caller.agent = id->server;
+        id->single_use = e->single_use;
         return id;
 }
 
@@ -253,6 +277,7 @@ void auth_identity_free(AuthIdentity *id) {
         auth_strv_free((char **) id->caller.namespaces);
         free(id->ns);
         free(id->expires);
+        free(id->server);
         free(id);
 }
 

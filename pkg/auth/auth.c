@@ -44,6 +44,11 @@ AuthRole auth_verb_role(AuthVerb verb) {
 
 /* ---- scope ------------------------------------------------------------------ */
 
+bool auth_may_agent(const AuthCaller *c, const char *ns, const char *server) {
+        return c && c->agent && c->role == AUTH_ROLE_NONE && c->namespaces && c->namespaces[0] &&
+               !c->namespaces[1] && ns && server && STREQ(c->namespaces[0], ns) && STREQ(c->agent, server);
+}
+
 bool auth_unrestricted(const AuthCaller *c) {
         return c && c->role == AUTH_ROLE_ADMIN && !c->namespaces;
 }
@@ -317,10 +322,11 @@ size_t auth_check_secrets(const json_t *obj, int index, Diags *d) {
         problem = token_secret_problem(type, value, len);
         if (problem)
                 return diags_add(d, index, what, "spec.value", "%s", problem) != 0;
-        if (type && STREQ(type, "api") && (weak = auth_secret_weakness(value, len)))
+        if (type && (STREQ(type, "api") || STREQ(type, "agent")) &&
+            (weak = auth_secret_weakness(value, len)))
                 return diags_add(d, index, what, "spec.value",
-                                 "is too weak for an api token: %s; use at least 16 random characters "
+                                 "is too weak for an %s token: %s; use at least 16 random characters "
                                  "(rprctl token create makes one)",
-                                 weak) != 0;
+                                 type, weak) != 0;
         return 0;
 }

@@ -46,6 +46,9 @@ typedef struct AuthCaller {
         AuthRole role;
         const char *name;              /* for messages: the Token's name */
         const char *const *namespaces; /* NULL-terminated; NULL = every namespace */
+        /* An rpr agent's credential: the Server (in namespaces[0]) it
+         * speaks for, and nothing else (role NONE); NULL for other callers. */
+        const char *agent;
 } AuthCaller;
 
 /* The namespace whose api Tokens may span namespaces (rprd's admin token
@@ -57,6 +60,10 @@ AuthRole auth_role_from_string(const char *s);
 const char *auth_role_to_string(AuthRole r); /* "none" for AUTH_ROLE_NONE */
 /* The role a token caller needs for verb. */
 AuthRole auth_verb_role(AuthVerb verb);
+
+/* Whether c is the agent of Server ns/server: an agent's credential
+ * speaks for its own Server and for nothing else. */
+bool auth_may_agent(const AuthCaller *c, const char *ns, const char *server);
 
 /* An admin of every namespace: the only caller that may reach rprd's host. */
 bool auth_unrestricted(const AuthCaller *c);
@@ -117,17 +124,28 @@ typedef struct AuthTokens AuthTokens;
 int auth_tokens_new(Store *store, AuthTokens **ret);
 void auth_tokens_free(AuthTokens *t); /* NULL-safe */
 
+/* What a hashed Token is for. */
+typedef enum AuthUse {
+        AUTH_USE_API,        /* type api: a bearer token with a role */
+        AUTH_USE_AGENT_JOIN, /* type agent without server: trades for an agent's own secret */
+        AUTH_USE_AGENT,      /* type agent with server: one agent's credential */
+} AuthUse;
+
 typedef struct AuthIdentity {
         AuthCaller caller; /* points into the strings below */
         char *ns;          /* where the Token lives */
         char *expires;     /* spec.expires as written, or NULL */
         uint64_t expires_usec;
+        AuthUse use;
+        char *server;    /* AUTH_USE_AGENT: spec.server */
+        bool single_use; /* AUTH_USE_AGENT_JOIN: spec.singleUse */
 } AuthIdentity;
 
 /* The Token secret (len bytes) belongs to: 0 and *ret (free with
  * auth_identity_free); -EKEYEXPIRED and *ret when it has expired; -EACCES
- * when no live api Token has it (unknown, or marked for deletion).
- * Thread-safe; compares hashes in constant time. */
+ * when no live api or agent Token has it (unknown, or marked for
+ * deletion). Callers check id->use: a join token is no caller of anything
+ * but the join. Thread-safe; compares hashes in constant time. */
 int auth_tokens_identify(AuthTokens *t, const char *secret, size_t len, AuthIdentity **ret);
 void auth_identity_free(AuthIdentity *id); /* NULL-safe */
 /* How many api Tokens the index holds (tests, metrics). */

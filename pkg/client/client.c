@@ -25,6 +25,7 @@ struct Client {
         char *token;     /* NULL when none was found */
         char *ca_file;   /* https: trusted instead of the system's CAs */
         char *pin;       /* https: "sha256//BASE64=" for CURLOPT_PINNEDPUBLICKEY */
+        char *user_agent; /* NULL: rprctl/VERSION */
         CURL *curl;
 };
 
@@ -155,10 +156,23 @@ void client_free(Client *c) {
         free(c->base_url);
         free(c->ca_file);
         free(c->pin);
+        free(c->user_agent);
         if (c->token)
                 explicit_bzero(c->token, strlen(c->token));
         free(c->token);
         free(c);
+}
+
+void client_set_token(Client *c, const char *token) {
+        if (c->token)
+                explicit_bzero(c->token, strlen(c->token));
+        free(c->token);
+        c->token = token ? xstrdup(token) : NULL;
+}
+
+void client_set_user_agent(Client *c, const char *user_agent) {
+        free(c->user_agent);
+        c->user_agent = user_agent ? xstrdup(user_agent) : NULL;
 }
 
 const char *client_server(const Client *c) {
@@ -267,7 +281,7 @@ static int setup(Client *c, const char *method, const char *path, const char *co
         curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
         curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, CLIENT_CONNECT_TIMEOUT_MS);
         curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
-        curl_easy_setopt(h, CURLOPT_USERAGENT, "rprctl/" RPR_VERSION);
+        curl_easy_setopt(h, CURLOPT_USERAGENT, c->user_agent ? c->user_agent : "rprctl/" RPR_VERSION);
         setup_tls(c, h);
         errbuf[0] = 0;
 

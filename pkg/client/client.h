@@ -28,6 +28,11 @@ void client_free(Client *c); /* NULL-safe */
  * leaves each as $RPR_CA and $RPR_FINGERPRINT say (or unset). -EINVAL for
  * a fingerprint that is not SHA256: and 43 base64 characters. */
 int client_set_tls(Client *c, const char *ca_file, const char *fingerprint);
+/* Replaces the token found by the lookup: token, or none at all (NULL),
+ * for callers with their own credential (rpr-agent). */
+void client_set_token(Client *c, const char *token);
+/* The User-Agent sent ("rprctl/VERSION" by default); copied. */
+void client_set_user_agent(Client *c, const char *user_agent);
 /* The URL or unix:PATH in use, for messages. */
 const char *client_server(const Client *c);
 /* Whether a token was given or found (for a hint on 401). */

@@ -29,7 +29,7 @@ static bool regex_matches(const char *pattern, const char *s) {
 
 static void token_checks(json_t *spec, Check *c) {
         const char *type = spec_str(spec, "type");
-        bool api = type && STREQ(type, "api");
+        bool api = type && STREQ(type, "api"), agent = type && STREQ(type, "agent");
 
         if (!json_object_get(spec, "value") && !json_object_get(spec, "valueFrom") &&
             !json_object_get(spec, "valueHash"))
@@ -40,17 +40,31 @@ static void token_checks(json_t *spec, Check *c) {
                         check_report(c, "spec.role", "is only allowed for type api");
                 if (json_object_get(spec, "namespaces"))
                         check_report(c, "spec.namespaces", "is only allowed for type api");
+        }
+        if (type && !agent) {
+                if (json_object_get(spec, "server"))
+                        check_report(c, "spec.server", "is only allowed for type agent");
+                if (json_object_get(spec, "singleUse"))
+                        check_report(c, "spec.singleUse", "is only allowed for type agent");
+        }
+        if (type && !api && !agent) {
                 if (json_object_get(spec, "valueHash"))
-                        check_report(c, "spec.valueHash", "is only allowed for type api");
+                        check_report(c, "spec.valueHash", "is only allowed for types api and agent");
                 return;
         }
-        if (!api)
+        if (!api && !agent)
                 return;
+        if (agent && json_object_get(spec, "valueFrom"))
+                check_report(c, "spec.valueFrom",
+                             "is not allowed for type agent: rprd keeps only the hash of an inline value");
+        if (agent && json_object_get(spec, "server") && json_object_get(spec, "singleUse"))
+                check_report(c, "spec.singleUse",
+                             "is for join tokens, not for an agent's credential (server)");
 
-        if (!json_object_get(spec, "role"))
+        if (api && !json_object_get(spec, "role"))
                 json_object_set_new(spec, "role", json_string("viewer"));
 
-        /* API tokens are stored as hashes: the inline secret goes now. */
+        /* API and agent tokens are stored as hashes: the inline secret goes now. */
         const char *value = spec_str(spec, "value");
         if (value && !json_object_get(spec, "valueHash")) {
                 char hex[65];

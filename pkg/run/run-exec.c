@@ -208,10 +208,17 @@ static void *exec_thread(void *arg) {
 }
 
 int run_exec_start(RunController *rc, Active *a, json_t *obj) {
-        Exec *x = xcalloc(1, sizeof *x);
         pthread_attr_t attr;
         pthread_t thread;
+        RunSpec sp;
         int r;
+
+        /* The transport switch: an agent's Run holds no thread. */
+        run_spec_read(obj, &sp);
+        if (run_uses_agent(rc, &sp))
+                return run_agent_start(rc, a, obj);
+
+        Exec *x = xcalloc(1, sizeof *x);
 
         x->rc = rc;
         x->a = a;

@@ -3,6 +3,7 @@
 
 #include <pthread.h>
 
+#include "agent/agent.h"
 #include "run/run.h"
 #include "ssh/ssh.h"
 
@@ -13,6 +14,7 @@ typedef struct Active {
         /* Set when canceled: what the Run is marked. */
         char *cancel_reason, *cancel_message;
         bool interrupted; /* canceled by the shutdown: marked Interrupted */
+        char agent_job[AGENT_JOB_ID_LEN + 1]; /* transport agent: its job while it is held */
 } Active;
 
 struct RunController {
@@ -29,6 +31,9 @@ struct RunController {
         Active **active;
         size_t n_active;
         bool draining;
+
+        Agents *agents;          /* transport agent (may be NULL) */
+        WorkQueue *agent_finish; /* writes the end of agent Runs, off the API's loop */
 
         char *delegate_kind; /* one other kind runs its own Runs */
         RunDelegate delegate;
@@ -78,6 +83,15 @@ int run_recover(RunController *rc, const json_t *obj, uint64_t *ret_requeue_afte
  * says what was found; a negative errno when its Server cannot be reached
  * now. */
 int run_reap_leftover(RunController *rc, const json_t *obj, const char **ret_leftover);
+
+/* run-agent.c: a Run on a Server of transport agent, without a thread. */
+bool run_uses_agent(RunController *rc, const RunSpec *sp);
+int run_agent_start(RunController *rc, Active *a, json_t *obj);
+/* Cancels the agent job id (copied from an Active under rc->lock; "" or
+ * NULL: none). Call without rc->lock. */
+void run_agent_cancel(RunController *rc, const char *id);
+/* At shutdown, no agent will report: every agent Run ends Interrupted now. */
+void run_agent_interrupt_all(RunController *rc);
 
 /* run-exec.c: the thread that carries out one claimed Run. */
 int run_exec_start(RunController *rc, Active *a, json_t *obj);

@@ -420,11 +420,15 @@ static int reconcile(void *userdata, const char *ns, const char *name, uint64_t 
                 /* Gone (history trimmed, its Binding deleted, or deleted by
                  * hand while it ran): so are its command and its output. */
                 _cleanup_free_ char *path = run_log_path(rc->dir, ns, name);
+                char job[AGENT_JOB_ID_LEN + 1] = "";
                 pthread_mutex_lock(&rc->lock);
                 Active *a = active_find_locked(rc, ns, name);
-                if (a)
+                if (a) {
                         ssh_cancel_fire(a->cancel);
+                        memcpy(job, a->agent_job, sizeof job);
+                }
                 pthread_mutex_unlock(&rc->lock);
+                run_agent_cancel(rc, job);
                 (void) unlink(path);
                 return 0;
         }
@@ -467,9 +471,13 @@ int run_cancel(RunController *rc, const char *ns, const char *name, const char *
                         a->cancel_reason = xstrdup(reason);
                         a->cancel_message = message ? xstrdup(message) : NULL;
                 }
-                if (a)
+                char job[AGENT_JOB_ID_LEN + 1] = "";
+                if (a) {
                         ssh_cancel_fire(a->cancel);
+                        memcpy(job, a->agent_job, sizeof job);
+                }
                 pthread_mutex_unlock(&rc->lock);
+                run_agent_cancel(rc, job);
                 if (a)
                         return 0;
 
@@ -516,6 +524,7 @@ int run_controller_new(const RunOptions *o, RunController **ret) {
         rc->servers = o->servers;
         rc->ssh = o->ssh;
         rc->activity = o->activity;
+        rc->agents = o->agents;
         rc->dir = xstrdup(o->dir);
         rc->proc_dir = xasprintf("%s/.proc", o->dir);
         pthread_mutex_init(&rc->lock, NULL);
@@ -523,6 +532,11 @@ int run_controller_new(const RunOptions *o, RunController **ret) {
         pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
         pthread_cond_init(&rc->changed, &attr);
         pthread_condattr_destroy(&attr);
+        r = workq_new(1, &rc->agent_finish);
+        if (r < 0) {
+                run_controller_free(rc);
+                return r;
+        }
         r = controller_add(o->controller, "Run", reconcile, rc);
         if (r < 0) {
                 run_controller_free(rc);
@@ -552,6 +566,9 @@ void run_controller_drain(RunController *rc, uint64_t grace_usec) {
                 rc->active[i]->interrupted = true;
                 ssh_cancel_fire(rc->active[i]->cancel);
         }
+        pthread_mutex_unlock(&rc->lock);
+        run_agent_interrupt_all(rc);
+        pthread_mutex_lock(&rc->lock);
         while (rc->n_active > 0)
                 pthread_cond_wait(&rc->changed, &rc->lock);
         pthread_mutex_unlock(&rc->lock);
@@ -561,6 +578,7 @@ void run_controller_free(RunController *rc) {
         if (!rc)
                 return;
         run_controller_drain(rc, 0);
+        workq_free(rc->agent_finish);
         free(rc->active);
         free(rc->delegate_kind);
         free(rc->dir);

@@ -26,6 +26,7 @@ typedef struct SshPool SshPool;
 typedef struct LogFile LogFile;
 typedef struct RunController RunController;
 typedef struct StoreOp StoreOp;
+typedef struct Agents Agents;
 
 typedef struct RunOptions {
         Store *store;
@@ -34,6 +35,7 @@ typedef struct RunOptions {
         SshPool *ssh;
         const char *dir;   /* output files: DIR/NS/NAME.log */
         LogFile *activity; /* may be NULL */
+        Agents *agents;    /* Servers of transport agent (may be NULL) */
 } RunOptions;
 
 int run_controller_new(const RunOptions *o, RunController **ret);

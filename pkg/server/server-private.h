@@ -16,6 +16,7 @@ struct ServerController {
         Controller *controller;
         SshPool *ssh;
         LogFile *connectivity;
+        Agents *agents;
 
         /* Serializes status writes (read, merge, commit) and guards below. */
         pthread_mutex_t lock;
@@ -62,6 +63,12 @@ typedef struct CheckOutcome {
  * (optional, caller frees) gets uptime's output when it ran. */
 void server_check_run(ServerController *s, const SshTarget *target, CheckOutcome *o, SshResult *result,
                       char **ret_uptime);
+/* server-agent.c: transport agent, whose polls are its check. */
+bool server_is_agent(const json_t *obj);
+/* The outcome from the agent's presence; -EAGAIN (and *ret_settle_usec)
+ * while rprd has just started and has not heard from it yet. */
+int server_agent_check(ServerController *s, const json_t *obj, CheckOutcome *o, uint64_t *ret_settle_usec);
+
 /* Parses the check command's output into a metrics object (new reference;
  * NULL when nothing could be read) and uptime's text (caller frees). */
 json_t *server_check_parse(const char *out, char **ret_uptime);

@@ -173,8 +173,14 @@ static int check_object(ServerController *s, json_t *obj, SshResult *result, cha
         int r;
 
         server_spec_read(obj, &spec);
-        r = server_target_build(s, obj, &t, &reason, &error);
-        if (r < 0) {
+        if (server_is_agent(obj)) {
+                uint64_t settle = 0;
+                r = server_agent_check(s, obj, &o, &settle);
+                if (r == -EAGAIN)
+                        return -EAGAIN; /* nothing known yet: no write */
+                *result = (SshResult){.failure = SSH_OK, .exit_code = o.ok ? 0 : -1};
+                snprintf(result->message, sizeof result->message, "%s", o.message);
+        } else if ((r = server_target_build(s, obj, &t, &reason, &error)) < 0) {
                 *result = (SshResult){.failure = SSH_OK, .exit_code = -1};
                 snprintf(result->message, sizeof result->message, "%s", error ? error : strerror(-r));
                 o = (CheckOutcome){.reason = reason ? reason : "ExecFailed", .no_retry = true, .when_usec = now_usec()};
@@ -314,6 +320,11 @@ static int reconcile(void *userdata, const char *ns, const char *name, uint64_t 
         r = check_object(s, obj, &result, NULL, &ok);
         if (r == -ENOENT)
                 return 0;
+        if (r == -EAGAIN) {
+                /* An agent not heard from since rprd started: ask again later. */
+                *ret_requeue_after = 5 * USEC_PER_SEC;
+                return 0;
+        }
         *ret_requeue_after = ok ? spec.interval_usec : retry_delay(&spec);
         return 0;
 }
@@ -330,6 +341,7 @@ int server_controller_new(const ServerOptions *o, ServerController **ret) {
         s->controller = o->controller;
         s->ssh = o->ssh;
         s->connectivity = o->connectivity;
+        s->agents = o->agents;
         s->last_attempt = json_object();
         s->asked = json_object();
         pthread_mutex_init(&s->lock, NULL);

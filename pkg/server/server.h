@@ -19,12 +19,14 @@ typedef struct Store Store;
 typedef struct Controller Controller;
 typedef struct LogFile LogFile;
 typedef struct ServerController ServerController;
+typedef struct Agents Agents;
 
 typedef struct ServerOptions {
         Store *store;
         Controller *controller; /* the Server kind is registered on it */
         SshPool *ssh;
         LogFile *connectivity; /* may be NULL */
+        Agents *agents;        /* transport agent: presence and metrics; may be NULL */
 } ServerOptions;
 
 int server_controller_new(const ServerOptions *o, ServerController **ret);

@@ -49,15 +49,17 @@ if os.path.realpath(BIN) == os.path.realpath(os.path.join(REPO, "build", "asan",
     MAKE.append("SAN=1")
 
 SYSTEMD = os.path.join(REPO, "packaging", "systemd")
-UNIT_NAMES = ["rpr-reconcile.service", "rpr-reconcile.timer", "rprd-web.socket", "rprd.service", "rprd.socket"]
+UNIT_NAMES = ["rpr-agent.service", "rpr-reconcile.service", "rpr-reconcile.timer", "rprd-web.socket", "rprd.service",
+              "rprd.socket"]
 VERSION = open(os.path.join(REPO, "VERSION")).read().strip()
 ARCH = subprocess.run(["dpkg", "--print-architecture"], capture_output=True, text=True, check=True).stdout.strip()
 
 INSTALLED = {
-    "usr/bin/rprd": 0o755, "usr/bin/rprctl": 0o755,
+    "usr/bin/rprd": 0o755, "usr/bin/rprctl": 0o755, "usr/bin/rpr-agent": 0o755,
     **{"usr/lib/systemd/system/" + u: 0o644 for u in UNIT_NAMES},
     "usr/lib/sysusers.d/rpr.conf": 0o644, "usr/lib/tmpfiles.d/rpr.conf": 0o644,
     "usr/share/man/man1/rprctl.1.gz": 0o644, "usr/share/man/man8/rprd.8.gz": 0o644,
+    "usr/share/man/man8/rpr-agent.8.gz": 0o644,
     "usr/share/doc/rpr/README.md": 0o644, "etc/default/rpr": 0o644,
     **{"usr/share/rpr/web/" + os.path.relpath(f, os.path.join(REPO, "web")): 0o644
        for f in glob.glob(os.path.join(REPO, "web", "**"), recursive=True) if os.path.isfile(f)},
@@ -227,7 +229,7 @@ def test_sysusers_and_tmpfiles_in_a_throwaway_root(tmp):
 
 
 def test_man_pages_are_clean_roff():
-    for page, first in (("rprd.8", ".TH RPRD 8"), ("rprctl.1", ".TH RPRCTL 1")):
+    for page, first in (("rprd.8", ".TH RPRD 8"), ("rprctl.1", ".TH RPRCTL 1"), ("rpr-agent.8", ".TH RPR-AGENT 8")):
         path = os.path.join(REPO, "packaging", "man", page)
         assert open(path).read().startswith(first), page
         p = run(["groff", "-man", "-Tutf8", "-ww", "-z", path], timeout=30)
@@ -247,7 +249,7 @@ def test_make_install_layout(tmp):
     got = files_under(tmp)
     assert got == INSTALLED, {"missing": set(INSTALLED) - set(got), "extra": set(got) - set(INSTALLED),
                               "modes": {k: oct(v) for k, v in got.items() if INSTALLED.get(k, v) != v}}
-    for b in ("rprd", "rprctl"):
+    for b in ("rprd", "rprctl", "rpr-agent"):
         sections = run(["readelf", "-S", os.path.join(tmp, "usr/bin", b)]).stdout
         assert ".symtab" not in sections and ".debug_info" not in sections, b + " is not stripped"
     assert unit_values("rprd.service", "ExecStart")[0] in open(
@@ -286,7 +288,7 @@ def test_deb_fields(deb):
             "libsqlite3-0", "libgit2-1.5", "libssl3"} <= depends
     # every shared library the binaries load comes from a package in Depends
     needed = set()
-    for b in ("rprd", "rprctl"):
+    for b in ("rprd", "rprctl", "rpr-agent"):
         needed |= set(re.findall(r"NEEDED\s+(\S+)", run(["objdump", "-p", os.path.join(BIN, b)]).stdout))
     for lib in needed:
         if lib.startswith(("libasan", "libubsan", "libstdc++", "libgcc_s")):

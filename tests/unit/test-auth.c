@@ -389,6 +389,47 @@ static void test_index_finds_and_follows(void **state) {
         auth_tokens_free(t);
 }
 
+/* Agent Tokens are in the index too, each with its use: a join token and
+ * an agent's credential, which speaks for its Server alone and has no role. */
+static void test_index_knows_agent_tokens_by_use(void **state) {
+        Fixture *f = *state;
+        AuthTokens *t = NULL;
+        AuthIdentity *id = NULL;
+
+        commit(f, STORE_OP_APPLY,
+               "{\"apiVersion\":\"rpr/v1\",\"kind\":\"Token\",\"metadata\":{\"name\":\"join\"},"
+               "\"spec\":{\"type\":\"agent\",\"value\":\"Jn7Qw2Lk9Xv4Rt8Zp3Mb\",\"singleUse\":true}}");
+        commit(f, STORE_OP_APPLY,
+               "{\"apiVersion\":\"rpr/v1\",\"kind\":\"Token\",\"metadata\":{\"name\":\"agent-edge\","
+               "\"namespace\":\"fleet\"},\"spec\":{\"type\":\"agent\",\"server\":\"edge\","
+               "\"value\":\"Cr4Vb8Nm2Qw6Er1Ty5Ui\"}}");
+        assert_int_equal(auth_tokens_new(f->store, &t), 0);
+
+        assert_int_equal(identify(t, "Jn7Qw2Lk9Xv4Rt8Zp3Mb", &id), 0);
+        assert_int_equal(id->use, AUTH_USE_AGENT_JOIN);
+        assert_true(id->single_use);
+        assert_int_equal(id->caller.role, AUTH_ROLE_NONE);
+        assert_null(id->caller.agent);
+        auth_identity_free(id);
+
+        assert_int_equal(identify(t, "Cr4Vb8Nm2Qw6Er1Ty5Ui", &id), 0);
+        assert_int_equal(id->use, AUTH_USE_AGENT);
+        assert_int_equal(id->caller.role, AUTH_ROLE_NONE);
+        assert_string_equal(id->caller.agent, "edge");
+        assert_string_equal(id->caller.namespaces[0], "fleet");
+        assert_true(auth_may_agent(&id->caller, "fleet", "edge"));
+        assert_false(auth_may_agent(&id->caller, "fleet", "other"));
+        assert_false(auth_may_agent(&id->caller, "default", "edge"));
+        /* No role: it may read or do nothing else. */
+        assert_false(auth_may(&id->caller, AUTH_VERB_READ, "Server", "fleet"));
+        auth_identity_free(id);
+
+        /* An api token is no agent. */
+        AuthCaller admin = {.role = AUTH_ROLE_ADMIN, .name = "admin"};
+        assert_false(auth_may_agent(&admin, "fleet", "edge"));
+        auth_tokens_free(t);
+}
+
 static void test_index_rebuilds_after_falling_behind(void **state) {
         Fixture *f = *state;
         AuthTokens *t = NULL;
@@ -444,6 +485,7 @@ int main(void) {
                 cmocka_unit_test(test_secret_rules),
                 cmocka_unit_test(test_throttle_backs_off_and_forgets),
                 cmocka_unit_test_setup_teardown(test_index_finds_and_follows, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_index_knows_agent_tokens_by_use, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_index_rebuilds_after_falling_behind, setup, teardown),
         };
         return cmocka_run_group_tests(tests, group_setup, group_teardown);

@@ -653,6 +653,33 @@ static void test_api_token_value_is_hashed(void **state) {
                        "ghp_x}\n");
         assert_string_equal(str_at(o, "spec.value"), "ghp_x");
         json_decref(o);
+
+        /* Agent tokens (join tokens, agents' credentials) are hashes too. */
+        o = prepare_ok("apiVersion: rpr/v1\nkind: Token\nmetadata: {name: join}\n"
+                       "spec: {type: agent, value: s3cret-value, singleUse: true}\n");
+        assert_null(at(o, "spec.value"));
+        assert_string_equal(str_at(o, "spec.valueHash"), want);
+        assert_null(at(o, "spec.role"));
+        json_decref(o);
+}
+
+static void test_agent_token_fields(void **state) {
+        (void) state;
+        expect_error("apiVersion: rpr/v1\nkind: Token\nmetadata: {name: t}\nspec: {type: api, value: x, "
+                     "server: web}\n",
+                     "spec.server", "is only allowed for type agent");
+        expect_error("apiVersion: rpr/v1\nkind: Token\nmetadata: {name: t}\nspec: {type: github, value: x, "
+                     "singleUse: true}\n",
+                     "spec.singleUse", "is only allowed for type agent");
+        expect_error("apiVersion: rpr/v1\nkind: Token\nmetadata: {name: t}\nspec: {type: agent, "
+                     "valueFrom: {env: JOIN}}\n",
+                     "spec.valueFrom", "is not allowed for type agent");
+        expect_error("apiVersion: rpr/v1\nkind: Token\nmetadata: {name: t}\nspec: {type: agent, value: x, "
+                     "server: web, singleUse: true}\n",
+                     "spec.singleUse", "is for join tokens");
+        expect_error("apiVersion: rpr/v1\nkind: Token\nmetadata: {name: t}\nspec: {type: agent, value: x, "
+                     "role: admin}\n",
+                     "spec.role", "is only allowed for type api");
 }
 
 static void test_secrets_never_in_messages(void **state) {
@@ -922,6 +949,7 @@ int main(void) {
                 cmocka_unit_test(test_binding_server_servers_exclusive),
                 cmocka_unit_test(test_other_cross_field_checks),
                 cmocka_unit_test(test_api_token_value_is_hashed),
+                cmocka_unit_test(test_agent_token_fields),
                 cmocka_unit_test(test_secrets_never_in_messages),
                 cmocka_unit_test(test_redact_removes_secrets),
                 cmocka_unit_test(test_kinds_with_secrets),

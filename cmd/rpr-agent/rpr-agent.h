@@ -1,0 +1,79 @@
+/* rpr-agent.h: what the files of rpr-agent share.
+ *
+ * rpr-agent runs on a host rprd cannot reach: it calls rprd over HTTPS
+ * (pkg/client), long-polls for jobs, runs each as its own process group
+ * under /bin/sh -c, and sends the output in chunks by byte offset, keeping
+ * every byte in a spool file until rprd has acknowledged it. */
+#pragma once
+
+#include <sys/types.h>
+
+#include "base/base.h"
+#include "client/client.h"
+
+#define AGENT_DEFAULT_STATE_DIR "/var/lib/rpr-agent"
+#define AGENT_CHUNK_MAX (256u * 1024)
+#define AGENT_CANCEL_GRACE_USEC (10 * USEC_PER_SEC)
+
+/* What join keeps in the state dir (agent.json and credential). */
+typedef struct AgentConfig {
+        char *state_dir;
+        char *server; /* https://HOST:PORT */
+        char *ns, *name;
+        char *ca, *fingerprint; /* NULL: not used */
+        char *credential;
+        unsigned poll_seconds;
+        unsigned capacity;
+} AgentConfig;
+
+int config_load(const char *state_dir, AgentConfig *ret);
+void config_clear(AgentConfig *c);
+/* A client for c's server with its TLS settings and credential (token may be
+ * NULL: none). */
+int agent_client(const char *server, const char *ca, const char *fingerprint, const char *token,
+                 Client **ret);
+
+/* ---- job.c: one job's process and its output ---------------------------------- */
+
+typedef struct Job {
+        struct Job *next;
+        char id[64];
+        pid_t pid;            /* its process group too; 0 once it has ended */
+        bool own_child;       /* started by this agent (else found after a restart) */
+        uint64_t start_ticks; /* /proc start time, against pid reuse */
+        int spool;            /* the output, kept until acknowledged */
+        uint64_t written, acked;
+        bool sized; /* ended and its size read: written is final */
+        int exit_code;
+        char signal[16];
+        uint64_t started, timeout_usec; /* realtime */
+        uint64_t kill_at;               /* monotonic; 0: none */
+        bool canceled;
+} Job;
+
+/* Starts command as its own process group, its output into the spool and
+ * what it is into the state dir (see job.c). */
+int job_start(const char *state_dir, const char *id, const char *command, const json_t *env,
+              uint64_t timeout_usec, Job **ret);
+/* The jobs an earlier agent left in the state dir, running or ended,
+ * prepended to *list; how many. */
+size_t job_load(const char *state_dir, Job **list);
+/* Notes what the job wrote and whether it ended; TERM after the timeout,
+ * KILL after the grace. */
+void job_pump(const char *state_dir, Job *j);
+/* TERM now, KILL after the grace. */
+void job_cancel(Job *j);
+/* Whether it has ended and all its output is counted. */
+bool job_done(const Job *j);
+/* Up to max bytes of the spool from offset into buf; how many. */
+ssize_t job_read(const Job *j, uint64_t offset, char *buf, size_t max);
+/* SHA-256 (hex) of the whole output. */
+int job_checksum(const Job *j, char out[static 65]);
+/* Kills what is left, removes its files, frees. */
+void job_free(const char *state_dir, Job *j);
+
+/* ---- run.c ----------------------------------------------------------------------- */
+
+/* Serves until SIGTERM/SIGINT, or until rprd refuses the agent (-EACCES).
+ * poll_seconds and capacity 0: the defaults (25 s, 1 job at a time). */
+int agent_run(const char *state_dir, unsigned poll_seconds, unsigned capacity);

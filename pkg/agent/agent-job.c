@@ -1,0 +1,279 @@
+/* agent-job.c: one job's life on rprd's side — queued, offered under a
+ * lease, accepted, its output taken by offset (each byte once, in order,
+ * whatever the agent resends), finished with a byte count and a checksum
+ * that must agree with what arrived; or canceled, expired, interrupted.
+ * Every end goes to the job's sink exactly once. */
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#include "agent/agent-private.h"
+
+AgentJobResult agent_result(AgentJobState state, const char *reason, const char *fmt, ...) {
+        AgentJobResult r = {.state = state, .exit_code = -1, .reason = reason};
+        va_list ap;
+
+        va_start(ap, fmt);
+        (void) vsnprintf_utf8(r.message, sizeof r.message, fmt, ap);
+        va_end(ap);
+        return r;
+}
+
+AgentJob *agent_job_of(Agents *a, const AgentHost *h, const char *id) {
+        AgentJob *j = hashmap_get(a->jobs, id);
+
+        /* Another agent's job is as unknown as one that never was. */
+        return j && j->host == h ? j : NULL;
+}
+
+static void job_free(AgentJob *j) {
+        free(j->command);
+        json_decref(j->env);
+        EVP_MD_CTX_free(j->sha);
+        free(j);
+}
+
+void agent_job_end(Agents *a, AgentJob *job, const AgentJobResult *r, JobEnds *ends) {
+        AgentHost *h = job->host;
+
+        for (AgentJob **p = &h->jobs; *p; p = &(*p)->next)
+                if (*p == job) {
+                        *p = job->next;
+                        break;
+                }
+        hashmap_remove(a->jobs, job->id);
+        ends->items = xrealloc(ends->items, (ends->n + 1) * sizeof *ends->items);
+        JobEnd *e = &ends->items[ends->n++];
+        e->sink = job->sink;
+        e->result = *r;
+        e->result.bytes = job->offset;
+        e->result.duration_usec = job->started ? now_mono_usec() - job->started : 0;
+        job_free(job);
+}
+
+void job_ends_report(JobEnds *ends) {
+        for (size_t i = 0; i < ends->n; i++)
+                if (ends->items[i].sink.done)
+                        ends->items[i].sink.done(ends->items[i].sink.userdata, &ends->items[i].result);
+        free(ends->items);
+        *ends = (JobEnds){0};
+}
+
+static void wake(Agents *a, const char *ns, const char *server) {
+        pthread_mutex_lock(&a->lock);
+        AgentWakeFn fn = a->wake;
+        void *userdata = a->wake_userdata;
+        pthread_mutex_unlock(&a->lock);
+        if (fn)
+                fn(userdata, ns, server);
+}
+
+int agent_job_submit(Agents *a, const char *ns, const char *server, const AgentJobSpec *spec,
+                     const AgentJobSink *sink, char ret_id[static AGENT_JOB_ID_LEN + 1]) {
+        AgentJob *j = xcalloc(1, sizeof *j);
+        int r;
+
+        if (!spec->command || (spec->env && !json_is_object(spec->env))) {
+                free(j);
+                return -EINVAL;
+        }
+        r = random_token(j->id, AGENT_JOB_ID_LEN);
+        if (r < 0) {
+                free(j);
+                return r;
+        }
+        j->command = xstrdup(spec->command);
+        j->env = spec->env ? json_deep_copy(spec->env) : NULL;
+        j->timeout_usec = spec->timeout_usec;
+        j->submitted = now_mono_usec();
+        j->wait_deadline = spec->wait_usec ? j->submitted + spec->wait_usec : 0;
+        j->sink = *sink;
+        j->sha = EVP_MD_CTX_new();
+        if (!j->sha || EVP_DigestInit_ex(j->sha, EVP_sha256(), NULL) != 1) {
+                job_free(j);
+                return -ENOMEM;
+        }
+
+        pthread_mutex_lock(&a->lock);
+        AgentHost *h = agent_host_get(a, ns, server, true);
+        j->host = h;
+        /* At the end of the host's list: offered in submission order. */
+        AgentJob **p = &h->jobs;
+        while (*p)
+                p = &(*p)->next;
+        *p = j;
+        hashmap_put(a->jobs, j->id, j);
+        if (ret_id)
+                memcpy(ret_id, j->id, AGENT_JOB_ID_LEN + 1);
+        pthread_mutex_unlock(&a->lock);
+
+        wake(a, ns, server);
+        return 0;
+}
+
+void agent_job_cancel(Agents *a, const char *id) {
+        JobEnds ends = {0};
+        _cleanup_free_ char *ns = NULL, *server = NULL;
+
+        pthread_mutex_lock(&a->lock);
+        AgentJob *j = hashmap_get(a->jobs, id);
+        if (j && j->phase == JOB_QUEUED) {
+                AgentJobResult r =
+                        agent_result(AGENT_JOB_CANCELED, "Canceled", "canceled before the agent took it");
+                agent_job_end(a, j, &r, &ends);
+        } else if (j && !j->cancel) {
+                j->cancel = true;
+                ns = xstrdup(j->host->ns);
+                server = xstrdup(j->host->server);
+        }
+        pthread_mutex_unlock(&a->lock);
+
+        job_ends_report(&ends);
+        if (ns)
+                wake(a, ns, server);
+}
+
+void agent_job_interrupt(Agents *a, const char *id, const char *why) {
+        JobEnds ends = {0};
+
+        pthread_mutex_lock(&a->lock);
+        AgentJob *j = hashmap_get(a->jobs, id);
+        if (j) {
+                AgentJobResult r = agent_result(AGENT_JOB_INTERRUPTED, "Interrupted", "%s", why);
+                agent_job_end(a, j, &r, &ends);
+        }
+        pthread_mutex_unlock(&a->lock);
+        job_ends_report(&ends);
+}
+
+void agent_job_abandon(Agents *a, const char *id) {
+        pthread_mutex_lock(&a->lock);
+        AgentJob *j = hashmap_get(a->jobs, id);
+        if (j)
+                j->sink = (AgentJobSink){0};
+        pthread_mutex_unlock(&a->lock);
+        agent_job_cancel(a, id);
+}
+
+/* ---- the agent's side ---------------------------------------------------------------- */
+
+int agent_job_accept(Agents *a, const char *ns, const char *server, const char *id,
+                     uint64_t *ret_lease_usec) {
+        uint64_t now = now_mono_usec();
+        int r = 0;
+
+        pthread_mutex_lock(&a->lock);
+        AgentHost *h = agent_host_get(a, ns, server, false);
+        AgentJob *j = h ? agent_job_of(a, h, id) : NULL;
+        if (!j)
+                r = -ENOENT;
+        else if (j->phase == JOB_RUNNING)
+                r = 0; /* an accept sent again after its answer was lost */
+        else if (j->phase != JOB_OFFERED || j->lease_until <= now || j->cancel)
+                r = -ESTALE;
+        if (r == 0 && j->phase != JOB_RUNNING) {
+                j->phase = JOB_RUNNING;
+                j->started = now;
+        }
+        if (r == 0) {
+                j->lease_until = now + agent_lease_usec(h);
+                *ret_lease_usec = agent_lease_usec(h);
+        }
+        pthread_mutex_unlock(&a->lock);
+        return r;
+}
+
+int agent_job_output(Agents *a, const char *ns, const char *server, const char *id, uint64_t offset,
+                     const char *data, size_t n, uint64_t *ret_offset) {
+        int r = 0;
+
+        pthread_mutex_lock(&a->lock);
+        AgentHost *h = agent_host_get(a, ns, server, false);
+        AgentJob *j = h ? agent_job_of(a, h, id) : NULL;
+        if (!j || j->phase != JOB_RUNNING) {
+                pthread_mutex_unlock(&a->lock);
+                return -ENOENT;
+        }
+        j->lease_until = now_mono_usec() + agent_lease_usec(h);
+        uint64_t have = j->offset;
+        AgentJobSink sink = j->sink;
+        pthread_mutex_unlock(&a->lock);
+
+        *ret_offset = have;
+        if (offset > have)
+                return -ERANGE;
+        if (offset + n <= have)
+                return 0; /* all of it arrived before */
+
+        /* Only the protocol's thread moves a job's offset: no other chunk
+         * of this job can slip in between. The sink runs unlocked. */
+        const char *fresh = data + (have - offset);
+        size_t n_fresh = n - (size_t) (have - offset);
+        if (sink.output && sink.output(sink.userdata, fresh, n_fresh) < 0)
+                return -EAGAIN;
+
+        pthread_mutex_lock(&a->lock);
+        j = agent_job_of(a, h, id);
+        if (j) {
+                EVP_DigestUpdate(j->sha, fresh, n_fresh);
+                j->offset += n_fresh;
+                have = j->offset;
+        } else
+                r = -ENOENT;
+        pthread_mutex_unlock(&a->lock);
+        *ret_offset = have;
+        return r;
+}
+
+static AgentJobResult finish_result(AgentJob *j, int exit_code, const char *signal, uint64_t bytes,
+                                    const char *sha256) {
+        unsigned char md[EVP_MAX_MD_SIZE];
+        unsigned md_len = 0;
+        char hex[2 * EVP_MAX_MD_SIZE + 1] = "";
+
+        EVP_DigestFinal_ex(j->sha, md, &md_len);
+        for (unsigned i = 0; i < md_len; i++)
+                snprintf(hex + 2 * i, 3, "%02x", md[i]);
+        if (bytes != j->offset || !sha256 || strlen(sha256) != 2 * md_len || strcasecmp(sha256, hex) != 0)
+                return agent_result(AGENT_JOB_FAILED, "OutputCorrupt",
+                                    "the agent reported %llu bytes of output with another checksum than the "
+                                    "%llu bytes rprd received",
+                                    (unsigned long long) bytes, (unsigned long long) j->offset);
+        if (j->cancel)
+                return (AgentJobResult){.state = AGENT_JOB_CANCELED,
+                                        .exit_code = exit_code,
+                                        .reason = "Canceled",
+                                        .message = "canceled"};
+        AgentJobResult r = {.state = exit_code == 0 && !*signal ? AGENT_JOB_SUCCEEDED : AGENT_JOB_FAILED,
+                            .exit_code = exit_code,
+                            .reason = ""};
+        snprintf(r.signal, sizeof r.signal, "%s", signal);
+        if (*signal)
+                snprintf(r.message, sizeof r.message, "killed by signal %s", signal);
+        else if (exit_code != 0)
+                snprintf(r.message, sizeof r.message, "exit code %d", exit_code);
+        return r;
+}
+
+int agent_job_finish(Agents *a, const char *ns, const char *server, const char *id, int exit_code,
+                     const char *signal, uint64_t bytes, const char *sha256, uint64_t *ret_offset) {
+        JobEnds ends = {0};
+        int r = 0;
+
+        pthread_mutex_lock(&a->lock);
+        AgentHost *h = agent_host_get(a, ns, server, false);
+        AgentJob *j = h ? agent_job_of(a, h, id) : NULL;
+        if (!j || j->phase != JOB_RUNNING)
+                r = -ENOENT;
+        else if (bytes > j->offset) {
+                *ret_offset = j->offset;
+                r = -EAGAIN;
+        } else {
+                AgentJobResult res = finish_result(j, exit_code, signal ? signal : "", bytes, sha256);
+                r = STREQ(res.reason, "OutputCorrupt") ? -EBADMSG : 0;
+                agent_job_end(a, j, &res, &ends);
+        }
+        pthread_mutex_unlock(&a->lock);
+        job_ends_report(&ends);
+        return r;
+}

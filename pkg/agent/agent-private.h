@@ -1,0 +1,86 @@
+/* agent-private.h: what the files of pkg/agent share: the registry of
+ * agents (hosts) and their jobs, and the list of job ends that are
+ * reported once the lock is let go. */
+#pragma once
+
+#include <openssl/evp.h>
+#include <pthread.h>
+
+#include "agent/agent.h"
+
+typedef enum JobPhase {
+        JOB_QUEUED,  /* waiting for the agent's next poll */
+        JOB_OFFERED, /* in a poll's answer, not accepted yet */
+        JOB_RUNNING, /* accepted */
+} JobPhase;
+
+typedef struct AgentHost AgentHost;
+typedef struct AgentJob AgentJob;
+
+struct AgentJob {
+        AgentJob *next; /* in its host's list */
+        AgentHost *host;
+        char id[AGENT_JOB_ID_LEN + 1];
+        char *command;
+        json_t *env;
+        uint64_t timeout_usec;
+        uint64_t wait_deadline; /* monotonic; 0: wait forever */
+        uint64_t lease_until;   /* monotonic, while offered or running */
+        uint64_t submitted, started;
+        JobPhase phase;
+        bool cancel, cancel_sent;
+        uint64_t offset; /* output bytes held */
+        EVP_MD_CTX *sha;
+        AgentJobSink sink;
+};
+
+struct AgentHost {
+        AgentHost *next; /* in Agents.list */
+        char *key;       /* "ns/server" */
+        char *ns, *server;
+        uint64_t last_seen, last_seen_real; /* monotonic, realtime; 0: never */
+        uint64_t window_usec;               /* the agent's poll window */
+        char version[32];
+        unsigned capacity;
+        json_t *metrics;
+        bool online, refused;
+        AgentJob *jobs;
+};
+
+/* Job ends collected under the lock, reported after it. */
+typedef struct JobEnd {
+        AgentJobSink sink;
+        AgentJobResult result;
+} JobEnd;
+
+typedef struct JobEnds {
+        JobEnd *items;
+        size_t n;
+} JobEnds;
+
+struct Agents {
+        pthread_mutex_t lock;
+        Hashmap *hosts;  /* key -> AgentHost */
+        AgentHost *list; /* the same hosts, to go through them */
+        Hashmap *jobs;   /* id -> AgentJob */
+        uint64_t created;
+        AgentWakeFn wake;
+        void *wake_userdata;
+        AgentPresenceFn presence;
+        void *presence_userdata;
+};
+
+/* A running job's lease: two poll windows and some slack. */
+uint64_t agent_lease_usec(const AgentHost *h);
+/* The host of ns/server, made when absent. Under lock. */
+AgentHost *agent_host_get(Agents *a, const char *ns, const char *server, bool create);
+
+/* Ends job with result: out of every list, freed; its sink is called by
+ * job_ends_report(). Under lock. */
+void agent_job_end(Agents *a, AgentJob *job, const AgentJobResult *r, JobEnds *ends);
+/* Calls each sink's done and empties ends. Without the lock. */
+void job_ends_report(JobEnds *ends);
+/* A result of state with a reason and a message. */
+AgentJobResult agent_result(AgentJobState state, const char *reason, const char *fmt, ...) _printf_(3, 4);
+/* The job id of this host, or NULL. Under lock. */
+AgentJob *agent_job_of(Agents *a, const AgentHost *h, const char *id);

@@ -1,0 +1,152 @@
+/* agent: rpr agents, the transport for Servers rprd cannot reach (NAT,
+ * laptops, edge boxes): the agent calls rprd, never the other way.
+ *
+ * This module holds, in memory, what rprd knows of the agents that poll it
+ * (when each was last heard from, its version, capacity and metrics) and
+ * the jobs waiting for, offered to or run by each one, with their leases
+ * and the output received so far. It knows nothing of HTTP: pkg/api speaks
+ * the protocol (see README "Agents") and calls in here; whoever wants a
+ * command run (exec, Runs) submits a job with a sink and is called back
+ * with its output, in order and exactly once, and with its end.
+ *
+ * The one idea: a job's fate is decided by its lease, not by the agent's
+ * presence. An offer not accepted within its lease is offered again; a
+ * running job whose lease is not renewed (by a poll that lists it, or by
+ * output) is Interrupted. Presence only says whether the Server is
+ * Reachable.
+ *
+ * Thread-safe: one lock guards everything. The sinks of a job that was
+ * offered are called only from the thread that speaks the protocol (h2o's
+ * loop) and from agents_tick(); a queued job canceled from elsewhere gets
+ * its end on the canceling thread. No callback is made under the lock. */
+#pragma once
+
+#include "base/base.h"
+
+typedef struct Agents Agents;
+
+#define AGENT_VERSION_MIN "0.1.0" /* older agents are refused, by name */
+#define AGENT_POLL_DEFAULT_SEC 25 /* how long a poll is held at most */
+#define AGENT_OUTPUT_CHUNK_MAX (256u * 1024)
+#define AGENT_JOB_ID_LEN 24
+#define AGENT_CAPACITY_MAX 64
+
+/* Called when something waits for the agent of ns/server (an offer, a
+ * cancel): answer its held poll. Any thread, no lock held. */
+typedef void (*AgentWakeFn)(void *userdata, const char *ns, const char *server);
+/* Called when the agent of ns/server comes online or goes offline. */
+typedef void (*AgentPresenceFn)(void *userdata, const char *ns, const char *server, bool online);
+
+Agents *agents_new(void);
+void agents_free(Agents *a); /* NULL-safe; ends every job as Interrupted */
+void agents_set_wake(Agents *a, AgentWakeFn fn, void *userdata);
+void agents_set_presence(Agents *a, AgentPresenceFn fn, void *userdata);
+
+/* ---- presence -------------------------------------------------------------------- */
+
+/* Whether version ("1.2.3") is at least AGENT_VERSION_MIN. */
+bool agent_version_ok(const char *version);
+
+typedef struct AgentPresence {
+        bool online;               /* heard from within three poll windows */
+        uint64_t last_seen_usec;   /* realtime; 0: not since rprd started */
+        uint64_t since_start_usec; /* how long this registry has existed */
+        char version[32];
+        unsigned capacity, running;
+        json_t *metrics;      /* new reference or NULL */
+        bool version_refused; /* its last poll was refused as too old */
+} AgentPresence;
+
+/* What is known of the agent of ns/server; fills *ret (free metrics with
+ * json_decref). */
+void agent_presence(Agents *a, const char *ns, const char *server, AgentPresence *ret);
+/* Records a poll refused for its version (shown on the Server). */
+void agent_note_refused(Agents *a, const char *ns, const char *server, const char *version);
+/* Forgets the agent (its Server was deleted or deactivated): its jobs end
+ * Interrupted. */
+void agent_forget(Agents *a, const char *ns, const char *server);
+
+/* ---- the protocol side ----------------------------------------------------------- */
+
+/* A poll from the agent of ns/server carrying heartbeat (see README:
+ * version, capacity, metrics, jobs [{id, offset}], wait). Records its
+ * presence and renews the leases of the jobs it lists. *ret_answer gets
+ * {offers, cancel, ack, drop} (new reference); returns 1 when it holds
+ * something to act on, 0 when the poll may be held. *ret_wait_usec: how
+ * long to hold it. */
+int agent_poll(Agents *a, const char *ns, const char *server, const json_t *heartbeat, json_t **ret_answer,
+               uint64_t *ret_wait_usec);
+/* What a held poll answers when woken or at its end (the same form). */
+int agent_poll_again(Agents *a, const char *ns, const char *server, json_t **ret_answer);
+
+/* The agent takes an offered job: 0, -ENOENT (not a job of this agent),
+ * -ESTALE (its lease ran out and it was offered again, or canceled). */
+int agent_job_accept(Agents *a, const char *ns, const char *server, const char *id,
+                     uint64_t *ret_lease_usec);
+/* Output bytes [offset, offset + n). Only the bytes past what rprd holds
+ * are taken; *ret_offset is what it holds afterwards. -ERANGE for a gap
+ * (*ret_offset set), -ENOENT, -EAGAIN when the sink cannot take them now
+ * (send them again later). */
+int agent_job_output(Agents *a, const char *ns, const char *server, const char *id, uint64_t offset,
+                     const char *data, size_t n, uint64_t *ret_offset);
+/* The job's end: exit_code (or signal, e.g. "TERM"), the byte count and
+ * the SHA-256 (hex) of all its output. -ENOENT; -EAGAIN when bytes is more
+ * than rprd holds (*ret_offset: send from there); -EBADMSG when the count
+ * or checksum differs from what rprd holds (the job ends Failed). */
+int agent_job_finish(Agents *a, const char *ns, const char *server, const char *id, int exit_code,
+                     const char *signal, uint64_t bytes, const char *sha256, uint64_t *ret_offset);
+
+/* Lease and wait expiries, offline agents: call about once a second. */
+void agents_tick(Agents *a);
+
+/* ---- jobs --------------------------------------------------------------------------- */
+
+typedef enum AgentJobState {
+        AGENT_JOB_SUCCEEDED,
+        AGENT_JOB_FAILED, /* exit code not 0, or a signal */
+        AGENT_JOB_CANCELED,
+        AGENT_JOB_INTERRUPTED, /* its lease ran out, or the agent lost it */
+        AGENT_JOB_EXPIRED,     /* the agent did not come within the wait timeout */
+} AgentJobState;
+
+typedef struct AgentJobResult {
+        AgentJobState state;
+        int exit_code;      /* -1 when it did not exit */
+        char signal[16];    /* "TERM", "KILL" or "" */
+        const char *reason; /* static: "", "Canceled", "Interrupted", "WaitingForServer", "OutputCorrupt" */
+        char message[256];
+        uint64_t bytes;
+        uint64_t duration_usec;
+} AgentJobResult;
+
+typedef struct AgentJobSink {
+        /* Output in order, each byte once. Return < 0 to refuse it for now
+         * (the agent sends it again). */
+        int (*output)(void *userdata, const char *data, size_t n);
+        /* The end, exactly once; nothing is called after it. */
+        void (*done)(void *userdata, const AgentJobResult *r);
+        void *userdata;
+} AgentJobSink;
+
+typedef struct AgentJobSpec {
+        const char *command;   /* for /bin/sh -c */
+        const json_t *env;     /* object of strings, or NULL */
+        uint64_t timeout_usec; /* 0: none */
+        uint64_t wait_usec;    /* how long to wait for an offline agent; 0: forever */
+} AgentJobSpec;
+
+/* Queues a job for the agent of ns/server; offered at its next poll (at
+ * once when one is held). ret_id (optional) gets its id. */
+int agent_job_submit(Agents *a, const char *ns, const char *server, const AgentJobSpec *spec,
+                     const AgentJobSink *sink, char ret_id[static AGENT_JOB_ID_LEN + 1]);
+/* Cancels a job whose holder has gone: it is canceled on the agent (or
+ * dropped while queued) and its sink is never called again. */
+void agent_job_abandon(Agents *a, const char *id);
+/* Ends the job now as Interrupted (why), its sink called on this thread:
+ * for holders that cannot wait for the agent (rprd stopping). The agent
+ * drops it at its next poll. */
+void agent_job_interrupt(Agents *a, const char *id, const char *why);
+/* Cancels a job: a queued one ends Canceled now; an offered or running
+ * one is canceled on the agent (TERM, grace, KILL) and ends when it says
+ * so or its lease runs out. Unknown ids are ignored. */
+void agent_job_cancel(Agents *a, const char *id);

@@ -1,0 +1,264 @@
+/* Unit tests for pkg/agent: the protocol's rules without HTTP — offers,
+ * two-phase accept, output by offset (each byte once, gaps refused), the
+ * checksum at the end, a job lost by its agent, cancels, versions, and
+ * that one agent cannot touch another's job. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "agent/agent.h"
+
+typedef struct Sink {
+        Buf out;
+        int ends;
+        AgentJobResult result;
+        bool refuse;
+} Sink;
+
+static int sink_output(void *userdata, const char *data, size_t n) {
+        Sink *s = userdata;
+
+        if (s->refuse)
+                return -EAGAIN;
+        return buf_append(&s->out, data, n);
+}
+
+static void sink_done(void *userdata, const AgentJobResult *r) {
+        Sink *s = userdata;
+
+        s->ends++;
+        s->result = *r;
+}
+
+static json_t *hb(const char *version, json_t *jobs) {
+        return json_pack("{s:s, s:i, s:i, s:o}", "version", version, "wait", 0, "pollSeconds", 1, "jobs",
+                         jobs ? jobs : json_array());
+}
+
+/* Submits a job for ns/server and returns its id through a poll's offer. */
+static void submit(Agents *a, const char *server, Sink *s, char id[static AGENT_JOB_ID_LEN + 1]) {
+        AgentJobSpec spec = {.command = "echo hi"};
+        AgentJobSink sink = {sink_output, sink_done, s};
+
+        assert_int_equal(agent_job_submit(a, "default", server, &spec, &sink, id), 0);
+}
+
+static json_t *poll_of(Agents *a, const char *server, json_t *heartbeat) {
+        json_t *answer = NULL;
+        uint64_t wait;
+
+        (void) agent_poll(a, "default", server, heartbeat, &answer, &wait);
+        json_decref(heartbeat);
+        return answer;
+}
+
+static void test_offer_accept_output_finish(void **state) {
+        (void) state;
+        Agents *a = agents_new();
+        Sink s = {0};
+        char id[AGENT_JOB_ID_LEN + 1], hex[65];
+        uint64_t lease, off = 0;
+
+        submit(a, "edge", &s, id);
+        json_t *ans = poll_of(a, "edge", hb("0.1.0", NULL));
+        assert_int_equal(json_array_size(json_object_get(ans, "offers")), 1);
+        assert_string_equal(json_str_at(json_array_get(json_object_get(ans, "offers"), 0), "id"), id);
+        json_decref(ans);
+
+        assert_int_equal(agent_job_accept(a, "default", "edge", id, &lease), 0);
+        assert_true(lease > 0);
+        assert_int_equal(agent_job_output(a, "default", "edge", id, 0, "hello ", 6, &off), 0);
+        assert_int_equal(off, 6);
+        /* Sent again: taken once. Overlapping: only the new part. */
+        assert_int_equal(agent_job_output(a, "default", "edge", id, 0, "hello ", 6, &off), 0);
+        assert_int_equal(agent_job_output(a, "default", "edge", id, 3, "lo world", 8, &off), 0);
+        assert_int_equal(off, 11);
+        /* A gap is refused with what rprd holds. */
+        assert_int_equal(agent_job_output(a, "default", "edge", id, 20, "x", 1, &off), -ERANGE);
+        assert_int_equal(off, 11);
+        /* A sink that cannot take it now: not counted. */
+        s.refuse = true;
+        assert_int_equal(agent_job_output(a, "default", "edge", id, 11, "!", 1, &off), -EAGAIN);
+        assert_int_equal(off, 11);
+        s.refuse = false;
+        assert_string_equal(s.out.data, "hello world");
+
+        /* More bytes than rprd holds: send them first. */
+        sha256_hex("hello world", 11, hex);
+        assert_int_equal(agent_job_finish(a, "default", "edge", id, 0, "", 12, hex, &off), -EAGAIN);
+        assert_int_equal(s.ends, 0);
+        assert_int_equal(agent_job_finish(a, "default", "edge", id, 3, "", 11, hex, &off), 0);
+        assert_int_equal(s.ends, 1);
+        assert_int_equal(s.result.state, AGENT_JOB_FAILED);
+        assert_int_equal(s.result.exit_code, 3);
+        assert_int_equal(s.result.bytes, 11);
+        /* Gone now. */
+        assert_int_equal(agent_job_accept(a, "default", "edge", id, &lease), -ENOENT);
+        buf_free(&s.out);
+        agents_free(a);
+}
+
+static void test_wrong_checksum_fails_the_job(void **state) {
+        (void) state;
+        Agents *a = agents_new();
+        Sink s = {0};
+        char id[AGENT_JOB_ID_LEN + 1];
+        uint64_t lease, off;
+
+        submit(a, "edge", &s, id);
+        json_decref(poll_of(a, "edge", hb("0.1.0", NULL)));
+        assert_int_equal(agent_job_accept(a, "default", "edge", id, &lease), 0);
+        assert_int_equal(agent_job_output(a, "default", "edge", id, 0, "abc", 3, &off), 0);
+        char zeros[65];
+        memset(zeros, '0', 64);
+        zeros[64] = 0;
+        assert_int_equal(agent_job_finish(a, "default", "edge", id, 0, "", 3, zeros, &off), -EBADMSG);
+        assert_int_equal(s.ends, 1);
+        assert_int_equal(s.result.state, AGENT_JOB_FAILED);
+        assert_string_equal(s.result.reason, "OutputCorrupt");
+        buf_free(&s.out);
+        agents_free(a);
+}
+
+static void test_another_agents_job_is_unknown(void **state) {
+        (void) state;
+        Agents *a = agents_new();
+        Sink s = {0};
+        char id[AGENT_JOB_ID_LEN + 1];
+        uint64_t lease, off;
+
+        submit(a, "b", &s, id);
+        json_decref(poll_of(a, "b", hb("0.1.0", NULL)));
+        json_decref(poll_of(a, "a", hb("0.1.0", NULL)));
+        assert_int_equal(agent_job_accept(a, "default", "a", id, &lease), -ENOENT);
+        assert_int_equal(agent_job_accept(a, "default", "b", id, &lease), 0);
+        assert_int_equal(agent_job_output(a, "default", "a", id, 0, "x", 1, &off), -ENOENT);
+        assert_int_equal(agent_job_finish(a, "default", "a", id, 0, "", 0, "", &off), -ENOENT);
+        /* A poll of a listing b's job: dropped, not acknowledged. */
+        json_t *ans = poll_of(a, "a", hb("0.1.0", json_pack("[{s:s, s:i}]", "id", id, "offset", 0)));
+        assert_int_equal(json_array_size(json_object_get(ans, "drop")), 1);
+        assert_null(json_object_get(json_object_get(ans, "ack"), id));
+        json_decref(ans);
+        assert_int_equal(s.ends, 0);
+        agents_free(a);
+        assert_int_equal(s.ends, 1); /* rprd stopping: Interrupted */
+        assert_int_equal(s.result.state, AGENT_JOB_INTERRUPTED);
+}
+
+static void test_a_job_the_agent_no_longer_lists_is_interrupted(void **state) {
+        (void) state;
+        Agents *a = agents_new();
+        Sink s = {0};
+        char id[AGENT_JOB_ID_LEN + 1];
+        uint64_t lease;
+
+        submit(a, "edge", &s, id);
+        json_decref(poll_of(a, "edge", hb("0.1.0", NULL)));
+        assert_int_equal(agent_job_accept(a, "default", "edge", id, &lease), 0);
+        json_t *ans = poll_of(a, "edge", hb("0.1.0", json_pack("[{s:s, s:i}]", "id", id, "offset", 0)));
+        assert_int_equal(json_integer_value(json_object_get(json_object_get(ans, "ack"), id)), 0);
+        json_decref(ans);
+        assert_int_equal(s.ends, 0);
+        json_decref(poll_of(a, "edge", hb("0.1.0", NULL))); /* restarted, holds nothing */
+        assert_int_equal(s.ends, 1);
+        assert_int_equal(s.result.state, AGENT_JOB_INTERRUPTED);
+        agents_free(a);
+}
+
+static void test_cancel_queued_at_once_and_running_through_the_poll(void **state) {
+        (void) state;
+        Agents *a = agents_new();
+        Sink s1 = {0}, s2 = {0};
+        char id1[AGENT_JOB_ID_LEN + 1], id2[AGENT_JOB_ID_LEN + 1];
+        uint64_t lease, off;
+
+        submit(a, "edge", &s1, id1);
+        agent_job_cancel(a, id1);
+        assert_int_equal(s1.ends, 1);
+        assert_int_equal(s1.result.state, AGENT_JOB_CANCELED);
+
+        submit(a, "edge", &s2, id2);
+        json_decref(poll_of(a, "edge", hb("0.1.0", NULL)));
+        assert_int_equal(agent_job_accept(a, "default", "edge", id2, &lease), 0);
+        agent_job_cancel(a, id2);
+        assert_int_equal(s2.ends, 0);
+        json_t *ans = NULL;
+        assert_int_equal(agent_poll_again(a, "default", "edge", &ans), 1);
+        assert_string_equal(json_string_value(json_array_get(json_object_get(ans, "cancel"), 0)), id2);
+        json_decref(ans);
+        /* Told once: the next answer may be held. */
+        assert_int_equal(agent_poll_again(a, "default", "edge", &ans), 0);
+        json_decref(ans);
+        char hex[65];
+        sha256_hex("", 0, hex);
+        assert_int_equal(agent_job_finish(a, "default", "edge", id2, -1, "TERM", 0, hex, &off), 0);
+        assert_int_equal(s2.result.state, AGENT_JOB_CANCELED);
+        agents_free(a);
+}
+
+static void test_capacity_bounds_the_offers(void **state) {
+        (void) state;
+        Agents *a = agents_new();
+        Sink s[3] = {0};
+        char id[3][AGENT_JOB_ID_LEN + 1];
+
+        for (int i = 0; i < 3; i++)
+                submit(a, "edge", &s[i], id[i]);
+        json_t *h = hb("0.1.0", NULL);
+        json_object_set_new(h, "capacity", json_integer(2));
+        json_t *ans = poll_of(a, "edge", h);
+        assert_int_equal(json_array_size(json_object_get(ans, "offers")), 2);
+        json_decref(ans);
+        agents_free(a);
+        for (int i = 0; i < 3; i++)
+                assert_int_equal(s[i].ends, 1);
+}
+
+static void test_versions(void **state) {
+        (void) state;
+        assert_true(agent_version_ok(AGENT_VERSION_MIN));
+        assert_true(agent_version_ok("0.1.1"));
+        assert_true(agent_version_ok("1.0.0"));
+        assert_true(agent_version_ok("0.10.0"));
+        assert_false(agent_version_ok("0.0.9"));
+        assert_false(agent_version_ok(NULL));
+        assert_false(agent_version_ok("banana"));
+        assert_false(agent_version_ok("0.1"));
+}
+
+static void test_presence(void **state) {
+        (void) state;
+        Agents *a = agents_new();
+        AgentPresence p;
+
+        agent_presence(a, "default", "edge", &p);
+        assert_false(p.online);
+        assert_int_equal(p.last_seen_usec, 0);
+        json_t *h = hb("0.1.0", NULL);
+        json_object_set_new(h, "metrics", json_pack("{s:f, s:s}", "load1", 0.5, "evil", "x"));
+        json_decref(poll_of(a, "edge", h));
+        agent_presence(a, "default", "edge", &p);
+        assert_true(p.online);
+        assert_string_equal(p.version, "0.1.0");
+        assert_non_null(json_object_get(p.metrics, "load1"));
+        assert_null(json_object_get(p.metrics, "evil"));
+        json_decref(p.metrics);
+        agents_free(a);
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_offer_accept_output_finish),
+                cmocka_unit_test(test_wrong_checksum_fails_the_job),
+                cmocka_unit_test(test_another_agents_job_is_unknown),
+                cmocka_unit_test(test_a_job_the_agent_no_longer_lists_is_interrupted),
+                cmocka_unit_test(test_cancel_queued_at_once_and_running_through_the_poll),
+                cmocka_unit_test(test_capacity_bounds_the_offers),
+                cmocka_unit_test(test_versions),
+                cmocka_unit_test(test_presence),
+        };
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
