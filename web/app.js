@@ -603,7 +603,8 @@ function runners() {
     `<strong>${esc(i.name)}</strong>`, esc(o.metadata.name), esc(i.server),
     `<span class="${["idle", "busy"].includes(i.state) ? "ok" : ["starting", "registering"].includes(i.state) ? "warn" : "bad"}" title="${esc(i.message || "")}">${esc(i.state)}</span>`,
     i.state === "busy" ? "yes" : "no", ago(i.lastHeartbeat),
-    esc(i.cpuSeconds != null ? `${Number(i.cpuSeconds).toFixed(1)} s / ${bytes(i.memBytes)}` : ""),
+    esc(i.cpuSeconds != null ? `${Number(i.cpuSeconds).toFixed(1)} s / ${bytes(i.memBytes)}` :
+      i.cpuPercent != null ? `${Number(i.cpuPercent).toFixed(1)} % / ${bytes(i.memBytes)}` : ""),
     esc(i.containerId ? `container ${i.containerId}` : i.pid ? `pid ${i.pid}` : ""), esc(i.message || "")]));
   return `<h2>Runners</h2>
     ${table("Runners", ["Name", "For", "Ready", "Busy", "Mode", "Version", "Ready?", "Actions"], rows, "No runners.")}

@@ -12,6 +12,7 @@
  * never on a command line, in the container's environment as the engine
  * records it, or in `inspect`. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "runner/runner-private.h"
@@ -41,11 +42,16 @@ static const char start_script[] =
         "-e RPR_HOW -e RPR_URL -e RPR_NAME -e RPR_LABELS -e RPR_GROUP -e RPR_EPHEMERAL "
         "-e ACTIONS_RUNNER_RETURN_VERSION_DEPRECATED_EXIT_CODE=1 \"$@\" \"$RPR_IMAGE\" sh -c '" INNER "'\n";
 
+/* inspect for each container's state, then `stats` for the running ones'
+ * CPU and memory (the engine's word: it works for a remote engine too). */
 static const char observe_script[] =
         ENGINE_ENV "ids=$(\"$RPR_ENGINE\" ps -aq --filter \"label=rpr.runner=$RPR_RUNNER\") || exit 1\n"
                    "[ -n \"$ids\" ] || exit 0\n"
                    "\"$RPR_ENGINE\" inspect -f '{{index .Config.Labels \"rpr.instance\"}} {{.State.Status}} "
-                   "{{.State.ExitCode}} {{.State.Pid}} {{.Id}}' $ids\n";
+                   "{{.State.ExitCode}} {{.State.Pid}} {{.Id}}' $ids\n"
+                   "up=$(\"$RPR_ENGINE\" ps -q --filter \"label=rpr.runner=$RPR_RUNNER\" --filter status=running)\n"
+                   "[ -z \"$up\" ] || \"$RPR_ENGINE\" stats --no-stream --format "
+                   "'S {{.Name}} {{.CPUPerc}} {{.MemUsage}}' $up 2>/dev/null || true\n";
 
 static const char remove_script[] = ENGINE_ENV "\"$RPR_ENGINE\" stop -t 2 \"$RPR_CNAME\" >/dev/null 2>&1\n"
                                                "\"$RPR_ENGINE\" rm -f \"$RPR_CNAME\" >/dev/null 2>&1\n"
@@ -71,8 +77,44 @@ static void engine_env(const RunnerSpec *sp, const char *instance, SshEnv *env) 
         }
 }
 
-/* "NAME STATUS EXITCODE PID ID" lines of inspect. */
-static json_t *parse_inspect(const char *text) {
+/* "450.6kB", "1.5MiB", "2GB" as bytes; -1 when it is none of these. */
+static long long mem_bytes(const char *v) {
+        static const struct {
+                const char *unit;
+                double factor;
+        } units[] = {{"B", 1},          {"kB", 1e3},  {"KB", 1e3},   {"KiB", 1024.0}, {"MB", 1e6},
+                     {"MiB", 1048576.0}, {"GB", 1e9}, {"GiB", 1073741824.0}};
+        char *end = NULL;
+        double x = strtod(v, &end);
+
+        for (size_t i = 0; end != v && i < ELEMENTSOF(units); i++)
+                if (STREQ(end, units[i].unit))
+                        return (long long) (x * units[i].factor);
+        return -1;
+}
+
+/* "S CONTAINER CPU% MEMUSED / MEMLIMIT" of stats: the instance's cpuPercent
+ * and memBytes (the container is named rpr-NS-INSTANCE). */
+static void parse_stats(const char *line, const char *ns, json_t *seen) {
+        char cname[160], cpu[32], mem[32];
+        _cleanup_free_ char *prefix = xasprintf("rpr-%s-", ns);
+
+        if (sscanf(line, "S %159s %31s %31s", cname, cpu, mem) != 3 || !startswith(cname, prefix))
+                return;
+        json_t *o = json_object_get(seen, cname + strlen(prefix));
+        long long bytes = mem_bytes(mem);
+        char *end = NULL;
+        double percent = strtod(cpu, &end);
+        if (!o)
+                return;
+        if (end != cpu && STREQ(end, "%"))
+                json_object_set_new(o, "cpuPercent", json_real(percent));
+        if (bytes >= 0)
+                json_object_set_new(o, "memBytes", json_integer(bytes));
+}
+
+/* "NAME STATUS EXITCODE PID ID" lines of inspect, then stats lines. */
+static json_t *parse_inspect(const char *text, const char *ns) {
         json_t *seen = json_object();
         const char *p = text ?: "";
 
@@ -82,6 +124,10 @@ static json_t *parse_inspect(const char *text) {
                 char name[128], status[32], id[80];
                 long long code, pid;
                 p += n + (p[n] == '\n');
+                if (startswith(line, "S ")) {
+                        parse_stats(line, ns, seen);
+                        continue;
+                }
                 if (sscanf(line, "%127s %31s %lld %lld %79s", name, status, &code, &pid, id) != 5)
                         continue;
                 json_t *o = json_object();
@@ -102,7 +148,7 @@ int runner_container_observe(RunnerController *rc, const RunnerSpec *sp, const S
         engine_env(sp, NULL, &env);
         int k = runner_host_run(rc, t, observe_script, &env, NULL, 0, &out, res);
         if (k >= 0)
-                *ret = parse_inspect(out.data);
+                *ret = parse_inspect(out.data, sp->ns);
         buf_free(&out);
         return k;
 }

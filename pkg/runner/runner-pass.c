@@ -212,7 +212,7 @@ static void restart(Pass *p, json_t *inst, bool fresh_name) {
                 _cleanup_free_ char *name = instance_name(p->sp, json_int_at(inst, "slot", 1));
                 json_object_set_new(inst, "name", json_string(name));
         }
-        const char *drop[] = {"id",         "pid",     "cpuSeconds", "memBytes",         "startTime",
+        const char *drop[] = {"id",         "pid",     "cpuSeconds", "cpuPercent", "memBytes", "startTime",
                               "retryAt",    "cleaned", "exitCode",   "offlineBusySince", "lastHeartbeat",
                               "lastOnline", "reason",  "containerId"};
         for (size_t i = 0; i < ELEMENTSOF(drop); i++)
@@ -288,6 +288,7 @@ static void running(Pass *p, json_t *inst, const json_t *h, const json_t *g) {
         json_object_set(inst, "pid", json_object_get(h, "pid"));
         json_object_set(inst, "cpuSeconds", json_object_get(h, "cpuSeconds"));
         json_object_set(inst, "memBytes", json_object_get(h, "memBytes"));
+        json_object_set(inst, "cpuPercent", json_object_get(h, "cpuPercent"));
         json_object_set(inst, "containerId", json_object_get(h, "containerId"));
         /* The host says it runs; lastOnline is GitHub's word alone. */
         json_set_time(inst, "lastHeartbeat", p->now);

@@ -432,6 +432,9 @@ def test_container_mode_on_podman(rprd, gh, hosts, ssh_keys, workdir, podman):
     inspect = podman.docker("inspect", rows[0]["id"]).stdout
     for s in gh.runner_attr("jits") + [PAT]:
         assert s not in inspect, "a secret in docker inspect"
+    # Its CPU and memory, from the engine's stats.
+    o = wait_for(rprd, lambda o: instances(o) and instances(o)[0].get("memBytes", 0) > 0, "the container's stats")
+    assert isinstance(instances(o)[0].get("cpuPercent"), (int, float)), instances(o)[0]
 
     gh.runner_control("runner_job", name=inst["name"])
     wait_for(rprd, lambda o: by_state(o, "busy"), "busy in its container")
