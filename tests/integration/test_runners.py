@@ -374,35 +374,6 @@ def test_rprd_killed_mid_registration_leaves_no_orphan(rprd_factory, gh, release
     assert orphan in gh.runner_attr("gone"), "the registration the killed rprd asked for is left"
 
 
-def test_nothing_secret_in_logs_status_api_or_argv(rprd, gh, release, hosts, ssh_keys, workdir):
-    o = start_idle(rprd, gh, hosts, ssh_keys, workdir, 2)
-    jits = gh.runner_attr("jits")
-    assert len(jits) == 2
-    secrets = [PAT] + jits
-    texts = {"stderr": rprd.all_stderr(), "status": json.dumps(o),
-             "api": rprd.get("/api/v1/namespaces/default/runners").text,
-             "describe": rprd.ctl("describe", "runner", "ci").stdout}
-    for name in os.listdir(os.path.join(rprd.state_dir, "logs")) if os.path.isdir(
-            os.path.join(rprd.state_dir, "logs")) else []:
-        with open(os.path.join(rprd.state_dir, "logs", name), errors="replace") as f:
-            texts["log " + name] = f.read()
-    for what, text in texts.items():
-        for s in secrets:
-            assert s not in text, "a secret in " + what
-    for inst in instances(o):
-        f = os.path.join(workdir, "install", "default.ci", inst["name"], ".jitconfig")
-        assert stat.S_IMODE(os.stat(f).st_mode) == 0o600, oct(os.stat(f).st_mode)
-    for p in os.listdir("/proc"):
-        if p.isdigit():
-            try:
-                with open("/proc/%s/cmdline" % p, "rb") as f:
-                    argv = f.read().decode(errors="replace")
-            except OSError:
-                continue
-            for s in secrets:
-                assert s not in argv, "a secret on the command line of pid %s" % p
-
-
 # ---- container mode ---------------------------------------------------------------
 
 def runner_image(podman, workdir):

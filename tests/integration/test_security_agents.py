@@ -1,0 +1,132 @@
+"""The agents' trust boundary (issue 19): who may join (valid, expired,
+wrong, used-up and api tokens), what an agent's credential opens (its own
+agent endpoints, nothing else), revocation, the agent's check of rprd's
+certificate, and secrets kept out of logs and answers. Real rpr-agent
+processes against a real rprd over TLS on 127.0.0.1 (test_agents.py has
+the rest of the agents' tests and the helpers)."""
+
+import json
+import os
+import subprocess
+
+from test_agents import (JOIN_SECRET, agents, exec_api, exec_in_background, https, join_token, raw_join,  # noqa: F401
+                         result_of, rprd, running_agent)
+
+CONTROLLERS = True
+
+
+def test_join_refuses_wrong_expired_used_up_and_api_tokens(rprd, agents):
+    join_token(rprd, "once", value="Once7Qw2Lk9Xv4Rt8Zp3Mb6", singleUse=True)
+    join_token(rprd, "old", value="Old7Qw2Lk9Xv4Rt8Zp3Mb6Hs", expires="2020-01-01")
+
+    p = agents(rprd, "a1").join(token="NotTheRightTokenAtAll123")
+    assert p.returncode == 1 and "invalid agent join token" in p.stderr, p.stderr
+    p = agents(rprd, "a2").join(token="Old7Qw2Lk9Xv4Rt8Zp3Mb6Hs")
+    assert p.returncode == 1 and "expired" in p.stderr, p.stderr
+    p = agents(rprd, "a3").join(token="Once7Qw2Lk9Xv4Rt8Zp3Mb6")
+    assert p.returncode == 0, p.stderr
+    p = agents(rprd, "a4").join(token="Once7Qw2Lk9Xv4Rt8Zp3Mb6")
+    assert p.returncode == 1 and "single-use and has been used" in p.stderr, p.stderr
+    # rprd's admin token is no join token.
+    p = agents(rprd, "a5").join(token=rprd.token)
+    assert p.returncode == 1 and "invalid agent join token" in p.stderr, p.stderr
+
+    names = [s["metadata"]["name"] for s in rprd.get("/api/v1/servers").json()["items"]]
+    assert names == ["a3"], names
+
+
+def test_agent_refuses_a_server_whose_certificate_is_not_the_pinned_one(rprd, agents, tmp_path):
+    join_token(rprd)
+    a = agents(rprd, "edge")
+    p = a.join(fingerprint="SHA256:" + "A" * 43)
+    assert p.returncode == 1, p.stderr
+    assert "TLS certificate is not the one expected" in p.stderr, p.stderr
+    assert JOIN_SECRET not in p.stderr
+    # A CA file that did not sign rprd's certificate: refused too.
+    other = tmp_path / "other.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                    "-keyout", str(tmp_path / "k.pem"), "-out", str(other), "-subj", "/CN=127.0.0.1", "-days", "1"],
+                   check=True, capture_output=True)
+    p = a.join(fingerprint=None, ca=str(other))
+    assert p.returncode == 1 and "TLS certificate is not the one expected" in p.stderr, p.stderr
+    assert "rpr.dev/join-token" not in json.dumps(rprd.get("/api/v1/tokens").json())
+    # With rprd's own certificate as the CA, it joins.
+    p = a.join(fingerprint=None, ca=rprd.cert)
+    assert p.returncode == 0, p.stderr
+
+
+# ---- commands ---------------------------------------------------------------------------
+
+
+def test_a_deactivated_or_deleted_server_revokes_its_agent(rprd, agents):
+    a = running_agent(rprd, agents)
+    rprd.apply([{"apiVersion": "rpr/v1", "kind": "Server", "metadata": {"name": "edge"},
+                 "spec": {"transport": "agent", "active": False}}])
+    assert a.proc.wait(30) == 3
+    a.proc = None
+    assert "server default/edge is inactive" in a.log(), a.log()
+
+    cred = a.credential()
+    assert rprd.request("DELETE", "/api/v1/namespaces/default/servers/edge").status == 200
+    status, body = https(rprd, "POST", "/api/v1/agents/poll", {"version": "0.1.0", "wait": 0}, token=cred)
+    assert status == 403 and b"no longer exists" in body, body
+
+
+def test_an_agent_credential_opens_nothing_but_its_own_agent_endpoints(rprd, agents):
+    join_token(rprd)
+    cred_a = raw_join(rprd, "a")
+    cred_b = raw_join(rprd, "b")
+
+    for method, path, body in [("GET", "/api/v1/servers", None),
+                               ("GET", "/api/v1/namespaces/default/servers/a", None),
+                               ("GET", "/api/v1/tokens", None),
+                               ("GET", "/api/v1/watch", None),
+                               ("PUT", "/api/v1/namespaces/default/servers/a",
+                                {"apiVersion": "rpr/v1", "kind": "Server", "metadata": {"name": "a"},
+                                 "spec": {"transport": "local"}}),
+                               ("POST", "/api/v1/apply", []),
+                               ("POST", "/api/v1/exec", {"servers": ["a"], "command": "id"}),
+                               ("POST", "/api/v1/login", {"token": cred_a})]:
+        status, out = https(rprd, method, path, body, token=cred_a)
+        assert status in (401, 403), (method, path, status, out)
+    # Nor is a join token a bearer token, nor an api token an agent's.
+    status, _ = https(rprd, "GET", "/api/v1/servers", token=JOIN_SECRET)
+    assert status == 401
+    status, _ = https(rprd, "POST", "/api/v1/agents/poll", {"version": "0.1.0", "wait": 0}, token=rprd.token)
+    assert status == 401
+
+    # A job offered to b is not a's to take, feed or finish.
+    t, result = exec_in_background(rprd, {"servers": ["b"], "command": "true"})
+    status, body = https(rprd, "POST", "/api/v1/agents/poll", {"version": "0.1.0", "wait": 10}, token=cred_b)
+    assert status == 200, body
+    job = json.loads(body)["offers"][0]["id"]
+    for sub, body in [("accept", None), ("output?offset=0", b"forged"),
+                      ("finish", {"exitCode": 0, "bytes": 0, "sha256": "0" * 64})]:
+        status, out = https(rprd, "POST", "/api/v1/agents/jobs/%s/%s" % (job, sub), body, token=cred_a)
+        assert status == 404, (sub, status, out)
+    status, _ = https(rprd, "POST", "/api/v1/agents/jobs/%s/accept" % job, token=cred_b)
+    assert status == 200
+    empty = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+    status, out = https(rprd, "POST", "/api/v1/agents/jobs/%s/finish" % job,
+                        {"exitCode": 0, "bytes": 0, "sha256": empty}, token=cred_b)
+    assert status == 200, out
+    t.join(20)
+    assert result_of(result["lines"], "b")["exitCode"] == 0
+
+
+def test_no_secret_reaches_a_log_or_an_answer(rprd, agents):
+    a = running_agent(rprd, agents)
+    exec_api(rprd, {"servers": ["edge"], "command": "echo done"})
+    a.stop()
+    cred = a.credential()
+    assert len(cred) == 32
+    answers = (rprd.get("/api/v1/tokens").text + rprd.get("/api/v1/servers").text +
+               rprd.ctl("get", "tokens", "-o", "yaml").stdout)
+    for secret in (cred, JOIN_SECRET):
+        for where, text in [("rprd's log", rprd.stderr()), ("the agent's log", a.log()), ("the API", answers)]:
+            assert secret not in text, "a secret in " + where
+    with open(os.path.join(a.state_dir, "agent.json")) as f:
+        assert JOIN_SECRET not in f.read()
+
+
+# ---- Runs: a Binding deploys through the agent --------------------------------------------------
