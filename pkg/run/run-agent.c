@@ -84,6 +84,13 @@ static void finish_work(void *userdata) {
         } else if (r->state == AGENT_JOB_SUCCEEDED) {
                 u.phase = "Succeeded", u.reason = "ExitCode";
                 message = xstrdup("the command exited with 0");
+        } else if (r->state == AGENT_JOB_FAILED && r->signal[0] && x->sp.timeout_usec > 0 &&
+                   r->duration_usec >= x->sp.timeout_usec) {
+                /* The agent enforces spec.timeout by the signal. */
+                char d[32];
+                u.phase = "Failed", u.reason = "Timeout";
+                message = xasprintf("the command ran longer than %s (spec.timeout) and was killed",
+                                    duration_format(x->sp.timeout_usec, d, sizeof d));
         } else if (r->state == AGENT_JOB_FAILED && r->signal[0]) {
                 u.phase = "Failed", u.reason = "Signal";
                 message = xasprintf("the command was killed by SIG%s", r->signal);

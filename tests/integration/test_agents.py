@@ -563,3 +563,17 @@ def test_a_command_for_three_agents_runs_on_each_when_it_is_there_and_survives_a
         assert len(runs) == 1, "one Run per device"
         log = rprd.ctl("logs", "run/" + runs[0]["metadata"]["name"]).stdout
         assert " out ran on %s" % server in log, log
+
+
+def test_a_run_longer_than_its_timeout_fails_with_reason_timeout(rprd, agents):
+    join_token(rprd)
+    edge = agents(rprd, "edge")
+    assert edge.join().returncode == 0
+    edge.start()
+    wait_phase(rprd, "edge", "Reachable")
+    rprd.apply([{"apiVersion": "rpr/v1", "kind": "Command", "metadata": {"name": "slow"},
+                 "spec": {"command": "echo started; sleep 30", "serverNames": ["edge"], "timeout": "1s"}}])
+    wait_entries(rprd, "slow", {"edge": "Failed"})
+    run = rprd.get("/api/v1/namespaces/default/runs/%s" % command_entry(rprd, "slow", "edge")["run"]).json()
+    assert run["status"]["reason"] == "Timeout", run["status"]
+    assert "longer than 1s (spec.timeout)" in run["status"]["message"], run["status"]
