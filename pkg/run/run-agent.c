@@ -33,34 +33,13 @@ static void agent_run_free(AgentRun *x) {
         free(x);
 }
 
-static json_t *env_of(const RunSpec *sp) {
-        json_t *env = json_is_object(sp->env) ? json_deep_copy(sp->env) : json_object();
-        char attempt[24];
-        const struct {
-                const char *key, *value;
-        } vars[] = {
-                {"RPR_REPO", sp->repo},       {"RPR_BRANCH", sp->branch},
-                {"RPR_COMMIT", sp->commit},   {"RPR_COMMIT_TIME", sp->commit_time},
-                {"RPR_BINDING", sp->binding}, {"RPR_SERVER", sp->server},
-                {"RPR_RUN", sp->name},        {"RPR_ATTEMPT", attempt},
-        };
-
-        snprintf(attempt, sizeof attempt, "%" JSON_INTEGER_FORMAT, sp->attempt);
-        for (size_t i = 0; i < ELEMENTSOF(vars); i++)
-                if (vars[i].value)
-                        json_object_set_new(env, vars[i].key, json_string(vars[i].value));
-        return env;
-}
-
 /* The command, in the workdir when there is one ('...' quoted). */
 static char *command_of(const RunSpec *sp) {
         Buf b = BUF_INIT;
 
         if (sp->workdir) {
-                buf_puts(&b, "cd '");
-                for (const char *p = sp->workdir; *p; p++)
-                        buf_puts(&b, *p == '\'' ? "'\\''" : (char[]){*p, 0});
-                buf_puts(&b, "' || exit 1\n");
+                _cleanup_free_ char *dir = ssh_shell_quote(sp->workdir);
+                buf_printf(&b, "cd %s || exit 1\n", dir);
         }
         buf_puts(&b, sp->command ?: "");
         return buf_steal(&b);
@@ -186,7 +165,7 @@ int run_agent_start(RunController *rc, Active *a, json_t *obj) {
                      x->sp.name, x->sp.attempt, x->sp.server, x->sp.repo ?: "commit", x->sp.commit ?: "-",
                      x->sp.triggered_by ?: "manual");
 
-        _cleanup_json_ json_t *env = env_of(&x->sp);
+        _cleanup_json_ json_t *env = run_env(&x->sp);
         _cleanup_free_ char *command = command_of(&x->sp);
         AgentJobSpec spec = {.command = command,
                              .env = env,

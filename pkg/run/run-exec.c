@@ -32,20 +32,22 @@ typedef struct Exec {
 
 /* ---- the command ------------------------------------------------------------------ */
 
-/* The spec's env, then the RPR_ variables (after it, so that they win). */
-static void env_build(const RunSpec *sp, SshEnv *env) {
+json_t *run_env(const RunSpec *sp) {
+        json_t *env = json_is_object(sp->env) ? json_deep_copy(sp->env) : json_object();
         char attempt[24];
+        const struct {
+                const char *key, *value;
+        } vars[] = {
+                {"RPR_REPO", sp->repo},       {"RPR_BRANCH", sp->branch},
+                {"RPR_COMMIT", sp->commit},   {"RPR_COMMIT_TIME", sp->commit_time},
+                {"RPR_BINDING", sp->binding}, {"RPR_SERVER", sp->server},
+                {"RPR_RUN", sp->name},        {"RPR_ATTEMPT", attempt},
+        };
 
         snprintf(attempt, sizeof attempt, "%" JSON_INTEGER_FORMAT, sp->attempt);
-        ssh_env_add_all(env, sp->env);
-        ssh_env_add(env, "RPR_REPO", sp->repo);
-        ssh_env_add(env, "RPR_BRANCH", sp->branch);
-        ssh_env_add(env, "RPR_COMMIT", sp->commit);
-        ssh_env_add(env, "RPR_COMMIT_TIME", sp->commit_time);
-        ssh_env_add(env, "RPR_BINDING", sp->binding);
-        ssh_env_add(env, "RPR_SERVER", sp->server);
-        ssh_env_add(env, "RPR_RUN", sp->name);
-        ssh_env_add(env, "RPR_ATTEMPT", attempt);
+        for (size_t i = 0; i < ELEMENTSOF(vars); i++)
+                json_object_set_new(env, vars[i].key, json_string(vars[i].value ?: ""));
+        return env;
 }
 
 static int on_output(void *userdata, SshStream stream, const char *data, size_t n) {
@@ -166,7 +168,8 @@ static void run_command(Exec *x) {
                 return;
         }
         SshEnv env = {0};
-        env_build(&x->sp, &env);
+        _cleanup_json_ json_t *vars = run_env(&x->sp);
+        ssh_env_add_all(&env, vars);
         _cleanup_free_ char *id = run_track_id(x->sp.ns, x->sp.name);
         SshTrack track = {.id = id, .local_dir = x->rc->proc_dir};
         SshCommand cmd = {.track = &track,

@@ -52,6 +52,11 @@ typedef struct RunSpec {
 
 void run_spec_read(const json_t *obj, RunSpec *ret);
 
+/* A Run's environment, the same over every transport: the spec's env,
+ * then the RPR_ variables (after it, so that they win; an unset one is
+ * empty). New reference. */
+json_t *run_env(const RunSpec *sp);
+
 /* What a Run's status becomes: phase, reason, message, and the other keys
  * of set (a JSON null removes a key). */
 typedef struct RunUpdate {
