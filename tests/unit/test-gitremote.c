@@ -26,25 +26,12 @@
 #include <unistd.h>
 
 #include "gitremote/gitremote.h"
+#include "test-shell.h"
 
 typedef struct Fixture {
         char dir[64];
         char *bare, *work, *url, *cache, *tmp;
 } Fixture;
-
-static void sh(const char *fmt, ...) _printf_(1, 2);
-static void sh(const char *fmt, ...) {
-        va_list ap;
-        char *cmd;
-
-        va_start(ap, fmt);
-        assert_true(vasprintf(&cmd, fmt, ap) >= 0);
-        va_end(ap);
-        int r = system(cmd);
-        if (r != 0)
-                fail_msg("%s: exit %d", cmd, r);
-        free(cmd);
-}
 
 #define GIT_ENV                                                                                                \
         "GIT_AUTHOR_NAME='Ada Lovelace' GIT_AUTHOR_EMAIL=ada@example.com GIT_COMMITTER_NAME='Ada Lovelace' " \

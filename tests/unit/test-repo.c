@@ -24,6 +24,7 @@
 #include "resource/resource.h"
 #include "store/store.h"
 #include "token/token.h"
+#include "test-shell.h"
 
 #define WAIT_USEC (10 * USEC_PER_SEC)
 
@@ -57,19 +58,6 @@ static unsigned announced(Fixture *f, char *sha) { /* sha: NULL or 64 bytes */
                 memcpy(sha, f->last_sha, 64);
         pthread_mutex_unlock(&f->lock);
         return n;
-}
-
-static void sh(const char *fmt, ...) _printf_(1, 2);
-static void sh(const char *fmt, ...) {
-        va_list ap;
-        char *cmd;
-
-        va_start(ap, fmt);
-        assert_true(vasprintf(&cmd, fmt, ap) >= 0);
-        va_end(ap);
-        if (system(cmd) != 0)
-                fail_msg("failed: %s", cmd);
-        free(cmd);
 }
 
 static char *push_commit(Fixture *f, const char *message) {
