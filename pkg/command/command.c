@@ -31,12 +31,10 @@ static const char *ns_of(const json_t *obj) {
 
 /* ---- choosing the Servers, once ---------------------------------------------------------- */
 
-static void add_name(const char *text, size_t len, void *userdata) {
-        _cleanup_json_ json_t *obj = json_loadb(text, len, 0, NULL);
-        const char *name = name_of(obj);
-
-        if (name)
-                json_array_append_new(userdata, json_string(name));
+/* Names only: the store hands them without the objects' text. */
+static void add_name(const char *ns, const char *name, const StoreFields *f, void *userdata) {
+        (void) ns, (void) f;
+        json_array_append_new(userdata, json_string(name));
 }
 
 /* The Servers spec names, or those its labels match now, in name order. */
@@ -52,7 +50,7 @@ static json_t *targets_of(CommandController *c, const json_t *obj) {
         const json_t *labels = json_object_get(json_object_get(spec, "servers"), "matchLabels");
         if (labels) {
                 Selector *sel = selector_from_labels(labels);
-                (void) store_list_selected(c->store, "Server", ns_of(obj), sel, add_name, out, NULL);
+                (void) store_list_fields(c->store, "Server", ns_of(obj), sel, add_name, out);
                 selector_free(sel);
         }
         return out;
