@@ -158,6 +158,12 @@ typedef json_t *(*StoreStatusFn)(const json_t *object, void *userdata);
 int store_update_status(Store *s, const char *kind, const char *ns, const char *name, StoreStatusFn next,
                         void *userdata, json_t **ret_object);
 
+/* As store_update_status, from obj, the object as its caller last read or
+ * wrote it (with its resourceVersion): the first try reads and parses
+ * nothing. *ret_object (optional) gets obj with the new status and
+ * resourceVersion, as written (obj itself when nothing was). */
+int store_update_status_of(Store *s, const json_t *obj, StoreStatusFn next, void *userdata, json_t **ret_object);
+
 /* Finalizers, as controllers use them: a controller adds its own to an
  * object it must clean up after; deleting the object then only marks it
  * (deletionTimestamp) until the controller, done, writes it back without
