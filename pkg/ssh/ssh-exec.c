@@ -213,7 +213,7 @@ static int send_input(Exec *e) {
  * for removal is never a later command's), and it removes the ended
  * commands' files it is given before its own is written. */
 static char *tracked_line(Exec *e, const char *quoted_script) {
-        _cleanup_free_ char *wrapper = ssh_shell_quote(ssh_track_wrapper(2));
+        _cleanup_free_ char *wrapper = ssh_shell_quote(ssh_track_wrapper());
         _cleanup_free_ char *id = ssh_shell_quote(e->cmd->track->id);
         uint64_t nonce = 0;
         Buf gone = BUF_INIT;

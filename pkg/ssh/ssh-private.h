@@ -56,11 +56,13 @@ int ssh_session_exec(SshSession *s, const SshTarget *t, const SshCommand *cmd, S
 
 /* The /bin/sh program that removes the pid files named after its fifth
  * argument, records the command's process group in "$2/$3.pid" (or
- * "$2/$3+$5.pid"; under /tmp/rpr-run-UID when $2 cannot be written),
- * prints "rpr-pid:PID" to fd ready_fd, waits for "go" on stdin, then runs
- * "$1" (the script) in its own shell with stdin from /dev/null, and ends
- * as the script did ($4: "exec" or "eval", see ssh-track.c). Static text. */
-const char *ssh_track_wrapper(int ready_fd);
+ * "$2/$3+$5.pid"; under /tmp/rpr-run-UID when $2 cannot be written), makes
+ * sure rprd is still there (mode "exec": a byte over the socket on fd 3,
+ * which first gave it its start time; mode "eval": "rpr-pid:PID" on
+ * stderr, then "go" on stdin), then runs "$1" (the script) in its own
+ * shell with stdin from /dev/null and ends as the script did. Static
+ * text. */
+const char *ssh_track_wrapper(void);
 
 /* ---- ssh-local.c ------------------------------------------------------------ */
 

@@ -23,42 +23,54 @@
  * user's own under /tmp. */
 #define FALLBACK_DIR "/tmp/rpr-run-$(id -u)"
 
-/* $1 script, $2 directory, $3 id, $4 mode, $5 a nonce (empty: none), and
- * after them the pid file names of ended commands to remove first (in
- * one rm for many: a command's own pid file is not removed when it ends,
- * see ssh-pool.c). The pid file is "$2/$3.pid", or "$2/$3+$5.pid" with a
- * nonce, so that a name handed on for removal is never that of a later
- * command with the same id. The script then runs in the wrapper's own
- * shell, its variables and arguments cleared (same pid, same start time,
- * no second shell, nothing forked for it): mode "exec" for a caller that
- * waits for the process itself (local commands), "eval" for one that
- * reads the exit over a channel, where a script that ends as a signal
- * would (128+N) ends the shell by that signal, as sh -c SCRIPT reports it.
- * Exit 125: the command did not start. Only shell builtins run before the
- * script when the directory is there: a command is one process. */
-#define WRAPPER(FD)                                                                                \
-        "s=$1 d=$2 id=$3 mode=$4 nonce=$5\n"                                                          \
+/* $1 script, $2 directory, $3 id, $4 mode, $5 a nonce, and after them
+ * the pid file names of ended commands to remove first (in one rm for
+ * many: a command's own pid file is not removed when it ends, see
+ * ssh-pool.c). The record is "PGID STARTTIME", padded to a fixed width
+ * and written over whatever the file held (1<>, no truncation: on ext4 a
+ * truncated file that is written again is flushed to disk when closed).
+ *
+ * Mode "exec", for a local command whose parent (rprd) waits for the
+ * process itself and removes or recycles its pid file "$2/$3.pid": fd 3
+ * is a socket to rprd, which sends the start time (it reads /proc in C;
+ * dash would read it a byte per system call). Once the file is written,
+ * a byte sent back proves rprd still there (if it died, its end is closed
+ * and the write kills the wrapper with SIGPIPE): no round trip, and a
+ * wrapper whose rprd died before its file was written never runs the
+ * script. Mode "eval", for a command over a channel: the pid file is
+ * "$2/$3+$5.pid" ($5 a nonce, so that a name handed on for removal is
+ * never that of a later command with the same id); the wrapper says
+ * "rpr-pid:PID" on stderr and runs the script only when rprd answers
+ * "go" on stdin; a script that ends as a signal would (128+N) ends the
+ * shell by that signal, as sh -c SCRIPT reports it.
+ *
+ * Either way the script runs in the wrapper's own shell, its variables
+ * and arguments cleared (same pid, same start time, no second shell,
+ * nothing forked for it). Exit 125: the command did not start. Only shell
+ * builtins run before the script when the directory is there. */
+#define WRAPPER                                                                                    \
+        "s=$1 d=$2 id=$3 mode=$4 tag=$5\n"                                                            \
         "[ -d \"$d\" ] && [ -w \"$d\" ] || mkdir -p \"$d\" 2>/dev/null\n"                                \
         "if ! [ -w \"$d\" ]; then d=" FALLBACK_DIR "; "                                                  \
         "mkdir -p -m 700 \"$d\" 2>/dev/null; [ -O \"$d\" ] || d=/nonexistent; fi\n"                      \
         "if [ $# -gt 5 ]; then shift 5; (cd \"$d\" 2>/dev/null && exec rm -f -- \"$@\"); fi\n"           \
-        "f=\"$d/$id${nonce:++$nonce}.pid\"\n"                                                          \
-        "st=; read -r st </proc/$$/stat 2>/dev/null\n"                                                 \
-        "set -- $st\n"                                                                                 \
-        "if ! echo \"$$ ${22:-0}\" >\"$f\"; then echo \"rpr: cannot record the command in $d\" >&2; " \
+        "st=\n"                                                                                        \
+        "if [ \"$mode\" = exec ]; then f=\"$d/$id.pid\"; read -r st <&3 || exit 125\n"                  \
+        "else f=\"$d/$id+$tag.pid\"; read -r st </proc/$$/stat 2>/dev/null; set -- $st; st=${22:-0}; fi\n" \
+        "if ! printf '%-40s\\n' \"$$ $st\" 1<>\"$f\"; then echo \"rpr: cannot record the command in $d\" >&2; " \
         "exit 125; fi\n"                                                                               \
-        "echo rpr-pid:$$ >&" #FD "\n"                                                                  \
-        "read -r go && [ \"$go\" = go ] || exit 125\n"                                                 \
+        "if [ \"$mode\" = exec ]; then echo >&3 || exit 125; exec 3>&-\n"                               \
+        "else echo rpr-pid:$$ >&2; read -r go && [ \"$go\" = go ] || exit 125; fi\n"                   \
         "exec </dev/null\n"                                                                            \
-        "unset d id f st go nonce; set --\n"                                                           \
+        "unset d id f st go tag; set --\n"                                                             \
         "if [ \"$mode\" = exec ]; then unset mode; eval \"unset s; $s\"; exit; fi\n"                    \
         "unset mode; eval \"unset s; $s\"\n"                                                            \
         "rc=$?\n"                                                                                      \
         "if [ $rc -gt 128 ] && [ $rc -lt 160 ]; then command kill -$((rc - 128)) $$; fi\n"             \
         "exit $rc\n"
 
-const char *ssh_track_wrapper(int ready_fd) {
-        return ready_fd == 3 ? WRAPPER(3) : WRAPPER(2);
+const char *ssh_track_wrapper(void) {
+        return WRAPPER;
 }
 
 /* RPR_REAP_DIR (empty: ~/.rpr/run), RPR_REAP_ID, RPR_REAP_GRACE (tenths of
