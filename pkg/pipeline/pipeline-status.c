@@ -166,7 +166,9 @@ static int write_tasks_over(Job *j, json_t *tasks) {
         _cleanup_json_ json_t *obj =
                 json_pack("{s:s, s:s, s:{s:s, s:s}, s:o}", "apiVersion", RPR_API_VERSION, "kind", "Run",
                           "metadata", "name", j->name, "namespace", j->ns, "status", st);
-        StoreOp op = {.type = STORE_OP_STATUS, .object = obj, .expect_revision = j->written_revision};
+        /* The job stays parsed in the store for the next of these writes:
+         * st is not changed after (the next write copies it). */
+        StoreOp op = {.type = STORE_OP_STATUS, .object = obj, .expect_revision = j->written_revision, .keep_tree = true};
         int r = store_commit(j->p->store, &op, 1, false, NULL);
         if (r >= 0) {
                 json_decref(j->written);

@@ -118,6 +118,11 @@ typedef struct StoreOp {
         /* If non-zero, the write fails with -ESTALE unless the stored
          * object's resourceVersion equals it (409 Conflict). */
         uint64_t expect_revision;
+        /* STATUS: keep the object as written parsed for its next write
+         * (which then parses nothing): for one large object rewritten
+         * often. The caller must not change op->object's status after the
+         * commit; the store keeps it. */
+        bool keep_tree;
 
         /* Results, set by store_commit on success: the outcome, and the
          * object as stored (or as it was, for a delete) as JSON text, valid
