@@ -15,8 +15,9 @@ under load. Prints figures, no pass/fail.
    after the Servers' checks (sessions already pooled), the second likewise.
 3. With --bindings-per-server K > 1: M x K Bindings on the M Servers (e.g.
    1,000 on 100), one commit for all, against M Bindings alone: the time
-   until every Run is done and rprd's CPU per Run (user + system from
-   /proc), which must stay flat as Bindings are added.
+   until every Run is done (seen on a watch stream) and rprd's CPU per Run
+   (user + system from /proc), which must stay flat as Bindings are added;
+   and parallel-ssh running the same M x K commands (each host K times).
 
 Everyone logs in as a plain user whose shell is /bin/sh and uses the key
 exchange libssh2 uses (see fanout.sh). Expects bin/rprd (make all;
@@ -321,8 +322,8 @@ def fan_out(m, k=1, pssh_too=True):
             return rounds, cpu, None
 
         hosts = os.path.join(w.tmp, "hosts")
-        with open(hosts, "w") as f:
-            f.write("".join("127.0.0.1:%d\n" % p for p in w.ports))
+        with open(hosts, "w") as f:  # each host k times: the same commands as the Runs
+            f.write("".join("127.0.0.1:%d\n" % p for p in w.ports for _ in range(k)))
         opts = ("-o KexAlgorithms=%s -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null "
                 "-o LogLevel=ERROR -i %s" % (KEX, w.client_key))
         pssh = []
@@ -359,12 +360,13 @@ def main():
     print("  %-34s %8.2f %8.2f" % ("parallel-ssh -p 32 (command only)", pssh[0], pssh[1]))
     k = args.bindings_per_server
     if k > 1:
-        many, many_cpu, _ = fan_out(args.servers, k, pssh_too=False)
+        many, many_cpu, many_pssh = fan_out(args.servers, k)
         m = args.servers
         print()
         print("bindings per server: every run done (s) and rprd CPU per run (ms), second commit")
         print("  %6d bindings on %d servers   %6.2f s   %6.2f ms" % (m, m, rounds[1], cpu[1] / m * 1000))
         print("  %6d bindings on %d servers   %6.2f s   %6.2f ms" % (m * k, m, many[1], many_cpu[1] / (m * k) * 1000))
+        print("  parallel-ssh -p 32, the same %d commands (%d a host)   %6.2f s" % (m * k, k, many_pssh[1]))
 
 
 if __name__ == "__main__":
