@@ -338,9 +338,10 @@ static void inst_start(Inst *i) {
 typedef enum DepState { DEP_WAIT, DEP_READY, DEP_BLOCKED } DepState;
 
 /* Under j->lock: for each task of the graph, whether it lets its
- * dependents go (states[task_index]). One pass over the instances: a step
- * costs the size of the graph, not its square. */
-static DepState *task_states(Job *j) {
+ * dependents go (states[task_index]); durable: whether ends not yet
+ * written count as written. One pass over the instances: a step costs the
+ * size of the graph, not its square. */
+static DepState *task_states(Job *j, bool durable) {
         bool *done = xcalloc(j->n_graph + 1, sizeof *done), *ok = xcalloc(j->n_graph + 1, sizeof *ok);
         bool *bad = xcalloc(j->n_graph + 1, sizeof *bad), *any = xcalloc(j->n_graph + 1, sizeof *any);
         DepState *states = xcalloc(j->n_graph + 1, sizeof *states);
@@ -349,7 +350,7 @@ static DepState *task_states(Job *j) {
                 done[t] = ok[t] = true;
         for (size_t k = 0; k < j->n_insts; k++) {
                 const Inst *i = j->insts[k];
-                bool d = finished(i->phase) && !i->ending, s = d && STREQ(i->phase, "Succeeded");
+                bool d = finished(i->phase) && (durable || !i->ending), s = d && STREQ(i->phase, "Succeeded");
                 any[i->task_index] = true;
                 done[i->task_index] &= d;
                 ok[i->task_index] &= s;
@@ -383,7 +384,7 @@ static DepState deps_state(const Job *j, const DepState *states, const Inst *i) 
 
 /* Under j->lock: starts what may start; true while anything can still happen. */
 bool job_step(Job *j, bool on_error_phase) {
-        _cleanup_free_ DepState *states = task_states(j);
+        _cleanup_free_ DepState *states = task_states(j, false);
         bool pending = false;
 
         for (size_t k = 0; k < j->n_insts; k++) {
@@ -407,6 +408,23 @@ bool job_step(Job *j, bool on_error_phase) {
                         inst_start(i);
         }
         return pending || j->running > 0;
+}
+
+bool job_ends_wanted(Job *j) {
+        if (j->n_ending == 0)
+                return false;
+        for (size_t k = 0; k < j->n_insts; k++)
+                if (j->insts[k]->ending && !STREQ(j->insts[k]->phase, "Succeeded"))
+                        return true;
+        if (j->on_error_phase)
+                return true;
+        _cleanup_free_ DepState *states = task_states(j, true);
+        for (size_t k = 0; k < j->n_insts; k++) {
+                Inst *i = j->insts[k];
+                if (!i->on_error && STREQ(i->phase, "Pending") && deps_state(j, states, i) == DEP_READY)
+                        return true;
+        }
+        return false;
 }
 
 static void wait_changed(Job *j, uint64_t usec) {

@@ -234,7 +234,7 @@ static void batch_delay(Job *j) {
         uint64_t until = now_mono_usec() + MAX(FLUSH_USEC, 4 * j->last_flush_usec);
         struct timespec ts;
 
-        while (!j->urgent && !j->n_ending && !j->flusher_stop) {
+        while (!j->urgent && !job_ends_wanted(j) && !j->flusher_stop) {
                 uint64_t now = now_mono_usec();
                 if (now >= until)
                         break;
@@ -251,7 +251,7 @@ static void batch_delay(Job *j) {
 static void linger(Job *j) {
         uint64_t until = now_mono_usec() + LINGER_USEC;
 
-        while ((j->urgent || j->n_ending) && j->running > 0 && !j->flusher_stop) {
+        while ((j->urgent || job_ends_wanted(j)) && j->running > 0 && !j->flusher_stop) {
                 uint64_t now = now_mono_usec();
                 if (now >= until)
                         break;
@@ -272,6 +272,14 @@ static void *flusher_thread(void *arg) {
                         pthread_cond_wait(&j->flush_wanted, &j->lock);
                 if (j->flusher_stop)
                         break;
+                if (!j->urgent && j->n_ending && !job_ends_wanted(j)) {
+                        /* Ends nothing waits for yet (the rest of their
+                         * layer still runs): they go with the write that
+                         * lets their dependents start, or the next batch. */
+                        batch_delay(j);
+                        if (j->flusher_stop)
+                                break;
+                }
                 linger(j);
                 pthread_mutex_unlock(&j->lock);
                 uint64_t t0 = now_mono_usec();
