@@ -74,8 +74,8 @@ static void announce(BindingController *b, const char *ns, const char *name, con
  * resourceVersion, again if another write came first. known (optional) is
  * the Binding as just read: the first try need not read it again. The
  * write's own event wakes no one: this pass has seen what it wrote. */
-static int pass(BindingController *b, const char *ns, const char *name, const json_t *known, const BindingTrigger *t,
-                json_t **ret_report, char **ret_error, uint64_t *ret_requeue) {
+static int pass(BindingController *b, const char *ns, const char *name, const json_t *known,
+                const BindingTrigger *t, json_t **ret_report, char **ret_error, uint64_t *ret_requeue) {
         for (int tries = 0; tries < COMMIT_TRIES; tries++) {
                 _cleanup_json_ json_t *obj = tries == 0 && known ? json_incref((json_t *) known) : NULL;
                 Plan p;

@@ -226,7 +226,8 @@ static char *own_key(const char *kind, const char *ns, const char *name) {
         return xasprintf("%s/%s/%s", kind, ns, name);
 }
 
-void controller_own_write(Controller *c, const char *kind, const char *ns, const char *name, uint64_t revision) {
+void controller_own_write(Controller *c, const char *kind, const char *ns, const char *name,
+                          uint64_t revision) {
         _cleanup_free_ char *key = own_key(kind, ns, name);
 
         pthread_mutex_lock(&c->lock);

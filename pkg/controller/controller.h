@@ -52,7 +52,8 @@ void controller_enqueue_where(Controller *c, const char *kind, const char *ns, c
  * nothing (other wakes of the key still do). For a kind whose every
  * reconcile writes its status, so that each write does not cost one more
  * reconcile that finds nothing to do. Thread-safe. */
-void controller_own_write(Controller *c, const char *kind, const char *ns, const char *name, uint64_t revision);
+void controller_own_write(Controller *c, const char *kind, const char *ns, const char *name,
+                          uint64_t revision);
 /* Stops taking keys and waits for running reconciles. */
 void controller_stop(Controller *c);
 void controller_free(Controller *c); /* stops first; NULL-safe */

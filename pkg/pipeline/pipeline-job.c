@@ -350,7 +350,8 @@ static DepState *task_states(Job *j, bool durable) {
                 done[t] = ok[t] = true;
         for (size_t k = 0; k < j->n_insts; k++) {
                 const Inst *i = j->insts[k];
-                bool d = finished(i->phase) && (durable || !i->ending), s = d && STREQ(i->phase, "Succeeded");
+                bool d = finished(i->phase) && (durable || !i->ending),
+                     s = d && STREQ(i->phase, "Succeeded");
                 any[i->task_index] = true;
                 done[i->task_index] &= d;
                 ok[i->task_index] &= s;

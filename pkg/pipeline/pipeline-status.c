@@ -168,7 +168,10 @@ static int write_tasks_over(Job *j, json_t *tasks) {
                           "metadata", "name", j->name, "namespace", j->ns, "status", st);
         /* The job stays parsed in the store for the next of these writes:
          * st is not changed after (the next write copies it). */
-        StoreOp op = {.type = STORE_OP_STATUS, .object = obj, .expect_revision = j->written_revision, .keep_tree = true};
+        StoreOp op = {.type = STORE_OP_STATUS,
+                      .object = obj,
+                      .expect_revision = j->written_revision,
+                      .keep_tree = true};
         int r = store_commit(j->p->store, &op, 1, false, NULL);
         if (r >= 0) {
                 json_decref(j->written);

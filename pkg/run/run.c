@@ -210,8 +210,8 @@ static void note_outcome(RunController *rc, const char *ns, const char *name, co
 /* Writes u, from known (the Run as last read or written; NULL: read it);
  * a change of phase or reason (not waiting, again and again) is also a
  * line in the logs. *ret_object (optional): the Run as written. */
-static int update_from(RunController *rc, const json_t *known, const char *ns, const char *name, RunUpdate *u,
-                       bool carried_out_here, json_t **ret_object) {
+static int update_from(RunController *rc, const json_t *known, const char *ns, const char *name,
+                       RunUpdate *u, bool carried_out_here, json_t **ret_object) {
         int r = known ? store_update_status_of(rc->store, known, update_next, u, ret_object)
                       : store_update_status(rc->store, "Run", ns, name, update_next, u, ret_object);
 
@@ -232,7 +232,8 @@ int run_update(RunController *rc, const char *ns, const char *name, RunUpdate *u
 int run_update_of(RunController *rc, const json_t *known, RunUpdate *u) {
         const json_t *meta = json_object_get(known, "metadata");
 
-        return update_from(rc, known, json_str_at(meta, "namespace"), json_str_at(meta, "name"), u, true, NULL);
+        return update_from(rc, known, json_str_at(meta, "namespace"), json_str_at(meta, "name"), u, true,
+                           NULL);
 }
 
 int run_update_noted(RunController *rc, const char *ns, const char *name, RunUpdate *u) {

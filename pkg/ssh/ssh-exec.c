@@ -224,8 +224,8 @@ static char *tracked_line(Exec *e, const char *quoted_script) {
                 _cleanup_free_ char *q = ssh_shell_quote(e->tidy->gone[i]);
                 buf_printf(&gone, " %s", q);
         }
-        char *line = xasprintf("exec /bin/sh -c %s rpr-track %s \"$HOME/.rpr/run\" %s eval %016" PRIx64 "%s", wrapper,
-                               quoted_script, id, nonce, gone.data ?: "");
+        char *line = xasprintf("exec /bin/sh -c %s rpr-track %s \"$HOME/.rpr/run\" %s eval %016" PRIx64 "%s",
+                               wrapper, quoted_script, id, nonce, gone.data ?: "");
         buf_free(&gone);
         return line;
 }
@@ -343,8 +343,8 @@ static void read_exit(Exec *e, SshResult *result) {
         }
 }
 
-int ssh_session_exec(SshSession *s, const SshTarget *t, const SshCommand *cmd, SshTidy *tidy, SshResult *result,
-                     bool *ret_reusable) {
+int ssh_session_exec(SshSession *s, const SshTarget *t, const SshCommand *cmd, SshTidy *tidy,
+                     SshResult *result, bool *ret_reusable) {
         Exec e = {.s = s, .cmd = cmd, .tidy = tidy};
         uint64_t deadline = cmd->timeout_usec ? now_mono_usec() + cmd->timeout_usec : 0;
         int r;

@@ -265,8 +265,8 @@ static void close_pair(int p[2]) {
 /* Starts the child with its pipes: out and err are left with the read
  * ends. A tracked child gets its socket (*ret_link: keep it open until the
  * child has ended) and, over it, its start time. */
-static int start(const SshCommand *cmd, const char *script, int out[2], int err[2], int *ret_input, int *ret_link,
-                 pid_t *ret, SshResult *result) {
+static int start(const SshCommand *cmd, const char *script, int out[2], int err[2], int *ret_input,
+                 int *ret_link, pid_t *ret, SshResult *result) {
         int in[2] = {-1, -1}, link[2] = {-1, -1};
         const SshTrack *track = cmd->track;
         bool input = !track && cmd->input_len > 0;

@@ -29,7 +29,7 @@
 
 #define MAX_OPENING 8 /* below sshd's default MaxStartups of 10 */
 #define MAX_IDLE 32   /* sessions kept per target; more are closed */
-#define TIDY_BATCH 8 /* ended commands' pid files removed together */
+#define TIDY_BATCH 8  /* ended commands' pid files removed together */
 
 typedef struct Target {
         char *id;

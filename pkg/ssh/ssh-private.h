@@ -49,8 +49,8 @@ typedef struct SshTidy {
  * before anything was sent (the caller may reconnect and retry), other
  * negative errno with result filled. *ret_reusable says whether the session
  * may go back to the pool. tidy is used for tracked commands only. */
-int ssh_session_exec(SshSession *s, const SshTarget *t, const SshCommand *cmd, SshTidy *tidy, SshResult *result,
-                     bool *ret_reusable);
+int ssh_session_exec(SshSession *s, const SshTarget *t, const SshCommand *cmd, SshTidy *tidy,
+                     SshResult *result, bool *ret_reusable);
 
 /* ---- ssh-track.c: the wrapper of tracked commands ------------------------- */
 

@@ -48,25 +48,26 @@
  * and arguments cleared (same pid, same start time, no second shell,
  * nothing forked for it). Exit 125: the command did not start. Only shell
  * builtins run before the script when the directory is there. */
-#define WRAPPER                                                                                    \
-        "s=$1 d=$2 id=$3 mode=$4 tag=$5\n"                                                            \
-        "[ -d \"$d\" ] && [ -w \"$d\" ] || mkdir -p \"$d\" 2>/dev/null\n"                                \
-        "if ! [ -w \"$d\" ]; then d=" FALLBACK_DIR "; "                                                  \
-        "mkdir -p -m 700 \"$d\" 2>/dev/null; [ -O \"$d\" ] || d=/nonexistent; fi\n"                      \
-        "if [ $# -gt 5 ]; then shift 5; (cd \"$d\" 2>/dev/null && exec rm -f -- \"$@\"); fi\n"           \
-        "st=\n"                                                                                        \
-        "if [ \"$mode\" = exec ]; then f=\"$d/$id.pid\"; read -r st <&3 || exit 125\n"                  \
-        "else f=\"$d/$id+$tag.pid\"; read -r st </proc/$$/stat 2>/dev/null; set -- $st; st=${22:-0}; fi\n" \
-        "if ! printf '%-40s\\n' \"$$ $st\" 1<>\"$f\"; then echo \"rpr: cannot record the command in $d\" >&2; " \
-        "exit 125; fi\n"                                                                               \
-        "if [ \"$mode\" = exec ]; then echo >&3 || exit 125; exec 3>&-\n"                               \
-        "else echo rpr-pid:$$ >&2; read -r go && [ \"$go\" = go ] || exit 125; fi\n"                   \
-        "exec </dev/null\n"                                                                            \
-        "unset d id f st go tag; set --\n"                                                             \
-        "if [ \"$mode\" = exec ]; then unset mode; eval \"unset s; $s\"; exit; fi\n"                    \
-        "unset mode; eval \"unset s; $s\"\n"                                                            \
-        "rc=$?\n"                                                                                      \
-        "if [ $rc -gt 128 ] && [ $rc -lt 160 ]; then command kill -$((rc - 128)) $$; fi\n"             \
+#define WRAPPER                                                                                             \
+        "s=$1 d=$2 id=$3 mode=$4 tag=$5\n"                                                                  \
+        "[ -d \"$d\" ] && [ -w \"$d\" ] || mkdir -p \"$d\" 2>/dev/null\n"                                   \
+        "if ! [ -w \"$d\" ]; then d=" FALLBACK_DIR "; "                                                     \
+        "mkdir -p -m 700 \"$d\" 2>/dev/null; [ -O \"$d\" ] || d=/nonexistent; fi\n"                         \
+        "if [ $# -gt 5 ]; then shift 5; (cd \"$d\" 2>/dev/null && exec rm -f -- \"$@\"); fi\n"              \
+        "st=\n"                                                                                             \
+        "if [ \"$mode\" = exec ]; then f=\"$d/$id.pid\"; read -r st <&3 || exit 125\n"                      \
+        "else f=\"$d/$id+$tag.pid\"; read -r st </proc/$$/stat 2>/dev/null; set -- $st; st=${22:-0}; fi\n"  \
+        "if ! printf '%-40s\\n' \"$$ $st\" 1<>\"$f\"; then echo \"rpr: cannot record the command in $d\" "  \
+        ">&2; "                                                                                             \
+        "exit 125; fi\n"                                                                                    \
+        "if [ \"$mode\" = exec ]; then echo >&3 || exit 125; exec 3>&-\n"                                   \
+        "else echo rpr-pid:$$ >&2; read -r go && [ \"$go\" = go ] || exit 125; fi\n"                        \
+        "exec </dev/null\n"                                                                                 \
+        "unset d id f st go tag; set --\n"                                                                  \
+        "if [ \"$mode\" = exec ]; then unset mode; eval \"unset s; $s\"; exit; fi\n"                        \
+        "unset mode; eval \"unset s; $s\"\n"                                                                \
+        "rc=$?\n"                                                                                           \
+        "if [ $rc -gt 128 ] && [ $rc -lt 160 ]; then command kill -$((rc - 128)) $$; fi\n"                  \
         "exit $rc\n"
 
 const char *ssh_track_wrapper(void) {

@@ -253,9 +253,11 @@ int store_update_status(Store *s, const char *kind, const char *ns, const char *
         return r;
 }
 
-int store_update_status_of(Store *s, const json_t *obj, StoreStatusFn next, void *userdata, json_t **ret_object) {
+int store_update_status_of(Store *s, const json_t *obj, StoreStatusFn next, void *userdata,
+                           json_t **ret_object) {
         const json_t *meta = meta_of(obj);
-        const char *kind = json_str_at(obj, "kind"), *ns = json_str_at(meta, "namespace"), *name = json_str_at(meta, "name");
+        const char *kind = json_str_at(obj, "kind"), *ns = json_str_at(meta, "namespace"),
+                   *name = json_str_at(meta, "name");
         _cleanup_json_ json_t *status = next(obj, userdata);
         char rv[24];
 
@@ -268,7 +270,8 @@ int store_update_status_of(Store *s, const json_t *obj, StoreStatusFn next, void
         }
         _cleanup_json_ json_t *copy = json_copy((json_t *) obj);
         json_object_set(copy, "status", status);
-        StoreOp op = {.type = STORE_OP_STATUS, .object = copy, .expect_revision = store_object_revision(obj)};
+        StoreOp op = {
+                .type = STORE_OP_STATUS, .object = copy, .expect_revision = store_object_revision(obj)};
         int r = store_commit(s, &op, 1, false, NULL);
         store_ops_clear(&op, 1);
         if (r == -ESTALE) /* another write came first: read it, and ask again */

@@ -622,7 +622,8 @@ static void trees_keep(Store *s, Pending *p, size_t n) {
                 if (!p[i].change.write)
                         continue;
                 if (p[i].tree)
-                        tree_cache_put(s->trees, p[i].kind, p[i].ns, p[i].name, p[i].revision, TAKE_PTR(p[i].tree));
+                        tree_cache_put(s->trees, p[i].kind, p[i].ns, p[i].name, p[i].revision,
+                                       TAKE_PTR(p[i].tree));
                 else
                         tree_cache_drop(s->trees, p[i].kind, p[i].ns, p[i].name);
         }

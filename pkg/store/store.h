@@ -167,7 +167,8 @@ int store_update_status(Store *s, const char *kind, const char *ns, const char *
  * wrote it (with its resourceVersion): the first try reads and parses
  * nothing. *ret_object (optional) gets obj with the new status and
  * resourceVersion, as written (obj itself when nothing was). */
-int store_update_status_of(Store *s, const json_t *obj, StoreStatusFn next, void *userdata, json_t **ret_object);
+int store_update_status_of(Store *s, const json_t *obj, StoreStatusFn next, void *userdata,
+                           json_t **ret_object);
 
 /* Finalizers, as controllers use them: a controller adds its own to an
  * object it must clean up after; deleting the object then only marks it

@@ -230,8 +230,8 @@ static int wrapper_with_rprd(bool rprd_there, bool *ran) {
         if (pid == 0) {
                 signal(SIGPIPE, SIG_DFL);
                 dup2(sv[1], 3);
-                execl("/bin/sh", "sh", "-c", ssh_track_wrapper(), "rpr-track", script, dir, "ns.gone", "exec", "",
-                      (char *) NULL);
+                execl("/bin/sh", "sh", "-c", ssh_track_wrapper(), "rpr-track", script, dir, "ns.gone",
+                      "exec", "", (char *) NULL);
                 _exit(127);
         }
         close(sv[1]);

@@ -936,7 +936,8 @@ static void test_status_written_from_the_object_held(void **state) {
         assert_string_equal(phase, "Running");
 
         /* another writer; then a write from the object held before it */
-        assert_int_equal(store_update_status(f->store, "Run", "default", "site-1", set_note, "theirs", NULL), 0);
+        assert_int_equal(store_update_status(f->store, "Run", "default", "site-1", set_note, "theirs", NULL),
+                         0);
         assert_int_equal(store_update_status_of(f->store, written, set_phase, "Succeeded", &again), 0);
         assert_int_equal(store_get_json(f->store, "Run", "default", "site-1", &now), 0);
         assert_string_equal(json_str_at(json_object_get(now, "status"), "phase"), "Succeeded");
@@ -959,10 +960,11 @@ static void test_kept_tree_writes_match_the_stored_object(void **state) {
                 char note[16];
                 snprintf(note, sizeof note, "n%d", i);
                 json_t *st = json_pack("{s:s, s:s}", "phase", "Running", "note", note);
-                _cleanup_json_ json_t *w = json_pack("{s:s, s:s, s:{s:s, s:s}, s:o}", "apiVersion", "rpr/v1", "kind",
-                                                    "Run", "metadata", "name", "job-1", "namespace", "default",
-                                                    "status", st);
-                StoreOp op = {.type = STORE_OP_STATUS, .object = w, .expect_revision = rev, .keep_tree = true};
+                _cleanup_json_ json_t *w =
+                        json_pack("{s:s, s:s, s:{s:s, s:s}, s:o}", "apiVersion", "rpr/v1", "kind", "Run",
+                                  "metadata", "name", "job-1", "namespace", "default", "status", st);
+                StoreOp op = {
+                        .type = STORE_OP_STATUS, .object = w, .expect_revision = rev, .keep_tree = true};
                 assert_int_equal(store_commit(f->store, &op, 1, false, NULL), 0);
                 rev = op.revision;
                 store_ops_clear(&op, 1);
@@ -976,15 +978,15 @@ static void test_kept_tree_writes_match_the_stored_object(void **state) {
                 assert_int_equal(store_get_json(f->store, "Run", "default", "job-1", &now), 0);
                 assert_int_equal(store_object_revision(now), rev);
                 assert_string_equal(json_str_at(json_object_get(now, "spec"), "pipeline"), owner);
-                assert_string_equal(json_str_at(json_object_get(json_object_get(now, "metadata"), "labels"),
-                                                "pipeline"),
-                                    owner);
+                assert_string_equal(
+                        json_str_at(json_object_get(json_object_get(now, "metadata"), "labels"), "pipeline"),
+                        owner);
                 assert_string_equal(json_str_at(json_object_get(now, "status"), "note"), note);
         }
         /* a stale expectation is refused, kept tree or not */
-        _cleanup_json_ json_t *w = json_pack("{s:s, s:s, s:{s:s, s:s}, s:{s:s}}", "apiVersion", "rpr/v1", "kind", "Run",
-                                             "metadata", "name", "job-1", "namespace", "default", "status", "phase",
-                                             "Late");
+        _cleanup_json_ json_t *w =
+                json_pack("{s:s, s:s, s:{s:s, s:s}, s:{s:s}}", "apiVersion", "rpr/v1", "kind", "Run",
+                          "metadata", "name", "job-1", "namespace", "default", "status", "phase", "Late");
         StoreOp op = {.type = STORE_OP_STATUS, .object = w, .expect_revision = rev - 1, .keep_tree = true};
         assert_int_equal(store_commit(f->store, &op, 1, false, NULL), -ESTALE);
         reopen(f);
