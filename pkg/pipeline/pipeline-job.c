@@ -370,14 +370,18 @@ static DepState *task_states(Job *j, bool durable) {
         return states;
 }
 
-static DepState deps_state(const Job *j, const DepState *states, const Inst *i) {
+/* *states is made on first need: an instance without dependencies (all of
+ * them in a flat graph of a thousand) costs no pass over the job. */
+static DepState deps_state(Job *j, DepState **states, bool durable, const Inst *i) {
         const Task *t = &j->graph[i->task_index];
         DepState s = DEP_READY;
 
+        if (t->n_deps > 0 && !*states)
+                *states = task_states(j, durable);
         for (size_t k = 0; k < t->n_deps; k++) {
-                if (states[t->deps[k]] == DEP_BLOCKED)
+                if ((*states)[t->deps[k]] == DEP_BLOCKED)
                         return DEP_BLOCKED;
-                if (states[t->deps[k]] == DEP_WAIT)
+                if ((*states)[t->deps[k]] == DEP_WAIT)
                         s = DEP_WAIT;
         }
         return s;
@@ -385,7 +389,7 @@ static DepState deps_state(const Job *j, const DepState *states, const Inst *i) 
 
 /* Under j->lock: starts what may start; true while anything can still happen. */
 bool job_step(Job *j, bool on_error_phase) {
-        _cleanup_free_ DepState *states = task_states(j, false);
+        _cleanup_free_ DepState *states = NULL;
         bool pending = false;
 
         for (size_t k = 0; k < j->n_insts; k++) {
@@ -398,7 +402,7 @@ bool job_step(Job *j, bool on_error_phase) {
                         j->dirty = true;
                         continue;
                 }
-                DepState s = on_error_phase ? DEP_READY : deps_state(j, states, i);
+                DepState s = on_error_phase ? DEP_READY : deps_state(j, &states, false, i);
                 if (s == DEP_BLOCKED) {
                         i->phase = "Skipped", i->reason = "DependencyFailed";
                         j->dirty = true;
@@ -419,10 +423,10 @@ bool job_ends_wanted(Job *j) {
                         return true;
         if (j->on_error_phase)
                 return true;
-        _cleanup_free_ DepState *states = task_states(j, true);
+        _cleanup_free_ DepState *states = NULL;
         for (size_t k = 0; k < j->n_insts; k++) {
                 Inst *i = j->insts[k];
-                if (!i->on_error && STREQ(i->phase, "Pending") && deps_state(j, states, i) == DEP_READY)
+                if (!i->on_error && STREQ(i->phase, "Pending") && deps_state(j, &states, true, i) == DEP_READY)
                         return true;
         }
         return false;

@@ -44,7 +44,8 @@ static json_t *phase_next(const json_t *obj, void *userdata) {
         if (run_phase_finished(phase) || (w->expect && !STREQ(phase, w->expect)))
                 return NULL;
         w->applied = true;
-        json_t *st = json_is_object(old) ? json_deep_copy(old) : json_object();
+        /* Only keys of the status itself change: its members are shared. */
+        json_t *st = json_is_object(old) ? json_copy((json_t *) old) : json_object();
         if (w->phase) {
                 json_object_set_new(st, "phase", json_string(w->phase));
                 json_object_set_new(st, "reason", json_string(w->reason ?: w->phase));
@@ -182,6 +183,32 @@ static int write_tasks_over(Job *j, json_t *tasks) {
         return r;
 }
 
+/* The tasks with a phase (the end of the job) over the status last
+ * written, as write_tasks_over: -ESTALE when that cannot be (the caller
+ * reads the job then). */
+static int write_phase_over(Job *j, PhaseWrite *w) {
+        if (!j->written)
+                return -ESTALE;
+        _cleanup_json_ json_t *held = json_pack("{s:O}", "status", j->written);
+        json_t *st = phase_next(held, w);
+        if (!w->applied || !st) {
+                json_decref(st);
+                return -ESTALE;
+        }
+        _cleanup_json_ json_t *obj =
+                json_pack("{s:s, s:s, s:{s:s, s:s}, s:o}", "apiVersion", RPR_API_VERSION, "kind", "Run",
+                          "metadata", "name", j->name, "namespace", j->ns, "status", st);
+        StoreOp op = {.type = STORE_OP_STATUS,
+                      .object = obj,
+                      .expect_revision = j->written_revision,
+                      .keep_tree = true};
+        int r = store_commit(j->p->store, &op, 1, false, NULL);
+        store_ops_clear(&op, 1);
+        if (r >= 0 && !STREQ(w->phase, "Running"))
+                written_set(j, NULL); /* kept only while Running */
+        return r;
+}
+
 /* Writes the tasks (and a phase) unless the job is no longer Running. */
 int job_flush(Job *j, const char *phase, const char *reason, const char *message) {
         pthread_mutex_lock(&j->flush_lock);
@@ -190,9 +217,9 @@ int job_flush(Job *j, const char *phase, const char *reason, const char *message
         uint64_t snapshot = ++j->snapshots;
         j->dirty = false;
         pthread_mutex_unlock(&j->lock);
-        int r = phase ? -ESTALE : write_tasks_over(j, tasks);
+        PhaseWrite w = {"Running", phase, reason, message, tasks, false};
+        int r = phase ? write_phase_over(j, &w) : write_tasks_over(j, tasks);
         if (r == -ESTALE) {
-                PhaseWrite w = {"Running", phase, reason, message, tasks, false};
                 _cleanup_json_ json_t *obj = NULL;
                 r = store_update_status(j->p->store, "Run", j->ns, j->name, phase_next, &w, &obj);
                 written_set(j, r >= 0 && w.applied ? obj : NULL);
