@@ -71,13 +71,15 @@ static void announce(BindingController *b, const char *ns, const char *name, con
 }
 
 /* Plans and commits the Runs with the status, against the Binding's
- * resourceVersion, again if another write came first. */
-static int pass(BindingController *b, const char *ns, const char *name, const BindingTrigger *t, json_t **ret_report,
-                char **ret_error, uint64_t *ret_requeue) {
+ * resourceVersion, again if another write came first. known (optional) is
+ * the Binding as just read: the first try need not read it again. The
+ * write's own event wakes no one: this pass has seen what it wrote. */
+static int pass(BindingController *b, const char *ns, const char *name, const json_t *known,
+                const BindingTrigger *t, json_t **ret_report, char **ret_error, uint64_t *ret_requeue) {
         for (int tries = 0; tries < COMMIT_TRIES; tries++) {
-                _cleanup_json_ json_t *obj = NULL;
+                _cleanup_json_ json_t *obj = tries == 0 && known ? json_incref((json_t *) known) : NULL;
                 Plan p;
-                int r = store_get_json(b->store, "Binding", ns, name, &obj);
+                int r = obj ? 0 : store_get_json(b->store, "Binding", ns, name, &obj);
                 if (r < 0)
                         return r;
                 if (t && json_object_get(json_object_get(obj, "metadata"), "deletionTimestamp")) {
@@ -100,6 +102,8 @@ static int pass(BindingController *b, const char *ns, const char *name, const Bi
                 r = store_commit(b->store, ops, n + 1, false, NULL);
                 store_ops_clear(ops, n + 1);
                 json_decref(w);
+                if (r >= 0 && ops[n].outcome != STORE_UNCHANGED)
+                        controller_own_write(b->controller, "Binding", ns, name, ops[n].revision);
                 if (r >= 0) {
                         announce(b, ns, name, &p);
                         trim_history(b, obj);
@@ -169,13 +173,13 @@ static int reconcile(void *userdata, const char *ns, const char *name, uint64_t 
                 return finalize(b, obj, ret_requeue_after);
         if (!store_has_finalizer(obj, BINDING_FINALIZER))
                 return store_add_finalizer(b->store, obj, BINDING_FINALIZER); /* its write brings us back */
-        r = pass(b, ns, name, NULL, NULL, &error, ret_requeue_after);
+        r = pass(b, ns, name, obj, NULL, NULL, &error, ret_requeue_after);
         return r == -ENOENT ? 0 : r;
 }
 
 int binding_trigger(BindingController *b, const char *ns, const char *name, const BindingTrigger *t,
                     json_t **ret_report, char **ret_error) {
-        int r = pass(b, ns, name, t, ret_report, ret_error, NULL);
+        int r = pass(b, ns, name, NULL, t, ret_report, ret_error, NULL);
 
         if (r == -ENOENT && !*ret_error)
                 *ret_error = xasprintf("bindings \"%s\" not found", name);

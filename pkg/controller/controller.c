@@ -62,6 +62,10 @@ struct Controller {
         uint64_t tick_every_usec;
         void *tick_userdata;
         unsigned since_trim; /* reconciles since the heap was last trimmed */
+        /* "kind/ns/name" -> revision of a reconciler's own write whose
+         * event is not to enqueue the key (controller_own_write). An entry
+         * goes with the first event of its key at or after that revision. */
+        Hashmap *own_writes;
 };
 
 static ssize_t registration_find(Controller *c, const char *kind) {
@@ -218,6 +222,36 @@ static void *worker_thread(void *arg) {
 
 /* ---- the feed and the dispatcher ---------------------------------------- */
 
+static char *own_key(const char *kind, const char *ns, const char *name) {
+        return xasprintf("%s/%s/%s", kind, ns, name);
+}
+
+void controller_own_write(Controller *c, const char *kind, const char *ns, const char *name,
+                          uint64_t revision) {
+        _cleanup_free_ char *key = own_key(kind, ns, name);
+
+        pthread_mutex_lock(&c->lock);
+        hashmap_put(c->own_writes, key, (void *) (uintptr_t) revision);
+        pthread_mutex_unlock(&c->lock);
+}
+
+/* Whether ev is the echo of a write its reconciler said was its own. */
+static bool own_echo(Controller *c, const StoreEvent *ev) {
+        bool echo = false;
+
+        pthread_mutex_lock(&c->lock);
+        if (hashmap_size(c->own_writes) > 0) {
+                _cleanup_free_ char *key = own_key(ev->kind, ev->ns, ev->name);
+                uintptr_t rev = (uintptr_t) hashmap_get(c->own_writes, key);
+                if (rev && ev->revision >= rev) {
+                        echo = ev->revision == rev && ev->type == STORE_EVENT_MODIFIED;
+                        hashmap_remove(c->own_writes, key);
+                }
+        }
+        pthread_mutex_unlock(&c->lock);
+        return echo;
+}
+
 static void on_feed(void *userdata) {
         Controller *c = userdata;
 
@@ -292,7 +326,8 @@ static void drain_feed(Controller *c) {
                 }
                 if (r <= 0)
                         return;
-                controller_enqueue(c, ev->kind, ev->ns, ev->name, 0);
+                if (!own_echo(c, ev))
+                        controller_enqueue(c, ev->kind, ev->ns, ev->name, 0);
                 for (size_t i = 0; i < c->n_event_watchers; i++)
                         if (STREQ(c->event_watchers[i].kind, ev->kind))
                                 c->event_watchers[i].fn(c->event_watchers[i].userdata, ev);
@@ -365,6 +400,7 @@ int controller_new(Store *store, unsigned workers, Controller **ret) {
         pthread_cond_init(&c->tick_cond, &attr);
         pthread_condattr_destroy(&attr);
         c->workers = xcalloc(c->n_workers, sizeof(pthread_t));
+        c->own_writes = hashmap_new();
         tick(c);
         *ret = c;
         return 0;
@@ -435,6 +471,7 @@ void controller_free(Controller *c) {
         store_watch_free(c->watch);
         keys_free(&c->keys);
         heap_free(&c->timers);
+        hashmap_free(c->own_writes);
         for (size_t i = 0; i < c->n_regs; i++)
                 free(c->regs[i].kind);
         free(c->regs);

@@ -47,6 +47,13 @@ void controller_enqueue(Controller *c, const char *kind, const char *ns, const c
  * another's objects. Thread-safe. */
 void controller_enqueue_where(Controller *c, const char *kind, const char *ns, const char *key, const char *value,
                               const char *also);
+/* A reconciler's own write of kind/ns/name at revision, whose outcome it
+ * has already taken into account: its event in the change feed enqueues
+ * nothing (other wakes of the key still do). For a kind whose every
+ * reconcile writes its status, so that each write does not cost one more
+ * reconcile that finds nothing to do. Thread-safe. */
+void controller_own_write(Controller *c, const char *kind, const char *ns, const char *name,
+                          uint64_t revision);
 /* Stops taking keys and waits for running reconciles. */
 void controller_stop(Controller *c);
 void controller_free(Controller *c); /* stops first; NULL-safe */

@@ -338,9 +338,10 @@ static void inst_start(Inst *i) {
 typedef enum DepState { DEP_WAIT, DEP_READY, DEP_BLOCKED } DepState;
 
 /* Under j->lock: for each task of the graph, whether it lets its
- * dependents go (states[task_index]). One pass over the instances: a step
- * costs the size of the graph, not its square. */
-static DepState *task_states(Job *j) {
+ * dependents go (states[task_index]); durable: whether ends not yet
+ * written count as written. One pass over the instances: a step costs the
+ * size of the graph, not its square. */
+static DepState *task_states(Job *j, bool durable) {
         bool *done = xcalloc(j->n_graph + 1, sizeof *done), *ok = xcalloc(j->n_graph + 1, sizeof *ok);
         bool *bad = xcalloc(j->n_graph + 1, sizeof *bad), *any = xcalloc(j->n_graph + 1, sizeof *any);
         DepState *states = xcalloc(j->n_graph + 1, sizeof *states);
@@ -349,7 +350,8 @@ static DepState *task_states(Job *j) {
                 done[t] = ok[t] = true;
         for (size_t k = 0; k < j->n_insts; k++) {
                 const Inst *i = j->insts[k];
-                bool d = finished(i->phase) && !i->ending, s = d && STREQ(i->phase, "Succeeded");
+                bool d = finished(i->phase) && (durable || !i->ending),
+                     s = d && STREQ(i->phase, "Succeeded");
                 any[i->task_index] = true;
                 done[i->task_index] &= d;
                 ok[i->task_index] &= s;
@@ -368,14 +370,18 @@ static DepState *task_states(Job *j) {
         return states;
 }
 
-static DepState deps_state(const Job *j, const DepState *states, const Inst *i) {
+/* *states is made on first need: an instance without dependencies (all of
+ * them in a flat graph of a thousand) costs no pass over the job. */
+static DepState deps_state(Job *j, DepState **states, bool durable, const Inst *i) {
         const Task *t = &j->graph[i->task_index];
         DepState s = DEP_READY;
 
+        if (t->n_deps > 0 && !*states)
+                *states = task_states(j, durable);
         for (size_t k = 0; k < t->n_deps; k++) {
-                if (states[t->deps[k]] == DEP_BLOCKED)
+                if ((*states)[t->deps[k]] == DEP_BLOCKED)
                         return DEP_BLOCKED;
-                if (states[t->deps[k]] == DEP_WAIT)
+                if ((*states)[t->deps[k]] == DEP_WAIT)
                         s = DEP_WAIT;
         }
         return s;
@@ -383,7 +389,7 @@ static DepState deps_state(const Job *j, const DepState *states, const Inst *i) 
 
 /* Under j->lock: starts what may start; true while anything can still happen. */
 bool job_step(Job *j, bool on_error_phase) {
-        _cleanup_free_ DepState *states = task_states(j);
+        _cleanup_free_ DepState *states = NULL;
         bool pending = false;
 
         for (size_t k = 0; k < j->n_insts; k++) {
@@ -396,7 +402,7 @@ bool job_step(Job *j, bool on_error_phase) {
                         j->dirty = true;
                         continue;
                 }
-                DepState s = on_error_phase ? DEP_READY : deps_state(j, states, i);
+                DepState s = on_error_phase ? DEP_READY : deps_state(j, &states, false, i);
                 if (s == DEP_BLOCKED) {
                         i->phase = "Skipped", i->reason = "DependencyFailed";
                         j->dirty = true;
@@ -407,6 +413,23 @@ bool job_step(Job *j, bool on_error_phase) {
                         inst_start(i);
         }
         return pending || j->running > 0;
+}
+
+bool job_ends_wanted(Job *j) {
+        if (j->n_ending == 0)
+                return false;
+        for (size_t k = 0; k < j->n_insts; k++)
+                if (j->insts[k]->ending && !STREQ(j->insts[k]->phase, "Succeeded"))
+                        return true;
+        if (j->on_error_phase)
+                return true;
+        _cleanup_free_ DepState *states = NULL;
+        for (size_t k = 0; k < j->n_insts; k++) {
+                Inst *i = j->insts[k];
+                if (!i->on_error && STREQ(i->phase, "Pending") && deps_state(j, &states, true, i) == DEP_READY)
+                        return true;
+        }
+        return false;
 }
 
 static void wait_changed(Job *j, uint64_t usec) {

@@ -132,6 +132,11 @@ struct Job {
 /* Under j->lock: starts what may start (pipeline-job.c); true while
  * anything can still happen. */
 bool job_step(Job *j, bool on_error_phase);
+/* Under j->lock: whether writing the ends not yet durable now lets an
+ * instance start (or one of them failed, which is written at once). The
+ * first ends of a layer whose dependents also wait for the rest of it
+ * need no write of their own. */
+bool job_ends_wanted(Job *j);
 
 /* pipeline-status.c: the job's tasks in the store. */
 /* Under j->lock: status.tasks as the instances are now (new reference). */

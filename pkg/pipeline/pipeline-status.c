@@ -44,7 +44,8 @@ static json_t *phase_next(const json_t *obj, void *userdata) {
         if (run_phase_finished(phase) || (w->expect && !STREQ(phase, w->expect)))
                 return NULL;
         w->applied = true;
-        json_t *st = json_is_object(old) ? json_deep_copy(old) : json_object();
+        /* Only keys of the status itself change: its members are shared. */
+        json_t *st = json_is_object(old) ? json_copy((json_t *) old) : json_object();
         if (w->phase) {
                 json_object_set_new(st, "phase", json_string(w->phase));
                 json_object_set_new(st, "reason", json_string(w->reason ?: w->phase));
@@ -166,7 +167,12 @@ static int write_tasks_over(Job *j, json_t *tasks) {
         _cleanup_json_ json_t *obj =
                 json_pack("{s:s, s:s, s:{s:s, s:s}, s:o}", "apiVersion", RPR_API_VERSION, "kind", "Run",
                           "metadata", "name", j->name, "namespace", j->ns, "status", st);
-        StoreOp op = {.type = STORE_OP_STATUS, .object = obj, .expect_revision = j->written_revision};
+        /* The job stays parsed in the store for the next of these writes:
+         * st is not changed after (the next write copies it). */
+        StoreOp op = {.type = STORE_OP_STATUS,
+                      .object = obj,
+                      .expect_revision = j->written_revision,
+                      .keep_tree = true};
         int r = store_commit(j->p->store, &op, 1, false, NULL);
         if (r >= 0) {
                 json_decref(j->written);
@@ -174,6 +180,32 @@ static int write_tasks_over(Job *j, json_t *tasks) {
                 j->written_revision = op.revision;
         }
         store_ops_clear(&op, 1);
+        return r;
+}
+
+/* The tasks with a phase (the end of the job) over the status last
+ * written, as write_tasks_over: -ESTALE when that cannot be (the caller
+ * reads the job then). */
+static int write_phase_over(Job *j, PhaseWrite *w) {
+        if (!j->written)
+                return -ESTALE;
+        _cleanup_json_ json_t *held = json_pack("{s:O}", "status", j->written);
+        json_t *st = phase_next(held, w);
+        if (!w->applied || !st) {
+                json_decref(st);
+                return -ESTALE;
+        }
+        _cleanup_json_ json_t *obj =
+                json_pack("{s:s, s:s, s:{s:s, s:s}, s:o}", "apiVersion", RPR_API_VERSION, "kind", "Run",
+                          "metadata", "name", j->name, "namespace", j->ns, "status", st);
+        StoreOp op = {.type = STORE_OP_STATUS,
+                      .object = obj,
+                      .expect_revision = j->written_revision,
+                      .keep_tree = true};
+        int r = store_commit(j->p->store, &op, 1, false, NULL);
+        store_ops_clear(&op, 1);
+        if (r >= 0 && !STREQ(w->phase, "Running"))
+                written_set(j, NULL); /* kept only while Running */
         return r;
 }
 
@@ -185,9 +217,9 @@ int job_flush(Job *j, const char *phase, const char *reason, const char *message
         uint64_t snapshot = ++j->snapshots;
         j->dirty = false;
         pthread_mutex_unlock(&j->lock);
-        int r = phase ? -ESTALE : write_tasks_over(j, tasks);
+        PhaseWrite w = {"Running", phase, reason, message, tasks, false};
+        int r = phase ? write_phase_over(j, &w) : write_tasks_over(j, tasks);
         if (r == -ESTALE) {
-                PhaseWrite w = {"Running", phase, reason, message, tasks, false};
                 _cleanup_json_ json_t *obj = NULL;
                 r = store_update_status(j->p->store, "Run", j->ns, j->name, phase_next, &w, &obj);
                 written_set(j, r >= 0 && w.applied ? obj : NULL);
@@ -232,7 +264,7 @@ static void batch_delay(Job *j) {
         uint64_t until = now_mono_usec() + MAX(FLUSH_USEC, 4 * j->last_flush_usec);
         struct timespec ts;
 
-        while (!j->urgent && !j->n_ending && !j->flusher_stop) {
+        while (!j->urgent && !job_ends_wanted(j) && !j->flusher_stop) {
                 uint64_t now = now_mono_usec();
                 if (now >= until)
                         break;
@@ -249,7 +281,7 @@ static void batch_delay(Job *j) {
 static void linger(Job *j) {
         uint64_t until = now_mono_usec() + LINGER_USEC;
 
-        while ((j->urgent || j->n_ending) && j->running > 0 && !j->flusher_stop) {
+        while ((j->urgent || job_ends_wanted(j)) && j->running > 0 && !j->flusher_stop) {
                 uint64_t now = now_mono_usec();
                 if (now >= until)
                         break;
@@ -270,6 +302,14 @@ static void *flusher_thread(void *arg) {
                         pthread_cond_wait(&j->flush_wanted, &j->lock);
                 if (j->flusher_stop)
                         break;
+                if (!j->urgent && j->n_ending && !job_ends_wanted(j)) {
+                        /* Ends nothing waits for yet (the rest of their
+                         * layer still runs): they go with the write that
+                         * lets their dependents start, or the next batch. */
+                        batch_delay(j);
+                        if (j->flusher_stop)
+                                break;
+                }
                 linger(j);
                 pthread_mutex_unlock(&j->lock);
                 uint64_t t0 = now_mono_usec();

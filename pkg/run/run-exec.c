@@ -142,7 +142,7 @@ static void finish(Exec *x, int r, const SshResult *res) {
         run_log_note(x->log, "%s: %s: %s (%.3f s)", u.phase, u.reason, message,
                      (double) res->duration_usec / USEC_PER_SEC);
         run_log_close(TAKE_PTR(x->log));
-        int k = run_update(x->rc, x->sp.ns, x->sp.name, &u);
+        int k = run_update_of(x->rc, x->obj, &u);
         if (k < 0)
                 log_error("run %s/%s: cannot write its outcome (%s): %s", x->sp.ns, x->sp.name, u.phase, strerror(-k));
 }

@@ -71,6 +71,9 @@ typedef struct RunUpdate {
  * phase gets endTime; the change is a line in the activity log and, for
  * runs not carried out here, a note in the output file. */
 int run_update(RunController *rc, const char *ns, const char *name, RunUpdate *u);
+/* As run_update, from known, the Run as this rprd last wrote it: nothing
+ * is read or parsed unless another write came in between. */
+int run_update_of(RunController *rc, const json_t *known, RunUpdate *u);
 /* As run_update, for a Run not carried out here: the change is also a note
  * in its output file. */
 int run_update_noted(RunController *rc, const char *ns, const char *name, RunUpdate *u);

@@ -207,10 +207,13 @@ static void note_outcome(RunController *rc, const char *ns, const char *name, co
         }
 }
 
-/* Writes u; a change of phase or reason (not waiting, again and again) is
- * also a line in the logs. */
-static int update(RunController *rc, const char *ns, const char *name, RunUpdate *u, bool carried_out_here) {
-        int r = store_update_status(rc->store, "Run", ns, name, update_next, u, NULL);
+/* Writes u, from known (the Run as last read or written; NULL: read it);
+ * a change of phase or reason (not waiting, again and again) is also a
+ * line in the logs. *ret_object (optional): the Run as written. */
+static int update_from(RunController *rc, const json_t *known, const char *ns, const char *name,
+                       RunUpdate *u, bool carried_out_here, json_t **ret_object) {
+        int r = known ? store_update_status_of(rc->store, known, update_next, u, ret_object)
+                      : store_update_status(rc->store, "Run", ns, name, update_next, u, ret_object);
 
         if (r >= 0 && u->applied && u->news)
                 note_outcome(rc, ns, name, u, carried_out_here);
@@ -218,8 +221,19 @@ static int update(RunController *rc, const char *ns, const char *name, RunUpdate
         return r;
 }
 
+static int update(RunController *rc, const char *ns, const char *name, RunUpdate *u, bool carried_out_here) {
+        return update_from(rc, NULL, ns, name, u, carried_out_here, NULL);
+}
+
 int run_update(RunController *rc, const char *ns, const char *name, RunUpdate *u) {
         return update(rc, ns, name, u, true);
+}
+
+int run_update_of(RunController *rc, const json_t *known, RunUpdate *u) {
+        const json_t *meta = json_object_get(known, "metadata");
+
+        return update_from(rc, known, json_str_at(meta, "namespace"), json_str_at(meta, "name"), u, true,
+                           NULL);
 }
 
 int run_update_noted(RunController *rc, const char *ns, const char *name, RunUpdate *u) {
@@ -334,6 +348,7 @@ static int wait_for_server(RunController *rc, const json_t *obj, const RunSpec *
 static int start(RunController *rc, json_t *obj, const RunSpec *sp) {
         Active *a = active_add(rc, sp->ns, sp->name);
         _cleanup_free_ char *path = run_log_path(rc->dir, sp->ns, sp->name);
+        _cleanup_json_ json_t *running = NULL;
         int r;
 
         if (!a)
@@ -343,12 +358,12 @@ static int start(RunController *rc, json_t *obj, const RunSpec *sp) {
         json_object_set_new(u.set, "logFile", json_string(path));
         json_object_set_new(u.set, "waitingSince", json_null());
         json_object_set_new(u.set, "nextAttemptTime", json_null());
-        r = update(rc, sp->ns, sp->name, &u, true);
+        r = update_from(rc, obj, sp->ns, sp->name, &u, true, &running);
         if (r < 0 || !u.applied) {
                 run_active_remove(rc, a);
                 return r == -ENOENT ? 0 : r;
         }
-        return run_exec_start(rc, a, obj);
+        return run_exec_start(rc, a, running);
 }
 
 static int pending(RunController *rc, json_t *obj, uint64_t *ret_requeue) {

@@ -8,12 +8,14 @@
  * can fill up and stall the other, and none of it is kept.
  *
  * A tracked command (ssh-track.c) runs under the wrapper instead, which
- * prints the pid line only once its pid file (under ~/.rpr/run) is
- * written, and waits for "go" on stdin: it is sent, with the end of stdin,
+ * prints the pid line only once its pid file (under ~/.rpr/run, named with
+ * a nonce; ended commands' files handed on by the pool are removed first)
+ * is written, and waits for "go" on stdin: it is sent, with the end of stdin,
  * when the pid line comes. A channel that dies before that (rprd killed)
  * ends stdin, and the wrapper exits without running the script. Without a
  * pty sshd signals nothing when a channel dies: a command that had started
  * runs on, and only its pid file finds it again. */
+#include <inttypes.h>
 #include <poll.h>
 #include <stdio.h>
 #include <string.h>
@@ -40,6 +42,7 @@ typedef struct Exec {
         SshSession *s;
         LIBSSH2_CHANNEL *ch;
         const SshCommand *cmd;
+        SshTidy *tidy;
         PidScan pid;
         bool stop;  /* canceled, or the output callback asked to stop */
         bool gated; /* tracked: "go" not sent yet */
@@ -176,8 +179,8 @@ static void kill_remote(Exec *e) {
         _cleanup_free_ char *cleanup = NULL;
         if (e->cmd->track) {
                 /* Killed here, so nothing is left to find again. */
-                _cleanup_free_ char *id = ssh_shell_quote(e->cmd->track->id);
-                cleanup = xasprintf(" rm -f \"$HOME/.rpr/run/\"%s.pid /tmp/rpr-run-$(id -u)/%s.pid;", id, id);
+                _cleanup_free_ char *file = ssh_shell_quote(e->tidy->file);
+                cleanup = xasprintf(" rm -f \"$HOME/.rpr/run/\"%s /tmp/rpr-run-$(id -u)/%s;", file, file);
         }
         snprintf(cmd, sizeof cmd,
                  "kill -TERM -%ld 2>/dev/null;%s (sleep 1; kill -KILL -%ld) >/dev/null 2>&1 </dev/null &", pid,
@@ -206,6 +209,27 @@ static int send_input(Exec *e) {
         return 0;
 }
 
+/* The wrapper's command line: its pid file gets a nonce (a name handed on
+ * for removal is never a later command's), and it removes the ended
+ * commands' files it is given before its own is written. */
+static char *tracked_line(Exec *e, const char *quoted_script) {
+        _cleanup_free_ char *wrapper = ssh_shell_quote(ssh_track_wrapper());
+        _cleanup_free_ char *id = ssh_shell_quote(e->cmd->track->id);
+        uint64_t nonce = 0;
+        Buf gone = BUF_INIT;
+
+        (void) random_bytes(&nonce, sizeof nonce);
+        snprintf(e->tidy->file, sizeof e->tidy->file, "%s+%016" PRIx64 ".pid", e->cmd->track->id, nonce);
+        for (size_t i = 0; i < e->tidy->n_gone; i++) {
+                _cleanup_free_ char *q = ssh_shell_quote(e->tidy->gone[i]);
+                buf_printf(&gone, " %s", q);
+        }
+        char *line = xasprintf("exec /bin/sh -c %s rpr-track %s \"$HOME/.rpr/run\" %s eval %016" PRIx64 "%s",
+                               wrapper, quoted_script, id, nonce, gone.data ?: "");
+        buf_free(&gone);
+        return line;
+}
+
 static int start(Exec *e, const SshTarget *t, SshResult *result) {
         _cleanup_free_ char *script = NULL, *quoted = NULL, *line = NULL;
 
@@ -215,9 +239,7 @@ static int start(Exec *e, const SshTarget *t, SshResult *result) {
         if (e->cmd->track) {
                 if (!ssh_track_id_valid(e->cmd->track->id))
                         return ssh_fail(result, SSH_FAIL_EXEC, EINVAL, "invalid command id for tracking");
-                _cleanup_free_ char *wrapper = ssh_shell_quote(ssh_track_wrapper(2));
-                _cleanup_free_ char *id = ssh_shell_quote(e->cmd->track->id);
-                line = xasprintf("exec /bin/sh -c %s rpr-track %s \"$HOME/.rpr/run\" %s", wrapper, quoted, id);
+                line = tracked_line(e, quoted);
                 e->gated = true;
         } else
                 line = xasprintf("echo rpr-pid:$$ >&2; exec /bin/sh -c %s", quoted);
@@ -321,9 +343,9 @@ static void read_exit(Exec *e, SshResult *result) {
         }
 }
 
-int ssh_session_exec(SshSession *s, const SshTarget *t, const SshCommand *cmd, SshResult *result,
-                     bool *ret_reusable) {
-        Exec e = {.s = s, .cmd = cmd};
+int ssh_session_exec(SshSession *s, const SshTarget *t, const SshCommand *cmd, SshTidy *tidy,
+                     SshResult *result, bool *ret_reusable) {
+        Exec e = {.s = s, .cmd = cmd, .tidy = tidy};
         uint64_t deadline = cmd->timeout_usec ? now_mono_usec() + cmd->timeout_usec : 0;
         int r;
 

@@ -9,14 +9,18 @@
  * The child never sees rprd's environment (a Token's valueFrom.env secret
  * lives there): it gets PATH, HOME and LANG, and the command's own env is
  * exported by the script. A tracked command (ssh-track.c) runs under the
- * wrapper, which reports on fd 3 once its pid file is written and waits
- * for "go" on stdin. */
+ * wrapper, which writes its pid file first and runs the script only if
+ * rprd is still there: over a socket on its fd 3 it gets its start time
+ * and sends a byte back once the file is written. */
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -38,10 +42,126 @@ static void clean_env(char *ret[static 4], char buf[static 3][1024]) {
         ret[3] = NULL;
 }
 
-/* The child's standard fds: stdin from /dev/null (or the gate pipe of a
- * tracked command), stdout and stderr to the pipes, fd 3 the ready pipe. */
+/* ---- recycled pid files ------------------------------------------------------ */
+
+/* Local pid files are recycled, not created and removed for each command:
+ * on a busy host (ext4 without a journal most of all) allocating an inode
+ * after many deletions scans the recently deleted ones, and a pipeline's
+ * tasks paid milliseconds each for it. A spare is an emptied pid file
+ * renamed to ".spare-N" in the one directory this process tracks
+ * commands in; renamed to a command's name before it starts (the wrapper
+ * then writes into it) and back once it ended. An empty pid file means
+ * "never started" to the reaper, and the names come back after a restart,
+ * so nothing piles up. */
+#define SPARES 64
+
+typedef enum { SPARE_NONE, SPARE_HERE, SPARE_MOVING } SpareState;
+
+static struct {
+        pthread_mutex_t lock;
+        char *dir;
+        SpareState state[SPARES];
+} spares = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+/* A slot of dir in state from, now moving; -1 when none. */
+static int spare_claim(const char *dir, SpareState from) {
+        int n = -1;
+
+        pthread_mutex_lock(&spares.lock);
+        if (!spares.dir)
+                spares.dir = xstrdup(dir);
+        for (int i = 0; n < 0 && i < SPARES && STREQ(spares.dir, dir); i++)
+                if (spares.state[i] == from)
+                        n = i;
+        if (n >= 0)
+                spares.state[n] = SPARE_MOVING;
+        pthread_mutex_unlock(&spares.lock);
+        return n;
+}
+
+static void spare_set(int n, SpareState state) {
+        pthread_mutex_lock(&spares.lock);
+        spares.state[n] = state;
+        pthread_mutex_unlock(&spares.lock);
+}
+
+/* Before the command starts: a spare becomes its (empty) pid file. */
+static void pid_file_take(const char *dir, const char *path) {
+        int n = spare_claim(dir, SPARE_HERE);
+
+        if (n < 0)
+                return;
+        _cleanup_free_ char *spare = xasprintf("%s/.spare-%d", dir, n);
+        (void) rename(spare, path); /* else the wrapper makes the file */
+        spare_set(n, SPARE_NONE);
+}
+
+/* A pid file's record blanked, written over as the wrapper writes it (not
+ * truncated: see ssh-track.c): to the reaper, a command that never
+ * started. */
+static bool pid_file_blank(const char *path) {
+        static const char blank[] = "                                        \n";
+        int fd = open(path, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
+
+        if (fd < 0)
+                return false;
+        bool ok = pwrite(fd, blank, sizeof blank - 1, 0) == (ssize_t) sizeof blank - 1;
+        close(fd);
+        return ok;
+}
+
+/* Once the command ended: its pid file, blanked, becomes a spare (or goes). */
+static void pid_file_give(const char *dir, const char *path) {
+        int n = spare_claim(dir, SPARE_NONE);
+
+        if (n < 0) {
+                (void) unlink(path);
+                return;
+        }
+        _cleanup_free_ char *spare = xasprintf("%s/.spare-%d", dir, n);
+        bool kept = pid_file_blank(path) && rename(path, spare) == 0;
+        if (!kept)
+                (void) unlink(path);
+        spare_set(n, kept ? SPARE_HERE : SPARE_NONE);
+}
+
+/* The start time of process pid (field 22 of /proc/PID/stat), as the
+ * reaper compares it; 0 when it cannot be read. */
+static unsigned long long start_time_of(pid_t pid) {
+        char path[64], buf[1024];
+        unsigned long long t = 0;
+
+        snprintf(path, sizeof path, "/proc/%d/stat", (int) pid);
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+                return 0;
+        ssize_t n = read(fd, buf, sizeof buf - 1);
+        close(fd);
+        if (n <= 0)
+                return 0;
+        buf[n] = '\0';
+        /* After "PID (COMM)" (COMM may hold spaces): field 3 on, one space apart. */
+        char *p = strrchr(buf, ')');
+        for (int field = 2; p && field < 22; field++)
+                p = strchr(p + 1, ' ');
+        if (p)
+                t = strtoull(p + 1, NULL, 10);
+        return t;
+}
+
+/* A tracked child's socket: its start time goes first; the byte it sends
+ * back is never read (it only shows that this end is still open). */
+static void link_send_start(int link, pid_t pid) {
+        char line[32];
+        int n = snprintf(line, sizeof line, "%llu\n", start_time_of(pid));
+
+        (void) send(link, line, (size_t) n, MSG_NOSIGNAL);
+}
+
+/* The child's standard fds: stdin from /dev/null (or the pipe of its
+ * input), stdout and stderr to the pipes; fd 3 a tracked child's socket. */
 typedef struct ChildFds {
-        int in, out, err, ready; /* -1: none */
+        int in, out, err, link; /* -1: none */
 } ChildFds;
 
 /* /bin/sh -c script (or the wrapper around it) in a session of its own, no
@@ -51,12 +171,13 @@ static int child_spawn(const char *script, const SshTrack *track, const ChildFds
         char *plain[] = {"sh", "-c", (char *) script, NULL};
         char *wrapped[] = {"sh",
                            "-c",
-                           (char *) ssh_track_wrapper(3),
+                           (char *) ssh_track_wrapper(),
                            "rpr-track",
                            (char *) script,
                            track ? (char *) track->local_dir : NULL,
                            track ? (char *) track->id : NULL,
                            "exec", /* rprd waits for it and removes the pid file */
+                           "",
                            NULL};
         char *envp[4], envbuf[3][1024];
         posix_spawn_file_actions_t fa;
@@ -75,8 +196,8 @@ static int child_spawn(const char *script, const SshTrack *track, const ChildFds
                 posix_spawn_file_actions_addopen(&fa, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
         posix_spawn_file_actions_adddup2(&fa, fds->out, STDOUT_FILENO);
         posix_spawn_file_actions_adddup2(&fa, fds->err, STDERR_FILENO);
-        if (fds->ready >= 0)
-                posix_spawn_file_actions_adddup2(&fa, fds->ready, 3);
+        if (fds->link >= 0)
+                posix_spawn_file_actions_adddup2(&fa, fds->link, 3);
         posix_spawnattr_init(&attr);
         posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
         posix_spawnattr_setsigmask(&attr, &none);
@@ -85,29 +206,6 @@ static int child_spawn(const char *script, const SshTrack *track, const ChildFds
         posix_spawnattr_destroy(&attr);
         posix_spawn_file_actions_destroy(&fa);
         return -r;
-}
-
-/* A tracked child: waits for the wrapper's "rpr-pid:" on the ready pipe
- * (its pid file is written then), and answers "go". When the wrapper gives
- * up instead (it could not write the file), nothing is sent: it exits 125
- * and says why on stderr. */
-static void gate_open(int ready, int gate) {
-        char buf[64];
-        size_t len = 0;
-
-        while (len < sizeof buf - 1) {
-                ssize_t n = read(ready, buf + len, sizeof buf - 1 - len);
-                if (n < 0 && errno == EINTR)
-                        continue;
-                if (n <= 0)
-                        return;
-                len += (size_t) n;
-                if (memchr(buf, '\n', len))
-                        break;
-        }
-        buf[len] = '\0';
-        if (startswith(buf, "rpr-pid:") && write(gate, "go\n", 3) != 3)
-                log_debug("cannot release a tracked command: %s", strerror(errno));
 }
 
 static void kill_group(pid_t pid) {
@@ -165,36 +263,45 @@ static void close_pair(int p[2]) {
 }
 
 /* Starts the child with its pipes: out and err are left with the read
- * ends. A tracked child is released once its pid file is written. */
+ * ends. A tracked child gets its socket (*ret_link: keep it open until the
+ * child has ended) and, over it, its start time. */
 static int start(const SshCommand *cmd, const char *script, int out[2], int err[2], int *ret_input,
-                 pid_t *ret, SshResult *result) {
-        int gate[2] = {-1, -1}, ready[2] = {-1, -1};
+                 int *ret_link, pid_t *ret, SshResult *result) {
+        int in[2] = {-1, -1}, link[2] = {-1, -1};
         const SshTrack *track = cmd->track;
         bool input = !track && cmd->input_len > 0;
         int k = 0;
 
         if (track && (!ssh_track_id_valid(track->id) || !track->local_dir))
                 return ssh_fail(result, SSH_FAIL_EXEC, EINVAL, "invalid command id for tracking");
-        if (pipe2(out, O_CLOEXEC) < 0 || pipe2(err, O_CLOEXEC) < 0 ||
-            ((track || input) && pipe2(gate, O_CLOEXEC) < 0) || (track && pipe2(ready, O_CLOEXEC) < 0))
+        if (pipe2(out, O_CLOEXEC) < 0 || pipe2(err, O_CLOEXEC) < 0 || (input && pipe2(in, O_CLOEXEC) < 0) ||
+            (track && socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, link) < 0))
                 k = -errno;
         if (k >= 0) {
-                ChildFds fds = {gate[0], out[1], err[1], ready[1]};
+                ChildFds fds = {in[0], out[1], err[1], link[1]};
+                if (track) {
+                        _cleanup_free_ char *f = xasprintf("%s/%s.pid", track->local_dir, track->id);
+                        pid_file_take(track->local_dir, f);
+                }
                 k = child_spawn(script, track, &fds, ret);
         }
         close(out[1]);
         close(err[1]);
         out[1] = err[1] = -1;
-        close(gate[0]);
-        close(ready[1]);
+        close(in[0]);
+        close(link[1]);
         if (k >= 0 && track)
-                gate_open(ready[0], gate[1]);
+                link_send_start(link[0], *ret);
         if (k >= 0 && input) {
-                *ret_input = gate[1]; /* written while the output is read */
-                gate[1] = -1;
+                *ret_input = in[1]; /* written while the output is read */
+                in[1] = -1;
         }
-        close(gate[1]);
-        close(ready[0]);
+        close(in[1]);
+        if (k >= 0) {
+                *ret_link = link[0];
+                link[0] = -1;
+        }
+        close(link[0]);
         if (k < 0) {
                 close_pair(out);
                 close_pair(err);
@@ -212,8 +319,8 @@ int ssh_local_run(const SshCommand *cmd, SshResult *result) {
 
         if (ssh_script_build(cmd, &script) < 0)
                 return ssh_fail(result, SSH_FAIL_EXEC, EINVAL, "invalid environment variable name");
-        int in = -1;
-        int k = start(cmd, script, out, err, &in, &pid, result);
+        int in = -1, link = -1;
+        int k = start(cmd, script, out, err, &in, &link, &pid, result);
         if (k < 0)
                 return k;
         result->logged_in = true;
@@ -260,12 +367,14 @@ int ssh_local_run(const SshCommand *cmd, SshResult *result) {
                 if (p[i].fd >= 0)
                         close(p[i].fd);
         int r = wait_exit(pid, result);
+        if (link >= 0)
+                close(link);
         if (cmd->track) {
                 /* It ended (or was killed) here: nothing is left to find
                  * again. The script's shell replaced the wrapper, which
                  * cannot remove the file itself. */
                 _cleanup_free_ char *f = xasprintf("%s/%s.pid", cmd->track->local_dir, cmd->track->id);
-                (void) unlink(f);
+                pid_file_give(cmd->track->local_dir, f);
         }
         if (r < 0)
                 return r;

@@ -11,8 +11,16 @@
  * free opening slot. A counting gate bounds the commands running at once.
  *
  * Targets are found by id in a hash map and live only while they are used:
- * an entry with no idle session and no command under way is removed, so a
- * pool's size follows the Servers in use, not every Server ever seen. */
+ * an entry with no idle session, no command under way and no pid file to
+ * hand on is removed, so a pool's size follows the Servers in use, not
+ * every Server ever seen.
+ *
+ * A tracked command's pid file is garbage once its end was seen, but
+ * removing it at once would cost a process on the host for each command.
+ * Their names wait on the target instead, and once TIDY_BATCH have come,
+ * the next tracked command there removes them all in one (ssh-track.c).
+ * Every name carries a nonce, so none is ever a later command's. Names not
+ * handed on when rprd stops are left (the reaper of that id clears them). */
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
@@ -21,6 +29,7 @@
 
 #define MAX_OPENING 8 /* below sshd's default MaxStartups of 10 */
 #define MAX_IDLE 32   /* sessions kept per target; more are closed */
+#define TIDY_BATCH 8  /* ended commands' pid files removed together */
 
 typedef struct Target {
         char *id;
@@ -29,6 +38,8 @@ typedef struct Target {
         unsigned opening;    /* logins under way */
         unsigned users;      /* commands between take and give back (waiting ones too) */
         unsigned generation; /* bumped by ssh_pool_forget: older sessions are not kept */
+        char **ended;        /* pid file names of ended tracked commands, to remove */
+        size_t n_ended;
 } Target;
 
 struct SshPool {
@@ -58,10 +69,17 @@ static void sessions_close(SshSession *s) {
         }
 }
 
+static void names_free(char **v, size_t n) {
+        for (size_t i = 0; i < n; i++)
+                free(v[i]);
+        free(v);
+}
+
 static void target_free(const char *id, void *value, void *userdata) {
         Target *t = value;
 
         (void) id, (void) userdata;
+        names_free(t->ended, t->n_ended);
         sessions_close(t->idle);
         free(t->id);
         free(t);
@@ -92,7 +110,7 @@ static Target *target_get(SshPool *p, const char *id) {
 /* Removes t once nothing needs it: no idle session, no command under way
  * (whose session or counters it holds). Called with the lock held. */
 static void target_release(SshPool *p, Target *t) {
-        if (t->users > 0 || t->n_idle > 0)
+        if (t->users > 0 || t->n_idle > 0 || t->n_ended > 0)
                 return;
         hashmap_remove(p->targets, t->id);
         target_free(t->id, t, NULL);
@@ -107,6 +125,8 @@ void ssh_pool_forget(SshPool *p, const char *id) {
                 gone = TAKE_PTR(t->idle);
                 p->open -= t->n_idle;
                 t->n_idle = 0;
+                names_free(TAKE_PTR(t->ended), t->n_ended);
+                t->n_ended = 0;
                 t->generation++;
                 target_release(p, t);
         }
@@ -251,6 +271,48 @@ static int session_get(SshPool *p, const SshTarget *t, const char *id, const cha
         return 0;
 }
 
+/* ---- pid files handed on ----------------------------------------------------- */
+
+/* For a tracked command on id: the ended commands' pid files it removes,
+ * once there are TIDY_BATCH of them (at most SSH_TIDY_MAX). */
+static void tidy_take(SshPool *p, const char *id, SshTidy *tidy) {
+        pthread_mutex_lock(&p->lock);
+        Target *t = target_get(p, id);
+        if (t->n_ended >= TIDY_BATCH) {
+                size_t n = MIN(t->n_ended, (size_t) SSH_TIDY_MAX);
+                tidy->gone = xmalloc(n * sizeof *tidy->gone);
+                tidy->n_gone = n;
+                t->n_ended -= n;
+                memcpy(tidy->gone, t->ended + t->n_ended, n * sizeof *tidy->gone);
+        }
+        pthread_mutex_unlock(&p->lock);
+}
+
+static void ended_add(Target *t, char *name) {
+        t->ended = xrealloc(t->ended, (t->n_ended + 1) * sizeof *t->ended);
+        t->ended[t->n_ended++] = name;
+}
+
+/* After the command (r its result; the target is still in use): its own
+ * pid file waits for removal when its end was seen (a timeout or a cancel
+ * removed it, a lost connection leaves it for the reaper). The names it
+ * was given are done when it ran to its end; otherwise they wait again
+ * (removing one twice is harmless). */
+static void tidy_done(SshPool *p, const char *id, SshTidy *tidy, int r) {
+        pthread_mutex_lock(&p->lock);
+        Target *t = target_get(p, id);
+        for (size_t i = 0; i < tidy->n_gone; i++)
+                if (r >= 0)
+                        free(tidy->gone[i]);
+                else
+                        ended_add(t, tidy->gone[i]);
+        if (r >= 0 && tidy->file[0])
+                ended_add(t, xstrdup(tidy->file));
+        pthread_mutex_unlock(&p->lock);
+        free(tidy->gone);
+        *tidy = (SshTidy){0};
+}
+
 static int run_remote(SshPool *p, const SshTarget *t, const SshCommand *cmd, SshResult *result) {
         const char *id = t->id ? t->id : t->host;
         _cleanup_free_ char *config = ssh_target_config(t);
@@ -261,10 +323,15 @@ static int run_remote(SshPool *p, const SshTarget *t, const SshCommand *cmd, Ssh
                 unsigned generation;
                 bool reusable = false;
 
+                SshTidy tidy = {0};
+
                 r = session_get(p, t, id, config, attempt > 0, &s, &generation, result);
                 if (r < 0)
                         return r;
-                r = ssh_session_exec(s, t, cmd, result, &reusable);
+                if (cmd->track)
+                        tidy_take(p, id, &tidy);
+                r = ssh_session_exec(s, t, cmd, &tidy, result, &reusable);
+                tidy_done(p, id, &tidy, r);
                 give_back(p, id, s, r >= 0 && reusable, generation);
         }
         if (r == -EPIPE)

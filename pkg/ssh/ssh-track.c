@@ -4,7 +4,9 @@
  * both transports) that writes "PGID STARTTIME" to a pid file before the
  * script starts, tells rprd so, and runs the script only when rprd answers
  * "go": so whenever a script runs, its pid file exists, and a script whose
- * rprd died before the answer never runs. The reaper is /bin/sh too, run
+ * rprd died before the answer never runs. A pid file outlives its command
+ * (it is garbage once rprd saw the end): rprd removes local ones itself,
+ * and hands a host's on to a later command there, many at a time. The reaper is /bin/sh too, run
  * on the same host as any command: it checks that the process group is
  * still the one recorded (the leader's start time; a gone leader whose
  * group lives on is still ours, since Linux does not reuse a pid that is a
@@ -21,44 +23,63 @@
  * user's own under /tmp. */
 #define FALLBACK_DIR "/tmp/rpr-run-$(id -u)"
 
-/* $1 script, $2 directory, $3 id, $4 "exec" when the caller waits for the
- * process itself and removes the pid file (local commands: the wrapper's
- * shell then runs the script itself, as sh -c would, its own variables
- * and arguments cleared — same pid and start time, and no second shell).
- * Exit 125: the command did not start. Only shell builtins run before the
- * script when the directory is there: a task is one process, not four. */
-#define WRAPPER(FD)                                                                                \
-        "s=$1 d=$2 id=$3 mode=$4\n"                                                                   \
-        "[ -d \"$d\" ] && [ -w \"$d\" ] || mkdir -p \"$d\" 2>/dev/null\n"                                \
-        "if ! [ -w \"$d\" ]; then d=" FALLBACK_DIR "; "                                                  \
-        "mkdir -p -m 700 \"$d\" 2>/dev/null; [ -O \"$d\" ] || d=/nonexistent; fi\n"                                                \
-        "f=\"$d/$id.pid\"\n"                                                                          \
-        "st=; read -r st </proc/$$/stat 2>/dev/null\n"                                                 \
-        "set -- $st\n"                                                                                 \
-        "if ! echo \"$$ ${22:-0}\" >\"$f\"; then echo \"rpr: cannot record the command in $d\" >&2; " \
-        "exit 125; fi\n"                                                                               \
-        "echo rpr-pid:$$ >&" #FD "\n"                                                                  \
-        "read -r go && [ \"$go\" = go ] || exit 125\n"                                                 \
-        "exec </dev/null\n"                                                                            \
-        "if [ \"$mode\" = exec ]; then unset d id mode f st go; set --; eval \"$s\"; exit; fi\n"        \
-        "/bin/sh -c \"$s\"\n"                                                                          \
-        "rc=$?\n"                                                                                      \
-        "rm -f \"$f\"\n"                                                                               \
-        "if [ $rc -gt 128 ] && [ $rc -lt 160 ]; then kill -$((rc - 128)) $$; fi\n"                     \
+/* $1 script, $2 directory, $3 id, $4 mode, $5 a nonce, and after them
+ * the pid file names of ended commands to remove first (in one rm for
+ * many: a command's own pid file is not removed when it ends, see
+ * ssh-pool.c). The record is "PGID STARTTIME", padded to a fixed width
+ * and written over whatever the file held (1<>, no truncation: on ext4 a
+ * truncated file that is written again is flushed to disk when closed).
+ *
+ * Mode "exec", for a local command whose parent (rprd) waits for the
+ * process itself and removes or recycles its pid file "$2/$3.pid": fd 3
+ * is a socket to rprd, which sends the start time (it reads /proc in C;
+ * dash would read it a byte per system call). Once the file is written,
+ * a byte sent back proves rprd still there (if it died, its end is closed
+ * and the write kills the wrapper with SIGPIPE): no round trip, and a
+ * wrapper whose rprd died before its file was written never runs the
+ * script. Mode "eval", for a command over a channel: the pid file is
+ * "$2/$3+$5.pid" ($5 a nonce, so that a name handed on for removal is
+ * never that of a later command with the same id); the wrapper says
+ * "rpr-pid:PID" on stderr and runs the script only when rprd answers
+ * "go" on stdin; a script that ends as a signal would (128+N) ends the
+ * shell by that signal, as sh -c SCRIPT reports it.
+ *
+ * Either way the script runs in the wrapper's own shell, its variables
+ * and arguments cleared (same pid, same start time, no second shell,
+ * nothing forked for it). Exit 125: the command did not start. Only shell
+ * builtins run before the script when the directory is there. */
+#define WRAPPER                                                                                             \
+        "s=$1 d=$2 id=$3 mode=$4 tag=$5\n"                                                                  \
+        "[ -d \"$d\" ] && [ -w \"$d\" ] || mkdir -p \"$d\" 2>/dev/null\n"                                   \
+        "if ! [ -w \"$d\" ]; then d=" FALLBACK_DIR "; "                                                     \
+        "mkdir -p -m 700 \"$d\" 2>/dev/null; [ -O \"$d\" ] || d=/nonexistent; fi\n"                         \
+        "if [ $# -gt 5 ]; then shift 5; (cd \"$d\" 2>/dev/null && exec rm -f -- \"$@\"); fi\n"              \
+        "st=\n"                                                                                             \
+        "if [ \"$mode\" = exec ]; then f=\"$d/$id.pid\"; read -r st <&3 || exit 125\n"                      \
+        "else f=\"$d/$id+$tag.pid\"; read -r st </proc/$$/stat 2>/dev/null; set -- $st; st=${22:-0}; fi\n"  \
+        "if ! printf '%-40s\\n' \"$$ $st\" 1<>\"$f\"; then echo \"rpr: cannot record the command in $d\" "  \
+        ">&2; "                                                                                             \
+        "exit 125; fi\n"                                                                                    \
+        "if [ \"$mode\" = exec ]; then echo >&3 || exit 125; exec 3>&-\n"                                   \
+        "else echo rpr-pid:$$ >&2; read -r go && [ \"$go\" = go ] || exit 125; fi\n"                        \
+        "exec </dev/null\n"                                                                                 \
+        "unset d id f st go tag; set --\n"                                                                  \
+        "if [ \"$mode\" = exec ]; then unset mode; eval \"unset s; $s\"; exit; fi\n"                        \
+        "unset mode; eval \"unset s; $s\"\n"                                                                \
+        "rc=$?\n"                                                                                           \
+        "if [ $rc -gt 128 ] && [ $rc -lt 160 ]; then command kill -$((rc - 128)) $$; fi\n"                  \
         "exit $rc\n"
 
-const char *ssh_track_wrapper(int ready_fd) {
-        return ready_fd == 3 ? WRAPPER(3) : WRAPPER(2);
+const char *ssh_track_wrapper(void) {
+        return WRAPPER;
 }
 
 /* RPR_REAP_DIR (empty: ~/.rpr/run), RPR_REAP_ID, RPR_REAP_GRACE (tenths of
- * a second). Prints rpr-reap:none|ended|terminated|killed. */
+ * a second). Every pid file of the id (with or without a nonce, there or
+ * in the fallback directory) is looked at; prints the strongest finding,
+ * rpr-reap:none|ended|terminated|killed. */
 static const char reaper[] =
-        "f=\"${RPR_REAP_DIR:-$HOME/.rpr/run}/$RPR_REAP_ID.pid\"\n"
-        "[ -f \"$f\" ] || f=\"" FALLBACK_DIR "/$RPR_REAP_ID.pid\"\n"
-        "[ -f \"$f\" ] || { echo rpr-reap:none; exit 0; }\n"
-        "pid=; st=; read -r pid st <\"$f\"\n"
-        "case $pid in ''|*[!0-9]*|0|1) rm -f \"$f\"; echo rpr-reap:none; exit 0;; esac\n"
+        "d=\"${RPR_REAP_DIR:-$HOME/.rpr/run}\" best=none\n"
         "ours() {\n"
         "  if [ -r /proc/$pid/stat ]; then\n"
         "    l=; read -r l </proc/$pid/stat 2>/dev/null; set -- $l\n"
@@ -71,12 +92,22 @@ static const char reaper[] =
         "  done\n"
         "  return 1\n"
         "}\n"
-        "ours || { rm -f \"$f\"; echo rpr-reap:ended; exit 0; }\n"
-        "kill -TERM -$pid 2>/dev/null\n"
-        "n=0\n"
-        "while [ $n -lt \"$RPR_REAP_GRACE\" ] && ours; do sleep 0.1; n=$((n + 1)); done\n"
-        "if ours; then kill -KILL -$pid 2>/dev/null; rm -f \"$f\"; echo rpr-reap:killed; "
-        "else rm -f \"$f\"; echo rpr-reap:terminated; fi\n";
+        "reap() {\n"
+        "  pid=; st=; read -r pid st <\"$1\"\n"
+        "  case $pid in ''|*[!0-9]*|0|1) rm -f \"$1\"; return;; esac\n"
+        "  if ! ours; then rm -f \"$1\"; [ $best = none ] && best=ended; return; fi\n"
+        "  kill -TERM -$pid 2>/dev/null\n"
+        "  n=0\n"
+        "  while [ $n -lt \"$RPR_REAP_GRACE\" ] && ours; do sleep 0.1; n=$((n + 1)); done\n"
+        "  if ours; then kill -KILL -$pid 2>/dev/null; best=killed\n"
+        "  elif [ $best != killed ]; then best=terminated; fi\n"
+        "  rm -f \"$1\"\n"
+        "}\n"
+        "for f in \"$d/$RPR_REAP_ID.pid\" \"$d/$RPR_REAP_ID+\"*.pid \"" FALLBACK_DIR "/$RPR_REAP_ID.pid\" "
+        "\"" FALLBACK_DIR "/$RPR_REAP_ID+\"*.pid; do\n"
+        "  [ -f \"$f\" ] && reap \"$f\"\n"
+        "done\n"
+        "echo rpr-reap:$best\n";
 
 static const char *const reap_names[_SSH_REAP_MAX] = {
         [SSH_REAP_NONE] = "None",

@@ -173,6 +173,18 @@ typedef struct Entry {
         StoreLabels *labels;    /* metadata.labels, for selectors; NULL: none */
 } Entry;
 
+/* store-trees.c: a few objects kept parsed as last written, for writers
+ * that opt in (StoreOp.keep_tree). Under write_lock. */
+typedef struct TreeCache TreeCache;
+TreeCache *tree_cache_new(void);
+void tree_cache_free(TreeCache *c); /* NULL-safe */
+/* The tree of kind/ns/name if it is kept at revision (new reference), or NULL. */
+json_t *tree_cache_get(TreeCache *c, const char *kind, const char *ns, const char *name, uint64_t revision);
+/* Keeps tree (taken) as kind/ns/name at revision. */
+void tree_cache_put(TreeCache *c, const char *kind, const char *ns, const char *name, uint64_t revision,
+                    json_t *tree);
+void tree_cache_drop(TreeCache *c, const char *kind, const char *ns, const char *name);
+
 struct Store {
         const StoreBackendOps *ops;
         StoreBackend *backend;
@@ -186,6 +198,7 @@ struct Store {
         uint64_t commits;
         double commit_seconds;
         StoreFeed *feed;
+        TreeCache *trees; /* under write_lock */
 };
 
 /* Orders Entry pointers by kind, namespace, name (for qsort). */

@@ -253,6 +253,41 @@ int store_update_status(Store *s, const char *kind, const char *ns, const char *
         return r;
 }
 
+int store_update_status_of(Store *s, const json_t *obj, StoreStatusFn next, void *userdata,
+                           json_t **ret_object) {
+        const json_t *meta = meta_of(obj);
+        const char *kind = json_str_at(obj, "kind"), *ns = json_str_at(meta, "namespace"),
+                   *name = json_str_at(meta, "name");
+        _cleanup_json_ json_t *status = next(obj, userdata);
+        char rv[24];
+
+        if (!kind || !ns || !name)
+                return -EINVAL;
+        if (!status) {
+                if (ret_object)
+                        *ret_object = json_incref((json_t *) obj);
+                return 0;
+        }
+        _cleanup_json_ json_t *copy = json_copy((json_t *) obj);
+        json_object_set(copy, "status", status);
+        StoreOp op = {
+                .type = STORE_OP_STATUS, .object = copy, .expect_revision = store_object_revision(obj)};
+        int r = store_commit(s, &op, 1, false, NULL);
+        store_ops_clear(&op, 1);
+        if (r == -ESTALE) /* another write came first: read it, and ask again */
+                return store_update_status(s, kind, ns, name, next, userdata, ret_object);
+        if (r < 0)
+                return r;
+        if (ret_object) {
+                json_t *m = json_copy((json_t *) meta);
+                snprintf(rv, sizeof rv, "%" PRIu64, op.revision);
+                json_object_set_new(m, "resourceVersion", json_string(rv));
+                json_object_set_new(copy, "metadata", m);
+                *ret_object = TAKE_PTR(copy);
+        }
+        return 0;
+}
+
 uint64_t store_object_revision(const json_t *obj) {
         uint64_t rv = 0;
 

@@ -209,6 +209,7 @@ int store_open(const char *url, Store **ret) {
         pthread_rwlock_init(&s->lock, NULL);
         s->labels = label_index_new();
         commit_queue_init(&s->group);
+        s->trees = tree_cache_new();
         r = ops->open(location, &s->backend, &s->revision);
         if (r >= 0)
                 r = ops->load(s->backend, load_one, s);
@@ -234,6 +235,7 @@ void store_close(Store *s) {
         free(s->entries);
         label_index_free(s->labels);
         commit_queue_destroy(&s->group);
+        tree_cache_free(s->trees);
         pthread_rwlock_destroy(&s->lock);
         pthread_mutex_destroy(&s->write_lock);
         free(s);
@@ -396,6 +398,7 @@ typedef struct Pending {
         uint64_t revision; /* when written */
         StoreText *text;   /* the object written (or as it was, for a removal); the result */
         StoreLabels *labels; /* of the object written */
+        json_t *tree;        /* the object written, to keep parsed (op.keep_tree) */
 } Pending;
 
 static int pending_key_cmp(const void *a, const void *b) {
@@ -410,6 +413,7 @@ static int pending_key_cmp(const void *a, const void *b) {
 static void pending_free_all(Pending *p, size_t n) {
         for (size_t i = 0; i < n; i++) {
                 json_decref(p[i].change.result);
+                json_decref(p[i].tree);
                 store_text_unref(p[i].text);
                 store_labels_free(p[i].labels);
         }
@@ -465,7 +469,10 @@ static int plan(Store *s, StoreOp *ops, Pending *p, size_t n, uint64_t base, siz
                 _cleanup_json_ json_t *old = NULL;
 
                 p[i].old = lookup(s, p[i].kind, p[i].ns, p[i].name);
-                if (p[i].old) {
+                bool keep = ops[i].keep_tree && ops[i].type == STORE_OP_STATUS;
+                if (p[i].old && keep)
+                        old = tree_cache_get(s->trees, p[i].kind, p[i].ns, p[i].name, p[i].old->revision);
+                if (p[i].old && !old) {
                         old = json_loadb(p[i].old->text->data, p[i].old->text->len, 0, NULL);
                         if (!old) {
                                 *ret_failed = i;
@@ -486,7 +493,9 @@ static int plan(Store *s, StoreOp *ops, Pending *p, size_t n, uint64_t base, siz
                 } else
                         p[i].text = store_text_ref(p[i].old->text); /* unchanged: as stored */
                 /* Only the text goes on: a 10,000-object commit must not
-                 * hold 10,000 trees. */
+                 * hold 10,000 trees (but one a writer asked to keep). */
+                if (keep && p[i].change.write && !p[i].change.remove)
+                        p[i].tree = TAKE_PTR(p[i].change.result);
                 json_decref(TAKE_PTR(p[i].change.result));
         }
         return 0;
@@ -606,6 +615,20 @@ static bool key_touch(Hashmap *touched, const char *key) {
         return false;
 }
 
+/* After a write: the trees its writers asked to keep are kept; any other
+ * write of a kept object lets its tree go. Under write_lock. */
+static void trees_keep(Store *s, Pending *p, size_t n) {
+        for (size_t i = 0; i < n; i++) {
+                if (!p[i].change.write)
+                        continue;
+                if (p[i].tree)
+                        tree_cache_put(s->trees, p[i].kind, p[i].ns, p[i].name, p[i].revision,
+                                       TAKE_PTR(p[i].tree));
+                else
+                        tree_cache_drop(s->trees, p[i].kind, p[i].ns, p[i].name);
+        }
+}
+
 /* Plans the requests of batch in order, up to the first that touches what
  * an earlier one did, writes them in one transaction and publishes them.
  * A request that fails to plan fails alone. Returns the requests left.
@@ -644,8 +667,10 @@ static CommitRequest *commit_some(Store *s, CommitRequest *batch) {
                 r = write_backend(s, pl, m, revision, &seconds);
         if (r >= 0 && writes) {
                 pthread_rwlock_wrlock(&s->lock);
-                for (size_t k = 0; k < m; k++)
+                for (size_t k = 0; k < m; k++) {
                         publish(s, pl[k].p, pl[k].req->n, pl[k].revision);
+                        trees_keep(s, pl[k].p, pl[k].req->n);
+                }
                 s->commits++;
                 s->commit_seconds += seconds;
                 pthread_rwlock_unlock(&s->lock);

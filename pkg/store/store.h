@@ -118,6 +118,11 @@ typedef struct StoreOp {
         /* If non-zero, the write fails with -ESTALE unless the stored
          * object's resourceVersion equals it (409 Conflict). */
         uint64_t expect_revision;
+        /* STATUS: keep the object as written parsed for its next write
+         * (which then parses nothing): for one large object rewritten
+         * often. The caller must not change op->object's status after the
+         * commit; the store keeps it. */
+        bool keep_tree;
 
         /* Results, set by store_commit on success: the outcome, and the
          * object as stored (or as it was, for a delete) as JSON text, valid
@@ -157,6 +162,13 @@ uint64_t store_object_revision(const json_t *obj);
 typedef json_t *(*StoreStatusFn)(const json_t *object, void *userdata);
 int store_update_status(Store *s, const char *kind, const char *ns, const char *name, StoreStatusFn next,
                         void *userdata, json_t **ret_object);
+
+/* As store_update_status, from obj, the object as its caller last read or
+ * wrote it (with its resourceVersion): the first try reads and parses
+ * nothing. *ret_object (optional) gets obj with the new status and
+ * resourceVersion, as written (obj itself when nothing was). */
+int store_update_status_of(Store *s, const json_t *obj, StoreStatusFn next, void *userdata,
+                           json_t **ret_object);
 
 /* Finalizers, as controllers use them: a controller adds its own to an
  * object it must clean up after; deleting the object then only marks it

@@ -2,7 +2,8 @@
  * temporary directory): objects present at start and every change of the
  * feed are reconciled; keys are deduplicated; one key never runs twice at
  * once and a key enqueued while running runs once more; requeue-after
- * fires on time; errors back off; stop is prompt while busy. */
+ * fires on time; errors back off; stop is prompt while busy; a write a
+ * reconciler declared its own wakes nothing. */
 /* cmocka needs these three first. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -223,6 +224,50 @@ static void test_falling_behind_the_feed_relists_everything(void **state) {
         assert_int_equal(f->rec.n, n);
 }
 
+/* put(), returning the revision the write got. */
+static uint64_t put_rev(Fixture *f, const char *name, const char *host) {
+        json_t *o = json_pack("{s:s, s:s, s:{s:s, s:s}, s:{s:s}}", "apiVersion", "rpr/v1", "kind", "Server",
+                              "metadata", "name", name, "namespace", "default", "spec", "host", host);
+        StoreOp op = {.type = STORE_OP_APPLY, .object = o};
+
+        assert_int_equal(store_commit(f->store, &op, 1, false, NULL), 0);
+        store_ops_clear(&op, 1);
+        json_decref(o);
+        return op.revision;
+}
+
+/* A write the reconciler declared its own wakes nothing; the next write
+ * of the same object, and any enqueue, still do. (The declaration comes
+ * before the write here, with the revision it will get, so that the
+ * dispatcher cannot see the event first.) */
+static void test_own_write_wakes_no_reconcile(void **state) {
+        Fixture *f = *state;
+
+        start(f, 2);
+        uint64_t rev = put_rev(f, "a", "h1");
+        assert_true(wait_calls(&f->rec, 1, 5 * USEC_PER_SEC));
+        usleep(100 * 1000);
+
+        controller_own_write(f->c, "Server", "default", "a", rev + 1);
+        assert_int_equal(put_rev(f, "a", "h2"), rev + 1);
+        usleep(300 * 1000);
+        assert_int_equal(calls_of(&f->rec, "default/a"), 1);
+
+        put(f, "Server", "a", "h3"); /* another writer's */
+        assert_true(wait_calls(&f->rec, 2, 5 * USEC_PER_SEC));
+        controller_own_write(f->c, "Server", "default", "a", rev + 3);
+        controller_enqueue(f->c, "Server", "default", "a", 0);
+        assert_true(wait_calls(&f->rec, 3, 5 * USEC_PER_SEC));
+        put(f, "Server", "a", "h4");
+        usleep(300 * 1000);
+        assert_int_equal(calls_of(&f->rec, "default/a"), 3);
+        /* Declared, but its event was another write (or came already):
+         * the next event wakes as always. */
+        controller_own_write(f->c, "Server", "default", "a", rev + 2);
+        put(f, "Server", "a", "h5");
+        assert_true(wait_calls(&f->rec, 4, 5 * USEC_PER_SEC));
+}
+
 static void test_keys_are_deduplicated(void **state) {
         Fixture *f = *state;
 
@@ -362,10 +407,14 @@ int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_existing_objects_and_feed_events_are_reconciled, setup,
                                                 teardown),
-                cmocka_unit_test_setup_teardown(test_falling_behind_the_feed_relists_everything, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_falling_behind_the_feed_relists_everything, setup,
+                                                teardown),
+                cmocka_unit_test_setup_teardown(test_own_write_wakes_no_reconcile, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_keys_are_deduplicated, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_key_enqueued_while_running_runs_once_more, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_one_key_never_reconciled_twice_at_once, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_key_enqueued_while_running_runs_once_more, setup,
+                                                teardown),
+                cmocka_unit_test_setup_teardown(test_one_key_never_reconciled_twice_at_once, setup,
+                                                teardown),
                 cmocka_unit_test_setup_teardown(test_requeue_after_fires_on_time, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_errors_back_off, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_stop_while_busy_is_prompt, setup, teardown),

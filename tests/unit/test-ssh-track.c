@@ -14,7 +14,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "ssh/ssh.h"
+#include <sys/socket.h>
+
+#include "ssh/ssh-private.h"
 
 static char dir[] = "/tmp/rpr-track-test-XXXXXX";
 static SshPool *pool;
@@ -167,6 +169,96 @@ static void test_reap_without_a_record(void **state) {
         assert_true(ssh_track_id_valid("default.job-1.task@web-1"));
 }
 
+static ino_t inode_of(const char *name) {
+        char path[512];
+        struct stat st;
+
+        snprintf(path, sizeof path, "%s/%s", dir, name);
+        return stat(path, &st) == 0 ? st.st_ino : 0;
+}
+
+/* Local pid files are recycled: the file a command was recorded in is
+ * the next one's, not removed and made anew (inode allocation after many
+ * deletions is slow on a busy ext4). Between commands it is a blank
+ * spare, which the reaper takes for "nothing started". */
+static void test_pid_files_are_recycled(void **state) {
+        (void) state;
+        ino_t first = 0;
+
+        for (int i = 0; i < 3; i++) {
+                char id[32];
+                snprintf(id, sizeof id, "ns.recycled-%d", i);
+                SshTrack track = {.id = id, .local_dir = dir};
+                SshCommand cmd = {.script = "true", .track = &track};
+                SshResult res;
+                assert_int_equal(ssh_run(pool, &local, &cmd, &res), 0);
+                assert_int_equal(res.exit_code, 0);
+                assert_false(pid_file_exists(id));
+                ino_t spare = inode_of(".spare-0");
+                assert_true(spare != 0);
+                if (i == 0)
+                        first = spare;
+                assert_true(spare == first);
+        }
+        SshTrack track = {.id = "ns.recycled-0", .local_dir = dir};
+        SshReap found = SSH_REAP_KILLED;
+        SshResult res;
+        char from[512], to[512];
+        snprintf(from, sizeof from, "%s/.spare-0", dir);
+        snprintf(to, sizeof to, "%s/ns.recycled-0.pid", dir);
+        assert_int_equal(rename(from, to), 0); /* as a command's, before its wrapper wrote it */
+        assert_int_equal(ssh_reap(pool, &local, &track, USEC_PER_SEC, &found, &res), 0);
+        assert_int_equal(found, SSH_REAP_NONE);
+}
+
+/* The wrapper of a local command, by hand: fd 3 a socket whose other end
+ * sent the start time and is then closed (rprd gone) or kept (rprd
+ * there). Returns the exit status; *ran: whether the script ran. */
+static int wrapper_with_rprd(bool rprd_there, bool *ran) {
+        char marker[512], script[600];
+        int sv[2], status;
+
+        snprintf(marker, sizeof marker, "%s/ran", dir);
+        unlink(marker);
+        snprintf(script, sizeof script, "touch '%s'", marker);
+        assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+        assert_int_equal(write(sv[0], "12345\n", 6), 6);
+        if (!rprd_there)
+                close(sv[0]);
+        pid_t pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+                signal(SIGPIPE, SIG_DFL);
+                dup2(sv[1], 3);
+                execl("/bin/sh", "sh", "-c", ssh_track_wrapper(), "rpr-track", script, dir, "ns.gone",
+                      "exec", "", (char *) NULL);
+                _exit(127);
+        }
+        close(sv[1]);
+        assert_int_equal(waitpid(pid, &status, 0), pid);
+        if (rprd_there)
+                close(sv[0]);
+        *ran = access(marker, F_OK) == 0;
+        return status;
+}
+
+/* A wrapper whose rprd died before it recorded the command never runs
+ * the script (a later rprd may have looked for the record already);
+ * with rprd there, it runs it, recorded first. */
+static void test_wrapper_without_rprd_never_runs(void **state) {
+        bool ran = true;
+        (void) state;
+
+        int status = wrapper_with_rprd(false, &ran);
+        assert_false(ran);
+        assert_true((WIFSIGNALED(status) && WTERMSIG(status) == SIGPIPE) ||
+                    (WIFEXITED(status) && WEXITSTATUS(status) == 125));
+        status = wrapper_with_rprd(true, &ran);
+        assert_true(ran);
+        assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+        assert_true(pid_file_exists("ns.gone"));
+}
+
 static int setup(void **state) {
         (void) state;
         if (!mkdtemp(dir))
@@ -179,8 +271,8 @@ static int teardown(void **state) {
 
         (void) state;
         ssh_pool_free(pool);
-        snprintf(cmd, sizeof cmd, "%s", dir);
-        (void) rmdir(cmd);
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+        (void) system(cmd);
         return 0;
 }
 
@@ -192,6 +284,8 @@ int main(void) {
                 cmocka_unit_test(test_reap_stops_a_live_group),
                 cmocka_unit_test(test_reap_spares_a_reused_pid),
                 cmocka_unit_test(test_reap_without_a_record),
+                cmocka_unit_test(test_pid_files_are_recycled),
+                cmocka_unit_test(test_wrapper_without_rprd_never_runs),
         };
         return cmocka_run_group_tests(tests, setup, teardown);
 }

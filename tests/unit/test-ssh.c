@@ -847,6 +847,54 @@ static void test_pool_keeps_only_targets_in_use(void **state) {
         ssh_pool_free(p);
 }
 
+/* Files in the remote ~/.rpr/run whose name starts with prefix. */
+static size_t pid_files(const char *prefix) {
+        _cleanup_free_ char *dir = path_in_tmp("home/.rpr/run");
+        DIR *d = opendir(dir);
+        size_t n = 0;
+
+        for (struct dirent *e; d && (e = readdir(d));)
+                n += strncmp(e->d_name, prefix, strlen(prefix)) == 0;
+        if (d)
+                closedir(d);
+        return n;
+}
+
+/* A tracked command's pid file is there while it runs, stays once it
+ * ended (removing it would cost a process on the host per command), and
+ * goes with the next batch: the eighth ended one is followed by a command
+ * that removes all eight before its own starts. */
+static void test_ended_pid_files_go_in_batches(void **state) {
+        char kp[128];
+        SshTarget t = target_for("tidy", "client_ed25519", kp);
+        SshPool *p;
+        (void) state;
+
+        assert_int_equal(ssh_pool_new(4, &p), 0);
+        for (int i = 1; i <= 9; i++) {
+                char id[32];
+                Out o = OUT_INIT;
+                snprintf(id, sizeof id, "default.tidy-%d", i);
+                SshTrack track = {.id = id};
+                SshCommand cmd = {.script = "ls \"$HOME/.rpr/run\" | grep -c '^default[.]tidy-'",
+                                  .track = &track,
+                                  .output = collect,
+                                  .userdata = &o};
+                SshResult res;
+                assert_int_equal(ssh_run(p, &t, &cmd, &res), 0);
+                assert_int_equal(res.exit_code, 0);
+                /* what it saw while it ran: the ended ones and its own, or
+                 * (after eight) only its own */
+                _cleanup_free_ char *want = xasprintf("%d\n", i <= 8 ? i : 1);
+                assert_string_equal(str(&o.out), want);
+                assert_int_equal(pid_files("default.tidy-"), (size_t) (i <= 8 ? i : 1));
+                out_free(&o);
+        }
+        ssh_pool_forget(p, "tidy");
+        assert_int_equal(ssh_pool_targets(p), 0);
+        ssh_pool_free(p);
+}
+
 /* ---- timeouts, cancels, disconnects ------------------------------------------------------ */
 
 static void test_timeout_kills_remote_command(void **state) {
@@ -1073,6 +1121,7 @@ int main(void) {
                 cmocka_unit_test(test_100_concurrent_commands),
                 cmocka_unit_test(test_second_command_reuses_session),
                 cmocka_unit_test(test_pool_keeps_only_targets_in_use),
+                cmocka_unit_test(test_ended_pid_files_go_in_batches),
                 cmocka_unit_test(test_timeout_kills_remote_command),
                 cmocka_unit_test(test_cancel_from_another_thread),
                 cmocka_unit_test(test_login_noise_passes_through),

@@ -910,6 +910,91 @@ static void test_kept_fields_follow_status_writes(void **state) {
         assert_true(!none || !*none);
 }
 
+static json_t *set_note(const json_t *obj, void *userdata) {
+        json_t *st = json_deep_copy(json_object_get(obj, "status")) ?: json_object();
+
+        json_object_set_new(st, "note", json_string(userdata));
+        return st;
+}
+
+/* A status written from the object as its writer holds it: nothing read
+ * when it is current, the object as written handed back (the next write
+ * starts from it), and when another write came in between, that one is
+ * read and kept, not overwritten. */
+static void test_status_written_from_the_object_held(void **state) {
+        Fixture *f = *state;
+        _cleanup_json_ json_t *o = run_of("site-1", "binding", "site", NULL), *held = NULL, *written = NULL,
+                              *again = NULL, *now = NULL;
+
+        assert_int_equal(commit1(f->store, STORE_OP_APPLY, o, 0, NULL, &held), 0);
+        assert_int_equal(store_update_status_of(f->store, held, set_phase, "Running", &written), 0);
+        assert_string_equal(json_str_at(json_object_get(written, "status"), "phase"), "Running");
+        assert_int_equal(store_object_revision(written), store_revision(f->store));
+        assert_true(store_object_revision(written) > store_object_revision(held));
+        _cleanup_free_ char *phase = NULL;
+        assert_int_equal(store_get_field(f->store, "Run", "default", "site-1", "status.phase", &phase), 0);
+        assert_string_equal(phase, "Running");
+
+        /* another writer; then a write from the object held before it */
+        assert_int_equal(store_update_status(f->store, "Run", "default", "site-1", set_note, "theirs", NULL),
+                         0);
+        assert_int_equal(store_update_status_of(f->store, written, set_phase, "Succeeded", &again), 0);
+        assert_int_equal(store_get_json(f->store, "Run", "default", "site-1", &now), 0);
+        assert_string_equal(json_str_at(json_object_get(now, "status"), "phase"), "Succeeded");
+        assert_string_equal(json_str_at(json_object_get(now, "status"), "note"), "theirs");
+        assert_int_equal(store_object_revision(again), store_object_revision(now));
+}
+
+/* A status written with keep_tree, again and again: each write builds on
+ * the object kept parsed from the last, and the stored text is what a
+ * write without it would have made; a write by anyone else in between
+ * is seen, not written over with what was kept. */
+static void test_kept_tree_writes_match_the_stored_object(void **state) {
+        Fixture *f = *state;
+        _cleanup_json_ json_t *o = run_of("job-1", "pipeline", "p", NULL), *held = NULL;
+        uint64_t rev;
+
+        assert_int_equal(commit1(f->store, STORE_OP_APPLY, o, 0, NULL, &held), 0);
+        rev = store_object_revision(held);
+        for (int i = 0; i < 5; i++) {
+                char note[16];
+                snprintf(note, sizeof note, "n%d", i);
+                json_t *st = json_pack("{s:s, s:s}", "phase", "Running", "note", note);
+                _cleanup_json_ json_t *w =
+                        json_pack("{s:s, s:s, s:{s:s, s:s}, s:o}", "apiVersion", "rpr/v1", "kind", "Run",
+                                  "metadata", "name", "job-1", "namespace", "default", "status", st);
+                StoreOp op = {
+                        .type = STORE_OP_STATUS, .object = w, .expect_revision = rev, .keep_tree = true};
+                assert_int_equal(store_commit(f->store, &op, 1, false, NULL), 0);
+                rev = op.revision;
+                store_ops_clear(&op, 1);
+                if (i == 2) { /* another writer changes its labels and spec */
+                        _cleanup_json_ json_t *other = run_of("job-1", "pipeline", "q", NULL);
+                        assert_int_equal(commit1(f->store, STORE_OP_APPLY, other, 0, NULL, NULL), 0);
+                        rev = store_revision(f->store);
+                }
+                const char *owner = i >= 2 ? "q" : "p";
+                _cleanup_json_ json_t *now = NULL;
+                assert_int_equal(store_get_json(f->store, "Run", "default", "job-1", &now), 0);
+                assert_int_equal(store_object_revision(now), rev);
+                assert_string_equal(json_str_at(json_object_get(now, "spec"), "pipeline"), owner);
+                assert_string_equal(
+                        json_str_at(json_object_get(json_object_get(now, "metadata"), "labels"), "pipeline"),
+                        owner);
+                assert_string_equal(json_str_at(json_object_get(now, "status"), "note"), note);
+        }
+        /* a stale expectation is refused, kept tree or not */
+        _cleanup_json_ json_t *w =
+                json_pack("{s:s, s:s, s:{s:s, s:s}, s:{s:s}}", "apiVersion", "rpr/v1", "kind", "Run",
+                          "metadata", "name", "job-1", "namespace", "default", "status", "phase", "Late");
+        StoreOp op = {.type = STORE_OP_STATUS, .object = w, .expect_revision = rev - 1, .keep_tree = true};
+        assert_int_equal(store_commit(f->store, &op, 1, false, NULL), -ESTALE);
+        reopen(f);
+        _cleanup_json_ json_t *after = NULL;
+        assert_int_equal(store_get_json(f->store, "Run", "default", "job-1", &after), 0);
+        assert_string_equal(json_str_at(json_object_get(after, "status"), "note"), "n4");
+}
+
 /* ---- schema ------------------------------------------------------------ */
 
 static int64_t user_version(const char *path) {
@@ -1225,6 +1310,8 @@ int main(void) {
                 T(test_label_selectors_through_the_index),
                 T(test_label_index_agrees_with_a_scan),
                 T(test_kept_fields_follow_status_writes),
+                T(test_status_written_from_the_object_held),
+                T(test_kept_tree_writes_match_the_stored_object),
                 T(test_events_say_whether_labels_changed),
                 T(test_a_burst_is_let_go_once_read),
                 T(test_watcher_behind_the_limit_gets_erange),
