@@ -183,16 +183,19 @@ void runner_autoscale(Pass *p) {
         count(p, json_object_get(table, "jobs"), &c);
         pthread_mutex_unlock(&p->rc->lock);
 
-        json_int_t to = MIN(MAX(c.busy + c.queued + p->sp->as_idle, p->sp->as_min), p->sp->as_max);
         json_t *as = json_object_get(p->st, "autoscale");
         if (!json_is_object(as)) {
                 as = json_object();
                 json_object_set_new(p->st, "autoscale", as);
         }
+        /* Without GitHub's list (rate limited, say) busy and idle are as
+         * last counted; the queue still counts. */
+        if (!p->gh) {
+                c.busy = json_int_at(as, "busy", 0);
+                c.idle = json_int_at(as, "idle", 0);
+        }
+        json_int_t to = MIN(MAX(c.busy + c.queued + p->sp->as_idle, p->sp->as_min), p->sp->as_max);
         json_int_t from = json_int_at(as, "desired", 0);
-        /* Without GitHub's list nothing is known busy or idle: as it was. */
-        if (!p->gh)
-                to = MIN(MAX(from, p->sp->as_min), p->sp->as_max);
         if (to != from)
                 decided(p, as, &c, from, to);
         json_object_set_new(as, "desired", json_integer(to));
