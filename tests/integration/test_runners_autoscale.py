@@ -8,7 +8,7 @@ test_runners.py's.
 """
 
 import json
-import os
+import re
 import time
 
 from conftest import metric_sum
@@ -125,8 +125,8 @@ def test_five_queued_jobs_start_five_more_and_each_takes_one(rprd, gh, release, 
     # One burst, one decision (two at most if the deliveries straddle a pass).
     assert 1 <= a["decisions"] - before <= 2, a
     assert ups[-1]["to"] == 6, a
-    assert "5 queued jobs need [linux, gpu]" in " ".join(h["reason"] for h in ups) or \
-        "queued job" in ups[0]["reason"], a
+    # The idle one may take a job before the decision: 4 or 5 queued then.
+    assert re.search(r"^scaled 1 → 6: [45] queued jobs need \[linux, gpu\]$", ups[0]["reason"]), a
     assert {i["name"] for i in instances(o)} >= runners
 
 
@@ -187,8 +187,8 @@ def test_a_lost_webhook_is_caught_up_by_the_poll_within_one_interval(rprd, gh, r
     o = wait_for(rprd, lambda o: autoscale(o)["queued"] == 3, "the poll counts 3", timeout=20, gh=gh)
     assert time.time() - t0 <= 4 + 2.5, time.time() - t0  # one interval, and a pass
     assert autoscale(o)["desired"] == 4, autoscale(o)
-    polls = [r for r in gh.requests() if "/actions/runs" in r["path"]]
-    assert polls and all(r["if_none_match"] or "status=queued" in r["path"] or True for r in polls)
+    answers = json.loads(rprd_fake_jobs(gh))["answers"]
+    assert answers == [], answers  # the 3 queued deliveries were lost
     gh.runner_control("jobs_hold", hold=False)
     wait_for(rprd, lambda o: len(taken(gh)) == 3, "3 taken", gh=gh)
 
