@@ -392,7 +392,7 @@ static int victim_rank(Pass *p, const json_t *inst) {
 
         if (STREQ(s, "busy"))
                 return -1;
-        if (p && p->sp->autoscale)
+        if (p && p->sp->autoscale && !p->deleting)
                 return runner_autoscale_may_remove(p, inst) ? 1 : 0;
         if (STREQ(s, "idle"))
                 return 1;
@@ -604,7 +604,7 @@ int runner_pass(RunnerController *rc, const json_t *obj, bool deleting, uint64_t
         const char *reason = NULL;
         const json_t *old = json_object_get(obj, "status");
         RunnerSpec sp;
-        Pass p = {.rc = rc, .sp = &sp, .obj = obj, .now = now_usec()};
+        Pass p = {.rc = rc, .sp = &sp, .obj = obj, .now = now_usec(), .deleting = deleting};
         int k;
 
         runner_spec_read(obj, &sp);

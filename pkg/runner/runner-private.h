@@ -160,6 +160,7 @@ typedef struct Pass {
         bool changed;      /* something happened: look again soon */
         uint64_t retry_at; /* GitHub could not be asked: not before then */
         bool invalid;      /* the spec cannot start runners (no new ones) */
+        bool deleting;     /* towards nothing: every runner goes, autoscaled or not */
         uint64_t now;
 } Pass;
 

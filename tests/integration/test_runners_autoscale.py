@@ -288,3 +288,16 @@ def test_the_poll_backs_off_when_rate_limited_and_webhooks_still_count(rprd, gh,
     gh.queue_jobs(repo="acme/site", count=2, labels=LABELS)
     o = wait_for(rprd, lambda o: autoscale(o)["queued"] == 2 and autoscale(o)["desired"] == 3,
                  "the webhook counted", gh=gh)
+
+
+def test_deleting_an_autoscaled_runner_does_not_wait_for_scale_down_delay(rprd, gh, release, hosts, ssh_keys,
+                                                                         workdir):
+    apply_autoscale(rprd, gh, hosts, ssh_keys, workdir, idle=2, scaleDownDelay="1h")
+    wait_for(rprd, lambda o: states(o) == ["idle"] * 2, "2 idle", gh=gh)
+    r = rprd.request("DELETE", "/api/v1/namespaces/default/runners/ci")
+    assert r.status in (200, 202), r.text
+    deadline = time.time() + 30
+    while time.time() < deadline and rprd.get("/api/v1/namespaces/default/runners/ci").status != 404:
+        time.sleep(0.3)
+    assert rprd.get("/api/v1/namespaces/default/runners/ci").status == 404, rprd.stderr()[-3000:]
+    assert gh.runners() == []
