@@ -200,7 +200,7 @@ void runner_table_forget(RunnerController *rc, const char *ns, const char *name)
 }
 
 /* Drops done jobs older than DONE_KEEP_USEC, then the oldest done ones
- * while over JOBS_MAX. Under rc->lock. */
+ * until there is room for one more under JOBS_MAX. Under rc->lock. */
 static void trim(json_t *jobs, uint64_t now) {
         const char *id;
         json_t *j, *tmp;
@@ -210,7 +210,7 @@ static void trim(json_t *jobs, uint64_t now) {
                     now - (uint64_t) json_int_at(j, "at", 0) > DONE_KEEP_USEC)
                         json_object_del(jobs, id);
         }
-        while (json_object_size(jobs) > JOBS_MAX) {
+        while (json_object_size(jobs) >= JOBS_MAX) {
                 const char *oldest = NULL;
                 json_int_t at = INT64_MAX;
                 json_object_foreach(jobs, id, j) {
