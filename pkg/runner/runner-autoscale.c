@@ -32,14 +32,22 @@ static bool is_live(const json_t *inst) {
                !json_is_true(json_object_get(inst, "abandoned"));
 }
 
-/* Whether an in_progress job in jobs names the instance as its runner. */
-static bool job_runs_on(const json_t *jobs, const char *name) {
-        const char *id;
+/* What the job table says of the instance called name: "in_progress"
+ * when a job runs on it, "completed" when its job ended, else NULL. */
+static const char *job_on(const json_t *jobs, const char *name) {
+        const char *id, *found = NULL;
         const json_t *j;
 
-        json_object_foreach((json_t *) jobs, id, j) if (STREQ(json_str_at(j, "status") ?: "", "in_progress") &&
-                                                        STREQ(json_str_at(j, "runner") ?: "", name ?: "")) return true;
-        return false;
+        json_object_foreach((json_t *) jobs, id, j) {
+                const char *s = json_str_at(j, "status") ?: "";
+                if (!STREQ(json_str_at(j, "runner") ?: "", name ?: ""))
+                        continue;
+                if (STREQ(s, "in_progress"))
+                        return s;
+                if (STREQ(s, "completed"))
+                        found = s;
+        }
+        return found;
 }
 
 static void add_needs(json_t *needs, const json_t *labels) {
@@ -64,13 +72,17 @@ static void count(Pass *p, const json_t *jobs, Count *c) {
         size_t i;
 
         json_array_foreach(p->instances, i, inst) {
-                const json_t *g = pass_gh_find(p, json_int_at(inst, "id", 0), json_str_at(inst, "name"));
-                if (!is_live(inst))
+                const char *name = json_str_at(inst, "name");
+                const json_t *g = pass_gh_find(p, json_int_at(inst, "id", 0), name);
+                const json_t *h = json_object_get(json_object_get(p->seen, json_str_at(inst, "server")), name);
+                const char *job = job_on(jobs, name);
+                /* A process that ended, or a job that is over, is not
+                 * busy, whatever a cached list still says. */
+                if (!is_live(inst) || (h && !STREQ(json_str_at(h, "state") ?: "", "running")))
                         continue;
-                if ((g && json_is_true(json_object_get(g, "busy"))) ||
-                    job_runs_on(jobs, json_str_at(inst, "name")))
+                if ((job && STREQ(job, "in_progress")) || (!job && g && json_is_true(json_object_get(g, "busy"))))
                         c->busy++;
-                else if (g && json_is_true(json_object_get(g, "online")))
+                else if (g && json_is_true(json_object_get(g, "online")) && !job)
                         c->idle++;
         }
         json_object_foreach((json_t *) jobs, id, j) {

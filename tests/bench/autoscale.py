@@ -37,6 +37,7 @@ sys.path.insert(0, os.path.join(REPO, "tests", "integration"))
 from github_fake import FakeGitHub  # noqa: E402
 from runner_release import build  # noqa: E402
 from sshd import Keys, Sshd, login_user  # noqa: E402
+from test_runners import kill_runners  # noqa: E402
 
 PAT = "ghp_benchAutoscale0123456789abcdefghijkl"
 HOOK_SECRET = "bench-autoscale-hook-secret-0123456789"
@@ -125,6 +126,7 @@ def one_round(args, r, user, keys, hosts):
         out["decisions"] = decisions
     finally:
         d.stop()
+        kill_runners(install)
         gh.stop()
         shutil.rmtree(tmp, ignore_errors=True)
     return out

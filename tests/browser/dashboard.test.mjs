@@ -353,19 +353,25 @@ test("an object from a config repo is marked, and editing it warns; the page rec
   await row.getByText("managed").waitFor({timeout: WAIT});
 });
 
-test("the runners page lists instances; an admin scales a runner to 0 and deletes it", async () => {
-  // The fake GitHub (tests/github_fake.py) and the stand-in runner release; the runner on a local Server.
+// The fake GitHub (tests/github_fake.py) with repository acme/site, a token and the stand-in runner release.
+async function startFakeGitHub() {
   const fake = spawn("python3", [path.join(REPO, "tests/github_fake.py"), "--port", "0"], {stdio: ["ignore", "pipe", "ignore"]});
+  const fport = await new Promise((resolve) => fake.stdout.once("data", (d) => resolve(String(d).trim())));
+  const gh = `http://127.0.0.1:${fport}`;
+  const post = (p, body) => fetch(gh + p, {method: "POST", body: JSON.stringify(body)});
+  await post("/_fake/repos", {owner: "acme", name: "site"});
+  await post("/_fake/tokens", {token: "ghp_BrowserRunnerToken0123456789abcdef"});
+  const tarball = execFileSync("python3", ["-c",
+    "import sys; sys.path.insert(0, sys.argv[1]); from runner_release import build; print(build(sys.argv[2])[0])",
+    path.join(REPO, "tests/integration"), tmp], {encoding: "utf8"}).trim();
+  await post("/_fake/runner_release", {path: tarball});
+  return {fake, gh, post};
+}
+
+test("the runners page lists instances; an admin scales a runner to 0 and deletes it", async () => {
+  // The runner on a local Server.
+  const {fake, gh} = await startFakeGitHub();
   try {
-    const fport = await new Promise((resolve) => fake.stdout.once("data", (d) => resolve(String(d).trim())));
-    const gh = `http://127.0.0.1:${fport}`;
-    const post = (p, body) => fetch(gh + p, {method: "POST", body: JSON.stringify(body)});
-    await post("/_fake/repos", {owner: "acme", name: "site"});
-    await post("/_fake/tokens", {token: "ghp_BrowserRunnerToken0123456789abcdef"});
-    const tarball = execFileSync("python3", ["-c",
-      "import sys; sys.path.insert(0, sys.argv[1]); from runner_release import build; print(build(sys.argv[2])[0])",
-      path.join(REPO, "tests/integration"), tmp], {encoding: "utf8"}).trim();
-    await post("/_fake/runner_release", {path: tarball});
     assert.equal((await api("POST", "/api/v1/apply", [
       {apiVersion: "rpr/v1", kind: "Token", metadata: {name: "gh"}, spec: {type: "github", value: "ghp_BrowserRunnerToken0123456789abcdef"}},
       {apiVersion: "rpr/v1", kind: "Repo", metadata: {name: "gh-site"},
@@ -401,18 +407,9 @@ test("the runners page lists instances; an admin scales a runner to 0 and delete
 
 test("the runners page shows an autoscaled runner's min, max, desired and its scale decisions", async () => {
   // The fake GitHub delivers signed workflow_job webhooks to this rprd; the runners on a local Server.
-  const fake = spawn("python3", [path.join(REPO, "tests/github_fake.py"), "--port", "0"], {stdio: ["ignore", "pipe", "ignore"]});
+  const {fake, gh, post} = await startFakeGitHub();
   try {
-    const fport = await new Promise((resolve) => fake.stdout.once("data", (d) => resolve(String(d).trim())));
-    const gh = `http://127.0.0.1:${fport}`;
-    const post = (p, body) => fetch(gh + p, {method: "POST", body: JSON.stringify(body)});
-    await post("/_fake/repos", {owner: "acme", name: "site"});
-    await post("/_fake/tokens", {token: "ghp_BrowserRunnerToken0123456789abcdef"});
     await post("/_fake/hook", {url: `${base}/hooks/github`, secret: "browser-hook-secret-0123456789"});
-    const tarball = execFileSync("python3", ["-c",
-      "import sys; sys.path.insert(0, sys.argv[1]); from runner_release import build; print(build(sys.argv[2])[0])",
-      path.join(REPO, "tests/integration"), tmp], {encoding: "utf8"}).trim();
-    await post("/_fake/runner_release", {path: tarball});
     assert.equal((await api("POST", "/api/v1/apply", [
       {apiVersion: "rpr/v1", kind: "Token", metadata: {name: "gh"}, spec: {type: "github", value: "ghp_BrowserRunnerToken0123456789abcdef"}},
       {apiVersion: "rpr/v1", kind: "Token", metadata: {name: "hooks"}, spec: {type: "webhook", value: "browser-hook-secret-0123456789"}},

@@ -13,19 +13,18 @@ import time
 
 from conftest import metric_sum
 from test_runners import (  # noqa: F401 (fixtures and helpers)
-    PAT, gh, hosts, instances, objects, release, runner_obj, workdir)
+    PAT, gh, hosts, instances, objects, release, runner_obj, wait_for, workdir)
 
 CONTROLLERS = True
 HOOK_SECRET = "whsec-autoscale-0123456789abcdef"
-WAIT = 60
 LABELS = ["self-hosted", "Linux", "GPU"]
 
 
-def apply_autoscale(d, gh, sshds, ssh_keys, workdir, name="ci", hook=True, **autoscale):
+def apply_autoscale(d, gh, sshds, ssh_keys, workdir, name="ci", hook=True, syncInterval="1s", **autoscale):
     spec = {"min": 0, "max": 10, "idle": 1, "scaleDownDelay": "5m", "interval": "1h",
             "webhookTokenRef": "hooks"}
     spec.update(autoscale)
-    objs = objects(gh, sshds, workdir, name=name)
+    objs = objects(gh, sshds, workdir, name=name, syncInterval=syncInterval)
     for o in objs:
         if o["kind"] == "Server":
             o["spec"]["identityFile"] = ssh_keys.client("ed25519")
@@ -48,19 +47,6 @@ def live(o):
     return [i for i in instances(o) if not i.get("removing")]
 
 
-def wait_for(d, pred, what, name="ci", timeout=WAIT, gh=None):
-    deadline = time.time() + timeout
-    o = None
-    while time.time() < deadline:
-        o = runner_obj(d, name)
-        if pred(o):
-            return o
-        time.sleep(0.2)
-    raise AssertionError("runner %s: %s not seen within %ds; status: %s\njobs: %s\nrprd stderr:\n%s"
-                         % (name, what, timeout, json.dumps(o.get("status"), indent=1),
-                            json.dumps(gh.jobs() if gh else None), d.stderr()[-6000:]))
-
-
 def states(o):
     return sorted(i.get("state") for i in instances(o))
 
@@ -71,7 +57,7 @@ def taken(gh):
 
 def start_one_idle(d, gh, hosts, ssh_keys, workdir, **autoscale):
     apply_autoscale(d, gh, hosts, ssh_keys, workdir, **autoscale)
-    return wait_for(d, lambda o: states(o) == ["idle"] and autoscale_of(o, "desired") == 1, "one idle", gh=gh)
+    return wait_for(d, lambda o: states(o) == ["idle"] and autoscale_of(o, "desired") == 1, "one idle")
 
 
 def autoscale_of(o, key):
@@ -114,12 +100,12 @@ def test_five_queued_jobs_start_five_more_and_each_takes_one(rprd, gh, release, 
     start_one_idle(rprd, gh, hosts, ssh_keys, workdir)
     before = autoscale(runner_obj(rprd))["decisions"]
     ids = gh.queue_jobs(repo="acme/site", count=5, labels=LABELS)
-    o = wait_for(rprd, lambda o: len(taken(gh)) == 5, "5 jobs taken", gh=gh)
+    o = wait_for(rprd, lambda o: len(taken(gh)) == 5, "5 jobs taken")
     jobs = gh.jobs()
     runners = {j["runner"] for j in jobs if j["id"] in ids}
     assert len(runners) == 5, jobs  # each took one
     o = wait_for(rprd, lambda o: autoscale(o)["busy"] == 5 and autoscale(o)["desired"] == 6 and
-                 len(live(o)) == 6, "5 busy + 1 idle", gh=gh)
+                 len(live(o)) == 6, "5 busy + 1 idle")
     a = autoscale(o)
     ups = [h for h in a["history"] if h["to"] > h["from"]][-(a["decisions"] - before):]
     # One burst, one decision (two at most if the deliveries straddle a pass).
@@ -135,26 +121,25 @@ def test_completed_ephemeral_ones_go_and_the_count_returns_after_the_delay(rprd,
     start_one_idle(rprd, gh, hosts, ssh_keys, workdir, scaleDownDelay="8s")
     gh.runner_control("jobs_hold", hold=True)
     ids = gh.queue_jobs(repo="acme/site", count=3, labels=LABELS)
-    wait_for(rprd, lambda o: states(o) == ["idle"] * 4, "4 idle (jobs held)", gh=gh)
+    wait_for(rprd, lambda o: states(o) == ["idle"] * 4, "4 idle (jobs held)")
     gh.runner_control("jobs_complete", ids=ids)  # cancelled while queued
-    o = wait_for(rprd, lambda o: autoscale(o)["desired"] == 1, "desired back to 1", gh=gh)
+    o = wait_for(rprd, lambda o: autoscale(o)["desired"] == 1, "desired back to 1")
     t0 = time.time()
     while time.time() - t0 < 4:
         o = runner_obj(rprd)
         assert len(live(o)) == 4, "an idle runner went before scaleDownDelay: %s" % instances(o)
         time.sleep(0.3)
     o = wait_for(rprd, lambda o: len(instances(o)) == 1 and states(o) == ["idle"], "back to 1 after the delay",
-                 timeout=30, gh=gh)
+                 timeout=30)
     assert len(gh.runners()) == 1
 
     # Jobs that run and end: the ephemeral runners go and are not replaced.
     gh.runner_control("jobs_hold", hold=False)
     started = len(gh.runner_attr("jits"))
     ids = gh.queue_jobs(repo="acme/site", count=2, labels=LABELS, duration=2)
-    wait_for(rprd, lambda o: all(j["status"] == "completed" for j in gh.jobs() if j["id"] in ids), "2 done",
-             gh=gh)
+    wait_for(rprd, lambda o: all(j["status"] == "completed" for j in gh.jobs() if j["id"] in ids), "2 done")
     o = wait_for(rprd, lambda o: len(instances(o)) == 1 and autoscale(o)["desired"] == 1 and
-                 states(o) == ["idle"], "busy+idle = 1 again", gh=gh)
+                 states(o) == ["idle"], "busy+idle = 1 again")
     # 2 started for the 2 jobs (1 idle + 2 queued = 3), none killed after.
     assert len(gh.runner_attr("jits")) - started == 2, gh.runner_attr("jits")
 
@@ -163,8 +148,7 @@ def test_max_is_respected_under_fifty_queued(rprd, gh, release, hosts, ssh_keys,
     start_one_idle(rprd, gh, hosts, ssh_keys, workdir, max=3)
     gh.runner_control("jobs_hold", hold=True)
     gh.queue_jobs(repo="acme/site", count=50, labels=LABELS)
-    o = wait_for(rprd, lambda o: autoscale(o)["queued"] == 50 and autoscale(o)["desired"] == 3, "desired 3",
-                 gh=gh)
+    o = wait_for(rprd, lambda o: autoscale(o)["queued"] == 50 and autoscale(o)["desired"] == 3, "desired 3")
     assert "held at max" in autoscale(o)["lastDecision"]["reason"], autoscale(o)
     t0 = time.time()
     while time.time() - t0 < 6:
@@ -172,7 +156,7 @@ def test_max_is_respected_under_fifty_queued(rprd, gh, release, hosts, ssh_keys,
         assert len(instances(o)) <= 3, instances(o)
         assert len(gh.runners()) <= 3
         time.sleep(0.3)
-    wait_for(rprd, lambda o: states(o) == ["idle"] * 3, "3 idle", gh=gh)
+    wait_for(rprd, lambda o: states(o) == ["idle"] * 3, "3 idle")
     assert autoscale(runner_obj(rprd))["decisions"] <= 3
 
 
@@ -184,20 +168,20 @@ def test_a_lost_webhook_is_caught_up_by_the_poll_within_one_interval(rprd, gh, r
     gh.clear_requests()
     t0 = time.time()
     gh.queue_jobs(repo="acme/site", count=3, labels=LABELS)
-    o = wait_for(rprd, lambda o: autoscale(o)["queued"] == 3, "the poll counts 3", timeout=20, gh=gh)
+    o = wait_for(rprd, lambda o: autoscale(o)["queued"] == 3, "the poll counts 3", timeout=20)
     assert time.time() - t0 <= 4 + 2.5, time.time() - t0  # one interval, and a pass
     assert autoscale(o)["desired"] == 4, autoscale(o)
     answers = json.loads(rprd_fake_jobs(gh))["answers"]
     assert answers == [], answers  # the 3 queued deliveries were lost
     gh.runner_control("jobs_hold", hold=False)
-    wait_for(rprd, lambda o: len(taken(gh)) == 3, "3 taken", gh=gh)
+    wait_for(rprd, lambda o: len(taken(gh)) == 3, "3 taken")
 
 
 def test_unchanged_queue_costs_only_304s(rprd, gh, release, hosts, ssh_keys, workdir):
     start_one_idle(rprd, gh, hosts, ssh_keys, workdir, interval="1s")
     gh.runner_control("jobs_hold", hold=True)
     gh.queue_jobs(repo="acme/site", count=2, labels=LABELS)
-    wait_for(rprd, lambda o: autoscale(o)["queued"] == 2, "2 queued", gh=gh)
+    wait_for(rprd, lambda o: autoscale(o)["queued"] == 2, "2 queued")
     time.sleep(2)
     gh.clear_requests()
     time.sleep(4)
@@ -245,8 +229,7 @@ def test_rprd_killed_during_scale_up_leaves_no_orphan_and_meets_the_target(rprd,
     rprd.kill()
     gh.runner_control("runner_switches", jit_delay=0)
     rprd.start()
-    o = wait_for(rprd, lambda o: states(o) == ["idle"] * 5 and autoscale(o)["desired"] == 5, "5 idle after restart",
-                 gh=gh)
+    o = wait_for(rprd, lambda o: states(o) == ["idle"] * 5 and autoscale(o)["desired"] == 5, "5 idle after restart")
     names = {i["name"] for i in instances(o)}
     regs = {r["name"] for r in gh.runners()}
     deadline = time.time() + 20
@@ -255,14 +238,14 @@ def test_rprd_killed_during_scale_up_leaves_no_orphan_and_meets_the_target(rprd,
         regs = {r["name"] for r in gh.runners()}
     assert regs == names, (regs, names)
     gh.runner_control("jobs_hold", hold=False)
-    wait_for(rprd, lambda o: len(taken(gh)) == 4, "4 taken", gh=gh)
+    wait_for(rprd, lambda o: len(taken(gh)) == 4, "4 taken")
 
 
 def test_webhook_and_poll_disagreeing_do_not_flap(rprd, gh, release, hosts, ssh_keys, workdir):
     start_one_idle(rprd, gh, hosts, ssh_keys, workdir, interval="1s", scaleDownDelay="2s")
     gh.queue_jobs(repo="acme/site", count=3, labels=LABELS)
     o = wait_for(rprd, lambda o: len(taken(gh)) == 3 and autoscale(o)["busy"] == 3 and
-                 autoscale(o)["desired"] == 4 and len(live(o)) == 4, "3 busy", gh=gh)
+                 autoscale(o)["desired"] == 4 and len(live(o)) == 4, "3 busy")
     decisions = autoscale(o)["decisions"]
     names = {i["name"] for i in instances(o)}
     t0 = time.time()
@@ -281,19 +264,19 @@ def test_the_poll_backs_off_when_rate_limited_and_webhooks_still_count(rprd, gh,
     gh.set_rate_limit(PAT, limit=5000, remaining=0, reset=int(time.time()) + 40)
     gh.clear_requests()
     o = wait_for(rprd, lambda o: any(c.get("type") == "Autoscaling" and c.get("reason") == "RateLimited"
-                                     for c in o["status"].get("conditions", [])), "RateLimited", gh=gh)
+                                     for c in o["status"].get("conditions", [])), "RateLimited")
     time.sleep(5)
     polls = [r for r in gh.requests() if "/actions/runs" in r["path"]]
     assert len(polls) <= 1, polls  # not every second: it waits for the reset
     gh.queue_jobs(repo="acme/site", count=2, labels=LABELS)
     o = wait_for(rprd, lambda o: autoscale(o)["queued"] == 2 and autoscale(o)["desired"] == 3,
-                 "the webhook counted", gh=gh)
+                 "the webhook counted")
 
 
 def test_deleting_an_autoscaled_runner_does_not_wait_for_scale_down_delay(rprd, gh, release, hosts, ssh_keys,
                                                                          workdir):
     apply_autoscale(rprd, gh, hosts, ssh_keys, workdir, idle=2, scaleDownDelay="1h")
-    wait_for(rprd, lambda o: states(o) == ["idle"] * 2, "2 idle", gh=gh)
+    wait_for(rprd, lambda o: states(o) == ["idle"] * 2, "2 idle")
     r = rprd.request("DELETE", "/api/v1/namespaces/default/runners/ci")
     assert r.status in (200, 202), r.text
     deadline = time.time() + 30
@@ -301,3 +284,16 @@ def test_deleting_an_autoscaled_runner_does_not_wait_for_scale_down_delay(rprd, 
         time.sleep(0.3)
     assert rprd.get("/api/v1/namespaces/default/runners/ci").status == 404, rprd.stderr()[-3000:]
     assert gh.runners() == []
+
+
+def test_a_finished_ephemeral_runner_is_not_restarted_while_the_cached_list_says_busy(rprd, gh, release, hosts,
+                                                                                      ssh_keys, workdir):
+    # syncInterval 30s: GitHub's runner list is cached, and says busy for a while after the job.
+    apply_autoscale(rprd, gh, hosts, ssh_keys, workdir, idle=0, syncInterval="30s")
+    wait_for(rprd, lambda o: "autoscale" in o.get("status", {}), "the first pass")
+    ids = gh.queue_jobs(repo="acme/site", count=1, labels=LABELS, duration=1)
+    wait_for(rprd, lambda o: all(j["status"] == "completed" for j in gh.jobs() if j["id"] in ids), "the job done")
+    o = wait_for(rprd, lambda o: not instances(o), "no runner left", timeout=15)
+    time.sleep(3)
+    assert len(gh.runner_attr("jits")) == 1, gh.runner_attr("jits")  # none started again for nothing
+    assert autoscale(runner_obj(rprd))["desired"] == 0
