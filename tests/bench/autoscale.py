@@ -22,6 +22,7 @@ tests do). Expects bin/rprd (make all; RPR_BIN_DIR overrides).
 import argparse
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -37,7 +38,6 @@ sys.path.insert(0, os.path.join(REPO, "tests", "integration"))
 from github_fake import FakeGitHub  # noqa: E402
 from runner_release import build  # noqa: E402
 from sshd import Keys, Sshd, login_user  # noqa: E402
-from test_runners import kill_runners  # noqa: E402
 
 PAT = "ghp_benchAutoscale0123456789abcdefghijkl"
 HOOK_SECRET = "bench-autoscale-hook-secret-0123456789"
@@ -54,6 +54,16 @@ def autoscale_objects(gh, hosts, keys, user, install):
     objs.insert(0, {"apiVersion": "rpr/v1", "kind": "Token", "metadata": {"name": "hooks"},
                     "spec": {"type": "webhook", "value": HOOK_SECRET}})
     return objs
+
+
+def kill_runners(install):
+    """The stand-in runners left under install (their fake is gone)."""
+    for p in os.listdir("/proc"):
+        try:
+            if p.isdigit() and os.readlink("/proc/%s/cwd" % p).startswith(install):
+                os.kill(int(p), signal.SIGKILL)
+        except OSError:
+            pass
 
 
 def pct(xs, p):
