@@ -27,6 +27,8 @@
 #define JOBS_MAX 4096
 #define UNMATCHED_MAX 4096
 #define DONE_KEEP_USEC (60 * 60 * USEC_PER_SEC)
+/* GitHub cancels a job that waited 24 hours for a runner. */
+#define QUEUED_KEEP_USEC (24 * 60 * 60 * USEC_PER_SEC)
 #define POLL_BACKOFF_MAX_USEC (10 * 60 * USEC_PER_SEC)
 
 static const char *const implicit_labels[] = {"self-hosted", "linux", "x64"};
@@ -199,15 +201,16 @@ void runner_table_forget(RunnerController *rc, const char *ns, const char *name)
         pthread_mutex_unlock(&rc->lock);
 }
 
-/* Drops done jobs older than DONE_KEEP_USEC, then the oldest done ones
+/* Drops done jobs older than DONE_KEEP_USEC and queued ones older than
+ * QUEUED_KEEP_USEC (a lost delivery, and no poll: an org), then the oldest done ones
  * until there is room for one more under JOBS_MAX. Under rc->lock. */
 static void trim(json_t *jobs, uint64_t now) {
         const char *id;
         json_t *j, *tmp;
 
         json_object_foreach_safe(jobs, tmp, id, j) {
-                if (action_rank(json_str_at(j, "status") ?: "") > 1 &&
-                    now - (uint64_t) json_int_at(j, "at", 0) > DONE_KEEP_USEC)
+                uint64_t age = now - MIN(now, (uint64_t) json_int_at(j, "at", 0));
+                if (age > (action_rank(json_str_at(j, "status") ?: "") > 1 ? DONE_KEEP_USEC : QUEUED_KEEP_USEC))
                         json_object_del(jobs, id);
         }
         while (json_object_size(jobs) >= JOBS_MAX) {
