@@ -75,6 +75,7 @@ def burst(d, gh, n):
     """Queues n jobs; returns the figures once every job ended and the
     runners are back to none."""
     started0 = len(gh.runner_attr("jits"))
+    decisions0 = d.runner().get("status", {}).get("autoscale", {}).get("decisions", 0)
     gone0 = len(gh.runner_attr("gone"))
     ids = set(gh.queue_jobs(repo="acme/site", count=n, labels=["self-hosted", "linux", "bench"],
                             duration=JOB_SECONDS))
@@ -88,8 +89,9 @@ def burst(d, gh, n):
     # Ephemeral runners leave GitHub by themselves after their job; a
     # DELETE from rpr is a runner stopped (with or without a job).
     deleted = len(gh.runner_attr("gone")) - gone0
+    decisions = d.runner().get("status", {}).get("autoscale", {}).get("decisions", 0) - decisions0
     return {"n": n, "p50": pct(waits, 50), "max": max(waits), "started": started, "took": took,
-            "stopped_without_job": started - took, "deleted": deleted}
+            "stopped_without_job": started - took, "deleted": deleted, "decisions": decisions}
 
 
 def at_rest(d, gh, seconds):
@@ -126,8 +128,9 @@ def one_round(args, r, user, keys, hosts):
             b = burst(d, gh, n)
             out["bursts"].append(b)
             print("round %d burst %2d: webhook -> taken p50 %.2f s, max %.2f s; runners started %d, took a job %d, "
-                  "stopped without one %d; load %s" % (r, n, b["p50"], b["max"], b["started"], b["took"],
-                                                        b["stopped_without_job"], load()), flush=True)
+                  "stopped without one %d; %d scale decisions; load %s"
+                  % (r, n, b["p50"], b["max"], b["started"], b["took"], b["stopped_without_job"], b["decisions"],
+                     load()), flush=True)
         per_min, eps = at_rest(d, gh, args.rest)
         out["rest"] = per_min
         print("round %d at rest %d s: %.1f GitHub requests a minute %s; load %s"
@@ -174,9 +177,11 @@ def main():
     print("over %d rounds, %d sshd hosts (load now %s):" % (len(rounds), args.hosts, load()))
     for i, n in enumerate(BURSTS):
         bs = [r["bursts"][i] for r in rounds]
-        print("  burst %2d: webhook -> job taken p50 %s s, max %s s; started %s, stopped without a job %s"
+        print("  burst %2d: webhook -> job taken p50 %s s, max %s s; started %s, stopped without a job %s, "
+              "scale decisions %s"
               % (n, span([b["p50"] for b in bs], "%.2f"), span([b["max"] for b in bs], "%.2f"),
-                 span([b["started"] for b in bs], "%d"), span([b["stopped_without_job"] for b in bs], "%d")))
+                 span([b["started"] for b in bs], "%d"), span([b["stopped_without_job"] for b in bs], "%d"),
+                 span([b["decisions"] for b in bs], "%d")))
     print("  at rest: %s GitHub requests a minute" % span([r["rest"] for r in rounds], "%.1f"))
 
 
