@@ -30,6 +30,7 @@
 /* GitHub cancels a job that waited 24 hours for a runner. */
 #define QUEUED_KEEP_USEC (24 * 60 * 60 * USEC_PER_SEC)
 #define POLL_BACKOFF_MAX_USEC (10 * 60 * USEC_PER_SEC)
+#define LIST_LAG_USEC (5 * USEC_PER_SEC)
 
 static const char *const implicit_labels[] = {"self-hosted", "linux", "x64"};
 
@@ -307,8 +308,9 @@ int runner_workflow_job(RunnerController *rc, const char *ns, const char *token,
 /* ---- the poll ----------------------------------------------------------------------------- */
 
 /* The poll's answer into the table: jobs routed to this Runner are queued
- * unless further on; queued ones noted before the poll began that it did
- * not list are dropped (taken or cancelled while a delivery got lost). */
+ * unless further on (a dropped one listed again is queued again); queued
+ * ones noted well before the poll began that it did not list are dropped
+ * (taken or cancelled while a delivery got lost). */
 static void merge(Pass *p, json_t *table, const json_t *mine, uint64_t started) {
         json_t *jobs = json_object_get(table, "jobs");
         _cleanup_json_ json_t *listed = json_object();
@@ -321,14 +323,19 @@ static void merge(Pass *p, json_t *table, const json_t *mine, uint64_t started) 
                 char key[32];
                 snprintf(key, sizeof key, "%lld", (long long) json_int_at(j, "id", 0));
                 json_object_set_new(listed, key, json_true());
-                if (!json_object_get(jobs, key))
+                e = json_object_get(jobs, key);
+                if (!e)
                         (void) runner_table_note(table, json_int_at(j, "id", 0), "queued",
                                                  json_object_get(j, "labels"), NULL, started);
+                else if (STREQ(json_str_at(e, "status") ?: "", "dropped"))
+                        json_object_set_new(e, "status", json_string("queued")); /* listed again */
         }
         json_object_foreach(jobs, id, e) {
                 const char *s = json_str_at(e, "status") ?: "";
+                /* GitHub's lists may lag its deliveries a little: a job
+                 * told of just before the poll is left to the next one. */
                 if ((STREQ(s, "queued") || STREQ(s, "waiting")) && !json_object_get(listed, id) &&
-                    (uint64_t) json_int_at(e, "at", 0) < started) {
+                    (uint64_t) json_int_at(e, "at", 0) + LIST_LAG_USEC < started) {
                         json_object_set_new(e, "status", json_string("dropped"));
                         log_debug("runner %s/%s: job %s is no longer queued at GitHub", p->sp->ns, p->sp->name,
                                   id);
