@@ -7,7 +7,7 @@ release (tests/integration/runner_release.py). Prints figures, no
 pass/fail, for R rounds (default 3) and their ranges, beside the load
 average:
 
-  - bursts of 1, 10 and 50 queued jobs (each runs 2 s): the time from the
+  - bursts of 1, 10 and 50 queued jobs (each runs 15 s): the time from the
     queued webhook to each job taken by a runner (p50, max); runners
     started for the burst, how many took a job, how many were stopped
     without one (the target: started = jobs, none stopped for nothing)
@@ -42,7 +42,7 @@ from sshd import Keys, Sshd, login_user  # noqa: E402
 PAT = "ghp_benchAutoscale0123456789abcdefghijkl"
 HOOK_SECRET = "bench-autoscale-hook-secret-0123456789"
 BURSTS = (1, 10, 50)
-JOB_SECONDS = 2
+JOB_SECONDS = 15
 
 
 def autoscale_objects(gh, hosts, keys, user, install):
@@ -80,6 +80,10 @@ def burst(d, gh, n):
     ids = set(gh.queue_jobs(repo="acme/site", count=n, labels=["self-hosted", "linux", "bench"],
                             duration=JOB_SECONDS))
     wait(lambda: all(j["taken_at"] for j in gh.jobs() if j["id"] in ids), "%d jobs taken" % n)
+    # Scale-up decisions: those made before the first job of the burst ended.
+    ups = d.runner().get("status", {}).get("autoscale", {}).get("decisions", 0) - decisions0
+    if any(j["done_at"] for j in gh.jobs() if j["id"] in ids):
+        ups = None  # a job ended before all were taken: downs mixed in
     wait(lambda: all(j["status"] == "completed" for j in gh.jobs() if j["id"] in ids), "%d jobs done" % n)
     wait(lambda: not d.runner().get("status", {}).get("instances") and not gh.runners(), "back to none")
     jobs = [j for j in gh.jobs() if j["id"] in ids]
@@ -91,7 +95,7 @@ def burst(d, gh, n):
     deleted = len(gh.runner_attr("gone")) - gone0
     decisions = d.runner().get("status", {}).get("autoscale", {}).get("decisions", 0) - decisions0
     return {"n": n, "p50": pct(waits, 50), "max": max(waits), "started": started, "took": took,
-            "stopped_without_job": started - took, "deleted": deleted, "decisions": decisions}
+            "stopped_without_job": started - took, "deleted": deleted, "decisions": decisions, "ups": ups}
 
 
 def at_rest(d, gh, seconds):
@@ -128,9 +132,9 @@ def one_round(args, r, user, keys, hosts):
             b = burst(d, gh, n)
             out["bursts"].append(b)
             print("round %d burst %2d: webhook -> taken p50 %.2f s, max %.2f s; runners started %d, took a job %d, "
-                  "stopped without one %d; %d scale decisions; load %s"
+                  "stopped without one %d; %d scale decisions (up: %s); load %s"
                   % (r, n, b["p50"], b["max"], b["started"], b["took"], b["stopped_without_job"], b["decisions"],
-                     load()), flush=True)
+                     "?" if b["ups"] is None else b["ups"], load()), flush=True)
         per_min, eps = at_rest(d, gh, args.rest)
         out["rest"] = per_min
         print("round %d at rest %d s: %.1f GitHub requests a minute %s; load %s"
@@ -178,10 +182,11 @@ def main():
     for i, n in enumerate(BURSTS):
         bs = [r["bursts"][i] for r in rounds]
         print("  burst %2d: webhook -> job taken p50 %s s, max %s s; started %s, stopped without a job %s, "
-              "scale decisions %s"
+              "scale decisions %s (up: %s)"
               % (n, span([b["p50"] for b in bs], "%.2f"), span([b["max"] for b in bs], "%.2f"),
                  span([b["started"] for b in bs], "%d"), span([b["stopped_without_job"] for b in bs], "%d"),
-                 span([b["decisions"] for b in bs], "%d")))
+                 span([b["decisions"] for b in bs], "%d"),
+                 ",".join("?" if b["ups"] is None else str(b["ups"]) for b in bs)))
     print("  at rest: %s GitHub requests a minute" % span([r["rest"] for r in rounds], "%.1f"))
 
 
