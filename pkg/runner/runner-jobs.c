@@ -31,6 +31,9 @@
 #define QUEUED_KEEP_USEC (24 * 60 * 60 * USEC_PER_SEC)
 #define POLL_BACKOFF_MAX_USEC (10 * 60 * USEC_PER_SEC)
 #define LIST_LAG_USEC (5 * USEC_PER_SEC)
+/* A delivery wakes its Runner this much later: the rest of a burst
+ * arrives meanwhile, and the burst is one decision. */
+#define BURST_USEC (300 * USEC_PER_MSEC)
 
 static const char *const implicit_labels[] = {"self-hosted", "linux", "x64"};
 
@@ -114,8 +117,8 @@ json_t *runner_candidates(RunnerController *rc, const char *ns) {
                         runner_scope_clear(&s);
                         continue;
                 }
-                json_t *c = json_pack("{s:s, s:O}", "name", sp.name, "labels",
-                                      sp.labels ?: json_array());
+                json_t *c = json_pack("{s:s, s:o}", "name", sp.name, "labels",
+                                      sp.labels ? json_incref((json_t *) sp.labels) : json_array());
                 if (sp.webhook_token_ref)
                         json_object_set_new(c, "token", json_string(sp.webhook_token_ref));
                 if (sp.repo)
@@ -300,7 +303,7 @@ int runner_workflow_job(RunnerController *rc, const char *ns, const char *token,
                                          JOBS_MAX, (long long) id);
                 return RUNNER_JOB_IGNORED;
         }
-        controller_enqueue(rc->controller, "Runner", ns, name, 0);
+        controller_enqueue(rc->controller, "Runner", ns, name, BURST_USEC);
         *ret_message = xasprintf("job %lld %s counted for Runner %s", (long long) id, action, name);
         return RUNNER_JOB_COUNTED;
 }
