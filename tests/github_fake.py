@@ -209,6 +209,8 @@ class Handler(BaseHTTPRequestHandler):
             what = self.path[len("/_fake/"):]
             s = self.state
             with s.lock:
+                if what == "jobs_queue":
+                    return self.send(200, {"ids": s.runners.queue_jobs(body)})
                 if s.runners.control(what, body):
                     pass
                 elif what == "reset":
@@ -252,6 +254,11 @@ class Handler(BaseHTTPRequestHandler):
                 rs = self.state.runners
                 return self.send(200, {"runners": rs.view(), "jobs": rs.jobs, "deleted": list(rs.gone),
                                        "jit_waiting": rs.jit_waiting, "jits": list(rs.jits)})
+        if self.path == "/_fake/jobs":
+            with self.state.lock:
+                rs = self.state.runners
+                return self.send(200, {"jobs": rs.jobs_view(), "delivered": list(rs.delivered),
+                                       "answers": list((rs.hook or {}).get("answers", []))})
         if self.path.startswith("/_runner/"):
             return self.runner_side()
         self.body = None
@@ -482,6 +489,16 @@ class FakeGitHub:
         with s.lock:
             if not s.runners.control(what, body):
                 raise ValueError("unknown runner control " + what)
+
+    def jobs(self):
+        s = self.httpd.state
+        with s.lock:
+            return copy.deepcopy(s.runners.jobs_view())
+
+    def queue_jobs(self, **body):
+        s = self.httpd.state
+        with s.lock:
+            return s.runners.queue_jobs(body)
 
     def runners(self):
         s = self.httpd.state

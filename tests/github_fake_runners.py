@@ -16,16 +16,31 @@ that the version is deprecated, or that the registration is gone).
 Switches for the tests: refuse JIT (404, as a server without it), answer
 403 to every runner request, the version deprecated, how long without a
 heartbeat makes a runner offline, and jobs given to runners by name.
+
+The job queue (for autoscaling, tests/fixtures/github/workflow-*.json and
+webhooks/workflow_job.*.json): /_fake/jobs_queue queues COUNT jobs with
+LABELS in one workflow run of a repository; a stand-in runner that asks
+for work takes the oldest queued job of its scope whose every label it
+carries (self-hosted, linux and x64 implicit, without case); a job ends
+after its duration (or /_fake/jobs_complete), and a queued one completed
+that way is cancelled. Each change is delivered as a signed workflow_job
+webhook to the hook set with /_fake/hook (a background thread; "drop"
+loses the next N deliveries, as GitHub sometimes does). GET
+.../actions/runs?status=queued and .../actions/runs/ID/jobs answer from
+the same queue, with ETags.
 """
 
 import base64
 import copy
 import hashlib
+import hmac
 import json
 import os
 import secrets
+import threading
 import time
 import urllib.parse
+import urllib.request
 
 FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "github")
 
@@ -38,6 +53,55 @@ JIT_SHAPE = fixture("runners-generate-jitconfig.201.json")
 LIST_ITEM_SHAPE = fixture("runners-list.200.json")["runners"][0]
 TOKEN_SHAPE = fixture("runners-registration-token.201.json")
 REMOVE_SHAPE = fixture("runners-remove-token.201.json")
+RUN_SHAPE = fixture("workflow-runs-list.200.json")["workflow_runs"][0]
+JOB_SHAPE = fixture("workflow-run-jobs-list.200.json")["jobs"][0]
+HOOK_SHAPES = {"queued": fixture("webhooks/workflow_job.5.json"),
+               "in_progress": fixture("webhooks/workflow_job.3.json"),
+               "completed": fixture("webhooks/workflow_job.1.json")}
+IMPLICIT = {"self-hosted", "linux", "x64"}
+
+
+def labels_fit(job_labels, runner_labels):
+    have = IMPLICIT | {l.lower() for l in runner_labels}
+    return bool(job_labels) and all(l.lower() in have for l in job_labels)
+
+
+class HookSender:
+    """Delivers workflow_job webhooks in order, off the fake's lock."""
+
+    def __init__(self):
+        self.cond = threading.Condition()
+        self.queue = []
+        self.thread = None
+
+    def send(self, hook, event, payload):
+        data = json.dumps(payload).encode()
+        with self.cond:
+            self.queue.append((hook, event, data))
+            if self.thread is None:
+                self.thread = threading.Thread(target=self.run, daemon=True)
+                self.thread.start()
+            self.cond.notify()
+
+    def run(self):
+        while True:
+            with self.cond:
+                while not self.queue:
+                    self.cond.wait()
+                hook, event, data = self.queue.pop(0)
+            sig = "sha256=" + hmac.new(hook["secret"].encode(), data, hashlib.sha256).hexdigest()
+            req = urllib.request.Request(hook["url"], data=data, method="POST", headers={
+                "Content-Type": "application/json", "X-GitHub-Event": event,
+                "X-GitHub-Delivery": secrets.token_hex(16), "X-Hub-Signature-256": sig,
+                "User-Agent": "GitHub-Hookshot/fake"})
+            try:
+                with urllib.request.urlopen(req, timeout=10) as r:
+                    status = r.status
+            except urllib.error.HTTPError as e:
+                status = e.code
+            except OSError:
+                status = 0
+            hook.setdefault("answers", []).append(status)
 
 
 def _err(message, status):
@@ -66,6 +130,15 @@ class Runners:
         self.jit_delay = 0.0      # seconds generate-jitconfig takes (before it registers)
         self.jit_waiting = 0      # generate-jitconfig requests that entered that delay
         self.jits = []            # every encoded_jit_config handed out (for the secrecy tests)
+        self.queue = {}           # job id -> job (the Actions queue)
+        self.next_job = 7000001
+        self.next_run = 8000001
+        self.hook = None          # {"url", "secret", "answers"}
+        self.drop_hooks = 0       # deliveries still to lose
+        self.delivered = []       # (time, action, job id) of each delivery sent
+        self.hold = False         # runners take no job while set
+        if not hasattr(self, "sender"):
+            self.sender = HookSender()
 
     # ---- control ----
 
@@ -92,12 +165,112 @@ class Runners:
                 data = f.read()
             self.release = {"path": body["path"], "sha256": hashlib.sha256(data).hexdigest(),
                             "version": body.get("version", "2.321.0")}
+        elif what == "hook":
+            self.hook = {"url": body["url"], "secret": body["secret"], "answers": []} if body.get("url") else None
+            self.drop_hooks = int(body.get("drop", 0))
+        elif what == "jobs_queue":
+            return self.queue_jobs(body)
+        elif what == "jobs_complete":
+            self.complete_jobs(body.get("ids"))
+        elif what == "jobs_hold":
+            self.hold = bool(body.get("hold", True))
         elif what == "runner_add":
             # A registration made behind rpr's back (an orphan, or another tool's).
             self.create(body.get("scope", ""), body["name"], body.get("labels", []), False, online=False)
         else:
             return False
         return True
+
+    # ---- the job queue ----
+
+    def queue_jobs(self, body):
+        owner, name = body["repo"].split("/")
+        run = self.next_run
+        self.next_run += 1
+        ids = []
+        for _ in range(int(body.get("count", 1))):
+            jid = self.next_job
+            self.next_job += 1
+            self.queue[jid] = {"id": jid, "run_id": run, "scope": "repo:%s/%s" % (owner, name), "owner": owner,
+                               "name": name, "labels": list(body.get("labels", ["self-hosted"])),
+                               "status": "queued", "runner": None, "runner_id": None,
+                               "duration": body.get("duration"), "queued_at": time.time(), "taken_at": None,
+                               "done_at": None, "hooked": bool(body.get("webhook", True))}
+            ids.append(jid)
+            self.deliver(self.queue[jid], "queued")
+        return ids
+
+    def complete_jobs(self, ids):
+        for j in self.queue.values():
+            if ids is not None and j["id"] not in ids:
+                continue
+            if j["status"] == "queued":
+                self.finish(j)
+            elif j["status"] == "in_progress":
+                j["duration"] = 0
+
+    def finish(self, j):
+        j["status"] = "completed"
+        j["done_at"] = time.time()
+        self.deliver(j, "completed")
+
+    def deliver(self, j, action):
+        if not self.hook or not j["hooked"]:
+            return
+        if self.drop_hooks > 0:
+            self.drop_hooks -= 1
+            return
+        p = copy.deepcopy(HOOK_SHAPES[action])
+        w = p["workflow_job"]
+        w.update({"id": j["id"], "run_id": j["run_id"], "labels": j["labels"], "status": action,
+                  "runner_name": j["runner"], "runner_id": j["runner_id"]})
+        if action != "completed":
+            w["conclusion"] = None
+        repo = p["repository"]
+        repo.update({"name": j["name"], "full_name": "%s/%s" % (j["owner"], j["name"])})
+        repo["owner"]["login"] = j["owner"]
+        self.delivered.append((time.time(), action, j["id"]))
+        self.sender.send(self.hook, "workflow_job", p)
+
+    def take_job(self, r):
+        """The oldest queued job r can take, now in progress on r; or None."""
+        if self.hold:
+            return None
+        for j in sorted(self.queue.values(), key=lambda j: j["id"]):
+            if j["status"] == "queued" and j["scope"] == r["scope"] and labels_fit(j["labels"], r["labels"]):
+                j.update({"status": "in_progress", "runner": r["name"], "runner_id": r["id"],
+                          "taken_at": time.time()})
+                r["queue_job"] = j["id"]
+                self.deliver(j, "in_progress")
+                return j
+        return None
+
+    def jobs_view(self):
+        return [{k: v for k, v in j.items()} for j in sorted(self.queue.values(), key=lambda j: j["id"])]
+
+    def runs_route(self, handler, method, scope, rest, query):
+        if method != "GET":
+            return 404, _err("Not Found", 404)
+        mine = [j for j in self.queue.values() if j["scope"] == scope]
+        if not rest:
+            want = query.get("status", [None])[0]
+            runs = sorted({j["run_id"] for j in mine if want is None or j["status"] == want})
+            items = []
+            for rid in runs:
+                it = copy.deepcopy(RUN_SHAPE)
+                it.update({"id": rid, "status": want or "queued", "conclusion": None, "run_number": rid})
+                items.append(it)
+            return 200, {"total_count": len(items), "workflow_runs": items}
+        if len(rest) == 2 and rest[0].isdigit() and rest[1] == "jobs":
+            items = []
+            for j in sorted((j for j in mine if j["run_id"] == int(rest[0])), key=lambda j: j["id"]):
+                it = copy.deepcopy(JOB_SHAPE)
+                it.update({"id": j["id"], "run_id": j["run_id"], "status": j["status"], "labels": j["labels"],
+                           "runner_name": j["runner"], "runner_id": j["runner_id"],
+                           "conclusion": "success" if j["status"] == "completed" else None})
+                items.append(it)
+            return 200, {"total_count": len(items), "jobs": items}
+        return 404, _err("Not Found", 404)
 
     def find(self, name):
         for r in self.by_id.values():
@@ -147,6 +320,8 @@ class Runners:
                 {"id": 1, "name": "Default", "visibility": "all", "default": True, "inherited": False,
                  "allows_public_repositories": False, "restricted_to_workflows": False,
                  "selected_workflows": [], "workflow_restrictions_read_only": False}]}
+        if parts[0] == "runs" and not scope.startswith("org:"):
+            return self.runs_route(handler, method, scope, parts[1:], query)
         if parts[0] != "runners":
             return 404, _err("Not Found", 404)
         rest = parts[1:]
@@ -265,7 +440,16 @@ class Runners:
             self.jobs += 1
             return "job\n"
         if r.get("job") == "running":
-            return "busy\n"
+            j = self.queue.get(r.get("queue_job"))
+            if j is None or j["duration"] is None or time.time() - j["taken_at"] < j["duration"]:
+                return "busy\n"
+            self.finish(j)
+            r["job"] = "done"
+        if r.get("job") is None and self.take_job(r):
+            r["job"] = "running"
+            r["busy"] = True
+            self.jobs += 1
+            return "job\n"
         if r.get("job") == "done":
             r["job"] = None
             r["busy"] = False

@@ -593,10 +593,11 @@ function bytes(n) {
 function runners() {
   const all = list("Runner");
   const rows = all.map((o) => {
-    const s = o.status || {}, sp = o.spec;
+    const s = o.status || {}, sp = o.spec, as = sp.autoscale, sa = s.autoscale || {};
     return [nameCell(o), esc(sp.repo ? `repo ${sp.repo}` : `org ${sp.org}`),
-      esc(`${s.readyReplicas ?? 0} / ${sp.replicas ?? 1}`), esc(s.busyReplicas ?? 0), esc(sp.mode || "native"),
-      esc(s.version || ""), readyCell(o),
+      esc(`${s.readyReplicas ?? 0} / ${as ? sa.desired ?? 0 : sp.replicas ?? 1}`), esc(s.busyReplicas ?? 0),
+      esc(as ? as.min ?? 0 : ""), esc(as ? as.max : ""), esc(as ? sa.desired ?? 0 : ""), esc(as ? sa.queued ?? 0 : ""),
+      esc(sp.mode || "native"), esc(s.version || ""), readyCell(o),
       btn("scale", o, "Scale", "admin") + btn("delete", o, "Delete", "admin", "danger")];
   });
   const insts = all.flatMap((o) => (o.status?.instances || []).map((i) => [
@@ -606,13 +607,29 @@ function runners() {
     esc(i.cpuSeconds != null ? `${Number(i.cpuSeconds).toFixed(1)} s / ${bytes(i.memBytes)}` :
       i.cpuPercent != null ? `${Number(i.cpuPercent).toFixed(1)} % / ${bytes(i.memBytes)}` : ""),
     esc(i.containerId ? `container ${i.containerId}` : i.pid ? `pid ${i.pid}` : ""), esc(i.message || "")]));
+  /* The last scale decisions of autoscaled Runners, newest first. */
+  const decisions = all.flatMap((o) => (o.status?.autoscale?.history || []).map((d) => ({o, d})))
+    .sort((a, b) => String(b.d.time).localeCompare(String(a.d.time))).slice(0, 20)
+    .map(({o, d}) => [esc(o.metadata.name), ago(d.time), esc(d.from), esc(d.to), esc(d.reason)]);
   return `<h2>Runners</h2>
-    ${table("Runners", ["Name", "For", "Ready", "Busy", "Mode", "Version", "Ready?", "Actions"], rows, "No runners.")}
+    ${table("Runners", ["Name", "For", "Ready", "Busy", "Min", "Max", "Desired", "Queued", "Mode", "Version", "Ready?", "Actions"], rows, "No runners.")}
     <h3>Instances</h3>
-    ${table("Runner instances", ["Instance", "Runner", "Server", "State", "Busy", "Heartbeat", "CPU / memory", "Process", "Why"], insts, "No runner instances.")}`;
+    ${table("Runner instances", ["Instance", "Runner", "Server", "State", "Busy", "Heartbeat", "CPU / memory", "Process", "Why"], insts, "No runner instances.")}
+    <h3>Scale decisions</h3>
+    ${table("Scale decisions", ["Runner", "When", "From", "To", "Why"], decisions, "No scale decisions (autoscaled Runners only).")}`;
 }
 
 function scaleForm(o) {
+  const as = o.spec.autoscale;
+  if (as) {
+    openDialog(`Scale runner ${o.metadata.name}`,
+      field("f-min", "Min", `<input id="f-min" type="number" min="0" max="100" value="${esc(as.min ?? 0)}">`, "Never fewer runners.") +
+      field("f-max", "Max", `<input id="f-max" type="number" min="1" max="100" value="${esc(as.max)}">`,
+        "Never more. Scaling down never stops a runner with a job."),
+      () => ({apiVersion: "rpr/v1", kind: "Runner", metadata: keepMeta(o),
+        spec: {...o.spec, autoscale: {...as, min: Number(val("f-min")), max: Number(val("f-max"))}}}));
+    return;
+  }
   openDialog(`Scale runner ${o.metadata.name}`,
     field("f-replicas", "Replicas", `<input id="f-replicas" type="number" min="0" max="100" value="${esc(o.spec.replicas ?? 1)}">`,
       "Scaling down never stops a runner with a job: it goes once the job is over."),

@@ -466,6 +466,11 @@ static int controllers_setup(const Options *o, Daemon *d) {
         return pipeline_controller_new(&po, &d->pipelines);
 }
 
+/* workflow_job deliveries go to the Runner controller (autoscaling). */
+static int workflow_job(void *userdata, const char *ns, const char *token, const json_t *payload, char **ret_message) {
+        return runner_workflow_job(userdata, ns, token, payload, ret_message);
+}
+
 static int daemon_setup(const Options *o, Daemon *d) {
         int r;
 
@@ -481,6 +486,8 @@ static int daemon_setup(const Options *o, Daemon *d) {
         r = controllers_setup(o, d);
         if (r >= 0)
                 r = webhook_new(d->store, o->no_controllers ? NULL : d->repos, d->tokens, &d->webhook);
+        if (r >= 0 && !o->no_controllers)
+                webhook_on_workflow_job(d->webhook, workflow_job, d->runners);
         if (r < 0)
                 fprintf(stderr, "rprd: cannot set up the controllers: %s\n", strerror(-r));
         return r;

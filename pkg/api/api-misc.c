@@ -9,6 +9,7 @@
 #include "run/run.h"
 #include "ssh/ssh.h"
 #include "sync/sync.h"
+#include "webhook/webhook.h"
 
 void api_handle_healthz(ApiCall *c) {
         ApiServer *a = c->api;
@@ -132,6 +133,58 @@ static void metrics_runners(ApiServer *a, Buf *b) {
                 buf_printf(b, "rpr_runner_instances{state=\"%s\"} %zu\n", runner_states[i], n[i]);
 }
 
+/* Autoscaled Runners: one series each (labels namespace and runner only,
+ * so as many as there are Runners, at most AUTOSCALE_SERIES_MAX). */
+#define AUTOSCALE_SERIES_MAX 1000
+
+typedef struct AutoscaleRows {
+        Buf desired, queued, decisions;
+        size_t n;
+} AutoscaleRows;
+
+static void autoscale_row(const char *text, size_t len, void *userdata) {
+        AutoscaleRows *r = userdata;
+        _cleanup_json_ json_t *o = json_loadb(text, len, 0, NULL);
+        const json_t *as = json_object_get(json_object_get(o, "status"), "autoscale");
+        const json_t *meta = json_object_get(o, "metadata");
+
+        if (!json_is_object(as) || r->n >= AUTOSCALE_SERIES_MAX)
+                return;
+        r->n++;
+        const char *ns = json_str_at(meta, "namespace") ?: "", *name = json_str_at(meta, "name") ?: "";
+        buf_printf(&r->desired, "rpr_runner_autoscale_desired{namespace=\"%s\",runner=\"%s\"} %lld\n", ns, name,
+                   (long long) json_int_at(as, "desired", 0));
+        buf_printf(&r->queued, "rpr_runner_autoscale_queued_jobs{namespace=\"%s\",runner=\"%s\"} %lld\n", ns,
+                   name, (long long) json_int_at(as, "queued", 0));
+        buf_printf(&r->decisions, "rpr_runner_autoscale_decisions_total{namespace=\"%s\",runner=\"%s\"} %lld\n",
+                   ns, name, (long long) json_int_at(as, "decisions", 0));
+}
+
+static void metrics_autoscale(ApiServer *a, Buf *b) {
+        static const char *const outcomes[] = {"counted", "duplicate", "unmatched", "ignored"};
+        AutoscaleRows r = {BUF_INIT, BUF_INIT, BUF_INIT, 0};
+        WebhookStats st = {0};
+
+        (void) store_list(a->store, "Runner", NULL, autoscale_row, &r, NULL);
+        buf_printf(b, "# HELP rpr_runner_autoscale_desired Runners an autoscaled Runner wants now.\n"
+                      "# TYPE rpr_runner_autoscale_desired gauge\n%s"
+                      "# HELP rpr_runner_autoscale_queued_jobs Queued jobs an autoscaled Runner counts.\n"
+                      "# TYPE rpr_runner_autoscale_queued_jobs gauge\n%s"
+                      "# HELP rpr_runner_autoscale_decisions_total Changes of desired since the Runner was made.\n"
+                      "# TYPE rpr_runner_autoscale_decisions_total counter\n%s",
+                   r.desired.data ?: "", r.queued.data ?: "", r.decisions.data ?: "");
+        buf_free(&r.desired);
+        buf_free(&r.queued);
+        buf_free(&r.decisions);
+        if (a->webhook)
+                webhook_stats(a->webhook, &st);
+        buf_puts(b, "# HELP rpr_workflow_job_deliveries_total workflow_job deliveries since start, by outcome "
+                    "(unmatched: a job no Runner takes).\n# TYPE rpr_workflow_job_deliveries_total counter\n");
+        for (size_t i = 0; i < ELEMENTSOF(outcomes); i++)
+                buf_printf(b, "rpr_workflow_job_deliveries_total{outcome=\"%s\"} %" PRIu64 "\n", outcomes[i],
+                           st.workflow_jobs[i]);
+}
+
 static void metrics_syncs(ApiServer *a, Buf *b) {
         SyncStats st;
 
@@ -161,6 +214,7 @@ void api_handle_metrics(ApiCall *c) {
         metrics_runs(a, &b);
         metrics_syncs(a, &b);
         metrics_runners(a, &b);
+        metrics_autoscale(a, &b);
         buf_printf(&b,
                    "# HELP rpr_watchers Open watch streams.\n# TYPE rpr_watchers gauge\nrpr_watchers %zu\n",
                    a->n_watches);

@@ -257,6 +257,98 @@ int github_runner_group_id(GithubClient *g, const GithubRepoRef *scope, const ch
         return -EIO;
 }
 
+/* ---- the job queue ----------------------------------------------------------------------- */
+
+#define QUEUED_RUNS_MAX 100
+
+/* Appends the ids of one page of runs (at most QUEUED_RUNS_MAX in all). */
+static int add_run_ids(const json_t *body, void *userdata) {
+        const json_t *runs = json_object_get(body, "workflow_runs"), *r;
+        size_t i;
+
+        if (!json_is_array(runs))
+                return -EINVAL;
+        json_array_foreach(runs, i, r) {
+                if (json_array_size(userdata) >= QUEUED_RUNS_MAX)
+                        break;
+                if (json_int_at(r, "id", 0) > 0)
+                        json_array_append_new(userdata, json_integer(json_int_at(r, "id", 0)));
+        }
+        return 0;
+}
+
+/* Appends the queued jobs of one page: {id, run_id, labels}. */
+static int add_queued_jobs(const json_t *body, void *userdata) {
+        const json_t *jobs = json_object_get(body, "jobs"), *j;
+        size_t i;
+
+        if (!json_is_array(jobs))
+                return -EINVAL;
+        json_array_foreach(jobs, i, j) {
+                const json_t *labels = json_object_get(j, "labels");
+                if (!STREQ(json_str_at(j, "status") ?: "", "queued") || json_int_at(j, "id", 0) <= 0 ||
+                    !json_is_array(labels))
+                        continue;
+                json_array_append_new(userdata, json_pack("{s:I, s:I, s:O}", "id", json_int_at(j, "id", 0),
+                                                          "run_id", json_int_at(j, "run_id", 0), "labels",
+                                                          labels));
+        }
+        return 0;
+}
+
+/* GETs url's pages into a fresh array by page(), conditional on what cache
+ * (url -> {"etag", "items"}) holds; a 304 answers the cached items. */
+static int get_cached(GithubClient *g, const GithubRepoRef *repo, const char *url, const char *what,
+                      GithubPageFn page, json_t *cache, json_t *keep, json_t **ret, GithubResult *res) {
+        const json_t *c = json_object_get(cache, url);
+        _cleanup_json_ json_t *items = json_array();
+        char etag[256] = "";
+
+        int k = github_get_pages(g, repo, url, json_str_at(c, "etag"), what, page, items, etag, res);
+        if (k < 0)
+                return -EIO;
+        if (k == 1) {
+                json_decref(items);
+                items = json_deep_copy(json_object_get(c, "items"));
+        } else
+                json_object_set_new(cache, url, json_pack("{s:s, s:O}", "etag", etag, "items", items));
+        json_object_set(keep, url, json_object_get(cache, url));
+        *ret = TAKE_PTR(items);
+        return 0;
+}
+
+int github_queued_jobs(GithubClient *g, const GithubRepoRef *repo, json_t *cache, json_t **ret_jobs,
+                       GithubResult *res) {
+        _cleanup_free_ char *url = scope_url(repo, "runs?status=queued&per_page=100");
+        _cleanup_json_ json_t *runs = NULL, *jobs = json_array(), *keep = json_object();
+        const json_t *id;
+        size_t i;
+
+        *res = (GithubResult){.rate_remaining = -1};
+        if (!repo->name) {
+                res->error = GITHUB_PROTOCOL;
+                snprintf(res->message, sizeof res->message, "queued jobs are listed per repository only");
+                return -EINVAL;
+        }
+        if (get_cached(g, repo, url, "a list of workflow runs", add_run_ids, cache, keep, &runs, res) < 0)
+                return -EIO;
+        json_array_foreach(runs, i, id) {
+                _cleanup_free_ char *tail = xasprintf("runs/%lld/jobs?per_page=100",
+                                                      (long long) json_integer_value(id));
+                _cleanup_free_ char *u = scope_url(repo, tail);
+                _cleanup_json_ json_t *some = NULL;
+                if (get_cached(g, repo, u, "a list of jobs", add_queued_jobs, cache, keep, &some, res) < 0)
+                        return -EIO;
+                json_array_extend(jobs, some);
+        }
+        /* Runs no longer queued leave the cache: it holds what the last poll saw. */
+        json_object_clear(cache);
+        json_object_update(cache, keep);
+        res->not_modified = res->requests == res->requests_304;
+        *ret_jobs = TAKE_PTR(jobs);
+        return 0;
+}
+
 /* ---- the release tarball ---------------------------------------------------------------- */
 
 typedef struct Download {

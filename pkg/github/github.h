@@ -143,6 +143,16 @@ int github_runner_download(GithubClient *g, const GithubRepoRef *scope, const ch
  * there is none. A repository scope has group 1. */
 int github_runner_group_id(GithubClient *g, const GithubRepoRef *scope, const char *name, json_int_t *ret_id,
                            GithubResult *ret);
+/* The queued jobs of a repository, for autoscaling: GET
+ * .../actions/runs?status=queued&per_page=100 (at most 100 runs), then each
+ * run's .../actions/runs/{id}/jobs?per_page=100, every request conditional
+ * on the ETag that cache (a JSON object the caller keeps between calls,
+ * url -> {"etag", "items"}) holds, so an unchanged queue costs only 304s.
+ * *ret_jobs (new reference): [{"id", "run_id", "labels"}] of the jobs
+ * whose status is queued. res counts the requests and 304s. An
+ * organisation scope is -EINVAL (GitHub lists runs per repository). */
+int github_queued_jobs(GithubClient *g, const GithubRepoRef *repo, json_t *cache, json_t **ret_jobs,
+                       GithubResult *res);
 /* Downloads url (a runner release; no token is sent) into path, at most
  * max bytes; the file is removed on failure. 0, or -EIO with ret set. */
 int github_download(GithubClient *g, const char *url, const char *path, size_t max, GithubResult *ret);

@@ -384,12 +384,16 @@ static bool step(Pass *p, json_t *inst) {
 
 /* ---- scaling ------------------------------------------------------------------------ */
 
-/* How willingly an instance goes on scale down; busy ones never. */
-static int victim_rank(const json_t *inst) {
+/* How willingly an instance goes on scale down; busy ones never. An
+ * autoscaled Runner lets only idle ones go, once idle scaleDownDelay: one
+ * that starts or fails is left to become idle, or to ended(). */
+static int victim_rank(Pass *p, const json_t *inst) {
         const char *s = json_str_at(inst, "state") ?: "";
 
         if (STREQ(s, "busy"))
                 return -1;
+        if (p && p->sp->autoscale && !p->deleting)
+                return runner_autoscale_may_remove(p, inst) ? 1 : 0;
         if (STREQ(s, "idle"))
                 return 1;
         return STREQ(s, "offline") ? 2 : 3;
@@ -403,7 +407,7 @@ static void scale_down(Pass *p, json_int_t excess) {
                 json_array_foreach(p->instances, i, inst) {
                         if (excess <= 0)
                                 break;
-                        if (!is_live(inst) || victim_rank(inst) != rank)
+                        if (!is_live(inst) || victim_rank(p, inst) != rank)
                                 continue;
                         json_object_set_new((json_t *) inst, "removing", json_true());
                         excess--;
@@ -414,7 +418,7 @@ static void scale_down(Pass *p, json_int_t excess) {
         json_array_foreach(p->instances, i, inst) {
                 if (excess <= 0)
                         break;
-                if (is_live(inst) && victim_rank(inst) < 0) {
+                if (is_live(inst) && victim_rank(p, inst) < 0) {
                         runner_instance_set_state(
                                 (json_t *) inst, "busy",
                                 "running a job: it goes once the job is over (scale down)");
@@ -462,7 +466,7 @@ static void scale(Pass *p) {
 
         json_array_foreach(p->instances, i, inst) {
                 if (is_live(inst) && !is_selected(p, json_str_at(inst, "server")) &&
-                    victim_rank(inst) >= 0) {
+                    victim_rank(NULL, inst) >= 0) {
                         json_object_set_new((json_t *) inst, "removing", json_true());
                         p->changed = true;
                 }
@@ -502,7 +506,7 @@ static void orphans(Pass *p) {
 
 /* readyReplicas, busyReplicas, the conditions. */
 static void summarize(Pass *p, bool deleting) {
-        json_int_t ready = 0, busy = 0, want = deleting ? 0 : p->sp->replicas;
+        json_int_t ready = 0, busy = 0, want = p->want;
         const json_t *inst;
         size_t i;
 
@@ -551,7 +555,7 @@ static bool transitional(const Pass *p) {
                 if (!is_live(inst))
                         return true;
         }
-        return (json_int_t) json_array_size(p->instances) != p->sp->replicas;
+        return (json_int_t) json_array_size(p->instances) != p->want;
 }
 
 static void servers_selected(Pass *p) {
@@ -600,7 +604,7 @@ int runner_pass(RunnerController *rc, const json_t *obj, bool deleting, uint64_t
         const char *reason = NULL;
         const json_t *old = json_object_get(obj, "status");
         RunnerSpec sp;
-        Pass p = {.rc = rc, .sp = &sp, .obj = obj, .now = now_usec()};
+        Pass p = {.rc = rc, .sp = &sp, .obj = obj, .now = now_usec(), .deleting = deleting};
         int k;
 
         runner_spec_read(obj, &sp);
@@ -624,12 +628,16 @@ int runner_pass(RunnerController *rc, const json_t *obj, bool deleting, uint64_t
                 pass_problem(&p, reason, "%s", error);
         list_runners(&p, deleting);
         observe(&p);
+        if (!deleting)
+                runner_autoscale(&p);
 
         for (size_t i = 0; i < json_array_size(p.instances); i++)
                 if (!step(&p, json_array_get(p.instances, i))) {
                         json_array_remove(p.instances, i--);
                         p.changed = true;
                 }
+        if (!deleting)
+                runner_autoscale_after(&p);
         scale(&p);
         if (p.gh)
                 orphans(&p);
@@ -639,6 +647,10 @@ int runner_pass(RunnerController *rc, const json_t *obj, bool deleting, uint64_t
         *ret_requeue = p.retry_at                                  ? p.retry_at - p.now
                        : deleting || p.changed || transitional(&p) ? FAST_USEC
                                                                    : sp.sync_interval_usec;
+        if (p.poll_in)
+                *ret_requeue = MIN(*ret_requeue, MAX(p.poll_in, FAST_USEC / 4));
+        if (p.wake_in)
+                *ret_requeue = MIN(*ret_requeue, MAX(p.wake_in, FAST_USEC / 4));
         pass_clear(&p);
         return k;
 }

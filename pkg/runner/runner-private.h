@@ -24,6 +24,9 @@ struct RunnerController {
 
         pthread_mutex_t lock; /* guards below */
         json_t *lists;        /* scope key -> {"at": mono usec, "runners": [{id, name, online, busy}]} */
+        json_t *tables;       /* "ns/name" -> the job table of an autoscaled Runner (runner-jobs.c) */
+        json_t *unmatched;    /* job id -> true: logged as taken by no Runner */
+        uint64_t unmatched_total;
         pthread_mutex_t release_lock; /* one download at a time */
 };
 
@@ -35,6 +38,11 @@ typedef struct RunnerSpec {
         json_int_t replicas;
         bool ephemeral;
         uint64_t registration_timeout_usec, sync_interval_usec;
+        /* spec.autoscale (autoscale false: replicas) */
+        bool autoscale;
+        json_int_t as_min, as_max, as_idle;
+        uint64_t scale_down_delay_usec, poll_interval_usec;
+        const char *webhook_token_ref;
 } RunnerSpec;
 
 void runner_spec_read(const json_t *obj, RunnerSpec *ret);
@@ -53,6 +61,9 @@ typedef struct RunnerScope {
 
 /* Reads the Repo (or org) and the Token. On failure: a negative errno,
  * *ret_reason (static) and *ret_error (caller frees). */
+/* Owner and name of the Repo sp->repo names into ret (api_url too). */
+int runner_scope_from_repo(RunnerController *rc, const RunnerSpec *sp, RunnerScope *ret, const char **ret_reason,
+                           char **ret_error);
 int runner_scope_read(RunnerController *rc, const RunnerSpec *sp, RunnerScope *ret, const char **ret_reason,
                       char **ret_error);
 void runner_scope_clear(RunnerScope *s);
@@ -136,7 +147,9 @@ typedef struct Pass {
         json_t *servers;   /* the selected servers (owned) */
         json_t *installed; /* server -> true once the release is there this pass */
         json_t *deleted;   /* names deregistered this pass (GitHub's list may still have them) */
-        json_int_t want;   /* replicas wanted (0 while deleting) */
+        json_int_t want;   /* replicas wanted, or the autoscale target (0 while deleting) */
+        uint64_t poll_in;  /* autoscale: the next poll is due in this long */
+        uint64_t wake_in;  /* autoscale: an idle runner may go in this long (0: none) */
         char *rel_path, *rel_sha, *rel_version;
         bool release_tried;
         json_int_t group_id; /* 0 until asked */
@@ -147,6 +160,7 @@ typedef struct Pass {
         bool changed;      /* something happened: look again soon */
         uint64_t retry_at; /* GitHub could not be asked: not before then */
         bool invalid;      /* the spec cannot start runners (no new ones) */
+        bool deleting;     /* towards nothing: every runner goes, autoscaled or not */
         uint64_t now;
 } Pass;
 
@@ -185,3 +199,36 @@ int runner_pass(RunnerController *rc, const json_t *obj, bool deleting, uint64_t
 int runner_list_cached(RunnerController *rc, const RunnerScope *scope, uint64_t max_age_usec, json_t **ret,
                        char *error, size_t size, const char **ret_reason, uint64_t *ret_retry_at);
 void runner_list_forget(RunnerController *rc, const RunnerScope *scope);
+
+/* ---- autoscale (runner-autoscale.c, runner-jobs.c) -------------------------------- */
+
+/* Whether a runner with runner_labels (and self-hosted, linux, x64) can
+ * take a job with job_labels: every one of them, without case. */
+bool runner_labels_match(const json_t *job_labels, const json_t *runner_labels);
+/* "a, b" (caller frees), flat, at most 16 labels and 200 bytes. */
+char *runner_labels_text(const json_t *labels);
+/* The autoscaled Runners of ns by name, as runner_route() wants them. */
+json_t *runner_candidates(RunnerController *rc, const char *ns);
+/* The name (borrowed from candidates) of the Runner that takes a job of
+ * full_name (org may be NULL) with labels, signed by webhook Token token
+ * (NULL: by any, as for polled jobs), or NULL. */
+const char *runner_route(const json_t *candidates, const char *token, const char *full_name, const char *org,
+                         const json_t *labels);
+/* One activity line per job id for a queued job no Runner takes. */
+void runner_note_unmatched(RunnerController *rc, const char *ns, json_int_t id, const char *full_name,
+                           const json_t *labels);
+/* The job table of ns/name (borrowed, made when missing), under rc->lock. */
+json_t *runner_table(RunnerController *rc, const char *ns, const char *name);
+void runner_table_forget(RunnerController *rc, const char *ns, const char *name);
+/* Records action of job id in table: 1 changed, 0 duplicate, -ENOSPC full. */
+int runner_table_note(json_t *table, json_int_t id, const char *action, const json_t *labels,
+                      const char *runner_name, uint64_t at);
+/* Counts the queued jobs at GitHub when spec.autoscale.interval is due. */
+void runner_poll(Pass *p);
+/* Sets p->want for an autoscaled Runner (polls when due, counts, decides;
+ * status.autoscale); removes status.autoscale from another. */
+void runner_autoscale(Pass *p);
+/* After the instances' steps: when each became idle. */
+void runner_autoscale_after(Pass *p);
+/* Whether inst (idle) has been idle scaleDownDelay; else when to look again. */
+bool runner_autoscale_may_remove(Pass *p, const json_t *inst);

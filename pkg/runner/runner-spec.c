@@ -16,12 +16,15 @@
 
 #define DEFAULT_REGISTRATION_TIMEOUT_USEC (5 * 60 * USEC_PER_SEC)
 #define DEFAULT_SYNC_USEC (30 * USEC_PER_SEC)
+#define DEFAULT_SCALE_DOWN_DELAY_USEC (5 * 60 * USEC_PER_SEC)
+#define DEFAULT_POLL_USEC (60 * USEC_PER_SEC)
 #define RELEASE_MAX (1024u * 1024 * 1024)
 #define GITHUB_API "https://api.github.com"
 
 void runner_spec_read(const json_t *obj, RunnerSpec *ret) {
         const json_t *meta = json_object_get(obj, "metadata");
         const json_t *spec = json_object_get(obj, "spec");
+        const json_t *as = json_object_get(spec, "autoscale");
 
         *ret = (RunnerSpec){
                 .ns = json_str_at(meta, "namespace"),
@@ -44,10 +47,19 @@ void runner_spec_read(const json_t *obj, RunnerSpec *ret) {
                 .registration_timeout_usec =
                         json_duration_at(spec, "registrationTimeout", DEFAULT_REGISTRATION_TIMEOUT_USEC),
                 .sync_interval_usec = json_duration_at(spec, "syncInterval", DEFAULT_SYNC_USEC),
+                .autoscale = json_is_object(as),
+                .as_min = json_int_at(as, "min", 0),
+                .as_max = json_int_at(as, "max", 0),
+                .as_idle = json_int_at(as, "idle", 0),
+                .scale_down_delay_usec = json_duration_at(as, "scaleDownDelay", DEFAULT_SCALE_DOWN_DELAY_USEC),
+                .poll_interval_usec = json_duration_at(as, "interval", DEFAULT_POLL_USEC),
+                .webhook_token_ref = json_str_at(as, "webhookTokenRef"),
         };
 }
 
 const char *runner_spec_problem(const RunnerSpec *sp) {
+        if (sp->autoscale && sp->as_min > sp->as_max)
+                return "spec.autoscale.min is larger than spec.autoscale.max";
         if (STREQ(sp->mode, "container") && !json_str_at(sp->container, "image"))
                 return "spec.container.image is required with mode: container";
         if (!STREQ(sp->version, "latest") && !json_str_at(sp->package, "url"))
@@ -85,7 +97,7 @@ static char *html_url(const char *api, const char *owner, const char *name) {
 }
 
 /* owner, name and apiURL of the Repo spec.repo names. */
-static int scope_from_repo(RunnerController *rc, const RunnerSpec *sp, RunnerScope *s,
+int runner_scope_from_repo(RunnerController *rc, const RunnerSpec *sp, RunnerScope *s,
                            const char **ret_reason, char **ret_error) {
         _cleanup_json_ json_t *repo = NULL;
         int k = store_get_json(rc->store, "Repo", sp->ns, sp->repo, &repo);
@@ -123,7 +135,7 @@ int runner_scope_read(RunnerController *rc, const RunnerSpec *sp, RunnerScope *r
         int k;
 
         if (sp->repo) {
-                k = scope_from_repo(rc, sp, &s, ret_reason, ret_error);
+                k = runner_scope_from_repo(rc, sp, &s, ret_reason, ret_error);
                 if (k < 0) {
                         runner_scope_clear(&s);
                         return k;

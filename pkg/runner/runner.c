@@ -87,6 +87,7 @@ static int reconcile(void *userdata, const char *ns, const char *name, uint64_t 
                 return r;
         if (deleting && done) {
                 log_info("runner %s/%s: every runner deregistered and stopped; deleted", ns, name);
+                runner_table_forget(rc, ns, name);
                 return store_remove_finalizer(rc->store, obj, RUNNER_FINALIZER);
         }
         return 0;
@@ -104,6 +105,13 @@ static void on_token_changed(void *userdata, const char *ns, const char *name) {
         RunnerController *rc = userdata;
 
         controller_enqueue_where(rc->controller, "Runner", ns, "tokenRef", name, NULL);
+}
+
+uint64_t runner_unmatched_jobs(RunnerController *rc) {
+        pthread_mutex_lock(&rc->lock);
+        uint64_t n = rc->unmatched_total;
+        pthread_mutex_unlock(&rc->lock);
+        return n;
 }
 
 /* ---- life cycle ------------------------------------------------------------------------ */
@@ -124,6 +132,8 @@ int runner_controller_new(const RunnerOptions *o, RunnerController **ret) {
         rc->release_dir = xasprintf("%s/cache/runners", o->state_dir);
         rc->proc_dir = xasprintf("%s/runners/.proc", o->state_dir);
         rc->lists = json_object();
+        rc->tables = json_object();
+        rc->unmatched = json_object();
         pthread_mutex_init(&rc->lock, NULL);
         pthread_mutex_init(&rc->release_lock, NULL);
         k = mkdir_p(rc->release_dir, 0700);
@@ -146,6 +156,8 @@ void runner_controller_free(RunnerController *rc) {
         if (!rc)
                 return;
         json_decref(rc->lists);
+        json_decref(rc->tables);
+        json_decref(rc->unmatched);
         pthread_mutex_destroy(&rc->lock);
         pthread_mutex_destroy(&rc->release_lock);
         free(rc->release_dir);

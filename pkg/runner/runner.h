@@ -41,3 +41,22 @@ typedef struct RunnerOptions {
 
 int runner_controller_new(const RunnerOptions *o, RunnerController **ret);
 void runner_controller_free(RunnerController *r); /* NULL-safe */
+
+/* What became of a workflow_job delivery. */
+typedef enum RunnerJobOutcome {
+        RUNNER_JOB_COUNTED,   /* the job's Runner counts it and looks again now */
+        RUNNER_JOB_DUPLICATE, /* this job id and action were counted before */
+        RUNNER_JOB_UNMATCHED, /* no autoscaled Runner of the namespace takes it */
+        RUNNER_JOB_IGNORED,   /* an action that changes nothing */
+} RunnerJobOutcome;
+
+/* A verified workflow_job delivery (payload), signed by the webhook Token
+ * ns/token: routed to the autoscaled Runner of ns that takes it (its
+ * repository or organisation, every label of the job; spec.autoscale.
+ * webhookTokenRef, when set, must be token). A RunnerJobOutcome, or
+ * -EINVAL for a payload without the fields it needs; *ret_message (caller
+ * frees) says what was done, for the delivery's answer. Thread-safe. */
+int runner_workflow_job(RunnerController *rc, const char *ns, const char *token, const json_t *payload,
+                        char **ret_message);
+/* Queued jobs that no Runner takes, seen since start (one per job id). */
+uint64_t runner_unmatched_jobs(RunnerController *rc);

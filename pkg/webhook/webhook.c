@@ -21,6 +21,9 @@ struct Webhook {
         RepoController *repos;
         TokenController *tokens;
         pthread_mutex_t lock;
+        WebhookJobFn on_job; /* workflow_job deliveries go there (NULL: ignored) */
+        void *job_userdata;
+        WebhookStats stats;
         /* The last WEBHOOK_DELIVERIES_REMEMBERED delivery ids, a ring. */
         char *deliveries[WEBHOOK_DELIVERIES_REMEMBERED];
         size_t next_delivery;
@@ -35,6 +38,17 @@ int webhook_new(Store *store, RepoController *repos, TokenController *tokens, We
         pthread_mutex_init(&w->lock, NULL);
         *ret = w;
         return 0;
+}
+
+void webhook_on_workflow_job(Webhook *w, WebhookJobFn fn, void *userdata) {
+        w->on_job = fn;
+        w->job_userdata = userdata;
+}
+
+void webhook_stats(Webhook *w, WebhookStats *ret) {
+        pthread_mutex_lock(&w->lock);
+        *ret = w->stats;
+        pthread_mutex_unlock(&w->lock);
 }
 
 void webhook_free(Webhook *w) {
@@ -101,8 +115,8 @@ static bool signed_by(Webhook *w, const char *ns, const char *name, const Webhoo
 }
 
 /* The namespace of the webhook Token that signed the delivery (caller
- * frees), or NULL with the answer to give. */
-static char *verify(Webhook *w, const WebhookRequest *req, json_t **ret_body, int *ret_status) {
+ * frees; its name in *ret_token), or NULL with the answer to give. */
+static char *verify(Webhook *w, const WebhookRequest *req, char **ret_token, json_t **ret_body, int *ret_status) {
         _cleanup_json_ json_t *tokens = json_array();
         char hex[65];
         const json_t *t;
@@ -134,6 +148,7 @@ static char *verify(Webhook *w, const WebhookRequest *req, json_t **ret_body, in
                 const char *name = json_string_value(json_array_get(t, 1));
                 if (signed_by(w, ns, name, req, hex)) {
                         token_note_used(w->tokens, ns, name);
+                        *ret_token = xstrdup(name);
                         return xstrdup(ns);
                 }
         }
@@ -289,6 +304,24 @@ static int handle_push(Webhook *w, const char *ns, const json_t *p, json_t **ret
         return 202;
 }
 
+/* ---- workflow_job ------------------------------------------------------------------- */
+
+static int handle_workflow_job(Webhook *w, const char *ns, const char *token, const json_t *p, json_t **ret_body) {
+        _cleanup_free_ char *msg = NULL;
+        int k;
+
+        if (!w->on_job)
+                return answer(ret_body, 202, "ignored", "this rprd runs no Runner controller");
+        k = w->on_job(w->job_userdata, ns, token, p, &msg);
+        pthread_mutex_lock(&w->lock);
+        if (k >= 0 && k < WEBHOOK_JOB_OUTCOMES)
+                w->stats.workflow_jobs[k]++;
+        pthread_mutex_unlock(&w->lock);
+        if (k < 0)
+                return answer(ret_body, 400, NULL, "%s", msg ?: "bad workflow_job payload");
+        return answer(ret_body, 202, k == 0 ? NULL : "ignored", "%s", msg ?: "");
+}
+
 /* Event names and delivery ids are short printable ASCII (a GitHub GUID):
  * anything else is refused before it is remembered or quoted back. */
 static bool header_token(const char *s) {
@@ -301,11 +334,11 @@ static bool header_token(const char *s) {
 }
 
 int webhook_handle(Webhook *w, const WebhookRequest *req, json_t **ret_body) {
-        _cleanup_free_ char *ns = NULL;
+        _cleanup_free_ char *ns = NULL, *token = NULL;
         _cleanup_json_ json_t *payload = NULL;
         int status = 0;
 
-        ns = verify(w, req, ret_body, &status);
+        ns = verify(w, req, &token, ret_body, &status);
         if (!ns)
                 return status;
         if (!req->event || !*req->event)
@@ -323,10 +356,12 @@ int webhook_handle(Webhook *w, const WebhookRequest *req, json_t **ret_body) {
                 return answer(ret_body, 200, "ignored", "delivery %s was received before", req->delivery);
         if (STREQ(req->event, "ping"))
                 return answer(ret_body, 200, NULL, "pong");
-        if (!STREQ(req->event, "push"))
+        if (!STREQ(req->event, "push") && !STREQ(req->event, "workflow_job"))
                 return answer(ret_body, 202, "ignored", "event %s is not acted on", req->event);
         payload = parse_payload(req, ret_body, &status);
         if (!payload)
                 return status;
+        if (STREQ(req->event, "workflow_job"))
+                return handle_workflow_job(w, ns, token, payload, ret_body);
         return handle_push(w, ns, payload, ret_body);
 }

@@ -1,4 +1,4 @@
-/* webhook: GitHub's push webhooks, received.
+/* webhook: GitHub's push and workflow_job webhooks, received.
  *
  * A delivery is believed only when its X-Hub-Signature-256 is the
  * HMAC-SHA256 of the exact body under the secret of a webhook Token
@@ -14,7 +14,9 @@
  * branch deletions, other branches and other events are acknowledged and
  * ignored. The body may be JSON or a form with a payload field, as GitHub's
  * content type setting chooses. Blocking (reads Token secrets): run it off
- * the HTTP loop. */
+ * the HTTP loop. A verified workflow_job delivery goes to the function
+ * set with webhook_on_workflow_job() (the Runner controller's), with the
+ * namespace and name of the Token that signed it. */
 #pragma once
 
 #include "base/base.h"
@@ -44,3 +46,19 @@ typedef struct WebhookRequest {
  * "message", and "triggered" (Repo names) or "ignored" (why). Never
  * mentions a secret. */
 int webhook_handle(Webhook *w, const WebhookRequest *req, json_t **ret_body);
+
+/* fn takes each verified workflow_job delivery: ns and token name the
+ * webhook Token that signed it, payload is the parsed body. It returns an
+ * outcome 0..WEBHOOK_JOB_OUTCOMES-1 (0: acted on; else ignored, counted by
+ * outcome) or a negative errno for a payload it cannot read, and sets
+ * *ret_message (caller frees) for the answer. Set before deliveries come. */
+#define WEBHOOK_JOB_OUTCOMES 4
+typedef int (*WebhookJobFn)(void *userdata, const char *ns, const char *token, const json_t *payload,
+                            char **ret_message);
+void webhook_on_workflow_job(Webhook *w, WebhookJobFn fn, void *userdata);
+
+/* workflow_job deliveries since start, by the outcome fn returned. */
+typedef struct WebhookStats {
+        uint64_t workflow_jobs[WEBHOOK_JOB_OUTCOMES];
+} WebhookStats;
+void webhook_stats(Webhook *w, WebhookStats *ret);

@@ -353,19 +353,25 @@ test("an object from a config repo is marked, and editing it warns; the page rec
   await row.getByText("managed").waitFor({timeout: WAIT});
 });
 
-test("the runners page lists instances; an admin scales a runner to 0 and deletes it", async () => {
-  // The fake GitHub (tests/github_fake.py) and the stand-in runner release; the runner on a local Server.
+// The fake GitHub (tests/github_fake.py) with repository acme/site, a token and the stand-in runner release.
+async function startFakeGitHub() {
   const fake = spawn("python3", [path.join(REPO, "tests/github_fake.py"), "--port", "0"], {stdio: ["ignore", "pipe", "ignore"]});
+  const fport = await new Promise((resolve) => fake.stdout.once("data", (d) => resolve(String(d).trim())));
+  const gh = `http://127.0.0.1:${fport}`;
+  const post = (p, body) => fetch(gh + p, {method: "POST", body: JSON.stringify(body)});
+  await post("/_fake/repos", {owner: "acme", name: "site"});
+  await post("/_fake/tokens", {token: "ghp_BrowserRunnerToken0123456789abcdef"});
+  const tarball = execFileSync("python3", ["-c",
+    "import sys; sys.path.insert(0, sys.argv[1]); from runner_release import build; print(build(sys.argv[2])[0])",
+    path.join(REPO, "tests/integration"), tmp], {encoding: "utf8"}).trim();
+  await post("/_fake/runner_release", {path: tarball});
+  return {fake, gh, post};
+}
+
+test("the runners page lists instances; an admin scales a runner to 0 and deletes it", async () => {
+  // The runner on a local Server.
+  const {fake, gh} = await startFakeGitHub();
   try {
-    const fport = await new Promise((resolve) => fake.stdout.once("data", (d) => resolve(String(d).trim())));
-    const gh = `http://127.0.0.1:${fport}`;
-    const post = (p, body) => fetch(gh + p, {method: "POST", body: JSON.stringify(body)});
-    await post("/_fake/repos", {owner: "acme", name: "site"});
-    await post("/_fake/tokens", {token: "ghp_BrowserRunnerToken0123456789abcdef"});
-    const tarball = execFileSync("python3", ["-c",
-      "import sys; sys.path.insert(0, sys.argv[1]); from runner_release import build; print(build(sys.argv[2])[0])",
-      path.join(REPO, "tests/integration"), tmp], {encoding: "utf8"}).trim();
-    await post("/_fake/runner_release", {path: tarball});
     assert.equal((await api("POST", "/api/v1/apply", [
       {apiVersion: "rpr/v1", kind: "Token", metadata: {name: "gh"}, spec: {type: "github", value: "ghp_BrowserRunnerToken0123456789abcdef"}},
       {apiVersion: "rpr/v1", kind: "Repo", metadata: {name: "gh-site"},
@@ -394,6 +400,48 @@ test("the runners page lists instances; an admin scales a runner to 0 and delete
     assert.equal((await api("GET", "/api/v1/namespaces/default/runners/ci")).status, 404);
     const left = await (await fetch(gh + "/_fake/runners")).json();
     assert.deepEqual(left.runners, []);
+  } finally {
+    fake.kill("SIGTERM");
+  }
+});
+
+test("the runners page shows an autoscaled runner's min, max, desired and its scale decisions", async () => {
+  // The fake GitHub delivers signed workflow_job webhooks to this rprd; the runners on a local Server.
+  const {fake, gh, post} = await startFakeGitHub();
+  try {
+    await post("/_fake/hook", {url: `${base}/hooks/github`, secret: "browser-hook-secret-0123456789"});
+    assert.equal((await api("POST", "/api/v1/apply", [
+      {apiVersion: "rpr/v1", kind: "Token", metadata: {name: "gh"}, spec: {type: "github", value: "ghp_BrowserRunnerToken0123456789abcdef"}},
+      {apiVersion: "rpr/v1", kind: "Token", metadata: {name: "hooks"}, spec: {type: "webhook", value: "browser-hook-secret-0123456789"}},
+      {apiVersion: "rpr/v1", kind: "Repo", metadata: {name: "gh-site"},
+        spec: {provider: "github", owner: "acme", name: "site", apiURL: gh, tokenRef: "gh", interval: "1h"}},
+      {apiVersion: "rpr/v1", kind: "Server", metadata: {name: "abox"}, spec: {transport: "local"}},
+      {apiVersion: "rpr/v1", kind: "Runner", metadata: {name: "auto"},
+        spec: {repo: "gh-site", tokenRef: "gh", server: "abox", labels: ["gpu"], installDir: path.join(tmp, "autorunners"),
+          syncInterval: "1s", autoscale: {min: 0, max: 4, idle: 1, interval: "1h", webhookTokenRef: "hooks"}}}])).status, 200);
+    await page.goto(base + "/#/runners");
+    const row = page.getByRole("table", {name: "Runners"}).getByRole("row").filter({hasText: "gh-site"});
+    await row.getByRole("cell", {name: "1 / 1"}).waitFor({timeout: WAIT});
+    await post("/_fake/jobs_queue", {repo: "acme/site", count: 2, labels: ["self-hosted", "gpu"], duration: 1});
+    const decisions = page.getByRole("table", {name: "Scale decisions"});
+    await decisions.getByText(/scaled 1 → 3: [12] queued jobs? needs? \[gpu\]/).waitFor({timeout: WAIT}).catch(async (e) => {
+      const st = (await api("GET", "/api/v1/namespaces/default/runners/auto")).json?.status;
+      throw new Error(`${e.message}\nstatus: ${JSON.stringify(st)}\njobs: ${await (await fetch(gh + "/_fake/jobs")).text()}`);
+    });
+    const cells = await row.getByRole("cell").allInnerTexts();
+    assert.deepEqual(cells.slice(4, 6), ["0", "4"]); // Min, Max
+    await decisions.getByText("scaled 0 → 1").waitFor();
+    await shoot("runners-autoscale");
+
+    await page.getByRole("button", {name: "Scale runner auto"}).click();
+    const dialog = page.getByRole("dialog", {name: "Scale runner auto"});
+    await dialog.getByLabel("Max").fill("2");
+    await dialog.getByRole("button", {name: "Save"}).click();
+    await row.getByRole("cell", {name: "2", exact: true}).first().waitFor({timeout: WAIT});
+    assert.equal((await api("GET", "/api/v1/namespaces/default/runners/auto")).json.spec.autoscale.max, 2);
+
+    await page.getByRole("button", {name: "Delete runner auto"}).click();
+    await row.waitFor({state: "detached", timeout: 3 * WAIT});
   } finally {
     fake.kill("SIGTERM");
   }

@@ -306,7 +306,8 @@ static void test_runner_minimal_and_full(void **state) {
         (void) state;
         json_t *o = prepare_ok("apiVersion: rpr/v1\nkind: Runner\nmetadata: {name: ci}\n"
                                "spec: {org: acme, tokenRef: gh, server: build-1}\n");
-        assert_int_equal(json_integer_value(at(o, "spec.replicas")), 1);
+        /* No default: replicas and autoscale exclude each other (the controller reads 1). */
+        assert_null(at(o, "spec.replicas"));
         assert_true(json_is_true(at(o, "spec.ephemeral")));
         assert_string_equal(str_at(o, "spec.installDir"), "/opt/actions-runner");
         json_decref(o);
@@ -316,6 +317,16 @@ static void test_runner_minimal_and_full(void **state) {
                        "  servers: {matchLabels: {ci: \"true\"}}\n  replicas: 2\n  labels: [linux, x64]\n"
                        "  ephemeral: false\n  installDir: /srv/runner\n");
         json_decref(o);
+
+        o = prepare_ok("apiVersion: rpr/v1\nkind: Runner\nmetadata: {name: ci}\n"
+                       "spec: {repo: site, tokenRef: gh, server: b, autoscale: {max: 20, idle: 2}}\n");
+        assert_int_equal(json_integer_value(at(o, "spec.autoscale.min")), 0);
+        assert_string_equal(str_at(o, "spec.autoscale.scaleDownDelay"), "5m");
+        assert_string_equal(str_at(o, "spec.autoscale.interval"), "1m");
+        json_decref(o);
+        expect_error("apiVersion: rpr/v1\nkind: Runner\nmetadata: {name: ci}\n"
+                     "spec: {repo: site, tokenRef: gh, server: b, replicas: 2, autoscale: {max: 3}}\n",
+                     "spec.autoscale", "cannot be set together with replicas");
 }
 
 static void test_run_and_event_minimal_and_full(void **state) {

@@ -9,6 +9,7 @@
 
 #include <cmocka.h>
 #include <math.h>
+#include <string.h>
 
 #include "runner/runner-private.h"
 
@@ -91,11 +92,84 @@ static void test_spec_defaults(void **state) {
         assert_string_equal(sp.mode, "container");
 }
 
+static void test_autoscale_spec(void **state) {
+        (void) state;
+        _cleanup_json_ json_t *obj = json_pack("{s:{s:s}, s:{s:s, s:{s:i, s:i, s:s}}}", "metadata", "name", "ci", "spec",
+                                               "repo", "site", "autoscale", "max", 20, "idle", 2,
+                                               "scaleDownDelay", "90s");
+        RunnerSpec sp;
+
+        runner_spec_read(obj, &sp);
+        assert_true(sp.autoscale);
+        assert_int_equal(sp.as_min, 0);
+        assert_int_equal(sp.as_max, 20);
+        assert_int_equal(sp.as_idle, 2);
+        assert_int_equal(sp.scale_down_delay_usec, 90 * USEC_PER_SEC);
+        assert_int_equal(sp.poll_interval_usec, 60 * USEC_PER_SEC);
+        assert_null(runner_spec_problem(&sp));
+        json_object_set_new(json_object_get(json_object_get(obj, "spec"), "autoscale"), "min", json_integer(30));
+        runner_spec_read(obj, &sp);
+        assert_non_null(strstr(runner_spec_problem(&sp), "min is larger than"));
+}
+
+static void test_labels_match(void **state) {
+        (void) state;
+        _cleanup_json_ json_t *mine = json_pack("[s,s]", "linux", "GPU");
+        _cleanup_json_ json_t *ok = json_pack("[s,s,s,s]", "Self-Hosted", "Linux", "X64", "gpu");
+        _cleanup_json_ json_t *k8s = json_pack("[s,s]", "self-hosted", "k8s");
+        _cleanup_json_ json_t *none = json_array();
+
+        assert_true(runner_labels_match(ok, mine));
+        assert_false(runner_labels_match(k8s, mine));
+        assert_false(runner_labels_match(none, mine));
+}
+
+static void test_route_first_by_name(void **state) {
+        (void) state;
+        _cleanup_json_ json_t *cands = json_pack(
+                "[{s:s, s:s, s:[s]}, {s:s, s:s, s:[s,s], s:s}, {s:s, s:s, s:[s]}]", "name", "a", "repo",
+                "acme/site", "labels", "cpu", "name", "b", "repo", "Acme/Site", "labels", "gpu", "big", "token",
+                "hooks", "name", "c", "org", "acme", "labels", "gpu");
+        _cleanup_json_ json_t *gpu = json_pack("[s,s]", "self-hosted", "gpu");
+
+        assert_string_equal(runner_route(cands, "hooks", "acme/site", NULL, gpu), "b");
+        assert_string_equal(runner_route(cands, NULL, "acme/site", NULL, gpu), "b");
+        /* b wants its own webhook Token; c (the org) takes it. */
+        assert_string_equal(runner_route(cands, "other", "acme/site", NULL, gpu), "c");
+        assert_string_equal(runner_route(cands, "other", "ACME/tools", "acme", gpu), "c");
+        assert_null(runner_route(cands, NULL, "other/site", NULL, gpu));
+}
+
+static void test_table_counts_each_job_and_action_once(void **state) {
+        (void) state;
+        _cleanup_json_ json_t *t = json_pack("{s:{}}", "jobs");
+        _cleanup_json_ json_t *labels = json_pack("[s]", "self-hosted");
+
+        assert_int_equal(runner_table_note(t, 7, "queued", labels, NULL, 1), 1);
+        assert_int_equal(runner_table_note(t, 7, "queued", labels, NULL, 2), 0);
+        assert_int_equal(runner_table_note(t, 7, "in_progress", labels, "ci-1-abcdef", 3), 1);
+        /* Late or replayed: never back to queued. */
+        assert_int_equal(runner_table_note(t, 7, "queued", labels, NULL, 4), 0);
+        assert_int_equal(runner_table_note(t, 7, "completed", labels, NULL, 5), 1);
+        assert_int_equal(runner_table_note(t, 7, "in_progress", labels, NULL, 6), 0);
+        assert_string_equal(json_str_at(json_object_get(json_object_get(t, "jobs"), "7"), "status"), "completed");
+        /* Bounded: done jobs make room; queued ones are never dropped. */
+        for (json_int_t id = 100; id < 100 + 5000; id++) {
+                assert_true(runner_table_note(t, id, "queued", labels, NULL, 10) >= 0);
+                assert_true(runner_table_note(t, id, "completed", labels, NULL, 10) >= 0);
+        }
+        assert_true(json_object_size(json_object_get(t, "jobs")) <= 4096);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_backoff),
                 cmocka_unit_test(test_observed_lines),
                 cmocka_unit_test(test_spec_defaults),
+                cmocka_unit_test(test_autoscale_spec),
+                cmocka_unit_test(test_labels_match),
+                cmocka_unit_test(test_route_first_by_name),
+                cmocka_unit_test(test_table_counts_each_job_and_action_once),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
