@@ -210,10 +210,11 @@ class Client:
                 await self.join()
                 self.pipe.send(("joined", time.monotonic() - t))
             elif cmd == "poll":
-                # The first polls spread over two seconds, as agents started
-                # at different times would be; after that each agent's
-                # window keeps its own phase.
-                tasks = [asyncio.ensure_future(self.serve(n, random.random() * 2)) for n in self.creds]
+                # The first polls spread over a second per 1,000 agents (at
+                # least two), as agents started at different times would
+                # be; after that each agent's window keeps its own phase.
+                spread = max(2, N / 1000)
+                tasks = [asyncio.ensure_future(self.serve(n, random.random() * spread)) for n in self.creds]
                 while self.polled < len(self.creds) and not any(t.done() for t in tasks):
                     await asyncio.sleep(0.1)
                 self.pipe.send(("polling", self.polled))
@@ -374,6 +375,8 @@ def main():
         for s in status:
             if s[1]:
                 print("agents failed:", s[1])
+                with open(log_path, errors="replace") as f:
+                    print("rprd's log ends:", *f.readlines()[-10:], sep="\n  ")
 
         lat = dispatch(sock, token, names, offers)
         print("dispatch       p50 %.1f ms, p99 %.1f ms, max %.1f ms (%d commands, exec -> offer in the poll; %s)" % (
