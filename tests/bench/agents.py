@@ -45,6 +45,10 @@ import tempfile
 import threading
 import time
 
+import h2.config  # python3-h2 (make bench-deps)
+import h2.connection
+import h2.events
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.abspath(os.path.join(HERE, "..", ".."))
 BINDIR = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else os.path.join(REPO, "bin"))
@@ -54,6 +58,7 @@ JOIN_PARALLEL = int(os.environ.get("AGENTS_JOIN_PARALLEL", "32"))
 STEADY = float(os.environ.get("AGENTS_STEADY", "40"))
 DISPATCH = int(os.environ.get("AGENTS_DISPATCH", "200"))
 MALLOC_STATS = os.environ.get("AGENTS_MALLOC_STATS") == "1"
+HTTP = os.environ.get("AGENTS_HTTP", "h2")
 JOIN_SECRET = "BenchJoin7Qw2Lk9Xv4Rt8Zp3"
 EMPTY_SHA = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 WINDOW = 25
@@ -149,6 +154,59 @@ class Conn:
             self.writer.transport.abort()
 
 
+class H2Conn:
+    """One HTTP/2 connection over TLS, one request at a time on it, as
+    rpr-agent's libcurl speaks by default (ALPN h2)."""
+
+    def __init__(self, ctx, port):
+        self.ctx, self.port = ctx, port
+        self.reader = self.writer = None
+
+    async def connect(self):
+        self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port, ssl=self.ctx,
+                                                                 server_hostname="localhost")
+        self.h2 = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True, header_encoding=None))
+        self.h2.initiate_connection()
+        self.writer.write(self.h2.data_to_send())
+
+    async def request(self, path, body, token=None):
+        if self.writer is None:
+            await self.connect()
+        data = body if isinstance(body, bytes) else json.dumps(body).encode()
+        sid = self.h2.get_next_available_stream_id()
+        headers = [(":method", "POST"), (":scheme", "https"), (":authority", "localhost"), (":path", path),
+                   ("content-type", "application/json"), ("content-length", str(len(data)))]
+        if token:
+            headers.append(("authorization", "Bearer " + token))
+        self.h2.send_headers(sid, headers, end_stream=not data)
+        if data:
+            self.h2.send_data(sid, data, end_stream=True)
+        self.writer.write(self.h2.data_to_send())
+        status, out, done = None, b"", False
+        while not done:
+            chunk = await self.reader.read(65536)
+            if not chunk:
+                raise ConnectionError("rprd closed the connection")
+            for ev in self.h2.receive_data(chunk):
+                if isinstance(ev, h2.events.ResponseReceived) and ev.stream_id == sid:
+                    status = int(dict(ev.headers)[b":status"])
+                elif isinstance(ev, h2.events.DataReceived):
+                    out += ev.data
+                    self.h2.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+                elif isinstance(ev, h2.events.StreamEnded) and ev.stream_id == sid:
+                    done = True
+                elif isinstance(ev, (h2.events.StreamReset, h2.events.ConnectionTerminated)):
+                    raise ConnectionError("rprd ended the stream: %r" % ev)
+            pending = self.h2.data_to_send()
+            if pending:
+                self.writer.write(pending)
+        return status, out
+
+    def close(self):
+        if self.writer is not None:
+            self.writer.transport.abort()
+
+
 # ---- the client processes ----------------------------------------------------------------------
 
 
@@ -160,7 +218,8 @@ class Client:
     def __init__(self, names, port, cafile, pipe, offers):
         self.names, self.port, self.pipe, self.offers = names, port, pipe, offers
         self.ctx = ssl.create_default_context(cafile=cafile)
-        self.ctx.set_alpn_protocols(["http/1.1"])
+        self.ctx.set_alpn_protocols([HTTP])
+        self.conn_class = H2Conn if HTTP == "h2" else Conn
         self.creds = {}
         self.polled = 0
         self.failed = []
@@ -170,7 +229,7 @@ class Client:
 
         async def one(name):
             async with sem:
-                c = Conn(self.ctx, self.port)
+                c = self.conn_class(self.ctx, self.port)
                 status, body = await c.request("/api/v1/agents/join",
                                                {"token": JOIN_SECRET, "name": name, "version": "0.1.0",
                                                 "labels": {"bench": "yes"}})
@@ -182,7 +241,7 @@ class Client:
         await asyncio.gather(*(one(n) for n in self.names))
 
     async def serve(self, name, delay):
-        cred, conn = self.creds[name], Conn(self.ctx, self.port)
+        cred, conn = self.creds[name], self.conn_class(self.ctx, self.port)
         hb = {"version": "0.1.0", "capacity": 1, "pollSeconds": WINDOW, "wait": WINDOW, "jobs": []}
         await asyncio.sleep(delay)
         await conn.connect()
@@ -337,7 +396,7 @@ def main():
             p.start()
             pipes.append(parent)
             procs.append(p)
-        print("agents         %d (%d client processes; %s)" % (N, PROCS, loadavg()))
+        print("agents         %d over %s (%d client processes; %s)" % (N, HTTP, PROCS, loadavg()))
         if MALLOC_STATS:
             malloc_probe(rprd.pid, log_path, "idle")
         rss_idle = rss_mb(rprd.pid)
