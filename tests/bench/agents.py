@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""agents.py [BINDIR]: many agents on one rprd. Prints figures, no pass/fail.
+"""agents.py [--fanout HOSTS]: many agents on one rprd. Prints figures, no
+pass/fail. Uses bin/ (the release build; RPR_BIN_DIR overrides).
 
 A load client speaks the agents' protocol as N agents (AGENTS_N, default
 1,000; 10,000 works) over TLS to one rprd (the release build, bin/): each
@@ -21,6 +22,10 @@ Then:
                  to a random agent through POST /api/v1/exec: from the
                  request sent to the offer in that agent's poll answer
                  (p50, p99); the agent accepts and finishes it (0 bytes)
+
+With --fanout HOSTS (50): the same `uptime` through `rprctl exec` to HOSTS
+real rpr-agent processes and to HOSTS loopback sshd (pooled sessions, as in
+fanout.sh), five rounds each, from the request to all done.
 
 AGENTS_RPRD_WRAP runs rprd under a profiler ("heaptrack -o FILE"); the RSS
 figures are then the wrapper's. Targets (issue 19): 10,000 agents held
@@ -51,7 +56,7 @@ import h2.events
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.abspath(os.path.join(HERE, "..", ".."))
-BINDIR = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else os.path.join(REPO, "bin"))
+BINDIR = os.path.abspath(os.environ.get("RPR_BIN_DIR", os.path.join(REPO, "bin")))
 N = int(os.environ.get("AGENTS_N", "1000"))
 PROCS = int(os.environ.get("AGENTS_PROCS", str(max(1, math.ceil(N / 2500)))))
 JOIN_PARALLEL = int(os.environ.get("AGENTS_JOIN_PARALLEL", "32"))
@@ -376,7 +381,101 @@ def dispatch(sock, token, names, offers):
     return lat
 
 
+# ---- the same command to 50 hosts: agents against pooled ssh -----------------------------------
+
+
+def apply_objects(sock, token, objects):
+    c = UnixHTTP(sock)
+    c.request("POST", "/api/v1/apply", body=json.dumps(objects),
+              headers={"Authorization": "Bearer " + token, "Content-Type": "application/json"})
+    r = c.getresponse()
+    assert r.status == 200, r.read()
+    c.close()
+
+
+def reachable(sock, token, selector):
+    c = UnixHTTP(sock)
+    c.request("GET", "/api/v1/namespaces/default/servers?labelSelector=" + selector,
+              headers={"Authorization": "Bearer " + token})
+    items = json.loads(c.getresponse().read())["items"]
+    c.close()
+    return sum(1 for o in items if o.get("status", {}).get("phase") == "Reachable")
+
+
+def wait_reachable(sock, token, selector, n, what):
+    for _ in range(1200):
+        if reachable(sock, token, selector) == n:
+            return
+        time.sleep(0.1)
+    sys.exit("agents.py: not all %d %s became Reachable" % (n, what))
+
+
+def exec_wall(sock, state, selector):
+    """rprctl exec of `uptime` on every selected Server, 32 at a time:
+    from the request to all done (rprctl waits for every one)."""
+    t = time.monotonic()
+    subprocess.run([os.path.join(BINDIR, "rprctl"), "--server", "unix:" + sock, "exec", "server", "-l", selector,
+                    "--parallel", "32", "--", "uptime"], check=True, stdout=subprocess.DEVNULL,
+                   env=dict(os.environ, RPR_TOKEN=open(os.path.join(state, "admin.token")).read().strip()))
+    return time.monotonic() - t
+
+
+def fanout(hosts, rounds=5):
+    """The same command on `hosts` real rpr-agents (each its own process,
+    joined over TLS, holding its poll) and on `hosts` loopback sshd
+    (pooled sessions, libssh2's key exchange, a plain /bin/sh user)."""
+    sys.path.insert(0, os.path.join(REPO, "tests", "integration"))
+    import sshd as sshd_mod
+
+    tmp = tempfile.mkdtemp(prefix="rpr-bench-fanout-")
+    os.chmod(tmp, 0o755)
+    port = free_port()
+    rprd, state, sock, token, log_path = start_rprd(tmp, port)
+    agents, daemons = [], []
+    try:
+        cert = os.path.join(state, "tls", "cert.pem")
+        for i in range(hosts):
+            d = os.path.join(tmp, "agent-%d" % i)
+            subprocess.run([os.path.join(BINDIR, "rpr-agent"), "join", "--server", "https://127.0.0.1:%d" % port,
+                            "--token", JOIN_SECRET, "--name", "ag-%03d" % i, "--labels", "fanout=agents",
+                            "--ca", cert, "--state-dir", d], check=True, stdout=subprocess.DEVNULL)
+            agents.append(subprocess.Popen([os.path.join(BINDIR, "rpr-agent"), "run", "--state-dir", d],
+                                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        keys = sshd_mod.Keys.generate(os.path.join(tmp, "keys"))
+        servers = []
+        for i in range(hosts):
+            d = sshd_mod.Sshd(tmp, host_keys=[keys.host("ed25519")], authorized=[keys.client_pub("ed25519")],
+                              extra=["KexAlgorithms curve25519-sha256"]).start()
+            daemons.append(d)
+            servers.append({"apiVersion": "rpr/v1", "kind": "Server",
+                            "metadata": {"name": "ssh-%03d" % i, "labels": {"fanout": "ssh"}},
+                            "spec": {"host": "127.0.0.1", "port": d.port, "user": d.user,
+                                     "identityFile": keys.client("ed25519"), "hostKey": d.pin("ed25519")}})
+        apply_objects(sock, token, servers)
+        wait_reachable(sock, token, "fanout%3Dagents", hosts, "agent Servers")
+        wait_reachable(sock, token, "fanout%3Dssh", hosts, "ssh Servers")
+        over_agents = [exec_wall(sock, state, "fanout=agents") for _ in range(rounds)]
+        over_ssh = [exec_wall(sock, state, "fanout=ssh") for _ in range(rounds)]
+        print("fan-out        `uptime` on %d hosts, request to all done (%d rounds; %s):" % (hosts, rounds, loadavg()))
+        print("               over agents %s s" % " ".join("%.3f" % t for t in over_agents))
+        print("               over pooled ssh %s s (the first checks opened the sessions)"
+              % " ".join("%.3f" % t for t in over_ssh))
+    finally:
+        for a in agents:
+            a.terminate()
+        for a in agents:
+            a.wait(30)
+        for d in daemons:
+            d.cleanup()
+        rprd.terminate()
+        rprd.wait(60)
+        subprocess.run(["rm", "-rf", tmp])
+
+
 def main():
+    if len(sys.argv) > 1 and sys.argv[1] == "--fanout":
+        fanout(int(sys.argv[2]) if len(sys.argv) > 2 else 50)
+        return
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     if N + 100 > hard:
