@@ -16,8 +16,9 @@ Then:
                  with AGENTS_MALLOC_STATS=1 also glibc's malloc_stats() at
                  each phase (through gdb, into rprd's log, printed) and the
                  RSS after malloc_trim(0), which is what fragmentation holds
-  CPU            rprd's share of one core over AGENTS_STEADY seconds (40:
-                 more than one poll window, so every agent polls again)
+  CPU            rprd's share of one core over AGENTS_STEADY seconds (40),
+                 starting one poll window after the polls were first held
+                 (every agent has been answered and polls again)
   dispatch       AGENTS_DISPATCH (default 200) commands, one at a time, each
                  to a random agent through POST /api/v1/exec: from the
                  request sent to the offer in that agent's poll answer
@@ -28,7 +29,8 @@ real rpr-agent processes and to HOSTS loopback sshd (pooled sessions, as in
 fanout.sh), five rounds each, from the request to all done.
 
 AGENTS_RPRD_WRAP runs rprd under a profiler ("heaptrack -o FILE"); the RSS
-figures are then the wrapper's. Targets (issue 19): 10,000 agents held
+figures are then the wrapper's. AGENTS_PERF=FILE records rprd with perf
+over the steady state. Targets (issue 19): 10,000 agents held
 under 200 MB RSS and under 20% of one core at steady state; dispatch p99
 under 50 ms.
 """
@@ -515,15 +517,23 @@ def main():
         print("polls          all %d held %.1f s after the first (rprd holds %d fds)" % (
             N, time.monotonic() - t, open_fds(rprd.pid)))
         rss_held = rss_mb(rprd.pid)
+        # Every agent answered once and polling again: what is left is what
+        # a fleet costs as it goes on.
+        time.sleep(WINDOW + 5)
         cpu0, t0 = cpu_seconds(rprd.pid), time.monotonic()
         client0 = sum(s[2] for s in ask_all(pipes, "status"))
-        time.sleep(STEADY)
+        if os.environ.get("AGENTS_PERF"):
+            subprocess.run(["perf", "record", "-F", "199", "--call-graph", "dwarf,8192", "-p", str(rprd.pid), "-o",
+                            os.environ["AGENTS_PERF"], "--", "sleep", str(STEADY)],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        else:
+            time.sleep(STEADY)
         cpu = (cpu_seconds(rprd.pid) - cpu0) / (time.monotonic() - t0) * 100
         status = ask_all(pipes, "status")
         client_cpu = (sum(s[2] for s in status) - client0) / (time.monotonic() - t0) * 100
         rss_steady = rss_mb(rprd.pid)
         print("RSS            idle %.1f MB; %d joined %.1f MB; their polls held %.1f MB; after %.0f s of "
-              "polling %.1f MB" % (rss_idle, N, rss_joined, rss_held, STEADY, rss_steady))
+              "polling %.1f MB" % (rss_idle, N, rss_joined, rss_held, WINDOW + 5 + STEADY, rss_steady))
         print("               %.1f KB per agent in all, %.1f KB of it for its held poll" % (
             (rss_steady - rss_idle) * 1024 / N, (rss_steady - rss_joined) * 1024 / N))
         print("CPU            rprd %.1f%% of one core over %.0f s of steady state (the client: %.1f%%; %s)"
