@@ -161,17 +161,12 @@ class Conn:
             self.writer.transport.abort()
 
 
-class H2Conn:
+class H2Conn(Conn):
     """One HTTP/2 connection over TLS, one request at a time on it, as
     rpr-agent's libcurl speaks by default (ALPN h2)."""
 
-    def __init__(self, ctx, port):
-        self.ctx, self.port = ctx, port
-        self.reader = self.writer = None
-
     async def connect(self):
-        self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port, ssl=self.ctx,
-                                                                 server_hostname="localhost")
+        await super().connect()
         self.h2 = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True, header_encoding=None))
         self.h2.initiate_connection()
         self.writer.write(self.h2.data_to_send())
@@ -208,10 +203,6 @@ class H2Conn:
             if pending:
                 self.writer.write(pending)
         return status, out
-
-    def close(self):
-        if self.writer is not None:
-            self.writer.transport.abort()
 
 
 # ---- the client processes ----------------------------------------------------------------------
