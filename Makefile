@@ -211,6 +211,7 @@ bench: all bench-deps
 bench-deps:
 	@command -v parallel-ssh >/dev/null && command -v ansible >/dev/null || \
 	  apt-get install -y pssh ansible
+	@/usr/bin/python3 -c 'import h2' 2>/dev/null || apt-get install -y python3-h2
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')

@@ -34,15 +34,28 @@ struct AgentJob {
         AgentJobSink sink;
 };
 
+/* The figures of a heartbeat's metrics that a Server's status shows. */
+typedef enum AgentMetric {
+        AGENT_METRIC_LOAD1,
+        AGENT_METRIC_MEM_USED_PERCENT,
+        AGENT_METRIC_DISK_USED_PERCENT,
+        AGENT_METRIC_UPTIME_SECONDS,
+        _AGENT_METRIC_MAX,
+} AgentMetric;
+
+/* One per agent, kept as long as rprd runs: small, and no JSON (a fleet of
+ * 10,000 holds 10,000 of them). */
 struct AgentHost {
         AgentHost *next; /* in Agents.list */
-        char *key;       /* "ns/server" */
-        char *ns, *server;
+        char *key;       /* "ns/server", then ns and server: one allocation */
+        const char *ns, *server;
         uint64_t last_seen, last_seen_real; /* monotonic, realtime; 0: never */
         uint64_t window_usec;               /* the agent's poll window */
         char version[32];
         unsigned capacity;
-        json_t *metrics;
+        double metrics[_AGENT_METRIC_MAX];
+        unsigned metrics_set; /* bit per AgentMetric given */
+        bool has_metrics;     /* its last heartbeat carried metrics */
         bool online, refused;
         AgentJob *jobs;
 };

@@ -23,11 +23,15 @@ Agents *agents_new(void) {
         return a;
 }
 
+static const char *const metric_keys[_AGENT_METRIC_MAX] = {
+        [AGENT_METRIC_LOAD1] = "load1",
+        [AGENT_METRIC_MEM_USED_PERCENT] = "memUsedPercent",
+        [AGENT_METRIC_DISK_USED_PERCENT] = "diskUsedPercent",
+        [AGENT_METRIC_UPTIME_SECONDS] = "uptimeSeconds",
+};
+
 static void host_free(AgentHost *h) {
         free(h->key);
-        free(h->ns);
-        free(h->server);
-        json_decref(h->metrics);
         free(h);
 }
 
@@ -79,10 +83,14 @@ AgentHost *agent_host_get(Agents *a, const char *ns, const char *server, bool cr
 
         if (h || !create)
                 return h;
+        size_t n_key = strlen(key) + 1, n_ns = strlen(ns) + 1, n_server = strlen(server) + 1;
         h = xcalloc(1, sizeof *h);
-        h->key = TAKE_PTR(key);
-        h->ns = xstrdup(ns);
-        h->server = xstrdup(server);
+        h->key = xmalloc(n_key + n_ns + n_server);
+        memcpy(h->key, key, n_key);
+        memcpy(h->key + n_key, ns, n_ns);
+        memcpy(h->key + n_key + n_ns, server, n_server);
+        h->ns = h->key + n_key;
+        h->server = h->key + n_key + n_ns;
         h->window_usec = AGENT_POLL_DEFAULT_SEC * USEC_PER_SEC;
         h->capacity = 1;
         hashmap_put(a->hosts, h->key, h);
@@ -127,6 +135,20 @@ static bool host_online(const AgentHost *h, uint64_t now) {
         return h->last_seen && now - h->last_seen <= 3 * h->window_usec + OFFLINE_SLACK_USEC;
 }
 
+/* The metrics as the Server's status has them (uptime a whole number). */
+static json_t *metrics_json(const AgentHost *h) {
+        json_t *m = json_object();
+
+        for (size_t i = 0; i < _AGENT_METRIC_MAX; i++) {
+                if (!(h->metrics_set & (1u << i)))
+                        continue;
+                json_object_set_new(m, metric_keys[i],
+                                    i == AGENT_METRIC_UPTIME_SECONDS ? json_integer((json_int_t) h->metrics[i])
+                                                                     : json_real(h->metrics[i]));
+        }
+        return m;
+}
+
 void agent_presence(Agents *a, const char *ns, const char *server, AgentPresence *ret) {
         uint64_t now = now_mono_usec();
 
@@ -140,7 +162,7 @@ void agent_presence(Agents *a, const char *ns, const char *server, AgentPresence
                 ret->capacity = h->capacity;
                 for (const AgentJob *j = h->jobs; j; j = j->next)
                         ret->running += j->phase == JOB_RUNNING;
-                ret->metrics = h->metrics ? json_deep_copy(h->metrics) : NULL;
+                ret->metrics = h->has_metrics ? metrics_json(h) : NULL;
                 ret->version_refused = h->refused;
         }
         pthread_mutex_unlock(&a->lock);
@@ -189,20 +211,14 @@ static void heartbeat_read(AgentHost *h, const json_t *hb, uint64_t now) {
         h->capacity = (unsigned) (cap < 1 ? 1 : cap > AGENT_CAPACITY_MAX ? AGENT_CAPACITY_MAX : cap);
         window = window < 1 ? 1 : window > WINDOW_MAX_SEC ? WINDOW_MAX_SEC : window;
         h->window_usec = (uint64_t) window * USEC_PER_SEC;
-        json_decref(h->metrics);
-        h->metrics = NULL;
-        if (json_is_object(metrics)) {
-                /* Only the figures the Server's status has, as numbers. */
-                static const char *const keys[] = {"load1", "memUsedPercent", "diskUsedPercent",
-                                                   "uptimeSeconds"};
-                h->metrics = json_object();
-                for (size_t i = 0; i < ELEMENTSOF(keys); i++) {
-                        const json_t *v = json_object_get(metrics, keys[i]);
-                        if (json_is_number(v))
-                                json_object_set_new(h->metrics, keys[i],
-                                                    STREQ(keys[i], "uptimeSeconds")
-                                                            ? json_integer((json_int_t) json_number_value(v))
-                                                            : json_real(json_number_value(v)));
+        /* Only the figures the Server's status has, as numbers. */
+        h->has_metrics = json_is_object(metrics);
+        h->metrics_set = 0;
+        for (size_t i = 0; h->has_metrics && i < _AGENT_METRIC_MAX; i++) {
+                const json_t *v = json_object_get(metrics, metric_keys[i]);
+                if (json_is_number(v)) {
+                        h->metrics[i] = json_number_value(v);
+                        h->metrics_set |= 1u << i;
                 }
         }
 }

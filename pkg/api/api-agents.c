@@ -32,6 +32,9 @@ typedef struct AgentWait AgentWait;
 
 struct ApiAgents {
         Hashmap *waits; /* "ns/server" -> AgentWait, one held poll per agent */
+        /* "ns/server" -> SHA-256 (hex) of the Server's text when it last let
+         * its agent in: a poll whose Server is unchanged is not parsed. */
+        Hashmap *admitted;
         h2o_timeout_t tick;
         h2o_timeout_entry_t tick_entry;
         h2o_multithread_receiver_t wake_receiver;
@@ -58,17 +61,38 @@ static const char *caller_ns(const ApiCall *c) {
         return c->caller.namespaces && c->caller.namespaces[0] ? c->caller.namespaces[0] : "default";
 }
 
-/* Whether the agent's Server still lets it in; answers 403 if not. */
+/* Whether the Server's text is the one that last let its agent in.
+ * Otherwise forgets that and fills hex with the text's digest. */
+static bool admitted_before(struct ApiAgents *st, const char *key, const char *text, char hex[static 65]) {
+        char *known = hashmap_get(st->admitted, key);
+
+        sha256_hex(text, strlen(text), hex);
+        if (known && STREQ(known, hex))
+                return true;
+        free(hashmap_remove(st->admitted, key));
+        return false;
+}
+
+/* Whether the agent's Server still lets it in; answers 403 if not. Every
+ * request reads the Server (deleting or deactivating it revokes the agent
+ * at once); only a changed one is parsed. */
 static bool agent_server_ok(ApiCall *c) {
         AuthCaller who = api_auth_caller(c);
         const char *ns = caller_ns(c), *server = c->caller.agent;
         _cleanup_json_ json_t *obj = NULL;
+        _cleanup_free_ char *text = NULL, *key = NULL;
+        char hex[65];
 
         if (!server || !auth_may_agent(&who, ns, server)) {
                 api_reply_status(c, 403, "only an agent's own credential may call this");
                 return false;
         }
-        int r = store_get_json(c->api->store, "Server", ns, server, &obj);
+        key = xasprintf("%s/%s", ns, server);
+        int r = store_get(c->api->store, "Server", ns, server, &text);
+        if (r >= 0 && admitted_before(c->api->agent_state, key, text, hex))
+                return true;
+        if (r >= 0 && !(obj = json_loads(text, 0, NULL)))
+                r = -EIO;
         const json_t *spec = json_object_get(obj, "spec");
         const char *why =
                 r == -ENOENT                                                             ? "no longer exists"
@@ -77,8 +101,10 @@ static bool agent_server_ok(ApiCall *c) {
                 : !STREQ(json_str_at(spec, "transport") ?: "ssh", "agent") ? "no longer uses transport agent"
                 : json_is_false(json_object_get(spec, "active")) ? "is inactive (spec.active is false)"
                                                                  : NULL;
-        if (!why)
+        if (!why) {
+                hashmap_put(c->api->agent_state->admitted, key, xstrdup(hex));
                 return true;
+        }
         if (c->api->agents)
                 agent_forget(c->api->agents, ns, server);
         api_reply_status(c, 403, "server %s/%s %s: its agent is refused", ns, server, why);
@@ -533,6 +559,7 @@ void api_agents_init(ApiServer *a) {
                 return;
         st = xcalloc(1, sizeof *st);
         st->waits = hashmap_new();
+        st->admitted = hashmap_new();
         st->agents = a->agents;
         st->loop = a->ctx.loop;
         pthread_mutex_init(&st->join_lock, NULL);
@@ -565,6 +592,12 @@ void api_agents_end_all(ApiServer *a) {
         free(due.items);
 }
 
+static void free_value(const char *key, void *value, void *userdata) {
+        (void) key;
+        (void) userdata;
+        free(value);
+}
+
 void api_agents_done(ApiServer *a) {
         struct ApiAgents *st = a->agent_state;
 
@@ -576,6 +609,8 @@ void api_agents_done(ApiServer *a) {
         h2o_timeout_dispose(a->ctx.loop, &st->tick);
         h2o_multithread_unregister_receiver(a->ctx.queue, &st->wake_receiver);
         hashmap_free(st->waits);
+        hashmap_foreach(st->admitted, free_value, NULL);
+        hashmap_free(st->admitted);
         pthread_mutex_destroy(&st->join_lock);
         free(st);
         a->agent_state = NULL;

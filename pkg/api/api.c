@@ -21,22 +21,28 @@
 
 /* ---- listeners ------------------------------------------------------------ */
 
+/* Up to 16 connections a turn of the loop, as h2o's own server does: a
+ * fleet of agents reconnecting at once must not wait one turn each. */
+#define ACCEPTS_PER_TURN 16
+
 static void accept_on(h2o_socket_t *listener, const char *err, h2o_accept_ctx_t *accept_ctx) {
         ApiServer *a = listener->data;
         h2o_socket_t *sock;
 
-        if (err || !api_conn_admit(a))
+        if (err)
                 return;
-        errno = 0;
-        sock = h2o_evloop_socket_accept(listener);
-        if (!sock) {
-                /* Out of fds the listener stays readable: wait, don't spin. */
-                if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
-                        api_accept_pause(a, strerror(errno));
-                return;
+        for (int i = 0; i < ACCEPTS_PER_TURN && api_conn_admit(a); i++) {
+                errno = 0;
+                sock = h2o_evloop_socket_accept(listener);
+                if (!sock) {
+                        /* Out of fds the listener stays readable: wait, don't spin. */
+                        if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+                                api_accept_pause(a, strerror(errno));
+                        return;
+                }
+                api_conn_accepted(a, sock);
+                h2o_accept(accept_ctx, sock);
         }
-        api_conn_accepted(a, sock);
-        h2o_accept(accept_ctx, sock);
 }
 
 static void on_accept(h2o_socket_t *listener, const char *err) {
@@ -117,7 +123,8 @@ static int listen_tcp(const char *hostport, int *ret_fd) {
                 return r;
         }
         (void) setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-        if (bind(fd, res->ai_addr, res->ai_addrlen) < 0 || listen(fd, 128) < 0) {
+        /* SOMAXCONN, not 128: agents come back together after a restart. */
+        if (bind(fd, res->ai_addr, res->ai_addrlen) < 0 || listen(fd, SOMAXCONN) < 0) {
                 r = -errno;
                 close(fd);
                 freeaddrinfo(res);
@@ -328,6 +335,10 @@ int api_new_verbose(const ApiOptions *o, ApiServer **ret, char **ret_error) {
         a->last_tick_usec = now_usec();
 
         config_setup(a);
+        /* A socket's input buffer starts at 4 KiB, not h2o's 8: an agent's
+         * held poll keeps its request in it for 25 s, and every read asks
+         * for 4 KiB anyway (larger bodies grow it). Before any socket. */
+        h2o_socket_buffer_prototype._initial_buf.capacity = H2O_SOCKET_INITIAL_INPUT_BUFFER_SIZE;
         h2o_context_init(&a->ctx, h2o_evloop_create(), &a->config);
         a->ctx_ready = true;
         a->accept_ctx = (h2o_accept_ctx_t){.ctx = &a->ctx, .hosts = a->config.hosts};

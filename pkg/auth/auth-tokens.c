@@ -43,7 +43,14 @@ struct AuthTokens {
         atomic_bool changed;
         Entry **buckets;
         size_t n_buckets, n;
+        /* "ns/name" -> Entry: a Token's event finds its entry without a
+         * walk through every bucket (a fleet's agents have one each). */
+        Hashmap *by_name;
 };
+
+static char *name_key(const char *ns, const char *name) {
+        return xasprintf("%s/%s", ns, name);
+}
 
 static void entry_free(Entry *e) {
         if (!e)
@@ -72,6 +79,8 @@ static void table_clear(AuthTokens *t) {
                         entry_free(e);
                 }
         t->n = 0;
+        hashmap_free(t->by_name);
+        t->by_name = hashmap_new();
 }
 
 /* Keeps about two buckets per Token; a power of two. */
@@ -94,15 +103,18 @@ static void table_grow(AuthTokens *t) {
 }
 
 static void table_remove(AuthTokens *t, const char *ns, const char *name) {
-        for (size_t i = 0; i < t->n_buckets; i++)
-                for (Entry **p = &t->buckets[i]; *p; p = &(*p)->next)
-                        if (STREQ((*p)->ns, ns) && STREQ((*p)->name, name)) {
-                                Entry *e = *p;
-                                *p = e->next;
-                                entry_free(e);
-                                t->n--;
-                                return;
-                        }
+        _cleanup_free_ char *key = name_key(ns, name);
+        Entry *e = hashmap_remove(t->by_name, key);
+
+        if (!e)
+                return;
+        for (Entry **p = &t->buckets[bucket_of(t, e->hash)]; *p; p = &(*p)->next)
+                if (*p == e) {
+                        *p = e->next;
+                        break;
+                }
+        entry_free(e);
+        t->n--;
 }
 
 /* The entry a stored Token makes, or NULL when it confers nothing. */
@@ -157,10 +169,15 @@ static void table_add(AuthTokens *t, const char *text, size_t len) {
                 return;
         if (t->n + 1 > t->n_buckets * 2)
                 table_grow(t);
+        _cleanup_free_ char *key = name_key(e->ns, e->name);
+        /* One entry a name: a second one (the listing and an event both
+         * carrying it) replaces the first. */
+        table_remove(t, e->ns, e->name);
         size_t b = bucket_of(t, e->hash);
         e->next = t->buckets[b];
         t->buckets[b] = e;
         t->n++;
+        hashmap_put(t->by_name, key, e);
 }
 
 static void list_one(const char *text, size_t len, void *userdata) {
@@ -213,6 +230,7 @@ int auth_tokens_new(Store *store, AuthTokens **ret) {
 
         t->store = store;
         pthread_mutex_init(&t->lock, NULL);
+        t->by_name = hashmap_new();
         table_grow(t);
         r = rebuild(t);
         if (r < 0) {
@@ -228,6 +246,7 @@ void auth_tokens_free(AuthTokens *t) {
                 return;
         store_watch_free(t->watch);
         table_clear(t);
+        hashmap_free(t->by_name);
         free(t->buckets);
         pthread_mutex_destroy(&t->lock);
         free(t);
