@@ -636,9 +636,15 @@ static void signals_setup(void) {
 
 /* A fixed mmap threshold: glibc's default one rises after the first large
  * buffer is freed, and from then on every large answer (a list of 10,000
- * objects) is carved from the heap and stays in rprd's footprint. */
+ * objects) is carved from the heap and stays in rprd's footprint. And an
+ * arena per core, not glibc's eight: each worker thread that ever parsed a
+ * large revision (a Sync of 5,000 objects) kept its own arena's peak, 143
+ * MiB after ten syncs against 78 MiB with two arenas, at the same speed. */
 static void malloc_setup(void) {
+        long cores = sysconf(_SC_NPROCESSORS_ONLN);
+
         mallopt(M_MMAP_THRESHOLD, 128 * 1024);
+        mallopt(M_ARENA_MAX, (int) (cores < 2 ? 2 : cores > 16 ? 16 : cores));
 }
 
 /* Every connection, stream, run log and ssh session is a file descriptor:

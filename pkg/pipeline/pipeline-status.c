@@ -157,29 +157,38 @@ static void written_set(Job *j, json_t *obj) {
         j->written_revision = store_object_revision(obj);
 }
 
-/* The tasks over the status last written, expecting the job unchanged
- * since: -ESTALE when someone else wrote it (or nothing is known). */
-static int write_tasks_over(Job *j, json_t *tasks) {
-        if (!j->written)
-                return -ESTALE;
-        json_t *st = json_copy(j->written);
-        json_object_set(st, "tasks", tasks);
+/* Writes st as the job's status, expecting the job as last written. The
+ * job stays parsed in the store for the next of these writes: st must not
+ * change after (the next write copies it). */
+static int commit_over(Job *j, json_t *st, uint64_t *ret_revision) {
         _cleanup_json_ json_t *obj =
-                json_pack("{s:s, s:s, s:{s:s, s:s}, s:o}", "apiVersion", RPR_API_VERSION, "kind", "Run",
+                json_pack("{s:s, s:s, s:{s:s, s:s}, s:O}", "apiVersion", RPR_API_VERSION, "kind", "Run",
                           "metadata", "name", j->name, "namespace", j->ns, "status", st);
-        /* The job stays parsed in the store for the next of these writes:
-         * st is not changed after (the next write copies it). */
         StoreOp op = {.type = STORE_OP_STATUS,
                       .object = obj,
                       .expect_revision = j->written_revision,
                       .keep_tree = true};
         int r = store_commit(j->p->store, &op, 1, false, NULL);
+        if (r >= 0 && ret_revision)
+                *ret_revision = op.revision;
+        store_ops_clear(&op, 1);
+        return r;
+}
+
+/* The tasks over the status last written, expecting the job unchanged
+ * since: -ESTALE when someone else wrote it (or nothing is known). */
+static int write_tasks_over(Job *j, json_t *tasks) {
+        if (!j->written)
+                return -ESTALE;
+        _cleanup_json_ json_t *st = json_copy(j->written);
+        json_object_set(st, "tasks", tasks);
+        uint64_t revision;
+        int r = commit_over(j, st, &revision);
         if (r >= 0) {
                 json_decref(j->written);
                 j->written = json_incref(st);
-                j->written_revision = op.revision;
+                j->written_revision = revision;
         }
-        store_ops_clear(&op, 1);
         return r;
 }
 
@@ -195,15 +204,8 @@ static int write_phase_over(Job *j, PhaseWrite *w) {
                 json_decref(st);
                 return -ESTALE;
         }
-        _cleanup_json_ json_t *obj =
-                json_pack("{s:s, s:s, s:{s:s, s:s}, s:o}", "apiVersion", RPR_API_VERSION, "kind", "Run",
-                          "metadata", "name", j->name, "namespace", j->ns, "status", st);
-        StoreOp op = {.type = STORE_OP_STATUS,
-                      .object = obj,
-                      .expect_revision = j->written_revision,
-                      .keep_tree = true};
-        int r = store_commit(j->p->store, &op, 1, false, NULL);
-        store_ops_clear(&op, 1);
+        int r = commit_over(j, st, NULL);
+        json_decref(st);
         if (r >= 0 && !STREQ(w->phase, "Running"))
                 written_set(j, NULL); /* kept only while Running */
         return r;
