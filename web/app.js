@@ -227,8 +227,11 @@ function render(force) {
   const fn = VIEWS[r.view] || overview;
   const main = $("#main");
   const focused = focusKey();
+  /* What the user opened stays open when a change redraws the page. */
+  const opened = [...main.querySelectorAll("details[data-key][open]")].map((d) => d.dataset.key);
   main.innerHTML = fn(r);
   wire(main);
+  for (const k of opened) main.querySelector(`details[data-key="${CSS.escape(k)}"]`)?.setAttribute("open", "");
   if (focused) main.querySelector(focused)?.focus();
 }
 
@@ -644,7 +647,7 @@ const INVENTORY_SHOWN = 200;
 function syncDetails(o) {
   const s = o.status || {}, inv = s.inventory || [], errs = s.errors || [];
   const rows = inv.slice(0, INVENTORY_SHOWN).map((e) => `<li>${esc(e.kind)} ${esc(e.namespace)}/${esc(e.name)}</li>`).join("");
-  return `<details><summary>${esc(inv.length)} objects${errs.length ? `, <span class="bad">${esc(errs.length)} errors</span>` : ""}</summary>
+  return `<details data-key="sync:${esc(key(o))}"><summary>${esc(inv.length)} objects${errs.length ? `, <span class="bad">${esc(errs.length)} errors</span>` : ""}</summary>
     ${errs.length ? `<ul class="sync-errors" aria-label="errors of ${esc(o.metadata.name)}">${errs.map((e) => `<li><code>${esc(e)}</code></li>`).join("")}</ul>` : ""}
     <ul class="sync-inventory" aria-label="inventory of ${esc(o.metadata.name)}">${rows}${inv.length > INVENTORY_SHOWN ? `<li class="muted">and ${esc(inv.length - INVENTORY_SHOWN)} more (rprctl describe sync ${esc(o.metadata.name)})</li>` : ""}</ul></details>`;
 }

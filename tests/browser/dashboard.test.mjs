@@ -500,7 +500,8 @@ test("the Syncs page lists a Sync, its inventory and errors, and syncs it now", 
   cgit("push", "-q", "origin", "HEAD:refs/heads/main");
   await row.getByRole("button", {name: "Sync now sync fleet"}).click();
   await row.getByText("ValidationFailed").waitFor({timeout: WAIT});
-  await row.getByText(/\d+ errors/).click();
+  // The list opened above stays open while the page redraws with the errors.
+  await row.getByText(/\d+ errors/).waitFor();
   await page.getByRole("list", {name: "errors of fleet"}).getByText(/fleet\/broken\.yaml:3:14: Server\/broken: spec.port/).waitFor();
   await shoot("syncs");
 });
