@@ -83,15 +83,14 @@ static int meta_save(const char *state_dir, const Job *j) {
         return write_file_atomic(path, text, strlen(text), 0600);
 }
 
-static pid_t spawn(const char *command, const char *exit_path, int out, char **envp) {
+static pid_t spawn(const char *command, const char *exit_path, int in, int out, char **envp) {
         pid_t pid = fork();
 
         if (pid != 0)
                 return pid;
         /* Its own process group, so that a cancel reaches all of it. */
         setpgid(0, 0);
-        int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
-        dup2(devnull, 0);
+        dup2(in >= 0 ? in : open("/dev/null", O_RDONLY | O_CLOEXEC), 0);
         dup2(out, 1);
         dup2(out, 2);
         signal(SIGPIPE, SIG_DFL);
@@ -101,30 +100,54 @@ static pid_t spawn(const char *command, const char *exit_path, int out, char **e
         _exit(127);
 }
 
+/* The job's stdin: a file only it holds open (0600, removed at once), so
+ * that the job needs the agent no more for its input than for its output. */
+static int input_open(const char *state_dir, const char *id, const void *input, size_t len) {
+        _cleanup_free_ char *path = job_file(state_dir, id, "in");
+        int r, fd;
+
+        r = write_file_atomic(path, input, len, 0600);
+        if (r < 0)
+                return r;
+        fd = open(path, O_RDONLY | O_CLOEXEC);
+        r = fd < 0 ? -errno : fd;
+        (void) unlink(path);
+        return r;
+}
+
 int job_start(const char *state_dir, const char *id, const char *command, const json_t *env,
-              uint64_t timeout_usec, Job **ret) {
+              const void *input, size_t input_len, uint64_t timeout_usec, Job **ret) {
         _cleanup_free_ char *dir = xasprintf("%s/jobs", state_dir), *spool = job_file(state_dir, id, "out");
         _cleanup_free_ char *exit_path = job_file(state_dir, id, "exit");
+        int stdin_fd = -1;
         int r, out, in;
 
         r = mkdir_p(dir, 0700);
         if (r < 0)
                 return r;
+        if (input) {
+                stdin_fd = input_open(state_dir, id, input, input_len);
+                if (stdin_fd < 0)
+                        return stdin_fd;
+        }
         (void) unlink(exit_path);
         out = open(spool, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0600);
-        if (out < 0)
-                return -errno;
-        in = open(spool, O_RDONLY | O_CLOEXEC);
+        in = out < 0 ? -1 : open(spool, O_RDONLY | O_CLOEXEC);
         if (in < 0) {
                 r = -errno;
-                close(out);
+                if (out >= 0)
+                        close(out);
+                if (stdin_fd >= 0)
+                        close(stdin_fd);
                 return r;
         }
         char **envp = child_env(env);
-        pid_t pid = spawn(command, exit_path, out, envp);
+        pid_t pid = spawn(command, exit_path, stdin_fd, out, envp);
         r = -errno;
         strv_free(envp);
         close(out);
+        if (stdin_fd >= 0)
+                close(stdin_fd);
         if (pid < 0) {
                 close(in);
                 return r;

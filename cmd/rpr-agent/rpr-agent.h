@@ -52,9 +52,10 @@ typedef struct Job {
 } Job;
 
 /* Starts command as its own process group, its output into the spool and
- * what it is into the state dir (see job.c). */
+ * what it is into the state dir (see job.c); input (optional) is its
+ * stdin, else /dev/null. */
 int job_start(const char *state_dir, const char *id, const char *command, const json_t *env,
-              uint64_t timeout_usec, Job **ret);
+              const void *input, size_t input_len, uint64_t timeout_usec, Job **ret);
 /* The jobs an earlier agent left in the state dir, running or ended,
  * prepended to *list; how many. */
 size_t job_load(const char *state_dir, Job **list);

@@ -11,6 +11,7 @@
  * been taken. A failed request changes nothing but the time of the next
  * try: backoff from 1 s doubling to 60 s, each wait jittered by ±50% so
  * that agents cut off together do not come back together. */
+#include <openssl/evp.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -181,6 +182,28 @@ static void job_path(const char *id, const char *what, char *buf, size_t size) {
         snprintf(buf, size, "/api/v1/agents/jobs/%s/%s", esc, what);
 }
 
+/* The offer's "input" (base64; absent: none) into bytes. */
+static int input_decode(const char *b64, unsigned char **ret, size_t *ret_len) {
+        size_t n = b64 ? strlen(b64) : 0;
+
+        if (!b64)
+                return 0;
+        if (n % 4 != 0)
+                return -EINVAL;
+        unsigned char *data = xmalloc(n / 4 * 3 + 1);
+        int got = n ? EVP_DecodeBlock(data, (const unsigned char *) b64, (int) n) : 0;
+        if (got < 0) {
+                free(data);
+                return -EINVAL;
+        }
+        /* EVP_DecodeBlock counts the padding as data. */
+        for (size_t k = n; k > 0 && b64[k - 1] == '='; k--)
+                got--;
+        *ret = data;
+        *ret_len = (size_t) got;
+        return 0;
+}
+
 /* Takes an offer: accepted first, started only then. */
 static void offer_take(Agent *a, const json_t *offer) {
         const char *id = json_str_at(offer, "id"), *command = json_str_at(offer, "command");
@@ -197,8 +220,16 @@ static void offer_take(Agent *a, const json_t *offer) {
         client_response_clear(&res);
         if (status != 200)
                 return; /* the offer lapsed: it comes again */
-        int r = job_start(a->cfg.state_dir, id, command, json_object_get(offer, "env"),
+        _cleanup_free_ unsigned char *input = NULL;
+        size_t input_len = 0;
+        if (input_decode(json_str_at(offer, "input"), &input, &input_len) < 0) {
+                log_error("job %s: its input is not base64", id);
+                return;
+        }
+        int r = job_start(a->cfg.state_dir, id, command, json_object_get(offer, "env"), input, input_len,
                           (uint64_t) json_int_at(offer, "timeoutSeconds", 0) * USEC_PER_SEC, &j);
+        if (input)
+                explicit_bzero(input, input_len);
         if (r < 0) {
                 log_error_errno(r, "cannot start job %s: %m", id);
                 /* rprd learns it through the lease: the job is not listed. */

@@ -29,6 +29,10 @@ AgentJob *agent_job_of(Agents *a, const AgentHost *h, const char *id) {
 static void job_free(AgentJob *j) {
         free(j->command);
         json_decref(j->env);
+        if (j->input) {
+                explicit_bzero(j->input, strlen(j->input));
+                free(j->input);
+        }
         EVP_MD_CTX_free(j->sha);
         free(j);
 }
@@ -73,7 +77,7 @@ int agent_job_submit(Agents *a, const char *ns, const char *server, const AgentJ
         AgentJob *j = xcalloc(1, sizeof *j);
         int r;
 
-        if (!spec->command || (spec->env && !json_is_object(spec->env))) {
+        if (!spec->command || (spec->env && !json_is_object(spec->env)) || spec->input_len > AGENT_INPUT_MAX) {
                 free(j);
                 return -EINVAL;
         }
@@ -84,6 +88,11 @@ int agent_job_submit(Agents *a, const char *ns, const char *server, const AgentJ
         }
         j->command = xstrdup(spec->command);
         j->env = spec->env ? json_deep_copy(spec->env) : NULL;
+        if (spec->input) {
+                /* 4 characters for every 3 bytes, and the NUL. */
+                j->input = xmalloc(4 * ((spec->input_len + 2) / 3) + 1);
+                EVP_EncodeBlock((unsigned char *) j->input, spec->input, (int) spec->input_len);
+        }
         j->timeout_usec = spec->timeout_usec;
         j->submitted = now_mono_usec();
         j->wait_deadline = spec->wait_usec ? j->submitted + spec->wait_usec : 0;

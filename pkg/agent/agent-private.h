@@ -23,6 +23,7 @@ struct AgentJob {
         char id[AGENT_JOB_ID_LEN + 1];
         char *command;
         json_t *env;
+        char *input; /* base64, or NULL */
         uint64_t timeout_usec;
         uint64_t wait_deadline; /* monotonic; 0: wait forever */
         uint64_t lease_until;   /* monotonic, while offered or running */
@@ -68,6 +69,7 @@ struct Agents {
         void *wake_userdata;
         AgentPresenceFn presence;
         void *presence_userdata;
+        bool stopped; /* agents_stop() */
 };
 
 /* A running job's lease: two poll windows and some slack. */

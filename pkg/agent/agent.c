@@ -73,6 +73,19 @@ void agents_set_presence(Agents *a, AgentPresenceFn fn, void *userdata) {
         pthread_mutex_unlock(&a->lock);
 }
 
+void agents_stop(Agents *a) {
+        pthread_mutex_lock(&a->lock);
+        a->stopped = true;
+        pthread_mutex_unlock(&a->lock);
+}
+
+bool agents_serving(Agents *a) {
+        pthread_mutex_lock(&a->lock);
+        bool serving = !a->stopped;
+        pthread_mutex_unlock(&a->lock);
+        return serving;
+}
+
 AgentHost *agent_host_get(Agents *a, const char *ns, const char *server, bool create) {
         _cleanup_free_ char *key = xasprintf("%s/%s", ns, server);
         AgentHost *h = hashmap_get(a->hosts, key);
@@ -249,6 +262,8 @@ static json_t *offer_json(const AgentJob *j, uint64_t lease) {
                               (json_int_t) (lease / USEC_PER_SEC));
         if (j->env)
                 json_object_set(o, "env", j->env);
+        if (j->input)
+                json_object_set_new(o, "input", json_string(j->input));
         return o;
 }
 

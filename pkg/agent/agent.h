@@ -30,6 +30,7 @@ typedef struct Agents Agents;
 #define AGENT_OUTPUT_CHUNK_MAX (256u * 1024)
 #define AGENT_JOB_ID_LEN 24
 #define AGENT_CAPACITY_MAX 64
+#define AGENT_INPUT_MAX (1024u * 1024) /* a job's stdin travels in its offer */
 
 /* Called when something waits for the agent of ns/server (an offer, a
  * cancel): answer its held poll. Any thread, no lock held. */
@@ -41,6 +42,11 @@ Agents *agents_new(void);
 void agents_free(Agents *a); /* NULL-safe; ends every job as Interrupted */
 void agents_set_wake(Agents *a, AgentWakeFn fn, void *userdata);
 void agents_set_presence(Agents *a, AgentPresenceFn fn, void *userdata);
+/* The protocol side has stopped (rprd is shutting down): no agent will
+ * report any more, so whoever waits for a job must not wait for it. */
+void agents_stop(Agents *a);
+/* Whether agents may still report (agents_stop not called). */
+bool agents_serving(Agents *a);
 
 /* ---- presence -------------------------------------------------------------------- */
 
@@ -133,6 +139,11 @@ typedef struct AgentJobSpec {
         const json_t *env;     /* object of strings, or NULL */
         uint64_t timeout_usec; /* 0: none */
         uint64_t wait_usec;    /* how long to wait for an offline agent; 0: forever */
+        /* Optional: the command's stdin (then its end), at most
+         * AGENT_INPUT_MAX bytes; for what must not be on a command line. It
+         * travels base64 in the offer, over TLS, and is never logged. */
+        const void *input;
+        size_t input_len;
 } AgentJobSpec;
 
 /* Queues a job for the agent of ns/server; offered at its next poll (at

@@ -559,6 +559,7 @@ void api_agents_end_all(ApiServer *a) {
                 return;
         /* No wake-up from now: the loop turns only a few more times. */
         agents_set_wake(a->agents, NULL, NULL);
+        agents_stop(a->agents);
         hashmap_foreach(a->agent_state->waits, answer_all, &due);
         for (size_t i = 0; i < due.n; i++)
                 wait_answer(due.items[i]);

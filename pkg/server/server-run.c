@@ -1,0 +1,202 @@
+/* server-run: a command on a Server of transport agent, for the callers
+ * that run commands through ssh_run() and ssh_reap() (pipeline tasks,
+ * Runners): the one adapter from "run this on that Server and tell me how
+ * it ended" to an agent job, so that those callers need not know agents.
+ *
+ * The command (exports, cd, script: ssh_script_build) is queued for the
+ * agent with the caller's stdin and timeout; the caller's thread waits on
+ * a condition variable until the job's sink reports its end. Output comes
+ * from the protocol's thread (h2o's loop) into a bounded buffer and is
+ * handed to cmd->output on the caller's thread, as ssh_run() does: a
+ * buffer that is full refuses a chunk for now and the agent sends it again,
+ * so a slow caller slows the agent and never grows rprd's memory.
+ *
+ * Why the caller's thread waits rather than a completion callback: these
+ * callers are already a bounded pool of worker threads that wait for ssh
+ * commands (a pipeline job's `parallelism` workers, the Runner pass);
+ * no thread is made for an agent or for a job. Runs and rprctl exec, which
+ * hold no thread, use pkg/agent directly (run-agent.c, api-exec.c).
+ *
+ * A cancel (cmd->cancel) cancels the job on the agent, which stops it and
+ * reports its end. Once rprd stops serving agents (agents_stop) nothing
+ * will report any more: a canceled job, or one whose caller cannot be
+ * canceled, is then interrupted at once. */
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "agent/agent.h"
+#include "server/server-private.h"
+
+#define CALL_OUTPUT_MAX (1024u * 1024)
+#define CALL_WAKE_USEC (200 * 1000)
+
+typedef struct AgentCall {
+        pthread_mutex_t lock;
+        pthread_cond_t changed;
+        Buf out; /* output not yet handed to the caller */
+        bool done;
+        AgentJobResult result;
+} AgentCall;
+
+/* ---- the sink, on the protocol's thread ------------------------------------------------------ */
+
+static int on_output(void *userdata, const char *data, size_t n) {
+        AgentCall *c = userdata;
+        int r = 0;
+
+        pthread_mutex_lock(&c->lock);
+        if (c->out.len + n > CALL_OUTPUT_MAX)
+                r = -EAGAIN; /* the caller is behind: the agent sends it again */
+        else
+                r = buf_append(&c->out, data, n);
+        pthread_cond_signal(&c->changed);
+        pthread_mutex_unlock(&c->lock);
+        return r;
+}
+
+static void on_done(void *userdata, const AgentJobResult *r) {
+        AgentCall *c = userdata;
+
+        pthread_mutex_lock(&c->lock);
+        c->result = *r;
+        c->done = true;
+        pthread_cond_signal(&c->changed);
+        pthread_mutex_unlock(&c->lock);
+}
+
+/* ---- the caller's thread ------------------------------------------------------------------------- */
+
+static void wait_a_little(AgentCall *c) {
+        struct timespec ts;
+
+        clock_gettime(CLOCK_REALTIME, &ts);
+        uint64_t ns = (uint64_t) ts.tv_nsec + CALL_WAKE_USEC * 1000;
+        ts.tv_sec += (time_t) (ns / 1000000000);
+        ts.tv_nsec = (long) (ns % 1000000000);
+        pthread_cond_timedwait(&c->changed, &c->lock, &ts);
+}
+
+/* Waits for the job's end, handing its output to cmd->output meanwhile. */
+static void call_wait(Agents *agents, AgentCall *c, const char *id, const SshCommand *cmd) {
+        bool canceled = false;
+
+        pthread_mutex_lock(&c->lock);
+        for (;;) {
+                if (c->out.len > 0) {
+                        Buf chunk = c->out;
+                        c->out = (Buf){.max = CALL_OUTPUT_MAX};
+                        pthread_mutex_unlock(&c->lock);
+                        bool stop = cmd->output && cmd->output(cmd->userdata, SSH_STDOUT, chunk.data, chunk.len) < 0;
+                        buf_free(&chunk);
+                        if (stop && !canceled) {
+                                canceled = true;
+                                agent_job_cancel(agents, id);
+                        }
+                        pthread_mutex_lock(&c->lock);
+                        continue;
+                }
+                if (c->done)
+                        break;
+                bool fired = cmd->cancel && ssh_cancel_fired(cmd->cancel);
+                if (fired && !canceled) {
+                        canceled = true;
+                        pthread_mutex_unlock(&c->lock);
+                        agent_job_cancel(agents, id);
+                        pthread_mutex_lock(&c->lock);
+                        continue;
+                }
+                /* rprd is stopping: no agent reports any more. A caller that
+                 * can be canceled is, first (it says how the task ends). */
+                if ((fired || !cmd->cancel) && !agents_serving(agents)) {
+                        pthread_mutex_unlock(&c->lock);
+                        agent_job_interrupt(agents, id, "rprd stopped while the command ran on the agent");
+                        pthread_mutex_lock(&c->lock);
+                        continue;
+                }
+                wait_a_little(c);
+        }
+        pthread_mutex_unlock(&c->lock);
+}
+
+static int fail(SshResult *res, SshFailure f, int error, const char *message) {
+        res->failure = f;
+        snprintf(res->message, sizeof res->message, "%s", message);
+        return -error;
+}
+
+/* The job's end as ssh_run() says it. */
+static int result_of(const AgentJobResult *r, const SshCommand *cmd, SshResult *res) {
+        res->duration_usec = r->duration_usec;
+        res->exit_code = r->exit_code;
+        snprintf(res->signal, sizeof res->signal, "%s", r->signal);
+        switch (r->state) {
+        case AGENT_JOB_SUCCEEDED:
+        case AGENT_JOB_FAILED:
+                if (*r->reason)
+                        return fail(res, SSH_FAIL_EXEC, EBADMSG, r->message); /* OutputCorrupt */
+                if (r->signal[0] && cmd->timeout_usec && r->duration_usec >= cmd->timeout_usec) {
+                        char d[32];
+                        snprintf(res->message, sizeof res->message, "the command ran longer than %s and was killed",
+                                 duration_format(cmd->timeout_usec, d, sizeof d));
+                        res->failure = SSH_FAIL_TIMEOUT;
+                        return -ETIME;
+                }
+                res->failure = SSH_OK;
+                res->logged_in = true;
+                return 0;
+        case AGENT_JOB_CANCELED:
+                return fail(res, SSH_FAIL_CANCELED, ECANCELED, "canceled; the agent stopped the command");
+        case AGENT_JOB_INTERRUPTED:
+                /* Never "logged in": nothing is left to look for over ssh. */
+                return fail(res, SSH_FAIL_DISCONNECTED, ECONNRESET, r->message);
+        case AGENT_JOB_EXPIRED:
+                return fail(res, SSH_FAIL_TIMEOUT, ETIME, r->message);
+        }
+        return fail(res, SSH_FAIL_EXEC, EIO, r->message);
+}
+
+int server_agent_run(void *userdata, const SshCommand *cmd, SshResult *res) {
+        const ServerTarget *t = userdata;
+        Agents *agents = server_target_controller(t)->agents;
+        const char *ns, *name = server_target_name(t, &ns);
+        _cleanup_free_ char *script = NULL;
+        char id[AGENT_JOB_ID_LEN + 1];
+        int r;
+
+        *res = (SshResult){.exit_code = -1};
+        if (!agents || !agents_serving(agents))
+                return fail(res, SSH_FAIL_EXEC, ESHUTDOWN, "this rprd serves no agents now");
+        if (cmd->input_len > AGENT_INPUT_MAX) {
+                snprintf(res->message, sizeof res->message,
+                         "%zu bytes of input are more than an agent job takes (%u)", cmd->input_len,
+                         AGENT_INPUT_MAX);
+                res->failure = SSH_FAIL_EXEC;
+                return -EFBIG;
+        }
+        r = ssh_script_build(cmd, &script);
+        if (r < 0)
+                return fail(res, SSH_FAIL_EXEC, -r, "invalid environment variable");
+
+        AgentCall c = {.out = {.max = CALL_OUTPUT_MAX}};
+        pthread_mutex_init(&c.lock, NULL);
+        pthread_cond_init(&c.changed, NULL);
+        /* The timeout bounds the wait for an offline agent too. */
+        AgentJobSpec spec = {.command = script,
+                             .timeout_usec = cmd->timeout_usec,
+                             .wait_usec = cmd->timeout_usec,
+                             .input = cmd->input,
+                             .input_len = cmd->input ? cmd->input_len : 0};
+        AgentJobSink sink = {.output = on_output, .done = on_done, .userdata = &c};
+        r = agent_job_submit(agents, ns, name, &spec, &sink, id);
+        if (r < 0)
+                (void) fail(res, SSH_FAIL_EXEC, -r, "cannot queue the command for the agent");
+        else {
+                call_wait(agents, &c, id, cmd);
+                r = result_of(&c.result, cmd, res);
+        }
+        buf_free(&c.out);
+        pthread_cond_destroy(&c.changed);
+        pthread_mutex_destroy(&c.lock);
+        return r;
+}

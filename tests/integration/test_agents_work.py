@@ -1,0 +1,179 @@
+"""Work on agent Servers beyond Runs and exec (issue 19): pipeline tasks and
+Runners on `transport: agent` Servers, through real rpr-agent processes
+against a real rprd over TLS on 127.0.0.1. A task's output goes to its log,
+its timeout, retries and cancel act on the agent's process, a task waits for
+an offline agent and runs when it polls again, and an agent killed mid-task
+fails the task by its lease."""
+
+import os
+import signal
+import time
+
+from test_agents import agents, rprd, running_agent, wait_phase  # noqa: F401 (fixtures)
+from test_pipelines import job, out_lines, pipeline, procs, start, task_log, wait_job
+from test_runners import gh, idle_count, release, runner_pids, workdir  # noqa: F401 (fixtures)
+from test_runners import instances as runner_instances
+from test_runners import objects as runner_objects
+from test_runners import wait_for as runner_wait
+
+CONTROLLERS = True
+
+
+def test_a_pipeline_task_runs_on_an_agent_server_its_output_in_the_tasks_log(rprd, agents):  # noqa: F811
+    running_agent(rprd, agents, "edge")
+    rprd.apply([pipeline("p", {
+        "hello": {"script": "echo on $RPR_SERVER task $RPR_TASK; echo arg=$GREETING", "server": "edge",
+                  "env": {"GREETING": "hi there"}},
+        "after": {"script": ["cd /", "pwd", "exit 4"], "server": "edge", "dependsOn": ["hello"]},
+    })])
+    assert start(rprd, "p").status == 201
+    j = wait_job(rprd, "p-1")
+    t = j["status"]["tasks"]
+    assert t["hello"]["phase"] == "Succeeded" and t["hello"]["exitCode"] == 0, t
+    assert out_lines(task_log(rprd, "p-1", "hello")) == ["on edge task hello", "arg=hi there"]
+    assert t["after"]["phase"] == "Failed" and t["after"]["exitCode"] == 4, t["after"]
+    assert out_lines(task_log(rprd, "p-1", "after")) == ["/"]
+    assert j["status"]["phase"] == "Failed"
+
+
+def test_a_task_with_servers_runs_on_each_selected_agent(rprd, agents):  # noqa: F811
+    running_agent(rprd, agents, "pi-1", labels="fleet=home")
+    a2 = agents(rprd, "pi-2")
+    assert a2.join(labels="fleet=home").returncode == 0
+    a2.start()
+    wait_phase(rprd, "pi-2", "Reachable")
+    rprd.apply([pipeline("fan", {"who": {"script": "echo I am $RPR_SERVER", "servers": {"matchLabels": {"fleet": "home"}}}})])
+    assert start(rprd, "fan").status == 201
+    j = wait_job(rprd, "fan-1")
+    assert j["status"]["phase"] == "Succeeded", j["status"]
+    assert set(j["status"]["tasks"]) == {"who@pi-1", "who@pi-2"}
+    for s in ("pi-1", "pi-2"):
+        assert out_lines(task_log(rprd, "fan-1", "who@" + s)) == ["I am " + s]
+
+
+def test_a_task_waits_for_its_stopped_agent_and_runs_when_it_starts(rprd, agents):  # noqa: F811
+    a = running_agent(rprd, agents, "laptop")
+    a.stop()
+    wait_phase(rprd, "laptop", "Unreachable", timeout=30)
+    rprd.apply([pipeline("later", {"t": {"script": "echo finally", "server": "laptop"}})])
+    assert start(rprd, "later").status == 201
+    wait_job(rprd, "later-1", lambda j: j["status"].get("tasks", {}).get("t", {}).get("phase") == "Waiting",
+             "the task to wait")
+    time.sleep(1)
+    assert job(rprd, "later-1")["status"]["tasks"]["t"]["phase"] == "Waiting"
+    a.start()
+    j = wait_job(rprd, "later-1")
+    assert j["status"]["phase"] == "Succeeded", j["status"]
+    assert out_lines(task_log(rprd, "later-1", "t")) == ["finally"]
+
+
+def test_a_task_on_an_agent_times_out_retries_and_is_canceled(rprd, agents, tmp_path):  # noqa: F811
+    running_agent(rprd, agents, "edge")
+    marker = tmp_path / "tried"
+    rprd.apply([pipeline("t", {
+        "slow": {"script": "sleep 6301", "timeout": "1s", "server": "edge"},
+        "second-time": {"script": "test -e %s || { touch %s; exit 9; }" % (marker, marker), "retries": 2,
+                        "server": "edge"},
+    }), pipeline("k", {"tree": {"script": "sh -c 'sleep 6302' & sleep 6303; wait", "server": "edge"}})])
+    assert start(rprd, "t").status == 201
+    j = wait_job(rprd, "t-1")
+    t = j["status"]["tasks"]
+    assert t["slow"]["phase"] == "Failed" and t["slow"]["reason"] == "Timeout", t["slow"]
+    assert t["second-time"]["phase"] == "Succeeded" and t["second-time"]["attempt"] == 2, t["second-time"]
+    assert not procs("sleep 6301")
+
+    assert start(rprd, "k").status == 201
+    deadline = time.time() + 30
+    while not (procs("sleep 6302") and procs("sleep 6303")) and time.time() < deadline:
+        time.sleep(0.05)
+    assert procs("sleep 6302") and procs("sleep 6303")
+    assert rprd.ctl("cancel", "run", "k-1").returncode == 0
+    j = wait_job(rprd, "k-1")
+    assert j["status"]["phase"] == "Canceled" and j["status"]["tasks"]["tree"]["phase"] == "Canceled", j["status"]
+    deadline = time.time() + 15
+    while (procs("sleep 6302") or procs("sleep 6303")) and time.time() < deadline:
+        time.sleep(0.1)
+    assert not procs("sleep 6302") and not procs("sleep 6303"), "the agent killed the whole process group"
+
+
+def test_an_agent_killed_mid_task_fails_the_task_by_its_lease(rprd, agents):  # noqa: F811
+    a = running_agent(rprd, agents, "edge")
+    rprd.apply([pipeline("lost", {"long": {"script": "echo started; sleep 6401", "server": "edge"},
+                                  "next": {"script": "echo never", "server": "edge", "dependsOn": ["long"]}})])
+    assert start(rprd, "lost").status == 201
+    wait_job(rprd, "lost-1", lambda j: j["status"].get("tasks", {}).get("long", {}).get("phase") == "Running", "long")
+    deadline = time.time() + 20
+    while "started" not in rprd.ctl("logs", "run/lost-1", "--task", "long").stdout and time.time() < deadline:
+        time.sleep(0.1)
+    a.kill()
+    t0 = time.time()
+    j = wait_job(rprd, "lost-1", timeout=40)
+    long = j["status"]["tasks"]["long"]
+    assert long["phase"] == "Failed" and long["reason"] == "Disconnected", long
+    assert "stopped renewing the job's lease" in long["message"], long
+    assert j["status"]["tasks"]["next"]["phase"] == "Skipped"
+    assert time.time() - t0 > 3, "judged by the lease, not at once"
+    assert out_lines(task_log(rprd, "lost-1", "long")) == ["started"]
+    subprocess_kill("sleep 6401")
+
+
+def subprocess_kill(marker):
+    """The job a killed agent left behind (its own process group)."""
+    for pid in procs(marker):
+        try:
+            os.kill(int(pid), signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def test_rprd_killed_mid_task_on_an_agent_resumes_the_task_and_the_agent_stops_the_old_one(rprd, agents,  # noqa: F811
+                                                                                          tmp_path):
+    running_agent(rprd, agents, "edge")
+    counter, mark = tmp_path / "runs", tmp_path / "mark"
+    rprd.apply([pipeline("r", {"long": {"script": "echo run >> %s; if [ ! -e %s ]; then touch %s; sleep 6501; fi; "
+                                                  "echo long done" % (counter, mark, mark), "server": "edge"}},
+                         onInterrupt="resume")])
+    assert start(rprd, "r").status == 201
+    deadline = time.time() + 30
+    while not procs("sleep 6501") and time.time() < deadline:
+        time.sleep(0.05)
+    assert procs("sleep 6501")
+    time.sleep(0.2)  # the tasks' states reach the store every 50 ms
+    rprd.kill()
+    rprd.start()
+    j = wait_job(rprd, "r-1", timeout=60)
+    assert j["status"]["phase"] == "Succeeded" and j["status"]["resumes"] == 1, j["status"]
+    assert out_lines(task_log(rprd, "r-1", "long"))[-1] == "long done"
+    assert counter.read_text().count("run") == 2
+    deadline = time.time() + 20
+    while procs("sleep 6501") and time.time() < deadline:
+        time.sleep(0.1)
+    assert not procs("sleep 6501"), "the agent stopped the job the new rprd does not know"
+
+
+# ---- Runners ------------------------------------------------------------------------------
+
+def test_a_runner_on_an_agent_server_comes_up_and_is_removed_through_the_agent(rprd, agents, gh,  # noqa: F811
+                                                                               release, workdir):
+    running_agent(rprd, agents, "ci-box", labels="ci=true")
+    objs = [o for o in runner_objects(gh, [], workdir, replicas=2) if o["kind"] != "Server"]
+    rprd.apply(objs)
+    o = runner_wait(rprd, lambda o: idle_count(o) == 2 and o["status"].get("readyReplicas") == 2, "2 idle")
+    insts = runner_instances(o)
+    assert {i["server"] for i in insts} == {"ci-box"}, insts
+    regs = {r["name"]: r for r in gh.runners()}
+    assert len(regs) == 2 and all(regs[i["name"]]["status"] == "online" for i in insts), (insts, regs)
+    assert all(i["pid"] > 1 and i["memBytes"] > 0 for i in insts), insts
+    install = os.path.join(workdir, "install")
+    assert len(runner_pids(install)) >= 2
+    # The JIT configuration went on the job's stdin: in no rprd or agent log.
+    assert "jitconfig" not in rprd.stderr().lower()
+
+    r = rprd.request("DELETE", "/api/v1/namespaces/default/runners/ci")
+    assert r.status in (200, 202), r
+    deadline = time.time() + 60
+    while time.time() < deadline and rprd.get("/api/v1/namespaces/default/runners/ci").status != 404:
+        time.sleep(0.2)
+    assert rprd.get("/api/v1/namespaces/default/runners/ci").status == 404, rprd.stderr()[-3000:]
+    assert gh.runners() == []
+    assert not runner_pids(install), "the agent's host has no runner left"
