@@ -127,15 +127,17 @@ static json_t *heartbeat(const Agent *a) {
         json_t *jobs = json_array(), *metrics = json_object();
 
         for (const Job *j = a->jobs; j; j = j->next)
-                json_array_append_new(jobs,
-                                      json_pack("{s:s, s:I}", "id", j->id, "offset", (json_int_t) j->acked));
+                json_array_append_new(jobs, json_pack("{s:s, s:I, s:I}", "id", j->id, "offset",
+                                                      (json_int_t) j->out[0].acked, "errOffset",
+                                                      (json_int_t) j->out[1].acked));
         metrics_add(metrics);
         /* Not connected yet: a quick first answer, so that the agent (and
-         * rpr-agent status) knows it is in before it waits. */
-        return json_pack("{s:s, s:i, s:i, s:i, s:o, s:o}", "version", RPR_VERSION, "capacity",
+         * rpr-agent status) knows it is in before it waits. "streams": it
+         * can keep stderr apart, for the jobs offered so. */
+        return json_pack("{s:s, s:i, s:i, s:i, s:i, s:o, s:o}", "version", RPR_VERSION, "capacity",
                          a->cfg.capacity, "pollSeconds", a->cfg.poll_seconds, "wait",
-                         a->jobs || !a->connected ? 0 : a->cfg.poll_seconds, "metrics", metrics, "jobs",
-                         jobs);
+                         a->jobs || !a->connected ? 0 : a->cfg.poll_seconds, "streams", JOB_STREAMS,
+                         "metrics", metrics, "jobs", jobs);
 }
 
 static void status_write(const Agent *a) {
@@ -146,7 +148,7 @@ static void status_write(const Agent *a) {
         for (const Job *j = a->jobs; j; j = j->next)
                 json_array_append_new(jobs,
                                       json_pack("{s:s, s:I, s:I}", "id", j->id, "pid", (json_int_t) j->pid,
-                                                "bytes", (json_int_t) j->written));
+                                                "bytes", (json_int_t) (j->out[0].written + j->out[1].written)));
         _cleanup_json_ json_t *st =
                 json_pack("{s:b, s:s?, s:s?, s:o}", "connected", a->connected, "lastPoll",
                           a->last_poll ? time_format_rfc3339(a->last_poll, when) : NULL, "error",
@@ -227,6 +229,7 @@ static void offer_take(Agent *a, const json_t *offer) {
                 return;
         }
         int r = job_start(a->cfg.state_dir, id, command, json_object_get(offer, "env"), input, input_len,
+                          (unsigned) json_int_at(offer, "streams", 1),
                           (uint64_t) json_int_at(offer, "timeoutSeconds", 0) * USEC_PER_SEC, &j);
         if (input)
                 explicit_bzero(input, input_len);
@@ -251,12 +254,13 @@ static void answer_read(Agent *a, const json_t *ans) {
                 if (j)
                         job_remove(a, j);
         }
-        json_object_foreach((json_t *) json_object_get(ans, "ack"), key, v) {
-                Job *j = job_find(a, key);
-                json_int_t off = json_integer_value(v);
-                if (j && off >= 0 && (uint64_t) off <= j->written)
-                        j->acked = (uint64_t) off;
-        }
+        for (unsigned s = 0; s < JOB_STREAMS; s++)
+                json_object_foreach((json_t *) json_object_get(ans, s ? "ackErr" : "ack"), key, v) {
+                        Job *j = job_find(a, key);
+                        json_int_t off = json_integer_value(v);
+                        if (j && off >= 0 && (uint64_t) off <= j->out[s].written)
+                                j->out[s].acked = (uint64_t) off;
+                }
         json_array_foreach(json_object_get(ans, "cancel"), i, v) {
                 Job *j = json_string_value(v) ? job_find(a, json_string_value(v)) : NULL;
                 if (j && !j->canceled) {
@@ -295,19 +299,21 @@ static void poll_once(Agent *a) {
                 a->next_poll = now_mono_usec() + BUSY_POLL_USEC;
 }
 
-/* Sends what rprd has not acknowledged yet, chunk by chunk. false when a
- * request failed (try again later). */
-static bool output_send(Agent *a, Job *j) {
+/* Sends what rprd has not acknowledged yet of stream s, chunk by chunk.
+ * false when a request failed (try again later). */
+static bool stream_send(Agent *a, Job *j, unsigned s) {
         static char chunk[AGENT_CHUNK_MAX];
-        char path[256], url[320];
+        char path[256], url[340];
+        JobStream *st = &j->out[s];
 
         job_path(j->id, "output", path, sizeof path);
-        while (j->acked < j->written) {
-                ssize_t n = job_read(j, j->acked, chunk, sizeof chunk);
+        while (st->acked < st->written) {
+                ssize_t n = job_read(j, s, st->acked, chunk, sizeof chunk);
                 ClientResponse res = {0};
                 if (n <= 0)
                         return false;
-                snprintf(url, sizeof url, "%s?offset=%llu", path, (unsigned long long) j->acked);
+                snprintf(url, sizeof url, "%s?offset=%llu%s", path, (unsigned long long) st->acked,
+                         s ? "&stream=stderr" : "");
                 if (post(a, url, "application/octet-stream", chunk, (size_t) n, &res) < 0)
                         return false;
                 _cleanup_json_ json_t *ans = json_loads(res.body ? res.body : "", 0, NULL);
@@ -319,38 +325,56 @@ static bool output_send(Agent *a, Job *j) {
                         job_remove(a, j);
                         return false;
                 }
-                if ((status != 200 && status != 416) || off < 0 || (uint64_t) off > j->written)
+                if ((status != 200 && status != 416) || off < 0 || (uint64_t) off > st->written)
                         return false; /* 503: not now */
-                j->acked = (uint64_t) off;
+                st->acked = (uint64_t) off;
         }
+        return true;
+}
+
+static bool output_send(Agent *a, Job *j) {
+        for (unsigned s = 0; s < j->streams; s++)
+                if (!stream_send(a, j, s))
+                        return false;
         return true;
 }
 
 /* The end, once the process is gone and rprd has all of its output. */
 static void finish_send(Agent *a, Job *j) {
-        char path[256], sha[65];
+        char path[256], sha[JOB_STREAMS][65];
         ClientResponse res = {0};
 
-        if (!job_done(j) || j->acked < j->written || job_checksum(j, sha) < 0)
+        if (!job_done(j))
                 return;
+        for (unsigned s = 0; s < j->streams; s++)
+                if (j->out[s].acked < j->out[s].written || job_checksum(j, s, sha[s]) < 0)
+                        return;
         job_path(j->id, "finish", path, sizeof path);
         _cleanup_json_ json_t *body = json_pack("{s:i, s:s, s:I, s:s}", "exitCode", j->exit_code, "signal",
-                                                j->signal, "bytes", (json_int_t) j->written, "sha256", sha);
+                                                j->signal, "bytes", (json_int_t) j->out[0].written, "sha256",
+                                                sha[0]);
+        if (j->streams == JOB_STREAMS) {
+                json_object_set_new(body, "errBytes", json_integer((json_int_t) j->out[1].written));
+                json_object_set_new(body, "errSha256", json_string(sha[1]));
+        }
         if (post_json(a, path, body, &res) < 0)
                 return;
         _cleanup_json_ json_t *ans = json_loads(res.body ? res.body : "", 0, NULL);
         long status = res.status;
         client_response_clear(&res);
         if (status == 409) {
-                json_int_t off = json_int_at(ans, "offset", -1);
-                if (off >= 0 && (uint64_t) off <= j->written)
-                        j->acked = (uint64_t) off;
+                for (unsigned s = 0; s < j->streams; s++) {
+                        json_int_t off = json_int_at(ans, s ? "errOffset" : "offset", -1);
+                        if (off >= 0 && (uint64_t) off <= j->out[s].written)
+                                j->out[s].acked = (uint64_t) off;
+                }
                 return;
         }
         if (status >= 500)
                 return;
         log_info("job %s finished: exit %d%s%s, %llu bytes", j->id, j->exit_code,
-                 *j->signal ? ", signal " : "", j->signal, (unsigned long long) j->written);
+                 *j->signal ? ", signal " : "", j->signal,
+                 (unsigned long long) (j->out[0].written + j->out[1].written));
         job_remove(a, j);
 }
 

@@ -33,7 +33,8 @@ static void job_free(AgentJob *j) {
                 explicit_bzero(j->input, strlen(j->input));
                 free(j->input);
         }
-        EVP_MD_CTX_free(j->sha);
+        for (int k = 0; k < AGENT_STREAMS; k++)
+                EVP_MD_CTX_free(j->sha[k]);
         free(j);
 }
 
@@ -50,7 +51,7 @@ void agent_job_end(Agents *a, AgentJob *job, const AgentJobResult *r, JobEnds *e
         JobEnd *e = &ends->items[ends->n++];
         e->sink = job->sink;
         e->result = *r;
-        e->result.bytes = job->offset;
+        e->result.bytes = job->offset[AGENT_STDOUT] + job->offset[AGENT_STDERR];
         e->result.duration_usec = job->started ? now_mono_usec() - job->started : 0;
         job_free(job);
 }
@@ -97,10 +98,13 @@ int agent_job_submit(Agents *a, const char *ns, const char *server, const AgentJ
         j->submitted = now_mono_usec();
         j->wait_deadline = spec->wait_usec ? j->submitted + spec->wait_usec : 0;
         j->sink = *sink;
-        j->sha = EVP_MD_CTX_new();
-        if (!j->sha || EVP_DigestInit_ex(j->sha, EVP_sha256(), NULL) != 1) {
-                job_free(j);
-                return -ENOMEM;
+        j->streams = 1;
+        for (int k = 0; k < AGENT_STREAMS; k++) {
+                j->sha[k] = EVP_MD_CTX_new();
+                if (!j->sha[k] || EVP_DigestInit_ex(j->sha[k], EVP_sha256(), NULL) != 1) {
+                        job_free(j);
+                        return -ENOMEM;
+                }
         }
 
         pthread_mutex_lock(&a->lock);
@@ -192,8 +196,8 @@ int agent_job_accept(Agents *a, const char *ns, const char *server, const char *
         return r;
 }
 
-int agent_job_output(Agents *a, const char *ns, const char *server, const char *id, uint64_t offset,
-                     const char *data, size_t n, uint64_t *ret_offset) {
+int agent_job_output(Agents *a, const char *ns, const char *server, const char *id, AgentStream stream,
+                     uint64_t offset, const char *data, size_t n, uint64_t *ret_offset) {
         int r = 0;
 
         pthread_mutex_lock(&a->lock);
@@ -203,8 +207,12 @@ int agent_job_output(Agents *a, const char *ns, const char *server, const char *
                 pthread_mutex_unlock(&a->lock);
                 return -ENOENT;
         }
+        if ((unsigned) stream >= j->streams) {
+                pthread_mutex_unlock(&a->lock);
+                return -EINVAL;
+        }
         j->lease_until = now_mono_usec() + agent_lease_usec(h);
-        uint64_t have = j->offset;
+        uint64_t have = j->offset[stream];
         AgentJobSink sink = j->sink;
         pthread_mutex_unlock(&a->lock);
 
@@ -218,15 +226,15 @@ int agent_job_output(Agents *a, const char *ns, const char *server, const char *
          * of this job can slip in between. The sink runs unlocked. */
         const char *fresh = data + (have - offset);
         size_t n_fresh = n - (size_t) (have - offset);
-        if (sink.output && sink.output(sink.userdata, fresh, n_fresh) < 0)
+        if (sink.output && sink.output(sink.userdata, stream, fresh, n_fresh) < 0)
                 return -EAGAIN;
 
         pthread_mutex_lock(&a->lock);
         j = agent_job_of(a, h, id);
         if (j) {
-                EVP_DigestUpdate(j->sha, fresh, n_fresh);
-                j->offset += n_fresh;
-                have = j->offset;
+                EVP_DigestUpdate(j->sha[stream], fresh, n_fresh);
+                j->offset[stream] += n_fresh;
+                have = j->offset[stream];
         } else
                 r = -ENOENT;
         pthread_mutex_unlock(&a->lock);
@@ -234,20 +242,32 @@ int agent_job_output(Agents *a, const char *ns, const char *server, const char *
         return r;
 }
 
-static AgentJobResult finish_result(AgentJob *j, int exit_code, const char *signal, uint64_t bytes,
-                                    const char *sha256) {
+/* Whether the agent's count and checksum of one stream are what arrived. */
+static bool stream_agrees(AgentJob *j, AgentStream s, uint64_t bytes, const char *sha256) {
         unsigned char md[EVP_MAX_MD_SIZE];
         unsigned md_len = 0;
         char hex[2 * EVP_MAX_MD_SIZE + 1] = "";
 
-        EVP_DigestFinal_ex(j->sha, md, &md_len);
+        EVP_DigestFinal_ex(j->sha[s], md, &md_len);
         for (unsigned i = 0; i < md_len; i++)
                 snprintf(hex + 2 * i, 3, "%02x", md[i]);
-        if (bytes != j->offset || !sha256 || strlen(sha256) != 2 * md_len || strcasecmp(sha256, hex) != 0)
-                return agent_result(AGENT_JOB_FAILED, "OutputCorrupt",
-                                    "the agent reported %llu bytes of output with another checksum than the "
-                                    "%llu bytes rprd received",
-                                    (unsigned long long) bytes, (unsigned long long) j->offset);
+        /* A stream the job does not have: nothing, and no checksum. */
+        if ((unsigned) s >= j->streams)
+                return bytes == 0 && !sha256;
+        return bytes == j->offset[s] && sha256 && strlen(sha256) == 2 * md_len && strcasecmp(sha256, hex) == 0;
+}
+
+static AgentJobResult finish_result(AgentJob *j, const AgentFinish *f) {
+        const char *signal = f->signal ? f->signal : "";
+        int exit_code = f->exit_code;
+
+        for (int s = 0; s < AGENT_STREAMS; s++)
+                if (!stream_agrees(j, (AgentStream) s, f->bytes[s], f->sha256[s]))
+                        return agent_result(AGENT_JOB_FAILED, "OutputCorrupt",
+                                            "the agent reported %llu bytes of %s with another checksum than "
+                                            "the %llu bytes rprd received",
+                                            (unsigned long long) f->bytes[s], s ? "stderr" : "output",
+                                            (unsigned long long) j->offset[s]);
         if (j->cancel)
                 return (AgentJobResult){.state = AGENT_JOB_CANCELED,
                                         .exit_code = exit_code,
@@ -264,8 +284,8 @@ static AgentJobResult finish_result(AgentJob *j, int exit_code, const char *sign
         return r;
 }
 
-int agent_job_finish(Agents *a, const char *ns, const char *server, const char *id, int exit_code,
-                     const char *signal, uint64_t bytes, const char *sha256, uint64_t *ret_offset) {
+int agent_job_finish(Agents *a, const char *ns, const char *server, const char *id, const AgentFinish *f,
+                     uint64_t ret_offsets[static AGENT_STREAMS]) {
         JobEnds ends = {0};
         int r = 0;
 
@@ -274,11 +294,12 @@ int agent_job_finish(Agents *a, const char *ns, const char *server, const char *
         AgentJob *j = h ? agent_job_of(a, h, id) : NULL;
         if (!j || j->phase != JOB_RUNNING)
                 r = -ENOENT;
-        else if (bytes > j->offset) {
-                *ret_offset = j->offset;
+        else if (f->bytes[AGENT_STDOUT] > j->offset[AGENT_STDOUT] ||
+                 f->bytes[AGENT_STDERR] > j->offset[AGENT_STDERR]) {
+                memcpy(ret_offsets, j->offset, sizeof j->offset);
                 r = -EAGAIN;
         } else {
-                AgentJobResult res = finish_result(j, exit_code, signal ? signal : "", bytes, sha256);
+                AgentJobResult res = finish_result(j, f);
                 r = STREQ(res.reason, "OutputCorrupt") ? -EBADMSG : 0;
                 agent_job_end(a, j, &res, &ends);
         }

@@ -30,8 +30,9 @@ struct AgentJob {
         uint64_t submitted, started;
         JobPhase phase;
         bool cancel, cancel_sent;
-        uint64_t offset; /* output bytes held */
-        EVP_MD_CTX *sha;
+        unsigned streams;                 /* 1, or AGENT_STREAMS: as offered */
+        uint64_t offset[AGENT_STREAMS];   /* output bytes held, per stream */
+        EVP_MD_CTX *sha[AGENT_STREAMS];
         AgentJobSink sink;
 };
 
@@ -43,6 +44,7 @@ struct AgentHost {
         uint64_t window_usec;               /* the agent's poll window */
         char version[32];
         unsigned capacity;
+        unsigned streams; /* the output format its heartbeat offers: 1 or AGENT_STREAMS */
         json_t *metrics;
         bool online, refused;
         AgentJob *jobs;

@@ -98,6 +98,7 @@ AgentHost *agent_host_get(Agents *a, const char *ns, const char *server, bool cr
         h->server = xstrdup(server);
         h->window_usec = AGENT_POLL_DEFAULT_SEC * USEC_PER_SEC;
         h->capacity = 1;
+        h->streams = 1;
         hashmap_put(a->hosts, h->key, h);
         h->next = a->list;
         a->list = h;
@@ -200,6 +201,7 @@ static void heartbeat_read(AgentHost *h, const json_t *hb, uint64_t now) {
         h->refused = false;
         snprintf(h->version, sizeof h->version, "%s", version ? version : "");
         h->capacity = (unsigned) (cap < 1 ? 1 : cap > AGENT_CAPACITY_MAX ? AGENT_CAPACITY_MAX : cap);
+        h->streams = json_int_at(hb, "streams", 1) == AGENT_STREAMS ? AGENT_STREAMS : 1;
         window = window < 1 ? 1 : window > WINDOW_MAX_SEC ? WINDOW_MAX_SEC : window;
         h->window_usec = (uint64_t) window * USEC_PER_SEC;
         json_decref(h->metrics);
@@ -225,6 +227,7 @@ static void heartbeat_read(AgentHost *h, const json_t *hb, uint64_t now) {
 static void held_jobs_read(Agents *a, AgentHost *h, const json_t *held, json_t *answer, uint64_t now,
                            JobEnds *ends) {
         json_t *ack = json_object_get(answer, "ack"), *drop = json_object_get(answer, "drop");
+        json_t *ack_err = json_object_get(answer, "ackErr");
         const json_t *v;
         size_t i;
 
@@ -239,7 +242,9 @@ static void held_jobs_read(Agents *a, AgentHost *h, const json_t *held, json_t *
                 }
                 j->phase = JOB_RUNNING;
                 j->lease_until = now + agent_lease_usec(h);
-                json_object_set_new(ack, id, json_integer((json_int_t) j->offset));
+                json_object_set_new(ack, id, json_integer((json_int_t) j->offset[AGENT_STDOUT]));
+                if (j->streams == AGENT_STREAMS)
+                        json_object_set_new(ack_err, id, json_integer((json_int_t) j->offset[AGENT_STDERR]));
         }
         for (AgentJob *j = h->jobs, *next; j; j = next) {
                 bool listed = false;
@@ -264,6 +269,8 @@ static json_t *offer_json(const AgentJob *j, uint64_t lease) {
                 json_object_set(o, "env", j->env);
         if (j->input)
                 json_object_set_new(o, "input", json_string(j->input));
+        if (j->streams == AGENT_STREAMS)
+                json_object_set_new(o, "streams", json_integer(AGENT_STREAMS));
         return o;
 }
 
@@ -287,6 +294,7 @@ static bool answer_fill(AgentHost *h, json_t *answer, uint64_t now) {
                 if ((j->phase == JOB_QUEUED && busy < h->capacity) || lapsed) {
                         busy += j->phase == JOB_QUEUED;
                         j->phase = JOB_OFFERED;
+                        j->streams = h->streams;
                         j->lease_until = now + agent_lease_usec(h);
                         json_array_append_new(offers, offer_json(j, agent_lease_usec(h)));
                         news = true;
@@ -296,8 +304,9 @@ static bool answer_fill(AgentHost *h, json_t *answer, uint64_t now) {
 }
 
 static json_t *answer_new(const AgentHost *h) {
-        return json_pack("{s:I, s:[], s:[], s:{}, s:[]}", "pollSeconds",
-                         (json_int_t) (h->window_usec / USEC_PER_SEC), "offers", "cancel", "ack", "drop");
+        return json_pack("{s:I, s:[], s:[], s:{}, s:{}, s:[]}", "pollSeconds",
+                         (json_int_t) (h->window_usec / USEC_PER_SEC), "offers", "cancel", "ack", "ackErr",
+                         "drop");
 }
 
 int agent_poll(Agents *a, const char *ns, const char *server, const json_t *heartbeat, json_t **ret_answer,

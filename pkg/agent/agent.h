@@ -31,6 +31,13 @@ typedef struct Agents Agents;
 #define AGENT_JOB_ID_LEN 24
 #define AGENT_CAPACITY_MAX 64
 #define AGENT_INPUT_MAX (1024u * 1024) /* a job's stdin travels in its offer */
+/* The output format: an agent whose heartbeat says "streams": 2 gets
+ * offers saying so, and sends those jobs' stdout and stderr apart, each
+ * with its own offsets and checksum. Jobs of older agents (and jobs
+ * offered before) have one stream, stdout and stderr in the order written. */
+#define AGENT_STREAMS 2
+
+typedef enum AgentStream { AGENT_STDOUT, AGENT_STDERR } AgentStream;
 
 /* Called when something waits for the agent of ns/server (an offer, a
  * cancel): answer its held poll. Any thread, no lock held. */
@@ -89,18 +96,30 @@ int agent_poll_again(Agents *a, const char *ns, const char *server, json_t **ret
  * -ESTALE (its lease ran out and it was offered again, or canceled). */
 int agent_job_accept(Agents *a, const char *ns, const char *server, const char *id,
                      uint64_t *ret_lease_usec);
-/* Output bytes [offset, offset + n). Only the bytes past what rprd holds
- * are taken; *ret_offset is what it holds afterwards. -ERANGE for a gap
- * (*ret_offset set), -ENOENT, -EAGAIN when the sink cannot take them now
- * (send them again later). */
-int agent_job_output(Agents *a, const char *ns, const char *server, const char *id, uint64_t offset,
-                     const char *data, size_t n, uint64_t *ret_offset);
-/* The job's end: exit_code (or signal, e.g. "TERM"), the byte count and
- * the SHA-256 (hex) of all its output. -ENOENT; -EAGAIN when bytes is more
- * than rprd holds (*ret_offset: send from there); -EBADMSG when the count
- * or checksum differs from what rprd holds (the job ends Failed). */
-int agent_job_finish(Agents *a, const char *ns, const char *server, const char *id, int exit_code,
-                     const char *signal, uint64_t bytes, const char *sha256, uint64_t *ret_offset);
+/* Output bytes [offset, offset + n) of one stream (AGENT_STDERR only for
+ * a job offered with two). Only the bytes past what rprd holds are taken;
+ * *ret_offset is what it holds of that stream afterwards. -ERANGE for a
+ * gap (*ret_offset set), -ENOENT, -EINVAL (no such stream for this job),
+ * -EAGAIN when the sink cannot take them now (send them again later). */
+int agent_job_output(Agents *a, const char *ns, const char *server, const char *id, AgentStream stream,
+                     uint64_t offset, const char *data, size_t n, uint64_t *ret_offset);
+
+/* How a job ended, as its agent reports it: the exit code (or signal, e.g.
+ * "TERM"), and per stream the byte count and the SHA-256 (hex) of all of
+ * it (stderr: 0 and NULL for a job of one stream). */
+typedef struct AgentFinish {
+        int exit_code;
+        const char *signal;
+        uint64_t bytes[AGENT_STREAMS];
+        const char *sha256[AGENT_STREAMS];
+} AgentFinish;
+
+/* The job's end. -ENOENT; -EAGAIN when a count is more than rprd holds
+ * (ret_offsets: what it holds of each stream: send from there); -EBADMSG
+ * when a count or checksum differs from what rprd holds (the job ends
+ * Failed). */
+int agent_job_finish(Agents *a, const char *ns, const char *server, const char *id, const AgentFinish *f,
+                     uint64_t ret_offsets[static AGENT_STREAMS]);
 
 /* Lease and wait expiries, offline agents: call about once a second. */
 void agents_tick(Agents *a);
@@ -121,14 +140,15 @@ typedef struct AgentJobResult {
         char signal[16];    /* "TERM", "KILL" or "" */
         const char *reason; /* static: "", "Canceled", "Interrupted", "WaitingForServer", "OutputCorrupt" */
         char message[256];
-        uint64_t bytes;
+        uint64_t bytes; /* of both streams */
         uint64_t duration_usec;
 } AgentJobResult;
 
 typedef struct AgentJobSink {
-        /* Output in order, each byte once. Return < 0 to refuse it for now
-         * (the agent sends it again). */
-        int (*output)(void *userdata, const char *data, size_t n);
+        /* Output in order, each byte once (in order per stream; stdout and
+         * stderr of one job may come in any order to each other). Return
+         * < 0 to refuse it for now (the agent sends it again). */
+        int (*output)(void *userdata, AgentStream stream, const char *data, size_t n);
         /* The end, exactly once; nothing is called after it. */
         void (*done)(void *userdata, const AgentJobResult *r);
         void *userdata;

@@ -6,7 +6,8 @@
  * Run's file, and the end is handed to a one-thread queue that writes the
  * outcome (a store write must not block the loop). A cancel cancels the job
  * on the agent; at shutdown the job is interrupted at once, since no agent
- * will report any more. Output is stdout and stderr as one stream. */
+ * will report any more. stdout and stderr are apart (one stream for an
+ * agent older than that). */
 #include <stdio.h>
 #include <string.h>
 
@@ -100,10 +101,10 @@ static void finish_work(void *userdata) {
 
 /* ---- the sink, on the API's loop ---------------------------------------------------------- */
 
-static int on_output(void *userdata, const char *data, size_t n) {
+static int on_output(void *userdata, AgentStream stream, const char *data, size_t n) {
         AgentRun *x = userdata;
 
-        run_log_write(x->log, RUN_LOG_OUT, data, n, now_usec());
+        run_log_write(x->log, stream == AGENT_STDERR ? RUN_LOG_ERR : RUN_LOG_OUT, data, n, now_usec());
         return 0;
 }
 

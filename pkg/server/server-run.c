@@ -34,22 +34,22 @@
 typedef struct AgentCall {
         pthread_mutex_t lock;
         pthread_cond_t changed;
-        Buf out; /* output not yet handed to the caller */
+        Buf out[AGENT_STREAMS]; /* output not yet handed to the caller: stdout, stderr */
         bool done;
         AgentJobResult result;
 } AgentCall;
 
 /* ---- the sink, on the protocol's thread ------------------------------------------------------ */
 
-static int on_output(void *userdata, const char *data, size_t n) {
+static int on_output(void *userdata, AgentStream stream, const char *data, size_t n) {
         AgentCall *c = userdata;
         int r = 0;
 
         pthread_mutex_lock(&c->lock);
-        if (c->out.len + n > CALL_OUTPUT_MAX)
+        if (c->out[AGENT_STDOUT].len + c->out[AGENT_STDERR].len + n > CALL_OUTPUT_MAX)
                 r = -EAGAIN; /* the caller is behind: the agent sends it again */
         else
-                r = buf_append(&c->out, data, n);
+                r = buf_append(&c->out[stream], data, n);
         pthread_cond_signal(&c->changed);
         pthread_mutex_unlock(&c->lock);
         return r;
@@ -83,11 +83,13 @@ static void call_wait(Agents *agents, AgentCall *c, const char *id, const SshCom
 
         pthread_mutex_lock(&c->lock);
         for (;;) {
-                if (c->out.len > 0) {
-                        Buf chunk = c->out;
-                        c->out = (Buf){.max = CALL_OUTPUT_MAX};
+                int s = c->out[AGENT_STDOUT].len > 0 ? AGENT_STDOUT : AGENT_STDERR;
+                if (c->out[s].len > 0) {
+                        Buf chunk = c->out[s];
+                        c->out[s] = (Buf){0};
                         pthread_mutex_unlock(&c->lock);
-                        bool stop = cmd->output && cmd->output(cmd->userdata, SSH_STDOUT, chunk.data, chunk.len) < 0;
+                        SshStream stream = s == AGENT_STDERR ? SSH_STDERR : SSH_STDOUT;
+                        bool stop = cmd->output && cmd->output(cmd->userdata, stream, chunk.data, chunk.len) < 0;
                         buf_free(&chunk);
                         if (stop && !canceled) {
                                 canceled = true;
@@ -178,7 +180,7 @@ int server_agent_run(void *userdata, const SshCommand *cmd, SshResult *res) {
         if (r < 0)
                 return fail(res, SSH_FAIL_EXEC, -r, "invalid environment variable");
 
-        AgentCall c = {.out = {.max = CALL_OUTPUT_MAX}};
+        AgentCall c = {0};
         pthread_mutex_init(&c.lock, NULL);
         pthread_cond_init(&c.changed, NULL);
         /* The timeout bounds the wait for an offline agent too. */
@@ -195,7 +197,8 @@ int server_agent_run(void *userdata, const SshCommand *cmd, SshResult *res) {
                 call_wait(agents, &c, id, cmd);
                 r = result_of(&c.result, cmd, res);
         }
-        buf_free(&c.out);
+        buf_free(&c.out[AGENT_STDOUT]);
+        buf_free(&c.out[AGENT_STDERR]);
         pthread_cond_destroy(&c.changed);
         pthread_mutex_destroy(&c.lock);
         return r;

@@ -241,9 +241,10 @@ def test_join_claims_a_declared_agent_server_but_not_an_ssh_one_or_a_joined_one(
 def test_exec_on_an_agent_server_streams_output_and_exit_code(rprd, agents):
     running_agent(rprd, agents, labels="role=edge")
 
-    # An agent sends stdout and stderr as one stream, in the order written.
+    # stdout and stderr apart, as over ssh.
     p = rprd.ctl("exec", "server", "-l", "role=edge", "--", "echo hello; echo oops >&2; exit 3")
-    assert p.stdout.splitlines() == ["edge: hello", "edge: oops"], (p.stdout, p.stderr)
+    assert p.stdout.splitlines() == ["edge: hello"], (p.stdout, p.stderr)
+    assert p.stderr.splitlines()[0] == "edge: oops", p.stderr
     assert "edge: exit 3" in p.stderr, p.stderr
     assert p.returncode == 1
 

@@ -5,11 +5,15 @@ its timeout, retries and cancel act on the agent's process, a task waits for
 an offline agent and runs when it polls again, and an agent killed mid-task
 fails the task by its lease."""
 
+import hashlib
+import json
 import os
 import signal
 import time
 
 from test_agents import agents, rprd, running_agent, wait_phase  # noqa: F401 (fixtures)
+from test_agents import command_entry, exec_api, exec_in_background, https, join_token, output_of, raw_join
+from test_agents import result_of, wait_entries
 from test_pipelines import job, out_lines, pipeline, procs, start, task_log, wait_job
 from test_runners import gh, idle_count, release, runner_pids, workdir  # noqa: F401 (fixtures)
 from test_runners import instances as runner_instances
@@ -177,3 +181,55 @@ def test_a_runner_on_an_agent_server_comes_up_and_is_removed_through_the_agent(r
     assert rprd.get("/api/v1/namespaces/default/runners/ci").status == 404, rprd.stderr()[-3000:]
     assert gh.runners() == []
     assert not runner_pids(install), "the agent's host has no runner left"
+
+
+# ---- stderr apart ---------------------------------------------------------------------------
+
+def err_lines(log):
+    return [line.split(" ", 2)[2] for line in log.splitlines() if line.split(" ", 2)[1:2] == ["err"]]
+
+
+def test_stderr_is_apart_in_a_runs_log_a_tasks_log_and_exec(rprd, agents):  # noqa: F811
+    running_agent(rprd, agents, "edge")
+    script = "echo to-out; echo to-err >&2; echo more-out; echo more-err >&2"
+    rprd.apply([pipeline("both", {"t": {"script": script, "server": "edge"}})])
+    assert start(rprd, "both").status == 201
+    assert wait_job(rprd, "both-1")["status"]["phase"] == "Succeeded"
+    log = task_log(rprd, "both-1", "t")
+    assert out_lines(log) == ["to-out", "more-out"], log
+    assert err_lines(log) == ["to-err", "more-err"], log
+
+    rprd.apply([{"apiVersion": "rpr/v1", "kind": "Command", "metadata": {"name": "c"},
+                 "spec": {"command": script, "serverNames": ["edge"]}}])
+    wait_entries(rprd, "c", {"edge": "Succeeded"})
+    log = rprd.ctl("logs", "run/" + command_entry(rprd, "c", "edge")["run"]).stdout
+    assert out_lines(log) == ["to-out", "more-out"], log
+    assert err_lines(log) == ["to-err", "more-err"], log
+
+    lines = exec_api(rprd, {"servers": ["edge"], "command": script})
+    by = {s: "".join(l["data"] for l in lines if l.get("stream") == s) for s in ("stdout", "stderr")}
+    assert by == {"stdout": "to-out\nmore-out\n", "stderr": "to-err\nmore-err\n"}, lines
+
+
+def test_an_agent_of_one_stream_still_works_its_output_as_one(rprd):  # noqa: F811
+    """An agent older than the two streams (no "streams" in its heartbeat)
+    gets offers of one stream and its stderr request is refused by name."""
+    join_token(rprd)
+    cred = raw_join(rprd, "old")
+    t, result = exec_in_background(rprd, {"servers": ["old"], "command": "x"})
+    status, body = https(rprd, "POST", "/api/v1/agents/poll", {"version": "0.1.0", "wait": 10}, token=cred)
+    offer = json.loads(body)["offers"][0]
+    assert "streams" not in offer
+    job = offer["id"]
+    assert https(rprd, "POST", "/api/v1/agents/jobs/%s/accept" % job, token=cred)[0] == 200
+    status, body = https(rprd, "POST", "/api/v1/agents/jobs/%s/output?offset=0&stream=stderr" % job, b"e",
+                         token=cred)
+    assert status == 400 and b"one output stream" in body, body
+    data = b"out and err\n"
+    assert https(rprd, "POST", "/api/v1/agents/jobs/%s/output?offset=0" % job, data, token=cred)[0] == 200
+    status, body = https(rprd, "POST", "/api/v1/agents/jobs/%s/finish" % job,
+                         {"exitCode": 0, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}, token=cred)
+    assert status == 200, body
+    t.join(20)
+    assert output_of(result["lines"], "old") == "out and err\n"
+    assert result_of(result["lines"], "old")["exitCode"] == 0
