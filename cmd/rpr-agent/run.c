@@ -127,9 +127,9 @@ static json_t *heartbeat(const Agent *a) {
         json_t *jobs = json_array(), *metrics = json_object();
 
         for (const Job *j = a->jobs; j; j = j->next)
-                json_array_append_new(jobs, json_pack("{s:s, s:I, s:I}", "id", j->id, "offset",
+                json_array_append_new(jobs, json_pack("{s:s, s:I, s:I, s:i}", "id", j->id, "offset",
                                                       (json_int_t) j->out[0].acked, "errOffset",
-                                                      (json_int_t) j->out[1].acked));
+                                                      (json_int_t) j->out[1].acked, "streams", (int) j->streams));
         metrics_add(metrics);
         /* Not connected yet: a quick first answer, so that the agent (and
          * rpr-agent status) knows it is in before it waits. "streams": it

@@ -38,6 +38,16 @@ static void job_free(AgentJob *j) {
         free(j);
 }
 
+/* A SHA-256 per stream, of all the output the job sends. */
+static int job_digests_init(AgentJob *j) {
+        for (int k = 0; k < AGENT_STREAMS; k++) {
+                j->sha[k] = EVP_MD_CTX_new();
+                if (!j->sha[k] || EVP_DigestInit_ex(j->sha[k], EVP_sha256(), NULL) != 1)
+                        return -ENOMEM;
+        }
+        return 0;
+}
+
 void agent_job_end(Agents *a, AgentJob *job, const AgentJobResult *r, JobEnds *ends) {
         AgentHost *h = job->host;
 
@@ -99,12 +109,9 @@ int agent_job_submit(Agents *a, const char *ns, const char *server, const AgentJ
         j->wait_deadline = spec->wait_usec ? j->submitted + spec->wait_usec : 0;
         j->sink = *sink;
         j->streams = 1;
-        for (int k = 0; k < AGENT_STREAMS; k++) {
-                j->sha[k] = EVP_MD_CTX_new();
-                if (!j->sha[k] || EVP_DigestInit_ex(j->sha[k], EVP_sha256(), NULL) != 1) {
-                        job_free(j);
-                        return -ENOMEM;
-                }
+        if (job_digests_init(j) < 0) {
+                job_free(j);
+                return -ENOMEM;
         }
 
         pthread_mutex_lock(&a->lock);
@@ -121,6 +128,40 @@ int agent_job_submit(Agents *a, const char *ns, const char *server, const AgentJ
         pthread_mutex_unlock(&a->lock);
 
         wake(a, ns, server);
+        return 0;
+}
+
+int agent_job_adopt(Agents *a, const char *ns, const char *server, const char *id, uint64_t wait_usec,
+                    const AgentJobSink *sink) {
+        AgentJob *j;
+
+        if (!id || strlen(id) != AGENT_JOB_ID_LEN)
+                return -EINVAL;
+        j = xcalloc(1, sizeof *j);
+        memcpy(j->id, id, AGENT_JOB_ID_LEN + 1);
+        j->command = xstrdup("");
+        j->submitted = now_mono_usec();
+        j->lease_until = j->submitted + wait_usec;
+        j->phase = JOB_ADOPTED;
+        j->streams = 1;
+        j->sink = *sink;
+        if (job_digests_init(j) < 0) {
+                job_free(j);
+                return -ENOMEM;
+        }
+
+        pthread_mutex_lock(&a->lock);
+        if (hashmap_get(a->jobs, id)) {
+                pthread_mutex_unlock(&a->lock);
+                job_free(j);
+                return -EEXIST;
+        }
+        AgentHost *h = agent_host_get(a, ns, server, true);
+        j->host = h;
+        j->next = h->jobs;
+        h->jobs = j;
+        hashmap_put(a->jobs, j->id, j);
+        pthread_mutex_unlock(&a->lock);
         return 0;
 }
 
@@ -204,8 +245,11 @@ int agent_job_output(Agents *a, const char *ns, const char *server, const char *
         AgentHost *h = agent_host_get(a, ns, server, false);
         AgentJob *j = h ? agent_job_of(a, h, id) : NULL;
         if (!j || j->phase != JOB_RUNNING) {
+                /* Unknown right after a restart: its holder may take it
+                 * back yet. Another agent's job stays unknown. */
+                bool later = !hashmap_get(a->jobs, id) && agents_recovering(a);
                 pthread_mutex_unlock(&a->lock);
-                return -ENOENT;
+                return later ? -EAGAIN : -ENOENT;
         }
         if ((unsigned) stream >= j->streams) {
                 pthread_mutex_unlock(&a->lock);
@@ -293,7 +337,7 @@ int agent_job_finish(Agents *a, const char *ns, const char *server, const char *
         AgentHost *h = agent_host_get(a, ns, server, false);
         AgentJob *j = h ? agent_job_of(a, h, id) : NULL;
         if (!j || j->phase != JOB_RUNNING)
-                r = -ENOENT;
+                r = !hashmap_get(a->jobs, id) && agents_recovering(a) ? -EBUSY : -ENOENT;
         else if (f->bytes[AGENT_STDOUT] > j->offset[AGENT_STDOUT] ||
                  f->bytes[AGENT_STDERR] > j->offset[AGENT_STDERR]) {
                 memcpy(ret_offsets, j->offset, sizeof j->offset);

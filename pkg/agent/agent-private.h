@@ -12,6 +12,7 @@ typedef enum JobPhase {
         JOB_QUEUED,  /* waiting for the agent's next poll */
         JOB_OFFERED, /* in a poll's answer, not accepted yet */
         JOB_RUNNING, /* accepted */
+        JOB_ADOPTED, /* accepted before rprd restarted: waits for its agent to list it */
 } JobPhase;
 
 typedef struct AgentHost AgentHost;
@@ -86,5 +87,8 @@ void agent_job_end(Agents *a, AgentJob *job, const AgentJobResult *r, JobEnds *e
 void job_ends_report(JobEnds *ends);
 /* A result of state with a reason and a message. */
 AgentJobResult agent_result(AgentJobState state, const char *reason, const char *fmt, ...) _printf_(3, 4);
+/* Whether the registry is young enough that a job an agent reports may
+ * still be taken back by its holder (agent_job_adopt). Under lock. */
+bool agents_recovering(const Agents *a);
 /* The job id of this host, or NULL. Under lock. */
 AgentJob *agent_job_of(Agents *a, const AgentHost *h, const char *id);

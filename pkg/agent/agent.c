@@ -105,6 +105,10 @@ AgentHost *agent_host_get(Agents *a, const char *ns, const char *server, bool cr
         return h;
 }
 
+bool agents_recovering(const Agents *a) {
+        return now_mono_usec() - a->created < AGENT_RECOVER_GRACE_SEC * USEC_PER_SEC;
+}
+
 uint64_t agent_lease_usec(const AgentHost *h) {
         return 2 * h->window_usec + LEASE_SLACK_USEC;
 }
@@ -236,9 +240,18 @@ static void held_jobs_read(Agents *a, AgentHost *h, const json_t *held, json_t *
                 AgentJob *j = id ? agent_job_of(a, h, id) : NULL;
                 if (!id)
                         continue;
+                /* Right after a restart its holder may yet take it back. */
+                if (!j && !hashmap_get(a->jobs, id) && agents_recovering(a))
+                        continue;
                 if (!j || j->phase == JOB_QUEUED) {
                         json_array_append_new(drop, json_string(id));
                         continue;
+                }
+                if (j->phase == JOB_ADOPTED) {
+                        /* Back: all its output again, from 0, in the format
+                         * it was offered in. */
+                        j->streams = json_int_at(v, "streams", 1) == AGENT_STREAMS ? AGENT_STREAMS : 1;
+                        j->started = now;
                 }
                 j->phase = JOB_RUNNING;
                 j->lease_until = now + agent_lease_usec(h);
@@ -253,7 +266,7 @@ static void held_jobs_read(Agents *a, AgentHost *h, const json_t *held, json_t *
                         const char *id = json_str_at(v, "id");
                         listed = listed || (id && STREQ(id, j->id));
                 }
-                if (j->phase == JOB_RUNNING && !listed) {
+                if ((j->phase == JOB_RUNNING || j->phase == JOB_ADOPTED) && !listed) {
                         AgentJobResult r = agent_result(AGENT_JOB_INTERRUPTED, "Interrupted",
                                                         "the agent no longer holds the job (it restarted?)");
                         agent_job_end(a, j, &r, ends);
@@ -291,6 +304,8 @@ static bool answer_fill(AgentHost *h, json_t *answer, uint64_t now) {
                         continue;
                 }
                 bool lapsed = j->phase == JOB_OFFERED && j->lease_until <= now;
+                if (j->phase == JOB_ADOPTED)
+                        continue; /* the agent has it, or has lost it: never offered again */
                 if ((j->phase == JOB_QUEUED && busy < h->capacity) || lapsed) {
                         busy += j->phase == JOB_QUEUED;
                         j->phase = JOB_OFFERED;
@@ -363,6 +378,11 @@ static void host_tick(Agents *a, AgentHost *h, uint64_t now, JobEnds *ends) {
                         AgentJobResult r = agent_result(
                                 AGENT_JOB_EXPIRED, "WaitingForServer",
                                 "the agent of %s did not poll within the wait timeout", h->server);
+                        agent_job_end(a, j, &r, ends);
+                } else if (j->phase == JOB_ADOPTED && now >= j->lease_until) {
+                        AgentJobResult r = agent_result(
+                                AGENT_JOB_INTERRUPTED, "Interrupted",
+                                "the agent of %s did not report the job again after rprd restarted", h->server);
                         agent_job_end(a, j, &r, ends);
                 } else if (j->phase == JOB_RUNNING && now >= j->lease_until) {
                         AgentJobResult r =

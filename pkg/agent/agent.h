@@ -100,7 +100,8 @@ int agent_job_accept(Agents *a, const char *ns, const char *server, const char *
  * a job offered with two). Only the bytes past what rprd holds are taken;
  * *ret_offset is what it holds of that stream afterwards. -ERANGE for a
  * gap (*ret_offset set), -ENOENT, -EINVAL (no such stream for this job),
- * -EAGAIN when the sink cannot take them now (send them again later). */
+ * -EAGAIN when the sink cannot take them now, or the job is not known
+ * yet right after a restart (send them again later). */
 int agent_job_output(Agents *a, const char *ns, const char *server, const char *id, AgentStream stream,
                      uint64_t offset, const char *data, size_t n, uint64_t *ret_offset);
 
@@ -114,7 +115,8 @@ typedef struct AgentFinish {
         const char *sha256[AGENT_STREAMS];
 } AgentFinish;
 
-/* The job's end. -ENOENT; -EAGAIN when a count is more than rprd holds
+/* The job's end. -ENOENT (-EBUSY right after a restart: not known yet,
+ * send it again later); -EAGAIN when a count is more than rprd holds
  * (ret_offsets: what it holds of each stream: send from there); -EBADMSG
  * when a count or checksum differs from what rprd holds (the job ends
  * Failed). */
@@ -170,6 +172,19 @@ typedef struct AgentJobSpec {
  * once when one is held). ret_id (optional) gets its id. */
 int agent_job_submit(Agents *a, const char *ns, const char *server, const AgentJobSpec *spec,
                      const AgentJobSink *sink, char ret_id[static AGENT_JOB_ID_LEN + 1]);
+/* Takes back a job that an rprd before this one had offered and that was
+ * accepted (its id kept with its holder, e.g. a Run), after a restart: it
+ * waits up to wait_usec for its agent to list it in a poll, is then
+ * running again from offset 0 (the agent sends all its output again:
+ * the checksum covers all of it; the sink skips what it already has), or
+ * ends Interrupted when the agent does not come back in time or no longer
+ * holds it. -EEXIST when the id is known. For the first
+ * AGENT_RECOVER_GRACE_SEC of the registry, a job an agent reports that
+ * rprd does not know is left alone (not dropped), so that its holder can
+ * take it back first. */
+#define AGENT_RECOVER_GRACE_SEC 10
+int agent_job_adopt(Agents *a, const char *ns, const char *server, const char *id, uint64_t wait_usec,
+                    const AgentJobSink *sink);
 /* Cancels a job whose holder has gone: it is canceled on the agent (or
  * dropped while queued) and its sink is never called again. */
 void agent_job_abandon(Agents *a, const char *id);

@@ -455,6 +455,9 @@ static void handle_finish(ApiCall *c) {
         int r = agent_job_finish(c->api->agents, caller_ns(c), c->caller.agent, c->route.name, &f, have);
         if (r == -ENOENT)
                 api_reply_status(c, 404, "no running job %.64s for this agent", c->route.name);
+        else if (r == -EBUSY)
+                api_reply_status(c, 503, "rprd has just started and does not know job %.64s yet: send it again",
+                                 c->route.name);
         else if (r == -EAGAIN)
                 api_reply_json(c, 409,
                                json_pack("{s:I, s:I, s:s}", "offset", (json_int_t) have[AGENT_STDOUT],

@@ -144,6 +144,9 @@ int run_recover(RunController *rc, const json_t *obj, uint64_t *ret_requeue_afte
         int r;
 
         run_spec_read(obj, &sp);
+        /* An agent's job may still be held: taken back, not stopped. */
+        if (run_agent_adopt(rc, obj) != -ENOENT)
+                return 0;
         r = reap(rc, &sp, &found, &res, &why);
         if (r == -ENODEV) {
                 _cleanup_free_ char *msg = xasprintf(

@@ -233,3 +233,31 @@ def test_an_agent_of_one_stream_still_works_its_output_as_one(rprd):  # noqa: F8
     t.join(20)
     assert output_of(result["lines"], "old") == "out and err\n"
     assert result_of(result["lines"], "old")["exitCode"] == 0
+
+
+# ---- an agent Run across an rprd restart -------------------------------------------------------
+
+def test_rprd_killed_mid_run_the_agent_job_is_taken_back_and_the_run_ends_with_its_whole_output(  # noqa: F811
+        rprd, agents):
+    running_agent(rprd, agents, "edge")
+    script = "i=0; while [ $i -lt 40 ]; do i=$((i+1)); echo line $i; echo err $i >&2; sleep 0.1; done"
+    rprd.apply([{"apiVersion": "rpr/v1", "kind": "Command", "metadata": {"name": "long"},
+                 "spec": {"command": script, "serverNames": ["edge"]}}])
+    deadline = time.time() + 30
+    run = None
+    while time.time() < deadline:
+        run = command_entry(rprd, "long", "edge").get("run")
+        if run and "line 10" in rprd.ctl("logs", "run/" + run).stdout:
+            break
+        time.sleep(0.1)
+    assert run, "the Command made no Run"
+    assert rprd.get("/api/v1/namespaces/default/runs/" + run).json()["status"].get("agentJob")
+    rprd.kill()
+    rprd.start()
+    wait_entries(rprd, "long", {"edge": "Succeeded"}, timeout=60)
+    st = rprd.get("/api/v1/namespaces/default/runs/" + run).json()["status"]
+    assert st["phase"] == "Succeeded" and st["reason"] == "ExitCode" and st["exitCode"] == 0, st
+    log = rprd.ctl("logs", "run/" + run).stdout
+    assert out_lines(log) == ["line %d" % i for i in range(1, 41)], log
+    assert err_lines(log) == ["err %d" % i for i in range(1, 41)], log
+    assert "report job" in log and "again" in log, log

@@ -284,6 +284,50 @@ static void test_stderr_apart_for_an_agent_that_offers_two_streams(void **state)
         buf_free(&old.out);
 }
 
+static void test_a_job_taken_back_after_a_restart(void **state) {
+        (void) state;
+        Agents *a = agents_new();
+        Sink s = {0}, gone = {0};
+        const char *id = "AbCdEfGhIjKlMnOpQrStUvWx", *lost = "ZyXwVuTsRqPoNmLkJiHgFeDc";
+        char hex[65];
+        uint64_t off;
+        AgentJobSink sink = {sink_output, sink_done, &s}, sink_gone = {sink_output, sink_done, &gone};
+
+        /* Right after the restart, a job no one has taken back yet is left
+         * alone: neither dropped nor fed. */
+        json_t *ans = poll_of(a, "edge", hb("0.1.0", json_pack("[{s:s, s:i}]", "id", id, "offset", 9)));
+        assert_int_equal(json_array_size(json_object_get(ans, "drop")), 0);
+        json_decref(ans);
+        assert_int_equal(output(a, "edge", id, 0, "x", 1, &off), -EAGAIN);
+
+        assert_int_equal(agent_job_adopt(a, "default", "edge", id, 60 * USEC_PER_SEC, &sink), 0);
+        assert_int_equal(agent_job_adopt(a, "default", "edge", id, 60 * USEC_PER_SEC, &sink), -EEXIST);
+        assert_int_equal(agent_job_adopt(a, "default", "edge", lost, 0, &sink_gone), 0);
+        /* Never offered again; listed, it runs on from 0: all of it comes again. */
+        ans = poll_of(a, "edge", hb("0.1.0", json_pack("[{s:s, s:i}]", "id", id, "offset", 9)));
+        assert_int_equal(json_array_size(json_object_get(ans, "offers")), 0);
+        assert_int_equal(json_integer_value(json_object_get(json_object_get(ans, "ack"), id)), 0);
+        json_decref(ans);
+        /* The other was not listed: the agent no longer holds it. */
+        assert_int_equal(gone.ends, 1);
+        assert_int_equal(gone.result.state, AGENT_JOB_INTERRUPTED);
+        assert_int_equal(output(a, "edge", id, 0, "whole", 5, &off), 0);
+        sha256_hex("whole", 5, hex);
+        assert_int_equal(finish(a, "edge", id, 0, "", 5, hex, &off), 0);
+        assert_int_equal(s.result.state, AGENT_JOB_SUCCEEDED);
+        assert_string_equal(s.out.data, "whole");
+
+        /* An agent that does not come back in time: Interrupted. */
+        Sink late = {0};
+        AgentJobSink sink_late = {sink_output, sink_done, &late};
+        assert_int_equal(agent_job_adopt(a, "default", "far", lost, 0, &sink_late), 0);
+        agents_tick(a);
+        assert_int_equal(late.ends, 1);
+        assert_int_equal(late.result.state, AGENT_JOB_INTERRUPTED);
+        buf_free(&s.out);
+        agents_free(a);
+}
+
 static void test_capacity_bounds_the_offers(void **state) {
         (void) state;
         Agents *a = agents_new();
@@ -342,6 +386,7 @@ int main(void) {
                 cmocka_unit_test(test_a_job_the_agent_no_longer_lists_is_interrupted),
                 cmocka_unit_test(test_cancel_queued_at_once_and_running_through_the_poll),
                 cmocka_unit_test(test_stderr_apart_for_an_agent_that_offers_two_streams),
+                cmocka_unit_test(test_a_job_taken_back_after_a_restart),
                 cmocka_unit_test(test_capacity_bounds_the_offers),
                 cmocka_unit_test(test_versions),
                 cmocka_unit_test(test_presence),
