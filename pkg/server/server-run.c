@@ -79,7 +79,7 @@ static void wait_a_little(AgentCall *c) {
 
 /* Waits for the job's end, handing its output to cmd->output meanwhile. */
 static void call_wait(Agents *agents, AgentCall *c, const char *id, const SshCommand *cmd) {
-        bool canceled = false;
+        bool canceled = false, interrupted = false;
 
         pthread_mutex_lock(&c->lock);
         for (;;) {
@@ -110,7 +110,8 @@ static void call_wait(Agents *agents, AgentCall *c, const char *id, const SshCom
                 }
                 /* rprd is stopping: no agent reports any more. A caller that
                  * can be canceled is, first (it says how the task ends). */
-                if ((fired || !cmd->cancel) && !agents_serving(agents)) {
+                if ((fired || !cmd->cancel) && !interrupted && !agents_serving(agents)) {
+                        interrupted = true;
                         pthread_mutex_unlock(&c->lock);
                         agent_job_interrupt(agents, id, "rprd stopped while the command ran on the agent");
                         pthread_mutex_lock(&c->lock);
@@ -167,8 +168,10 @@ int server_agent_run(void *userdata, const SshCommand *cmd, SshResult *res) {
         int r;
 
         *res = (SshResult){.exit_code = -1};
-        if (!agents || !agents_serving(agents))
-                return fail(res, SSH_FAIL_EXEC, ESHUTDOWN, "this rprd serves no agents now");
+        /* While rprd stops (agents_stop) the job is queued all the same:
+         * call_wait ends it as the caller's cancel says (or at once). */
+        if (!agents)
+                return fail(res, SSH_FAIL_EXEC, ESHUTDOWN, "this rprd serves no agents");
         if (cmd->input_len > AGENT_INPUT_MAX) {
                 snprintf(res->message, sizeof res->message,
                          "%zu bytes of input are more than an agent job takes (%u)", cmd->input_len,

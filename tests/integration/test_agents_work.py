@@ -11,7 +11,8 @@ import os
 import signal
 import time
 
-from test_agents import agents, rprd, running_agent, wait_phase  # noqa: F401 (fixtures)
+from conftest import free_port
+from test_agents import FINGERPRINT, agents, rprd, running_agent, wait_phase  # noqa: F401 (fixtures)
 from test_agents import command_entry, exec_api, exec_in_background, https, join_token, output_of, raw_join
 from test_agents import result_of, wait_entries
 from test_pipelines import job, out_lines, pipeline, procs, start, task_log, wait_job
@@ -261,3 +262,31 @@ def test_rprd_killed_mid_run_the_agent_job_is_taken_back_and_the_run_ends_with_i
     assert out_lines(log) == ["line %d" % i for i in range(1, 41)], log
     assert err_lines(log) == ["err %d" % i for i in range(1, 41)], log
     assert "report job" in log and "again" in log, log
+
+
+def test_rprd_stopped_mid_task_on_an_agent_stops_after_its_grace_and_the_task_follows_on_interrupt(
+        rprd_factory, agents):  # noqa: F811
+    # No agent reports once rprd stops serving: the task waits out the
+    # grace, as one over ssh would, and is then interrupted, not hung.
+    port = free_port()
+    rprd = rprd_factory(extra_args=["--listen", "tls:127.0.0.1:%d" % port, "--stop-grace", "2s"])
+    rprd.tls_port, rprd.https = port, "https://127.0.0.1:%d" % port
+    rprd.fingerprint = FINGERPRINT.search(rprd.stderr()).group(1)
+    a = running_agent(rprd, agents, "edge")
+    rprd.apply([pipeline("s", {"long": {"script": "sleep 6601", "server": "edge"}}, onInterrupt="fail")])
+    assert start(rprd, "s").status == 201
+    deadline = time.time() + 30
+    while not procs("sleep 6601") and time.time() < deadline:
+        time.sleep(0.05)
+    assert procs("sleep 6601")
+    # The agent stopped first (it kills its job): a busy agent's connection
+    # outlives the API's loop at a stop (the h2o context is then left to
+    # the exit, which LSan reports).
+    a.stop()
+    t0 = time.time()
+    rprd.stop()
+    assert time.time() - t0 < 10, "rprd took %.1f s to stop" % (time.time() - t0)
+    rprd.start()
+    j = wait_job(rprd, "s-1", timeout=60)
+    assert j["status"]["phase"] == "Interrupted" and j["status"]["tasks"]["long"]["phase"] == "Interrupted", j
+    assert not procs("sleep 6601"), "the agent stopped with SIGTERM stops its job"
