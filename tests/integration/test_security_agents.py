@@ -12,6 +12,7 @@ import subprocess
 from test_agents import (JOIN_SECRET, agents, exec_api, exec_in_background, https, join_token, raw_join,  # noqa: F401
                          result_of, rprd, running_agent)
 from test_runners import gh, idle_count, release, workdir  # noqa: F401 (fixtures)
+from test_security_runners import assert_on_no_command_line
 from test_runners import objects as runner_objects
 from test_runners import wait_for as runner_wait
 
@@ -155,11 +156,4 @@ def test_a_runners_secret_reaches_the_agents_host_on_the_jobs_stdin_only(rprd, a
                 texts[os.path.join(root, name)] = f.read()
     for what, text in texts.items():
         assert jits[0] not in text, "the JIT configuration in " + what
-    for p in os.listdir("/proc"):
-        if p.isdigit():
-            try:
-                with open("/proc/%s/cmdline" % p, "rb") as f:
-                    argv = f.read().decode(errors="replace")
-            except OSError:
-                continue
-            assert jits[0] not in argv, "the JIT configuration on the command line of pid %s" % p
+    assert_on_no_command_line(jits)
