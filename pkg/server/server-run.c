@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "agent/agent.h"
 #include "server/server-private.h"
@@ -128,6 +129,27 @@ static int fail(SshResult *res, SshFailure f, int error, const char *message) {
         return -error;
 }
 
+/* Whether the agent of ns/name polls, or may soon: an agent seen offline
+ * is waited for as long as ssh waits to connect (then the command fails as
+ * for a host that cannot be reached); one not heard from since rprd
+ * started may be coming back from its backoff, and its job waits. */
+static bool agent_reachable(Agents *agents, const char *ns, const char *name, const SshTarget *t,
+                            const SshCommand *cmd) {
+        uint64_t wait = t->connect_timeout_usec ? t->connect_timeout_usec : 10 * USEC_PER_SEC;
+        uint64_t deadline = now_mono_usec() + wait;
+
+        for (;;) {
+                AgentPresence p;
+                agent_presence(agents, ns, name, &p);
+                json_decref(p.metrics);
+                if (p.online || !p.last_seen_usec)
+                        return true;
+                if (now_mono_usec() >= deadline || (cmd->cancel && ssh_cancel_fired(cmd->cancel)))
+                        return false;
+                usleep(CALL_WAKE_USEC);
+        }
+}
+
 /* The job's end as ssh_run() says it. */
 static int result_of(const AgentJobResult *r, const SshCommand *cmd, SshResult *res) {
         res->duration_usec = r->duration_usec;
@@ -172,6 +194,12 @@ int server_agent_run(void *userdata, const SshCommand *cmd, SshResult *res) {
          * call_wait ends it as the caller's cancel says (or at once). */
         if (!agents)
                 return fail(res, SSH_FAIL_EXEC, ESHUTDOWN, "this rprd serves no agents");
+        if (!agent_reachable(agents, ns, name, server_target(t), cmd)) {
+                snprintf(res->message, sizeof res->message,
+                         "the agent of server %s does not poll (is rpr-agent running there?)", name);
+                res->failure = SSH_FAIL_TIMEOUT;
+                return -ETIMEDOUT;
+        }
         if (cmd->input_len > AGENT_INPUT_MAX) {
                 snprintf(res->message, sizeof res->message,
                          "%zu bytes of input are more than an agent job takes (%u)", cmd->input_len,

@@ -716,6 +716,23 @@ static void test_an_agent_servers_commands_go_to_its_agent(void **state) {
         assert_string_equal(call.err.data, "warn\n");
         buf_free(&call.out);
         buf_free(&call.err);
+
+        /* An agent seen, then silent for three windows (of 1 s): a command
+         * for it fails after the connect timeout, as for a host down. */
+        json_t *hb = json_pack("{s:s, s:i, s:i, s:[]}", "version", "0.2.0", "pollSeconds", 1, "wait", 0, "jobs");
+        json_t *ans = NULL;
+        uint64_t wait;
+        (void) agent_poll(agents, "default", "pi", hb, &ans, &wait);
+        json_decref(hb);
+        json_decref(ans);
+        sleep(6);
+        agents_tick(agents);
+        uint64_t t0 = now_mono_usec();
+        SshCommand quick = {.script = "true"};
+        assert_true(ssh_run(NULL, server_target(t), &quick, &res) < 0);
+        assert_int_equal(res.failure, SSH_FAIL_TIMEOUT);
+        assert_non_null(strstr(res.message, "does not poll"));
+        assert_true(now_mono_usec() - t0 >= 9 * USEC_PER_SEC);
         server_target_free(t);
         controller_free(c);
         server_controller_free(servers);
