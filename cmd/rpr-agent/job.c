@@ -251,7 +251,8 @@ void job_pump(const char *state_dir, Job *j) {
          * background child adds later is not the job's. */
         reap(state_dir, j);
         for (unsigned s = 0; s < j->streams; s++)
-                if (!j->sized && fstat(j->out[s].spool, &st) == 0 && (uint64_t) st.st_size > j->out[s].written)
+                if (!j->sized && fstat(j->out[s].spool, &st) == 0 &&
+                    (uint64_t) st.st_size > j->out[s].written)
                         j->out[s].written = (uint64_t) st.st_size;
         if (j->pid == 0)
                 j->sized = true;

@@ -49,8 +49,8 @@ typedef struct Job {
         pid_t pid;            /* its process group too; 0 once it has ended */
         bool own_child;       /* started by this agent (else found after a restart) */
         uint64_t start_ticks; /* /proc start time, against pid reuse */
-        unsigned streams;                /* 1 (stdout and stderr as one) or JOB_STREAMS */
-        JobStream out[JOB_STREAMS];      /* kept until acknowledged */
+        unsigned streams;     /* 1 (stdout and stderr as one) or JOB_STREAMS */
+        JobStream out[JOB_STREAMS]; /* kept until acknowledged */
         bool sized; /* ended and its size read: written is final */
         int exit_code;
         char signal[16];

@@ -127,9 +127,10 @@ static json_t *heartbeat(const Agent *a) {
         json_t *jobs = json_array(), *metrics = json_object();
 
         for (const Job *j = a->jobs; j; j = j->next)
-                json_array_append_new(jobs, json_pack("{s:s, s:I, s:I, s:i}", "id", j->id, "offset",
-                                                      (json_int_t) j->out[0].acked, "errOffset",
-                                                      (json_int_t) j->out[1].acked, "streams", (int) j->streams));
+                json_array_append_new(jobs,
+                                      json_pack("{s:s, s:I, s:I, s:i}", "id", j->id, "offset",
+                                                (json_int_t) j->out[0].acked, "errOffset",
+                                                (json_int_t) j->out[1].acked, "streams", (int) j->streams));
         metrics_add(metrics);
         /* Not connected yet: a quick first answer, so that the agent (and
          * rpr-agent status) knows it is in before it waits. "streams": it
@@ -146,9 +147,9 @@ static void status_write(const Agent *a) {
         json_t *jobs = json_array();
 
         for (const Job *j = a->jobs; j; j = j->next)
-                json_array_append_new(jobs,
-                                      json_pack("{s:s, s:I, s:I}", "id", j->id, "pid", (json_int_t) j->pid,
-                                                "bytes", (json_int_t) (j->out[0].written + j->out[1].written)));
+                json_array_append_new(jobs, json_pack("{s:s, s:I, s:I}", "id", j->id, "pid",
+                                                      (json_int_t) j->pid, "bytes",
+                                                      (json_int_t) (j->out[0].written + j->out[1].written)));
         _cleanup_json_ json_t *st =
                 json_pack("{s:b, s:s?, s:s?, s:o}", "connected", a->connected, "lastPoll",
                           a->last_poll ? time_format_rfc3339(a->last_poll, when) : NULL, "error",
@@ -350,9 +351,9 @@ static void finish_send(Agent *a, Job *j) {
                 if (j->out[s].acked < j->out[s].written || job_checksum(j, s, sha[s]) < 0)
                         return;
         job_path(j->id, "finish", path, sizeof path);
-        _cleanup_json_ json_t *body = json_pack("{s:i, s:s, s:I, s:s}", "exitCode", j->exit_code, "signal",
-                                                j->signal, "bytes", (json_int_t) j->out[0].written, "sha256",
-                                                sha[0]);
+        _cleanup_json_ json_t *body =
+                json_pack("{s:i, s:s, s:I, s:s}", "exitCode", j->exit_code, "signal", j->signal, "bytes",
+                          (json_int_t) j->out[0].written, "sha256", sha[0]);
         if (j->streams == JOB_STREAMS) {
                 json_object_set_new(body, "errBytes", json_integer((json_int_t) j->out[1].written));
                 json_object_set_new(body, "errSha256", json_string(sha[1]));

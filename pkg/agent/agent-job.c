@@ -88,7 +88,8 @@ int agent_job_submit(Agents *a, const char *ns, const char *server, const AgentJ
         AgentJob *j = xcalloc(1, sizeof *j);
         int r;
 
-        if (!spec->command || (spec->env && !json_is_object(spec->env)) || spec->input_len > AGENT_INPUT_MAX) {
+        if (!spec->command || (spec->env && !json_is_object(spec->env)) ||
+            spec->input_len > AGENT_INPUT_MAX) {
                 free(j);
                 return -EINVAL;
         }
@@ -298,7 +299,8 @@ static bool stream_agrees(AgentJob *j, AgentStream s, uint64_t bytes, const char
         /* A stream the job does not have: nothing, and no checksum. */
         if ((unsigned) s >= j->streams)
                 return bytes == 0 && !sha256;
-        return bytes == j->offset[s] && sha256 && strlen(sha256) == 2 * md_len && strcasecmp(sha256, hex) == 0;
+        return bytes == j->offset[s] && sha256 && strlen(sha256) == 2 * md_len &&
+               strcasecmp(sha256, hex) == 0;
 }
 
 static AgentJobResult finish_result(AgentJob *j, const AgentFinish *f) {

@@ -31,8 +31,8 @@ struct AgentJob {
         uint64_t submitted, started;
         JobPhase phase;
         bool cancel, cancel_sent;
-        unsigned streams;                 /* 1, or AGENT_STREAMS: as offered */
-        uint64_t offset[AGENT_STREAMS];   /* output bytes held, per stream */
+        unsigned streams;               /* 1, or AGENT_STREAMS: as offered */
+        uint64_t offset[AGENT_STREAMS]; /* output bytes held, per stream */
         EVP_MD_CTX *sha[AGENT_STREAMS];
         AgentJobSink sink;
 };

@@ -382,7 +382,8 @@ static void host_tick(Agents *a, AgentHost *h, uint64_t now, JobEnds *ends) {
                 } else if (j->phase == JOB_ADOPTED && now >= j->lease_until) {
                         AgentJobResult r = agent_result(
                                 AGENT_JOB_INTERRUPTED, "Interrupted",
-                                "the agent of %s did not report the job again after rprd restarted", h->server);
+                                "the agent of %s did not report the job again after rprd restarted",
+                                h->server);
                         agent_job_end(a, j, &r, ends);
                 } else if (j->phase == JOB_RUNNING && now >= j->lease_until) {
                         AgentJobResult r =

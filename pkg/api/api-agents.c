@@ -456,7 +456,8 @@ static void handle_finish(ApiCall *c) {
         if (r == -ENOENT)
                 api_reply_status(c, 404, "no running job %.64s for this agent", c->route.name);
         else if (r == -EBUSY)
-                api_reply_status(c, 503, "rprd has just started and does not know job %.64s yet: send it again",
+                api_reply_status(c, 503,
+                                 "rprd has just started and does not know job %.64s yet: send it again",
                                  c->route.name);
         else if (r == -EAGAIN)
                 api_reply_json(c, 409,

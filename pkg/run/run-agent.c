@@ -179,7 +179,8 @@ static AgentRun *agent_run_new(RunController *rc, Active *a, const json_t *obj) 
         _cleanup_free_ char *path = run_log_path(rc->dir, x->sp.ns, x->sp.name);
         int r = run_log_open(path, &x->log);
         if (r < 0) {
-                _cleanup_free_ char *msg = xasprintf("cannot open the output file %s: %s", path, strerror(-r));
+                _cleanup_free_ char *msg =
+                        xasprintf("cannot open the output file %s: %s", path, strerror(-r));
                 RunUpdate u = {.expect_phase = "Running",
                                .phase = "Failed",
                                .reason = "OutputUnwritable",
@@ -253,8 +254,10 @@ int run_agent_start(RunController *rc, Active *a, json_t *obj) {
                      x->sp.triggered_by ?: "manual");
         int r = hand_over(x, submit);
         if (r < 0) {
-                x->result = (AgentJobResult){.state = AGENT_JOB_FAILED, .exit_code = -1, .reason = "AgentFailed"};
-                snprintf(x->result.message, sizeof x->result.message, "cannot queue the job: %s", strerror(-r));
+                x->result = (AgentJobResult){
+                        .state = AGENT_JOB_FAILED, .exit_code = -1, .reason = "AgentFailed"};
+                snprintf(x->result.message, sizeof x->result.message, "cannot queue the job: %s",
+                         strerror(-r));
                 finish_work(x);
         }
         return 0;
@@ -298,12 +301,12 @@ int run_agent_adopt(RunController *rc, const json_t *obj) {
         if (!x)
                 return 0;
         memcpy(x->skip, lines, sizeof lines);
-        _cleanup_free_ char *msg = xasprintf(
-                "rprd restarted while the command ran; waiting up to %s for the agent of %s to report job %s "
-                "again",
-                duration_format(ADOPT_WAIT_USEC, wait, sizeof wait), sp.server, adopted_id(obj));
-        run_log_note(x->log, "%s; its output goes on after the %llu lines of stdout and %llu of stderr here", msg,
-                     (unsigned long long) lines[0], (unsigned long long) lines[1]);
+        _cleanup_free_ char *msg =
+                xasprintf("rprd restarted while the command ran; waiting up to %s for the agent of %s to "
+                          "report job %s again",
+                          duration_format(ADOPT_WAIT_USEC, wait, sizeof wait), sp.server, adopted_id(obj));
+        run_log_note(x->log, "%s; its output goes on after the %llu lines of stdout and %llu of stderr here",
+                     msg, (unsigned long long) lines[0], (unsigned long long) lines[1]);
         RunUpdate u = {.expect_phase = "Running", .phase = "Running", .reason = "Resuming", .message = msg};
         (void) run_update(rc, sp.ns, sp.name, &u);
         if (hand_over(x, adopt) < 0) {

@@ -90,7 +90,8 @@ static void call_wait(Agents *agents, AgentCall *c, const char *id, const SshCom
                         c->out[s] = (Buf){0};
                         pthread_mutex_unlock(&c->lock);
                         SshStream stream = s == AGENT_STDERR ? SSH_STDERR : SSH_STDOUT;
-                        bool stop = cmd->output && cmd->output(cmd->userdata, stream, chunk.data, chunk.len) < 0;
+                        bool stop =
+                                cmd->output && cmd->output(cmd->userdata, stream, chunk.data, chunk.len) < 0;
                         buf_free(&chunk);
                         if (stop && !canceled) {
                                 canceled = true;
@@ -162,7 +163,8 @@ static int result_of(const AgentJobResult *r, const SshCommand *cmd, SshResult *
                         return fail(res, SSH_FAIL_EXEC, EBADMSG, r->message); /* OutputCorrupt */
                 if (r->signal[0] && cmd->timeout_usec && r->duration_usec >= cmd->timeout_usec) {
                         char d[32];
-                        snprintf(res->message, sizeof res->message, "the command ran longer than %s and was killed",
+                        snprintf(res->message, sizeof res->message,
+                                 "the command ran longer than %s and was killed",
                                  duration_format(cmd->timeout_usec, d, sizeof d));
                         res->failure = SSH_FAIL_TIMEOUT;
                         return -ETIME;

@@ -228,7 +228,8 @@ static void test_stderr_apart_for_an_agent_that_offers_two_streams(void **state)
         assert_null(json_object_get(json_array_get(json_object_get(ans, "offers"), 0), "streams"));
         json_decref(ans);
         assert_int_equal(agent_job_accept(a, "default", "old", id_old, &lease), 0);
-        assert_int_equal(agent_job_output(a, "default", "old", id_old, AGENT_STDERR, 0, "e", 1, &off), -EINVAL);
+        assert_int_equal(agent_job_output(a, "default", "old", id_old, AGENT_STDERR, 0, "e", 1, &off),
+                         -EINVAL);
 
         submit(a, "edge", &s, id);
         json_t *h = hb("0.1.0", NULL);

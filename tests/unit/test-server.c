@@ -641,8 +641,13 @@ static int keep(void *userdata, SshStream stream, const char *data, size_t n) {
 static void *agent_call(void *userdata) {
         AgentCallTest *t = userdata;
         const char *env[] = {"GREETING=hi there", NULL};
-        SshCommand cmd = {.script = "echo \"$GREETING\"", .env = env, .output = keep, .userdata = t,
-                          .input = "secret\n", .input_len = 7, .timeout_usec = 30 * USEC_PER_SEC};
+        SshCommand cmd = {.script = "echo \"$GREETING\"",
+                          .env = env,
+                          .output = keep,
+                          .userdata = t,
+                          .input = "secret\n",
+                          .input_len = 7,
+                          .timeout_usec = 30 * USEC_PER_SEC};
 
         t->r = ssh_run(NULL, t->target, &cmd, &t->res);
         return NULL;
@@ -651,7 +656,8 @@ static void *agent_call(void *userdata) {
 /* The agent's side: polls until the job is offered. */
 static json_t *offer_wait(Agents *agents) {
         for (int i = 0; i < 500; i++) {
-                json_t *hb = json_pack("{s:s, s:i, s:i, s:[]}", "version", "0.2.0", "streams", 2, "wait", 0, "jobs");
+                json_t *hb = json_pack("{s:s, s:i, s:i, s:[]}", "version", "0.2.0", "streams", 2, "wait", 0,
+                                       "jobs");
                 json_t *ans = NULL;
                 uint64_t wait;
                 (void) agent_poll(agents, "default", "pi", hb, &ans, &wait);
@@ -699,8 +705,10 @@ static void test_an_agent_servers_commands_go_to_its_agent(void **state) {
         assert_int_equal(json_int_at(offer, "streams", 0), 2);
         uint64_t lease, off, offsets[AGENT_STREAMS];
         assert_int_equal(agent_job_accept(agents, "default", "pi", id, &lease), 0);
-        assert_int_equal(agent_job_output(agents, "default", "pi", id, AGENT_STDOUT, 0, "hi there\n", 9, &off), 0);
-        assert_int_equal(agent_job_output(agents, "default", "pi", id, AGENT_STDERR, 0, "warn\n", 5, &off), 0);
+        assert_int_equal(
+                agent_job_output(agents, "default", "pi", id, AGENT_STDOUT, 0, "hi there\n", 9, &off), 0);
+        assert_int_equal(agent_job_output(agents, "default", "pi", id, AGENT_STDERR, 0, "warn\n", 5, &off),
+                         0);
         char out_hex[65], err_hex[65];
         sha256_hex("hi there\n", 9, out_hex);
         sha256_hex("warn\n", 5, err_hex);
@@ -719,7 +727,8 @@ static void test_an_agent_servers_commands_go_to_its_agent(void **state) {
 
         /* An agent seen, then silent for three windows (of 1 s): a command
          * for it fails after the connect timeout, as for a host down. */
-        json_t *hb = json_pack("{s:s, s:i, s:i, s:[]}", "version", "0.2.0", "pollSeconds", 1, "wait", 0, "jobs");
+        json_t *hb =
+                json_pack("{s:s, s:i, s:i, s:[]}", "version", "0.2.0", "pollSeconds", 1, "wait", 0, "jobs");
         json_t *ans = NULL;
         uint64_t wait;
         (void) agent_poll(agents, "default", "pi", hb, &ans, &wait);
@@ -773,20 +782,25 @@ static void test_check_output_is_parsed(void **state) {
 
 int main(void) {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test_setup_teardown(test_local_server_becomes_reachable_with_metrics, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_inactive_server_is_not_checked, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_refused_connection_retries_then_unreachable_then_back, setup,
+                cmocka_unit_test_setup_teardown(test_local_server_becomes_reachable_with_metrics, setup,
                                                 teardown),
-                cmocka_unit_test_setup_teardown(test_accept_new_records_host_key_over_real_sshd, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_inactive_server_is_not_checked, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_refused_connection_retries_then_unreachable_then_back,
+                                                setup, teardown),
+                cmocka_unit_test_setup_teardown(test_accept_new_records_host_key_over_real_sshd, setup,
+                                                teardown),
                 cmocka_unit_test_setup_teardown(test_missing_key_token_is_missing_key_without_attempt, setup,
                                                 teardown),
                 cmocka_unit_test_setup_teardown(test_spec_change_causes_a_recheck, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_check_now, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_target_from_token_and_pinned_accepted_key, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_accept_new_pins_on_first_use_of_any_path_and_fails_closed, setup,
+                cmocka_unit_test_setup_teardown(test_target_from_token_and_pinned_accepted_key, setup,
                                                 teardown),
-                cmocka_unit_test_setup_teardown(test_target_errors_name_the_cause_not_the_secret, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_an_agent_servers_commands_go_to_its_agent, setup, teardown),
+                cmocka_unit_test_setup_teardown(
+                        test_accept_new_pins_on_first_use_of_any_path_and_fails_closed, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_target_errors_name_the_cause_not_the_secret, setup,
+                                                teardown),
+                cmocka_unit_test_setup_teardown(test_an_agent_servers_commands_go_to_its_agent, setup,
+                                                teardown),
                 cmocka_unit_test(test_check_output_is_parsed),
         };
         return cmocka_run_group_tests(tests, group_setup, group_teardown);
