@@ -183,20 +183,12 @@ static int result_of(const AgentJobResult *r, const SshCommand *cmd, SshResult *
         return fail(res, SSH_FAIL_EXEC, EIO, r->message);
 }
 
-int server_agent_run(void *userdata, const SshCommand *cmd, SshResult *res) {
-        const ServerTarget *t = userdata;
-        Agents *agents = server_target_controller(t)->agents;
-        const char *ns, *name = server_target_name(t, &ns);
-        _cleanup_free_ char *script = NULL;
-        char id[AGENT_JOB_ID_LEN + 1];
-        int r;
-
-        *res = (SshResult){.exit_code = -1};
-        /* While rprd stops (agents_stop) the job is queued all the same:
-         * call_wait ends it as the caller's cancel says (or at once). */
+/* What stops a command before it is queued; 0 when nothing does. */
+static int preflight(Agents *agents, const char *ns, const char *name, const SshTarget *target,
+                     const SshCommand *cmd, SshResult *res) {
         if (!agents)
                 return fail(res, SSH_FAIL_EXEC, ESHUTDOWN, "this rprd serves no agents");
-        if (!agent_reachable(agents, ns, name, server_target(t), cmd)) {
+        if (!agent_reachable(agents, ns, name, target, cmd)) {
                 snprintf(res->message, sizeof res->message,
                          "the agent of server %s does not poll (is rpr-agent running there?)", name);
                 res->failure = SSH_FAIL_TIMEOUT;
@@ -209,6 +201,21 @@ int server_agent_run(void *userdata, const SshCommand *cmd, SshResult *res) {
                 res->failure = SSH_FAIL_EXEC;
                 return -EFBIG;
         }
+        return 0;
+}
+
+int server_agent_run(void *userdata, const SshCommand *cmd, SshResult *res) {
+        const ServerTarget *t = userdata;
+        Agents *agents = server_target_controller(t)->agents;
+        const char *ns, *name = server_target_name(t, &ns);
+        _cleanup_free_ char *script = NULL;
+        char id[AGENT_JOB_ID_LEN + 1];
+        int r;
+
+        *res = (SshResult){.exit_code = -1};
+        r = preflight(agents, ns, name, server_target(t), cmd, res);
+        if (r < 0)
+                return r;
         r = ssh_script_build(cmd, &script);
         if (r < 0)
                 return fail(res, SSH_FAIL_EXEC, -r, "invalid environment variable");
@@ -216,7 +223,9 @@ int server_agent_run(void *userdata, const SshCommand *cmd, SshResult *res) {
         AgentCall c = {0};
         pthread_mutex_init(&c.lock, NULL);
         pthread_cond_init(&c.changed, NULL);
-        /* The timeout bounds the wait for an offline agent too. */
+        /* The timeout bounds the wait for a busy agent too. While rprd stops
+         * (agents_stop) the job is queued all the same: call_wait ends it
+         * as the caller's cancel says (or at once). */
         AgentJobSpec spec = {.command = script,
                              .timeout_usec = cmd->timeout_usec,
                              .wait_usec = cmd->timeout_usec,

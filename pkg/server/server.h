@@ -60,8 +60,9 @@ void server_target_free(ServerTarget *t); /* NULL-safe */
  * (server-run.c): the caller's thread waits for the end, output comes to
  * cmd->output on that thread, cmd->input reaches the command's stdin,
  * cmd->track is the agent's business (it finds its jobs again itself).
- * An offline agent gets the command when it polls again, within the
- * command's timeout (none: until canceled). */
+ * A busy agent gets the command when a slot is free, within the command's
+ * timeout (none: until canceled); an agent seen offline fails it after the
+ * connect timeout (SSH_FAIL_TIMEOUT), as a host that is down. */
 bool server_target_is_agent(const ServerTarget *t);
 
 /* A check now, as the periodic one (status written, log line, retries
