@@ -94,6 +94,9 @@ static pid_t spawn(const char *command, const char *exit_path, int in, int out, 
         dup2(in >= 0 ? in : open("/dev/null", O_RDONLY | O_CLOEXEC), 0);
         dup2(out, 1);
         dup2(err, 2);
+        /* libcurl's sockets are not O_CLOEXEC: the job must not hold the
+         * agent's connection to rprd (nor keep it open after the agent). */
+        (void) close_range(3, ~0u, 0);
         signal(SIGPIPE, SIG_DFL);
         if (chdir(getenv("HOME") ? getenv("HOME") : "/") < 0 && chdir("/") < 0)
                 _exit(127);

@@ -43,6 +43,17 @@ def test_a_pipeline_task_runs_on_an_agent_server_its_output_in_the_tasks_log(rpr
     assert j["status"]["phase"] == "Failed"
 
 
+def test_a_job_holds_no_fd_of_its_agent_but_its_three_streams(rprd, agents):  # noqa: F811
+    running_agent(rprd, agents, "edge")
+    rprd.apply([pipeline("fds", {"ls": {"script": "ls -l /proc/self/fd/", "server": "edge"}})])
+    assert start(rprd, "fds").status == 201
+    j = wait_job(rprd, "fds-1")
+    assert j["status"]["tasks"]["ls"]["phase"] == "Succeeded", j
+    log = "\n".join(out_lines(task_log(rprd, "fds-1", "ls")))
+    assert "/dev/null" in log, log
+    assert "socket:" not in log, "the agent's connection to rprd leaked into its job:\n" + log
+
+
 def test_a_task_with_servers_runs_on_each_selected_agent(rprd, agents):  # noqa: F811
     running_agent(rprd, agents, "pi-1", labels="fleet=home")
     a2 = agents(rprd, "pi-2")
