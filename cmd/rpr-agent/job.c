@@ -106,7 +106,7 @@ static pid_t spawn(const char *command, const char *exit_path, int in, int out, 
 
 /* The job's stdin: a file only it holds open (0600, removed at once), so
  * that the job needs the agent no more for its input than for its output. */
-static int input_open(const char *state_dir, const char *id, const void *input, size_t len) {
+int job_input_write(const char *state_dir, const char *id, const void *input, size_t len) {
         _cleanup_free_ char *path = job_file(state_dir, id, "in");
         int r, fd;
 
@@ -145,21 +145,18 @@ static void fds_close(int *fds, size_t n) {
                         close(fds[i]);
 }
 
-int job_start(const char *state_dir, const char *id, const char *command, const json_t *env,
-              const void *input, size_t input_len, unsigned streams, uint64_t timeout_usec, Job **ret) {
+int job_start(const char *state_dir, const char *id, const char *command, const json_t *env, int stdin_fd,
+              unsigned streams, uint64_t timeout_usec, Job **ret) {
         _cleanup_free_ char *dir = xasprintf("%s/jobs", state_dir);
         _cleanup_free_ char *exit_path = job_file(state_dir, id, "exit");
-        int stdin_fd = -1, w[JOB_STREAMS] = {-1, -1}, rd[JOB_STREAMS] = {-1, -1};
+        int w[JOB_STREAMS] = {-1, -1}, rd[JOB_STREAMS] = {-1, -1};
         int r;
 
         streams = streams == JOB_STREAMS ? JOB_STREAMS : 1;
         r = mkdir_p(dir, 0700);
-        if (r < 0)
+        if (r < 0) {
+                fds_close(&stdin_fd, 1);
                 return r;
-        if (input) {
-                stdin_fd = input_open(state_dir, id, input, input_len);
-                if (stdin_fd < 0)
-                        return stdin_fd;
         }
         (void) unlink(exit_path);
         for (unsigned s = 0; s < streams && r >= 0; s++)

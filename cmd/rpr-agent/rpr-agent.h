@@ -60,10 +60,12 @@ typedef struct Job {
 } Job;
 
 /* Starts command as its own process group, its output into the spool and
- * what it is into the state dir (see job.c); input (optional) is its
- * stdin, else /dev/null. */
-int job_start(const char *state_dir, const char *id, const char *command, const json_t *env,
-              const void *input, size_t input_len, unsigned streams, uint64_t timeout_usec, Job **ret);
+ * what it is into the state dir (see job.c); stdin_fd (taken; -1: none,
+ * /dev/null) is its stdin. */
+int job_start(const char *state_dir, const char *id, const char *command, const json_t *env, int stdin_fd,
+              unsigned streams, uint64_t timeout_usec, Job **ret);
+/* input in a file only the job will hold (0600, removed at once): its fd. */
+int job_input_write(const char *state_dir, const char *id, const void *input, size_t len);
 /* The jobs an earlier agent left in the state dir, running or ended,
  * prepended to *list; how many. */
 size_t job_load(const char *state_dir, Job **list);

@@ -11,6 +11,7 @@
  * been taken. A failed request changes nothing but the time of the next
  * try: backoff from 1 s doubling to 60 s, each wait jittered by ±50% so
  * that agents cut off together do not come back together. */
+#include <fcntl.h>
 #include <openssl/evp.h>
 #include <signal.h>
 #include <stdio.h>
@@ -24,6 +25,7 @@
 #define BACKOFF_MAX_USEC (60 * USEC_PER_SEC)
 #define BUSY_POLL_USEC (1 * USEC_PER_SEC)
 #define EXIT_REFUSED 3 /* revoked, or too old: restarting will not help */
+#define INPUT_TRIES 5  /* downloads of a large input, each from where the last stopped */
 
 typedef struct Agent {
         AgentConfig cfg;
@@ -207,6 +209,136 @@ static int input_decode(const char *b64, unsigned char **ret, size_t *ret_len) {
         return 0;
 }
 
+/* The SHA-256 (hex) of all of fd. */
+static int fd_sha256(int fd, char out[static 65]) {
+        _cleanup_free_ char *buf = xmalloc(65536);
+        unsigned char md[EVP_MAX_MD_SIZE];
+        unsigned len = 0;
+        EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+        ssize_t n;
+        off_t at = 0;
+
+        if (!ctx || !EVP_DigestInit_ex(ctx, EVP_sha256(), NULL)) {
+                EVP_MD_CTX_free(ctx);
+                return -ENOMEM;
+        }
+        while ((n = pread(fd, buf, 65536, at)) > 0) {
+                EVP_DigestUpdate(ctx, buf, (size_t) n);
+                at += n;
+        }
+        EVP_DigestFinal_ex(ctx, md, &len);
+        EVP_MD_CTX_free(ctx);
+        for (unsigned i = 0; i < len; i++)
+                snprintf(out + 2 * i, 3, "%02x", md[i]);
+        return n < 0 ? -errno : 0;
+}
+
+/* Downloads into fd (which holds *at bytes of an earlier, cut try) until
+ * it has bytes, or the tries run out. 0, or < 0 with why. */
+static int input_download(Agent *a, const char *id, int fd, uint64_t bytes, uint64_t *at, char *why,
+                          size_t why_size) {
+        char path[256];
+
+        job_path(id, "input", path, sizeof path);
+        for (int t = 0; t < INPUT_TRIES && *at < bytes; t++) {
+                _cleanup_free_ char *error = NULL;
+                long status = 0;
+                if (*at > 0)
+                        log_info("job %s: its input goes on from byte %llu of %llu", id,
+                                 (unsigned long long) *at, (unsigned long long) bytes);
+                int r = client_download(a->client, path, fd, at, &status, &error);
+                if (r == 0 && status != 200 && status != 206) {
+                        snprintf_utf8(why, why_size, "rprd answered %ld for its input: %s", status, error);
+                        return -EIO;
+                }
+                if (r < 0)
+                        log_warning("job %s: the download of its input stopped at byte %llu of %llu: %s", id,
+                                    (unsigned long long) *at, (unsigned long long) bytes, error);
+        }
+        if (*at != bytes) {
+                snprintf(why, why_size, "its input came to %llu bytes, not the %llu the offer says",
+                         (unsigned long long) *at, (unsigned long long) bytes);
+                return -EIO;
+        }
+        return 0;
+}
+
+/* A large input (the offer's inputBytes and inputSha256): downloaded into
+ * a file of the job's (0600, removed at once), checked, then the job's.
+ * Its fd, or < 0 with why (for the job's stderr). */
+static int input_fetch(Agent *a, const json_t *offer, const char *id, char *why, size_t why_size) {
+        _cleanup_free_ char *dir = xasprintf("%s/jobs", a->cfg.state_dir);
+        _cleanup_free_ char *path = xasprintf("%s/%s.download", dir, id);
+        json_int_t bytes = json_int_at(offer, "inputBytes", -1);
+        const char *want = json_str_at(offer, "inputSha256");
+        char got[65];
+        uint64_t at = 0;
+        int fd, r;
+
+        if (bytes < 0 || !want) {
+                snprintf(why, why_size, "the offer gives no size or checksum for its input");
+                return -EINVAL;
+        }
+        (void) mkdir_p(dir, 0700);
+        fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        if (fd < 0) {
+                r = -errno;
+                snprintf(why, why_size, "cannot write its input to %s: %s", path, strerror(-r));
+                return r;
+        }
+        /* Only the job will hold it. */
+        (void) unlink(path);
+        r = input_download(a, id, fd, (uint64_t) bytes, &at, why, why_size);
+        if (r == 0)
+                r = fd_sha256(fd, got);
+        if (r == 0 && !STREQ(got, want)) {
+                snprintf_utf8(why, why_size, "its input's sha256 is %s, not the %.64s the offer says", got,
+                              want);
+                r = -EBADMSG;
+        }
+        if (r < 0) {
+                close(fd);
+                return r;
+        }
+        return fd;
+}
+
+/* The job's stdin: inline (base64 "input"), downloaded, or none (-1).
+ * < 0 other than -1 with why when it cannot be had. */
+static int input_of(Agent *a, const json_t *offer, const char *id, int *ret_fd, char *why, size_t why_size) {
+        _cleanup_free_ unsigned char *input = NULL;
+        size_t input_len = 0;
+
+        *ret_fd = -1;
+        if (json_object_get(offer, "inputBytes")) {
+                int fd = input_fetch(a, offer, id, why, why_size);
+                if (fd < 0)
+                        return fd;
+                *ret_fd = fd;
+                return 0;
+        }
+        if (input_decode(json_str_at(offer, "input"), &input, &input_len) < 0) {
+                snprintf(why, why_size, "its input is not base64");
+                return -EINVAL;
+        }
+        if (!input)
+                return 0;
+        int fd = job_input_write(a->cfg.state_dir, id, input, input_len);
+        explicit_bzero(input, input_len);
+        if (fd < 0) {
+                snprintf(why, why_size, "cannot write its input: %s", strerror(-fd));
+                return fd;
+        }
+        *ret_fd = fd;
+        return 0;
+}
+
+/* A job whose input could not be had still runs, as a command that says
+ * why on its stderr and exits 125: rprd and its caller see a clear failure,
+ * not a lost job. The reason goes through the environment, not the
+ * command line. */
+static const char input_failed_command[] = "printf 'rpr-agent: %s\n' \"$RPR_AGENT_ERROR\" >&2; exit 125";
+
 /* Takes an offer: accepted first, started only then. */
 static void offer_take(Agent *a, const json_t *offer) {
         const char *id = json_str_at(offer, "id"), *command = json_str_at(offer, "command");
@@ -223,17 +355,19 @@ static void offer_take(Agent *a, const json_t *offer) {
         client_response_clear(&res);
         if (status != 200)
                 return; /* the offer lapsed: it comes again */
-        _cleanup_free_ unsigned char *input = NULL;
-        size_t input_len = 0;
-        if (input_decode(json_str_at(offer, "input"), &input, &input_len) < 0) {
-                log_error("job %s: its input is not base64", id);
-                return;
+        char why[400] = "";
+        int stdin_fd = -1;
+        _cleanup_json_ json_t *error_env = NULL;
+        const json_t *env = json_object_get(offer, "env");
+        if (input_of(a, offer, id, &stdin_fd, why, sizeof why) < 0) {
+                log_error("job %s: %s", id, why);
+                error_env = json_pack("{s:s}", "RPR_AGENT_ERROR", why);
+                command = input_failed_command;
+                env = error_env;
         }
-        int r = job_start(a->cfg.state_dir, id, command, json_object_get(offer, "env"), input, input_len,
+        int r = job_start(a->cfg.state_dir, id, command, env, stdin_fd,
                           (unsigned) json_int_at(offer, "streams", 1),
                           (uint64_t) json_int_at(offer, "timeoutSeconds", 0) * USEC_PER_SEC, &j);
-        if (input)
-                explicit_bzero(input, input_len);
         if (r < 0) {
                 log_error_errno(r, "cannot start job %s: %m", id);
                 /* rprd learns it through the lease: the job is not listed. */

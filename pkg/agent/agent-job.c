@@ -3,9 +3,12 @@
  * whatever the agent resends), finished with a byte count and a checksum
  * that must agree with what arrived; or canceled, expired, interrupted.
  * Every end goes to the job's sink exactly once. */
+#include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include "agent/agent-private.h"
 
@@ -33,6 +36,8 @@ static void job_free(AgentJob *j) {
                 explicit_bzero(j->input, strlen(j->input));
                 free(j->input);
         }
+        if (j->input_fd > 0)
+                close(j->input_fd);
         for (int k = 0; k < AGENT_STREAMS; k++)
                 EVP_MD_CTX_free(j->sha[k]);
         free(j);
@@ -83,13 +88,40 @@ static void wake(Agents *a, const char *ns, const char *server) {
                 fn(userdata, ns, server);
 }
 
+/* Copies a large input to a file only rprd holds (unlinked at once) and
+ * takes its SHA-256, on the caller's thread. */
+static int input_file(AgentJob *j, const void *data, size_t len) {
+        const char *dir = getenv("TMPDIR") && *getenv("TMPDIR") ? getenv("TMPDIR") : "/var/tmp";
+        _cleanup_free_ char *path = xasprintf("%s/rpr-agent-input-XXXXXX", dir);
+        int fd = mkostemp(path, O_CLOEXEC);
+
+        if (fd < 0)
+                return -errno;
+        (void) unlink(path);
+        for (size_t done = 0; done < len;) {
+                ssize_t n = write(fd, (const char *) data + done, len - done);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n <= 0) {
+                        int e = n < 0 ? -errno : -EIO;
+                        close(fd);
+                        return e;
+                }
+                done += (size_t) n;
+        }
+        j->input_fd = fd;
+        j->input_bytes = len;
+        sha256_hex(data, len, j->input_sha256);
+        return 0;
+}
+
 int agent_job_submit(Agents *a, const char *ns, const char *server, const AgentJobSpec *spec,
                      const AgentJobSink *sink, char ret_id[static AGENT_JOB_ID_LEN + 1]) {
         AgentJob *j = xcalloc(1, sizeof *j);
         int r;
 
         if (!spec->command || (spec->env && !json_is_object(spec->env)) ||
-            spec->input_len > AGENT_INPUT_MAX) {
+            spec->input_len > AGENT_INPUT_FILE_MAX) {
                 free(j);
                 return -EINVAL;
         }
@@ -100,7 +132,13 @@ int agent_job_submit(Agents *a, const char *ns, const char *server, const AgentJ
         }
         j->command = xstrdup(spec->command);
         j->env = spec->env ? json_deep_copy(spec->env) : NULL;
-        if (spec->input) {
+        if (spec->input && spec->input_len > AGENT_INPUT_MAX) {
+                r = input_file(j, spec->input, spec->input_len);
+                if (r < 0) {
+                        job_free(j);
+                        return r;
+                }
+        } else if (spec->input) {
                 /* 4 characters for every 3 bytes, and the NUL. */
                 j->input = xmalloc(4 * ((spec->input_len + 2) / 3) + 1);
                 EVP_EncodeBlock((unsigned char *) j->input, spec->input, (int) spec->input_len);
@@ -236,6 +274,28 @@ int agent_job_accept(Agents *a, const char *ns, const char *server, const char *
         }
         pthread_mutex_unlock(&a->lock);
         return r;
+}
+
+int agent_job_input(Agents *a, const char *ns, const char *server, const char *id, int *ret_fd,
+                    uint64_t *ret_bytes) {
+        int r = 0;
+
+        pthread_mutex_lock(&a->lock);
+        AgentHost *h = agent_host_get(a, ns, server, false);
+        AgentJob *j = h ? agent_job_of(a, h, id) : NULL;
+        if (!j || j->input_fd <= 0)
+                r = -ENOENT;
+        else if ((j->phase != JOB_OFFERED && j->phase != JOB_RUNNING) || j->cancel)
+                r = -ESTALE;
+        else {
+                r = fcntl(j->input_fd, F_DUPFD_CLOEXEC, 3);
+                r = r < 0 ? -errno : r;
+                *ret_bytes = j->input_bytes;
+        }
+        pthread_mutex_unlock(&a->lock);
+        if (r >= 0)
+                *ret_fd = r;
+        return r < 0 ? r : 0;
 }
 
 int agent_job_output(Agents *a, const char *ns, const char *server, const char *id, AgentStream stream,

@@ -25,6 +25,9 @@ struct AgentJob {
         char *command;
         json_t *env;
         char *input; /* base64, or NULL */
+        int input_fd; /* > 0: a larger input, in an unlinked file */
+        uint64_t input_bytes;
+        char input_sha256[65];
         uint64_t timeout_usec;
         uint64_t wait_deadline; /* monotonic; 0: wait forever */
         uint64_t lease_until;   /* monotonic, while offered or running */

@@ -282,6 +282,10 @@ static json_t *offer_json(const AgentJob *j, uint64_t lease) {
                 json_object_set(o, "env", j->env);
         if (j->input)
                 json_object_set_new(o, "input", json_string(j->input));
+        else if (j->input_fd > 0) {
+                json_object_set_new(o, "inputBytes", json_integer((json_int_t) j->input_bytes));
+                json_object_set_new(o, "inputSha256", json_string(j->input_sha256));
+        }
         if (j->streams == AGENT_STREAMS)
                 json_object_set_new(o, "streams", json_integer(AGENT_STREAMS));
         return o;

@@ -30,7 +30,10 @@ typedef struct Agents Agents;
 #define AGENT_OUTPUT_CHUNK_MAX (256u * 1024)
 #define AGENT_JOB_ID_LEN 24
 #define AGENT_CAPACITY_MAX 64
-#define AGENT_INPUT_MAX (1024u * 1024) /* a job's stdin travels in its offer */
+#define AGENT_INPUT_MAX (1024u * 1024) /* a job's stdin up to this travels in its offer */
+/* Larger stdin (a Runner's release) is a download: the offer says
+ * inputBytes and inputSha256, and the agent GETs jobs/{id}/input. */
+#define AGENT_INPUT_FILE_MAX (4ull << 30)
 /* The output format: an agent whose heartbeat says "streams": 2 gets
  * offers saying so, and sends those jobs' stdout and stderr apart, each
  * with its own offsets and checksum. Jobs of older agents (and jobs
@@ -123,6 +126,13 @@ typedef struct AgentFinish {
 int agent_job_finish(Agents *a, const char *ns, const char *server, const char *id, const AgentFinish *f,
                      uint64_t ret_offsets[static AGENT_STREAMS]);
 
+/* A job's large input, for its agent to download: a descriptor of its own
+ * (caller closes) and the size. -ENOENT when the job is not this agent's
+ * or has no input to download, -ESTALE when it is no longer offered or
+ * running. */
+int agent_job_input(Agents *a, const char *ns, const char *server, const char *id, int *ret_fd,
+                    uint64_t *ret_bytes);
+
 /* Lease and wait expiries, offline agents: call about once a second. */
 void agents_tick(Agents *a);
 
@@ -161,9 +171,11 @@ typedef struct AgentJobSpec {
         const json_t *env;     /* object of strings, or NULL */
         uint64_t timeout_usec; /* 0: none */
         uint64_t wait_usec;    /* how long to wait for an offline agent; 0: forever */
-        /* Optional: the command's stdin (then its end), at most
-         * AGENT_INPUT_MAX bytes; for what must not be on a command line. It
-         * travels base64 in the offer, over TLS, and is never logged. */
+        /* Optional: the command's stdin (then its end); for what must not
+         * be on a command line. Up to AGENT_INPUT_MAX bytes it travels
+         * base64 in the offer; more (up to AGENT_INPUT_FILE_MAX) is copied
+         * to an unlinked file rprd holds and the agent downloads it
+         * (agent_job_input). Over TLS, and never logged. */
         const void *input;
         size_t input_len;
 } AgentJobSpec;

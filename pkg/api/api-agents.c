@@ -479,7 +479,12 @@ void api_handle_agent(ApiCall *c) {
         }
         if (!agent_server_ok(c))
                 return;
-        if (STREQ(c->route.sub, "poll"))
+        if (STREQ(c->route.sub, "input") != api_method_is(c->req, "GET"))
+                api_reply_status(c, 405, "method %.*s is not allowed here", (int) c->req->method.len,
+                                 c->req->method.base);
+        else if (STREQ(c->route.sub, "input"))
+                api_agent_input(c);
+        else if (STREQ(c->route.sub, "poll"))
                 handle_poll(c);
         else if (STREQ(c->route.sub, "accept"))
                 handle_accept(c);

@@ -489,6 +489,8 @@ void api_exec_done(ApiServer *a);
 
 /* ROUTE_AGENT_JOIN and ROUTE_AGENT. */
 void api_handle_agent(ApiCall *c);
+/* api-agent-input.c: GET jobs/{id}/input, streamed (Range: bytes=N-). */
+void api_agent_input(ApiCall *c);
 void api_agents_init(ApiServer *a);    /* nothing without a->agents */
 void api_agents_end_all(ApiServer *a); /* answers every held poll (at shutdown) */
 void api_agents_done(ApiServer *a);

@@ -194,10 +194,10 @@ static int preflight(Agents *agents, const char *ns, const char *name, const Ssh
                 res->failure = SSH_FAIL_TIMEOUT;
                 return -ETIMEDOUT;
         }
-        if (cmd->input_len > AGENT_INPUT_MAX) {
+        if (cmd->input_len > AGENT_INPUT_FILE_MAX) {
                 snprintf(res->message, sizeof res->message,
-                         "%zu bytes of input are more than an agent job takes (%u)", cmd->input_len,
-                         AGENT_INPUT_MAX);
+                         "%zu bytes of input are more than an agent job takes (%llu)", cmd->input_len,
+                         (unsigned long long) AGENT_INPUT_FILE_MAX);
                 res->failure = SSH_FAIL_EXEC;
                 return -EFBIG;
         }

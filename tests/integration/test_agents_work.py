@@ -18,6 +18,7 @@ from test_agents import FINGERPRINT, agents, rprd, running_agent, wait_phase  # 
 from test_agents import command_entry, exec_api, exec_in_background, https, join_token, output_of, raw_join
 from test_agents import result_of, wait_entries
 from test_pipelines import job, out_lines, pipeline, procs, start, task_log, wait_job
+from runner_release import build
 from test_runners import gh, idle_count, release, runner_pids, workdir  # noqa: F401 (fixtures)
 from test_runners import instances as runner_instances
 from test_runners import objects as runner_objects
@@ -195,6 +196,29 @@ def test_a_runner_on_an_agent_server_comes_up_and_is_removed_through_the_agent(r
     assert rprd.get("/api/v1/namespaces/default/runners/ci").status == 404, rprd.stderr()[-3000:]
     assert gh.runners() == []
     assert not runner_pids(install), "the agent's host has no runner left"
+
+
+def big_release(gh, workdir, mib=3):
+    """A release over the 1 MiB an offer carries inline (random data does not
+    compress)."""
+    path, sha = build(workdir, pad=mib << 20)
+    os.chmod(path, 0o644)
+    assert os.path.getsize(path) > mib << 20
+    gh.runner_control("runner_release", path=path, version="2.321.0")
+    return path, sha
+
+
+def test_a_runner_on_an_agent_server_installs_a_release_over_1_mib_by_download(rprd, agents, gh,  # noqa: F811
+                                                                                workdir):
+    path, sha = big_release(gh, workdir)
+    a = running_agent(rprd, agents, "ci-box", labels="ci=true")
+    rprd.apply([o for o in runner_objects(gh, [], workdir, replicas=1) if o["kind"] != "Server"])
+    runner_wait(rprd, lambda o: idle_count(o) == 1 and o["status"].get("readyReplicas") == 1, "1 idle")
+    kept = os.path.join(workdir, "install", ".releases", sha + ".tar.gz")
+    assert os.path.getsize(kept) == os.path.getsize(path), "the whole release reached the host"
+    with open(kept, "rb") as f:
+        assert hashlib.sha256(f.read()).hexdigest() == sha
+    assert "input goes on" not in a.log(), "one download, not resumed"
 
 
 # ---- stderr apart ---------------------------------------------------------------------------

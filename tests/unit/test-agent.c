@@ -6,6 +6,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -162,6 +163,44 @@ static void test_another_agents_job_is_unknown(void **state) {
         agents_free(a);
         assert_int_equal(s.ends, 1); /* rprd stopping: Interrupted */
         assert_int_equal(s.result.state, AGENT_JOB_INTERRUPTED);
+}
+
+/* Over AGENT_INPUT_MAX the input is no longer inline: the offer gives its
+ * size and checksum, and only the job's agent may read it, whole. */
+static void test_a_large_input_is_offered_for_download_to_its_agent_only(void **state) {
+        (void) state;
+        Agents *a = agents_new();
+        Sink s = {0};
+        char id[AGENT_JOB_ID_LEN + 1], sha[65];
+        size_t len = AGENT_INPUT_MAX + 3;
+        unsigned char *input = malloc(len);
+        uint64_t bytes = 0;
+        int fd = -1;
+
+        for (size_t i = 0; i < len; i++)
+                input[i] = (unsigned char) (i * 7 + i / 251);
+        sha256_hex(input, len, sha);
+        AgentJobSpec spec = {.command = "cat >f", .input = input, .input_len = len};
+        AgentJobSink sink = {sink_output, sink_done, &s};
+        assert_int_equal(agent_job_submit(a, "default", "b", &spec, &sink, id), 0);
+        json_t *ans = poll_of(a, "b", hb("0.1.0", NULL));
+        json_t *offer = json_array_get(json_object_get(ans, "offers"), 0);
+        assert_null(json_object_get(offer, "input"));
+        assert_int_equal(json_integer_value(json_object_get(offer, "inputBytes")), len);
+        assert_string_equal(json_string_value(json_object_get(offer, "inputSha256")), sha);
+        json_decref(ans);
+
+        json_decref(poll_of(a, "a", hb("0.1.0", NULL)));
+        assert_int_equal(agent_job_input(a, "default", "a", id, &fd, &bytes), -ENOENT);
+        assert_int_equal(agent_job_input(a, "default", "b", id, &fd, &bytes), 0);
+        assert_int_equal(bytes, len);
+        unsigned char *copy = malloc(len);
+        assert_int_equal(pread(fd, copy, len, 0), (ssize_t) len);
+        assert_memory_equal(copy, input, len);
+        close(fd);
+        free(copy);
+        free(input);
+        agents_free(a);
 }
 
 static void test_a_job_the_agent_no_longer_lists_is_interrupted(void **state) {
@@ -384,6 +423,7 @@ int main(void) {
                 cmocka_unit_test(test_offer_accept_output_finish),
                 cmocka_unit_test(test_wrong_checksum_fails_the_job),
                 cmocka_unit_test(test_another_agents_job_is_unknown),
+                cmocka_unit_test(test_a_large_input_is_offered_for_download_to_its_agent_only),
                 cmocka_unit_test(test_a_job_the_agent_no_longer_lists_is_interrupted),
                 cmocka_unit_test(test_cancel_queued_at_once_and_running_through_the_poll),
                 cmocka_unit_test(test_stderr_apart_for_an_agent_that_offers_two_streams),
