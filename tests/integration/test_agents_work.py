@@ -6,6 +6,7 @@ an offline agent and runs when it polls again, and an agent killed mid-task
 fails the task by its lease."""
 
 import hashlib
+import http.client
 import json
 import os
 import signal
@@ -15,7 +16,7 @@ import time
 
 from conftest import free_port
 from test_agents import FINGERPRINT, agents, rprd, running_agent, wait_phase  # noqa: F401 (fixtures)
-from test_agents import command_entry, exec_api, exec_in_background, https, join_token, output_of, raw_join
+from test_agents import JOIN_SECRET, command_entry, exec_api, exec_in_background, https, join_token, output_of, raw_join
 from test_agents import result_of, wait_entries
 from test_pipelines import job, out_lines, pipeline, procs, start, task_log, wait_job
 from runner_release import build
@@ -219,6 +220,66 @@ def test_a_runner_on_an_agent_server_installs_a_release_over_1_mib_by_download(r
     with open(kept, "rb") as f:
         assert hashlib.sha256(f.read()).hexdigest() == sha
     assert "input goes on" not in a.log(), "one download, not resumed"
+
+
+def raw_poll(d, cred):
+    st, body = https(d, "POST", "/api/v1/agents/poll", {"version": "0.1.0", "capacity": 1, "pollSeconds": 2,
+                                                         "wait": 0, "jobs": []}, token=cred)
+    assert st == 200, body
+    return json.loads(body)
+
+
+def input_get(d, path, cred, rng=None):
+    ctx = ssl.create_default_context(cafile=d.cert)
+    conn = http.client.HTTPSConnection("localhost", d.tls_port, context=ctx, timeout=40)
+    headers = {"Authorization": "Bearer " + cred}
+    if rng:
+        headers["Range"] = rng
+    conn.request("GET", path, headers=headers)
+    r = conn.getresponse()
+    out = r.status, {k.lower(): v for k, v in r.getheaders()}, r.read()
+    conn.close()
+    return out
+
+
+def test_a_large_input_is_read_by_its_agent_only_whole_or_from_a_byte_on(rprd, gh, workdir):  # noqa: F811
+    # A stand-in agent speaking the protocol, to read the input as rprd
+    # serves it: the offer carries its size and checksum, not the bytes.
+    path, sha = big_release(gh, workdir, mib=2)
+    with open(path, "rb") as f:
+        data = f.read()
+    join_token(rprd)
+    st, body = https(rprd, "POST", "/api/v1/agents/join",
+                     {"token": JOIN_SECRET, "name": "ci-box", "version": "0.1.0", "labels": {"ci": "true"}})
+    assert st == 201, body
+    cred = json.loads(body)["credential"]
+    other = raw_join(rprd, "other")
+    rprd.apply([o for o in runner_objects(gh, [], workdir, replicas=1) if o["kind"] != "Server"])
+    offer, deadline = None, time.time() + 60
+    while not offer and time.time() < deadline:
+        for o in raw_poll(rprd, cred).get("offers", []):
+            if "inputBytes" in o:
+                offer = o
+                break
+            # Anything else (is the release there?) ends at once, saying nothing.
+            jp = "/api/v1/agents/jobs/%s/" % o["id"]
+            assert https(rprd, "POST", jp + "accept", token=cred)[0] == 200
+            end = {"exitCode": 0, "signal": "", "bytes": 0, "sha256": hashlib.sha256(b"").hexdigest()}
+            assert https(rprd, "POST", jp + "finish", end, token=cred)[0] == 200
+        time.sleep(0.1)
+    assert offer, "no offer with a large input"
+    assert "input" not in offer and offer["inputBytes"] == len(data) and offer["inputSha256"] == sha, offer
+    url = "/api/v1/agents/jobs/%s/input" % offer["id"]
+
+    st, _, body = input_get(rprd, url, other)
+    assert st == 404, "another agent's credential reads nothing: %r" % body[:200]
+    st, headers, body = input_get(rprd, url, cred)
+    assert st == 200 and body == data and headers["content-length"] == str(len(data)), (st, headers)
+    cut = len(data) - 123457
+    st, headers, body = input_get(rprd, url, cred, rng="bytes=%d-" % cut)
+    assert st == 206 and body == data[cut:], (st, headers)
+    assert headers["content-range"] == "bytes %d-%d/%d" % (cut, len(data) - 1, len(data)), headers
+    assert https(rprd, "POST", url, token=cred)[0] == 405
 
 
 # ---- stderr apart ---------------------------------------------------------------------------
