@@ -290,6 +290,88 @@ def test_a_cut_download_of_a_large_input_goes_on_where_it_stopped(rprd, agents, 
         proxy.close()
 
 
+class FlippingRelay:
+    """Speaks TLS to the agent with rprd's own key (the agent pins it) and
+    to rprd, both HTTP/1.1, and flips one byte, once, of what goes to the
+    agent past flip_at bytes: into a large input's body."""
+
+    def __init__(self, d, flip_at):
+        self.d, self.flip_at, self.flipped = d, flip_at, False
+        tls = os.path.join(d.state_dir, "tls")
+        self.server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.server_ctx.load_cert_chain(os.path.join(tls, "cert.pem"), os.path.join(tls, "key.pem"))
+        self.server_ctx.set_alpn_protocols(["http/1.1"])
+        self.client_ctx = ssl.create_default_context(cafile=d.cert)
+        self.client_ctx.check_hostname = False
+        self.client_ctx.set_alpn_protocols(["http/1.1"])
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = "https://127.0.0.1:%d" % self.listener.getsockname()[1]
+        threading.Thread(target=self.accept, daemon=True).start()
+
+    def accept(self):
+        while True:
+            try:
+                raw, _ = self.listener.accept()
+                c = self.server_ctx.wrap_socket(raw, server_side=True)
+            except OSError:
+                if self.listener.fileno() < 0:
+                    return
+                continue
+            s = self.client_ctx.wrap_socket(socket.create_connection(("127.0.0.1", self.d.tls_port)))
+            threading.Thread(target=self.pipe, args=(c, s, False), daemon=True).start()
+            threading.Thread(target=self.pipe, args=(s, c, True), daemon=True).start()
+
+    def pipe(self, src, dst, down):
+        sent = 0
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                if down and not self.flipped and sent + len(data) > self.flip_at:
+                    k = max(0, self.flip_at - sent)
+                    data = data[:k] + bytes([data[k] ^ 0x55]) + data[k + 1:]
+                    self.flipped = True
+                dst.sendall(data)
+                sent += len(data)
+        except OSError:
+            pass
+        for s in (src, dst):
+            try:
+                s.close()
+            except OSError:
+                pass
+
+    def close(self):
+        self.listener.close()
+
+
+def test_a_large_input_with_a_wrong_checksum_fails_its_job_with_the_reason(rprd, agents, gh, workdir):  # noqa: F811
+    path, sha = big_release(gh, workdir, mib=3)
+    relay = FlippingRelay(rprd, flip_at=2 << 20)
+    try:
+        join_token(rprd)
+        a = agents(rprd, "ci-box")
+        p = a.join(labels="ci=true", server=relay.url)
+        assert p.returncode == 0, p.stderr
+        a.start()
+        wait_phase(rprd, "ci-box", "Reachable")
+        rprd.apply([o for o in runner_objects(gh, [], workdir, replicas=1) if o["kind"] != "Server"])
+        a.wait_log("its input's sha256 is", timeout=60)
+        assert relay.flipped
+        assert "not the %s the offer says" % sha in a.log(), a.log()
+        # The install failed with that reason; the Runner's next pass
+        # (nothing flipped) installs it.
+        o = runner_wait(rprd, lambda o: "sha256 is" in json.dumps(o), "the reason in the Runner", timeout=60)
+        assert "InstallFailed" in json.dumps(o) and "exit 125" in json.dumps(o), o["status"]
+        runner_wait(rprd, lambda o: idle_count(o) == 1, "1 idle", timeout=90)
+        kept = os.path.join(workdir, "install", ".releases", sha + ".tar.gz")
+        with open(kept, "rb") as f:
+            assert hashlib.sha256(f.read()).hexdigest() == sha
+    finally:
+        relay.close()
+
+
 def raw_poll(d, cred):
     st, body = https(d, "POST", "/api/v1/agents/poll", {"version": "0.1.0", "capacity": 1, "pollSeconds": 2,
                                                          "wait": 0, "jobs": []}, token=cred)
