@@ -291,6 +291,10 @@ int agent_job_input(Agents *a, const char *ns, const char *server, const char *i
                 r = fcntl(j->input_fd, F_DUPFD_CLOEXEC, 3);
                 r = r < 0 ? -errno : r;
                 *ret_bytes = j->input_bytes;
+                /* The agent polls again only once it has the input: each
+                 * try of the download renews the lease. */
+                if (j->phase == JOB_RUNNING)
+                        j->lease_until = MAX(j->lease_until, now_mono_usec() + agent_lease_usec(h));
         }
         pthread_mutex_unlock(&a->lock);
         if (r >= 0)

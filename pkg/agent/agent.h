@@ -127,7 +127,7 @@ int agent_job_finish(Agents *a, const char *ns, const char *server, const char *
                      uint64_t ret_offsets[static AGENT_STREAMS]);
 
 /* A job's large input, for its agent to download: a descriptor of its own
- * (caller closes) and the size. -ENOENT when the job is not this agent's
+ * (caller closes) and the size; renews a running job's lease. -ENOENT when the job is not this agent's
  * or has no input to download, -ESTALE when it is no longer offered or
  * running. */
 int agent_job_input(Agents *a, const char *ns, const char *server, const char *id, int *ret_fd,
