@@ -273,10 +273,12 @@ def test_agents_come_back_after_rprd_restarts(rprd, agents):
 
 class CuttingProxy:
     """A TCP proxy that cuts each of its first `cuts` connections once it has
-    passed `after` bytes from the agent to rprd."""
+    passed `after` bytes from the agent to rprd (toward_agent: from rprd to
+    the agent)."""
 
-    def __init__(self, target_port, cuts, after):
+    def __init__(self, target_port, cuts, after, toward_agent=False):
         self.target = target_port
+        self.toward_agent = toward_agent
         self.cuts = cuts
         self.after = after
         self.cut = 0
@@ -295,8 +297,9 @@ class CuttingProxy:
                 return
             u = socket.create_connection(("127.0.0.1", self.target))
             limit = self.after if self.cut < self.cuts else None
-            threading.Thread(target=self.pipe, args=(c, u, limit), daemon=True).start()
-            threading.Thread(target=self.pipe, args=(u, c, None), daemon=True).start()
+            up, down = (None, limit) if self.toward_agent else (limit, None)
+            threading.Thread(target=self.pipe, args=(c, u, up), daemon=True).start()
+            threading.Thread(target=self.pipe, args=(u, c, down), daemon=True).start()
 
     def pipe(self, src, dst, limit):
         n = 0

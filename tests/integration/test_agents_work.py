@@ -17,7 +17,7 @@ import time
 
 from conftest import free_port
 from test_agents import FINGERPRINT, agents, rprd, running_agent, wait_phase  # noqa: F401 (fixtures)
-from test_agents import JOIN_SECRET, command_entry, exec_api, exec_in_background, https, join_token, output_of, raw_join
+from test_agents import JOIN_SECRET, CuttingProxy, command_entry, exec_api, exec_in_background, https, join_token, output_of, raw_join
 from test_agents import result_of, wait_entries
 from test_pipelines import job, out_lines, pipeline, procs, start, task_log, wait_job
 from runner_release import build
@@ -223,65 +223,19 @@ def test_a_runner_on_an_agent_server_installs_a_release_over_1_mib_by_download(r
     assert "input goes on" not in a.log(), "one download, not resumed"
 
 
-class CuttingProxy:
-    """A TCP relay to rprd's TLS port on 127.0.0.1 that cuts, once, the
-    connection that has carried more than cut_after bytes towards the
-    client (TLS goes through untouched)."""
-
-    def __init__(self, port, cut_after):
-        self.port, self.cut_after, self.cut = port, cut_after, False
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.url = "https://127.0.0.1:%d" % self.listener.getsockname()[1]
-        threading.Thread(target=self.accept, daemon=True).start()
-
-    def accept(self):
-        while True:
-            try:
-                c, _ = self.listener.accept()
-            except OSError:
-                return
-            s = socket.create_connection(("127.0.0.1", self.port))
-            threading.Thread(target=self.pipe, args=(c, s, False), daemon=True).start()
-            threading.Thread(target=self.pipe, args=(s, c, True), daemon=True).start()
-
-    def pipe(self, src, dst, down):
-        sent = 0
-        try:
-            while True:
-                data = src.recv(65536)
-                if not data:
-                    break
-                dst.sendall(data)
-                sent += len(data)
-                if down and not self.cut and sent > self.cut_after:
-                    self.cut = True
-                    break
-        except OSError:
-            pass
-        for s in (src, dst):
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            s.close()
-
-    def close(self):
-        self.listener.close()
-
-
 def test_a_cut_download_of_a_large_input_goes_on_where_it_stopped(rprd, agents, gh, workdir):  # noqa: F811
     path, sha = big_release(gh, workdir, mib=4)
-    proxy = CuttingProxy(rprd.tls_port, cut_after=2 << 20)
+    proxy = CuttingProxy(rprd.tls_port, cuts=1, after=2 << 20, toward_agent=True)
     try:
         join_token(rprd)
         a = agents(rprd, "ci-box")
-        p = a.join(labels="ci=true", server=proxy.url)
+        p = a.join(labels="ci=true", server="https://127.0.0.1:%d" % proxy.port)
         assert p.returncode == 0, p.stderr
         a.start()
         wait_phase(rprd, "ci-box", "Reachable")
         rprd.apply([o for o in runner_objects(gh, [], workdir, replicas=1) if o["kind"] != "Server"])
         runner_wait(rprd, lambda o: idle_count(o) == 1, "1 idle", timeout=90)
-        assert proxy.cut, "the proxy cut a connection"
+        assert proxy.cut == 1, "the proxy cut a connection"
         a.wait_log("its input goes on from byte")
         kept = os.path.join(workdir, "install", ".releases", sha + ".tar.gz")
         with open(kept, "rb") as f:
