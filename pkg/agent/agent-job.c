@@ -291,15 +291,26 @@ int agent_job_input(Agents *a, const char *ns, const char *server, const char *i
                 r = fcntl(j->input_fd, F_DUPFD_CLOEXEC, 3);
                 r = r < 0 ? -errno : r;
                 *ret_bytes = j->input_bytes;
-                /* The agent polls again only once it has the input: each
-                 * try of the download renews the lease. */
-                if (j->phase == JOB_RUNNING)
-                        j->lease_until = MAX(j->lease_until, now_mono_usec() + agent_lease_usec(h));
+                if (r >= 0)
+                        j->input_readers++;
         }
         pthread_mutex_unlock(&a->lock);
         if (r >= 0)
                 *ret_fd = r;
         return r < 0 ? r : 0;
+}
+
+void agent_job_input_done(Agents *a, const char *ns, const char *server, const char *id) {
+        pthread_mutex_lock(&a->lock);
+        AgentHost *h = agent_host_get(a, ns, server, false);
+        AgentJob *j = h ? agent_job_of(a, h, id) : NULL;
+        if (j && j->input_readers > 0) {
+                j->input_readers--;
+                /* The agent polls again only once it has the input. */
+                if (j->phase == JOB_RUNNING)
+                        j->lease_until = MAX(j->lease_until, now_mono_usec() + agent_lease_usec(h));
+        }
+        pthread_mutex_unlock(&a->lock);
 }
 
 int agent_job_output(Agents *a, const char *ns, const char *server, const char *id, AgentStream stream,

@@ -27,6 +27,7 @@ struct AgentJob {
         char *input; /* base64, or NULL */
         int input_fd; /* > 0: a larger input, in an unlinked file */
         uint64_t input_bytes;
+        unsigned input_readers; /* downloads under way: the lease holds meanwhile */
         char input_sha256[65];
         uint64_t timeout_usec;
         uint64_t wait_deadline; /* monotonic; 0: wait forever */

@@ -389,7 +389,7 @@ static void host_tick(Agents *a, AgentHost *h, uint64_t now, JobEnds *ends) {
                                 "the agent of %s did not report the job again after rprd restarted",
                                 h->server);
                         agent_job_end(a, j, &r, ends);
-                } else if (j->phase == JOB_RUNNING && now >= j->lease_until) {
+                } else if (j->phase == JOB_RUNNING && now >= j->lease_until && !j->input_readers) {
                         AgentJobResult r =
                                 agent_result(AGENT_JOB_INTERRUPTED, "Interrupted",
                                              "the agent of %s stopped renewing the job's lease", h->server);

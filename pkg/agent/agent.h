@@ -127,11 +127,14 @@ int agent_job_finish(Agents *a, const char *ns, const char *server, const char *
                      uint64_t ret_offsets[static AGENT_STREAMS]);
 
 /* A job's large input, for its agent to download: a descriptor of its own
- * (caller closes) and the size; renews a running job's lease. -ENOENT when the job is not this agent's
+ * (caller closes) and the size. Until agent_job_input_done(), the job's
+ * lease does not run out (the agent polls again only once it has the
+ * input, however slow its link); then it is renewed. -ENOENT when the job is not this agent's
  * or has no input to download, -ESTALE when it is no longer offered or
  * running. */
 int agent_job_input(Agents *a, const char *ns, const char *server, const char *id, int *ret_fd,
                     uint64_t *ret_bytes);
+void agent_job_input_done(Agents *a, const char *ns, const char *server, const char *id);
 
 /* Lease and wait expiries, offline agents: call about once a second. */
 void agents_tick(Agents *a);

@@ -19,6 +19,8 @@
 
 typedef struct InputSend {
         h2o_generator_t super;
+        Agents *agents;
+        char *ns, *server, *id;
         int fd;
         uint64_t offset, end;
         char buf[INPUT_CHUNK];
@@ -29,6 +31,10 @@ static void input_send_dispose(void *p) {
 
         if (s->fd >= 0)
                 close(s->fd);
+        agent_job_input_done(s->agents, s->ns, s->server, s->id);
+        free(s->ns);
+        free(s->server);
+        free(s->id);
 }
 
 static void input_proceed(h2o_generator_t *g, h2o_req_t *req) {
@@ -86,7 +92,13 @@ void api_agent_input(ApiCall *c) {
                 return;
         }
         InputSend *s = h2o_mem_alloc_shared(&req->pool, sizeof *s, input_send_dispose);
-        *s = (InputSend){.super = {input_proceed, input_stop}, .fd = fd, .end = bytes};
+        *s = (InputSend){.super = {input_proceed, input_stop},
+                         .agents = c->api->agents,
+                         .ns = xstrdup(ns),
+                         .server = xstrdup(c->caller.agent),
+                         .id = xstrdup(c->route.name),
+                         .fd = fd,
+                         .end = bytes};
         s->offset = range_start(req, bytes);
         req->res.content_length = bytes - s->offset;
         req->res.status = 200;

@@ -346,10 +346,11 @@ def input_get(d, path, cred, rng=None):
     return out
 
 
-def test_a_large_input_is_read_by_its_agent_only_whole_or_from_a_byte_on(rprd, gh, workdir):  # noqa: F811
-    # A stand-in agent speaking the protocol, to read the input as rprd
-    # serves it: the offer carries its size and checksum, not the bytes.
-    path, sha = big_release(gh, workdir, mib=2)
+def stand_in_install_offer(rprd, gh, workdir, mib):
+    """A stand-in agent speaking the protocol, for a Runner's install job:
+    (its credential, the offer with a large input, the release's bytes, its
+    sha256). Jobs before it end at once, saying nothing."""
+    path, sha = big_release(gh, workdir, mib=mib)
     with open(path, "rb") as f:
         data = f.read()
     join_token(rprd)
@@ -365,13 +366,19 @@ def test_a_large_input_is_read_by_its_agent_only_whole_or_from_a_byte_on(rprd, g
             if "inputBytes" in o:
                 offer = o
                 break
-            # Anything else (is the release there?) ends at once, saying nothing.
             jp = "/api/v1/agents/jobs/%s/" % o["id"]
             assert https(rprd, "POST", jp + "accept", token=cred)[0] == 200
             end = {"exitCode": 0, "signal": "", "bytes": 0, "sha256": hashlib.sha256(b"").hexdigest()}
             assert https(rprd, "POST", jp + "finish", end, token=cred)[0] == 200
         time.sleep(0.1)
     assert offer, "no offer with a large input"
+    return cred, other, offer, data, sha
+
+
+def test_a_large_input_is_read_by_its_agent_only_whole_or_from_a_byte_on(rprd, gh, workdir):  # noqa: F811
+    # Read as rprd serves it: the offer carries its size and checksum, not
+    # the bytes.
+    cred, other, offer, data, sha = stand_in_install_offer(rprd, gh, workdir, mib=2)
     assert "input" not in offer and offer["inputBytes"] == len(data) and offer["inputSha256"] == sha, offer
     url = "/api/v1/agents/jobs/%s/input" % offer["id"]
 
@@ -384,6 +391,36 @@ def test_a_large_input_is_read_by_its_agent_only_whole_or_from_a_byte_on(rprd, g
     assert st == 206 and body == data[cut:], (st, headers)
     assert headers["content-range"] == "bytes %d-%d/%d" % (cut, len(data) - 1, len(data)), headers
     assert https(rprd, "POST", url, token=cred)[0] == 405
+
+
+def test_a_slow_download_of_a_large_input_outlasts_the_lease_and_the_job_goes_on(rprd, gh, workdir):  # noqa: F811
+    # The agent polls again only once it has the input: on a slow link the
+    # download takes longer than the lease (2 windows of 2 s + 5 s here).
+    cred, _, offer, data, _ = stand_in_install_offer(rprd, gh, workdir, mib=8)
+    jp = "/api/v1/agents/jobs/%s/" % offer["id"]
+    assert https(rprd, "POST", jp + "accept", token=cred)[0] == 200
+    ctx = ssl.create_default_context(cafile=rprd.cert)
+    raw = socket.socket()
+    raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8192)
+    raw.settimeout(40)
+    raw.connect(("127.0.0.1", rprd.tls_port))
+    conn = http.client.HTTPSConnection("localhost", rprd.tls_port, context=ctx, timeout=40)
+    conn.sock = ctx.wrap_socket(raw, server_hostname="localhost")
+    conn.request("GET", jp + "input", headers={"Authorization": "Bearer " + cred})
+    r = conn.getresponse()
+    assert r.status == 200
+    got, t0 = b"", time.time()
+    while True:
+        chunk = r.read(64 * 1024)
+        if not chunk:
+            break
+        got += chunk
+        time.sleep(0.1)
+    conn.close()
+    assert time.time() - t0 > 10 and got == data, (time.time() - t0, len(got))
+    end = {"exitCode": 0, "signal": "", "bytes": 0, "sha256": hashlib.sha256(b"").hexdigest()}
+    st, body = https(rprd, "POST", jp + "finish", end, token=cred)
+    assert st == 200, "the job outlived its lease while its input was read: %r" % body
 
 
 # ---- stderr apart ---------------------------------------------------------------------------

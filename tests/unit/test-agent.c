@@ -198,6 +198,8 @@ static void test_a_large_input_is_offered_for_download_to_its_agent_only(void **
         assert_int_equal(pread(fd, copy, len, 0), (ssize_t) len);
         assert_memory_equal(copy, input, len);
         close(fd);
+        agent_job_input_done(a, "default", "b", id);
+        agent_job_input_done(a, "default", "a", id); /* not its job: nothing */
         free(copy);
         free(input);
         agents_free(a);
