@@ -1,7 +1,8 @@
 /* job.c: a job's process on the agent's host — /bin/sh -c COMMAND in its
  * own process group, with a clean environment (PATH, HOME, LANG and what
- * the job sets), stdout and stderr appended to a spool file in the state
- * dir, its exit code written to a file beside it.
+ * the job sets), stdout and stderr appended to spool files in the state
+ * dir (ID.out and ID.err; one file for both when rprd offered the job as
+ * one stream), its exit code written to a file beside them.
  *
  * The one idea: the job does not depend on the agent. Its output goes to
  * the spool itself, not through a pipe, and a small shell wrapper records
@@ -75,25 +76,27 @@ static uint64_t start_ticks(pid_t pid) {
 static int meta_save(const char *state_dir, const Job *j) {
         _cleanup_free_ char *path = job_file(state_dir, j->id, "json");
         _cleanup_json_ json_t *m =
-                json_pack("{s:s, s:i, s:I, s:I, s:I}", "id", j->id, "pid", (int) j->pid, "startTicks",
+                json_pack("{s:s, s:i, s:I, s:I, s:I, s:i}", "id", j->id, "pid", (int) j->pid, "startTicks",
                           (json_int_t) j->start_ticks, "started", (json_int_t) j->started, "timeoutUsec",
-                          (json_int_t) j->timeout_usec);
+                          (json_int_t) j->timeout_usec, "streams", (int) j->streams);
         _cleanup_free_ char *text = json_dumps(m, JSON_COMPACT);
 
         return write_file_atomic(path, text, strlen(text), 0600);
 }
 
-static pid_t spawn(const char *command, const char *exit_path, int out, char **envp) {
+static pid_t spawn(const char *command, const char *exit_path, int in, int out, int err, char **envp) {
         pid_t pid = fork();
 
         if (pid != 0)
                 return pid;
         /* Its own process group, so that a cancel reaches all of it. */
         setpgid(0, 0);
-        int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
-        dup2(devnull, 0);
+        dup2(in >= 0 ? in : open("/dev/null", O_RDONLY | O_CLOEXEC), 0);
         dup2(out, 1);
-        dup2(out, 2);
+        dup2(err, 2);
+        /* libcurl's sockets are not O_CLOEXEC: the job must not hold the
+         * agent's connection to rprd (nor keep it open after the agent). */
+        (void) close_range(3, ~0u, 0);
         signal(SIGPIPE, SIG_DFL);
         if (chdir(getenv("HOME") ? getenv("HOME") : "/") < 0 && chdir("/") < 0)
                 _exit(127);
@@ -101,32 +104,77 @@ static pid_t spawn(const char *command, const char *exit_path, int out, char **e
         _exit(127);
 }
 
-int job_start(const char *state_dir, const char *id, const char *command, const json_t *env,
-              uint64_t timeout_usec, Job **ret) {
-        _cleanup_free_ char *dir = xasprintf("%s/jobs", state_dir), *spool = job_file(state_dir, id, "out");
-        _cleanup_free_ char *exit_path = job_file(state_dir, id, "exit");
-        int r, out, in;
+/* The job's stdin: a file only it holds open (0600, removed at once), so
+ * that the job needs the agent no more for its input than for its output. */
+int job_input_write(const char *state_dir, const char *id, const void *input, size_t len) {
+        _cleanup_free_ char *path = job_file(state_dir, id, "in");
+        int r, fd;
 
-        r = mkdir_p(dir, 0700);
+        r = write_file_atomic(path, input, len, 0600);
         if (r < 0)
                 return r;
+        fd = open(path, O_RDONLY | O_CLOEXEC);
+        r = fd < 0 ? -errno : fd;
+        (void) unlink(path);
+        return r;
+}
+
+static const char *const spool_ext[JOB_STREAMS] = {"out", "err"};
+
+/* Opens stream s's spool, for the job to write (*ret_w) and the agent to
+ * read (*ret_r). */
+static int spool_open(const char *state_dir, const char *id, unsigned s, int *ret_w, int *ret_r) {
+        _cleanup_free_ char *path = job_file(state_dir, id, spool_ext[s]);
+        int w = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0600);
+        int r = w < 0 ? -1 : open(path, O_RDONLY | O_CLOEXEC);
+
+        if (r < 0) {
+                int e = -errno;
+                if (w >= 0)
+                        close(w);
+                return e;
+        }
+        *ret_w = w;
+        *ret_r = r;
+        return 0;
+}
+
+static void fds_close(int *fds, size_t n) {
+        for (size_t i = 0; i < n; i++)
+                if (fds[i] >= 0)
+                        close(fds[i]);
+}
+
+int job_start(const char *state_dir, const char *id, const char *command, const json_t *env, int stdin_fd,
+              unsigned streams, uint64_t timeout_usec, Job **ret) {
+        _cleanup_free_ char *dir = xasprintf("%s/jobs", state_dir);
+        _cleanup_free_ char *exit_path = job_file(state_dir, id, "exit");
+        int w[JOB_STREAMS] = {-1, -1}, rd[JOB_STREAMS] = {-1, -1};
+        int r;
+
+        streams = streams == JOB_STREAMS ? JOB_STREAMS : 1;
+        r = mkdir_p(dir, 0700);
+        if (r < 0) {
+                fds_close(&stdin_fd, 1);
+                return r;
+        }
         (void) unlink(exit_path);
-        out = open(spool, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0600);
-        if (out < 0)
-                return -errno;
-        in = open(spool, O_RDONLY | O_CLOEXEC);
-        if (in < 0) {
-                r = -errno;
-                close(out);
+        for (unsigned s = 0; s < streams && r >= 0; s++)
+                r = spool_open(state_dir, id, s, &w[s], &rd[s]);
+        if (r < 0) {
+                fds_close(w, JOB_STREAMS);
+                fds_close(rd, JOB_STREAMS);
+                fds_close(&stdin_fd, 1);
                 return r;
         }
         char **envp = child_env(env);
-        pid_t pid = spawn(command, exit_path, out, envp);
+        pid_t pid = spawn(command, exit_path, stdin_fd, w[0], streams == JOB_STREAMS ? w[1] : w[0], envp);
         r = -errno;
         strv_free(envp);
-        close(out);
+        fds_close(w, JOB_STREAMS);
+        fds_close(&stdin_fd, 1);
         if (pid < 0) {
-                close(in);
+                fds_close(rd, JOB_STREAMS);
                 return r;
         }
         setpgid(pid, pid);
@@ -136,7 +184,9 @@ int job_start(const char *state_dir, const char *id, const char *command, const 
         j->pid = pid;
         j->own_child = true;
         j->start_ticks = start_ticks(pid);
-        j->spool = in;
+        j->streams = streams;
+        for (unsigned s = 0; s < JOB_STREAMS; s++)
+                j->out[s].spool = rd[s];
         j->started = now_usec();
         j->timeout_usec = timeout_usec;
         (void) meta_save(state_dir, j);
@@ -200,8 +250,10 @@ void job_pump(const char *state_dir, Job *j) {
         /* Gone first, then the size: all it wrote is in by then. What a
          * background child adds later is not the job's. */
         reap(state_dir, j);
-        if (!j->sized && fstat(j->spool, &st) == 0 && (uint64_t) st.st_size > j->written)
-                j->written = (uint64_t) st.st_size;
+        for (unsigned s = 0; s < j->streams; s++)
+                if (!j->sized && fstat(j->out[s].spool, &st) == 0 &&
+                    (uint64_t) st.st_size > j->out[s].written)
+                        j->out[s].written = (uint64_t) st.st_size;
         if (j->pid == 0)
                 j->sized = true;
         uint64_t now = now_usec();
@@ -215,13 +267,13 @@ bool job_done(const Job *j) {
         return j->pid == 0 && j->sized;
 }
 
-ssize_t job_read(const Job *j, uint64_t offset, char *buf, size_t max) {
-        if (offset >= j->written)
+ssize_t job_read(const Job *j, unsigned s, uint64_t offset, char *buf, size_t max) {
+        if (s >= j->streams || offset >= j->out[s].written)
                 return 0;
-        return pread(j->spool, buf, MIN(max, (size_t) (j->written - offset)), (off_t) offset);
+        return pread(j->out[s].spool, buf, MIN(max, (size_t) (j->out[s].written - offset)), (off_t) offset);
 }
 
-int job_checksum(const Job *j, char out[static 65]) {
+int job_checksum(const Job *j, unsigned s, char out[static 65]) {
         EVP_MD_CTX *ctx = EVP_MD_CTX_new();
         unsigned char md[EVP_MAX_MD_SIZE];
         unsigned md_len = 0;
@@ -233,7 +285,7 @@ int job_checksum(const Job *j, char out[static 65]) {
                 EVP_MD_CTX_free(ctx);
                 return -ENOMEM;
         }
-        while (off < j->written && (n = job_read(j, off, buf, sizeof buf)) > 0) {
+        while (off < j->out[s].written && (n = job_read(j, s, off, buf, sizeof buf)) > 0) {
                 EVP_DigestUpdate(ctx, buf, (size_t) n);
                 off += (uint64_t) n;
         }
@@ -241,18 +293,20 @@ int job_checksum(const Job *j, char out[static 65]) {
         EVP_MD_CTX_free(ctx);
         for (unsigned i = 0; i < md_len; i++)
                 snprintf(out + 2 * i, 3, "%02x", md[i]);
-        return off == j->written ? 0 : -EIO;
+        return off == j->out[s].written ? 0 : -EIO;
 }
 
 void job_free(const char *state_dir, Job *j) {
-        static const char *const exts[] = {"out", "exit", "json"};
+        static const char *const exts[] = {"out", "err", "exit", "json"};
 
         if (j->pid > 0 && (j->own_child || still_there(j))) {
                 kill(-j->pid, SIGKILL);
                 if (j->own_child)
                         waitpid(j->pid, NULL, 0);
         }
-        close(j->spool);
+        for (unsigned s = 0; s < JOB_STREAMS; s++)
+                if (j->out[s].spool >= 0)
+                        close(j->out[s].spool);
         for (size_t i = 0; i < ELEMENTSOF(exts); i++) {
                 _cleanup_free_ char *path = job_file(state_dir, j->id, exts[i]);
                 (void) unlink(path);
@@ -273,17 +327,25 @@ static Job *job_load_one(const char *state_dir, const char *meta_path) {
         if (!id || strlen(id) > 48 ||
             strspn(id, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789") != strlen(id))
                 return NULL;
-        _cleanup_free_ char *spool = job_file(state_dir, id, "out");
-        int fd = open(spool, O_RDONLY | O_CLOEXEC);
-        if (fd < 0)
-                return NULL;
+        unsigned streams = json_int_at(m, "streams", 1) == JOB_STREAMS ? JOB_STREAMS : 1;
+        int fds[JOB_STREAMS] = {-1, -1};
+        for (unsigned s = 0; s < streams; s++) {
+                _cleanup_free_ char *spool = job_file(state_dir, id, spool_ext[s]);
+                fds[s] = open(spool, O_RDONLY | O_CLOEXEC);
+                if (fds[s] < 0) {
+                        fds_close(fds, JOB_STREAMS);
+                        return NULL;
+                }
+        }
         Job *j = xcalloc(1, sizeof *j);
+        j->streams = streams;
+        for (unsigned s = 0; s < JOB_STREAMS; s++)
+                j->out[s].spool = fds[s];
         snprintf(j->id, sizeof j->id, "%s", id);
         j->pid = (pid_t) json_int_at(m, "pid", 0);
         j->start_ticks = (uint64_t) json_int_at(m, "startTicks", 0);
         j->started = (uint64_t) json_int_at(m, "started", 0);
         j->timeout_usec = (uint64_t) json_int_at(m, "timeoutUsec", 0);
-        j->spool = fd;
         if (j->pid <= 0 || !still_there(j))
                 ended_adopted(state_dir, j);
         return j;

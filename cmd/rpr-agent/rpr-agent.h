@@ -35,14 +35,22 @@ int agent_client(const char *server, const char *ca, const char *fingerprint, co
 
 /* ---- job.c: one job's process and its output ---------------------------------- */
 
+#define JOB_STREAMS 2 /* stdout, stderr: for a job offered with "streams": 2 */
+
+/* One output stream of a job: its spool, what it holds, what rprd has. */
+typedef struct JobStream {
+        int spool;
+        uint64_t written, acked;
+} JobStream;
+
 typedef struct Job {
         struct Job *next;
         char id[64];
         pid_t pid;            /* its process group too; 0 once it has ended */
         bool own_child;       /* started by this agent (else found after a restart) */
         uint64_t start_ticks; /* /proc start time, against pid reuse */
-        int spool;            /* the output, kept until acknowledged */
-        uint64_t written, acked;
+        unsigned streams;     /* 1 (stdout and stderr as one) or JOB_STREAMS */
+        JobStream out[JOB_STREAMS]; /* kept until acknowledged */
         bool sized; /* ended and its size read: written is final */
         int exit_code;
         char signal[16];
@@ -52,9 +60,12 @@ typedef struct Job {
 } Job;
 
 /* Starts command as its own process group, its output into the spool and
- * what it is into the state dir (see job.c). */
-int job_start(const char *state_dir, const char *id, const char *command, const json_t *env,
-              uint64_t timeout_usec, Job **ret);
+ * what it is into the state dir (see job.c); stdin_fd (taken; -1: none,
+ * /dev/null) is its stdin. */
+int job_start(const char *state_dir, const char *id, const char *command, const json_t *env, int stdin_fd,
+              unsigned streams, uint64_t timeout_usec, Job **ret);
+/* input in a file only the job will hold (0600, removed at once): its fd. */
+int job_input_write(const char *state_dir, const char *id, const void *input, size_t len);
 /* The jobs an earlier agent left in the state dir, running or ended,
  * prepended to *list; how many. */
 size_t job_load(const char *state_dir, Job **list);
@@ -65,10 +76,10 @@ void job_pump(const char *state_dir, Job *j);
 void job_cancel(Job *j);
 /* Whether it has ended and all its output is counted. */
 bool job_done(const Job *j);
-/* Up to max bytes of the spool from offset into buf; how many. */
-ssize_t job_read(const Job *j, uint64_t offset, char *buf, size_t max);
-/* SHA-256 (hex) of the whole output. */
-int job_checksum(const Job *j, char out[static 65]);
+/* Up to max bytes of stream s's spool from offset into buf; how many. */
+ssize_t job_read(const Job *j, unsigned s, uint64_t offset, char *buf, size_t max);
+/* SHA-256 (hex) of the whole of stream s. */
+int job_checksum(const Job *j, unsigned s, char out[static 65]);
 /* Kills what is left, removes its files, frees. */
 void job_free(const char *state_dir, Job *j);
 

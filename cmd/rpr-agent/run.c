@@ -11,6 +11,8 @@
  * been taken. A failed request changes nothing but the time of the next
  * try: backoff from 1 s doubling to 60 s, each wait jittered by ±50% so
  * that agents cut off together do not come back together. */
+#include <fcntl.h>
+#include <openssl/evp.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -23,6 +25,7 @@
 #define BACKOFF_MAX_USEC (60 * USEC_PER_SEC)
 #define BUSY_POLL_USEC (1 * USEC_PER_SEC)
 #define EXIT_REFUSED 3 /* revoked, or too old: restarting will not help */
+#define INPUT_TRIES 5  /* downloads of a large input, each from where the last stopped */
 
 typedef struct Agent {
         AgentConfig cfg;
@@ -127,14 +130,17 @@ static json_t *heartbeat(const Agent *a) {
 
         for (const Job *j = a->jobs; j; j = j->next)
                 json_array_append_new(jobs,
-                                      json_pack("{s:s, s:I}", "id", j->id, "offset", (json_int_t) j->acked));
+                                      json_pack("{s:s, s:I, s:I, s:i}", "id", j->id, "offset",
+                                                (json_int_t) j->out[0].acked, "errOffset",
+                                                (json_int_t) j->out[1].acked, "streams", (int) j->streams));
         metrics_add(metrics);
         /* Not connected yet: a quick first answer, so that the agent (and
-         * rpr-agent status) knows it is in before it waits. */
-        return json_pack("{s:s, s:i, s:i, s:i, s:o, s:o}", "version", RPR_VERSION, "capacity",
+         * rpr-agent status) knows it is in before it waits. "streams": it
+         * can keep stderr apart, for the jobs offered so. */
+        return json_pack("{s:s, s:i, s:i, s:i, s:i, s:o, s:o}", "version", RPR_VERSION, "capacity",
                          a->cfg.capacity, "pollSeconds", a->cfg.poll_seconds, "wait",
-                         a->jobs || !a->connected ? 0 : a->cfg.poll_seconds, "metrics", metrics, "jobs",
-                         jobs);
+                         a->jobs || !a->connected ? 0 : a->cfg.poll_seconds, "streams", JOB_STREAMS,
+                         "metrics", metrics, "jobs", jobs);
 }
 
 static void status_write(const Agent *a) {
@@ -143,9 +149,9 @@ static void status_write(const Agent *a) {
         json_t *jobs = json_array();
 
         for (const Job *j = a->jobs; j; j = j->next)
-                json_array_append_new(jobs,
-                                      json_pack("{s:s, s:I, s:I}", "id", j->id, "pid", (json_int_t) j->pid,
-                                                "bytes", (json_int_t) j->written));
+                json_array_append_new(jobs, json_pack("{s:s, s:I, s:I}", "id", j->id, "pid",
+                                                      (json_int_t) j->pid, "bytes",
+                                                      (json_int_t) (j->out[0].written + j->out[1].written)));
         _cleanup_json_ json_t *st =
                 json_pack("{s:b, s:s?, s:s?, s:o}", "connected", a->connected, "lastPoll",
                           a->last_poll ? time_format_rfc3339(a->last_poll, when) : NULL, "error",
@@ -181,6 +187,158 @@ static void job_path(const char *id, const char *what, char *buf, size_t size) {
         snprintf(buf, size, "/api/v1/agents/jobs/%s/%s", esc, what);
 }
 
+/* The offer's "input" (base64; absent: none) into bytes. */
+static int input_decode(const char *b64, unsigned char **ret, size_t *ret_len) {
+        size_t n = b64 ? strlen(b64) : 0;
+
+        if (!b64)
+                return 0;
+        if (n % 4 != 0)
+                return -EINVAL;
+        unsigned char *data = xmalloc(n / 4 * 3 + 1);
+        int got = n ? EVP_DecodeBlock(data, (const unsigned char *) b64, (int) n) : 0;
+        if (got < 0) {
+                free(data);
+                return -EINVAL;
+        }
+        /* EVP_DecodeBlock counts the padding as data. */
+        for (size_t k = n; k > 0 && b64[k - 1] == '='; k--)
+                got--;
+        *ret = data;
+        *ret_len = (size_t) got;
+        return 0;
+}
+
+/* The SHA-256 (hex) of all of fd. */
+static int fd_sha256(int fd, char out[static 65]) {
+        _cleanup_free_ char *buf = xmalloc(65536);
+        unsigned char md[EVP_MAX_MD_SIZE];
+        unsigned len = 0;
+        EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+        ssize_t n;
+        off_t at = 0;
+
+        if (!ctx || !EVP_DigestInit_ex(ctx, EVP_sha256(), NULL)) {
+                EVP_MD_CTX_free(ctx);
+                return -ENOMEM;
+        }
+        while ((n = pread(fd, buf, 65536, at)) > 0) {
+                EVP_DigestUpdate(ctx, buf, (size_t) n);
+                at += n;
+        }
+        EVP_DigestFinal_ex(ctx, md, &len);
+        EVP_MD_CTX_free(ctx);
+        for (unsigned i = 0; i < len; i++)
+                snprintf(out + 2 * i, 3, "%02x", md[i]);
+        return n < 0 ? -errno : 0;
+}
+
+/* Downloads into fd (which holds *at bytes of an earlier, cut try) until
+ * it has bytes, or the tries run out. 0, or < 0 with why. */
+static int input_download(Agent *a, const char *id, int fd, uint64_t bytes, uint64_t *at, char *why,
+                          size_t why_size) {
+        char path[256];
+
+        job_path(id, "input", path, sizeof path);
+        for (int t = 0; t < INPUT_TRIES && *at < bytes; t++) {
+                _cleanup_free_ char *error = NULL;
+                long status = 0;
+                if (*at > 0)
+                        log_info("job %s: its input goes on from byte %llu of %llu", id,
+                                 (unsigned long long) *at, (unsigned long long) bytes);
+                int r = client_download(a->client, path, fd, at, &status, &error);
+                if (r == 0 && status != 200 && status != 206) {
+                        snprintf_utf8(why, why_size, "rprd answered %ld for its input: %s", status, error);
+                        return -EIO;
+                }
+                if (r < 0)
+                        log_warning("job %s: the download of its input stopped at byte %llu of %llu: %s", id,
+                                    (unsigned long long) *at, (unsigned long long) bytes, error);
+        }
+        if (*at != bytes) {
+                snprintf(why, why_size, "its input came to %llu bytes, not the %llu the offer says",
+                         (unsigned long long) *at, (unsigned long long) bytes);
+                return -EIO;
+        }
+        return 0;
+}
+
+/* A large input (the offer's inputBytes and inputSha256): downloaded into
+ * a file of the job's (0600, removed at once), checked, then the job's.
+ * Its fd, or < 0 with why (for the job's stderr). */
+static int input_fetch(Agent *a, const json_t *offer, const char *id, char *why, size_t why_size) {
+        _cleanup_free_ char *dir = xasprintf("%s/jobs", a->cfg.state_dir);
+        _cleanup_free_ char *path = xasprintf("%s/%s.download", dir, id);
+        json_int_t bytes = json_int_at(offer, "inputBytes", -1);
+        const char *want = json_str_at(offer, "inputSha256");
+        char got[65];
+        uint64_t at = 0;
+        int fd, r;
+
+        if (bytes < 0 || !want) {
+                snprintf(why, why_size, "the offer gives no size or checksum for its input");
+                return -EINVAL;
+        }
+        (void) mkdir_p(dir, 0700);
+        fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        if (fd < 0) {
+                r = -errno;
+                snprintf(why, why_size, "cannot write its input to %s: %s", path, strerror(-r));
+                return r;
+        }
+        /* Only the job will hold it. */
+        (void) unlink(path);
+        r = input_download(a, id, fd, (uint64_t) bytes, &at, why, why_size);
+        if (r == 0)
+                r = fd_sha256(fd, got);
+        if (r == 0 && !STREQ(got, want)) {
+                snprintf_utf8(why, why_size, "its input's sha256 is %s, not the %.64s the offer says", got,
+                              want);
+                r = -EBADMSG;
+        }
+        if (r < 0) {
+                close(fd);
+                return r;
+        }
+        return fd;
+}
+
+/* The job's stdin: inline (base64 "input"), downloaded, or none (-1).
+ * < 0 other than -1 with why when it cannot be had. */
+static int input_of(Agent *a, const json_t *offer, const char *id, int *ret_fd, char *why, size_t why_size) {
+        _cleanup_free_ unsigned char *input = NULL;
+        size_t input_len = 0;
+
+        *ret_fd = -1;
+        if (json_object_get(offer, "inputBytes")) {
+                int fd = input_fetch(a, offer, id, why, why_size);
+                if (fd < 0)
+                        return fd;
+                *ret_fd = fd;
+                return 0;
+        }
+        if (input_decode(json_str_at(offer, "input"), &input, &input_len) < 0) {
+                snprintf(why, why_size, "its input is not base64");
+                return -EINVAL;
+        }
+        if (!input)
+                return 0;
+        int fd = job_input_write(a->cfg.state_dir, id, input, input_len);
+        explicit_bzero(input, input_len);
+        if (fd < 0) {
+                snprintf(why, why_size, "cannot write its input: %s", strerror(-fd));
+                return fd;
+        }
+        *ret_fd = fd;
+        return 0;
+}
+
+/* A job whose input could not be had still runs, as a command that says
+ * why on its stderr and exits 125: rprd and its caller see a clear failure,
+ * not a lost job. The reason goes through the environment, not the
+ * command line. */
+static const char input_failed_command[] = "printf 'rpr-agent: %s\n' \"$RPR_AGENT_ERROR\" >&2; exit 125";
+
 /* Takes an offer: accepted first, started only then. */
 static void offer_take(Agent *a, const json_t *offer) {
         const char *id = json_str_at(offer, "id"), *command = json_str_at(offer, "command");
@@ -197,7 +355,18 @@ static void offer_take(Agent *a, const json_t *offer) {
         client_response_clear(&res);
         if (status != 200)
                 return; /* the offer lapsed: it comes again */
-        int r = job_start(a->cfg.state_dir, id, command, json_object_get(offer, "env"),
+        char why[400] = "";
+        int stdin_fd = -1;
+        _cleanup_json_ json_t *error_env = NULL;
+        const json_t *env = json_object_get(offer, "env");
+        if (input_of(a, offer, id, &stdin_fd, why, sizeof why) < 0) {
+                log_error("job %s: %s", id, why);
+                error_env = json_pack("{s:s}", "RPR_AGENT_ERROR", why);
+                command = input_failed_command;
+                env = error_env;
+        }
+        int r = job_start(a->cfg.state_dir, id, command, env, stdin_fd,
+                          (unsigned) json_int_at(offer, "streams", 1),
                           (uint64_t) json_int_at(offer, "timeoutSeconds", 0) * USEC_PER_SEC, &j);
         if (r < 0) {
                 log_error_errno(r, "cannot start job %s: %m", id);
@@ -220,12 +389,13 @@ static void answer_read(Agent *a, const json_t *ans) {
                 if (j)
                         job_remove(a, j);
         }
-        json_object_foreach((json_t *) json_object_get(ans, "ack"), key, v) {
-                Job *j = job_find(a, key);
-                json_int_t off = json_integer_value(v);
-                if (j && off >= 0 && (uint64_t) off <= j->written)
-                        j->acked = (uint64_t) off;
-        }
+        for (unsigned s = 0; s < JOB_STREAMS; s++)
+                json_object_foreach((json_t *) json_object_get(ans, s ? "ackErr" : "ack"), key, v) {
+                        Job *j = job_find(a, key);
+                        json_int_t off = json_integer_value(v);
+                        if (j && off >= 0 && (uint64_t) off <= j->out[s].written)
+                                j->out[s].acked = (uint64_t) off;
+                }
         json_array_foreach(json_object_get(ans, "cancel"), i, v) {
                 Job *j = json_string_value(v) ? job_find(a, json_string_value(v)) : NULL;
                 if (j && !j->canceled) {
@@ -264,19 +434,21 @@ static void poll_once(Agent *a) {
                 a->next_poll = now_mono_usec() + BUSY_POLL_USEC;
 }
 
-/* Sends what rprd has not acknowledged yet, chunk by chunk. false when a
- * request failed (try again later). */
-static bool output_send(Agent *a, Job *j) {
+/* Sends what rprd has not acknowledged yet of stream s, chunk by chunk.
+ * false when a request failed (try again later). */
+static bool stream_send(Agent *a, Job *j, unsigned s) {
         static char chunk[AGENT_CHUNK_MAX];
-        char path[256], url[320];
+        char path[256], url[340];
+        JobStream *st = &j->out[s];
 
         job_path(j->id, "output", path, sizeof path);
-        while (j->acked < j->written) {
-                ssize_t n = job_read(j, j->acked, chunk, sizeof chunk);
+        while (st->acked < st->written) {
+                ssize_t n = job_read(j, s, st->acked, chunk, sizeof chunk);
                 ClientResponse res = {0};
                 if (n <= 0)
                         return false;
-                snprintf(url, sizeof url, "%s?offset=%llu", path, (unsigned long long) j->acked);
+                snprintf(url, sizeof url, "%s?offset=%llu%s", path, (unsigned long long) st->acked,
+                         s ? "&stream=stderr" : "");
                 if (post(a, url, "application/octet-stream", chunk, (size_t) n, &res) < 0)
                         return false;
                 _cleanup_json_ json_t *ans = json_loads(res.body ? res.body : "", 0, NULL);
@@ -288,38 +460,56 @@ static bool output_send(Agent *a, Job *j) {
                         job_remove(a, j);
                         return false;
                 }
-                if ((status != 200 && status != 416) || off < 0 || (uint64_t) off > j->written)
+                if ((status != 200 && status != 416) || off < 0 || (uint64_t) off > st->written)
                         return false; /* 503: not now */
-                j->acked = (uint64_t) off;
+                st->acked = (uint64_t) off;
         }
+        return true;
+}
+
+static bool output_send(Agent *a, Job *j) {
+        for (unsigned s = 0; s < j->streams; s++)
+                if (!stream_send(a, j, s))
+                        return false;
         return true;
 }
 
 /* The end, once the process is gone and rprd has all of its output. */
 static void finish_send(Agent *a, Job *j) {
-        char path[256], sha[65];
+        char path[256], sha[JOB_STREAMS][65];
         ClientResponse res = {0};
 
-        if (!job_done(j) || j->acked < j->written || job_checksum(j, sha) < 0)
+        if (!job_done(j))
                 return;
+        for (unsigned s = 0; s < j->streams; s++)
+                if (j->out[s].acked < j->out[s].written || job_checksum(j, s, sha[s]) < 0)
+                        return;
         job_path(j->id, "finish", path, sizeof path);
-        _cleanup_json_ json_t *body = json_pack("{s:i, s:s, s:I, s:s}", "exitCode", j->exit_code, "signal",
-                                                j->signal, "bytes", (json_int_t) j->written, "sha256", sha);
+        _cleanup_json_ json_t *body =
+                json_pack("{s:i, s:s, s:I, s:s}", "exitCode", j->exit_code, "signal", j->signal, "bytes",
+                          (json_int_t) j->out[0].written, "sha256", sha[0]);
+        if (j->streams == JOB_STREAMS) {
+                json_object_set_new(body, "errBytes", json_integer((json_int_t) j->out[1].written));
+                json_object_set_new(body, "errSha256", json_string(sha[1]));
+        }
         if (post_json(a, path, body, &res) < 0)
                 return;
         _cleanup_json_ json_t *ans = json_loads(res.body ? res.body : "", 0, NULL);
         long status = res.status;
         client_response_clear(&res);
         if (status == 409) {
-                json_int_t off = json_int_at(ans, "offset", -1);
-                if (off >= 0 && (uint64_t) off <= j->written)
-                        j->acked = (uint64_t) off;
+                for (unsigned s = 0; s < j->streams; s++) {
+                        json_int_t off = json_int_at(ans, s ? "errOffset" : "offset", -1);
+                        if (off >= 0 && (uint64_t) off <= j->out[s].written)
+                                j->out[s].acked = (uint64_t) off;
+                }
                 return;
         }
         if (status >= 500)
                 return;
         log_info("job %s finished: exit %d%s%s, %llu bytes", j->id, j->exit_code,
-                 *j->signal ? ", signal " : "", j->signal, (unsigned long long) j->written);
+                 *j->signal ? ", signal " : "", j->signal,
+                 (unsigned long long) (j->out[0].written + j->out[1].written));
         job_remove(a, j);
 }
 

@@ -3,9 +3,12 @@
  * whatever the agent resends), finished with a byte count and a checksum
  * that must agree with what arrived; or canceled, expired, interrupted.
  * Every end goes to the job's sink exactly once. */
+#include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include "agent/agent-private.h"
 
@@ -29,8 +32,25 @@ AgentJob *agent_job_of(Agents *a, const AgentHost *h, const char *id) {
 static void job_free(AgentJob *j) {
         free(j->command);
         json_decref(j->env);
-        EVP_MD_CTX_free(j->sha);
+        if (j->input) {
+                explicit_bzero(j->input, strlen(j->input));
+                free(j->input);
+        }
+        if (j->input_fd > 0)
+                close(j->input_fd);
+        for (int k = 0; k < AGENT_STREAMS; k++)
+                EVP_MD_CTX_free(j->sha[k]);
         free(j);
+}
+
+/* A SHA-256 per stream, of all the output the job sends. */
+static int job_digests_init(AgentJob *j) {
+        for (int k = 0; k < AGENT_STREAMS; k++) {
+                j->sha[k] = EVP_MD_CTX_new();
+                if (!j->sha[k] || EVP_DigestInit_ex(j->sha[k], EVP_sha256(), NULL) != 1)
+                        return -ENOMEM;
+        }
+        return 0;
 }
 
 void agent_job_end(Agents *a, AgentJob *job, const AgentJobResult *r, JobEnds *ends) {
@@ -46,7 +66,7 @@ void agent_job_end(Agents *a, AgentJob *job, const AgentJobResult *r, JobEnds *e
         JobEnd *e = &ends->items[ends->n++];
         e->sink = job->sink;
         e->result = *r;
-        e->result.bytes = job->offset;
+        e->result.bytes = job->offset[AGENT_STDOUT] + job->offset[AGENT_STDERR];
         e->result.duration_usec = job->started ? now_mono_usec() - job->started : 0;
         job_free(job);
 }
@@ -68,12 +88,40 @@ static void wake(Agents *a, const char *ns, const char *server) {
                 fn(userdata, ns, server);
 }
 
+/* Copies a large input to a file only rprd holds (unlinked at once) and
+ * takes its SHA-256, on the caller's thread. */
+static int input_file(AgentJob *j, const void *data, size_t len) {
+        const char *dir = getenv("TMPDIR") && *getenv("TMPDIR") ? getenv("TMPDIR") : "/var/tmp";
+        _cleanup_free_ char *path = xasprintf("%s/rpr-agent-input-XXXXXX", dir);
+        int fd = mkostemp(path, O_CLOEXEC);
+
+        if (fd < 0)
+                return -errno;
+        (void) unlink(path);
+        for (size_t done = 0; done < len;) {
+                ssize_t n = write(fd, (const char *) data + done, len - done);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n <= 0) {
+                        int e = n < 0 ? -errno : -EIO;
+                        close(fd);
+                        return e;
+                }
+                done += (size_t) n;
+        }
+        j->input_fd = fd;
+        j->input_bytes = len;
+        sha256_hex(data, len, j->input_sha256);
+        return 0;
+}
+
 int agent_job_submit(Agents *a, const char *ns, const char *server, const AgentJobSpec *spec,
                      const AgentJobSink *sink, char ret_id[static AGENT_JOB_ID_LEN + 1]) {
         AgentJob *j = xcalloc(1, sizeof *j);
         int r;
 
-        if (!spec->command || (spec->env && !json_is_object(spec->env))) {
+        if (!spec->command || (spec->env && !json_is_object(spec->env)) ||
+            spec->input_len > AGENT_INPUT_FILE_MAX) {
                 free(j);
                 return -EINVAL;
         }
@@ -84,12 +132,23 @@ int agent_job_submit(Agents *a, const char *ns, const char *server, const AgentJ
         }
         j->command = xstrdup(spec->command);
         j->env = spec->env ? json_deep_copy(spec->env) : NULL;
+        if (spec->input && spec->input_len > AGENT_INPUT_MAX) {
+                r = input_file(j, spec->input, spec->input_len);
+                if (r < 0) {
+                        job_free(j);
+                        return r;
+                }
+        } else if (spec->input) {
+                /* 4 characters for every 3 bytes, and the NUL. */
+                j->input = xmalloc(4 * ((spec->input_len + 2) / 3) + 1);
+                EVP_EncodeBlock((unsigned char *) j->input, spec->input, (int) spec->input_len);
+        }
         j->timeout_usec = spec->timeout_usec;
         j->submitted = now_mono_usec();
         j->wait_deadline = spec->wait_usec ? j->submitted + spec->wait_usec : 0;
         j->sink = *sink;
-        j->sha = EVP_MD_CTX_new();
-        if (!j->sha || EVP_DigestInit_ex(j->sha, EVP_sha256(), NULL) != 1) {
+        j->streams = 1;
+        if (job_digests_init(j) < 0) {
                 job_free(j);
                 return -ENOMEM;
         }
@@ -108,6 +167,40 @@ int agent_job_submit(Agents *a, const char *ns, const char *server, const AgentJ
         pthread_mutex_unlock(&a->lock);
 
         wake(a, ns, server);
+        return 0;
+}
+
+int agent_job_adopt(Agents *a, const char *ns, const char *server, const char *id, uint64_t wait_usec,
+                    const AgentJobSink *sink) {
+        AgentJob *j;
+
+        if (!id || strlen(id) != AGENT_JOB_ID_LEN)
+                return -EINVAL;
+        j = xcalloc(1, sizeof *j);
+        memcpy(j->id, id, AGENT_JOB_ID_LEN + 1);
+        j->command = xstrdup("");
+        j->submitted = now_mono_usec();
+        j->lease_until = j->submitted + wait_usec;
+        j->phase = JOB_ADOPTED;
+        j->streams = 1;
+        j->sink = *sink;
+        if (job_digests_init(j) < 0) {
+                job_free(j);
+                return -ENOMEM;
+        }
+
+        pthread_mutex_lock(&a->lock);
+        if (hashmap_get(a->jobs, id)) {
+                pthread_mutex_unlock(&a->lock);
+                job_free(j);
+                return -EEXIST;
+        }
+        AgentHost *h = agent_host_get(a, ns, server, true);
+        j->host = h;
+        j->next = h->jobs;
+        h->jobs = j;
+        hashmap_put(a->jobs, j->id, j);
+        pthread_mutex_unlock(&a->lock);
         return 0;
 }
 
@@ -183,19 +276,63 @@ int agent_job_accept(Agents *a, const char *ns, const char *server, const char *
         return r;
 }
 
-int agent_job_output(Agents *a, const char *ns, const char *server, const char *id, uint64_t offset,
-                     const char *data, size_t n, uint64_t *ret_offset) {
+int agent_job_input(Agents *a, const char *ns, const char *server, const char *id, int *ret_fd,
+                    uint64_t *ret_bytes) {
+        int r = 0;
+
+        pthread_mutex_lock(&a->lock);
+        AgentHost *h = agent_host_get(a, ns, server, false);
+        AgentJob *j = h ? agent_job_of(a, h, id) : NULL;
+        if (!j || j->input_fd <= 0)
+                r = -ENOENT;
+        else if ((j->phase != JOB_OFFERED && j->phase != JOB_RUNNING) || j->cancel)
+                r = -ESTALE;
+        else {
+                r = fcntl(j->input_fd, F_DUPFD_CLOEXEC, 3);
+                r = r < 0 ? -errno : r;
+                *ret_bytes = j->input_bytes;
+                if (r >= 0)
+                        j->input_readers++;
+        }
+        pthread_mutex_unlock(&a->lock);
+        if (r >= 0)
+                *ret_fd = r;
+        return r < 0 ? r : 0;
+}
+
+void agent_job_input_done(Agents *a, const char *ns, const char *server, const char *id) {
+        pthread_mutex_lock(&a->lock);
+        AgentHost *h = agent_host_get(a, ns, server, false);
+        AgentJob *j = h ? agent_job_of(a, h, id) : NULL;
+        if (j && j->input_readers > 0) {
+                j->input_readers--;
+                /* The agent polls again only once it has the input. */
+                if (j->phase == JOB_RUNNING)
+                        j->lease_until = MAX(j->lease_until, now_mono_usec() + agent_lease_usec(h));
+        }
+        pthread_mutex_unlock(&a->lock);
+}
+
+int agent_job_output(Agents *a, const char *ns, const char *server, const char *id, AgentStream stream,
+                     uint64_t offset, const char *data, size_t n, uint64_t *ret_offset) {
         int r = 0;
 
         pthread_mutex_lock(&a->lock);
         AgentHost *h = agent_host_get(a, ns, server, false);
         AgentJob *j = h ? agent_job_of(a, h, id) : NULL;
         if (!j || j->phase != JOB_RUNNING) {
+                /* Unknown right after a restart: its holder may take it
+                 * back yet. Another agent's job stays unknown. */
+                bool later = !hashmap_get(a->jobs, id) && agents_recovering(a);
                 pthread_mutex_unlock(&a->lock);
-                return -ENOENT;
+                return later ? -EAGAIN : -ENOENT;
+        }
+        if ((unsigned) stream >= j->streams) {
+                pthread_mutex_unlock(&a->lock);
+                return -EINVAL;
         }
         j->lease_until = now_mono_usec() + agent_lease_usec(h);
-        uint64_t have = j->offset;
+        uint64_t have = j->offset[stream];
         AgentJobSink sink = j->sink;
         pthread_mutex_unlock(&a->lock);
 
@@ -209,15 +346,15 @@ int agent_job_output(Agents *a, const char *ns, const char *server, const char *
          * of this job can slip in between. The sink runs unlocked. */
         const char *fresh = data + (have - offset);
         size_t n_fresh = n - (size_t) (have - offset);
-        if (sink.output && sink.output(sink.userdata, fresh, n_fresh) < 0)
+        if (sink.output && sink.output(sink.userdata, stream, fresh, n_fresh) < 0)
                 return -EAGAIN;
 
         pthread_mutex_lock(&a->lock);
         j = agent_job_of(a, h, id);
         if (j) {
-                EVP_DigestUpdate(j->sha, fresh, n_fresh);
-                j->offset += n_fresh;
-                have = j->offset;
+                EVP_DigestUpdate(j->sha[stream], fresh, n_fresh);
+                j->offset[stream] += n_fresh;
+                have = j->offset[stream];
         } else
                 r = -ENOENT;
         pthread_mutex_unlock(&a->lock);
@@ -225,20 +362,33 @@ int agent_job_output(Agents *a, const char *ns, const char *server, const char *
         return r;
 }
 
-static AgentJobResult finish_result(AgentJob *j, int exit_code, const char *signal, uint64_t bytes,
-                                    const char *sha256) {
+/* Whether the agent's count and checksum of one stream are what arrived. */
+static bool stream_agrees(AgentJob *j, AgentStream s, uint64_t bytes, const char *sha256) {
         unsigned char md[EVP_MAX_MD_SIZE];
         unsigned md_len = 0;
         char hex[2 * EVP_MAX_MD_SIZE + 1] = "";
 
-        EVP_DigestFinal_ex(j->sha, md, &md_len);
+        EVP_DigestFinal_ex(j->sha[s], md, &md_len);
         for (unsigned i = 0; i < md_len; i++)
                 snprintf(hex + 2 * i, 3, "%02x", md[i]);
-        if (bytes != j->offset || !sha256 || strlen(sha256) != 2 * md_len || strcasecmp(sha256, hex) != 0)
-                return agent_result(AGENT_JOB_FAILED, "OutputCorrupt",
-                                    "the agent reported %llu bytes of output with another checksum than the "
-                                    "%llu bytes rprd received",
-                                    (unsigned long long) bytes, (unsigned long long) j->offset);
+        /* A stream the job does not have: nothing, and no checksum. */
+        if ((unsigned) s >= j->streams)
+                return bytes == 0 && !sha256;
+        return bytes == j->offset[s] && sha256 && strlen(sha256) == 2 * md_len &&
+               strcasecmp(sha256, hex) == 0;
+}
+
+static AgentJobResult finish_result(AgentJob *j, const AgentFinish *f) {
+        const char *signal = f->signal ? f->signal : "";
+        int exit_code = f->exit_code;
+
+        for (int s = 0; s < AGENT_STREAMS; s++)
+                if (!stream_agrees(j, (AgentStream) s, f->bytes[s], f->sha256[s]))
+                        return agent_result(AGENT_JOB_FAILED, "OutputCorrupt",
+                                            "the agent reported %llu bytes of %s with another checksum than "
+                                            "the %llu bytes rprd received",
+                                            (unsigned long long) f->bytes[s], s ? "stderr" : "output",
+                                            (unsigned long long) j->offset[s]);
         if (j->cancel)
                 return (AgentJobResult){.state = AGENT_JOB_CANCELED,
                                         .exit_code = exit_code,
@@ -255,8 +405,8 @@ static AgentJobResult finish_result(AgentJob *j, int exit_code, const char *sign
         return r;
 }
 
-int agent_job_finish(Agents *a, const char *ns, const char *server, const char *id, int exit_code,
-                     const char *signal, uint64_t bytes, const char *sha256, uint64_t *ret_offset) {
+int agent_job_finish(Agents *a, const char *ns, const char *server, const char *id, const AgentFinish *f,
+                     uint64_t ret_offsets[static AGENT_STREAMS]) {
         JobEnds ends = {0};
         int r = 0;
 
@@ -264,12 +414,13 @@ int agent_job_finish(Agents *a, const char *ns, const char *server, const char *
         AgentHost *h = agent_host_get(a, ns, server, false);
         AgentJob *j = h ? agent_job_of(a, h, id) : NULL;
         if (!j || j->phase != JOB_RUNNING)
-                r = -ENOENT;
-        else if (bytes > j->offset) {
-                *ret_offset = j->offset;
+                r = !hashmap_get(a->jobs, id) && agents_recovering(a) ? -EBUSY : -ENOENT;
+        else if (f->bytes[AGENT_STDOUT] > j->offset[AGENT_STDOUT] ||
+                 f->bytes[AGENT_STDERR] > j->offset[AGENT_STDERR]) {
+                memcpy(ret_offsets, j->offset, sizeof j->offset);
                 r = -EAGAIN;
         } else {
-                AgentJobResult res = finish_result(j, exit_code, signal ? signal : "", bytes, sha256);
+                AgentJobResult res = finish_result(j, f);
                 r = STREQ(res.reason, "OutputCorrupt") ? -EBADMSG : 0;
                 agent_job_end(a, j, &res, &ends);
         }

@@ -12,6 +12,7 @@ typedef enum JobPhase {
         JOB_QUEUED,  /* waiting for the agent's next poll */
         JOB_OFFERED, /* in a poll's answer, not accepted yet */
         JOB_RUNNING, /* accepted */
+        JOB_ADOPTED, /* accepted before rprd restarted: waits for its agent to list it */
 } JobPhase;
 
 typedef struct AgentHost AgentHost;
@@ -23,14 +24,20 @@ struct AgentJob {
         char id[AGENT_JOB_ID_LEN + 1];
         char *command;
         json_t *env;
+        char *input; /* base64, or NULL */
+        int input_fd; /* > 0: a larger input, in an unlinked file */
+        uint64_t input_bytes;
+        unsigned input_readers; /* downloads under way: the lease holds meanwhile */
+        char input_sha256[65];
         uint64_t timeout_usec;
         uint64_t wait_deadline; /* monotonic; 0: wait forever */
         uint64_t lease_until;   /* monotonic, while offered or running */
         uint64_t submitted, started;
         JobPhase phase;
         bool cancel, cancel_sent;
-        uint64_t offset; /* output bytes held */
-        EVP_MD_CTX *sha;
+        unsigned streams;               /* 1, or AGENT_STREAMS: as offered */
+        uint64_t offset[AGENT_STREAMS]; /* output bytes held, per stream */
+        EVP_MD_CTX *sha[AGENT_STREAMS];
         AgentJobSink sink;
 };
 
@@ -53,6 +60,7 @@ struct AgentHost {
         uint64_t window_usec;               /* the agent's poll window */
         char version[32];
         unsigned capacity;
+        unsigned streams; /* the output format its heartbeat offers: 1 or AGENT_STREAMS */
         double metrics[_AGENT_METRIC_MAX];
         unsigned metrics_set; /* bit per AgentMetric given */
         bool has_metrics;     /* its last heartbeat carried metrics */
@@ -81,6 +89,7 @@ struct Agents {
         void *wake_userdata;
         AgentPresenceFn presence;
         void *presence_userdata;
+        bool stopped; /* agents_stop() */
 };
 
 /* A running job's lease: two poll windows and some slack. */
@@ -95,5 +104,8 @@ void agent_job_end(Agents *a, AgentJob *job, const AgentJobResult *r, JobEnds *e
 void job_ends_report(JobEnds *ends);
 /* A result of state with a reason and a message. */
 AgentJobResult agent_result(AgentJobState state, const char *reason, const char *fmt, ...) _printf_(3, 4);
+/* Whether the registry is young enough that a job an agent reports may
+ * still be taken back by its holder (agent_job_adopt). Under lock. */
+bool agents_recovering(const Agents *a);
 /* The job id of this host, or NULL. Under lock. */
 AgentJob *agent_job_of(Agents *a, const AgentHost *h, const char *id);

@@ -77,6 +77,19 @@ void agents_set_presence(Agents *a, AgentPresenceFn fn, void *userdata) {
         pthread_mutex_unlock(&a->lock);
 }
 
+void agents_stop(Agents *a) {
+        pthread_mutex_lock(&a->lock);
+        a->stopped = true;
+        pthread_mutex_unlock(&a->lock);
+}
+
+bool agents_serving(Agents *a) {
+        pthread_mutex_lock(&a->lock);
+        bool serving = !a->stopped;
+        pthread_mutex_unlock(&a->lock);
+        return serving;
+}
+
 AgentHost *agent_host_get(Agents *a, const char *ns, const char *server, bool create) {
         _cleanup_free_ char *key = xasprintf("%s/%s", ns, server);
         AgentHost *h = hashmap_get(a->hosts, key);
@@ -93,10 +106,15 @@ AgentHost *agent_host_get(Agents *a, const char *ns, const char *server, bool cr
         h->server = h->key + n_key + n_ns;
         h->window_usec = AGENT_POLL_DEFAULT_SEC * USEC_PER_SEC;
         h->capacity = 1;
+        h->streams = 1;
         hashmap_put(a->hosts, h->key, h);
         h->next = a->list;
         a->list = h;
         return h;
+}
+
+bool agents_recovering(const Agents *a) {
+        return now_mono_usec() - a->created < AGENT_RECOVER_GRACE_SEC * USEC_PER_SEC;
 }
 
 uint64_t agent_lease_usec(const AgentHost *h) {
@@ -209,6 +227,7 @@ static void heartbeat_read(AgentHost *h, const json_t *hb, uint64_t now) {
         h->refused = false;
         snprintf(h->version, sizeof h->version, "%s", version ? version : "");
         h->capacity = (unsigned) (cap < 1 ? 1 : cap > AGENT_CAPACITY_MAX ? AGENT_CAPACITY_MAX : cap);
+        h->streams = json_int_at(hb, "streams", 1) == AGENT_STREAMS ? AGENT_STREAMS : 1;
         window = window < 1 ? 1 : window > WINDOW_MAX_SEC ? WINDOW_MAX_SEC : window;
         h->window_usec = (uint64_t) window * USEC_PER_SEC;
         /* Only the figures the Server's status has, as numbers. */
@@ -228,6 +247,7 @@ static void heartbeat_read(AgentHost *h, const json_t *hb, uint64_t now) {
 static void held_jobs_read(Agents *a, AgentHost *h, const json_t *held, json_t *answer, uint64_t now,
                            JobEnds *ends) {
         json_t *ack = json_object_get(answer, "ack"), *drop = json_object_get(answer, "drop");
+        json_t *ack_err = json_object_get(answer, "ackErr");
         const json_t *v;
         size_t i;
 
@@ -236,13 +256,24 @@ static void held_jobs_read(Agents *a, AgentHost *h, const json_t *held, json_t *
                 AgentJob *j = id ? agent_job_of(a, h, id) : NULL;
                 if (!id)
                         continue;
+                /* Right after a restart its holder may yet take it back. */
+                if (!j && !hashmap_get(a->jobs, id) && agents_recovering(a))
+                        continue;
                 if (!j || j->phase == JOB_QUEUED) {
                         json_array_append_new(drop, json_string(id));
                         continue;
                 }
+                if (j->phase == JOB_ADOPTED) {
+                        /* Back: all its output again, from 0, in the format
+                         * it was offered in. */
+                        j->streams = json_int_at(v, "streams", 1) == AGENT_STREAMS ? AGENT_STREAMS : 1;
+                        j->started = now;
+                }
                 j->phase = JOB_RUNNING;
                 j->lease_until = now + agent_lease_usec(h);
-                json_object_set_new(ack, id, json_integer((json_int_t) j->offset));
+                json_object_set_new(ack, id, json_integer((json_int_t) j->offset[AGENT_STDOUT]));
+                if (j->streams == AGENT_STREAMS)
+                        json_object_set_new(ack_err, id, json_integer((json_int_t) j->offset[AGENT_STDERR]));
         }
         for (AgentJob *j = h->jobs, *next; j; j = next) {
                 bool listed = false;
@@ -251,7 +282,7 @@ static void held_jobs_read(Agents *a, AgentHost *h, const json_t *held, json_t *
                         const char *id = json_str_at(v, "id");
                         listed = listed || (id && STREQ(id, j->id));
                 }
-                if (j->phase == JOB_RUNNING && !listed) {
+                if ((j->phase == JOB_RUNNING || j->phase == JOB_ADOPTED) && !listed) {
                         AgentJobResult r = agent_result(AGENT_JOB_INTERRUPTED, "Interrupted",
                                                         "the agent no longer holds the job (it restarted?)");
                         agent_job_end(a, j, &r, ends);
@@ -265,6 +296,14 @@ static json_t *offer_json(const AgentJob *j, uint64_t lease) {
                               (json_int_t) (lease / USEC_PER_SEC));
         if (j->env)
                 json_object_set(o, "env", j->env);
+        if (j->input)
+                json_object_set_new(o, "input", json_string(j->input));
+        else if (j->input_fd > 0) {
+                json_object_set_new(o, "inputBytes", json_integer((json_int_t) j->input_bytes));
+                json_object_set_new(o, "inputSha256", json_string(j->input_sha256));
+        }
+        if (j->streams == AGENT_STREAMS)
+                json_object_set_new(o, "streams", json_integer(AGENT_STREAMS));
         return o;
 }
 
@@ -285,9 +324,12 @@ static bool answer_fill(AgentHost *h, json_t *answer, uint64_t now) {
                         continue;
                 }
                 bool lapsed = j->phase == JOB_OFFERED && j->lease_until <= now;
+                if (j->phase == JOB_ADOPTED)
+                        continue; /* the agent has it, or has lost it: never offered again */
                 if ((j->phase == JOB_QUEUED && busy < h->capacity) || lapsed) {
                         busy += j->phase == JOB_QUEUED;
                         j->phase = JOB_OFFERED;
+                        j->streams = h->streams;
                         j->lease_until = now + agent_lease_usec(h);
                         json_array_append_new(offers, offer_json(j, agent_lease_usec(h)));
                         news = true;
@@ -297,8 +339,9 @@ static bool answer_fill(AgentHost *h, json_t *answer, uint64_t now) {
 }
 
 static json_t *answer_new(const AgentHost *h) {
-        return json_pack("{s:I, s:[], s:[], s:{}, s:[]}", "pollSeconds",
-                         (json_int_t) (h->window_usec / USEC_PER_SEC), "offers", "cancel", "ack", "drop");
+        return json_pack("{s:I, s:[], s:[], s:{}, s:{}, s:[]}", "pollSeconds",
+                         (json_int_t) (h->window_usec / USEC_PER_SEC), "offers", "cancel", "ack", "ackErr",
+                         "drop");
 }
 
 int agent_poll(Agents *a, const char *ns, const char *server, const json_t *heartbeat, json_t **ret_answer,
@@ -356,7 +399,13 @@ static void host_tick(Agents *a, AgentHost *h, uint64_t now, JobEnds *ends) {
                                 AGENT_JOB_EXPIRED, "WaitingForServer",
                                 "the agent of %s did not poll within the wait timeout", h->server);
                         agent_job_end(a, j, &r, ends);
-                } else if (j->phase == JOB_RUNNING && now >= j->lease_until) {
+                } else if (j->phase == JOB_ADOPTED && now >= j->lease_until) {
+                        AgentJobResult r = agent_result(
+                                AGENT_JOB_INTERRUPTED, "Interrupted",
+                                "the agent of %s did not report the job again after rprd restarted",
+                                h->server);
+                        agent_job_end(a, j, &r, ends);
+                } else if (j->phase == JOB_RUNNING && now >= j->lease_until && !j->input_readers) {
                         AgentJobResult r =
                                 agent_result(AGENT_JOB_INTERRUPTED, "Interrupted",
                                              "the agent of %s stopped renewing the job's lease", h->server);

@@ -30,6 +30,17 @@ typedef struct Agents Agents;
 #define AGENT_OUTPUT_CHUNK_MAX (256u * 1024)
 #define AGENT_JOB_ID_LEN 24
 #define AGENT_CAPACITY_MAX 64
+#define AGENT_INPUT_MAX (1024u * 1024) /* a job's stdin up to this travels in its offer */
+/* Larger stdin (a Runner's release) is a download: the offer says
+ * inputBytes and inputSha256, and the agent GETs jobs/{id}/input. */
+#define AGENT_INPUT_FILE_MAX (4ull << 30)
+/* The output format: an agent whose heartbeat says "streams": 2 gets
+ * offers saying so, and sends those jobs' stdout and stderr apart, each
+ * with its own offsets and checksum. Jobs of older agents (and jobs
+ * offered before) have one stream, stdout and stderr in the order written. */
+#define AGENT_STREAMS 2
+
+typedef enum AgentStream { AGENT_STDOUT, AGENT_STDERR } AgentStream;
 
 /* Called when something waits for the agent of ns/server (an offer, a
  * cancel): answer its held poll. Any thread, no lock held. */
@@ -41,6 +52,11 @@ Agents *agents_new(void);
 void agents_free(Agents *a); /* NULL-safe; ends every job as Interrupted */
 void agents_set_wake(Agents *a, AgentWakeFn fn, void *userdata);
 void agents_set_presence(Agents *a, AgentPresenceFn fn, void *userdata);
+/* The protocol side has stopped (rprd is shutting down): no agent will
+ * report any more, so whoever waits for a job must not wait for it. */
+void agents_stop(Agents *a);
+/* Whether agents may still report (agents_stop not called). */
+bool agents_serving(Agents *a);
 
 /* ---- presence -------------------------------------------------------------------- */
 
@@ -83,18 +99,42 @@ int agent_poll_again(Agents *a, const char *ns, const char *server, json_t **ret
  * -ESTALE (its lease ran out and it was offered again, or canceled). */
 int agent_job_accept(Agents *a, const char *ns, const char *server, const char *id,
                      uint64_t *ret_lease_usec);
-/* Output bytes [offset, offset + n). Only the bytes past what rprd holds
- * are taken; *ret_offset is what it holds afterwards. -ERANGE for a gap
- * (*ret_offset set), -ENOENT, -EAGAIN when the sink cannot take them now
- * (send them again later). */
-int agent_job_output(Agents *a, const char *ns, const char *server, const char *id, uint64_t offset,
-                     const char *data, size_t n, uint64_t *ret_offset);
-/* The job's end: exit_code (or signal, e.g. "TERM"), the byte count and
- * the SHA-256 (hex) of all its output. -ENOENT; -EAGAIN when bytes is more
- * than rprd holds (*ret_offset: send from there); -EBADMSG when the count
- * or checksum differs from what rprd holds (the job ends Failed). */
-int agent_job_finish(Agents *a, const char *ns, const char *server, const char *id, int exit_code,
-                     const char *signal, uint64_t bytes, const char *sha256, uint64_t *ret_offset);
+/* Output bytes [offset, offset + n) of one stream (AGENT_STDERR only for
+ * a job offered with two). Only the bytes past what rprd holds are taken;
+ * *ret_offset is what it holds of that stream afterwards. -ERANGE for a
+ * gap (*ret_offset set), -ENOENT, -EINVAL (no such stream for this job),
+ * -EAGAIN when the sink cannot take them now, or the job is not known
+ * yet right after a restart (send them again later). */
+int agent_job_output(Agents *a, const char *ns, const char *server, const char *id, AgentStream stream,
+                     uint64_t offset, const char *data, size_t n, uint64_t *ret_offset);
+
+/* How a job ended, as its agent reports it: the exit code (or signal, e.g.
+ * "TERM"), and per stream the byte count and the SHA-256 (hex) of all of
+ * it (stderr: 0 and NULL for a job of one stream). */
+typedef struct AgentFinish {
+        int exit_code;
+        const char *signal;
+        uint64_t bytes[AGENT_STREAMS];
+        const char *sha256[AGENT_STREAMS];
+} AgentFinish;
+
+/* The job's end. -ENOENT (-EBUSY right after a restart: not known yet,
+ * send it again later); -EAGAIN when a count is more than rprd holds
+ * (ret_offsets: what it holds of each stream: send from there); -EBADMSG
+ * when a count or checksum differs from what rprd holds (the job ends
+ * Failed). */
+int agent_job_finish(Agents *a, const char *ns, const char *server, const char *id, const AgentFinish *f,
+                     uint64_t ret_offsets[static AGENT_STREAMS]);
+
+/* A job's large input, for its agent to download: a descriptor of its own
+ * (caller closes) and the size. Until agent_job_input_done(), the job's
+ * lease does not run out (the agent polls again only once it has the
+ * input, however slow its link); then it is renewed. -ENOENT when the job is not this agent's
+ * or has no input to download, -ESTALE when it is no longer offered or
+ * running. */
+int agent_job_input(Agents *a, const char *ns, const char *server, const char *id, int *ret_fd,
+                    uint64_t *ret_bytes);
+void agent_job_input_done(Agents *a, const char *ns, const char *server, const char *id);
 
 /* Lease and wait expiries, offline agents: call about once a second. */
 void agents_tick(Agents *a);
@@ -115,14 +155,15 @@ typedef struct AgentJobResult {
         char signal[16];    /* "TERM", "KILL" or "" */
         const char *reason; /* static: "", "Canceled", "Interrupted", "WaitingForServer", "OutputCorrupt" */
         char message[256];
-        uint64_t bytes;
+        uint64_t bytes; /* of both streams */
         uint64_t duration_usec;
 } AgentJobResult;
 
 typedef struct AgentJobSink {
-        /* Output in order, each byte once. Return < 0 to refuse it for now
-         * (the agent sends it again). */
-        int (*output)(void *userdata, const char *data, size_t n);
+        /* Output in order, each byte once (in order per stream; stdout and
+         * stderr of one job may come in any order to each other). Return
+         * < 0 to refuse it for now (the agent sends it again). */
+        int (*output)(void *userdata, AgentStream stream, const char *data, size_t n);
         /* The end, exactly once; nothing is called after it. */
         void (*done)(void *userdata, const AgentJobResult *r);
         void *userdata;
@@ -133,12 +174,32 @@ typedef struct AgentJobSpec {
         const json_t *env;     /* object of strings, or NULL */
         uint64_t timeout_usec; /* 0: none */
         uint64_t wait_usec;    /* how long to wait for an offline agent; 0: forever */
+        /* Optional: the command's stdin (then its end); for what must not
+         * be on a command line. Up to AGENT_INPUT_MAX bytes it travels
+         * base64 in the offer; more (up to AGENT_INPUT_FILE_MAX) is copied
+         * to an unlinked file rprd holds and the agent downloads it
+         * (agent_job_input). Over TLS, and never logged. */
+        const void *input;
+        size_t input_len;
 } AgentJobSpec;
 
 /* Queues a job for the agent of ns/server; offered at its next poll (at
  * once when one is held). ret_id (optional) gets its id. */
 int agent_job_submit(Agents *a, const char *ns, const char *server, const AgentJobSpec *spec,
                      const AgentJobSink *sink, char ret_id[static AGENT_JOB_ID_LEN + 1]);
+/* Takes back a job that an rprd before this one had offered and that was
+ * accepted (its id kept with its holder, e.g. a Run), after a restart: it
+ * waits up to wait_usec for its agent to list it in a poll, is then
+ * running again from offset 0 (the agent sends all its output again:
+ * the checksum covers all of it; the sink skips what it already has), or
+ * ends Interrupted when the agent does not come back in time or no longer
+ * holds it. -EEXIST when the id is known. For the first
+ * AGENT_RECOVER_GRACE_SEC of the registry, a job an agent reports that
+ * rprd does not know is left alone (not dropped), so that its holder can
+ * take it back first. */
+#define AGENT_RECOVER_GRACE_SEC 10
+int agent_job_adopt(Agents *a, const char *ns, const char *server, const char *id, uint64_t wait_usec,
+                    const AgentJobSink *sink);
 /* Cancels a job whose holder has gone: it is canceled on the agent (or
  * dropped while queued) and its sink is never called again. */
 void agent_job_abandon(Agents *a, const char *id);

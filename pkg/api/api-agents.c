@@ -422,7 +422,7 @@ static void handle_accept(ApiCall *c) {
 }
 
 static void handle_output(ApiCall *c) {
-        const char *off = api_query(c->req, "offset");
+        const char *off = api_query(c->req, "offset"), *stream = api_query(c->req, "stream");
         uint64_t offset, have = 0;
 
         if (!off || parse_uint64(off, &offset) < 0) {
@@ -430,14 +430,24 @@ static void handle_output(ApiCall *c) {
                                  "?offset=N (the byte offset of the chunk's first byte) is required");
                 return;
         }
+        if (stream && !STREQ(stream, "stdout") && !STREQ(stream, "stderr")) {
+                api_reply_status(c, 400, "?stream= is stdout or stderr");
+                return;
+        }
+        AgentStream s = stream && STREQ(stream, "stderr") ? AGENT_STDERR : AGENT_STDOUT;
         if (c->req->entity.len > AGENT_OUTPUT_CHUNK_MAX) {
                 api_reply_status(c, 413, "an output chunk is at most %u bytes", AGENT_OUTPUT_CHUNK_MAX);
                 return;
         }
-        int r = agent_job_output(c->api->agents, caller_ns(c), c->caller.agent, c->route.name, offset,
+        int r = agent_job_output(c->api->agents, caller_ns(c), c->caller.agent, c->route.name, s, offset,
                                  c->req->entity.base, c->req->entity.len, &have);
         if (r == -ENOENT) {
                 api_reply_status(c, 404, "no running job %.64s for this agent", c->route.name);
+                return;
+        }
+        if (r == -EINVAL) {
+                api_reply_status(c, 400, "job %.64s was offered with one output stream: no ?stream=stderr",
+                                 c->route.name);
                 return;
         }
         json_t *answer = json_pack("{s:I}", "offset", (json_int_t) have);
@@ -450,28 +460,36 @@ static void handle_output(ApiCall *c) {
 
 static void handle_finish(ApiCall *c) {
         _cleanup_json_ json_t *body = api_body_json(c);
-        json_int_t bytes;
-        uint64_t have = 0;
+        json_int_t bytes, err_bytes;
+        uint64_t have[AGENT_STREAMS] = {0};
 
         if (!body)
                 return;
         bytes = json_int_at(body, "bytes", -1);
+        err_bytes = json_int_at(body, "errBytes", 0);
         if (!json_is_object(body) || !json_is_integer(json_object_get(body, "exitCode")) || bytes < 0 ||
-            !json_str_at(body, "sha256")) {
+            err_bytes < 0 || !json_str_at(body, "sha256")) {
                 api_reply_status(c, 400,
                                  "the body must be {\"exitCode\": N, \"signal\": \"\", \"bytes\": N, "
-                                 "\"sha256\": HEX}");
+                                 "\"sha256\": HEX[, \"errBytes\": N, \"errSha256\": HEX]}");
                 return;
         }
-        int r = agent_job_finish(c->api->agents, caller_ns(c), c->caller.agent, c->route.name,
-                                 (int) json_int_at(body, "exitCode", -1), json_str_at(body, "signal"),
-                                 (uint64_t) bytes, json_str_at(body, "sha256"), &have);
+        AgentFinish f = {.exit_code = (int) json_int_at(body, "exitCode", -1),
+                         .signal = json_str_at(body, "signal"),
+                         .bytes = {(uint64_t) bytes, (uint64_t) err_bytes},
+                         .sha256 = {json_str_at(body, "sha256"), json_str_at(body, "errSha256")}};
+        int r = agent_job_finish(c->api->agents, caller_ns(c), c->caller.agent, c->route.name, &f, have);
         if (r == -ENOENT)
                 api_reply_status(c, 404, "no running job %.64s for this agent", c->route.name);
+        else if (r == -EBUSY)
+                api_reply_status(c, 503,
+                                 "rprd has just started and does not know job %.64s yet: send it again",
+                                 c->route.name);
         else if (r == -EAGAIN)
                 api_reply_json(c, 409,
-                               json_pack("{s:I, s:s}", "offset", (json_int_t) have, "message",
-                                         "rprd holds less output: send from offset first"));
+                               json_pack("{s:I, s:I, s:s}", "offset", (json_int_t) have[AGENT_STDOUT],
+                                         "errOffset", (json_int_t) have[AGENT_STDERR], "message",
+                                         "rprd holds less output: send from offset (and errOffset) first"));
         else if (r == -EBADMSG)
                 api_reply_status(c, 422, "the byte count or checksum differs from the output rprd received");
         else
@@ -487,7 +505,12 @@ void api_handle_agent(ApiCall *c) {
         }
         if (!agent_server_ok(c))
                 return;
-        if (STREQ(c->route.sub, "poll"))
+        if (STREQ(c->route.sub, "input") != api_method_is(c->req, "GET"))
+                api_reply_status(c, 405, "method %.*s is not allowed here", (int) c->req->method.len,
+                                 c->req->method.base);
+        else if (STREQ(c->route.sub, "input"))
+                api_agent_input(c);
+        else if (STREQ(c->route.sub, "poll"))
                 handle_poll(c);
         else if (STREQ(c->route.sub, "accept"))
                 handle_accept(c);
@@ -586,6 +609,7 @@ void api_agents_end_all(ApiServer *a) {
                 return;
         /* No wake-up from now: the loop turns only a few more times. */
         agents_set_wake(a->agents, NULL, NULL);
+        agents_stop(a->agents);
         hashmap_foreach(a->agent_state->waits, answer_all, &due);
         for (size_t i = 0; i < due.n; i++)
                 wait_answer(due.items[i]);

@@ -246,7 +246,7 @@ static void result_line(ExecTarget *t, int exit_code, const char *signal, const 
 /* ---- transport agent: no thread while it runs ------------------------------------------ */
 
 /* On the loop: output of the agent's job. */
-static int agent_output(void *userdata, const char *data, size_t n) {
+static int agent_output(void *userdata, AgentStream stream, const char *data, size_t n) {
         ExecTarget *t = userdata;
         ApiExec *e = t->exec;
 
@@ -257,7 +257,7 @@ static int agent_output(void *userdata, const char *data, size_t n) {
                 return 0; /* taken and dropped: no one reads it */
         if (full)
                 return -EAGAIN;
-        output_line(t, SSH_STDOUT, data, n, false);
+        output_line(t, stream == AGENT_STDERR ? SSH_STDERR : SSH_STDOUT, data, n, false);
         pending_push(e, t->line.data, t->line.len);
         return 0;
 }
@@ -267,10 +267,11 @@ static void agent_done(void *userdata, const AgentJobResult *r) {
         ExecTarget *t = userdata;
         ApiExec *e = t->exec;
 
-        if (t->n_partial[0] > 0) {
-                output_line(t, SSH_STDOUT, "", 0, true);
-                pending_push(e, t->line.data, t->line.len);
-        }
+        for (int s = 0; s < 2; s++)
+                if (t->n_partial[s] > 0) {
+                        output_line(t, s ? SSH_STDERR : SSH_STDOUT, "", 0, true);
+                        pending_push(e, t->line.data, t->line.len);
+                }
         result_format(t, r->exit_code, r->signal, r->reason ? r->reason : "", r->message,
                       r->duration_usec ? r->duration_usec : now_mono_usec() - t->agent_start);
         pthread_mutex_lock(&e->lock);

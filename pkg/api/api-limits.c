@@ -226,10 +226,20 @@ void api_accept_pause(ApiServer *a, const char *why) {
                 h2o_timeout_link(a->ctx.loop, &a->accept_retry, &a->accept_retry_entry);
 }
 
-static void on_conn_close(void *data) {
-        ApiServer *a = data;
+/* A connection as accepted: h2o keeps its own lists, but an HTTP/2 one
+ * with no stream open cannot be reached through them. */
+typedef struct ApiConn {
+        ApiServer *a;
+        h2o_socket_t *sock;
+        h2o_linklist_t link; /* in ApiServer.conns */
+} ApiConn;
 
-        a->n_conns--;
+static void on_conn_close(void *data) {
+        ApiConn *c = data;
+
+        c->a->n_conns--;
+        h2o_linklist_unlink(&c->link);
+        free(c);
 }
 
 bool api_conn_admit(ApiServer *a) {
@@ -240,9 +250,21 @@ bool api_conn_admit(ApiServer *a) {
 }
 
 void api_conn_accepted(ApiServer *a, h2o_socket_t *sock) {
+        ApiConn *c = xcalloc(1, sizeof *c);
+
+        c->a = a;
+        c->sock = sock;
+        h2o_linklist_insert(&a->conns, &c->link);
         a->n_conns++;
         sock->on_close.cb = on_conn_close;
-        sock->on_close.data = a;
+        sock->on_close.data = c;
+}
+
+void api_conns_shutdown(ApiServer *a) {
+        for (h2o_linklist_t *node = a->conns.next; node != &a->conns; node = node->next) {
+                ApiConn *c = H2O_STRUCT_FROM_MEMBER(ApiConn, link, node);
+                (void) shutdown(h2o_socket_get_fd(c->sock), SHUT_RDWR);
+        }
 }
 
 void api_limits_metrics(ApiServer *a, Buf *b) {
@@ -290,6 +312,7 @@ void api_limits_init(ApiServer *a, const ApiOptions *o) {
                 if (startswith(spec, "tcp:") && colon > spec + 4 && spec[4] != '[')
                         allowed_host_add(a, spec + 4, colon - spec - 4);
         }
+        h2o_linklist_init_anchor(&a->conns);
         h2o_timeout_init(a->ctx.loop, &a->accept_retry, ACCEPT_RETRY_MSEC);
         a->accept_retry_entry = (h2o_timeout_entry_t){.cb = on_accept_retry};
         a->limits_ready = true;

@@ -130,6 +130,7 @@ struct ApiServer {
         json_t *streams_by_caller; /* caller key -> streams held */
         unsigned exec_threads, max_exec_threads;
         size_t n_conns, max_conns;
+        h2o_linklist_t conns; /* ApiConn: every accepted socket, to shut at a stop */
         bool accept_paused, accept_pause_logged, limits_ready;
         h2o_timeout_t accept_retry;
         h2o_timeout_entry_t accept_retry_entry;
@@ -410,6 +411,9 @@ void api_exec_threads_give(ApiServer *a, unsigned n);
 bool api_conn_admit(ApiServer *a);
 /* Counts sock until it closes. */
 void api_conn_accepted(ApiServer *a, h2o_socket_t *sock);
+/* Shuts the socket of every connection, idle ones too: h2o then closes
+ * each as on the client's EOF. */
+void api_conns_shutdown(ApiServer *a);
 /* Stops accepting for a while (fds ran out, or the cap is reached). */
 void api_accept_pause(ApiServer *a, const char *why);
 /* The limits and what is held against them, for /metrics. */
@@ -485,6 +489,8 @@ void api_exec_done(ApiServer *a);
 
 /* ROUTE_AGENT_JOIN and ROUTE_AGENT. */
 void api_handle_agent(ApiCall *c);
+/* api-agent-input.c: GET jobs/{id}/input, streamed (Range: bytes=N-). */
+void api_agent_input(ApiCall *c);
 void api_agents_init(ApiServer *a);    /* nothing without a->agents */
 void api_agents_end_all(ApiServer *a); /* answers every held poll (at shutdown) */
 void api_agents_done(ApiServer *a);

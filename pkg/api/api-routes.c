@@ -165,7 +165,8 @@ static const ApiMethod m_action_log[] = {{"GET", ROLE_VIEWER, api_handle_action}
 /* The join's token is in its body; every other agent route takes an
  * agent's credential, which has no role: see api_on_req. */
 static const ApiMethod m_agent_join[] = {{"POST", ROLE_ANONYMOUS, api_handle_agent}, {NULL, 0, NULL}};
-static const ApiMethod m_agent[] = {{"POST", ROLE_VIEWER, api_handle_agent}, {NULL, 0, NULL}};
+static const ApiMethod m_agent[] = {
+        {"POST", ROLE_VIEWER, api_handle_agent}, {"GET", ROLE_VIEWER, api_handle_agent}, {NULL, 0, NULL}};
 
 /* The actions each kind has: POST .../{plural}/{name}/{action}. */
 static const struct {

@@ -16,6 +16,8 @@
 #include <h2o/http2.h>
 
 #define API_SHUTDOWN_WAIT_USEC (5 * USEC_PER_SEC)
+/* How long a client has to go after its GOAWAY before its socket is shut. */
+#define API_GOAWAY_GRACE_USEC (USEC_PER_SEC / 2)
 /* Checks at once; each waits on a remote machine, not on the CPU. */
 #define API_ACTION_THREADS 8
 
@@ -457,7 +459,19 @@ static void api_shutdown(ApiServer *a) {
         api_agents_end_all(a);
         H2O_HTTP1_CALLBACKS.foreach_request(&a->ctx, shutdown_socket, NULL);
         H2O_HTTP2_CALLBACKS.foreach_request(&a->ctx, shutdown_socket, NULL);
+
+        /* Idle connections (a client between requests, an agent between
+         * polls, one whose socket a child of the client still holds) would
+         * keep the context from being disposed: as h2o's own server does,
+         * HTTP/2 ones get a GOAWAY and HTTP/1 ones no more keep-alive; what
+         * is left after a short grace is shut. */
+        h2o_context_request_shutdown(&a->ctx);
+        loop_until(a, all_closed, MIN(deadline, now_mono_usec() + API_GOAWAY_GRACE_USEC));
+        api_conns_shutdown(a);
         loop_until(a, all_closed, deadline);
+        /* h2o's GOAWAY resend timer must not outlive the context. */
+        if (h2o_timeout_is_linked(&a->ctx.http2._graceful_shutdown_timeout))
+                h2o_timeout_unlink(&a->ctx.http2._graceful_shutdown_timeout);
 }
 
 /* After each turn of the loop: is anything still going on? */

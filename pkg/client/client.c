@@ -333,6 +333,83 @@ int client_request(Client *c, const char *method, const char *path, const char *
         return 0;
 }
 
+/* ---- downloads ----------------------------------------------------------------- */
+
+typedef struct Download {
+        CURL *curl;
+        int fd;
+        uint64_t at; /* where the next byte goes in fd */
+        bool started, error_answer;
+        Buf error; /* the body of an answer that is not 200/206 */
+} Download;
+
+static size_t on_download(char *data, size_t size, size_t n, void *userdata) {
+        Download *d = userdata;
+        size_t len = size * n;
+
+        if (!d->started) {
+                long status = 0;
+                curl_easy_getinfo(d->curl, CURLINFO_RESPONSE_CODE, &status);
+                d->started = true;
+                d->error_answer = status != 200 && status != 206;
+                /* The whole of it after all: start the file again. */
+                if (status == 200 && d->at > 0) {
+                        if (ftruncate(d->fd, 0) < 0)
+                                return 0;
+                        d->at = 0;
+                }
+        }
+        if (d->error_answer)
+                return buf_append(&d->error, data, len) < 0 ? 0 : len;
+        for (size_t done = 0; done < len;) {
+                ssize_t k = pwrite(d->fd, data + done, len - done, (off_t) d->at);
+                if (k <= 0)
+                        return 0;
+                done += (size_t) k;
+                d->at += (uint64_t) k;
+        }
+        return len;
+}
+
+int client_download(Client *c, const char *path, int fd, uint64_t *offset, long *ret_status,
+                    char **ret_error) {
+        char errbuf[CURL_ERROR_SIZE];
+        struct curl_slist *headers = NULL;
+        Download d = {.curl = c->curl, .fd = fd, .at = *offset, .error = {.max = 4096}};
+
+        setup(c, "GET", path, NULL, &headers, errbuf);
+        if (*offset > 0) {
+                char range[64];
+                snprintf(range, sizeof range, "%llu-", (unsigned long long) *offset);
+                curl_easy_setopt(c->curl, CURLOPT_RANGE, range);
+        }
+        curl_easy_setopt(c->curl, CURLOPT_WRITEFUNCTION, on_download);
+        curl_easy_setopt(c->curl, CURLOPT_WRITEDATA, &d);
+        /* No overall timeout (a release is large); a stalled one ends. */
+        curl_easy_setopt(c->curl, CURLOPT_LOW_SPEED_LIMIT, 1L);
+        curl_easy_setopt(c->curl, CURLOPT_LOW_SPEED_TIME, (long) CLIENT_REQUEST_TIMEOUT_S);
+
+        CURLcode code = curl_easy_perform(c->curl);
+        curl_slist_free_all(headers);
+        *offset = d.at;
+        long status = 0;
+        curl_easy_getinfo(c->curl, CURLINFO_RESPONSE_CODE, &status);
+        if (ret_status)
+                *ret_status = status;
+        if (code != CURLE_OK) {
+                buf_free(&d.error);
+                if (ret_error)
+                        *ret_error = transfer_error(c, code, errbuf);
+                return curl_to_errno(code);
+        }
+        if (d.error_answer && ret_error) {
+                ClientResponse r = {.status = status, .body = d.error.data, .len = d.error.len};
+                *ret_error = client_error_message(&r);
+        }
+        buf_free(&d.error);
+        return 0;
+}
+
 /* ---- streams ------------------------------------------------------------------- */
 
 typedef struct Stream {

@@ -69,6 +69,14 @@ int client_stream_request(Client *c, const char *method, const char *path, const
                           const char *body, size_t len, ClientLineFn fn, void *userdata, long *ret_status,
                           char **ret_error);
 
+/* GET path into fd from *offset on (Range: bytes=OFFSET-; an answer of the
+ * whole restarts the file), *offset then where it ends. ret_status gets the
+ * HTTP status; an answer not 200/206 writes nothing and sets *ret_error to
+ * its message (caller frees); a negative errno as client_request, also for
+ * a cut transfer (*offset says how far it got). */
+int client_download(Client *c, const char *path, int fd, uint64_t *offset, long *ret_status,
+                    char **ret_error);
+
 /* For an error answer: the Status message, or a fallback naming the code.
  * Caller frees. */
 char *client_error_message(const ClientResponse *r);

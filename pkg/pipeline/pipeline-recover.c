@@ -88,6 +88,13 @@ static int reap_one(PipelineController *p, const char *ns, const char *job, cons
                 *ret = "Unknown";
                 return 0;
         }
+        if (st && server_target_is_agent(st)) {
+                /* Its agent drops the job rprd no longer knows, at its next
+                 * poll, and stops it: nothing to look for from here. */
+                server_target_free(st);
+                *ret = "Unknown";
+                return 0;
+        }
         SshTrack track = {.id = id, .local_dir = proc_dir};
         r = ssh_reap(p->ssh, st ? server_target(st) : &local, &track, REAP_GRACE_USEC, &found, res);
         server_target_free(st);

@@ -6,7 +6,15 @@
  * Run's file, and the end is handed to a one-thread queue that writes the
  * outcome (a store write must not block the loop). A cancel cancels the job
  * on the agent; at shutdown the job is interrupted at once, since no agent
- * will report any more. Output is stdout and stderr as one stream. */
+ * will report any more.
+ *
+ * The job's id is kept with the Run (status.agentJob). An rprd that starts
+ * and finds the Run left Running takes the job back (run_agent_adopt):
+ * when the agent lists it again it sends all of its output again, and the
+ * lines the output file already holds are skipped, so the file ends whole
+ * and once (a line longer than RUN_LOG_LINE_MAX may be cut elsewhere than
+ * the first time). stdout and stderr are apart (one stream for an
+ * agent older than that). */
 #include <stdio.h>
 #include <string.h>
 
@@ -21,6 +29,11 @@ typedef struct AgentRun {
         json_t *obj;
         RunSpec sp;
         RunLog *log;
+        /* Taken back after a restart: per stream, the lines the output file
+         * holds already (skipped as they come again), and the length of the
+         * line being skipped. */
+        uint64_t skip[2];
+        size_t skip_len[2];
         AgentJobResult result;
         /* Under rc->lock: its end came while run_agent_start was still
          * handing the job over; the end is then written from there. */
@@ -100,10 +113,28 @@ static void finish_work(void *userdata) {
 
 /* ---- the sink, on the API's loop ---------------------------------------------------------- */
 
-static int on_output(void *userdata, const char *data, size_t n) {
-        AgentRun *x = userdata;
+/* How many bytes at the start of data belong to lines the output file
+ * holds already; cut as run-log.c cuts them. */
+static size_t skipped(AgentRun *x, int s, const char *data, size_t n) {
+        size_t i = 0;
 
-        run_log_write(x->log, RUN_LOG_OUT, data, n, now_usec());
+        while (i < n && x->skip[s] > 0) {
+                x->skip_len[s]++;
+                if (data[i++] == '\n' || x->skip_len[s] >= RUN_LOG_LINE_MAX) {
+                        x->skip[s]--;
+                        x->skip_len[s] = 0;
+                }
+        }
+        return i;
+}
+
+static int on_output(void *userdata, AgentStream stream, const char *data, size_t n) {
+        AgentRun *x = userdata;
+        int s = stream == AGENT_STDERR ? RUN_LOG_ERR : RUN_LOG_OUT;
+        size_t k = skipped(x, s, data, n);
+
+        if (k < n)
+                run_log_write(x->log, (RunLogStream) s, data + k, n - k, now_usec());
         return 0;
 }
 
@@ -136,17 +167,17 @@ bool run_uses_agent(RunController *rc, const RunSpec *sp) {
         return t && STREQ(t, "agent");
 }
 
-int run_agent_start(RunController *rc, Active *a, json_t *obj) {
+/* The Run's state for its agent job, its output file open; NULL (the Run
+ * written Failed, a removed) when the file cannot be opened. */
+static AgentRun *agent_run_new(RunController *rc, Active *a, const json_t *obj) {
         AgentRun *x = xcalloc(1, sizeof *x);
-        char id[AGENT_JOB_ID_LEN + 1];
-        int r;
 
         x->rc = rc;
         x->a = a;
-        x->obj = json_incref(obj);
+        x->obj = json_incref((json_t *) obj);
         run_spec_read(x->obj, &x->sp);
         _cleanup_free_ char *path = run_log_path(rc->dir, x->sp.ns, x->sp.name);
-        r = run_log_open(path, &x->log);
+        int r = run_log_open(path, &x->log);
         if (r < 0) {
                 _cleanup_free_ char *msg =
                         xasprintf("cannot open the output file %s: %s", path, strerror(-r));
@@ -157,14 +188,38 @@ int run_agent_start(RunController *rc, Active *a, json_t *obj) {
                 (void) run_update(rc, x->sp.ns, x->sp.name, &u);
                 run_active_remove(rc, a);
                 agent_run_free(x);
-                return 0;
+                return NULL;
         }
-        run_log_note(x->log,
-                     "run %s (attempt %" JSON_INTEGER_FORMAT
-                     ") on server %s through its agent: %s %.12s (%s)",
-                     x->sp.name, x->sp.attempt, x->sp.server, x->sp.repo ?: "commit", x->sp.commit ?: "-",
-                     x->sp.triggered_by ?: "manual");
+        return x;
+}
 
+/* Hands the job over: go() submits or adopts it (its end may come before
+ * go returns), then the Active holds its id. */
+static int hand_over(AgentRun *x, int (*go)(AgentRun *x, char id[static AGENT_JOB_ID_LEN + 1])) {
+        RunController *rc = x->rc;
+        char id[AGENT_JOB_ID_LEN + 1];
+
+        pthread_mutex_lock(&rc->lock);
+        x->starting = true;
+        pthread_mutex_unlock(&rc->lock);
+        int r = go(x, id);
+        if (r < 0)
+                return r;
+        pthread_mutex_lock(&rc->lock);
+        x->starting = false;
+        bool early = x->ended_early;
+        if (!early)
+                memcpy(x->a->agent_job, id, sizeof id);
+        bool canceled = !early && ssh_cancel_fired(x->a->cancel);
+        pthread_mutex_unlock(&rc->lock);
+        if (early)
+                finish_submit(x);
+        else if (canceled)
+                agent_job_cancel(rc->agents, id);
+        return 0;
+}
+
+static int submit(AgentRun *x, char id[static AGENT_JOB_ID_LEN + 1]) {
         _cleanup_json_ json_t *env = run_env(&x->sp);
         _cleanup_free_ char *command = command_of(&x->sp);
         AgentJobSpec spec = {.command = command,
@@ -172,29 +227,93 @@ int run_agent_start(RunController *rc, Active *a, json_t *obj) {
                              .timeout_usec = x->sp.timeout_usec,
                              .wait_usec = x->sp.wait_timeout_usec};
         AgentJobSink sink = {.output = on_output, .done = on_done, .userdata = x};
-        pthread_mutex_lock(&rc->lock);
-        x->starting = true;
-        pthread_mutex_unlock(&rc->lock);
-        r = agent_job_submit(rc->agents, x->sp.ns, x->sp.server, &spec, &sink, id);
+        int r = agent_job_submit(x->rc->agents, x->sp.ns, x->sp.server, &spec, &sink, id);
+        if (r < 0)
+                return r;
+        /* Durable with the Run: a later rprd takes the job back. */
+        RunUpdate u = {.expect_phase = "Running",
+                       .phase = "Running",
+                       .reason = "Started",
+                       .set = json_pack("{s:s}", "agentJob", id)};
+        r = run_update(x->rc, x->sp.ns, x->sp.name, &u);
+        if (r < 0)
+                log_warning("run %s/%s: cannot record its agent job %s: %s", x->sp.ns, x->sp.name, id,
+                            strerror(-r));
+        return 0;
+}
+
+int run_agent_start(RunController *rc, Active *a, json_t *obj) {
+        AgentRun *x = agent_run_new(rc, a, obj);
+
+        if (!x)
+                return 0;
+        run_log_note(x->log,
+                     "run %s (attempt %" JSON_INTEGER_FORMAT
+                     ") on server %s through its agent: %s %.12s (%s)",
+                     x->sp.name, x->sp.attempt, x->sp.server, x->sp.repo ?: "commit", x->sp.commit ?: "-",
+                     x->sp.triggered_by ?: "manual");
+        int r = hand_over(x, submit);
         if (r < 0) {
                 x->result = (AgentJobResult){
                         .state = AGENT_JOB_FAILED, .exit_code = -1, .reason = "AgentFailed"};
                 snprintf(x->result.message, sizeof x->result.message, "cannot queue the job: %s",
                          strerror(-r));
                 finish_work(x);
-                return 0;
         }
-        pthread_mutex_lock(&rc->lock);
-        x->starting = false;
-        bool early = x->ended_early;
-        if (!early)
-                memcpy(a->agent_job, id, sizeof id);
-        bool canceled = !early && ssh_cancel_fired(a->cancel);
-        pthread_mutex_unlock(&rc->lock);
-        if (early)
-                finish_submit(x);
-        else if (canceled)
-                agent_job_cancel(rc->agents, id);
+        return 0;
+}
+
+/* ---- taken back after a restart ------------------------------------------------------------ */
+
+/* How long a job taken back waits for its agent: a lease of the longest
+ * poll window, and the agent's backoff after losing rprd (up to 60 s). */
+#define ADOPT_WAIT_USEC ((2 * AGENT_POLL_DEFAULT_SEC + 10) * USEC_PER_SEC)
+
+static const char *adopted_id(const json_t *obj) {
+        return json_str_at(json_object_get(obj, "status"), "agentJob");
+}
+
+static int adopt(AgentRun *x, char id[static AGENT_JOB_ID_LEN + 1]) {
+        AgentJobSink sink = {.output = on_output, .done = on_done, .userdata = x};
+        const char *job = adopted_id(x->obj);
+        int r = agent_job_adopt(x->rc->agents, x->sp.ns, x->sp.server, job, ADOPT_WAIT_USEC, &sink);
+
+        if (r >= 0)
+                snprintf(id, AGENT_JOB_ID_LEN + 1, "%s", job);
+        return r;
+}
+
+int run_agent_adopt(RunController *rc, const json_t *obj) {
+        _cleanup_free_ char *path = NULL;
+        uint64_t lines[2] = {0, 0};
+        char wait[32];
+        RunSpec sp;
+
+        run_spec_read(obj, &sp);
+        if (!rc->agents || !adopted_id(obj) || !agents_serving(rc->agents) || !run_uses_agent(rc, &sp))
+                return -ENOENT;
+        Active *a = run_active_add(rc, sp.ns, sp.name);
+        if (!a)
+                return 0; /* draining, or already taken back */
+        path = run_log_path(rc->dir, sp.ns, sp.name);
+        (void) run_log_count_lines(path, lines);
+        AgentRun *x = agent_run_new(rc, a, obj);
+        if (!x)
+                return 0;
+        memcpy(x->skip, lines, sizeof lines);
+        _cleanup_free_ char *msg =
+                xasprintf("rprd restarted while the command ran; waiting up to %s for the agent of %s to "
+                          "report job %s again",
+                          duration_format(ADOPT_WAIT_USEC, wait, sizeof wait), sp.server, adopted_id(obj));
+        run_log_note(x->log, "%s; its output goes on after the %llu lines of stdout and %llu of stderr here",
+                     msg, (unsigned long long) lines[0], (unsigned long long) lines[1]);
+        RunUpdate u = {.expect_phase = "Running", .phase = "Running", .reason = "Resuming", .message = msg};
+        (void) run_update(rc, sp.ns, sp.name, &u);
+        if (hand_over(x, adopt) < 0) {
+                run_active_remove(rc, a);
+                agent_run_free(x);
+                return -ENOENT;
+        }
         return 0;
 }
 

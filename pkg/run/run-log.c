@@ -131,6 +131,27 @@ void run_log_note(RunLog *l, const char *fmt, ...) {
         run_log_write(l, RUN_LOG_RPR, text, strlen(text), now_usec());
 }
 
+int run_log_count_lines(const char *path, uint64_t ret[static 2]) {
+        FILE *f = fopen(path, "re");
+        char *line = NULL;
+        size_t cap = 0;
+
+        if (!f)
+                return -errno;
+        ret[0] = ret[1] = 0;
+        while (getline(&line, &cap, f) > 0) {
+                /* "TIME MARK TEXT": the mark is the second field. */
+                const char *mark = strchr(line, ' ');
+                if (mark && startswith(mark + 1, "out "))
+                        ret[RUN_LOG_OUT]++;
+                else if (mark && startswith(mark + 1, "err "))
+                        ret[RUN_LOG_ERR]++;
+        }
+        free(line);
+        fclose(f);
+        return 0;
+}
+
 void run_log_close(RunLog *l) {
         if (!l)
                 return;

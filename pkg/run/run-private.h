@@ -101,6 +101,19 @@ void run_agent_cancel(RunController *rc, const char *id);
 /* At shutdown, no agent will report: every agent Run ends Interrupted now. */
 void run_agent_interrupt_all(RunController *rc);
 
+/* Registers ns/name as carried out here; NULL while draining or when it
+ * already is. */
+Active *run_active_add(RunController *rc, const char *ns, const char *name);
+
+/* run-agent.c: a Run an rprd before this one handed to an agent, whose job
+ * (status.agentJob) the agent may still hold: taken back, its output
+ * resumed. -ENOENT when it is no such Run (recover it the usual way). */
+int run_agent_adopt(RunController *rc, const json_t *obj);
+
+/* run-log.c: how many lines of stdout (ret[0]) and stderr (ret[1]) the
+ * output file at path holds. */
+int run_log_count_lines(const char *path, uint64_t ret[static 2]);
+
 /* run-exec.c: the thread that carries out one claimed Run. */
 int run_exec_start(RunController *rc, Active *a, json_t *obj);
 void run_active_remove(RunController *rc, Active *a);

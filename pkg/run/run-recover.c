@@ -102,6 +102,13 @@ static int reap(RunController *rc, const RunSpec *sp, SshReap *ret_found, SshRes
         r = server_target_get(rc->servers, sp->ns, sp->server, &t, NULL, ret_why);
         if (r < 0)
                 return -ENODEV;
+        if (server_target_is_agent(t)) {
+                /* Its agent drops the job rprd no longer knows, at its next
+                 * poll: nothing to look for here. */
+                *ret_why = xstrdup("its agent stops the command itself");
+                server_target_free(t);
+                return -ENODEV;
+        }
         SshTrack track = {.id = id, .local_dir = rc->proc_dir};
         r = ssh_reap(rc->ssh, server_target(t), &track, REAP_GRACE_USEC, ret_found, res);
         server_target_free(t);
@@ -137,6 +144,9 @@ int run_recover(RunController *rc, const json_t *obj, uint64_t *ret_requeue_afte
         int r;
 
         run_spec_read(obj, &sp);
+        /* An agent's job may still be held: taken back, not stopped. */
+        if (run_agent_adopt(rc, obj) != -ENOENT)
+                return 0;
         r = reap(rc, &sp, &found, &res, &why);
         if (r == -ENODEV) {
                 _cleanup_free_ char *msg = xasprintf(

@@ -257,7 +257,7 @@ static bool is_active(RunController *rc, const char *ns, const char *name) {
 }
 
 /* NULL while draining: nothing new starts. */
-static Active *active_add(RunController *rc, const char *ns, const char *name) {
+Active *run_active_add(RunController *rc, const char *ns, const char *name) {
         Active *a = NULL;
 
         pthread_mutex_lock(&rc->lock);
@@ -346,7 +346,7 @@ static int wait_for_server(RunController *rc, const json_t *obj, const RunSpec *
 
 /* Claims the Run (Pending → Running) and starts its thread. */
 static int start(RunController *rc, json_t *obj, const RunSpec *sp) {
-        Active *a = active_add(rc, sp->ns, sp->name);
+        Active *a = run_active_add(rc, sp->ns, sp->name);
         _cleanup_free_ char *path = run_log_path(rc->dir, sp->ns, sp->name);
         _cleanup_json_ json_t *running = NULL;
         int r;

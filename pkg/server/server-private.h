@@ -45,6 +45,15 @@ void server_spec_read(const json_t *obj, ServerSpec *ret);
 int server_target_build(ServerController *s, json_t *obj, ServerTarget **ret, const char **ret_reason,
                         char **ret_error);
 
+/* The Server a target was built from (borrowed from its object), and the
+ * controller it was built by (agent targets only). */
+const char *server_target_name(const ServerTarget *t, const char **ret_ns);
+ServerController *server_target_controller(const ServerTarget *t);
+
+/* server-run.c: SshTarget.run of a Server of transport agent (userdata:
+ * its ServerTarget): the command as a job of its agent, waited for. */
+int server_agent_run(void *userdata, const SshCommand *cmd, SshResult *result);
+
 /* What one check found. */
 typedef struct CheckOutcome {
         bool ok;

@@ -62,6 +62,21 @@ const SshTarget *server_target(const ServerTarget *t) {
         return &t->target;
 }
 
+bool server_target_is_agent(const ServerTarget *t) {
+        return t->target.run != NULL;
+}
+
+ServerController *server_target_controller(const ServerTarget *t) {
+        return t->servers;
+}
+
+const char *server_target_name(const ServerTarget *t, const char **ret_ns) {
+        const json_t *meta = json_object_get(t->object, "metadata");
+
+        *ret_ns = json_str_at(meta, "namespace");
+        return json_str_at(meta, "name");
+}
+
 /* The key of the ssh-key Token that spec.keyRef names. Token reasons read
  * as the Server's own: MissingKey, KeyUnusable, KeyExpired. */
 static int key_from_token(ServerController *s, ServerTarget *t, const char *ns, const char *token,
@@ -92,6 +107,12 @@ static int transport_of(const json_t *spec, SshTransport *ret, char **ret_error)
         }
         if (STREQ(tr, "local")) {
                 *ret = SSH_TRANSPORT_LOCAL;
+                return 0;
+        }
+        if (STREQ(tr, "agent")) {
+                /* A remote host like an ssh one; its commands go to its
+                 * agent (SshTarget.run, set by the caller). */
+                *ret = SSH_TRANSPORT_SSH;
                 return 0;
         }
         *ret_error = xasprintf("transport %s is not supported yet; use ssh or local", tr);
@@ -161,6 +182,13 @@ int server_target_build(ServerController *s, json_t *obj, ServerTarget **ret, co
 
         const json_t *port = json_object_get(spec, "port");
         t->target.id = t->id;
+        if (server_is_agent(obj)) {
+                t->servers = s;
+                t->target.run = server_agent_run;
+                t->target.run_userdata = t;
+                *ret = TAKE_PTR(t);
+                return 0;
+        }
         t->target.host = json_str_at(spec, "host");
         t->target.port = json_is_integer(port) ? (unsigned) json_integer_value(port) : 22;
         t->target.user = json_str_at(spec, "user");

@@ -55,6 +55,15 @@ int server_target_get(ServerController *s, const char *ns, const char *name, Ser
                       const char **ret_reason, char **ret_error);
 const SshTarget *server_target(const ServerTarget *t);
 void server_target_free(ServerTarget *t); /* NULL-safe */
+/* Whether the Server is of transport agent. Its target's commands, given
+ * to ssh_run() or ssh_reap() like any others, go to its agent as jobs
+ * (server-run.c): the caller's thread waits for the end, output comes to
+ * cmd->output on that thread, cmd->input reaches the command's stdin,
+ * cmd->track is the agent's business (it finds its jobs again itself).
+ * A busy agent gets the command when a slot is free, within the command's
+ * timeout (none: until canceled); an agent seen offline fails it after the
+ * connect timeout (SSH_FAIL_TIMEOUT), as a host that is down. */
+bool server_target_is_agent(const ServerTarget *t);
 
 /* A check now, as the periodic one (status written, log line, retries
  * not waited for): runs `uptime` and the metrics command. Blocks.

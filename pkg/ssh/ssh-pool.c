@@ -345,6 +345,8 @@ int ssh_run(SshPool *p, const SshTarget *target, const SshCommand *cmd, SshResul
         int r;
 
         *result = (SshResult){.exit_code = -1};
+        if (target->run)
+                return target->run(target->run_userdata, cmd, result);
         if (target->transport == SSH_TRANSPORT_SSH && (!target->host || !*target->host))
                 return ssh_fail(result, SSH_FAIL_NAME_RESOLUTION, EINVAL, "no host: set spec.host");
         gate_enter(p);

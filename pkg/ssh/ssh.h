@@ -43,6 +43,9 @@ typedef enum SshFailure {
 
 const char *ssh_failure_reason(SshFailure f);
 
+struct SshCommand;
+struct SshResult;
+
 /* Where to run. Strings are borrowed for the duration of each call. */
 typedef struct SshTarget {
         const char *id; /* pool key, e.g. "default/web-1"; sessions are reused per id */
@@ -70,6 +73,11 @@ typedef struct SshTarget {
         void *pin_userdata;
         uint64_t connect_timeout_usec; /* 0 = 10 s; TCP connect and handshake */
         uint64_t auth_timeout_usec;    /* 0 = 10 s */
+        /* A host rprd does not log into (a Server of transport agent): when
+         * set, ssh_run() hands each command to run, which fills result as
+         * ssh_run() would. The pool's sessions and limits are not used. */
+        int (*run)(void *userdata, const struct SshCommand *cmd, struct SshResult *result);
+        void *run_userdata;
 } SshTarget;
 
 typedef enum SshStream { SSH_STDOUT = 1, SSH_STDERR = 2 } SshStream;

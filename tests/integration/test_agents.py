@@ -241,9 +241,10 @@ def test_join_claims_a_declared_agent_server_but_not_an_ssh_one_or_a_joined_one(
 def test_exec_on_an_agent_server_streams_output_and_exit_code(rprd, agents):
     running_agent(rprd, agents, labels="role=edge")
 
-    # An agent sends stdout and stderr as one stream, in the order written.
+    # stdout and stderr apart, as over ssh.
     p = rprd.ctl("exec", "server", "-l", "role=edge", "--", "echo hello; echo oops >&2; exit 3")
-    assert p.stdout.splitlines() == ["edge: hello", "edge: oops"], (p.stdout, p.stderr)
+    assert p.stdout.splitlines() == ["edge: hello"], (p.stdout, p.stderr)
+    assert p.stderr.splitlines()[0] == "edge: oops", p.stderr
     assert "edge: exit 3" in p.stderr, p.stderr
     assert p.returncode == 1
 
@@ -272,10 +273,12 @@ def test_agents_come_back_after_rprd_restarts(rprd, agents):
 
 class CuttingProxy:
     """A TCP proxy that cuts each of its first `cuts` connections once it has
-    passed `after` bytes from the agent to rprd."""
+    passed `after` bytes from the agent to rprd (toward_agent: from rprd to
+    the agent)."""
 
-    def __init__(self, target_port, cuts, after):
+    def __init__(self, target_port, cuts, after, toward_agent=False):
         self.target = target_port
+        self.toward_agent = toward_agent
         self.cuts = cuts
         self.after = after
         self.cut = 0
@@ -294,8 +297,9 @@ class CuttingProxy:
                 return
             u = socket.create_connection(("127.0.0.1", self.target))
             limit = self.after if self.cut < self.cuts else None
-            threading.Thread(target=self.pipe, args=(c, u, limit), daemon=True).start()
-            threading.Thread(target=self.pipe, args=(u, c, None), daemon=True).start()
+            up, down = (None, limit) if self.toward_agent else (limit, None)
+            threading.Thread(target=self.pipe, args=(c, u, up), daemon=True).start()
+            threading.Thread(target=self.pipe, args=(u, c, down), daemon=True).start()
 
     def pipe(self, src, dst, limit):
         n = 0

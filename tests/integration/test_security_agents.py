@@ -11,6 +11,10 @@ import subprocess
 
 from test_agents import (JOIN_SECRET, agents, exec_api, exec_in_background, https, join_token, raw_join,  # noqa: F401
                          result_of, rprd, running_agent)
+from test_runners import gh, idle_count, release, workdir  # noqa: F401 (fixtures)
+from test_security_runners import assert_on_no_command_line
+from test_runners import objects as runner_objects
+from test_runners import wait_for as runner_wait
 
 CONTROLLERS = True
 
@@ -100,7 +104,7 @@ def test_an_agent_credential_opens_nothing_but_its_own_agent_endpoints(rprd, age
     status, body = https(rprd, "POST", "/api/v1/agents/poll", {"version": "0.1.0", "wait": 10}, token=cred_b)
     assert status == 200, body
     job = json.loads(body)["offers"][0]["id"]
-    for sub, body in [("accept", None), ("output?offset=0", b"forged"),
+    for sub, body in [("accept", None), ("output?offset=0", b"forged"), ("output?offset=0&stream=stderr", b"forged"),
                       ("finish", {"exitCode": 0, "bytes": 0, "sha256": "0" * 64})]:
         status, out = https(rprd, "POST", "/api/v1/agents/jobs/%s/%s" % (job, sub), body, token=cred_a)
         assert status == 404, (sub, status, out)
@@ -130,3 +134,26 @@ def test_no_secret_reaches_a_log_or_an_answer(rprd, agents):
 
 
 # ---- Runs: a Binding deploys through the agent --------------------------------------------------
+
+
+# ---- secrets on a job's stdin -------------------------------------------------------------------
+
+def test_a_runners_secret_reaches_the_agents_host_on_the_jobs_stdin_only(rprd, agents, gh, release,  # noqa: F811
+                                                                          workdir):
+    """The JIT configuration travels in the job's offer (TLS, to the agent
+    holding the job) and reaches the command's stdin through a file only it
+    holds open: not in a log, the agent's state dir, an answer or an argv."""
+    a = running_agent(rprd, agents, "ci-box", labels="ci=true")
+    rprd.apply([o for o in runner_objects(gh, [], workdir, replicas=1) if o["kind"] != "Server"])
+    o = runner_wait(rprd, lambda o: idle_count(o) == 1, "1 idle")
+    jits = gh.runner_attr("jits")
+    assert len(jits) == 1
+    texts = {"rprd's log": rprd.all_stderr(), "the agent's log": a.log(), "status": json.dumps(o),
+             "api": rprd.get("/api/v1/namespaces/default/runners").text}
+    for root, _, files in os.walk(a.state_dir):
+        for name in files:
+            with open(os.path.join(root, name), errors="replace") as f:
+                texts[os.path.join(root, name)] = f.read()
+    for what, text in texts.items():
+        assert jits[0] not in text, "the JIT configuration in " + what
+    assert_on_no_command_line(jits)

@@ -24,6 +24,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "agent/agent.h"
 #include "controller/controller.h"
 #include "logfile/logfile.h"
 #include "resource/resource.h"
@@ -622,6 +623,131 @@ static void test_target_errors_name_the_cause_not_the_secret(void **state) {
         assert_null(t);
 }
 
+/* ---- transport agent: commands through the agent ---------------------------------------- */
+
+typedef struct AgentCallTest {
+        const SshTarget *target;
+        Buf out, err;
+        SshResult res;
+        int r;
+} AgentCallTest;
+
+static int keep(void *userdata, SshStream stream, const char *data, size_t n) {
+        AgentCallTest *t = userdata;
+
+        return buf_append(stream == SSH_STDERR ? &t->err : &t->out, data, n);
+}
+
+static void *agent_call(void *userdata) {
+        AgentCallTest *t = userdata;
+        const char *env[] = {"GREETING=hi there", NULL};
+        SshCommand cmd = {.script = "echo \"$GREETING\"",
+                          .env = env,
+                          .output = keep,
+                          .userdata = t,
+                          .input = "secret\n",
+                          .input_len = 7,
+                          .timeout_usec = 30 * USEC_PER_SEC};
+
+        t->r = ssh_run(NULL, t->target, &cmd, &t->res);
+        return NULL;
+}
+
+/* The agent's side: polls until the job is offered. */
+static json_t *offer_wait(Agents *agents) {
+        for (int i = 0; i < 500; i++) {
+                json_t *hb = json_pack("{s:s, s:i, s:i, s:[]}", "version", "0.2.0", "streams", 2, "wait", 0,
+                                       "jobs");
+                json_t *ans = NULL;
+                uint64_t wait;
+                (void) agent_poll(agents, "default", "pi", hb, &ans, &wait);
+                json_decref(hb);
+                json_t *offer = json_incref(json_array_get(json_object_get(ans, "offers"), 0));
+                json_decref(ans);
+                if (offer)
+                        return offer;
+                usleep(10000);
+        }
+        return NULL;
+}
+
+static void test_an_agent_servers_commands_go_to_its_agent(void **state) {
+        Fixture *f = *state;
+        ServerTarget *t = NULL;
+        SshResult res;
+
+        apply(f, "{\"apiVersion\":\"rpr/v1\",\"kind\":\"Server\",\"metadata\":{\"name\":\"pi\"},"
+                 "\"spec\":{\"transport\":\"agent\"}}");
+        /* A controller without agents: a clear failure, nothing over ssh. */
+        assert_int_equal(server_target_get(f->servers, "default", "pi", &t, NULL, NULL), 0);
+        assert_true(server_target_is_agent(t));
+        SshCommand cmd = {.script = "true"};
+        assert_true(ssh_run(f->ssh, server_target(t), &cmd, &res) < 0);
+        assert_non_null(strstr(res.message, "serves no agents"));
+        server_target_free(t);
+
+        Agents *agents = agents_new();
+        Controller *c = NULL;
+        ServerController *servers = NULL;
+        assert_int_equal(controller_new(f->store, 1, &c), 0);
+        ServerOptions o = {f->store, c, f->ssh, NULL, agents};
+        assert_int_equal(server_controller_new(&o, &servers), 0);
+        assert_int_equal(server_target_get(servers, "default", "pi", &t, NULL, NULL), 0);
+        AgentCallTest call = {.target = server_target(t)};
+        pthread_t th;
+        assert_int_equal(pthread_create(&th, NULL, agent_call, &call), 0);
+
+        json_t *offer = offer_wait(agents);
+        assert_non_null(offer);
+        const char *id = json_str_at(offer, "id");
+        assert_non_null(strstr(json_str_at(offer, "command"), "export GREETING='hi there'"));
+        assert_string_equal(json_str_at(offer, "input"), "c2VjcmV0Cg==");
+        assert_int_equal(json_int_at(offer, "streams", 0), 2);
+        uint64_t lease, off, offsets[AGENT_STREAMS];
+        assert_int_equal(agent_job_accept(agents, "default", "pi", id, &lease), 0);
+        assert_int_equal(
+                agent_job_output(agents, "default", "pi", id, AGENT_STDOUT, 0, "hi there\n", 9, &off), 0);
+        assert_int_equal(agent_job_output(agents, "default", "pi", id, AGENT_STDERR, 0, "warn\n", 5, &off),
+                         0);
+        char out_hex[65], err_hex[65];
+        sha256_hex("hi there\n", 9, out_hex);
+        sha256_hex("warn\n", 5, err_hex);
+        AgentFinish fin = {.exit_code = 3, .signal = "", .bytes = {9, 5}, .sha256 = {out_hex, err_hex}};
+        assert_int_equal(agent_job_finish(agents, "default", "pi", id, &fin, offsets), 0);
+        json_decref(offer);
+        pthread_join(th, NULL);
+
+        assert_int_equal(call.r, 0);
+        assert_int_equal(call.res.failure, SSH_OK);
+        assert_int_equal(call.res.exit_code, 3);
+        assert_string_equal(call.out.data, "hi there\n");
+        assert_string_equal(call.err.data, "warn\n");
+        buf_free(&call.out);
+        buf_free(&call.err);
+
+        /* An agent seen, then silent for three windows (of 1 s): a command
+         * for it fails after the connect timeout, as for a host down. */
+        json_t *hb =
+                json_pack("{s:s, s:i, s:i, s:[]}", "version", "0.2.0", "pollSeconds", 1, "wait", 0, "jobs");
+        json_t *ans = NULL;
+        uint64_t wait;
+        (void) agent_poll(agents, "default", "pi", hb, &ans, &wait);
+        json_decref(hb);
+        json_decref(ans);
+        sleep(6);
+        agents_tick(agents);
+        uint64_t t0 = now_mono_usec();
+        SshCommand quick = {.script = "true"};
+        assert_true(ssh_run(NULL, server_target(t), &quick, &res) < 0);
+        assert_int_equal(res.failure, SSH_FAIL_TIMEOUT);
+        assert_non_null(strstr(res.message, "does not poll"));
+        assert_true(now_mono_usec() - t0 >= 9 * USEC_PER_SEC);
+        server_target_free(t);
+        controller_free(c);
+        server_controller_free(servers);
+        agents_free(agents);
+}
+
 /* ---- the check command's output ----------------------------------------------- */
 
 static void test_check_output_is_parsed(void **state) {
@@ -656,19 +782,25 @@ static void test_check_output_is_parsed(void **state) {
 
 int main(void) {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test_setup_teardown(test_local_server_becomes_reachable_with_metrics, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_inactive_server_is_not_checked, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_refused_connection_retries_then_unreachable_then_back, setup,
+                cmocka_unit_test_setup_teardown(test_local_server_becomes_reachable_with_metrics, setup,
                                                 teardown),
-                cmocka_unit_test_setup_teardown(test_accept_new_records_host_key_over_real_sshd, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_inactive_server_is_not_checked, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_refused_connection_retries_then_unreachable_then_back,
+                                                setup, teardown),
+                cmocka_unit_test_setup_teardown(test_accept_new_records_host_key_over_real_sshd, setup,
+                                                teardown),
                 cmocka_unit_test_setup_teardown(test_missing_key_token_is_missing_key_without_attempt, setup,
                                                 teardown),
                 cmocka_unit_test_setup_teardown(test_spec_change_causes_a_recheck, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_check_now, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_target_from_token_and_pinned_accepted_key, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_accept_new_pins_on_first_use_of_any_path_and_fails_closed, setup,
+                cmocka_unit_test_setup_teardown(test_target_from_token_and_pinned_accepted_key, setup,
                                                 teardown),
-                cmocka_unit_test_setup_teardown(test_target_errors_name_the_cause_not_the_secret, setup, teardown),
+                cmocka_unit_test_setup_teardown(
+                        test_accept_new_pins_on_first_use_of_any_path_and_fails_closed, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_target_errors_name_the_cause_not_the_secret, setup,
+                                                teardown),
+                cmocka_unit_test_setup_teardown(test_an_agent_servers_commands_go_to_its_agent, setup,
+                                                teardown),
                 cmocka_unit_test(test_check_output_is_parsed),
         };
         return cmocka_run_group_tests(tests, group_setup, group_teardown);
