@@ -30,16 +30,13 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from runners import REPO, Rprd, by_endpoint, objects, wait  # noqa: E402
+from runners import REPO, Rprd, by_endpoint, github_and_install, objects, wait  # noqa: E402
 
 sys.path.insert(0, os.path.join(REPO, "tests"))
 sys.path.insert(0, os.path.join(REPO, "tests", "integration"))
 
-from github_fake import FakeGitHub  # noqa: E402
-from runner_release import build  # noqa: E402
 from sshd import Keys, Sshd, login_user  # noqa: E402
 
-PAT = "ghp_benchAutoscale0123456789abcdefghijkl"
 HOOK_SECRET = "bench-autoscale-hook-secret-0123456789"
 BURSTS = (1, 10, 50)
 JOB_SECONDS = 15
@@ -47,7 +44,6 @@ JOB_SECONDS = 15
 
 def autoscale_objects(gh, hosts, keys, user, install):
     objs = objects(gh, hosts, keys, user, install, 0)
-    objs[0]["spec"]["value"] = PAT
     r = objs[-1]["spec"]
     del r["replicas"]
     r["autoscale"] = {"min": 0, "max": 60, "idle": 0, "scaleDownDelay": "30s", "webhookTokenRef": "hooks"}
@@ -110,15 +106,7 @@ def at_rest(d, gh, seconds):
 def one_round(args, r, user, keys, hosts):
     tmp = tempfile.mkdtemp(prefix="rpr-bench-autoscale-")
     os.chmod(tmp, 0o755)
-    install = os.path.join(tmp, "install")
-    os.mkdir(install)
-    shutil.chown(install, user=user)
-    gh = FakeGitHub().start()
-    gh.add_repo("acme", "site")
-    gh.add_token(PAT)
-    path, _ = build(tmp)
-    os.chmod(path, 0o644)
-    gh.runner_control("runner_release", path=path, version="2.321.0")
+    gh, install = github_and_install(tmp, user)
     state = os.path.join(tmp, "state")
     os.mkdir(state)
     d = Rprd(state)

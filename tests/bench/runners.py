@@ -123,6 +123,22 @@ def by_endpoint(reqs):
     return dict(sorted(c.items()))
 
 
+def github_and_install(tmp, user):
+    """The fake GitHub (repo acme/site, token PAT) serving the stand-in
+    runner release, and the runners' install directory, owned by the ssh
+    user."""
+    install = os.path.join(tmp, "install")
+    os.mkdir(install)
+    shutil.chown(install, user=user)
+    gh = FakeGitHub().start()
+    gh.add_repo("acme", "site")
+    gh.add_token(PAT)
+    path, _ = build(tmp)
+    os.chmod(path, 0o644)
+    gh.runner_control("runner_release", path=path, version="2.321.0")
+    return gh, install
+
+
 def objects(gh, hosts, keys, user, install, replicas):
     out = [{"apiVersion": "rpr/v1", "kind": "Token", "metadata": {"name": "gh"},
             "spec": {"type": "github", "value": PAT}},
@@ -150,18 +166,10 @@ def main():
     tmp = tempfile.mkdtemp(prefix="rpr-bench-runners-")
     os.chmod(tmp, 0o755)
     user = login_user()
-    install = os.path.join(tmp, "install")
-    os.mkdir(install)
-    shutil.chown(install, user=user)
     keys = Keys.generate(os.path.join(tmp, "keys"))
     hosts = [Sshd(None, host_keys=[keys.host("ed25519")], authorized=[keys.client_pub("ed25519")]).start()
              for _ in range(args.hosts)]
-    gh = FakeGitHub().start()
-    gh.add_repo("acme", "site")
-    gh.add_token(PAT)
-    path, _ = build(tmp)
-    os.chmod(path, 0o644)
-    gh.runner_control("runner_release", path=path, version="2.321.0")
+    gh, install = github_and_install(tmp, user)
     state = os.path.join(tmp, "state")
     os.mkdir(state)
     d = Rprd(state)
