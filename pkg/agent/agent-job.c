@@ -313,6 +313,16 @@ void agent_job_input_done(Agents *a, const char *ns, const char *server, const c
         pthread_mutex_unlock(&a->lock);
 }
 
+/* Output or an end for a job that is not running here: unknown right after a
+ * restart, or taken back and not yet listed again by its agent's poll. Its
+ * holder is told "not now" rather than "unknown", which would make it drop
+ * the job. Another agent's job stays unknown. Under lock. */
+static bool known_later(Agents *a, const AgentJob *j, const char *id) {
+        if (j)
+                return j->phase == JOB_ADOPTED;
+        return !hashmap_get(a->jobs, id) && agents_recovering(a);
+}
+
 int agent_job_output(Agents *a, const char *ns, const char *server, const char *id, AgentStream stream,
                      uint64_t offset, const char *data, size_t n, uint64_t *ret_offset) {
         int r = 0;
@@ -321,9 +331,7 @@ int agent_job_output(Agents *a, const char *ns, const char *server, const char *
         AgentHost *h = agent_host_get(a, ns, server, false);
         AgentJob *j = h ? agent_job_of(a, h, id) : NULL;
         if (!j || j->phase != JOB_RUNNING) {
-                /* Unknown right after a restart: its holder may take it
-                 * back yet. Another agent's job stays unknown. */
-                bool later = !hashmap_get(a->jobs, id) && agents_recovering(a);
+                bool later = known_later(a, j, id);
                 pthread_mutex_unlock(&a->lock);
                 return later ? -EAGAIN : -ENOENT;
         }
@@ -414,7 +422,7 @@ int agent_job_finish(Agents *a, const char *ns, const char *server, const char *
         AgentHost *h = agent_host_get(a, ns, server, false);
         AgentJob *j = h ? agent_job_of(a, h, id) : NULL;
         if (!j || j->phase != JOB_RUNNING)
-                r = !hashmap_get(a->jobs, id) && agents_recovering(a) ? -EBUSY : -ENOENT;
+                r = known_later(a, j, id) ? -EBUSY : -ENOENT;
         else if (f->bytes[AGENT_STDOUT] > j->offset[AGENT_STDOUT] ||
                  f->bytes[AGENT_STDERR] > j->offset[AGENT_STDERR]) {
                 memcpy(ret_offsets, j->offset, sizeof j->offset);

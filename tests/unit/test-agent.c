@@ -345,6 +345,12 @@ static void test_a_job_taken_back_after_a_restart(void **state) {
         assert_int_equal(agent_job_adopt(a, "default", "edge", id, 60 * USEC_PER_SEC, &sink), 0);
         assert_int_equal(agent_job_adopt(a, "default", "edge", id, 60 * USEC_PER_SEC, &sink), -EEXIST);
         assert_int_equal(agent_job_adopt(a, "default", "edge", lost, 0, &sink_gone), 0);
+        /* Output or an end sent before the agent's next poll lists the job:
+         * "not now", never "unknown" (which would make the agent drop it). */
+        assert_int_equal(output(a, "edge", id, 0, "x", 1, &off), -EAGAIN);
+        sha256_hex("", 0, hex);
+        assert_int_equal(finish(a, "edge", id, 0, "", 0, hex, &off), -EBUSY);
+        assert_int_equal(s.ends, 0);
         /* Never offered again; listed, it runs on from 0: all of it comes again. */
         ans = poll_of(a, "edge", hb("0.1.0", json_pack("[{s:s, s:i}]", "id", id, "offset", 9)));
         assert_int_equal(json_array_size(json_object_get(ans, "offers")), 0);
