@@ -142,6 +142,20 @@ int read_file(const char *path, size_t max, char **ret_data, size_t *ret_len);
 int write_file_atomic(const char *path, const void *data, size_t n, unsigned mode);
 int mkdir_p(const char *path, unsigned mode);
 
+/* Files kept for reuse (base-spares.c): where many short-lived files come
+ * and go, a file that had its use is renamed to one of n slots in dir
+ * instead of removed, and a new one is a spare renamed to its name.
+ * Emptying a spare is the caller's (the two users empty them differently).
+ * spares_of() gives the process's one Spares of dir (NULL when too many
+ * directories have some). Thread-safe; NULL-safe (take and give say false). */
+typedef struct Spares Spares;
+Spares *spares_of(const char *dir, size_t n);
+/* A spare renamed to path, unless a file is there: true, or false. */
+bool spares_take(Spares *s, const char *path);
+/* path renamed to a free slot: true, or false when all are full (the
+ * caller removes it then). */
+bool spares_give(Spares *s, const char *path);
+
 /* ---- strings ----------------------------------------------------------- */
 
 bool startswith(const char *s, const char *prefix);

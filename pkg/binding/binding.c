@@ -44,7 +44,7 @@ static void trim_history(BindingController *b, const json_t *obj) {
                 }
                 json_array_append_new(doomed, json_string(name));
         }
-        int r = run_delete_many(b->store, b->run_dir, sp.ns, doomed, NULL);
+        int r = run_delete_many(b->store, sp.ns, doomed, NULL);
         if (r < 0)
                 log_warning("binding %s/%s: cannot remove old runs: %s", sp.ns, sp.name, strerror(-r));
 }
@@ -147,7 +147,7 @@ static int finalize(BindingController *b, const json_t *obj, uint64_t *ret_reque
         }
         _cleanup_json_ json_t *gone = store_without_finalizer(obj, BINDING_FINALIZER);
         StoreOp let_go = {.type = STORE_OP_UPDATE, .object = gone, .expect_revision = store_object_revision(obj)};
-        int k = run_delete_many(b->store, b->run_dir, sp.ns, names, &let_go);
+        int k = run_delete_many(b->store, sp.ns, names, &let_go);
         if (k == -ESTALE)
                 return 0;
         if (k >= 0 && b->activity)

@@ -236,7 +236,7 @@ static int finalize(CommandController *c, const json_t *obj, uint64_t *ret_reque
         }
         _cleanup_json_ json_t *gone = store_without_finalizer(obj, COMMAND_FINALIZER);
         StoreOp let_go = {.type = STORE_OP_UPDATE, .object = gone, .expect_revision = store_object_revision(obj)};
-        int k = run_delete_many(c->store, c->run_dir, ns, names, &let_go);
+        int k = run_delete_many(c->store, ns, names, &let_go);
         if (k == -ESTALE)
                 return 0;
         if (k >= 0 && c->activity)

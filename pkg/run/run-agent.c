@@ -177,7 +177,7 @@ static AgentRun *agent_run_new(RunController *rc, Active *a, const json_t *obj) 
         x->obj = json_incref((json_t *) obj);
         run_spec_read(x->obj, &x->sp);
         _cleanup_free_ char *path = run_log_path(rc->dir, x->sp.ns, x->sp.name);
-        int r = run_log_open(path, &x->log);
+        int r = run_output_open(rc->dir, x->sp.ns, x->sp.name, &x->log);
         if (r < 0) {
                 _cleanup_free_ char *msg =
                         xasprintf("cannot open the output file %s: %s", path, strerror(-r));

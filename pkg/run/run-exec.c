@@ -189,7 +189,7 @@ static void run_command(Exec *x) {
 static void *exec_thread(void *arg) {
         Exec *x = arg;
         _cleanup_free_ char *path = run_log_path(x->rc->dir, x->sp.ns, x->sp.name);
-        int r = run_log_open(path, &x->log);
+        int r = run_output_open(x->rc->dir, x->sp.ns, x->sp.name, &x->log);
 
         if (r < 0) {
                 _cleanup_free_ char *msg = xasprintf("cannot open the output file %s: %s", path, strerror(-r));

@@ -44,6 +44,27 @@ int run_log_open(const char *path, RunLog **ret) {
         return 0;
 }
 
+/* Output files are recycled (base-spares.c): with history trimmed, as many
+ * Runs' files are removed as new ones are made, and on ext4 without a
+ * journal each new file then cost more the more Runs there were. */
+#define OUTPUT_SPARES 1024
+
+int run_output_open(const char *run_dir, const char *ns, const char *name, RunLog **ret) {
+        _cleanup_free_ char *path = run_log_path(run_dir, ns, name);
+        _cleanup_free_ char *dir = xasprintf("%s/%s", run_dir, ns);
+
+        if (mkdir_p(dir, 0750) >= 0)
+                (void) spares_take(spares_of(run_dir, OUTPUT_SPARES), path);
+        return run_log_open(path, ret);
+}
+
+void run_output_discard(const char *run_dir, const char *ns, const char *name) {
+        _cleanup_free_ char *path = run_log_path(run_dir, ns, name);
+
+        if (truncate(path, 0) < 0 || !spares_give(spares_of(run_dir, OUTPUT_SPARES), path))
+                (void) unlink(path);
+}
+
 static void stamp(Buf *b, uint64_t usec) {
         char t[RFC3339_MAX];
 

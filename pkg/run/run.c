@@ -92,7 +92,7 @@ json_t *run_list_owned(Store *store, const char *ns, const char *key, const char
         return o.runs;
 }
 
-int run_delete_many(Store *store, const char *run_dir, const char *ns, const json_t *names, StoreOp *extra) {
+int run_delete_many(Store *store, const char *ns, const json_t *names, StoreOp *extra) {
         size_t n = json_array_size(names), k = n + (extra ? 1 : 0);
         _cleanup_free_ StoreOp *ops = xcalloc(k ? k : 1, sizeof *ops);
         const json_t *v;
@@ -108,10 +108,6 @@ int run_delete_many(Store *store, const char *run_dir, const char *ns, const jso
         store_ops_clear(ops, k);
         if (r < 0)
                 return r;
-        json_array_foreach(names, i, v) {
-                _cleanup_free_ char *path = run_log_path(run_dir, ns, json_string_value(v));
-                (void) unlink(path);
-        }
         return 0;
 }
 
@@ -199,9 +195,8 @@ static void note_outcome(RunController *rc, const char *ns, const char *name, co
         if (carried_out_here)
                 return;
         /* Decided without running anything: the output file says why. */
-        _cleanup_free_ char *path = run_log_path(rc->dir, ns, name);
         RunLog *l = NULL;
-        if (run_log_open(path, &l) >= 0) {
+        if (run_output_open(rc->dir, ns, name, &l) >= 0) {
                 run_log_note(l, "%s: %s%s%s", u->phase, u->reason, u->message ? ": " : "", u->message ?: "");
                 run_log_close(l);
         }
@@ -423,6 +418,18 @@ static bool busy_here(RunController *rc, const char *ns, const char *name) {
         return !run_phase_finished(phase) && rc->delegate.busy(rc->delegate.userdata, ns, name);
 }
 
+/* The output file of a Run that is gone. One still written to (its command
+ * runs on until canceled) is removed, its writer left with a file no one
+ * sees; any other is kept as a spare for a later Run (run_output_discard). */
+static void output_gone(RunController *rc, const char *ns, const char *name, bool written) {
+        _cleanup_free_ char *path = run_log_path(rc->dir, ns, name);
+
+        if (written)
+                (void) unlink(path);
+        else
+                run_output_discard(rc->dir, ns, name);
+}
+
 static int reconcile(void *userdata, const char *ns, const char *name, uint64_t *ret_requeue_after) {
         RunController *rc = userdata;
         _cleanup_json_ json_t *obj = NULL;
@@ -434,7 +441,6 @@ static int reconcile(void *userdata, const char *ns, const char *name, uint64_t 
         if (r == -ENOENT) {
                 /* Gone (history trimmed, its Binding deleted, or deleted by
                  * hand while it ran): so are its command and its output. */
-                _cleanup_free_ char *path = run_log_path(rc->dir, ns, name);
                 char job[AGENT_JOB_ID_LEN + 1] = "";
                 pthread_mutex_lock(&rc->lock);
                 Active *a = active_find_locked(rc, ns, name);
@@ -444,7 +450,8 @@ static int reconcile(void *userdata, const char *ns, const char *name, uint64_t 
                 }
                 pthread_mutex_unlock(&rc->lock);
                 run_agent_cancel(rc, job);
-                (void) unlink(path);
+                output_gone(rc, ns, name,
+                            a || (rc->delegate.busy && rc->delegate.busy(rc->delegate.userdata, ns, name)));
                 return 0;
         }
         if (r < 0)

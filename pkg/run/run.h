@@ -83,9 +83,9 @@ char *run_name(const char *owner, json_int_t n);
 json_t *run_list_owned(Store *store, const char *ns, const char *key, const char *value);
 
 /* Removes the Runs of ns named in names (a JSON array of strings) in one
- * commit, with extra (optional: the owner let go at the same time), then
- * their output files under run_dir. */
-int run_delete_many(Store *store, const char *run_dir, const char *ns, const json_t *names, StoreOp *extra);
+ * commit, with extra (optional: the owner let go at the same time). Their
+ * output files go as the Run controller sees each one gone. */
+int run_delete_many(Store *store, const char *ns, const json_t *names, StoreOp *extra);
 
 /* The output file of ns/name (it may not exist yet); caller frees. */
 char *run_log_path(const char *dir, const char *ns, const char *name);
@@ -105,6 +105,12 @@ typedef struct RunLog RunLog;
 
 /* Opens path for appending (created 0640, its directory too). */
 int run_log_open(const char *path, RunLog **ret);
+/* The output file of ns/name under run_dir, as run_log_open; one that is
+ * not there yet is a spare of run_dir's, not a new file. */
+int run_output_open(const char *run_dir, const char *ns, const char *name, RunLog **ret);
+/* The output file of a Run that is gone and that no one writes any more:
+ * emptied and kept as a spare (or removed). */
+void run_output_discard(const char *run_dir, const char *ns, const char *name);
 /* Output as it came: data need not end with a newline, nor be one line. */
 void run_log_write(RunLog *l, RunLogStream s, const char *data, size_t n, uint64_t when_usec);
 /* One line of rprd's own ("rpr"). */

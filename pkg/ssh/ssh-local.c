@@ -44,56 +44,15 @@ static void clean_env(char *ret[static 4], char buf[static 3][1024]) {
 
 /* ---- recycled pid files ------------------------------------------------------ */
 
-/* Local pid files are recycled, not created and removed for each command:
- * on a busy host (ext4 without a journal most of all) allocating an inode
- * after many deletions scans the recently deleted ones, and a pipeline's
- * tasks paid milliseconds each for it. A spare is an emptied pid file
- * renamed to ".spare-N" in the one directory this process tracks
- * commands in; renamed to a command's name before it starts (the wrapper
- * then writes into it) and back once it ended. An empty pid file means
- * "never started" to the reaper, and the names come back after a restart,
- * so nothing piles up. */
+/* Local pid files are recycled (base-spares.c), not created and removed
+ * for each command: a pipeline's tasks paid milliseconds each for making
+ * files on a busy host. An empty pid file means "never started" to the
+ * reaper. */
 #define SPARES 64
-
-typedef enum { SPARE_NONE, SPARE_HERE, SPARE_MOVING } SpareState;
-
-static struct {
-        pthread_mutex_t lock;
-        char *dir;
-        SpareState state[SPARES];
-} spares = {.lock = PTHREAD_MUTEX_INITIALIZER};
-
-/* A slot of dir in state from, now moving; -1 when none. */
-static int spare_claim(const char *dir, SpareState from) {
-        int n = -1;
-
-        pthread_mutex_lock(&spares.lock);
-        if (!spares.dir)
-                spares.dir = xstrdup(dir);
-        for (int i = 0; n < 0 && i < SPARES && STREQ(spares.dir, dir); i++)
-                if (spares.state[i] == from)
-                        n = i;
-        if (n >= 0)
-                spares.state[n] = SPARE_MOVING;
-        pthread_mutex_unlock(&spares.lock);
-        return n;
-}
-
-static void spare_set(int n, SpareState state) {
-        pthread_mutex_lock(&spares.lock);
-        spares.state[n] = state;
-        pthread_mutex_unlock(&spares.lock);
-}
 
 /* Before the command starts: a spare becomes its (empty) pid file. */
 static void pid_file_take(const char *dir, const char *path) {
-        int n = spare_claim(dir, SPARE_HERE);
-
-        if (n < 0)
-                return;
-        _cleanup_free_ char *spare = xasprintf("%s/.spare-%d", dir, n);
-        (void) rename(spare, path); /* else the wrapper makes the file */
-        spare_set(n, SPARE_NONE);
+        (void) spares_take(spares_of(dir, SPARES), path); /* else the wrapper makes the file */
 }
 
 /* A pid file's record blanked, written over as the wrapper writes it (not
@@ -112,17 +71,8 @@ static bool pid_file_blank(const char *path) {
 
 /* Once the command ended: its pid file, blanked, becomes a spare (or goes). */
 static void pid_file_give(const char *dir, const char *path) {
-        int n = spare_claim(dir, SPARE_NONE);
-
-        if (n < 0) {
+        if (!pid_file_blank(path) || !spares_give(spares_of(dir, SPARES), path))
                 (void) unlink(path);
-                return;
-        }
-        _cleanup_free_ char *spare = xasprintf("%s/.spare-%d", dir, n);
-        bool kept = pid_file_blank(path) && rename(path, spare) == 0;
-        if (!kept)
-                (void) unlink(path);
-        spare_set(n, kept ? SPARE_HERE : SPARE_NONE);
 }
 
 /* The start time of process pid (field 22 of /proc/PID/stat), as the

@@ -11,6 +11,7 @@ delete while running, manual triggers, log follow, history trimming,
 waitTimeout, restart while waiting, and bad input.
 """
 
+import glob
 import json
 import os
 import shutil
@@ -423,14 +424,24 @@ def test_history_trimming_removes_runs_and_files(rprd, gitrepo):
     rprd.apply([git_repo("site", gitrepo), local_server("a"), binding("deploy", "echo hi", server="a", history=2)])
     wait_runs(rprd, "deploy", lambda rs: rs and finished(rs[-1]), "the first run")
     files = [runs_of(rprd, "deploy")[0]["status"]["logFile"]]
+    inodes = [os.stat(files[0]).st_ino]
     for i in range(4):
         assert rprd.ctl("trigger", "binding", "deploy").returncode == 0
         rs = wait_runs(rprd, "deploy", lambda rs: finished(rs[-1]) and rs[-1]["spec"]["triggeredBy"] == "manual"
                        and int(rs[-1]["metadata"]["name"].rsplit("-", 1)[1]) == i + 2, "run %d" % (i + 2))
         files.append(rs[-1]["status"]["logFile"])
+        inodes.append(os.stat(files[-1]).st_ino)
+        text = rprd.ctl("logs", "run/deploy-%d" % (i + 2)).stdout
+        assert text.count("rpr run deploy-") == 1 and "deploy-%d" % (i + 2) in text and "hi" in text, text
     rs = wait_runs(rprd, "deploy", lambda rs: len(rs) == 2, "the history to be trimmed to 2")
     assert [r["metadata"]["name"] for r in rs] == ["deploy-4", "deploy-5"]
     assert [os.path.exists(f) for f in files] == [False, False, False, True, True]
+    # A trimmed Run's file was emptied and kept as a spare, and a later Run's
+    # file is one of them (no file made and removed for every Run).
+    assert len(set(inodes)) < len(inodes), inodes
+    runs_dir = os.path.dirname(os.path.dirname(files[0]))
+    spares = glob.glob(os.path.join(runs_dir, ".spare-*"))
+    assert spares and all(os.path.getsize(f) == 0 for f in spares), spares
 
 
 # ---- bad input -------------------------------------------------------------------------------------

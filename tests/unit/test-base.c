@@ -263,6 +263,46 @@ static void test_hashmap(void **state) {
         hashmap_free(NULL);
 }
 
+static ino_t inode_of(const char *path) {
+        struct stat st;
+        return stat(path, &st) == 0 ? st.st_ino : 0;
+}
+
+static void test_spares_reuse_files_and_never_replace_one(void **state) {
+        (void) state;
+        char dir[] = "/tmp/rpr-test-spares-XXXXXX";
+        assert_non_null(mkdtemp(dir));
+        _cleanup_free_ char *a = xasprintf("%s/a", dir), *b = xasprintf("%s/b", dir), *c = xasprintf("%s/c", dir);
+        Spares *s = spares_of(dir, 1);
+
+        assert_ptr_equal(spares_of(dir, 1), s); /* one per directory */
+        assert_false(spares_take(s, a));        /* none yet */
+        assert_int_equal(write_file_atomic(a, "", 0, 0600), 0);
+        assert_int_equal(write_file_atomic(b, "", 0, 0600), 0);
+        ino_t kept = inode_of(a);
+        assert_true(spares_give(s, a));
+        assert_int_equal(access(a, F_OK), -1);
+        assert_false(spares_give(s, b)); /* its one slot is full: the caller removes b */
+
+        /* Never over a file that is there: the spare stays. */
+        assert_int_equal(write_file_atomic(c, "mine", 4, 0600), 0);
+        assert_false(spares_take(s, c));
+        _cleanup_free_ char *data = NULL;
+        size_t len;
+        assert_int_equal(read_file(c, 0, &data, &len), 0);
+        assert_string_equal(data, "mine");
+
+        /* Taken: the same file under the new name, no new inode. */
+        assert_int_equal(unlink(c), 0);
+        assert_true(spares_take(s, c));
+        assert_int_equal(inode_of(c), kept);
+        assert_false(spares_take(s, a));
+        assert_false(spares_take(NULL, a));
+
+        _cleanup_free_ char *cmd = xasprintf("rm -rf %s", dir);
+        assert_int_equal(system(cmd), 0);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_hashmap),
@@ -278,6 +318,7 @@ int main(void) {
                 cmocka_unit_test(test_sha256_and_consttime),
                 cmocka_unit_test(test_uuid_v4_shape),
                 cmocka_unit_test(test_write_file_atomic_mode),
+                cmocka_unit_test(test_spares_reuse_files_and_never_replace_one),
                 cmocka_unit_test(test_workq_runs_every_job),
                 cmocka_unit_test(test_utf8_cut_and_snprintf_keep_characters_whole),
                 cmocka_unit_test(test_text_flatten_makes_one_safe_line),
