@@ -10,8 +10,9 @@
  * thread made per task); each instance's output has its own file,
  * DIR/NS/JOB/KEY.log; the job's notes go to DIR/NS/JOB.log. The tasks'
  * states reach the store in batches (pipeline-status.c), except that an
- * instance's Running is durable before its command starts and its end
- * before its dependents start: a crash never makes a job run a task twice. */
+ * instance's Running on a server is durable before its command starts and
+ * its end before its dependents start (in the job's journal,
+ * pipeline-ends.c): a crash never makes a job run a task twice. */
 #include <dirent.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -246,14 +247,18 @@ static void inst_run(Inst *i) {
         j->running--;
         j->dirty = true;
         /* Its end is durable before anything that depends on it starts (a
-         * failure before onError does). The end of a task nothing waits
-         * for goes with the next batch: a crash before it re-runs the task
-         * on resume, which is allowed, its end never having been recorded. */
+         * failure before onError does): in the job's journal, or else in the
+         * store. The end of a task nothing waits for goes with the next
+         * batch: a crash before it re-runs the task on resume, which is
+         * allowed, its end never having been recorded. */
         i->ending = finished(i->phase) &&
                     (j->graph[i->task_index].has_dependents || !STREQ(i->phase, "Succeeded"));
-        if (i->ending && !job_end_durable(j, i)) {
+        if (i->ending) {
+                _cleanup_json_ json_t *end = job_inst_json(i);
                 pthread_mutex_unlock(&j->lock);
-                int k = job_flush_wait(j);
+                int k = job_end_record(j, i->key, end);
+                if (k < 0)
+                        k = job_flush_wait(j);
                 if (k < 0)
                         log_warning("job %s/%s: the end of task %s could not be written: %s", j->ns, j->name, i->key,
                                     strerror(-k));
@@ -338,10 +343,10 @@ static void inst_start(Inst *i) {
 typedef enum DepState { DEP_WAIT, DEP_READY, DEP_BLOCKED } DepState;
 
 /* Under j->lock: for each task of the graph, whether it lets its
- * dependents go (states[task_index]); durable: whether ends not yet
- * written count as written. One pass over the instances: a step costs the
- * size of the graph, not its square. */
-static DepState *task_states(Job *j, bool durable) {
+ * dependents go (states[task_index]); an end not yet durable does not.
+ * One pass over the instances: a step costs the size of the graph, not
+ * its square. */
+static DepState *task_states(Job *j) {
         bool *done = xcalloc(j->n_graph + 1, sizeof *done), *ok = xcalloc(j->n_graph + 1, sizeof *ok);
         bool *bad = xcalloc(j->n_graph + 1, sizeof *bad), *any = xcalloc(j->n_graph + 1, sizeof *any);
         DepState *states = xcalloc(j->n_graph + 1, sizeof *states);
@@ -350,7 +355,7 @@ static DepState *task_states(Job *j, bool durable) {
                 done[t] = ok[t] = true;
         for (size_t k = 0; k < j->n_insts; k++) {
                 const Inst *i = j->insts[k];
-                bool d = finished(i->phase) && (durable || !i->ending),
+                bool d = finished(i->phase) && !i->ending,
                      s = d && STREQ(i->phase, "Succeeded");
                 any[i->task_index] = true;
                 done[i->task_index] &= d;
@@ -372,12 +377,12 @@ static DepState *task_states(Job *j, bool durable) {
 
 /* *states is made on first need: an instance without dependencies (all of
  * them in a flat graph of a thousand) costs no pass over the job. */
-static DepState deps_state(Job *j, DepState **states, bool durable, const Inst *i) {
+static DepState deps_state(Job *j, DepState **states, const Inst *i) {
         const Task *t = &j->graph[i->task_index];
         DepState s = DEP_READY;
 
         if (t->n_deps > 0 && !*states)
-                *states = task_states(j, durable);
+                *states = task_states(j);
         for (size_t k = 0; k < t->n_deps; k++) {
                 if ((*states)[t->deps[k]] == DEP_BLOCKED)
                         return DEP_BLOCKED;
@@ -402,7 +407,7 @@ bool job_step(Job *j, bool on_error_phase) {
                         j->dirty = true;
                         continue;
                 }
-                DepState s = on_error_phase ? DEP_READY : deps_state(j, &states, false, i);
+                DepState s = on_error_phase ? DEP_READY : deps_state(j, &states, i);
                 if (s == DEP_BLOCKED) {
                         i->phase = "Skipped", i->reason = "DependencyFailed";
                         j->dirty = true;
@@ -413,23 +418,6 @@ bool job_step(Job *j, bool on_error_phase) {
                         inst_start(i);
         }
         return pending || j->running > 0;
-}
-
-bool job_ends_wanted(Job *j) {
-        if (j->n_ending == 0)
-                return false;
-        for (size_t k = 0; k < j->n_insts; k++)
-                if (j->insts[k]->ending && !STREQ(j->insts[k]->phase, "Succeeded"))
-                        return true;
-        if (j->on_error_phase)
-                return true;
-        _cleanup_free_ DepState *states = NULL;
-        for (size_t k = 0; k < j->n_insts; k++) {
-                Inst *i = j->insts[k];
-                if (!i->on_error && STREQ(i->phase, "Pending") && deps_state(j, &states, true, i) == DEP_READY)
-                        return true;
-        }
-        return false;
 }
 
 static void wait_changed(Job *j, uint64_t usec) {
@@ -579,6 +567,8 @@ static void job_free(Job *j) {
         pthread_mutex_destroy(&j->lock);
         pthread_cond_destroy(&j->flushed_cond);
         pthread_mutex_destroy(&j->flush_lock);
+        pthread_mutex_destroy(&j->ends_lock);
+        pthread_cond_destroy(&j->ends_synced_cond);
         free(j->ns);
         free(j->name);
         free(j->cancel_reason);
@@ -660,11 +650,13 @@ static void *job_thread(void *arg) {
         phase = outcome(j, &reason, &message);
         bool interrupted = j->interrupted;
         pthread_mutex_unlock(&j->lock);
-        /* Stopped with rprd: left Running, for the next rprd to resume or fail. */
-        if (interrupted)
+        /* Stopped with rprd: left Running, for the next rprd to resume or
+         * fail, its journal with it. */
+        if (interrupted) {
                 job_flush(j, NULL, NULL, NULL);
-        else {
-                job_flush(j, phase, reason, message);
+                job_ends_close(j, false);
+        } else {
+                job_ends_close(j, job_flush(j, phase, reason, message) >= 0);
                 if (j->p->activity)
                         (void) logfile_append(j->p->activity, now_usec(), "job %s/%s: %s %s: %s", j->ns, j->name, phase,
                                               reason, message);
@@ -693,6 +685,9 @@ static Job *job_new(PipelineController *p, json_t *obj) {
         pthread_cond_init(&j->changed, NULL);
         pthread_mutex_init(&j->flush_lock, NULL);
         pthread_cond_init(&j->flushed_cond, NULL);
+        pthread_mutex_init(&j->ends_lock, NULL);
+        pthread_cond_init(&j->ends_synced_cond, NULL);
+        j->ends_fd = -1;
         insts_build(j);
         return j;
 }

@@ -81,7 +81,6 @@ typedef struct Inst {
         bool has_exit_code, on_error;
         uint64_t start, end;
         bool ending; /* ended, not yet durable: its dependents wait */
-        uint64_t ending_snapshot; /* the write that makes its end durable */
         /* What the last rprd left of it, when it was running then (in
          * j->obj): kept in its status through the attempts that follow. */
         const char *leftover;
@@ -116,8 +115,15 @@ struct Job {
         json_t *written;
         uint64_t written_revision;
         unsigned urgent;
-        size_t n_ending; /* instances whose dependents wait for a write */
         uint64_t last_flush_usec;
+        /* The journal of ends (pipeline-ends.c): its fd (-1 until the
+         * first end), lines written and on disk, the first error (after
+         * which the store is written instead). */
+        pthread_mutex_t ends_lock;
+        pthread_cond_t ends_synced_cond;
+        int ends_fd, ends_error;
+        uint64_t ends_written, ends_synced;
+        bool ends_syncing;
         /* Started instances waiting for a worker (a ring, first in first
          * out; an instance is in it once at most), and the workers. */
         Inst **ready;
@@ -132,11 +138,6 @@ struct Job {
 /* Under j->lock: starts what may start (pipeline-job.c); true while
  * anything can still happen. */
 bool job_step(Job *j, bool on_error_phase);
-/* Under j->lock: whether writing the ends not yet durable now lets an
- * instance start (or one of them failed, which is written at once). The
- * first ends of a layer whose dependents also wait for the rest of it
- * need no write of their own. */
-bool job_ends_wanted(Job *j);
 
 /* pipeline-status.c: the job's tasks in the store. */
 /* Under j->lock: status.tasks as the instances are now (new reference). */
@@ -147,13 +148,20 @@ int job_flush(Job *j, const char *phase, const char *reason, const char *message
 /* Returns once the tasks as they are now are in the store (0), or a write
  * of them failed (negative errno). Called without j->lock. */
 int job_flush_wait(Job *j);
-/* Under j->lock: the instance's end is to be durable before its
- * dependents start (it is ending): the flusher writes it soon and then
- * lets them go, while the worker that ran it goes on to other work.
- * Returns false when there is no flusher (the caller waits for the write
- * itself then). */
-bool job_end_durable(Job *j, Inst *i);
+/* Under j->lock: the instance's entry of status.tasks (new reference). */
+json_t *job_inst_json(const Inst *i);
 /* The flusher thread: writes the tasks when they changed (j->dirty), in
  * batches, sooner when someone waits in job_flush_wait(). */
 void job_flusher_start(Job *j);
 void job_flusher_stop(Job *j);
+
+/* pipeline-ends.c: the journal of the ends that dependents wait for. */
+/* Appends task (the instance's status entry) under key and waits for the
+ * disk; negative errno (logged) when it cannot. Without j->lock. */
+int job_end_record(Job *j, const char *key, const json_t *task);
+/* Closes the journal; remove: the job's end is in the store, drop it. */
+void job_ends_close(Job *j, bool remove);
+/* Drops a job's journal: its ends are in the store. */
+void job_ends_remove(PipelineController *p, const char *ns, const char *name);
+/* The ends a job's journal holds, {KEY: task status} (empty when none). */
+json_t *job_ends_read(PipelineController *p, const char *ns, const char *name);

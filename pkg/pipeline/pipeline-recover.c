@@ -10,7 +10,8 @@
  * with its leftover (None, Ended, Terminated, Killed or Unknown), and the
  * job resumes (onInterrupt: resume, the interrupted ones run again) or
  * ends Interrupted. Finished instances keep their results: their ends were
- * durable before their dependents started. */
+ * durable before their dependents started, in the store or in the job's
+ * journal (pipeline-ends.c), whose ends are taken first. */
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -24,10 +25,31 @@
 #define REAP_GRACE_USEC (5 * USEC_PER_SEC)
 #define REAP_RETRY_USEC (15 * USEC_PER_SEC)
 
-/* The unfinished instances become Interrupted with what was found of
- * them (userdata: {KEY: leftover}); the job resumes or ends. */
+static bool task_finished(const char *phase) {
+        static const char *const done[] = {"Succeeded", "Failed", "Skipped", "Canceled", "Interrupted"};
+
+        for (size_t i = 0; phase && i < ELEMENTSOF(done); i++)
+                if (STREQ(phase, done[i]))
+                        return true;
+        return false;
+}
+
+/* Whether an end of the journal is news to the store's entry t. */
+static bool end_is_news(const json_t *t, const json_t *end) {
+        return !t || !task_finished(json_str_at(t, "phase")) ||
+               json_int_at(end, "attempt", 0) > json_int_at(t, "attempt", 0);
+}
+
+typedef struct Found {
+        json_t *ends;     /* {KEY: status} from the journal */
+        json_t *leftover; /* {KEY: what was left of it} */
+} Found;
+
+/* The journal's ends go in; then the unfinished instances become
+ * Interrupted with what was found of them; the job resumes or ends. */
 static json_t *interrupted_next(const json_t *obj, void *userdata) {
-        const json_t *old = json_object_get(obj, "status"), *found = userdata;
+        const Found *f = userdata;
+        const json_t *old = json_object_get(obj, "status"), *found = f->leftover;
         bool resume = STREQ(json_str_at(json_object_get(obj, "spec"), "onInterrupt") ?: "fail", "resume");
         const char *key;
         json_t *t;
@@ -35,7 +57,12 @@ static json_t *interrupted_next(const json_t *obj, void *userdata) {
         if (!STREQ(json_str_at(old, "phase") ?: "", "Running"))
                 return NULL;
         json_t *st = json_deep_copy(old);
-        json_object_foreach(json_object_get(st, "tasks"), key, t) {
+        if (!json_is_object(json_object_get(st, "tasks")))
+                json_object_set_new(st, "tasks", json_object());
+        json_t *tasks = json_object_get(st, "tasks");
+        json_object_foreach(f->ends, key, t) if (end_is_news(json_object_get(tasks, key), t))
+                json_object_set_new(tasks, key, json_deep_copy(t));
+        json_object_foreach(tasks, key, t) {
                 const char *ph = json_str_at(t, "phase") ?: "";
                 if (!STREQ(ph, "Running") && !STREQ(ph, "Waiting"))
                         continue;
@@ -138,18 +165,9 @@ const char *job_reap_lost(PipelineController *p, const char *ns, const char *job
         return "Unknown";
 }
 
-static bool task_finished(const char *phase) {
-        static const char *const done[] = {"Succeeded", "Failed", "Skipped", "Canceled", "Interrupted"};
-
-        for (size_t i = 0; phase && i < ELEMENTSOF(done); i++)
-                if (STREQ(phase, done[i]))
-                        return true;
-        return false;
-}
-
 /* Tasks on rprd's host that are not recorded Running or finished: what is
  * left of one that started before its Running reached the store. */
-static void reap_local_unrecorded(PipelineController *p, const json_t *obj, json_t *found) {
+static void reap_local_unrecorded(PipelineController *p, const json_t *obj, const json_t *ends, json_t *found) {
         const json_t *meta = json_object_get(obj, "metadata");
         const json_t *tasks = json_object_get(json_object_get(obj, "status"), "tasks");
         const char *ns = json_str_at(meta, "namespace"), *name = json_str_at(meta, "name"), *key;
@@ -160,7 +178,7 @@ static void reap_local_unrecorded(PipelineController *p, const json_t *obj, json
                 const char *what = NULL;
                 SshResult res = {0};
                 if (json_object_get(def, "server") || json_object_get(def, "servers") || task_finished(phase) ||
-                    (phase && STREQ(phase, "Running")))
+                    (phase && STREQ(phase, "Running")) || json_object_get(ends, key))
                         continue;
                 if (reap_one(p, ns, name, key, NULL, &what, &res) >= 0 && !STREQ(what, "None"))
                         json_object_set_new(found, key, json_string(what));
@@ -170,15 +188,16 @@ static void reap_local_unrecorded(PipelineController *p, const json_t *obj, json
 int job_recover(PipelineController *p, const json_t *obj, uint64_t *ret_requeue_after_usec) {
         const json_t *meta = json_object_get(obj, "metadata");
         const char *ns = json_str_at(meta, "namespace"), *name = json_str_at(meta, "name");
-        _cleanup_json_ json_t *found = json_object();
+        _cleanup_json_ json_t *ends = job_ends_read(p, ns, name), *found = json_object();
         const char *key;
         json_t *t;
 
         json_object_foreach(json_object_get(json_object_get(obj, "status"), "tasks"), key, t) {
                 const char *what = NULL;
                 SshResult res = {0};
-                if (!STREQ(json_str_at(t, "phase") ?: "", "Running"))
-                        continue;
+                const json_t *end = json_object_get(ends, key);
+                if (!STREQ(json_str_at(t, "phase") ?: "", "Running") || (end && end_is_news(t, end)))
+                        continue; /* not running, or its end is in the journal */
                 if (reap_one(p, ns, name, key, t, &what, &res) < 0) {
                         _cleanup_free_ char *msg = xasprintf(
                                 "rprd restarted during the job; waiting to reach server %s to stop what is left of "
@@ -189,8 +208,11 @@ int job_recover(PipelineController *p, const json_t *obj, uint64_t *ret_requeue_
                 }
                 json_object_set_new(found, key, json_string(what));
         }
-        reap_local_unrecorded(p, obj, found);
-        int r = store_update_status(p->store, "Run", ns, name, interrupted_next, found, NULL);
+        reap_local_unrecorded(p, obj, ends, found);
+        Found f = {ends, found};
+        int r = store_update_status(p->store, "Run", ns, name, interrupted_next, &f, NULL);
+        if (r >= 0)
+                job_ends_remove(p, ns, name); /* its ends are in the store now */
         if (r >= 0 && json_object_size(found) > 0)
                 note_leftovers(p, ns, name, found);
         return r;

@@ -2,15 +2,14 @@
  *
  * The tasks' states reach the store from a flusher thread, at most every
  * FLUSH_USEC (or four times as long as the last write took), and at the
- * end: a thousand tasks are not a thousand fsyncs. Two moments may not
- * wait for the batch, since a crash there would run something twice: an
- * instance's Running on a server is durable before its command starts (so
- * that the next rprd knows where to look for what is left of it; on rprd's
- * host it looks at the pid files), and its end before its dependents start
- * (so that a resumed job never runs it again). Those
- * call job_flush_wait(), which asks the flusher to write now and waits for
- * a write of a snapshot taken after the call: instances that end together
- * share one write (a group commit). */
+ * end: a thousand tasks are not a thousand fsyncs. An instance's Running
+ * on a server may not wait for the batch: it is durable before its command
+ * starts, so that the next rprd knows where to look for what is left of it
+ * (on rprd's host it looks at the pid files). That start calls
+ * job_flush_wait(), which asks the flusher to write now and waits for a
+ * write of a snapshot taken after the call: instances that start together
+ * share one write (a group commit). An end that dependents wait for goes
+ * to the job's journal instead (pipeline-ends.c), and here with the batch. */
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -22,10 +21,6 @@
 #include "store/store.h"
 
 #define FLUSH_USEC (50 * USEC_PER_MSEC)
-/* How long a write someone waits for lingers while other instances run:
- * the tasks of one layer end within a millisecond or two of each other,
- * and then share one write (one fsync) instead of taking two. */
-#define LINGER_USEC (3 * USEC_PER_MSEC)
 
 /* ---- status ------------------------------------------------------------------------- */
 
@@ -80,7 +75,7 @@ int job_set_phase(PipelineController *p, const char *ns, const char *name, const
         return r;
 }
 
-static json_t *inst_json(const Inst *i) {
+json_t *job_inst_json(const Inst *i) {
         json_t *o = json_pack("{s:s, s:s, s:I}", "task", i->task, "phase", i->phase, "attempt", (json_int_t) i->attempt);
 
         if (i->server)
@@ -107,40 +102,8 @@ json_t *job_tasks_json(Job *j) {
         json_t *o = json_object();
 
         for (size_t i = 0; i < j->n_insts; i++)
-                json_object_set_new(o, j->insts[i]->key, inst_json(j->insts[i]));
+                json_object_set_new(o, j->insts[i]->key, job_inst_json(j->insts[i]));
         return o;
-}
-
-/* Under j->lock: the ends the write of snapshot made durable (or failed
- * to: as job_flush_wait's callers do, the job goes on) let their
- * dependents go. */
-static void ends_release(Job *j, uint64_t snapshot) {
-        size_t released = 0;
-
-        for (size_t k = 0; j->n_ending > 0 && k < j->n_insts; k++) {
-                Inst *i = j->insts[k];
-                if (!i->ending || !i->ending_snapshot || i->ending_snapshot > snapshot)
-                        continue;
-                i->ending = false;
-                i->ending_snapshot = 0;
-                j->n_ending--;
-                released++;
-        }
-        if (released == 0)
-                return;
-        if (!j->workers_stop)
-                (void) job_step(j, j->on_error_phase);
-        pthread_cond_broadcast(&j->changed);
-}
-
-bool job_end_durable(Job *j, Inst *i) {
-        if (!j->flusher)
-                return false;
-        i->ending_snapshot = j->snapshots + 1; /* the next snapshot sees it ended */
-        j->n_ending++;
-        j->dirty = true;
-        pthread_cond_signal(&j->flush_wanted);
-        return true;
 }
 
 /* Under flush_lock: what the last write left, so that the next one needs
@@ -235,7 +198,6 @@ int job_flush(Job *j, const char *phase, const char *reason, const char *message
                 j->flush_failed = snapshot;
                 j->dirty = true; /* written again by the next round */
         }
-        ends_release(j, snapshot);
         pthread_cond_broadcast(&j->flushed_cond);
         pthread_mutex_unlock(&j->lock);
         pthread_mutex_unlock(&j->flush_lock);
@@ -266,7 +228,7 @@ static void batch_delay(Job *j) {
         uint64_t until = now_mono_usec() + MAX(FLUSH_USEC, 4 * j->last_flush_usec);
         struct timespec ts;
 
-        while (!j->urgent && !job_ends_wanted(j) && !j->flusher_stop) {
+        while (!j->urgent && !j->flusher_stop) {
                 uint64_t now = now_mono_usec();
                 if (now >= until)
                         break;
@@ -275,21 +237,6 @@ static void batch_delay(Job *j) {
                 ts.tv_sec += (time_t) (ns / 1000000000);
                 ts.tv_nsec = (long) (ns % 1000000000);
                 pthread_cond_timedwait(&j->flush_wanted, &j->lock, &ts);
-        }
-}
-
-/* Under j->lock: before a write someone waits for, a moment for the
- * instances still running to end and join it. */
-static void linger(Job *j) {
-        uint64_t until = now_mono_usec() + LINGER_USEC;
-
-        while ((j->urgent || job_ends_wanted(j)) && j->running > 0 && !j->flusher_stop) {
-                uint64_t now = now_mono_usec();
-                if (now >= until)
-                        break;
-                pthread_mutex_unlock(&j->lock);
-                usleep((useconds_t) MIN(until - now, 500));
-                pthread_mutex_lock(&j->lock);
         }
 }
 
@@ -304,15 +251,6 @@ static void *flusher_thread(void *arg) {
                         pthread_cond_wait(&j->flush_wanted, &j->lock);
                 if (j->flusher_stop)
                         break;
-                if (!j->urgent && j->n_ending && !job_ends_wanted(j)) {
-                        /* Ends nothing waits for yet (the rest of their
-                         * layer still runs): they go with the write that
-                         * lets their dependents start, or the next batch. */
-                        batch_delay(j);
-                        if (j->flusher_stop)
-                                break;
-                }
-                linger(j);
                 pthread_mutex_unlock(&j->lock);
                 uint64_t t0 = now_mono_usec();
                 (void) job_flush(j, NULL, NULL, NULL);

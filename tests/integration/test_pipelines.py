@@ -10,9 +10,11 @@ task followed live, history and retention removing jobs and files.
 """
 
 import datetime
+import json
 import os
 import re
 import shutil
+import sqlite3
 import subprocess
 import tempfile
 import time
@@ -321,6 +323,38 @@ def test_kill_9_mid_job_resume_keeps_finished_tasks_and_queue(rprd, tmp_path):
     assert second["status"]["phase"] == "Succeeded"
     assert ts(second["status"]["tasks"]["first"]["startTime"]) >= ts(j["status"]["tasks"]["long"]["endTime"])
     assert counter.read_text().count("ran") == 2, "first ran once per job: not again on resume"
+
+
+def test_an_end_only_in_the_journal_is_not_run_again_on_resume(rprd, tmp_path):
+    """A task's end that dependents wait for is durable in the job's journal
+    before they start; the store gets it with the next batch. An rprd killed
+    before that batch was written takes the end from the journal."""
+    p, counter = crash_pipeline("jr", tmp_path, "resume")
+    rprd.apply([p])
+    assert start(rprd, "jr").status == 201
+    wait_job(rprd, "jr-1", lambda j: j["status"].get("tasks", {}).get("long", {}).get("phase") == "Running", "long")
+    journal = os.path.join(rprd.state_dir, "runs", "default", "jr-1", "ends.journal")
+    ends = [json.loads(line) for line in open(journal).read().splitlines()]
+    assert [(e["key"], e["status"]["phase"]) for e in ends] == [("first", "Succeeded")], ends
+    rprd.kill()
+    # As if rprd had died before the batch: the store has "first" Running.
+    con = sqlite3.connect(os.path.join(rprd.state_dir, "state.db"))
+    (text,) = con.execute("SELECT json FROM objects WHERE kind = 'Run' AND name = 'jr-1'").fetchone()
+    obj = json.loads(text)
+    first = obj["status"]["tasks"]["first"]
+    for k in ("exitCode", "endTime", "reason"):
+        first.pop(k, None)
+    first["phase"] = "Running"
+    con.execute("UPDATE objects SET json = ? WHERE kind = 'Run' AND name = 'jr-1'", (json.dumps(obj),))
+    con.commit()
+    con.close()
+    rprd.start()
+    j = wait_job(rprd, "jr-1")
+    st = j["status"]
+    assert st["phase"] == "Succeeded" and st["resumes"] == 1, st
+    assert st["tasks"]["first"]["phase"] == "Succeeded" and st["tasks"]["first"]["exitCode"] == 0, st["tasks"]
+    assert counter.read_text().count("ran") == 1, "first's end was recorded: not run again"
+    assert not os.path.exists(journal), "the journal goes once the job's end is in the store"
 
 
 # ---- output and retention -------------------------------------------------------------------
