@@ -12,8 +12,7 @@
  * states reach the store in batches (pipeline-status.c), except that an
  * instance's Running on a server is durable before its command starts and
  * its end before its dependents start (in the job's journal,
- * pipeline-ends.c): a crash never makes a job run a task twice. */
-#include <dirent.h>
+ * pipeline-files.c): a crash never makes a job run a task twice. */
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
@@ -32,27 +31,6 @@
 
 #define SERVER_POLL_USEC (1 * USEC_PER_SEC)
 #define THREAD_STACK (256u * 1024)
-
-char *job_dir(PipelineController *p, const char *ns, const char *name) {
-        return xasprintf("%s/%s/%s", p->run_dir, ns, name);
-}
-
-void job_output_remove(PipelineController *p, const char *ns, const char *name) {
-        _cleanup_free_ char *dir = job_dir(p, ns, name), *file = run_log_path(p->run_dir, ns, name);
-        DIR *d = opendir(dir);
-
-        (void) unlink(file);
-        if (!d)
-                return;
-        for (struct dirent *e; (e = readdir(d));) {
-                if (e->d_name[0] == '.')
-                        continue;
-                _cleanup_free_ char *f = xasprintf("%s/%s", dir, e->d_name);
-                (void) unlink(f);
-        }
-        closedir(d);
-        (void) rmdir(dir);
-}
 
 /* ---- one instance --------------------------------------------------------------------- */
 

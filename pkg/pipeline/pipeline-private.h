@@ -116,7 +116,7 @@ struct Job {
         uint64_t written_revision;
         unsigned urgent;
         uint64_t last_flush_usec;
-        /* The journal of ends (pipeline-ends.c): its fd (-1 until the
+        /* The journal of ends (pipeline-files.c): its fd (-1 until the
          * first end), lines written and on disk, the first error (after
          * which the store is written instead). */
         pthread_mutex_t ends_lock;
@@ -155,7 +155,7 @@ json_t *job_inst_json(const Inst *i);
 void job_flusher_start(Job *j);
 void job_flusher_stop(Job *j);
 
-/* pipeline-ends.c: the journal of the ends that dependents wait for. */
+/* pipeline-files.c: the journal of the ends that dependents wait for. */
 /* Appends task (the instance's status entry) under key and waits for the
  * disk; negative errno (logged) when it cannot. Without j->lock. */
 int job_end_record(Job *j, const char *key, const json_t *task);

@@ -11,7 +11,7 @@
  * job resumes (onInterrupt: resume, the interrupted ones run again) or
  * ends Interrupted. Finished instances keep their results: their ends were
  * durable before their dependents started, in the store or in the job's
- * journal (pipeline-ends.c), whose ends are taken first. */
+ * journal (pipeline-files.c), whose ends are taken first. */
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>

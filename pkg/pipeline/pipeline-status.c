@@ -9,7 +9,7 @@
  * job_flush_wait(), which asks the flusher to write now and waits for a
  * write of a snapshot taken after the call: instances that start together
  * share one write (a group commit). An end that dependents wait for goes
- * to the job's journal instead (pipeline-ends.c), and here with the batch. */
+ * to the job's journal instead (pipeline-files.c), and here with the batch. */
 #include <stdio.h>
 #include <string.h>
 #include <time.h>

@@ -1,4 +1,6 @@
-/* pipeline-ends: the journal of a job's task ends that something waits for.
+/* pipeline-files: a job's files — its output directory, DIR/NS/JOB, with
+ * a file per task instance, and the journal of the ends that something
+ * waits for.
  *
  * An instance's end is durable before its dependents (or, for a failure,
  * the onError task) start: a resumed job must never run again what they
@@ -14,16 +16,41 @@
  * recorded may). The journal goes once the job's end is in the store, or
  * with the job's output. When the journal cannot be written the caller
  * writes the store instead (job_flush_wait). */
+#include <dirent.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "pipeline/pipeline-private.h"
+#include "run/run.h"
 
 /* A journal is one line per ended instance with dependents: a few hundred
  * bytes each; what would be larger is not ours. */
 #define JOURNAL_MAX (64u * 1024 * 1024)
+
+char *job_dir(PipelineController *p, const char *ns, const char *name) {
+        return xasprintf("%s/%s/%s", p->run_dir, ns, name);
+}
+
+void job_output_remove(PipelineController *p, const char *ns, const char *name) {
+        _cleanup_free_ char *dir = job_dir(p, ns, name), *file = run_log_path(p->run_dir, ns, name);
+        DIR *d = opendir(dir);
+
+        (void) unlink(file);
+        if (!d)
+                return;
+        for (struct dirent *e; (e = readdir(d));) {
+                if (e->d_name[0] == '.')
+                        continue;
+                _cleanup_free_ char *f = xasprintf("%s/%s", dir, e->d_name);
+                (void) unlink(f);
+        }
+        closedir(d);
+        (void) rmdir(dir);
+}
+
+/* ---- the journal of ends ---------------------------------------------------------------- */
 
 static char *journal_path(PipelineController *p, const char *ns, const char *name) {
         _cleanup_free_ char *dir = job_dir(p, ns, name);
