@@ -11,11 +11,11 @@ int agent_frame_parse(const void *data, size_t len, size_t max, size_t *ret_len)
         if (len < AGENT_FRAME_HEAD)
                 return 0;
         n = (uint32_t) p[0] << 24 | (uint32_t) p[1] << 16 | (uint32_t) p[2] << 8 | (uint32_t) p[3];
+        *ret_len = n;
         if (n == 0)
                 return -EBADMSG;
         if (n > max)
                 return -EMSGSIZE;
-        *ret_len = n;
         return len - AGENT_FRAME_HEAD >= n ? 1 : 0;
 }
 

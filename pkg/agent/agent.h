@@ -144,8 +144,8 @@ void agent_job_input_done(Agents *a, const char *ns, const char *server, const c
 #define AGENT_FRAME_HEAD 4
 /* Whether data (len bytes received) starts with a whole frame: 1 and
  * *ret_len (its payload's length, after the head); 0 when more bytes are
- * needed (*ret_len set once the head is in); -EBADMSG for an empty frame,
- * -EMSGSIZE for one longer than max. */
+ * needed; -EBADMSG for an empty frame, -EMSGSIZE for one longer than
+ * max. *ret_len is set whenever the head is in. */
 int agent_frame_parse(const void *data, size_t len, size_t max, size_t *ret_len);
 /* The head of a frame of len bytes. */
 void agent_frame_head(size_t len, unsigned char ret[static AGENT_FRAME_HEAD]);

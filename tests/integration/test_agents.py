@@ -220,6 +220,9 @@ class PollStream:
             self.buf += chunk
         self.head, _, self.buf = self.buf.partition(b"\r\n\r\n")
         self.status = int(self.head.split(b" ")[1]) if self.head.startswith(b"HTTP/1.1 ") else 0
+        length = re.search(rb"(?i)\r\ncontent-length: *(\d+)", self.head)
+        if self.status != 101 and length:
+            self._need(int(length.group(1)))
 
     def send_raw(self, data):
         self.sock.sendall(data)

@@ -448,6 +448,7 @@ static void test_frames(void **state) {
         /* The largest length a head can say is refused before any byte of it. */
         memcpy(buf, "\xff\xff\xff\xff", 4);
         assert_int_equal(agent_frame_parse(buf, 4, 65536, &n), -EMSGSIZE);
+        assert_int_equal(n, 0xffffffffu);
         agent_frame_head(0x01020304, buf);
         assert_memory_equal(buf, "\x01\x02\x03\x04", 4);
 }
