@@ -9,6 +9,7 @@ import http.client
 import json
 import os
 import re
+import select
 import signal
 import socket
 import ssl
@@ -258,6 +259,69 @@ class PollStream:
 
     def close(self):
         self.sock.close()
+
+
+class OldRprd:
+    """A TLS front of rprd that answers the poll stream's upgrade as an
+    rprd before the stream did (404) and passes every other connection
+    through, over HTTP/1.1."""
+
+    def __init__(self, d):
+        self.d, self.upgrades = d, 0
+        self.server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.server_ctx.load_cert_chain(d.cert, os.path.join(d.state_dir, "tls", "key.pem"))
+        self.server_ctx.set_alpn_protocols(["http/1.1"])
+        self.client_ctx = ssl.create_default_context(cafile=d.cert)
+        self.client_ctx.set_alpn_protocols(["http/1.1"])
+        self.lsock = socket.socket()
+        self.lsock.bind(("127.0.0.1", 0))
+        self.lsock.listen(16)
+        self.url = "https://127.0.0.1:%d" % self.lsock.getsockname()[1]
+        threading.Thread(target=self.serve, daemon=True).start()
+
+    def serve(self):
+        while True:
+            try:
+                c, _ = self.lsock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self.one, args=(c,), daemon=True).start()
+
+    def one(self, raw):
+        try:
+            c = self.server_ctx.wrap_socket(raw, server_side=True)
+            first = b""
+            while b"\r\n\r\n" not in first:
+                chunk = c.recv(65536)
+                if not chunk:
+                    return
+                first += chunk
+            if first.startswith(b"GET /api/v1/agents/stream "):
+                self.upgrades += 1
+                body = b'{"kind":"Status","code":404,"message":"no route /api/v1/agents/stream"}'
+                c.sendall(b"HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n"
+                          % len(body) + body)
+                c.close()
+                return
+            up = self.client_ctx.wrap_socket(socket.create_connection(("127.0.0.1", self.d.tls_port)),
+                                             server_hostname="localhost")
+            up.sendall(first)
+            other = {c: up, up: c}
+            while True:
+                for s in select.select([c, up], [], [], 120)[0]:
+                    data = s.recv(65536)
+                    while data and s.pending():
+                        data += s.recv(s.pending())
+                    if not data:
+                        c.close()
+                        up.close()
+                        return
+                    other[s].sendall(data)
+        except (OSError, ssl.SSLError):
+            raw.close()
+
+    def close(self):
+        self.lsock.close()
 
 
 # ---- joining ---------------------------------------------------------------------------
@@ -705,3 +769,26 @@ def test_a_stop_closes_the_poll_streams_and_exits_clean(rprd):
     assert s.recv() is None
     assert time.time() - start < 10
     assert "closed 1 agent poll stream(s)" in rprd.stderr()
+
+
+def test_rpr_agent_polls_over_its_stream_and_falls_back_to_posts_on_an_older_rprd(rprd, agents):
+    a = running_agent(rprd, agents)
+    a.wait_log("(poll stream)")
+    t, result = exec_in_background(rprd, {"servers": ["edge"], "command": "echo streamed"})
+    t.join(30)
+    assert output_of(result["lines"], "edge") == "streamed\n"
+
+    # An rprd that answers the upgrade with 404: POST polls, all else the same.
+    old = OldRprd(rprd)
+    b = agents(rprd, "older")
+    assert b.join(server=old.url).returncode == 0
+    b.start()
+    wait_phase(rprd, "older", "Reachable")
+    b.wait_log("polling with POST requests")
+    assert "(poll stream)" not in b.log()
+    t, result = exec_in_background(rprd, {"servers": ["older"], "command": "echo posted"})
+    t.join(30)
+    assert output_of(result["lines"], "older") == "posted\n"
+    assert old.upgrades == 1, old.upgrades
+    b.stop()
+    old.close()
