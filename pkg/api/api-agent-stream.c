@@ -28,6 +28,11 @@
  * the agent polls again as soon as it has acted on an answer (a large
  * input's download may take a while). */
 #define STREAM_IDLE_SEC 600
+/* The credential's status.lastUsed is written (by the Token controller)
+ * at most once a minute per Token: at 10,000 agents polling every 25 s
+ * that was ~170 store writes a second, a third of rprd's steady CPU. A
+ * stream notes its use when it opens and then at most this often. */
+#define NOTE_USE_SEC 600
 
 struct ApiAgentStream {
         ApiServer *api;
@@ -37,6 +42,7 @@ struct ApiAgentStream {
         AgentWait *wait;       /* the poll held, or NULL */
         uint64_t partial_since; /* monotonic: the pending frame's first byte; 0: none pending */
         uint64_t last_frame;    /* monotonic */
+        uint64_t use_noted;     /* monotonic: the credential's use last noted */
         Buf queued, sending;    /* frames to write; the one h2o writes */
         bool in_flight;
         bool closing; /* close once what is queued is written */
@@ -159,11 +165,15 @@ static void stream_poll(ApiAgentStream *s, const char *data, size_t n) {
         uint64_t wait_usec = 0;
         char msg[256];
         const char *why;
+        uint64_t now = now_mono_usec();
+        bool note = now - s->use_noted >= NOTE_USE_SEC * USEC_PER_SEC;
 
-        if ((why = api_agent_credential_problem(a, s->secret, s->ns, s->server))) {
+        if ((why = api_agent_credential_problem(a, s->secret, s->ns, s->server, note))) {
                 stream_fail(s, 401, "the agent's credential %s", why);
                 return;
         }
+        if (note)
+                s->use_noted = now;
         if ((why = api_agent_refusal(a, s->ns, s->server))) {
                 stream_fail(s, 403, "server %s %s: its agent is refused", s->key, why);
                 return;
@@ -247,7 +257,7 @@ static void on_upgraded(void *data, h2o_socket_t *sock, size_t reqsize) {
                 stream_close(old, "the agent opened another one");
         hashmap_put(st->by_key, s->key, s);
         h2o_linklist_insert(&st->all, &s->link);
-        s->last_frame = now_mono_usec();
+        s->last_frame = s->use_noted = now_mono_usec(); /* the upgrade noted the use */
         log_debug("poll stream of the agent of server %s open", s->key);
         h2o_socket_read_start(sock, on_read);
         stream_take_frames(s); /* a frame sent with the upgrade */

@@ -201,7 +201,8 @@ int api_identify_as(ApiCall *c, const char *secret, AuthUse use, bool answer, Au
         return 0;
 }
 
-const char *api_agent_credential_problem(ApiServer *a, const char *secret, const char *ns, const char *server) {
+const char *api_agent_credential_problem(ApiServer *a, const char *secret, const char *ns, const char *server,
+                                         bool note_use) {
         AuthIdentity *id = NULL;
         int r = auth_tokens_identify(a->auth->tokens, secret, strlen(secret), &id);
         const char *why = r == -EKEYEXPIRED                                       ? "has expired"
@@ -210,7 +211,7 @@ const char *api_agent_credential_problem(ApiServer *a, const char *secret, const
                                           !STREQ(id->server ?: "", server) ? "no longer belongs to this Server"
                                                                            : NULL;
 
-        if (!why)
+        if (!why && note_use)
                 token_note_used(a->tokens, id->ns, id->caller.name);
         auth_identity_free(id);
         return why;

@@ -273,9 +273,10 @@ int api_token_identify(ApiCall *c, const char *secret, bool answer);
 int api_identify_as(ApiCall *c, const char *secret, AuthUse use, bool answer, AuthIdentity **ret);
 const char *api_role_name(ApiRole r);
 /* For a poll stream, at each frame: NULL while secret is still the
- * credential of the agent of ns/server (its use noted), else why not
- * (static text). */
-const char *api_agent_credential_problem(ApiServer *a, const char *secret, const char *ns, const char *server);
+ * credential of the agent of ns/server (its use noted when note_use),
+ * else why not (static text). */
+const char *api_agent_credential_problem(ApiServer *a, const char *secret, const char *ns, const char *server,
+                                         bool note_use);
 /* Makes sure Token default/admin and $STATE/admin.token exist and agree. */
 int api_admin_token_ensure(ApiServer *a);
 /* The token index and the throttle of failed authentications (a 429 with
