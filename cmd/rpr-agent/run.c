@@ -1,8 +1,9 @@
 /* run.c: `rpr-agent run`, the agent's loop.
  *
- * One thread, one HTTPS connection to rprd (kept alive by libcurl). Idle,
- * it long-polls: rprd holds the poll until it has work or the poll window
- * (25 s) ends. While jobs run it polls every second without waiting, which
+ * One thread. Idle, it long-polls: rprd holds the poll until it has work
+ * or the poll window (25 s) ends. Polls go over the poll stream (stream.c,
+ * a connection of their own) when rprd offers it, else as POST requests;
+ * everything else is an HTTPS request on the connection libcurl keeps. While jobs run it polls every second without waiting, which
  * is what renews their leases and brings cancels quickly, and between polls
  * it moves the jobs' output into their spools and from there to rprd.
  *
