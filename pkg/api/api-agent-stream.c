@@ -11,6 +11,7 @@
  * little more. h2o's upgrade frees the request, its pool and the HTTP
  * connection; the socket's input buffer is given back whenever no byte of
  * a frame is pending; a stream is a small struct and a hashmap entry.
+ * (What is left, ~14 KB a connection, is OpenSSL's.)
  *
  * Every frame is checked as a POST poll is: the credential is looked up
  * again (deleted, expired or replaced closes the stream), the Server too
@@ -220,7 +221,9 @@ static void stream_take_frames(ApiAgentStream *s) {
                 stream_poll(s, (*in)->bytes + AGENT_FRAME_HEAD, n);
                 h2o_buffer_consume(in, AGENT_FRAME_HEAD + n);
         }
-        /* An idle stream keeps no input buffer (4 KiB an agent). */
+        /* An idle stream keeps no input buffer (4 KiB an agent): h2o gives
+         * one consumed to its end back, but a read that brought no byte
+         * (a TLS record carrying none) leaves an empty one allocated. */
         if ((*in)->size == 0) {
                 h2o_buffer_dispose(in);
                 h2o_buffer_init(in, &h2o_socket_buffer_prototype);
