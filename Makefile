@@ -83,8 +83,9 @@ $(BINDIR)/rprctl: $(patsubst %.c,$(B)/%.o,$(RPRCTL_SRC)) $(RPRCTL_LIBS)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
-# rpr-agent: the agent for hosts rprd cannot reach; rprctl's client and base only.
-RPR_AGENT_SRC := $(wildcard cmd/rpr-agent/*.c)
+# rpr-agent: the agent for hosts rprd cannot reach; rprctl's client and base
+# only, and pkg/agent's poll stream frames (both ends parse them alike).
+RPR_AGENT_SRC := $(wildcard cmd/rpr-agent/*.c) pkg/agent/agent-frame.c
 $(BINDIR)/rpr-agent: $(patsubst %.c,$(B)/%.o,$(RPR_AGENT_SRC)) $(call LIB,client) $(call LIB,base)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  LD      $@")

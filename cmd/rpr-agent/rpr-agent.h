@@ -6,6 +6,7 @@
  * every byte in a spool file until rprd has acknowledged it. */
 #pragma once
 
+#include <signal.h>
 #include <sys/types.h>
 
 #include "base/base.h"
@@ -82,6 +83,23 @@ ssize_t job_read(const Job *j, unsigned s, uint64_t offset, char *buf, size_t ma
 int job_checksum(const Job *j, unsigned s, char out[static 65]);
 /* Kills what is left, removes its files, frees. */
 void job_free(const char *state_dir, Job *j);
+
+/* ---- stream.c: the poll stream ------------------------------------------------- */
+
+typedef struct PollStream PollStream;
+/* Connects to cfg's rprd (its TLS checks) and upgrades to the poll
+ * stream: 0 and *ret; -EPROTONOSUPPORT when rprd answered anything but
+ * 101 (*ret_status: what; poll with POSTs), -EKEYREJECTED when its
+ * certificate is not the one trusted, other < 0 when it cannot be
+ * reached. error: why, for the log. */
+int poll_stream_open(const AgentConfig *cfg, PollStream **ret, long *ret_status, char *error, size_t size);
+/* One poll: sends the heartbeat, waits up to timeout_usec for the answer
+ * (*ret_answer, new reference: the poll's answer, or a Status that ends
+ * the stream). < 0 when the stream broke (free it and open another),
+ * -EINTR when *stop was set meanwhile. */
+int poll_stream_poll(PollStream *s, const json_t *hb, uint64_t timeout_usec, volatile sig_atomic_t *stop,
+                     json_t **ret_answer, char *error, size_t size);
+void poll_stream_free(PollStream *s); /* NULL-safe */
 
 /* ---- run.c ----------------------------------------------------------------------- */
 

@@ -1,8 +1,9 @@
 /* run.c: `rpr-agent run`, the agent's loop.
  *
- * One thread, one HTTPS connection to rprd (kept alive by libcurl). Idle,
- * it long-polls: rprd holds the poll until it has work or the poll window
- * (25 s) ends. While jobs run it polls every second without waiting, which
+ * One thread. Idle, it long-polls: rprd holds the poll until it has work
+ * or the poll window (25 s) ends. Polls go over the poll stream (stream.c,
+ * a connection of their own) when rprd offers it, else as POST requests;
+ * everything else is an HTTPS request on the connection libcurl keeps. While jobs run it polls every second without waiting, which
  * is what renews their leases and brings cancels quickly, and between polls
  * it moves the jobs' output into their spools and from there to rprd.
  *
@@ -30,6 +31,8 @@
 typedef struct Agent {
         AgentConfig cfg;
         Client *client;
+        PollStream *stream;      /* the poll stream, when open */
+        bool stream_unsupported; /* rprd answered the upgrade otherwise: POST polls */
         Job *jobs;
         unsigned n_jobs;
         uint64_t backoff, next_poll; /* monotonic */
@@ -409,12 +412,27 @@ static void answer_read(Agent *a, const json_t *ans) {
         }
 }
 
-static void poll_once(Agent *a) {
-        _cleanup_json_ json_t *hb = heartbeat(a);
+/* A poll answered (ans: its JSON, or NULL when it was not JSON). */
+static void poll_answered(Agent *a, const json_t *ans) {
+        if (!a->connected)
+                log_info("connected to %s as server %s/%s%s", a->cfg.server, a->cfg.ns, a->cfg.name,
+                         a->stream ? " (poll stream)" : "");
+        a->connected = true;
+        a->backoff = 0;
+        a->last_poll = now_usec();
+        a->next_poll = now_mono_usec() + (a->jobs ? BUSY_POLL_USEC : 0);
+        answer_read(a, ans);
+        if (a->jobs)
+                a->next_poll = now_mono_usec() + BUSY_POLL_USEC;
+}
+
+static void poll_post(Agent *a, const json_t *hb) {
         ClientResponse res = {0};
 
-        if (post_json(a, "/api/v1/agents/poll", hb, &res) < 0)
+        if (post_json(a, "/api/v1/agents/poll", (json_t *) hb, &res) < 0) {
+                a->stream_unsupported = false; /* the next rprd may have it */
                 return;
+        }
         if (refused(a, &res) || res.status != 200) {
                 if (!a->refused)
                         failed(a, "rprd answered the poll with %ld", res.status);
@@ -423,15 +441,66 @@ static void poll_once(Agent *a) {
         }
         _cleanup_json_ json_t *ans = json_loads(res.body, 0, NULL);
         client_response_clear(&res);
-        if (!a->connected)
-                log_info("connected to %s as server %s/%s", a->cfg.server, a->cfg.ns, a->cfg.name);
-        a->connected = true;
-        a->backoff = 0;
-        a->last_poll = now_usec();
-        a->next_poll = now_mono_usec() + (a->jobs ? BUSY_POLL_USEC : 0);
-        answer_read(a, ans);
-        if (a->jobs)
-                a->next_poll = now_mono_usec() + BUSY_POLL_USEC;
+        poll_answered(a, ans);
+}
+
+/* Opens the poll stream if there is none; false when this poll cannot go
+ * out (counted as a failure) or goes as a POST (stream_unsupported). */
+static bool stream_ready(Agent *a) {
+        char error[256];
+        long status = 0;
+        int r;
+
+        if (a->stream)
+                return true;
+        r = poll_stream_open(&a->cfg, &a->stream, &status, error, sizeof error);
+        if (r == -EPROTONOSUPPORT) {
+                log_info("%s: polling with POST requests", error);
+                a->stream_unsupported = true;
+        } else if (r == -EKEYREJECTED)
+                failed(a, "rprd at %s does not present the certificate this agent trusts (--fingerprint / --ca): %s",
+                       a->cfg.server, error);
+        else if (r < 0)
+                failed(a, "cannot reach rprd at %s: %s", a->cfg.server, error);
+        return r >= 0;
+}
+
+static void poll_stream(Agent *a, const json_t *hb) {
+        uint64_t timeout = (a->cfg.poll_seconds + 15) * USEC_PER_SEC;
+        json_t *ans = NULL;
+        char error[256];
+        int r = poll_stream_poll(a->stream, hb, timeout, &stop_requested, &ans, error, sizeof error);
+
+        if (r < 0) {
+                poll_stream_free(TAKE_PTR(a->stream));
+                if (r != -EINTR)
+                        failed(a, "%s", error);
+                return;
+        }
+        if (STREQ(json_str_at(ans, "kind") ?: "", "Status")) {
+                /* rprd ended the stream saying why: the same as a POST's answer. */
+                ClientResponse res = {.status = (long) json_int_at(ans, "code", 500)};
+                poll_stream_free(TAKE_PTR(a->stream));
+                res.body = json_dumps(ans, JSON_COMPACT);
+                res.len = strlen(res.body);
+                if (!refused(a, &res))
+                        failed(a, "rprd ended the poll stream with %ld: %s", res.status,
+                               json_str_at(ans, "message") ?: "");
+                client_response_clear(&res);
+        } else
+                poll_answered(a, ans);
+        json_decref(ans);
+}
+
+static void poll_once(Agent *a) {
+        _cleanup_json_ json_t *hb = heartbeat(a);
+
+        if (!a->stream_unsupported && !stream_ready(a) && !a->stream_unsupported)
+                return;
+        if (a->stream)
+                poll_stream(a, hb);
+        else
+                poll_post(a, hb);
 }
 
 /* Sends what rprd has not acknowledged yet of stream s, chunk by chunk.
@@ -573,6 +642,7 @@ int agent_run(const char *state_dir, unsigned poll_seconds, unsigned capacity) {
                 job_remove(&a, a.jobs);
         a.connected = false;
         status_write(&a);
+        poll_stream_free(a.stream);
         client_free(a.client);
         config_clear(&a.cfg);
         return a.refused ? -EACCES : 0;

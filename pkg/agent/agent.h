@@ -30,6 +30,7 @@ typedef struct Agents Agents;
 #define AGENT_OUTPUT_CHUNK_MAX (256u * 1024)
 #define AGENT_JOB_ID_LEN 24
 #define AGENT_CAPACITY_MAX 64
+#define AGENT_POLL_MAX 65536 /* a poll's heartbeat (a frame of the poll stream) at most */
 #define AGENT_INPUT_MAX (1024u * 1024) /* a job's stdin up to this travels in its offer */
 /* Larger stdin (a Runner's release) is a download: the offer says
  * inputBytes and inputSha256, and the agent GETs jobs/{id}/input. */
@@ -135,6 +136,19 @@ int agent_job_finish(Agents *a, const char *ns, const char *server, const char *
 int agent_job_input(Agents *a, const char *ns, const char *server, const char *id, int *ret_fd,
                     uint64_t *ret_bytes);
 void agent_job_input_done(Agents *a, const char *ns, const char *server, const char *id);
+
+/* The poll stream (README "Agents"): after an upgrade of its connection
+ * out of HTTP, each poll and each answer is a frame: a 4-byte big-endian
+ * length, then that many bytes of JSON (the heartbeat, the answer). */
+#define AGENT_STREAM_PROTOCOL "rpr-agent-poll/1"
+#define AGENT_FRAME_HEAD 4
+/* Whether data (len bytes received) starts with a whole frame: 1 and
+ * *ret_len (its payload's length, after the head); 0 when more bytes are
+ * needed; -EBADMSG for an empty frame, -EMSGSIZE for one longer than
+ * max. *ret_len is set whenever the head is in. */
+int agent_frame_parse(const void *data, size_t len, size_t max, size_t *ret_len);
+/* The head of a frame of len bytes. */
+void agent_frame_head(size_t len, unsigned char ret[static AGENT_FRAME_HEAD]);
 
 /* Lease and wait expiries, offline agents: call about once a second. */
 void agents_tick(Agents *a);

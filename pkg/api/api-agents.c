@@ -23,7 +23,6 @@
 
 #define AGENT_SECRET_LEN 32
 #define JOIN_BODY_MAX 8192
-#define POLL_BODY_MAX 65536
 #define TICK_MSEC 1000
 #define CREDENTIAL_PREFIX "agent-"
 #define JOIN_LABEL "rpr.dev/join-token"
@@ -40,13 +39,17 @@ struct ApiAgents {
         h2o_multithread_receiver_t wake_receiver;
         pthread_mutex_t join_lock; /* joins check, then write: one at a time */
         Agents *agents;
+        ApiServer *api;
         h2o_loop_t *loop;
 };
 
+/* A held poll: a request's (in its pool) or a poll stream's (malloc'd,
+ * freed once answered or dropped). */
 struct AgentWait {
-        ApiCall *c; /* NULL once answered or gone */
+        ApiCall *c;             /* NULL once answered or gone */
+        ApiAgentStream *stream; /* or the stream that polls */
         ApiServer *api;
-        char *key, *ns, *server; /* pool strings */
+        char *key, *ns, *server; /* the request's pool strings, or the stream's */
         uint64_t deadline;       /* monotonic */
 };
 
@@ -57,7 +60,7 @@ typedef struct WakeMsg {
 
 /* ---- the caller's Server ------------------------------------------------------------ */
 
-static const char *caller_ns(const ApiCall *c) {
+const char *api_agent_caller_ns(const ApiCall *c) {
         return c->caller.namespaces && c->caller.namespaces[0] ? c->caller.namespaces[0] : "default";
 }
 
@@ -73,24 +76,14 @@ static bool admitted_before(struct ApiAgents *st, const char *key, const char *t
         return false;
 }
 
-/* Whether the agent's Server still lets it in; answers 403 if not. Every
- * request reads the Server (deleting or deactivating it revokes the agent
- * at once); only a changed one is parsed. */
-static bool agent_server_ok(ApiCall *c) {
-        AuthCaller who = api_auth_caller(c);
-        const char *ns = caller_ns(c), *server = c->caller.agent;
+const char *api_agent_refusal(ApiServer *a, const char *ns, const char *server) {
         _cleanup_json_ json_t *obj = NULL;
-        _cleanup_free_ char *text = NULL, *key = NULL;
+        _cleanup_free_ char *text = NULL, *key = xasprintf("%s/%s", ns, server);
         char hex[65];
 
-        if (!server || !auth_may_agent(&who, ns, server)) {
-                api_reply_status(c, 403, "only an agent's own credential may call this");
-                return false;
-        }
-        key = xasprintf("%s/%s", ns, server);
-        int r = store_get(c->api->store, "Server", ns, server, &text);
-        if (r >= 0 && admitted_before(c->api->agent_state, key, text, hex))
-                return true;
+        int r = store_get(a->store, "Server", ns, server, &text);
+        if (r >= 0 && admitted_before(a->agent_state, key, text, hex))
+                return NULL;
         if (r >= 0 && !(obj = json_loads(text, 0, NULL)))
                 r = -EIO;
         const json_t *spec = json_object_get(obj, "spec");
@@ -102,11 +95,28 @@ static bool agent_server_ok(ApiCall *c) {
                 : json_is_false(json_object_get(spec, "active")) ? "is inactive (spec.active is false)"
                                                                  : NULL;
         if (!why) {
-                hashmap_put(c->api->agent_state->admitted, key, xstrdup(hex));
-                return true;
+                hashmap_put(a->agent_state->admitted, key, xstrdup(hex));
+                return NULL;
         }
-        if (c->api->agents)
-                agent_forget(c->api->agents, ns, server);
+        if (a->agents)
+                agent_forget(a->agents, ns, server);
+        return why;
+}
+
+/* Whether the agent's Server still lets it in; answers 403 if not. Every
+ * request reads the Server (deleting or deactivating it revokes the agent
+ * at once); only a changed one is parsed. */
+static bool agent_server_ok(ApiCall *c) {
+        AuthCaller who = api_auth_caller(c);
+        const char *ns = api_agent_caller_ns(c), *server = c->caller.agent, *why;
+
+        if (!server || !auth_may_agent(&who, ns, server)) {
+                api_reply_status(c, 403, "only an agent's own credential may call this");
+                return false;
+        }
+        why = api_agent_refusal(c->api, ns, server);
+        if (!why)
+                return true;
         api_reply_status(c, 403, "server %s/%s %s: its agent is refused", ns, server, why);
         return false;
 }
@@ -329,14 +339,20 @@ static void handle_join(ApiCall *c) {
 /* Answers a held poll (once) with what pkg/agent has for it now. */
 static void wait_answer(AgentWait *w) {
         ApiCall *c = TAKE_PTR(w->c);
+        ApiAgentStream *s = TAKE_PTR(w->stream);
         json_t *answer = NULL;
 
-        if (!c)
+        if (!c && !s)
                 return;
         if (hashmap_get(w->api->agent_state->waits, w->key) == w)
                 hashmap_remove(w->api->agent_state->waits, w->key);
         (void) agent_poll_again(w->api->agents, w->ns, w->server, &answer);
-        api_reply_json(c, 200, answer);
+        if (c) {
+                api_reply_json(c, 200, answer);
+                return;
+        }
+        free(w);
+        api_agent_stream_answer(s, answer);
 }
 
 static void wait_dispose(void *p) {
@@ -348,8 +364,16 @@ static void wait_dispose(void *p) {
         w->c = NULL;
 }
 
+/* Parks w; a second poll of one agent ends the first: it has moved on. */
+static void wait_park(struct ApiAgents *st, AgentWait *w) {
+        AgentWait *old = hashmap_get(st->waits, w->key);
+
+        if (old)
+                wait_answer(old);
+        hashmap_put(st->waits, w->key, w);
+}
+
 static void wait_hold(ApiCall *c, const char *ns, const char *server, uint64_t wait_usec) {
-        struct ApiAgents *st = c->api->agent_state;
         AgentWait *w = h2o_mem_alloc_shared(&c->req->pool, sizeof *w, wait_dispose);
         size_t n = strlen(ns) + strlen(server) + 2;
         char *key = h2o_mem_alloc_pool(&c->req->pool, n);
@@ -361,52 +385,88 @@ static void wait_hold(ApiCall *c, const char *ns, const char *server, uint64_t w
                          .ns = api_pool_strdup(c->req, ns, strlen(ns)),
                          .server = api_pool_strdup(c->req, server, strlen(server)),
                          .deadline = now_mono_usec() + wait_usec};
-        /* A second poll of one agent ends the first: it has moved on. */
-        AgentWait *old = hashmap_get(st->waits, key);
-        if (old)
-                wait_answer(old);
-        hashmap_put(st->waits, key, w);
+        wait_park(c->api->agent_state, w);
 }
 
-static void handle_poll(ApiCall *c) {
-        const char *ns = caller_ns(c), *server = c->caller.agent;
+AgentWait *api_agent_hold_stream(ApiServer *a, ApiAgentStream *s, const char *key, const char *ns,
+                                 const char *server, uint64_t wait_usec) {
+        AgentWait *w = xcalloc(1, sizeof *w);
+
+        *w = (AgentWait){.stream = s,
+                         .api = a,
+                         .key = (char *) key,
+                         .ns = (char *) ns,
+                         .server = (char *) server,
+                         .deadline = now_mono_usec() + wait_usec};
+        wait_park(a->agent_state, w);
+        return w;
+}
+
+void api_agent_wait_drop(AgentWait *w) {
+        if (!w)
+                return;
+        if (w->api->agent_state && hashmap_get(w->api->agent_state->waits, w->key) == w)
+                hashmap_remove(w->api->agent_state->waits, w->key);
+        free(w);
+}
+
+int api_agent_heartbeat(ApiServer *a, const char *ns, const char *server, const json_t *hb, json_t **ret_answer,
+                        uint64_t *ret_wait_usec, char *msg, size_t size) {
         json_t *answer = NULL;
         uint64_t wait_usec;
 
-        if (c->req->entity.len > POLL_BODY_MAX) {
-                api_reply_status(c, 413, "a poll's heartbeat is at most %d bytes", POLL_BODY_MAX);
+        if (!json_is_object(hb) || json_array_size(json_object_get(hb, "jobs")) > AGENT_CAPACITY_MAX) {
+                snprintf(msg, size, "a poll's body is the heartbeat, a JSON object listing at most %d jobs",
+                         AGENT_CAPACITY_MAX);
+                return 400;
+        }
+        const char *version = json_str_at(hb, "version");
+        if (!agent_version_ok(version)) {
+                agent_note_refused(a->agents, ns, server, version);
+                if (a->servers)
+                        server_check_soon(a->servers, ns, server);
+                snprintf(msg, size, "rpr-agent %.32s is too old: this rprd needs rpr-agent %s or newer",
+                         version ? version : "(no version)", AGENT_VERSION_MIN);
+                return 426;
+        }
+        int r = agent_poll(a->agents, ns, server, hb, &answer, &wait_usec);
+        if (r > 0 || wait_usec == 0) {
+                *ret_answer = answer;
+                return 0;
+        }
+        json_decref(answer);
+        *ret_answer = NULL;
+        *ret_wait_usec = wait_usec;
+        return 0;
+}
+
+static void handle_poll(ApiCall *c) {
+        const char *ns = api_agent_caller_ns(c), *server = c->caller.agent;
+        json_t *answer = NULL;
+        uint64_t wait_usec = 0;
+        char msg[256];
+
+        if (c->req->entity.len > AGENT_POLL_MAX) {
+                api_reply_status(c, 413, "a poll's heartbeat is at most %d bytes", AGENT_POLL_MAX);
                 return;
         }
         _cleanup_json_ json_t *hb = api_body_json(c);
         if (!hb)
                 return;
-        if (!json_is_object(hb) || json_array_size(json_object_get(hb, "jobs")) > AGENT_CAPACITY_MAX) {
-                api_reply_status(c, 400, "a poll's body is the heartbeat, a JSON object listing at most %d jobs",
-                                 AGENT_CAPACITY_MAX);
-                return;
-        }
-        const char *version = json_str_at(hb, "version");
-        if (!agent_version_ok(version)) {
-                agent_note_refused(c->api->agents, ns, server, version);
-                if (c->api->servers)
-                        server_check_soon(c->api->servers, ns, server);
-                (void) version_ok(c, version);
-                return;
-        }
-        int r = agent_poll(c->api->agents, ns, server, hb, &answer, &wait_usec);
-        if (r > 0 || wait_usec == 0) {
+        int code = api_agent_heartbeat(c->api, ns, server, hb, &answer, &wait_usec, msg, sizeof msg);
+        if (code > 0)
+                api_reply_status(c, code, "%s", msg);
+        else if (answer)
                 api_reply_json(c, 200, answer);
-                return;
-        }
-        json_decref(answer);
-        wait_hold(c, ns, server, wait_usec);
+        else
+                wait_hold(c, ns, server, wait_usec);
 }
 
 /* ---- jobs ----------------------------------------------------------------------------- */
 
 static void handle_accept(ApiCall *c) {
         uint64_t lease;
-        int r = agent_job_accept(c->api->agents, caller_ns(c), c->caller.agent, c->route.name, &lease);
+        int r = agent_job_accept(c->api->agents, api_agent_caller_ns(c), c->caller.agent, c->route.name, &lease);
 
         if (r == -ENOENT)
                 api_reply_status(c, 404, "no job %.64s for this agent", c->route.name);
@@ -439,7 +499,7 @@ static void handle_output(ApiCall *c) {
                 api_reply_status(c, 413, "an output chunk is at most %u bytes", AGENT_OUTPUT_CHUNK_MAX);
                 return;
         }
-        int r = agent_job_output(c->api->agents, caller_ns(c), c->caller.agent, c->route.name, s, offset,
+        int r = agent_job_output(c->api->agents, api_agent_caller_ns(c), c->caller.agent, c->route.name, s, offset,
                                  c->req->entity.base, c->req->entity.len, &have);
         if (r == -ENOENT) {
                 api_reply_status(c, 404, "no running job %.64s for this agent", c->route.name);
@@ -478,7 +538,7 @@ static void handle_finish(ApiCall *c) {
                          .signal = json_str_at(body, "signal"),
                          .bytes = {(uint64_t) bytes, (uint64_t) err_bytes},
                          .sha256 = {json_str_at(body, "sha256"), json_str_at(body, "errSha256")}};
-        int r = agent_job_finish(c->api->agents, caller_ns(c), c->caller.agent, c->route.name, &f, have);
+        int r = agent_job_finish(c->api->agents, api_agent_caller_ns(c), c->caller.agent, c->route.name, &f, have);
         if (r == -ENOENT)
                 api_reply_status(c, 404, "no running job %.64s for this agent", c->route.name);
         else if (r == -EBUSY)
@@ -505,13 +565,16 @@ void api_handle_agent(ApiCall *c) {
         }
         if (!agent_server_ok(c))
                 return;
-        if (STREQ(c->route.sub, "input") != api_method_is(c->req, "GET"))
+        bool get = STREQ(c->route.sub, "input") || STREQ(c->route.sub, "stream");
+        if (get != api_method_is(c->req, "GET"))
                 api_reply_status(c, 405, "method %.*s is not allowed here", (int) c->req->method.len,
                                  c->req->method.base);
         else if (STREQ(c->route.sub, "input"))
                 api_agent_input(c);
         else if (STREQ(c->route.sub, "poll"))
                 handle_poll(c);
+        else if (STREQ(c->route.sub, "stream"))
+                api_agent_stream_upgrade(c);
         else if (STREQ(c->route.sub, "accept"))
                 handle_accept(c);
         else if (STREQ(c->route.sub, "output"))
@@ -571,6 +634,7 @@ static void on_tick(h2o_timeout_entry_t *entry) {
         for (size_t i = 0; i < due.n; i++)
                 wait_answer(due.items[i]);
         free(due.items);
+        api_agent_streams_tick(st->api);
         agents_tick(st->agents);
         h2o_timeout_link(st->loop, &st->tick, &st->tick_entry);
 }
@@ -584,6 +648,7 @@ void api_agents_init(ApiServer *a) {
         st->waits = hashmap_new();
         st->admitted = hashmap_new();
         st->agents = a->agents;
+        st->api = a;
         st->loop = a->ctx.loop;
         pthread_mutex_init(&st->join_lock, NULL);
         h2o_multithread_register_receiver(a->ctx.queue, &st->wake_receiver, on_wake_messages);
@@ -592,6 +657,7 @@ void api_agents_init(ApiServer *a) {
         h2o_timeout_link(a->ctx.loop, &st->tick, &st->tick_entry);
         a->agent_state = st;
         agents_set_wake(a->agents, on_wake, a);
+        api_agent_streams_init(a);
 }
 
 static void answer_all(const char *key, void *value, void *userdata) {
@@ -610,6 +676,7 @@ void api_agents_end_all(ApiServer *a) {
         /* No wake-up from now: the loop turns only a few more times. */
         agents_set_wake(a->agents, NULL, NULL);
         agents_stop(a->agents);
+        api_agent_streams_end_all(a);
         hashmap_foreach(a->agent_state->waits, answer_all, &due);
         for (size_t i = 0; i < due.n; i++)
                 wait_answer(due.items[i]);
@@ -628,6 +695,7 @@ void api_agents_done(ApiServer *a) {
         if (!st)
                 return;
         agents_set_wake(a->agents, NULL, NULL);
+        api_agent_streams_done(a);
         if (h2o_timeout_is_linked(&st->tick_entry))
                 h2o_timeout_unlink(&st->tick_entry);
         h2o_timeout_dispose(a->ctx.loop, &st->tick);

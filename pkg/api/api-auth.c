@@ -201,6 +201,22 @@ int api_identify_as(ApiCall *c, const char *secret, AuthUse use, bool answer, Au
         return 0;
 }
 
+const char *api_agent_credential_problem(ApiServer *a, const char *secret, const char *ns, const char *server,
+                                         bool note_use) {
+        AuthIdentity *id = NULL;
+        int r = auth_tokens_identify(a->auth->tokens, secret, strlen(secret), &id);
+        const char *why = r == -EKEYEXPIRED                                       ? "has expired"
+                          : r < 0                                                 ? "is no longer known"
+                          : id->use != AUTH_USE_AGENT || !STREQ(id->ns, ns) ||
+                                          !STREQ(id->server ?: "", server) ? "no longer belongs to this Server"
+                                                                           : NULL;
+
+        if (!why && note_use)
+                token_note_used(a->tokens, id->ns, id->caller.name);
+        auth_identity_free(id);
+        return why;
+}
+
 /* The caller from a secret for use: an api token, or an agent's own
  * credential (its Server, with no role). */
 static int caller_identify(ApiCall *c, const char *secret, AuthUse use, bool answer) {

@@ -62,6 +62,7 @@ struct ApiServer {
         char *run_dir;
         Agents *agents;
         struct ApiAgents *agent_state; /* api-agents.c: held polls, wake-ups, the tick */
+        struct ApiAgentStreams *agent_streams; /* api-agent-stream.c: upgraded connections */
         bool anonymous_read;
         char *state_dir;
         char *web_dir;
@@ -271,6 +272,11 @@ int api_token_identify(ApiCall *c, const char *secret, bool answer);
  * api_token_identify. */
 int api_identify_as(ApiCall *c, const char *secret, AuthUse use, bool answer, AuthIdentity **ret);
 const char *api_role_name(ApiRole r);
+/* For a poll stream, at each frame: NULL while secret is still the
+ * credential of the agent of ns/server (its use noted when note_use),
+ * else why not (static text). */
+const char *api_agent_credential_problem(ApiServer *a, const char *secret, const char *ns, const char *server,
+                                         bool note_use);
 /* Makes sure Token default/admin and $STATE/admin.token exist and agree. */
 int api_admin_token_ensure(ApiServer *a);
 /* The token index and the throttle of failed authentications (a 429 with
@@ -494,6 +500,36 @@ void api_agent_input(ApiCall *c);
 void api_agents_init(ApiServer *a);    /* nothing without a->agents */
 void api_agents_end_all(ApiServer *a); /* answers every held poll (at shutdown) */
 void api_agents_done(ApiServer *a);
+/* What api-agents.c lends the poll stream. The caller's namespace (an
+ * agent's credential has one). NULL when the agent of ns/server may still
+ * come in, else why not (static text; the agent is forgotten). */
+const char *api_agent_caller_ns(const ApiCall *c);
+const char *api_agent_refusal(ApiServer *a, const char *ns, const char *server);
+/* Checks and records a poll's heartbeat: 0 and *ret_answer to send now,
+ * or *ret_answer NULL and *ret_wait_usec to hold the poll; else an HTTP
+ * status (400, 426) with its message in msg. */
+int api_agent_heartbeat(ApiServer *a, const char *ns, const char *server, const json_t *hb, json_t **ret_answer,
+                        uint64_t *ret_wait_usec, char *msg, size_t size);
+/* Holds a stream's poll (key, ns, server: the stream's strings, alive
+ * while it is held): answered once, through api_agent_stream_answer(),
+ * which the wait is gone by; or dropped first by the stream. */
+typedef struct AgentWait AgentWait;
+typedef struct ApiAgentStream ApiAgentStream;
+AgentWait *api_agent_hold_stream(ApiServer *a, ApiAgentStream *s, const char *key, const char *ns,
+                                 const char *server, uint64_t wait_usec);
+void api_agent_wait_drop(AgentWait *w); /* NULL-safe */
+
+/* ---- api-agent-stream.c: the poll stream ---------------------------------------- */
+
+/* GET /api/v1/agents/stream with Upgrade: rpr-agent-poll/1 (the agent's
+ * credential and Server already checked): 101, then frames. */
+void api_agent_stream_upgrade(ApiCall *c);
+/* A held poll's answer (steals it). */
+void api_agent_stream_answer(ApiAgentStream *s, json_t *answer);
+void api_agent_streams_init(ApiServer *a);
+void api_agent_streams_tick(ApiServer *a);    /* frames too slow, streams idle too long */
+void api_agent_streams_end_all(ApiServer *a); /* closes every stream (at shutdown) */
+void api_agent_streams_done(ApiServer *a);
 
 /* ---- api-watch.c ---------------------------------------------------------- */
 

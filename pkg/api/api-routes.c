@@ -69,12 +69,14 @@ static void route_resource(ApiRoute *r, const char **segs, size_t n) {
         }
 }
 
-/* segs: api v1 agents (join | poll | jobs ID SUB) */
+/* segs: api v1 agents (join | poll | stream | jobs ID SUB) */
 static void route_agent(ApiRoute *r, const char **segs, size_t n) {
         if (n == 4 && STREQ(segs[3], "join"))
                 *r = (ApiRoute){.type = ROUTE_AGENT_JOIN, .template = "/api/v1/agents/join"};
         else if (n == 4 && STREQ(segs[3], "poll"))
                 *r = (ApiRoute){.type = ROUTE_AGENT, .template = "/api/v1/agents/poll", .sub = segs[3]};
+        else if (n == 4 && STREQ(segs[3], "stream"))
+                *r = (ApiRoute){.type = ROUTE_AGENT, .template = "/api/v1/agents/stream", .sub = segs[3]};
         else if (n == 6 && STREQ(segs[3], "jobs"))
                 *r = (ApiRoute){.type = ROUTE_AGENT,
                                 .template = "/api/v1/agents/jobs/{id}/{action}",

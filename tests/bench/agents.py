@@ -5,7 +5,9 @@ pass/fail. Uses bin/ (the release build; RPR_BIN_DIR overrides).
 A load client speaks the agents' protocol as N agents (AGENTS_N, default
 1,000; 10,000 works) over TLS to one rprd (the release build, bin/): each
 joins (its own credential), then holds a long poll (25 s window), as
-rpr-agent does when idle. The agents live in AGENTS_PROCS client processes
+rpr-agent does when idle: over its poll stream (AGENTS_HTTP=stream, the
+default: one HTTP/1.1 upgrade, then a frame per poll and per answer), or
+as POST polls over AGENTS_HTTP=h2 or http/1.1 (older agents). The agents live in AGENTS_PROCS client processes
 (default one per 2,500 agents), each an asyncio loop with one TLS context,
 so that the client is not what limits the figures; its CPU is printed too.
 Then:
@@ -65,7 +67,7 @@ JOIN_PARALLEL = int(os.environ.get("AGENTS_JOIN_PARALLEL", "32"))
 STEADY = float(os.environ.get("AGENTS_STEADY", "40"))
 DISPATCH = int(os.environ.get("AGENTS_DISPATCH", "200"))
 MALLOC_STATS = os.environ.get("AGENTS_MALLOC_STATS") == "1"
-HTTP = os.environ.get("AGENTS_HTTP", "h2")
+HTTP = os.environ.get("AGENTS_HTTP", "stream")
 JOIN_SECRET = "BenchJoin7Qw2Lk9Xv4Rt8Zp3"
 EMPTY_SHA = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 WINDOW = 25
@@ -205,6 +207,28 @@ class H2Conn(Conn):
         return status, out
 
 
+class StreamConn(Conn):
+    """An agent's poll stream (rpr-agent's way when rprd offers it): one
+    HTTP/1.1 upgrade, then each poll and each answer a frame (4-byte
+    big-endian length, JSON). Job requests go on another connection."""
+
+    async def open(self, token):
+        await self.connect()
+        self.writer.write(("GET /api/v1/agents/stream HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer %s\r\n"
+                           "Connection: Upgrade\r\nUpgrade: rpr-agent-poll/1\r\n\r\n" % token).encode())
+        await self.writer.drain()
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        if not head.startswith(b"HTTP/1.1 101 "):
+            raise RuntimeError("no poll stream: %r" % head[:200])
+
+    async def poll(self, hb):
+        data = json.dumps(hb).encode()
+        self.writer.write(len(data).to_bytes(4, "big") + data)
+        await self.writer.drain()
+        n = int.from_bytes(await self.reader.readexactly(4), "big")
+        return 200, await self.reader.readexactly(n)
+
+
 # ---- the client processes ----------------------------------------------------------------------
 
 
@@ -216,7 +240,7 @@ class Client:
     def __init__(self, names, port, cafile, pipe, offers):
         self.names, self.port, self.pipe, self.offers = names, port, pipe, offers
         self.ctx = ssl.create_default_context(cafile=cafile)
-        self.ctx.set_alpn_protocols([HTTP])
+        self.ctx.set_alpn_protocols(["http/1.1" if HTTP == "stream" else HTTP])
         self.conn_class = H2Conn if HTTP == "h2" else Conn
         self.creds = {}
         self.polled = 0
@@ -239,21 +263,32 @@ class Client:
         await asyncio.gather(*(one(n) for n in self.names))
 
     async def serve(self, name, delay):
-        cred, conn = self.creds[name], self.conn_class(self.ctx, self.port)
+        cred = self.creds[name]
         hb = {"version": "0.1.0", "capacity": 1, "pollSeconds": WINDOW, "wait": WINDOW, "jobs": []}
         await asyncio.sleep(delay)
-        await conn.connect()
+        if HTTP == "stream":
+            conn = StreamConn(self.ctx, self.port)
+            await conn.open(cred)
+        else:
+            conn = self.conn_class(self.ctx, self.port)
+            await conn.connect()
         self.polled += 1
         while True:
-            status, body = await conn.request("/api/v1/agents/poll", hb, cred)
-            if status != 200:
+            if HTTP == "stream":
+                status, body = await conn.poll(hb)
+            else:
+                status, body = await conn.request("/api/v1/agents/poll", hb, cred)
+            if status != 200 or "offers" not in json.loads(body):
                 raise RuntimeError("poll of %s: %d %s" % (name, status, body[:200]))
             now = time.monotonic()
             for offer in json.loads(body)["offers"]:
                 self.offers.put((name, now))
-                await conn.request("/api/v1/agents/jobs/%s/accept" % offer["id"], b"", cred)
-                await conn.request("/api/v1/agents/jobs/%s/finish" % offer["id"],
+                jobs = Conn(self.ctx, self.port) if HTTP == "stream" else conn
+                await jobs.request("/api/v1/agents/jobs/%s/accept" % offer["id"], b"", cred)
+                await jobs.request("/api/v1/agents/jobs/%s/finish" % offer["id"],
                                    {"exitCode": 0, "bytes": 0, "sha256": EMPTY_SHA}, cred)
+                if jobs is not conn:
+                    jobs.close()
 
     async def run(self):
         loop = asyncio.get_running_loop()

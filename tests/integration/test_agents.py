@@ -9,6 +9,7 @@ import http.client
 import json
 import os
 import re
+import select
 import signal
 import socket
 import ssl
@@ -191,6 +192,136 @@ def raw_join(d, name, token=JOIN_SECRET, version="0.1.0"):
     status, body = https(d, "POST", "/api/v1/agents/join", {"token": token, "name": name, "version": version})
     assert status == 201, body
     return json.loads(body)["credential"]
+
+
+STREAM_PROTOCOL = "rpr-agent-poll/1"
+
+
+class PollStream:
+    """An agent's poll stream spoken by hand: the upgrade, then frames (a
+    4-byte big-endian length and JSON) each way."""
+
+    def __init__(self, d, token, upgrade=STREAM_PROTOCOL, path="/api/v1/agents/stream", alpn="http/1.1",
+                 timeout=40):
+        ctx = ssl.create_default_context(cafile=d.cert)
+        ctx.set_alpn_protocols([alpn])
+        self.sock = ctx.wrap_socket(socket.create_connection(("127.0.0.1", d.tls_port), timeout=timeout),
+                                    server_hostname="localhost")
+        head = "GET %s HTTP/1.1\r\nHost: localhost\r\n" % path
+        if token:
+            head += "Authorization: Bearer %s\r\n" % token
+        if upgrade:
+            head += "Connection: Upgrade\r\nUpgrade: %s\r\n" % upgrade
+        self.sock.sendall((head + "\r\n").encode())
+        self.buf = b""
+        while b"\r\n\r\n" not in self.buf:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                break
+            self.buf += chunk
+        self.head, _, self.buf = self.buf.partition(b"\r\n\r\n")
+        self.status = int(self.head.split(b" ")[1]) if self.head.startswith(b"HTTP/1.1 ") else 0
+        length = re.search(rb"(?i)\r\ncontent-length: *(\d+)", self.head)
+        if self.status != 101 and length:
+            self._need(int(length.group(1)))
+
+    def send_raw(self, data):
+        self.sock.sendall(data)
+
+    def send(self, obj):
+        data = json.dumps(obj).encode()
+        self.sock.sendall(len(data).to_bytes(4, "big") + data)
+
+    def _need(self, n):
+        while len(self.buf) < n:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                return False
+            self.buf += chunk
+        return True
+
+    def recv(self):
+        """The next frame's JSON, or None when rprd closed the stream."""
+        if not self._need(4):
+            return None
+        n = int.from_bytes(self.buf[:4], "big")
+        if not self._need(4 + n):
+            return None
+        data, self.buf = self.buf[4:4 + n], self.buf[4 + n:]
+        return json.loads(data)
+
+    def closed(self):
+        """Whether rprd has closed it (after any frame left to read)."""
+        try:
+            return not self.sock.recv(1)
+        except (ConnectionResetError, ssl.SSLError):
+            return True
+
+    def close(self):
+        self.sock.close()
+
+
+class OldRprd:
+    """A TLS front of rprd that answers the poll stream's upgrade as an
+    rprd before the stream did (404) and passes every other connection
+    through, over HTTP/1.1."""
+
+    def __init__(self, d):
+        self.d, self.upgrades = d, 0
+        self.server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.server_ctx.load_cert_chain(d.cert, os.path.join(d.state_dir, "tls", "key.pem"))
+        self.server_ctx.set_alpn_protocols(["http/1.1"])
+        self.client_ctx = ssl.create_default_context(cafile=d.cert)
+        self.client_ctx.set_alpn_protocols(["http/1.1"])
+        self.lsock = socket.socket()
+        self.lsock.bind(("127.0.0.1", 0))
+        self.lsock.listen(16)
+        self.url = "https://127.0.0.1:%d" % self.lsock.getsockname()[1]
+        threading.Thread(target=self.serve, daemon=True).start()
+
+    def serve(self):
+        while True:
+            try:
+                c, _ = self.lsock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self.one, args=(c,), daemon=True).start()
+
+    def one(self, raw):
+        try:
+            c = self.server_ctx.wrap_socket(raw, server_side=True)
+            first = b""
+            while b"\r\n\r\n" not in first:
+                chunk = c.recv(65536)
+                if not chunk:
+                    return
+                first += chunk
+            if first.startswith(b"GET /api/v1/agents/stream "):
+                self.upgrades += 1
+                body = b'{"kind":"Status","code":404,"message":"no route /api/v1/agents/stream"}'
+                c.sendall(b"HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n"
+                          % len(body) + body)
+                c.close()
+                return
+            up = self.client_ctx.wrap_socket(socket.create_connection(("127.0.0.1", self.d.tls_port)),
+                                             server_hostname="localhost")
+            up.sendall(first)
+            other = {c: up, up: c}
+            while True:
+                for s in select.select([c, up], [], [], 120)[0]:
+                    data = s.recv(65536)
+                    while data and s.pending():
+                        data += s.recv(s.pending())
+                    if not data:
+                        c.close()
+                        up.close()
+                        return
+                    other[s].sendall(data)
+        except (OSError, ssl.SSLError):
+            raw.close()
+
+    def close(self):
+        self.lsock.close()
 
 
 # ---- joining ---------------------------------------------------------------------------
@@ -581,3 +712,83 @@ def test_a_run_longer_than_its_timeout_fails_with_reason_timeout(rprd, agents):
     run = rprd.get("/api/v1/namespaces/default/runs/%s" % command_entry(rprd, "slow", "edge")["run"]).json()
     assert run["status"]["reason"] == "Timeout", run["status"]
     assert "longer than 1s (spec.timeout)" in run["status"]["message"], run["status"]
+
+
+# ---- the poll stream ---------------------------------------------------------------------
+
+
+def test_a_poll_stream_holds_each_poll_until_there_is_work_or_its_window_ends(rprd):
+    join_token(rprd)
+    cred = raw_join(rprd, "edge")
+    s = PollStream(rprd, cred)
+    assert s.status == 101 and b"upgrade: rpr-agent-poll/1" in s.head.lower(), s.head
+    # Nothing to do: answered when the window ends, as a POST poll.
+    start = time.time()
+    s.send({"version": "0.1.0", "wait": 2})
+    answer = s.recv()
+    assert 1.5 <= time.time() - start < 5, time.time() - start
+    assert answer.get("offers", []) == [], answer
+    wait_phase(rprd, "edge", "Reachable")
+    # Work comes: the held poll is answered with the offer at once.
+    s.send({"version": "0.1.0", "wait": 25})
+    time.sleep(0.5)
+    start = time.time()
+    t, result = exec_in_background(rprd, {"servers": ["edge"], "command": "echo hi"})
+    answer = s.recv()
+    assert time.time() - start < 3
+    job = answer["offers"][0]
+    assert job["command"] == "echo hi", answer
+    # The job moves on over plain HTTPS, beside the stream.
+    assert https(rprd, "POST", "/api/v1/agents/jobs/%s/accept" % job["id"], token=cred)[0] == 200
+    out = "/api/v1/agents/jobs/%s/output?offset=0" % job["id"]
+    assert https(rprd, "POST", out, b"hi\n", token=cred)[0] == 200
+    digest = __import__("hashlib").sha256(b"hi\n").hexdigest()
+    status, body = https(rprd, "POST", "/api/v1/agents/jobs/%s/finish" % job["id"],
+                         {"exitCode": 0, "bytes": 3, "sha256": digest}, token=cred)
+    assert status == 200, body
+    t.join(20)
+    assert output_of(result["lines"], "edge") == "hi\n"
+    # Two polls in one write (the second ends the first) and a poll sent
+    # with the upgrade are read as frames too.
+    s.send_raw(b"".join(len(f).to_bytes(4, "big") + f for f in
+                        [json.dumps({"version": "0.1.0", "wait": 20}).encode(),
+                         json.dumps({"version": "0.1.0", "wait": 0}).encode()]))
+    assert "offers" in s.recv() and "offers" in s.recv()
+    s.close()
+
+
+def test_a_stop_closes_the_poll_streams_and_exits_clean(rprd):
+    join_token(rprd)
+    cred = raw_join(rprd, "edge")
+    s = PollStream(rprd, cred)
+    assert s.status == 101
+    s.send({"version": "0.1.0", "wait": 25})
+    time.sleep(0.5)
+    start = time.time()
+    rprd.stop()
+    assert s.recv() is None
+    assert time.time() - start < 10
+    assert "closed 1 agent poll stream(s)" in rprd.stderr()
+
+
+def test_rpr_agent_polls_over_its_stream_and_falls_back_to_posts_on_an_older_rprd(rprd, agents):
+    a = running_agent(rprd, agents)
+    a.wait_log("(poll stream)")
+    t, result = exec_in_background(rprd, {"servers": ["edge"], "command": "echo streamed"})
+    t.join(30)
+    assert output_of(result["lines"], "edge") == "streamed\n"
+
+    # An rprd that answers the upgrade with 404: POST polls, all else the same.
+    old = OldRprd(rprd)
+    b = agents(rprd, "older")
+    assert b.join(server=old.url).returncode == 0
+    b.start()
+    wait_phase(rprd, "older", "Reachable")
+    b.wait_log("polling with POST requests")
+    assert "(poll stream)" not in b.log()
+    t, result = exec_in_background(rprd, {"servers": ["older"], "command": "echo posted"})
+    t.join(30)
+    assert output_of(result["lines"], "older") == "posted\n"
+    assert old.upgrades == 1, old.upgrades
+    b.stop()
+    old.close()

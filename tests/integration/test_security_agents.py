@@ -8,9 +8,10 @@ the rest of the agents' tests and the helpers)."""
 import json
 import os
 import subprocess
+import time
 
-from test_agents import (JOIN_SECRET, agents, exec_api, exec_in_background, https, join_token, raw_join,  # noqa: F401
-                         result_of, rprd, running_agent)
+from test_agents import (JOIN_SECRET, PollStream, agents, exec_api, exec_in_background, https,  # noqa: F401
+                         join_token, raw_join, result_of, rprd, running_agent)
 from test_runners import gh, idle_count, release, workdir  # noqa: F401 (fixtures)
 from test_security_runners import assert_on_no_command_line
 from test_runners import objects as runner_objects
@@ -157,3 +158,104 @@ def test_a_runners_secret_reaches_the_agents_host_on_the_jobs_stdin_only(rprd, a
     for what, text in texts.items():
         assert jits[0] not in text, "the JIT configuration in " + what
     assert_on_no_command_line(jits)
+
+
+# ---- the poll stream ---------------------------------------------------------------------
+
+HB = {"version": "0.1.0", "wait": 20}
+
+
+def stream_ends_with(s, code, text):
+    """rprd answered the last frame with a Status naming why and closed the stream."""
+    answer = s.recv()
+    assert answer and answer.get("kind") == "Status" and answer.get("code") == code, answer
+    assert text in answer["message"], answer
+    assert s.closed()
+    s.close()
+
+
+def test_a_poll_stream_closes_on_a_bad_frame_saying_why(rprd):
+    join_token(rprd)
+    cred = raw_join(rprd, "edge")
+    cases = [
+        (b"\0\0\0\0", 400, "an empty frame"),
+        (b"\0\0\0\x05{oops", 400, "a frame is not JSON"),
+        (b"\xff\xff\xff\xff", 413, "at most 65536 bytes"),
+        ((65537).to_bytes(4, "big") + b"{" * 100, 413, "a frame of 65537 bytes"),
+        (b"\0\0\0\x02[]", 400, "a JSON object listing at most 64 jobs"),
+        (b"\0\0\0\x15" + b'{"version": "0.0.9"} ', 426, "0.1.0 or newer"),
+    ]
+    for frame, code, text in cases:
+        s = PollStream(rprd, cred)
+        assert s.status == 101, s.head
+        s.send_raw(frame)
+        stream_ends_with(s, code, text)
+    # A frame that does not come whole in time.
+    s = PollStream(rprd, cred)
+    s.send_raw(b"\0\0\0\x40{\"version\"")
+    start = time.time()
+    stream_ends_with(s, 408, "did not arrive whole within 10 s")
+    assert 8 < time.time() - start < 15
+    log = rprd.stderr()
+    assert "poll stream of the agent of server default/edge closed: an empty frame" in log, log
+    assert cred not in log
+    # rprd serves on, and the agent's next stream works.
+    s = PollStream(rprd, cred)
+    s.send({"version": "0.1.0", "wait": 0})
+    assert "offers" in s.recv()
+    s.close()
+
+
+def test_a_poll_stream_is_closed_at_its_next_frame_once_revoked(rprd):
+    join_token(rprd)
+    cred = raw_join(rprd, "edge")
+    s = PollStream(rprd, cred)
+    s.send({"version": "0.1.0", "wait": 0})
+    assert "offers" in s.recv()
+    rprd.apply([{"apiVersion": "rpr/v1", "kind": "Server", "metadata": {"name": "edge"},
+                 "spec": {"transport": "agent", "active": False}}])
+    s.send(HB)
+    stream_ends_with(s, 403, "server default/edge is inactive")
+
+    rprd.apply([{"apiVersion": "rpr/v1", "kind": "Server", "metadata": {"name": "edge"},
+                 "spec": {"transport": "agent", "active": True}}])
+    s = PollStream(rprd, cred)
+    s.send({"version": "0.1.0", "wait": 0})
+    assert "offers" in s.recv()
+    # The credential deleted while the stream is open (its poll held).
+    s.send(HB)
+    assert rprd.request("DELETE", "/api/v1/namespaces/default/tokens/agent-edge").status == 200
+    assert s.recv().get("offers", []) == []  # the held poll ends at its window
+    s.send(HB)
+    stream_ends_with(s, 401, "the agent's credential is no longer known")
+    assert PollStream(rprd, cred).status == 401
+
+
+def test_only_an_agent_credential_over_http11_may_open_a_poll_stream(rprd):
+    join_token(rprd)
+    cred = raw_join(rprd, "edge")
+    # An api token, a join token, none: refused, never upgraded.
+    s = PollStream(rprd, rprd.token)
+    assert s.status == 401 and b"invalid agent credential" in s.buf, (s.head, s.buf)
+    assert PollStream(rprd, JOIN_SECRET).status == 401
+    assert PollStream(rprd, None).status == 401
+    # No Upgrade, or another protocol: a plain 400.
+    for upgrade in (None, "websocket"):
+        s = PollStream(rprd, cred, upgrade=upgrade)
+        assert s.status == 400 and b"Upgrade: rpr-agent-poll/1" in s.buf, (s.head, s.buf)
+    # HTTP/2 has no upgrade: refused with a clear answer, rprd serves on.
+    p = subprocess.run(["curl", "-s", "--http2", "--cacert", rprd.cert, "-H", "Authorization: Bearer " + cred,
+                        "-w", "\n%{http_version} %{http_code}", "https://localhost:%d/api/v1/agents/stream"
+                        % rprd.tls_port], capture_output=True, text=True, timeout=30)
+    assert p.stdout.endswith("\n2 400"), p.stdout
+    assert "came over HTTP/2" in p.stdout, p.stdout
+    # A second stream of one agent ends the first.
+    first = PollStream(rprd, cred)
+    first.send(HB)
+    time.sleep(0.3)
+    second = PollStream(rprd, cred)
+    assert second.status == 101
+    assert first.recv() is None
+    assert "closed: the agent opened another one" in rprd.stderr()
+    second.send({"version": "0.1.0", "wait": 0})
+    assert "offers" in second.recv()

@@ -426,6 +426,33 @@ static void test_presence(void **state) {
         agents_free(a);
 }
 
+static void test_frames(void **state) {
+        unsigned char buf[16] = {0};
+        size_t n = 0;
+
+        (void) state;
+        /* Fewer than the head's 4 bytes: more needed, nothing known. */
+        assert_int_equal(agent_frame_parse(buf, 3, 100, &n), 0);
+        agent_frame_head(5, buf);
+        assert_memory_equal(buf, "\0\0\0\5", 4);
+        memcpy(buf + 4, "{}   ", 5);
+        assert_int_equal(agent_frame_parse(buf, 8, 100, &n), 0);
+        assert_int_equal(n, 5);
+        assert_int_equal(agent_frame_parse(buf, 9, 100, &n), 1);
+        assert_int_equal(n, 5);
+        /* Bytes after the frame are the next one's. */
+        assert_int_equal(agent_frame_parse(buf, 12, 100, &n), 1);
+        assert_int_equal(agent_frame_parse(buf, 9, 4, &n), -EMSGSIZE);
+        agent_frame_head(0, buf);
+        assert_int_equal(agent_frame_parse(buf, 4, 100, &n), -EBADMSG);
+        /* The largest length a head can say is refused before any byte of it. */
+        memcpy(buf, "\xff\xff\xff\xff", 4);
+        assert_int_equal(agent_frame_parse(buf, 4, 65536, &n), -EMSGSIZE);
+        assert_int_equal(n, 0xffffffffu);
+        agent_frame_head(0x01020304, buf);
+        assert_memory_equal(buf, "\x01\x02\x03\x04", 4);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_offer_accept_output_finish),
@@ -439,6 +466,7 @@ int main(void) {
                 cmocka_unit_test(test_capacity_bounds_the_offers),
                 cmocka_unit_test(test_versions),
                 cmocka_unit_test(test_presence),
+                cmocka_unit_test(test_frames),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
