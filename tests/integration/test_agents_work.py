@@ -278,7 +278,7 @@ def test_a_large_input_with_a_wrong_checksum_fails_its_job_with_the_reason(rprd,
         # The install failed with that reason; the Runner's next pass
         # (nothing flipped) installs it.
         o = runner_wait(rprd, lambda o: "sha256 is" in json.dumps(o), "the reason in the Runner", timeout=60)
-        assert "InstallFailed" in json.dumps(o) and "exit 125" in json.dumps(o), o["status"]
+        assert "InstallFailed" in json.dumps(o) and "exit 125 on its agent's host" in json.dumps(o), o["status"]
         runner_wait(rprd, lambda o: idle_count(o) == 1, "1 idle", timeout=90)
         kept = os.path.join(workdir, "install", ".releases", sha + ".tar.gz")
         with open(kept, "rb") as f:
