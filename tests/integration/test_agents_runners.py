@@ -107,6 +107,22 @@ def container_ids(podman):
     return sorted(r["id"][:12] for r in podman.containers(label=LABEL))
 
 
+def assert_no_secret_in_logs_or_agent_files(d, a, registration, more=None):
+    """None of the runners' registration secrets, the GitHub token, the
+    join token or the agent's credential is in rprd's log, the agent's log,
+    a file of the agent's state dir (its credential file aside) or the
+    texts of more ({what: text})."""
+    secrets = list(registration) + [PAT, JOIN_SECRET, a.credential()]
+    texts = {"rprd's log": d.all_stderr(), "the agent's log": a.log(), **(more or {})}
+    for p in files_under(a.state_dir):
+        if os.path.basename(p) != "credential":
+            with open(p, errors="replace") as f:
+                texts["the agent's file " + p] = f.read()
+    for what, text in texts.items():
+        for s in secrets:
+            assert s not in text, "a secret in " + what
+
+
 def files_under(top):
     for root, _, names in os.walk(top):
         for n in names:
@@ -119,7 +135,7 @@ def files_under(top):
 
 def test_a_runner_on_an_agent_server_comes_up_and_is_removed_through_the_agent(rprd, agents, gh,  # noqa: F811
                                                                                release, workdir):
-    running_agent(rprd, agents, "ci-box", labels="ci=true")
+    a = running_agent(rprd, agents, "ci-box", labels="ci=true")
     rprd.apply(runner_objects(gh, workdir, replicas=2))
     o = wait_runner(rprd, lambda o: idle_count(o) == 2 and o["status"].get("readyReplicas") == 2, "2 idle")
     insts = instances(o)
@@ -129,8 +145,10 @@ def test_a_runner_on_an_agent_server_comes_up_and_is_removed_through_the_agent(r
     assert all(i["pid"] > 1 and i["memBytes"] > 0 for i in insts), insts
     install = os.path.join(workdir, "install")
     assert len(runner_pids(install)) >= 2
-    # The JIT configuration went on the job's stdin: in no rprd or agent log.
+    # The JIT configuration went on the job's stdin: in no rprd or agent
+    # log, nor in a file the agent keeps.
     assert "jitconfig" not in rprd.stderr().lower()
+    assert_no_secret_in_logs_or_agent_files(rprd, a, gh.runner_attr("jits"))
 
     r = rprd.request("DELETE", "/api/v1/namespaces/default/runners/ci")
     assert r.status in (200, 202), r
@@ -184,17 +202,9 @@ def test_a_container_runner_on_an_agent_server_comes_up_with_docker_host_and_no_
     registration = gh.runner_attr("jits") if how == "jit" else list(gh.runner_attr("reg_tokens"))
     assert len(registration) >= 1 and all(len(x) >= 20 for x in registration), registration
     assert (o["status"].get("jitRefused") is True) == (how != "jit"), o["status"]
-    secrets = registration + [PAT, JOIN_SECRET, a.credential()]
-    texts = {"the engine's environment and arguments": calls, "rprd's log": rprd.all_stderr(),
-             "the agent's log": a.log(), "the Runner's status": str(o),
-             "docker inspect": podman.docker("inspect", *container_ids(podman)).stdout}
-    for p in files_under(a.state_dir):
-        if os.path.basename(p) != "credential":
-            with open(p, errors="replace") as f:
-                texts["the agent's file " + p] = f.read()
-    for what, text in texts.items():
-        for s in secrets:
-            assert s not in text, "a secret in " + what
+    assert_no_secret_in_logs_or_agent_files(rprd, a, registration, {
+        "the engine's environment and arguments": calls, "the Runner's status": str(o),
+        "docker inspect": podman.docker("inspect", *container_ids(podman)).stdout})
 
 
 @pytest.mark.usefixtures("no_container_left")
