@@ -123,6 +123,27 @@ def assert_no_secret_in_logs_or_agent_files(d, a, registration, more=None):
             assert s not in text, "a secret in " + what
 
 
+def delete_while_the_agent_is_stopped(d, a, gh, o):
+    """Stops the agent, deletes the Runner of one runner (o: its status),
+    and checks that it is deregistered and waits for the agent: its name."""
+    name = instances(o)[0]["name"]
+    a.stop()
+    wait_phase(d, "ci-box", "Unreachable", timeout=30)
+    # A command the agent had not taken yet when it stopped waits out its
+    # timeout (120 s) before the Runner sees the Server unreachable.
+    wait_runner(d, lambda o: "cannot be reached" in str(instances(o)), "ci-box unreachable", timeout=150)
+    assert d.request("DELETE", "/api/v1/namespaces/default/runners/ci").status in (200, 202)
+    # Deregistered at GitHub; what runs on the host waits for its agent.
+    o = wait_runner(d, lambda o: "when its agent polls again" in str(instances(o)),
+                    "the runner waiting for its agent")
+    assert gh.runners() == []
+    assert [i["name"] for i in instances(o)] == [name], instances(o)
+    assert "Deleting" in str(o["status"]["conditions"]), o["status"]
+    time.sleep(4)
+    assert [i["name"] for i in instances(d.obj("runners", "ci"))] == [name], "the Runner went, its runner left"
+    return name
+
+
 def files_under(top):
     for root, _, names in os.walk(top):
         for n in names:
@@ -251,24 +272,22 @@ def test_a_container_runner_on_an_agent_server_is_scaled_down_and_its_containers
 def test_a_container_runner_deleted_while_its_agent_is_stopped_is_removed_when_it_is_back(
         rprd, agents, gh, workdir, podman):  # noqa: F811
     a, o = container_runner(rprd, agents, gh, workdir, podman, 1)
-    name = instances(o)[0]["name"]
-    a.stop()
-    wait_phase(rprd, "ci-box", "Unreachable", timeout=30)
-    # A command the agent had not taken yet when it stopped waits out its
-    # timeout (120 s) before the Runner sees the Server unreachable.
-    wait_runner(rprd, lambda o: "cannot be reached" in str(instances(o)), "ci-box unreachable", timeout=150)
-    assert rprd.request("DELETE", "/api/v1/namespaces/default/runners/ci").status in (200, 202)
-    # Deregistered at GitHub; the container waits for its host's agent.
-    o = wait_runner(rprd, lambda o: "when its agent polls again" in str(instances(o)),
-                    "the runner waiting for its agent")
-    assert gh.runners() == []
-    assert [i["name"] for i in instances(o)] == [name], instances(o)
-    assert "Deleting" in str(o["status"]["conditions"]), o["status"]
-    time.sleep(4)
-    assert [i["name"] for i in instances(rprd.obj("runners", "ci"))] == [name], "the Runner went, its container left"
+    delete_while_the_agent_is_stopped(rprd, a, gh, o)
     assert len(podman.containers(label=LABEL)) == 1
 
     a.start()
     wait_gone(rprd)
     assert podman.containers(label=LABEL) == []
     assert os.listdir(os.path.join(workdir, "install", "default.ci")) == []
+
+
+def test_a_runner_waiting_for_its_stopped_agent_to_be_removed_goes_when_its_server_is_deleted(
+        rprd, agents, gh, release, workdir):  # noqa: F811
+    a = running_agent(rprd, agents, "ci-box", labels="ci=true")
+    rprd.apply(runner_objects(gh, workdir, replicas=1))
+    o = wait_runner(rprd, lambda o: idle_count(o) == 1, "1 idle")
+    name = delete_while_the_agent_is_stopped(rprd, a, gh, o)
+    assert rprd.request("DELETE", "/api/v1/namespaces/default/servers/ci-box").status in (200, 202)
+    # Given up on: the Runner goes, what it left on that host stays.
+    wait_gone(rprd)
+    assert os.path.isdir(os.path.join(workdir, "install", "default.ci", name))
