@@ -148,6 +148,17 @@ static const char *choose_server(Pass *p) {
 
 /* ---- what the hosts say ---------------------------------------------------------------- */
 
+/* Whether the agent of server polls (its Server is Reachable): a command
+ * that timed out there waited behind the agent's other jobs (it takes
+ * --capacity at a time), which says nothing of the runners. */
+static bool agent_polls(Pass *p, const char *server) {
+        _cleanup_json_ json_t *obj = NULL;
+
+        if (store_get_json(p->rc->store, "Server", p->sp->ns, server, &obj) < 0)
+                return false;
+        return STREQ(json_str_at(json_object_get(obj, "status"), "phase") ?: "", "Reachable");
+}
+
 static void observe_one(Pass *p, const char *server) {
         json_t *seen = NULL;
         SshResult res = {0};
@@ -163,6 +174,9 @@ static void observe_one(Pass *p, const char *server) {
                 json_object_set_new(p->seen, server, json_null());
                 if (t)
                         json_object_set_new(p->why, server, json_string(res.message));
+                if (t && server_target_is_agent(t) && res.failure == SSH_FAIL_TIMEOUT &&
+                    agent_polls(p, server))
+                        json_object_set_new(p->busy, server, json_true());
         }
         server_target_free(t);
 }
@@ -367,6 +381,11 @@ static bool step(Pass *p, json_t *inst) {
 
         if (!json_object_get(inst, "id") && g && json_object_get(g, "id"))
                 json_object_set(inst, "id", json_object_get(g, "id"));
+        if (json_object_get(p->busy, server)) {
+                runner_instance_set_state(inst, json_str_at(inst, "state") ?: "starting",
+                                          "its agent is busy with other jobs: not looked at this round");
+                return true;
+        }
         if (!json_is_object(seen))
                 return step_unreachable(p, inst);
         json_object_del(inst, "unreachableSince");
@@ -605,6 +624,7 @@ static void pass_clear(Pass *p) {
         json_decref(p->seen);
         json_decref(p->why);
         json_decref(p->agents);
+        json_decref(p->busy);
         json_decref(p->servers);
         json_decref(p->installed);
         json_decref(p->deleted);
@@ -631,6 +651,7 @@ int runner_pass(RunnerController *rc, const json_t *obj, bool deleting, uint64_t
         p.seen = json_object();
         p.why = json_object();
         p.agents = json_object();
+        p.busy = json_object();
         p.installed = json_object();
         p.deleted = json_object();
         servers_selected(&p);

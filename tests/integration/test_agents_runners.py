@@ -15,12 +15,13 @@ the agent keeps."""
 import hashlib
 import os
 import stat
+import threading
 import time
 
 import pytest
 
 from test_agents import agents, rprd, running_agent, wait_phase  # noqa: F401 (fixtures)
-from test_agents import JOIN_SECRET
+from test_agents import JOIN_SECRET, exec_api, output_of
 from test_agents_work import big_release
 from test_runners import gh, idle_count, release, runner_image, runner_pids, workdir  # noqa: F401 (fixtures)
 from test_runners import PAT, instances, objects
@@ -291,3 +292,25 @@ def test_a_runner_waiting_for_its_stopped_agent_to_be_removed_goes_when_its_serv
     # Given up on: the Runner goes, what it left on that host stays.
     wait_gone(rprd)
     assert os.path.isdir(os.path.join(workdir, "install", "default.ci", name))
+
+
+def test_a_runner_is_kept_while_its_agent_is_busy_with_a_long_command(rprd, agents, gh, release,  # noqa: F811
+                                                                      workdir):
+    # The agent takes one job at a time (--capacity 1, its default): the
+    # Runner's commands wait behind a long one, up to their timeout (2
+    # minutes), and fail, twice over 4.5 minutes. An agent that polls is no
+    # host that is down: its runner is neither replaced nor deregistered.
+    running_agent(rprd, agents, "ci-box", labels="ci=true")
+    rprd.apply(runner_objects(gh, workdir, replicas=1))
+    before = instances(wait_runner(rprd, lambda o: idle_count(o) == 1, "1 idle"))[0]
+    result = {}
+    t = threading.Thread(target=lambda: result.update(
+        lines=exec_api(rprd, {"servers": ["ci-box"], "command": "sleep 270; echo done"}, timeout=400)))
+    t.start()
+    t.join(400)
+    assert output_of(result["lines"], "ci-box") == "done\n", result
+    o = wait_runner(rprd, lambda o: idle_count(o) == 1, "1 idle after the long command")
+    after = instances(o)[0]
+    assert (after["name"], after.get("id"), after["pid"]) == (before["name"], before["id"], before["pid"]), after
+    assert not after.get("abandoned") and gh.runner_attr("gone") == [], (after, gh.runner_attr("gone"))
+    assert [r["name"] for r in gh.runners()] == [before["name"]]
