@@ -285,19 +285,10 @@ static void agent_done(void *userdata, const AgentJobResult *r) {
                 wakeup_send(e);
 }
 
-static bool uses_agent(ApiExec *e, const char *name) {
-        _cleanup_json_ json_t *obj = NULL;
-
-        if (store_get_json(e->api->store, "Server", e->ns, name, &obj) < 0)
-                return false;
-        const char *tr = json_str_at(json_object_get(obj, "spec"), "transport");
-        return tr && STREQ(tr, "agent");
-}
-
 /* Hands the command to the agent and returns at once. */
 static void agent_start(ExecTarget *t) {
         ApiExec *e = t->exec;
-        AgentJobSpec spec = {.command = e->command, .timeout_usec = e->timeout_usec};
+        SshCommand cmd = {.script = e->command, .timeout_usec = e->timeout_usec};
         AgentJobSink sink = {.output = agent_output, .done = agent_done, .userdata = t};
         char id[AGENT_JOB_ID_LEN + 1];
 
@@ -309,7 +300,7 @@ static void agent_start(ExecTarget *t) {
         pthread_mutex_lock(&e->lock);
         e->agent_jobs++; /* before: its end may come before submit returns */
         pthread_mutex_unlock(&e->lock);
-        int r = agent_job_submit(e->api->agents, e->ns, t->name, &spec, &sink, id);
+        int r = server_agent_submit(e->api->agents, e->ns, t->name, &cmd, 0, &sink, id);
         pthread_mutex_lock(&e->lock);
         if (r < 0)
                 e->agent_jobs--;
@@ -335,7 +326,7 @@ static void run_target(ExecTarget *t) {
                 result_line(t, -1, "", "Inactive", "the server is inactive (spec.active is false)", 0);
                 return;
         }
-        if (uses_agent(e, t->name)) {
+        if (server_uses_agent(e->api->store, e->ns, t->name)) {
                 agent_start(t);
                 return;
         }

@@ -1,10 +1,11 @@
 /* run-agent: a Run on a Server of transport agent, without a thread.
  *
- * The command goes to pkg/agent as a job (the spec's env and the RPR_
- * variables with it, the workdir as a cd in front) and this returns; the
- * output arrives on the API's loop through the job's sink and goes to the
- * Run's file, and the end is handed to a one-thread queue that writes the
- * outcome (a store write must not block the loop). A cancel cancels the job
+ * The command goes to its agent as a job (server_agent_submit: the spec's
+ * env and the RPR_ variables exported, a cd to the workdir in front, as
+ * over ssh) and this returns; the output arrives on the API's loop through
+ * the job's sink and goes to the Run's file, and the end is handed to a
+ * one-thread queue that writes the outcome (a store write must not block
+ * the loop). A cancel cancels the job
  * on the agent; at shutdown the job is interrupted at once, since no agent
  * will report any more.
  *
@@ -21,6 +22,7 @@
 #include "agent/agent.h"
 #include "controller/controller.h"
 #include "run/run-private.h"
+#include "server/server.h"
 #include "store/store.h"
 
 typedef struct AgentRun {
@@ -44,18 +46,6 @@ static void agent_run_free(AgentRun *x) {
         run_log_close(x->log);
         json_decref(x->obj);
         free(x);
-}
-
-/* The command, in the workdir when there is one ('...' quoted). */
-static char *command_of(const RunSpec *sp) {
-        Buf b = BUF_INIT;
-
-        if (sp->workdir) {
-                _cleanup_free_ char *dir = ssh_shell_quote(sp->workdir);
-                buf_printf(&b, "cd %s || exit 1\n", dir);
-        }
-        buf_puts(&b, sp->command ?: "");
-        return buf_steal(&b);
 }
 
 /* ---- the end, on the queue's thread ----------------------------------------------------- */
@@ -159,12 +149,7 @@ static void on_done(void *userdata, const AgentJobResult *r) {
 /* ---- start and cancel ------------------------------------------------------------------------ */
 
 bool run_uses_agent(RunController *rc, const RunSpec *sp) {
-        _cleanup_json_ json_t *srv = NULL;
-
-        if (!rc->agents || !sp->server || store_get_json(rc->store, "Server", sp->ns, sp->server, &srv) < 0)
-                return false;
-        const char *t = json_str_at(json_object_get(srv, "spec"), "transport");
-        return t && STREQ(t, "agent");
+        return rc->agents && server_uses_agent(rc->store, sp->ns, sp->server);
 }
 
 /* The Run's state for its agent job, its output file open; NULL (the Run
@@ -220,14 +205,19 @@ static int hand_over(AgentRun *x, int (*go)(AgentRun *x, char id[static AGENT_JO
 }
 
 static int submit(AgentRun *x, char id[static AGENT_JOB_ID_LEN + 1]) {
-        _cleanup_json_ json_t *env = run_env(&x->sp);
-        _cleanup_free_ char *command = command_of(&x->sp);
-        AgentJobSpec spec = {.command = command,
-                             .env = env,
-                             .timeout_usec = x->sp.timeout_usec,
-                             .wait_usec = x->sp.wait_timeout_usec};
+        _cleanup_json_ json_t *vars = run_env(&x->sp);
+        SshEnv env = {0};
+
+        /* The command as run-exec.c gives it to ssh_run(). */
+        ssh_env_add_all(&env, vars);
+        SshCommand cmd = {.script = x->sp.command ?: "",
+                          .env = (const char *const *) env.v,
+                          .workdir = x->sp.workdir,
+                          .timeout_usec = x->sp.timeout_usec};
         AgentJobSink sink = {.output = on_output, .done = on_done, .userdata = x};
-        int r = agent_job_submit(x->rc->agents, x->sp.ns, x->sp.server, &spec, &sink, id);
+        int r = server_agent_submit(x->rc->agents, x->sp.ns, x->sp.server, &cmd, x->sp.wait_timeout_usec,
+                                    &sink, id);
+        ssh_env_clear(&env);
         if (r < 0)
                 return r;
         /* Durable with the Run: a later rprd takes the job back. */

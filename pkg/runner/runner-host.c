@@ -67,8 +67,9 @@ int runner_host_run(RunnerController *rc, const SshTarget *t, const char *script
         ssh_env_clear(env);
         if (k >= 0 && res->exit_code != 0) {
                 _cleanup_free_ char *text = text_flat_dup(o.err.len ? o.err.data : out->data ?: "", 300);
-                snprintf(res->message, sizeof res->message, "exit %d on %s: %s", res->exit_code,
-                         t->host ?: "local", text);
+                const char *where = t->host ? t->host : t->run ? "its agent's host" : "local";
+                snprintf(res->message, sizeof res->message, "exit %d on %s: %s", res->exit_code, where,
+                         text);
                 k = -EIO;
         }
         buf_free(&o.err);

@@ -9,7 +9,8 @@
  * and stopped only after GitHub said 204: a runner with a job (422) is
  * never stopped. A record on a Server that cannot be reached for a while is
  * abandoned: replaced elsewhere, deregistered, and cleaned when the Server
- * is back. */
+ * is back (while the Runner is deleted, only an agent's Server is waited
+ * for). */
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -26,6 +27,7 @@
 #define ABANDON_USEC (10 * USEC_PER_SEC)
 #define LIST_RETRY_USEC (15 * USEC_PER_SEC)
 #define OFFLINE_BUSY_USEC (10 * 60 * USEC_PER_SEC)
+#define AGENT_WAIT_USEC (60 * USEC_PER_SEC)
 
 uint64_t runner_backoff(json_int_t failures) {
         return MIN(BACKOFF_BASE_USEC << MIN(MAX(failures, 1) - 1, 5), BACKOFF_MAX_USEC);
@@ -146,6 +148,17 @@ static const char *choose_server(Pass *p) {
 
 /* ---- what the hosts say ---------------------------------------------------------------- */
 
+/* Whether the agent of server polls (its Server is Reachable): a command
+ * that timed out there waited behind the agent's other jobs (it takes
+ * --capacity at a time), which says nothing of the runners. */
+static bool agent_polls(Pass *p, const char *server) {
+        _cleanup_json_ json_t *obj = NULL;
+
+        if (store_get_json(p->rc->store, "Server", p->sp->ns, server, &obj) < 0)
+                return false;
+        return STREQ(json_str_at(json_object_get(obj, "status"), "phase") ?: "", "Reachable");
+}
+
 static void observe_one(Pass *p, const char *server) {
         json_t *seen = NULL;
         SshResult res = {0};
@@ -153,12 +166,17 @@ static void observe_one(Pass *p, const char *server) {
         if (json_object_get(p->seen, server))
                 return;
         ServerTarget *t = pass_target(p, server);
+        if (t && server_target_is_agent(t))
+                json_object_set_new(p->agents, server, json_true());
         if (t && runner_host_observe(p->rc, p->sp, server_target(t), &seen, &res) >= 0) {
                 json_object_set_new(p->seen, server, seen);
         } else {
                 json_object_set_new(p->seen, server, json_null());
                 if (t)
                         json_object_set_new(p->why, server, json_string(res.message));
+                if (t && server_target_is_agent(t) && res.failure == SSH_FAIL_TIMEOUT &&
+                    agent_polls(p, server))
+                        json_object_set_new(p->busy, server, json_true());
         }
         server_target_free(t);
 }
@@ -338,10 +356,20 @@ static bool step_unreachable(Pass *p, json_t *inst) {
         }
         if (json_is_true(json_object_get(inst, "abandoned")))
                 (void) runner_instance_deregister(p, inst);
-        /* Deleting: what is left on a host that never comes back stays. */
-        return !(json_object_get(p->obj, "metadata") &&
-                 json_object_get(json_object_get(p->obj, "metadata"), "deletionTimestamp") &&
-                 !json_object_get(inst, "id"));
+        if (!p->deleting || json_object_get(inst, "id"))
+                return true;
+        /* Deleting, GitHub done: what is left on an ssh host that never
+         * comes back stays. An agent's host is offline by habit (a laptop,
+         * a device): its runner waits for the agent's next poll, or for
+         * its Server to go. */
+        if (!json_object_get(p->agents, server))
+                return false;
+        _cleanup_free_ char *wait = xasprintf("deregistered; removed from server %s when its agent polls "
+                                              "again (or delete Server %s to leave it there)",
+                                              server, server);
+        runner_instance_set_state(inst, "offline", wait);
+        p->for_agent++;
+        return true;
 }
 
 /* One instance's step; false when its record goes. */
@@ -353,6 +381,11 @@ static bool step(Pass *p, json_t *inst) {
 
         if (!json_object_get(inst, "id") && g && json_object_get(g, "id"))
                 json_object_set(inst, "id", json_object_get(g, "id"));
+        if (json_object_get(p->busy, server)) {
+                runner_instance_set_state(inst, json_str_at(inst, "state") ?: "starting",
+                                          "its agent is busy with other jobs: not looked at this round");
+                return true;
+        }
         if (!json_is_object(seen))
                 return step_unreachable(p, inst);
         json_object_del(inst, "unreachableSince");
@@ -590,6 +623,8 @@ static void pass_clear(Pass *p) {
         json_decref(p->gh);
         json_decref(p->seen);
         json_decref(p->why);
+        json_decref(p->agents);
+        json_decref(p->busy);
         json_decref(p->servers);
         json_decref(p->installed);
         json_decref(p->deleted);
@@ -615,6 +650,8 @@ int runner_pass(RunnerController *rc, const json_t *obj, bool deleting, uint64_t
         p.instances = json_object_get(p.st, "instances");
         p.seen = json_object();
         p.why = json_object();
+        p.agents = json_object();
+        p.busy = json_object();
         p.installed = json_object();
         p.deleted = json_object();
         servers_selected(&p);
@@ -647,6 +684,10 @@ int runner_pass(RunnerController *rc, const json_t *obj, bool deleting, uint64_t
         *ret_requeue = p.retry_at                                  ? p.retry_at - p.now
                        : deleting || p.changed || transitional(&p) ? FAST_USEC
                                                                    : sp.sync_interval_usec;
+        /* Only offline agents are waited for: each look costs a wait for
+         * them, and the Server's becoming Reachable wakes us sooner. */
+        if (deleting && !p.changed && p.for_agent > 0 && p.for_agent == json_array_size(p.instances))
+                *ret_requeue = MAX(*ret_requeue, AGENT_WAIT_USEC);
         if (p.poll_in)
                 *ret_requeue = MIN(*ret_requeue, MAX(p.poll_in, FAST_USEC / 4));
         if (p.wake_in)

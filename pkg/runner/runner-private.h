@@ -144,6 +144,9 @@ typedef struct Pass {
         uint64_t gh_at;    /* realtime when asked (about) */
         json_t *seen;      /* server -> what it runs (runner_host_observe), or null: unreachable */
         json_t *why;       /* server -> why it could not be used */
+        json_t *agents;    /* server -> true: of transport agent */
+        json_t *busy;      /* server -> true: its agent polls, our command waited in vain */
+        size_t for_agent;  /* deleting: instances left only for an offline agent */
         json_t *servers;   /* the selected servers (owned) */
         json_t *installed; /* server -> true once the release is there this pass */
         json_t *deleted;   /* names deregistered this pass (GitHub's list may still have them) */

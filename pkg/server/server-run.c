@@ -15,7 +15,9 @@
  * callers are already a bounded pool of worker threads that wait for ssh
  * commands (a pipeline job's `parallelism` workers, the Runner pass);
  * no thread is made for an agent or for a job. Runs and rprctl exec, which
- * hold no thread, use pkg/agent directly (run-agent.c, api-exec.c).
+ * hold no thread, call the async entry below it, server_agent_submit(),
+ * with their own sinks (run-agent.c, api-exec.c): one way for all three
+ * from an SshCommand to an agent job.
  *
  * A cancel (cmd->cancel) cancels the job on the agent, which stops it and
  * reports its end. Once rprd stops serving agents (agents_stop) nothing
@@ -28,6 +30,7 @@
 
 #include "agent/agent.h"
 #include "server/server-private.h"
+#include "store/store.h"
 
 #define CALL_OUTPUT_MAX (1024u * 1024)
 #define CALL_WAKE_USEC (200 * 1000)
@@ -183,42 +186,63 @@ static int result_of(const AgentJobResult *r, const SshCommand *cmd, SshResult *
         return fail(res, SSH_FAIL_EXEC, EIO, r->message);
 }
 
-/* What stops a command before it is queued; 0 when nothing does. */
-static int preflight(Agents *agents, const char *ns, const char *name, const SshTarget *target,
-                     const SshCommand *cmd, SshResult *res) {
+bool server_uses_agent(Store *store, const char *ns, const char *name) {
+        _cleanup_json_ json_t *obj = NULL;
+
+        return name && store_get_json(store, "Server", ns, name, &obj) >= 0 && server_is_agent(obj);
+}
+
+int server_agent_submit(Agents *agents, const char *ns, const char *name, const SshCommand *cmd,
+                        uint64_t wait_usec, const AgentJobSink *sink,
+                        char ret_id[static AGENT_JOB_ID_LEN + 1]) {
+        _cleanup_free_ char *script = NULL;
+        int r;
+
         if (!agents)
-                return fail(res, SSH_FAIL_EXEC, ESHUTDOWN, "this rprd serves no agents");
-        if (!agent_reachable(agents, ns, name, target, cmd)) {
-                snprintf(res->message, sizeof res->message,
-                         "the agent of server %s does not poll (is rpr-agent running there?)", name);
-                res->failure = SSH_FAIL_TIMEOUT;
-                return -ETIMEDOUT;
-        }
-        if (cmd->input_len > AGENT_INPUT_FILE_MAX) {
-                snprintf(res->message, sizeof res->message,
-                         "%zu bytes of input are more than an agent job takes (%llu)", cmd->input_len,
-                         (unsigned long long) AGENT_INPUT_FILE_MAX);
-                res->failure = SSH_FAIL_EXEC;
+                return -ESHUTDOWN;
+        if (cmd->input && cmd->input_len > AGENT_INPUT_FILE_MAX)
                 return -EFBIG;
+        r = ssh_script_build(cmd, &script);
+        if (r < 0)
+                return r;
+        AgentJobSpec spec = {.command = script,
+                             .timeout_usec = cmd->timeout_usec,
+                             .wait_usec = wait_usec,
+                             .input = cmd->input,
+                             .input_len = cmd->input ? cmd->input_len : 0};
+        return agent_job_submit(agents, ns, name, &spec, sink, ret_id);
+}
+
+/* Why server_agent_submit() refused, as ssh_run() says it. */
+static int submit_failed(int r, const SshCommand *cmd, SshResult *res) {
+        char text[160];
+
+        if (r == -ESHUTDOWN)
+                return fail(res, SSH_FAIL_EXEC, ESHUTDOWN, "this rprd serves no agents");
+        if (r == -EINVAL)
+                return fail(res, SSH_FAIL_EXEC, EINVAL, "invalid environment variable");
+        if (r == -EFBIG) {
+                snprintf(text, sizeof text, "%zu bytes of input are more than an agent job takes (%llu)",
+                         cmd->input_len, (unsigned long long) AGENT_INPUT_FILE_MAX);
+                return fail(res, SSH_FAIL_EXEC, EFBIG, text);
         }
-        return 0;
+        return fail(res, SSH_FAIL_EXEC, -r, "cannot queue the command for the agent");
 }
 
 int server_agent_run(void *userdata, const SshCommand *cmd, SshResult *res) {
         const ServerTarget *t = userdata;
         Agents *agents = server_target_controller(t)->agents;
         const char *ns, *name = server_target_name(t, &ns);
-        _cleanup_free_ char *script = NULL;
         char id[AGENT_JOB_ID_LEN + 1];
         int r;
 
         *res = (SshResult){.exit_code = -1};
-        r = preflight(agents, ns, name, server_target(t), cmd, res);
-        if (r < 0)
-                return r;
-        r = ssh_script_build(cmd, &script);
-        if (r < 0)
-                return fail(res, SSH_FAIL_EXEC, -r, "invalid environment variable");
+        if (agents && !agent_reachable(agents, ns, name, server_target(t), cmd)) {
+                snprintf(res->message, sizeof res->message,
+                         "the agent of server %s does not poll (is rpr-agent running there?)", name);
+                res->failure = SSH_FAIL_TIMEOUT;
+                return -ETIMEDOUT;
+        }
 
         AgentCall c = {0};
         pthread_mutex_init(&c.lock, NULL);
@@ -226,15 +250,10 @@ int server_agent_run(void *userdata, const SshCommand *cmd, SshResult *res) {
         /* The timeout bounds the wait for a busy agent too. While rprd stops
          * (agents_stop) the job is queued all the same: call_wait ends it
          * as the caller's cancel says (or at once). */
-        AgentJobSpec spec = {.command = script,
-                             .timeout_usec = cmd->timeout_usec,
-                             .wait_usec = cmd->timeout_usec,
-                             .input = cmd->input,
-                             .input_len = cmd->input ? cmd->input_len : 0};
         AgentJobSink sink = {.output = on_output, .done = on_done, .userdata = &c};
-        r = agent_job_submit(agents, ns, name, &spec, &sink, id);
+        r = server_agent_submit(agents, ns, name, cmd, cmd->timeout_usec, &sink, id);
         if (r < 0)
-                (void) fail(res, SSH_FAIL_EXEC, -r, "cannot queue the command for the agent");
+                (void) submit_failed(r, cmd, res);
         else {
                 call_wait(agents, &c, id, cmd);
                 r = result_of(&c.result, cmd, res);

@@ -12,6 +12,7 @@
  * waits for it. */
 #pragma once
 
+#include "agent/agent.h"
 #include "base/base.h"
 #include "ssh/ssh.h"
 
@@ -19,7 +20,6 @@ typedef struct Store Store;
 typedef struct Controller Controller;
 typedef struct LogFile LogFile;
 typedef struct ServerController ServerController;
-typedef struct Agents Agents;
 
 typedef struct ServerOptions {
         Store *store;
@@ -64,6 +64,25 @@ void server_target_free(ServerTarget *t); /* NULL-safe */
  * timeout (none: until canceled); an agent seen offline fails it after the
  * connect timeout (SSH_FAIL_TIMEOUT), as a host that is down. */
 bool server_target_is_agent(const ServerTarget *t);
+
+/* Whether ns/name is a Server of transport agent (false when it is absent
+ * or unreadable), from the stored object. */
+bool server_uses_agent(Store *store, const char *ns, const char *name);
+
+/* The one way a command becomes a job of the agent of Server ns/name, for
+ * the callers that hold no thread while it runs (Runs, rprctl exec; the
+ * blocking ssh_run() of an agent's target uses it too): queued, and this
+ * returns. The job runs the script ssh_run() would send (cmd->env
+ * exported, cd cmd->workdir: ssh_script_build) with cmd->timeout_usec and
+ * cmd->input on its stdin; cmd->output, cancel and track are not used: the
+ * output and the end go to sink, as agent.h says, and may come before this
+ * returns. wait_usec bounds the wait for an offline or busy agent (0:
+ * forever). ret_id gets the job's id. -ESHUTDOWN when agents is NULL (this
+ * rprd serves none), -EFBIG for more input than a job takes, -EINVAL for a
+ * bad env entry, or agent_job_submit()'s error. */
+int server_agent_submit(Agents *agents, const char *ns, const char *name, const SshCommand *cmd,
+                        uint64_t wait_usec, const AgentJobSink *sink,
+                        char ret_id[static AGENT_JOB_ID_LEN + 1]);
 
 /* A check now, as the periodic one (status written, log line, retries
  * not waited for): runs `uptime` and the metrics command. Blocks.
