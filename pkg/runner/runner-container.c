@@ -146,7 +146,7 @@ int runner_container_observe(RunnerController *rc, const RunnerSpec *sp, const S
         SshEnv env = {0};
 
         engine_env(sp, NULL, &env);
-        int k = runner_host_run(rc, t, observe_script, &env, NULL, 0, &out, res);
+        int k = runner_host_run(rc, sp, t, observe_script, &env, NULL, 0, &out, res);
         if (k >= 0)
                 *ret = parse_inspect(out.data, sp->ns);
         buf_free(&out);
@@ -183,7 +183,7 @@ int runner_container_start(RunnerController *rc, const RunnerSpec *sp, const Ssh
         ssh_env_add(&env, "RPR_LABELS", s->labels);
         ssh_env_add(&env, "RPR_GROUP", s->group);
         ssh_env_add(&env, "RPR_EPHEMERAL", s->ephemeral ? "true" : "false");
-        int k = runner_host_run(rc, t, start_script, &env, input, strlen(input), &out, res);
+        int k = runner_host_run(rc, sp, t, start_script, &env, input, strlen(input), &out, res);
         explicit_bzero(input, strlen(input));
         if (k >= 0) {
                 /* The last line is the container's id. */
@@ -206,7 +206,7 @@ int runner_container_remove(RunnerController *rc, const RunnerSpec *sp, const Ss
         SshEnv env = {0};
 
         engine_env(sp, name, &env);
-        int k = runner_host_run(rc, t, remove_script, &env, NULL, 0, &out, res);
+        int k = runner_host_run(rc, sp, t, remove_script, &env, NULL, 0, &out, res);
         buf_free(&out);
         return k;
 }

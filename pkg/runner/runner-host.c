@@ -22,7 +22,6 @@
 #define PAGE_ASSUMED 4096
 #define OUTPUT_MAX (256u * 1024)
 #define REAP_GRACE_USEC (10 * USEC_PER_SEC)
-#define COMMAND_TIMEOUT_USEC (120 * USEC_PER_SEC)
 
 /* Where the Runner's instances live on a host. */
 static char *runner_dir(const RunnerSpec *sp) {
@@ -51,14 +50,14 @@ static int keep_output(void *userdata, SshStream stream, const char *data, size_
         return buf_append(b, data, n) < 0 ? -ENOMEM : 0;
 }
 
-int runner_host_run(RunnerController *rc, const SshTarget *t, const char *script, SshEnv *env,
-                    const void *input, size_t input_len, Buf *out, SshResult *res) {
+int runner_host_run(RunnerController *rc, const RunnerSpec *sp, const SshTarget *t, const char *script,
+                    SshEnv *env, const void *input, size_t input_len, Buf *out, SshResult *res) {
         if (t->transport == SSH_TRANSPORT_LOCAL)
                 ssh_env_add(env, "RPR_PID_DIR", rc->proc_dir);
         Output o = {.out = out, .err = {.max = OUTPUT_MAX}};
         SshCommand cmd = {.script = script,
                           .env = (const char *const *) env->v,
-                          .timeout_usec = COMMAND_TIMEOUT_USEC,
+                          .timeout_usec = sp->command_timeout_usec,
                           .output = keep_output,
                           .userdata = &o,
                           .input = input,
@@ -178,7 +177,7 @@ int runner_host_observe(RunnerController *rc, const RunnerSpec *sp, const SshTar
                 return runner_container_observe(rc, sp, t, ret, res);
         ssh_env_add(&env, "RPR_DIR", dir);
         ssh_env_add(&env, "RPR_PREFIX", prefix);
-        k = runner_host_run(rc, t, observe_script, &env, NULL, 0, &out, res);
+        k = runner_host_run(rc, sp, t, observe_script, &env, NULL, 0, &out, res);
         if (k < 0) {
                 buf_free(&out);
                 return k;
@@ -212,7 +211,7 @@ int runner_host_install(RunnerController *rc, const RunnerSpec *sp, const SshTar
 
         ssh_env_add(&env, "RPR_INSTALL", sp->install_dir);
         ssh_env_add(&env, "RPR_SHA", sha256);
-        k = runner_host_run(rc, t, present_script, &env, NULL, 0, &out, res);
+        k = runner_host_run(rc, sp, t, present_script, &env, NULL, 0, &out, res);
         bool present = k >= 0 && out.data && strstr(out.data, "present");
         buf_free(&out);
         if (k < 0 || present)
@@ -234,7 +233,7 @@ int runner_host_install(RunnerController *rc, const RunnerSpec *sp, const SshTar
         ssh_env_add(&env, "RPR_INSTALL", sp->install_dir);
         ssh_env_add(&env, "RPR_SHA", sha256);
         out = (Buf){.max = OUTPUT_MAX};
-        k = runner_host_run(rc, t, install_script, &env, data, (size_t) s.st_size, &out, res);
+        k = runner_host_run(rc, sp, t, install_script, &env, data, (size_t) s.st_size, &out, res);
         munmap(data, (size_t) s.st_size);
         buf_free(&out);
         return k;
@@ -301,7 +300,7 @@ int runner_host_start(RunnerController *rc, const RunnerSpec *sp, const SshTarge
         ssh_env_add(&env, "RPR_LABELS", s->labels);
         ssh_env_add(&env, "RPR_GROUP", s->group);
         ssh_env_add(&env, "RPR_EPHEMERAL", s->ephemeral ? "true" : "false");
-        k = runner_host_run(rc, t, start_script, &env, input, strlen(input), &out, res);
+        k = runner_host_run(rc, sp, t, start_script, &env, input, strlen(input), &out, res);
         explicit_bzero(input, strlen(input));
         const char *p = out.data ? strstr(out.data, "rpr-runner-pid:") : NULL;
         long pid = p ? strtol(p + 15, NULL, 10) : 0;
@@ -334,7 +333,7 @@ int runner_host_remove(RunnerController *rc, const RunnerSpec *sp, const SshTarg
                 return k;
         ssh_env_add(&env, "RPR_DIR", dir);
         ssh_env_add(&env, "RPR_NAME", name);
-        k = runner_host_run(rc, t, "rm -rf \"$RPR_DIR/$RPR_NAME\"\n", &env, NULL, 0, &out, res);
+        k = runner_host_run(rc, sp, t, "rm -rf \"$RPR_DIR/$RPR_NAME\"\n", &env, NULL, 0, &out, res);
         buf_free(&out);
         return k;
 }

@@ -37,7 +37,7 @@ typedef struct RunnerSpec {
         const json_t *match_labels, *labels, *package, *container;
         json_int_t replicas;
         bool ephemeral;
-        uint64_t registration_timeout_usec, sync_interval_usec;
+        uint64_t registration_timeout_usec, sync_interval_usec, command_timeout_usec;
         /* spec.autoscale (autoscale false: replicas) */
         bool autoscale;
         json_int_t as_min, as_max, as_idle;
@@ -77,10 +77,10 @@ int runner_release_get(RunnerController *rc, const RunnerSpec *sp, const RunnerS
 /* ---- the hosts (runner-host.c) ------------------------------------------------ */
 
 /* Runs script with env (cleared after) on t, input on its stdin; output
- * (both streams, up to 256 KiB) kept in *out. A command that exits
- * non-zero is -EIO with its output in res->message. */
-int runner_host_run(RunnerController *rc, const SshTarget *t, const char *script, SshEnv *env,
-                    const void *input, size_t input_len, Buf *out, SshResult *res);
+ * (both streams, up to 256 KiB) kept in *out, within sp->commandTimeout.
+ * A command that exits non-zero is -EIO with its output in res->message. */
+int runner_host_run(RunnerController *rc, const RunnerSpec *sp, const SshTarget *t, const char *script,
+                    SshEnv *env, const void *input, size_t input_len, Buf *out, SshResult *res);
 /* The lines an observing script prints, as runner_host_observe() returns them. */
 json_t *runner_observed_parse(const char *text);
 

@@ -15,6 +15,7 @@
 #include "store/store.h"
 
 #define DEFAULT_REGISTRATION_TIMEOUT_USEC (5 * 60 * USEC_PER_SEC)
+#define DEFAULT_COMMAND_TIMEOUT_USEC (2 * 60 * USEC_PER_SEC)
 #define DEFAULT_SYNC_USEC (30 * USEC_PER_SEC)
 #define DEFAULT_SCALE_DOWN_DELAY_USEC (5 * 60 * USEC_PER_SEC)
 #define DEFAULT_POLL_USEC (60 * USEC_PER_SEC)
@@ -47,6 +48,7 @@ void runner_spec_read(const json_t *obj, RunnerSpec *ret) {
                 .registration_timeout_usec =
                         json_duration_at(spec, "registrationTimeout", DEFAULT_REGISTRATION_TIMEOUT_USEC),
                 .sync_interval_usec = json_duration_at(spec, "syncInterval", DEFAULT_SYNC_USEC),
+                .command_timeout_usec = json_duration_at(spec, "commandTimeout", DEFAULT_COMMAND_TIMEOUT_USEC),
                 .autoscale = json_is_object(as),
                 .as_min = json_int_at(as, "min", 0),
                 .as_max = json_int_at(as, "max", 0),

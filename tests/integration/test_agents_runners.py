@@ -29,13 +29,17 @@ from test_runners import PAT, instances, objects
 CONTROLLERS = True
 WAIT = 90
 LABEL = "rpr.runner=default.ci"
+COMMAND_TIMEOUT = 20  # seconds: the Runners' spec.commandTimeout here
 
 
 # ---- helpers -------------------------------------------------------------------------
 
 def runner_objects(gh, workdir, **kw):
     """The Token, Repo and Runner of test_runners.py, without its ssh Servers:
-    the Runner selects ci=true, the agent's label."""
+    the Runner selects ci=true, the agent's label. Its commands on the host
+    time out after COMMAND_TIMEOUT (spec.commandTimeout, 2 minutes by
+    default): what waits for a stopped or busy agent waits that long."""
+    kw.setdefault("commandTimeout", "%ds" % COMMAND_TIMEOUT)
     return [o for o in objects(gh, [], workdir, **kw) if o["kind"] != "Server"]
 
 
@@ -131,8 +135,9 @@ def delete_while_the_agent_is_stopped(d, a, gh, o):
     a.stop()
     wait_phase(d, "ci-box", "Unreachable", timeout=30)
     # A command the agent had not taken yet when it stopped waits out its
-    # timeout (120 s) before the Runner sees the Server unreachable.
-    wait_runner(d, lambda o: "cannot be reached" in str(instances(o)), "ci-box unreachable", timeout=150)
+    # timeout before the Runner sees the Server unreachable.
+    wait_runner(d, lambda o: "cannot be reached" in str(instances(o)), "ci-box unreachable",
+                timeout=COMMAND_TIMEOUT + 30)
     assert d.request("DELETE", "/api/v1/namespaces/default/runners/ci").status in (200, 202)
     # Deregistered at GitHub; what runs on the host waits for its agent.
     o = wait_runner(d, lambda o: "when its agent polls again" in str(instances(o)),
@@ -297,17 +302,18 @@ def test_a_runner_waiting_for_its_stopped_agent_to_be_removed_goes_when_its_serv
 def test_a_runner_is_kept_while_its_agent_is_busy_with_a_long_command(rprd, agents, gh, release,  # noqa: F811
                                                                       workdir):
     # The agent takes one job at a time (--capacity 1, its default): the
-    # Runner's commands wait behind a long one, up to their timeout (2
-    # minutes), and fail, twice over 4.5 minutes. An agent that polls is no
-    # host that is down: its runner is neither replaced nor deregistered.
+    # Runner's commands wait behind a long one, up to their timeout, and
+    # fail, twice over. An agent that polls is no host that is down: its
+    # runner is neither replaced nor deregistered.
     running_agent(rprd, agents, "ci-box", labels="ci=true")
     rprd.apply(runner_objects(gh, workdir, replicas=1))
     before = instances(wait_runner(rprd, lambda o: idle_count(o) == 1, "1 idle"))[0]
     result = {}
     t = threading.Thread(target=lambda: result.update(
-        lines=exec_api(rprd, {"servers": ["ci-box"], "command": "sleep 270; echo done"}, timeout=400)))
+        lines=exec_api(rprd, {"servers": ["ci-box"], "command": "sleep %d; echo done" % (3 * COMMAND_TIMEOUT)},
+                       timeout=6 * COMMAND_TIMEOUT)))
     t.start()
-    t.join(400)
+    t.join(6 * COMMAND_TIMEOUT)
     assert output_of(result["lines"], "ci-box") == "done\n", result
     o = wait_runner(rprd, lambda o: idle_count(o) == 1, "1 idle after the long command")
     after = instances(o)[0]

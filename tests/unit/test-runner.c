@@ -79,16 +79,19 @@ static void test_spec_defaults(void **state) {
         assert_string_equal(sp.install_dir, "/opt/actions-runner");
         assert_int_equal(sp.registration_timeout_usec, 5 * 60 * USEC_PER_SEC);
         assert_int_equal(sp.sync_interval_usec, 30 * USEC_PER_SEC);
+        assert_int_equal(sp.command_timeout_usec, 2 * 60 * USEC_PER_SEC);
 
         json_t *spec = json_object_get(obj, "spec");
         json_object_set_new(spec, "ephemeral", json_false());
         json_object_set_new(spec, "replicas", json_integer(7));
         json_object_set_new(spec, "registrationTimeout", json_string("3s"));
+        json_object_set_new(spec, "commandTimeout", json_string("15s"));
         json_object_set_new(spec, "mode", json_string("container"));
         runner_spec_read(obj, &sp);
         assert_false(sp.ephemeral);
         assert_int_equal(sp.replicas, 7);
         assert_int_equal(sp.registration_timeout_usec, 3 * USEC_PER_SEC);
+        assert_int_equal(sp.command_timeout_usec, 15 * USEC_PER_SEC);
         assert_string_equal(sp.mode, "container");
 }
 
