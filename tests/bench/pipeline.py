@@ -143,7 +143,7 @@ def main():
               % (args.parallel, args.repeat, os.cpu_count()))
         print("  %-34s %8s %8s %7s %16s" % ("", "rpr", "make -j", "ratio", "rpr per task"))
         for label, r, m, n in rows:
-            print("  %-34s %8.2f %8.2f %6.1fx %13.2f ms" % (label, r, m, r / m, r / n * 1000))
+            print("  %-34s %8.3f %8.3f %6.2fx %13.2f ms" % (label, r, m, r / m, r / n * 1000))
     finally:
         if rprd:
             rprd.terminate()
