@@ -6,6 +6,7 @@ process, a task waits for an offline agent and runs when it polls again,
 and an agent killed mid-task fails the task by its lease. Runners on agent
 Servers are in test_agents_runners.py."""
 
+import asyncio
 import hashlib
 import http.client
 import json
@@ -208,7 +209,9 @@ def test_a_cut_download_of_a_large_input_goes_on_where_it_stopped(rprd, agents, 
 class FlippingRelay:
     """Speaks TLS to the agent with rprd's own key (the agent pins it) and
     to rprd, both HTTP/1.1, and flips one byte, once, of what goes to the
-    agent past flip_at bytes: into a large input's body."""
+    agent past flip_at bytes: into a large input's body. An asyncio loop of
+    its own: a TLS connection is read and written at once (a poll stream),
+    which one loop does safely and two threads on one socket do not."""
 
     def __init__(self, d, flip_at):
         self.d, self.flip_at, self.flipped = d, flip_at, False
@@ -219,46 +222,54 @@ class FlippingRelay:
         self.client_ctx = ssl.create_default_context(cafile=d.cert)
         self.client_ctx.check_hostname = False
         self.client_ctx.set_alpn_protocols(["http/1.1"])
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.url = "https://127.0.0.1:%d" % self.listener.getsockname()[1]
-        threading.Thread(target=self.accept, daemon=True).start()
+        self.loop = asyncio.new_event_loop()
+        ready = threading.Event()
+        threading.Thread(target=self.run, args=(ready,), daemon=True).start()
+        assert ready.wait(10), "the relay did not start"
 
-    def accept(self):
-        while True:
-            try:
-                raw, _ = self.listener.accept()
-                c = self.server_ctx.wrap_socket(raw, server_side=True)
-            except OSError:
-                if self.listener.fileno() < 0:
-                    return
-                continue
-            s = self.client_ctx.wrap_socket(socket.create_connection(("127.0.0.1", self.d.tls_port)))
-            threading.Thread(target=self.pipe, args=(c, s, False), daemon=True).start()
-            threading.Thread(target=self.pipe, args=(s, c, True), daemon=True).start()
+    def run(self, ready):
+        asyncio.set_event_loop(self.loop)
+        self.server = self.loop.run_until_complete(
+            asyncio.start_server(self.handle, "127.0.0.1", 0, ssl=self.server_ctx))
+        self.url = "https://127.0.0.1:%d" % self.server.sockets[0].getsockname()[1]
+        ready.set()
+        self.loop.run_forever()
 
-    def pipe(self, src, dst, down):
+    async def handle(self, agent_r, agent_w):
+        try:
+            rprd_r, rprd_w = await asyncio.open_connection("127.0.0.1", self.d.tls_port, ssl=self.client_ctx)
+        except OSError:
+            agent_w.close()
+            return
+        await asyncio.gather(self.pump(agent_r, rprd_w, False), self.pump(rprd_r, agent_w, True))
+
+    async def pump(self, r, w, down):
         sent = 0
         try:
             while True:
-                data = src.recv(65536)
+                data = await r.read(65536)
                 if not data:
                     break
                 if down and not self.flipped and sent + len(data) > self.flip_at:
                     k = max(0, self.flip_at - sent)
                     data = data[:k] + bytes([data[k] ^ 0x55]) + data[k + 1:]
                     self.flipped = True
-                dst.sendall(data)
+                w.write(data)
+                await w.drain()
                 sent += len(data)
-        except OSError:
+        except (OSError, ssl.SSLError):
             pass
-        for s in (src, dst):
-            try:
-                s.close()
-            except OSError:
-                pass
+        w.close()
 
     def close(self):
-        self.listener.close()
+        async def stop():
+            self.server.close()
+            for t in asyncio.all_tasks():
+                if t is not asyncio.current_task():
+                    t.cancel()
+
+        asyncio.run_coroutine_threadsafe(stop(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
 
 
 def test_a_large_input_with_a_wrong_checksum_fails_its_job_with_the_reason(rprd, agents, gh, workdir):  # noqa: F811
