@@ -51,10 +51,10 @@ int run_log_open(const char *path, RunLog **ret) {
 
 int run_output_open(const char *run_dir, const char *ns, const char *name, RunLog **ret) {
         _cleanup_free_ char *path = run_log_path(run_dir, ns, name);
-        _cleanup_free_ char *dir = xasprintf("%s/%s", run_dir, ns);
 
-        if (mkdir_p(dir, 0750) >= 0)
-                (void) spares_take(spares_of(run_dir, OUTPUT_SPARES), path);
+        /* Into the namespace's directory once it is there (run_log_open
+         * makes it for the first Run). */
+        (void) spares_take(spares_of(run_dir, OUTPUT_SPARES), path);
         return run_log_open(path, ret);
 }
 
