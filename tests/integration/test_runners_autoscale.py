@@ -7,6 +7,7 @@ queued jobs whose labels they carry. Helpers and fixtures are
 test_runners.py's.
 """
 
+import calendar
 import json
 import re
 import time
@@ -123,16 +124,28 @@ def test_five_queued_jobs_start_five_more_and_each_takes_one(rprd, gh, release, 
 
 def test_completed_ephemeral_ones_go_and_the_count_returns_after_the_delay(rprd, gh, release, hosts, ssh_keys,
                                                                          workdir):
-    start_one_idle(rprd, gh, hosts, ssh_keys, workdir, scaleDownDelay="8s")
+    first = {i["name"] for i in instances(start_one_idle(rprd, gh, hosts, ssh_keys, workdir, scaleDownDelay="8s"))}
     gh.runner_control("jobs_hold", hold=True)
     ids = gh.queue_jobs(repo="acme/site", count=3, labels=LABELS)
-    wait_for(rprd, lambda o: states(o) == ["idle"] * 4, "4 idle (jobs held)")
+    o4 = wait_for(rprd, lambda o: states(o) == ["idle"] * 4, "4 idle (jobs held)")
+    fresh = {i["name"] for i in instances(o4)} - first
     gh.runner_control("jobs_complete", ids=ids)  # cancelled while queued
+    # No runner goes before it has been idle 8 s (idleSince has whole
+    # seconds). Under load the first one, or all, may be that old already.
+    def seen_idle(o):
+        for i in live(o):
+            at = i.get("idleSince")
+            idle_since[i["name"]] = calendar.timegm(time.strptime(at, "%Y-%m-%dT%H:%M:%SZ")) if at else time.time()
+    idle_since = {}
+    seen_idle(o4)
     o = wait_for(rprd, lambda o: autoscale(o)["desired"] == 1, "desired back to 1")
     t0 = time.time()
     while time.time() - t0 < 4:
         o = runner_obj(rprd)
-        assert len(live(o)) == 4, "an idle runner went before scaleDownDelay: %s" % instances(o)
+        seen_idle(o)
+        for name in fresh | first:
+            if name not in {i["name"] for i in live(o)}:
+                assert time.time() - idle_since[name] >= 7, "%s went before scaleDownDelay: %s" % (name, instances(o))
         time.sleep(0.3)
     o = wait_for(rprd, lambda o: len(instances(o)) == 1 and states(o) == ["idle"], "back to 1 after the delay",
                  timeout=30)
