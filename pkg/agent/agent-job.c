@@ -146,6 +146,7 @@ int agent_job_submit(Agents *a, const char *ns, const char *server, const AgentJ
         j->timeout_usec = spec->timeout_usec;
         j->submitted = now_mono_usec();
         j->wait_deadline = spec->wait_usec ? j->submitted + spec->wait_usec : 0;
+        j->online_only = spec->online_only;
         j->sink = *sink;
         j->streams = 1;
         if (job_digests_init(j) < 0) {

@@ -31,6 +31,7 @@ struct AgentJob {
         char input_sha256[65];
         uint64_t timeout_usec;
         uint64_t wait_deadline; /* monotonic; 0: wait forever */
+        bool online_only;       /* AgentJobSpec.online_only */
         uint64_t lease_until;   /* monotonic, while offered or running */
         uint64_t submitted, started;
         JobPhase phase;

@@ -399,6 +399,12 @@ static void host_tick(Agents *a, AgentHost *h, uint64_t now, JobEnds *ends) {
                                 AGENT_JOB_EXPIRED, "WaitingForServer",
                                 "the agent of %s did not poll within the wait timeout", h->server);
                         agent_job_end(a, j, &r, ends);
+                } else if (j->phase == JOB_QUEUED && j->online_only && h->last_seen &&
+                           !host_online(h, now)) {
+                        AgentJobResult r = agent_result(
+                                AGENT_JOB_EXPIRED, "WaitingForServer",
+                                "the agent of %s stopped polling before it took the command", h->server);
+                        agent_job_end(a, j, &r, ends);
                 } else if (j->phase == JOB_ADOPTED && now >= j->lease_until) {
                         AgentJobResult r = agent_result(
                                 AGENT_JOB_INTERRUPTED, "Interrupted",

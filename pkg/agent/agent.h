@@ -188,6 +188,12 @@ typedef struct AgentJobSpec {
         const json_t *env;     /* object of strings, or NULL */
         uint64_t timeout_usec; /* 0: none */
         uint64_t wait_usec;    /* how long to wait for an offline agent; 0: forever */
+        /* For callers that, as over ssh, want a host that is down to fail
+         * the command rather than wait for it: a job not yet offered ends
+         * Expired once its agent has gone offline (three poll windows
+         * unheard). An agent not heard from since rprd started is waited
+         * for up to wait_usec, as it may be on its way back. */
+        bool online_only;
         /* Optional: the command's stdin (then its end); for what must not
          * be on a command line. Up to AGENT_INPUT_MAX bytes it travels
          * base64 in the offer; more (up to AGENT_INPUT_FILE_MAX) is copied

@@ -31,8 +31,8 @@ typedef struct AgentWait AgentWait;
 
 struct ApiAgents {
         Hashmap *waits; /* "ns/server" -> AgentWait, one held poll per agent */
-        /* "ns/server" -> SHA-256 (hex) of the Server's text when it last let
-         * its agent in: a poll whose Server is unchanged is not parsed. */
+        /* "ns/server" -> the Server's revision (as the pointer) when it last
+         * let its agent in: a poll whose Server is unchanged is not parsed. */
         Hashmap *admitted;
         h2o_timeout_t tick;
         h2o_timeout_entry_t tick_entry;
@@ -64,28 +64,26 @@ const char *api_agent_caller_ns(const ApiCall *c) {
         return c->caller.namespaces && c->caller.namespaces[0] ? c->caller.namespaces[0] : "default";
 }
 
-/* Whether the Server's text is the one that last let its agent in.
- * Otherwise forgets that and fills hex with the text's digest. */
-static bool admitted_before(struct ApiAgents *st, const char *key, const char *text, char hex[static 65]) {
-        char *known = hashmap_get(st->admitted, key);
-
-        sha256_hex(text, strlen(text), hex);
-        if (known && STREQ(known, hex))
+/* Whether the Server's revision is the one that last let its agent in;
+ * otherwise forgets that. The map's value is the revision itself: nothing
+ * allocated an agent. */
+static bool admitted_before(struct ApiAgents *st, const char *key, uint64_t revision) {
+        if ((uintptr_t) hashmap_get(st->admitted, key) == (uintptr_t) revision)
                 return true;
-        free(hashmap_remove(st->admitted, key));
+        hashmap_remove(st->admitted, key);
         return false;
 }
 
 const char *api_agent_refusal(ApiServer *a, const char *ns, const char *server) {
         _cleanup_json_ json_t *obj = NULL;
-        _cleanup_free_ char *text = NULL, *key = xasprintf("%s/%s", ns, server);
-        char hex[65];
+        _cleanup_free_ char *key = xasprintf("%s/%s", ns, server);
+        uint64_t revision = 0;
 
-        int r = store_get(a->store, "Server", ns, server, &text);
-        if (r >= 0 && admitted_before(a->agent_state, key, text, hex))
+        int r = store_get_revision(a->store, "Server", ns, server, &revision);
+        if (r >= 0 && admitted_before(a->agent_state, key, revision))
                 return NULL;
-        if (r >= 0 && !(obj = json_loads(text, 0, NULL)))
-                r = -EIO;
+        if (r >= 0)
+                r = store_get_json(a->store, "Server", ns, server, &obj);
         const json_t *spec = json_object_get(obj, "spec");
         const char *why =
                 r == -ENOENT                                                             ? "no longer exists"
@@ -95,7 +93,9 @@ const char *api_agent_refusal(ApiServer *a, const char *ns, const char *server) 
                 : json_is_false(json_object_get(spec, "active")) ? "is inactive (spec.active is false)"
                                                                  : NULL;
         if (!why) {
-                hashmap_put(a->agent_state->admitted, key, xstrdup(hex));
+                uint64_t seen = store_object_revision(obj); /* >= 1 for a stored object */
+                if (seen)
+                        hashmap_put(a->agent_state->admitted, key, (void *) (uintptr_t) seen);
                 return NULL;
         }
         if (a->agents)
@@ -429,6 +429,12 @@ int api_agent_heartbeat(ApiServer *a, const char *ns, const char *server, const 
                          version ? version : "(no version)", AGENT_VERSION_MIN);
                 return 426;
         }
+        /* A poll ends the agent's poll held before it (answered first, so
+         * that answers come in the order of the polls): it has moved on. */
+        _cleanup_free_ char *key = xasprintf("%s/%s", ns, server);
+        AgentWait *held = hashmap_get(a->agent_state->waits, key);
+        if (held)
+                wait_answer(held);
         int r = agent_poll(a->agents, ns, server, hb, &answer, &wait_usec);
         if (r > 0 || wait_usec == 0) {
                 *ret_answer = answer;
@@ -635,6 +641,7 @@ static void on_tick(h2o_timeout_entry_t *entry) {
                 wait_answer(due.items[i]);
         free(due.items);
         api_agent_streams_tick(st->api);
+        api_limits_tick(st->api);
         agents_tick(st->agents);
         h2o_timeout_link(st->loop, &st->tick, &st->tick_entry);
 }
@@ -683,12 +690,6 @@ void api_agents_end_all(ApiServer *a) {
         free(due.items);
 }
 
-static void free_value(const char *key, void *value, void *userdata) {
-        (void) key;
-        (void) userdata;
-        free(value);
-}
-
 void api_agents_done(ApiServer *a) {
         struct ApiAgents *st = a->agent_state;
 
@@ -701,7 +702,6 @@ void api_agents_done(ApiServer *a) {
         h2o_timeout_dispose(a->ctx.loop, &st->tick);
         h2o_multithread_unregister_receiver(a->ctx.queue, &st->wake_receiver);
         hashmap_free(st->waits);
-        hashmap_foreach(st->admitted, free_value, NULL);
         hashmap_free(st->admitted);
         pthread_mutex_destroy(&st->join_lock);
         free(st);

@@ -58,6 +58,18 @@ static HashEntry **slot_of(const Hashmap *m, const char *key, uint64_t hash) {
         return p;
 }
 
+static void free_value(const char *key, void *value, void *userdata) {
+        (void) key;
+        (void) userdata;
+        free(value);
+}
+
+void hashmap_free_all(Hashmap *m) {
+        if (m)
+                hashmap_foreach(m, free_value, NULL);
+        hashmap_free(m);
+}
+
 void *hashmap_get(const Hashmap *m, const char *key) {
         HashEntry *e = *slot_of(m, key, hash_of(key));
 

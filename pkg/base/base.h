@@ -240,6 +240,7 @@ void diags_free(Diags *d);
 typedef struct Hashmap Hashmap;
 Hashmap *hashmap_new(void);
 void hashmap_free(Hashmap *m); /* NULL-safe; the values are the caller's */
+void hashmap_free_all(Hashmap *m); /* NULL-safe; free()s every value too */
 void *hashmap_get(const Hashmap *m, const char *key);
 /* Sets key to value (not NULL), replacing what was there. */
 void hashmap_put(Hashmap *m, const char *key, void *value);

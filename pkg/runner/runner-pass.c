@@ -354,7 +354,8 @@ static bool step_unreachable(Pass *p, json_t *inst) {
                 log_warning("runner %s/%s: %s: replaced on another server", p->sp->ns, p->sp->name, msg);
                 p->changed = true;
         }
-        if (json_is_true(json_object_get(inst, "abandoned")))
+        /* Deleting: GitHub forgets it now, not ABANDON_USEC later. */
+        if (p->deleting || json_is_true(json_object_get(inst, "abandoned")))
                 (void) runner_instance_deregister(p, inst);
         if (!p->deleting || json_object_get(inst, "id"))
                 return true;

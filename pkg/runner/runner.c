@@ -101,6 +101,16 @@ static void on_server_reachable(void *userdata, const char *ns, const char *name
         controller_enqueue_where(rc->controller, "Runner", ns, NULL, NULL, NULL);
 }
 
+/* A Server was added, deleted or labelled anew: the Runners that choose
+ * Servers by labels look again (a Runner waiting to remove what is left on
+ * an offline agent's host gives up as its Server goes). */
+static void on_server_event(void *userdata, const StoreEvent *ev) {
+        RunnerController *rc = userdata;
+
+        if (ev->labels_changed)
+                controller_enqueue_where(rc->controller, "Runner", ev->ns, NULL, NULL, NULL);
+}
+
 static void on_token_changed(void *userdata, const char *ns, const char *name) {
         RunnerController *rc = userdata;
 
@@ -141,6 +151,8 @@ int runner_controller_new(const RunnerOptions *o, RunnerController **ret) {
                 k = mkdir_p(rc->proc_dir, 0700);
         if (k >= 0)
                 k = controller_add(o->controller, "Runner", reconcile, rc);
+        if (k >= 0)
+                k = controller_on_event(o->controller, "Server", on_server_event, rc);
         if (k < 0) {
                 runner_controller_free(rc);
                 return k;

@@ -133,25 +133,18 @@ static int fail(SshResult *res, SshFailure f, int error, const char *message) {
         return -error;
 }
 
-/* Whether the agent of ns/name polls, or may soon: an agent seen offline
- * is waited for as long as ssh waits to connect (then the command fails as
- * for a host that cannot be reached); one not heard from since rprd
- * started may be coming back from its backoff, and its job waits. */
-static bool agent_reachable(Agents *agents, const char *ns, const char *name, const SshTarget *t,
-                            const SshCommand *cmd) {
-        uint64_t wait = t->connect_timeout_usec ? t->connect_timeout_usec : 10 * USEC_PER_SEC;
-        uint64_t deadline = now_mono_usec() + wait;
+/* Whether the agent of ns/name polls, or may soon: one not heard from
+ * since rprd started may be coming back from its backoff, and its job
+ * waits (up to the command's timeout). An agent seen offline has been
+ * silent for three poll windows already: the command fails at once, as
+ * for a host that cannot be reached, rather than hold the caller (a
+ * Runner pass looks at its hosts one after another). */
+static bool agent_reachable(Agents *agents, const char *ns, const char *name) {
+        AgentPresence p;
 
-        for (;;) {
-                AgentPresence p;
-                agent_presence(agents, ns, name, &p);
-                json_decref(p.metrics);
-                if (p.online || !p.last_seen_usec)
-                        return true;
-                if (now_mono_usec() >= deadline || (cmd->cancel && ssh_cancel_fired(cmd->cancel)))
-                        return false;
-                usleep(CALL_WAKE_USEC);
-        }
+        agent_presence(agents, ns, name, &p);
+        json_decref(p.metrics);
+        return p.online || !p.last_seen_usec;
 }
 
 /* The job's end as ssh_run() says it. */
@@ -192,9 +185,8 @@ bool server_uses_agent(Store *store, const char *ns, const char *name) {
         return name && store_get_json(store, "Server", ns, name, &obj) >= 0 && server_is_agent(obj);
 }
 
-int server_agent_submit(Agents *agents, const char *ns, const char *name, const SshCommand *cmd,
-                        uint64_t wait_usec, const AgentJobSink *sink,
-                        char ret_id[static AGENT_JOB_ID_LEN + 1]) {
+static int submit(Agents *agents, const char *ns, const char *name, const SshCommand *cmd, uint64_t wait_usec,
+                  bool online_only, const AgentJobSink *sink, char ret_id[static AGENT_JOB_ID_LEN + 1]) {
         _cleanup_free_ char *script = NULL;
         int r;
 
@@ -208,9 +200,16 @@ int server_agent_submit(Agents *agents, const char *ns, const char *name, const 
         AgentJobSpec spec = {.command = script,
                              .timeout_usec = cmd->timeout_usec,
                              .wait_usec = wait_usec,
+                             .online_only = online_only,
                              .input = cmd->input,
                              .input_len = cmd->input ? cmd->input_len : 0};
         return agent_job_submit(agents, ns, name, &spec, sink, ret_id);
+}
+
+int server_agent_submit(Agents *agents, const char *ns, const char *name, const SshCommand *cmd,
+                        uint64_t wait_usec, const AgentJobSink *sink,
+                        char ret_id[static AGENT_JOB_ID_LEN + 1]) {
+        return submit(agents, ns, name, cmd, wait_usec, false, sink, ret_id);
 }
 
 /* Why server_agent_submit() refused, as ssh_run() says it. */
@@ -237,7 +236,7 @@ int server_agent_run(void *userdata, const SshCommand *cmd, SshResult *res) {
         int r;
 
         *res = (SshResult){.exit_code = -1};
-        if (agents && !agent_reachable(agents, ns, name, server_target(t), cmd)) {
+        if (agents && !agent_reachable(agents, ns, name)) {
                 snprintf(res->message, sizeof res->message,
                          "the agent of server %s does not poll (is rpr-agent running there?)", name);
                 res->failure = SSH_FAIL_TIMEOUT;
@@ -247,11 +246,13 @@ int server_agent_run(void *userdata, const SshCommand *cmd, SshResult *res) {
         AgentCall c = {0};
         pthread_mutex_init(&c.lock, NULL);
         pthread_cond_init(&c.changed, NULL);
-        /* The timeout bounds the wait for a busy agent too. While rprd stops
-         * (agents_stop) the job is queued all the same: call_wait ends it
-         * as the caller's cancel says (or at once). */
+        /* The timeout bounds the wait for a busy agent too; an agent that
+         * goes offline before it took the command fails it at once, as a
+         * host that is down does over ssh. While rprd stops (agents_stop)
+         * the job is queued all the same: call_wait ends it as the
+         * caller's cancel says (or at once). */
         AgentJobSink sink = {.output = on_output, .done = on_done, .userdata = &c};
-        r = server_agent_submit(agents, ns, name, cmd, cmd->timeout_usec, &sink, id);
+        r = submit(agents, ns, name, cmd, cmd->timeout_usec, true, &sink, id);
         if (r < 0)
                 (void) submit_failed(r, cmd, res);
         else {

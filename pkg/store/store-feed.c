@@ -5,7 +5,10 @@
  * r % cap of a ring: a watcher is just "the next revision I want".
  *
  * What is kept: always the last STORE_RING_SIZE events (so that a watcher
- * can resume from a recent revision), and beyond that every event a watcher
+ * can resume from a recent revision; only as many as STORE_RING_BYTES of
+ * texts hold, but at least STORE_RING_MIN: 10,000 agents' Servers written
+ * in turn would keep 8,192 old texts of ~700 bytes for nobody), and beyond
+ * that every event a watcher
  * has not read yet, up to the feed's limit (STORE_FEED_LIMIT events by
  * default, and STORE_FEED_BYTES of their texts, so that a watcher that
  * stops reading cannot make rprd hold every write).
@@ -184,15 +187,18 @@ void store_feed_push(StoreFeed *f, StoreEventType type, uint64_t revision, const
         pthread_mutex_unlock(&f->ring_lock);
 }
 
-/* Forgets what no watcher needs beyond the last STORE_RING_SIZE, and gives
- * back the room a burst took. Under list_lock and ring_lock. */
+/* Forgets what no watcher needs beyond the last STORE_RING_SIZE (or
+ * STORE_RING_BYTES), and gives back the room a burst took. Under list_lock
+ * and ring_lock. */
 static void trim(StoreFeed *f) {
-        uint64_t keep = f->last >= STORE_RING_SIZE ? f->last - STORE_RING_SIZE + 1 : 1;
+        uint64_t needed = f->last + 1; /* the oldest event a watcher has not read */
 
         for (StoreWatch *w = f->watchers; w; w = w->next_watch)
-                if (w->next < keep)
-                        keep = w->next;
-        while (f->lo < keep && f->lo <= f->last)
+                if (w->next < needed)
+                        needed = w->next;
+        while (f->lo < needed && f->lo <= f->last &&
+               (f->last + 1 - f->lo > STORE_RING_SIZE ||
+                (f->bytes > STORE_RING_BYTES && f->last + 1 - f->lo > STORE_RING_MIN)))
                 drop_oldest(f);
         size_t count = (size_t) (f->last + 1 - f->lo);
         while (f->cap > STORE_RING_SIZE && count <= f->cap / 4)
@@ -202,7 +208,7 @@ static void trim(StoreFeed *f) {
 void store_feed_notify(StoreFeed *f) {
         pthread_mutex_lock(&f->list_lock);
         pthread_mutex_lock(&f->ring_lock);
-        if (f->cap > STORE_RING_SIZE)
+        if (f->cap > STORE_RING_SIZE || f->bytes > STORE_RING_BYTES)
                 trim(f);
         pthread_mutex_unlock(&f->ring_lock);
         for (StoreWatch *w = f->watchers; w; w = w->next_watch)

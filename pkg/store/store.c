@@ -284,6 +284,22 @@ int store_get(Store *s, const char *kind, const char *ns, const char *name, char
         return 0;
 }
 
+int store_get_revision(Store *s, const char *kind, const char *ns, const char *name, uint64_t *ret) {
+        uint64_t revision = 0;
+
+        if (!kind || !ns || !name)
+                return -EINVAL;
+        pthread_rwlock_rdlock(&s->lock);
+        const Entry *e = lookup(s, kind, ns, name);
+        if (e)
+                revision = e->revision;
+        pthread_rwlock_unlock(&s->lock);
+        if (!revision)
+                return -ENOENT;
+        *ret = revision;
+        return 0;
+}
+
 int store_get_field(Store *s, const char *kind, const char *ns, const char *name, const char *path,
                     char **ret) {
         char *value = NULL;

@@ -12,8 +12,9 @@
  * index and the feed only once durable. Every function here is thread-safe;
  * writes are serialized.
  *
- * The change feed keeps the last STORE_RING_SIZE events, so that a watcher
- * can resume from a recent revision, and every event a watcher has not read
+ * The change feed keeps the last STORE_RING_SIZE events (fewer when their
+ * texts pass STORE_RING_BYTES, but at least STORE_RING_MIN), so that a
+ * watcher can resume from a recent revision, and every event a watcher has not read
  * yet, up to STORE_FEED_LIMIT events (and STORE_FEED_BYTES of their texts):
  * a watcher that keeps reading never falls behind, however large a commit.
  * One that does (or asks for what is older) gets -ERANGE (the API answers
@@ -23,6 +24,8 @@
 #include "base/base.h"
 
 #define STORE_RING_SIZE 8192
+#define STORE_RING_BYTES ((size_t) 2 << 20)
+#define STORE_RING_MIN 1024
 #define STORE_FEED_LIMIT (1u << 20)
 #define STORE_FEED_BYTES ((size_t) 128 << 20)
 
@@ -43,6 +46,9 @@ size_t store_count(Store *s, const char *kind);
 int store_get(Store *s, const char *kind, const char *ns, const char *name, char **ret_json);
 /* Same, parsed. */
 int store_get_json(Store *s, const char *kind, const char *ns, const char *name, json_t **ret);
+/* The object's revision (its last write) alone, for a caller that acts
+ * only when it changed: no copy, no parse. -ENOENT if absent. */
+int store_get_revision(Store *s, const char *kind, const char *ns, const char *name, uint64_t *ret);
 
 /* Calls fn for every object of kind (NULL: all kinds) in namespace ns (NULL:
  * all), ordered by kind, namespace, name, under a read lock: fn must not call

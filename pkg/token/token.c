@@ -27,30 +27,36 @@ struct TokenController {
         Store *store;
         Controller *controller;
         pthread_mutex_t lock;
-        /* "ns/name" -> {"used": usec, "expiry": usec, "generation": n}: what
-         * was noted since the last write, and the generation callbacks were
-         * last told about. */
-        json_t *seen;
+        Hashmap *seen; /* "ns/name" -> Seen */
         ChangedCallback *callbacks;
         size_t n_callbacks;
 };
 
 /* ---- what others noted --------------------------------------------------- */
 
-static json_t *seen_entry(TokenController *t, const char *ns, const char *name) {
+/* What was noted of a Token since its status was last written, and the
+ * generation callbacks were last told about. Small: every agent has a
+ * Token, and is used all the time. */
+typedef struct Seen {
+        uint64_t used, expiry; /* usec; 0: nothing noted */
+        json_int_t generation;
+} Seen;
+
+/* Under lock. */
+static Seen *seen_entry(TokenController *t, const char *ns, const char *name) {
         _cleanup_free_ char *id = xasprintf("%s/%s", ns, name);
-        json_t *e = json_object_get(t->seen, id);
+        Seen *e = hashmap_get(t->seen, id);
 
         if (!e) {
-                e = json_object();
-                json_object_set_new(t->seen, id, e);
+                e = xcalloc(1, sizeof *e);
+                hashmap_put(t->seen, id, e);
         }
         return e;
 }
 
-static uint64_t seen_get(TokenController *t, const char *ns, const char *name, const char *key) {
+static Seen seen_get(TokenController *t, const char *ns, const char *name) {
         pthread_mutex_lock(&t->lock);
-        uint64_t v = (uint64_t) json_int_at(seen_entry(t, ns, name), key, 0);
+        Seen v = *seen_entry(t, ns, name);
         pthread_mutex_unlock(&t->lock);
         return v;
 }
@@ -62,11 +68,10 @@ void token_note_used(TokenController *t, const char *ns, const char *name) {
         if (!t)
                 return;
         pthread_mutex_lock(&t->lock);
-        json_t *e = seen_entry(t, ns, name);
-        uint64_t last = (uint64_t) json_int_at(e, "used", 0);
-        enqueue = now >= last + LAST_USED_PERIOD_USEC;
+        Seen *e = seen_entry(t, ns, name);
+        enqueue = now >= e->used + LAST_USED_PERIOD_USEC;
         if (enqueue)
-                json_object_set_new(e, "used", json_integer((json_int_t) now));
+                e->used = now;
         pthread_mutex_unlock(&t->lock);
         if (enqueue)
                 controller_enqueue(t->controller, "Token", ns, name, 0);
@@ -78,10 +83,10 @@ void token_note_expiry(TokenController *t, const char *ns, const char *name, uin
         if (!t || !expires_usec)
                 return;
         pthread_mutex_lock(&t->lock);
-        json_t *e = seen_entry(t, ns, name);
-        changed = (uint64_t) json_int_at(e, "expiry", 0) != expires_usec;
+        Seen *e = seen_entry(t, ns, name);
+        changed = e->expiry != expires_usec;
         if (changed)
-                json_object_set_new(e, "expiry", json_integer((json_int_t) expires_usec));
+                e->expiry = expires_usec;
         pthread_mutex_unlock(&t->lock);
         if (changed)
                 controller_enqueue(t->controller, "Token", ns, name, 0);
@@ -199,12 +204,12 @@ static void notify_changed(TokenController *t, const char *ns, const char *name)
  * remember it); -1 means deleted. */
 static bool generation_moved(TokenController *t, const char *ns, const char *name, json_int_t generation) {
         pthread_mutex_lock(&t->lock);
-        json_t *e = seen_entry(t, ns, name);
-        bool moved = json_int_at(e, "generation", 0) != generation;
-        json_object_set_new(e, "generation", json_integer(generation));
+        Seen *e = seen_entry(t, ns, name);
+        bool moved = e->generation != generation;
+        e->generation = generation;
         if (generation < 0) {
                 _cleanup_free_ char *id = xasprintf("%s/%s", ns, name);
-                json_object_del(t->seen, id);
+                free(hashmap_remove(t->seen, id));
         }
         pthread_mutex_unlock(&t->lock);
         return moved;
@@ -225,10 +230,11 @@ static int reconcile(void *userdata, const char *ns, const char *name, uint64_t 
                 return r;
 
         json_int_t generation = json_int_at(json_object_get(obj, "metadata"), "generation", 0);
+        Seen seen = seen_get(t, ns, name);
         TokenView v = {
                 .generation = generation,
-                .used_usec = seen_get(t, ns, name, "used"),
-                .reported_expiry_usec = seen_get(t, ns, name, "expiry"),
+                .used_usec = seen.used,
+                .reported_expiry_usec = seen.expiry,
                 .now = now_usec(),
         };
         r = store_update_status(t->store, "Token", ns, name, token_status, &v, NULL);
@@ -250,7 +256,7 @@ int token_controller_new(Store *store, Controller *controller, TokenController *
 
         t->store = store;
         t->controller = controller;
-        t->seen = json_object();
+        t->seen = hashmap_new();
         pthread_mutex_init(&t->lock, NULL);
         r = controller_add(controller, "Token", reconcile, t);
         if (r < 0) {
@@ -264,7 +270,7 @@ int token_controller_new(Store *store, Controller *controller, TokenController *
 void token_controller_free(TokenController *t) {
         if (!t)
                 return;
-        json_decref(t->seen);
+        hashmap_free_all(t->seen);
         free(t->callbacks);
         pthread_mutex_destroy(&t->lock);
         free(t);

@@ -748,12 +748,14 @@ def test_a_poll_stream_holds_each_poll_until_there_is_work_or_its_window_ends(rp
     assert status == 200, body
     t.join(20)
     assert output_of(result["lines"], "edge") == "hi\n"
-    # Two polls in one write (the second ends the first) and a poll sent
-    # with the upgrade are read as frames too.
+    # Two polls in one write: the second ends the first, whose answer
+    # comes first, at once.
+    start = time.time()
     s.send_raw(b"".join(len(f).to_bytes(4, "big") + f for f in
                         [json.dumps({"version": "0.1.0", "wait": 20}).encode(),
                          json.dumps({"version": "0.1.0", "wait": 0}).encode()]))
     assert "offers" in s.recv() and "offers" in s.recv()
+    assert time.time() - start < 10, "the first poll was held for its window"
     s.close()
 
 

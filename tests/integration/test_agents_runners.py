@@ -29,7 +29,7 @@ from test_runners import PAT, instances, objects
 CONTROLLERS = True
 WAIT = 90
 LABEL = "rpr.runner=default.ci"
-COMMAND_TIMEOUT = 20  # seconds: the Runners' spec.commandTimeout here
+COMMAND_TIMEOUT = 30  # seconds: the Runners' spec.commandTimeout here
 
 
 # ---- helpers -------------------------------------------------------------------------
@@ -38,7 +38,8 @@ def runner_objects(gh, workdir, **kw):
     """The Token, Repo and Runner of test_runners.py, without its ssh Servers:
     the Runner selects ci=true, the agent's label. Its commands on the host
     time out after COMMAND_TIMEOUT (spec.commandTimeout, 2 minutes by
-    default): what waits for a stopped or busy agent waits that long."""
+    default): what waits for a busy agent waits that long (for a stopped
+    one, only until it is seen offline)."""
     kw.setdefault("commandTimeout", "%ds" % COMMAND_TIMEOUT)
     return [o for o in objects(gh, [], workdir, **kw) if o["kind"] != "Server"]
 
@@ -132,12 +133,14 @@ def delete_while_the_agent_is_stopped(d, a, gh, o):
     """Stops the agent, deletes the Runner of one runner (o: its status),
     and checks that it is deregistered and waits for the agent: its name."""
     name = instances(o)[0]["name"]
+    stopped = time.time()
     a.stop()
     wait_phase(d, "ci-box", "Unreachable", timeout=30)
-    # A command the agent had not taken yet when it stopped waits out its
-    # timeout before the Runner sees the Server unreachable.
+    # A command the agent had not taken when it stopped fails as its agent
+    # goes offline: the Runner does not wait out the command's timeout.
     wait_runner(d, lambda o: "cannot be reached" in str(instances(o)), "ci-box unreachable",
-                timeout=COMMAND_TIMEOUT + 30)
+                timeout=COMMAND_TIMEOUT)
+    assert time.time() - stopped < COMMAND_TIMEOUT, "the Runner waited out its command's timeout"
     assert d.request("DELETE", "/api/v1/namespaces/default/runners/ci").status in (200, 202)
     # Deregistered at GitHub; what runs on the host waits for its agent.
     o = wait_runner(d, lambda o: "when its agent polls again" in str(instances(o)),
@@ -306,14 +309,15 @@ def test_a_runner_is_kept_while_its_agent_is_busy_with_a_long_command(rprd, agen
     # fail, twice over. An agent that polls is no host that is down: its
     # runner is neither replaced nor deregistered.
     running_agent(rprd, agents, "ci-box", labels="ci=true")
-    rprd.apply(runner_objects(gh, workdir, replicas=1))
+    timeout = 10  # the Runner's commands' here, short: they are waited out
+    rprd.apply(runner_objects(gh, workdir, replicas=1, commandTimeout="%ds" % timeout))
     before = instances(wait_runner(rprd, lambda o: idle_count(o) == 1, "1 idle"))[0]
     result = {}
     t = threading.Thread(target=lambda: result.update(
-        lines=exec_api(rprd, {"servers": ["ci-box"], "command": "sleep %d; echo done" % (3 * COMMAND_TIMEOUT)},
-                       timeout=6 * COMMAND_TIMEOUT)))
+        lines=exec_api(rprd, {"servers": ["ci-box"], "command": "sleep %d; echo done" % (3 * timeout)},
+                       timeout=6 * timeout)))
     t.start()
-    t.join(6 * COMMAND_TIMEOUT)
+    t.join(6 * timeout)
     assert output_of(result["lines"], "ci-box") == "done\n", result
     o = wait_runner(rprd, lambda o: idle_count(o) == 1, "1 idle after the long command")
     after = instances(o)[0]

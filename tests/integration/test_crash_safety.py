@@ -63,6 +63,9 @@ def test_local_leftover_is_stopped_before_the_retry(rprd, gitrepo, host_dir):  #
     assert st.get("leftover") == "Terminated" and "stopped" in st["message"], st
     starts = [l for l in open(os.path.join(host_dir, "deploy.log")).read().splitlines() if l.startswith("start")]
     assert len(starts) == 2
+    # The retry sleeps 30 s: canceled, rprd need not wait for it to stop.
+    assert rprd.ctl("cancel", "run", rs[1]["metadata"]["name"]).returncode == 0
+    wait_runs(rprd, "deploy", lambda rs: phase(rs[1]) == "Canceled", "the retry canceled")
 
 
 def test_ssh_leftover_is_stopped_before_the_retry(rprd, gitrepo, sshd, ssh_keys, host_dir):  # noqa: F811

@@ -223,7 +223,7 @@ def test_a_poll_stream_is_closed_at_its_next_frame_once_revoked(rprd):
     s.send({"version": "0.1.0", "wait": 0})
     assert "offers" in s.recv()
     # The credential deleted while the stream is open (its poll held).
-    s.send(HB)
+    s.send(dict(HB, wait=2))
     assert rprd.request("DELETE", "/api/v1/namespaces/default/tokens/agent-edge").status == 200
     assert s.recv().get("offers", []) == []  # the held poll ends at its window
     s.send(HB)

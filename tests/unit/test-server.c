@@ -726,7 +726,9 @@ static void test_an_agent_servers_commands_go_to_its_agent(void **state) {
         buf_free(&call.err);
 
         /* An agent seen, then silent for three windows (of 1 s): a command
-         * for it fails after the connect timeout, as for a host down. */
+         * queued while it still counted as online fails as it goes
+         * offline, not after its own timeout (30 s); one for an agent
+         * already offline fails at once, as for a host that is down. */
         json_t *hb =
                 json_pack("{s:s, s:i, s:i, s:[]}", "version", "0.2.0", "pollSeconds", 1, "wait", 0, "jobs");
         json_t *ans = NULL;
@@ -734,14 +736,25 @@ static void test_an_agent_servers_commands_go_to_its_agent(void **state) {
         (void) agent_poll(agents, "default", "pi", hb, &ans, &wait);
         json_decref(hb);
         json_decref(ans);
+        AgentCallTest queued = {.target = server_target(t)};
+        uint64_t t0 = now_mono_usec();
+        assert_int_equal(pthread_create(&th, NULL, agent_call, &queued), 0);
         sleep(6);
         agents_tick(agents);
-        uint64_t t0 = now_mono_usec();
+        pthread_join(th, NULL);
+        assert_true(queued.r < 0);
+        assert_int_equal(queued.res.failure, SSH_FAIL_TIMEOUT);
+        assert_non_null(strstr(queued.res.message, "stopped polling before it took the command"));
+        assert_true(now_mono_usec() - t0 < 20 * USEC_PER_SEC);
+        buf_free(&queued.out);
+        buf_free(&queued.err);
+
+        t0 = now_mono_usec();
         SshCommand quick = {.script = "true"};
         assert_true(ssh_run(NULL, server_target(t), &quick, &res) < 0);
         assert_int_equal(res.failure, SSH_FAIL_TIMEOUT);
         assert_non_null(strstr(res.message, "does not poll"));
-        assert_true(now_mono_usec() - t0 >= 9 * USEC_PER_SEC);
+        assert_true(now_mono_usec() - t0 < 2 * USEC_PER_SEC);
         server_target_free(t);
         controller_free(c);
         server_controller_free(servers);

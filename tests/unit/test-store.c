@@ -603,10 +603,42 @@ static void test_a_burst_is_let_go_once_read(void **state) {
         assert_int_equal(drain(w, 1), n);
         assert_int_equal(store_watch(f->store, 5, NULL, NULL, &late), -ERANGE);
         uint64_t rev = store_revision(f->store);
-        assert_int_equal(store_watch(f->store, rev - STORE_RING_SIZE, NULL, NULL, &late), 0);
-        assert_int_equal(drain(late, rev - STORE_RING_SIZE + 1), STORE_RING_SIZE);
+        assert_int_equal(store_watch(f->store, rev - STORE_RING_MIN, NULL, NULL, &late), 0);
+        assert_int_equal(drain(late, rev - STORE_RING_MIN + 1), STORE_RING_MIN);
         store_watch_free(late);
         store_watch_free(w);
+}
+
+/* The events kept for resuming are the last STORE_RING_SIZE, or fewer when
+ * their texts pass STORE_RING_BYTES (but never fewer than STORE_RING_MIN);
+ * an open watcher still gets all it has not read. */
+static void test_the_resume_window_is_bounded_by_bytes_too(void **state) {
+        Fixture *f = *state;
+        StoreWatch *open = NULL, *late = NULL;
+        size_t n = 3000, size = 2048; /* 6 MB of texts: beyond the bytes */
+        _cleanup_free_ char *pad = xmalloc(size + 1);
+
+        memset(pad, 'x', size);
+        pad[size] = '\0';
+        assert_int_equal(store_watch(f->store, 0, NULL, NULL, &open), 0);
+        for (size_t i = 0; i < n; i++) {
+                char name[32];
+                snprintf(name, sizeof name, "big-%04zu", i);
+                json_t *o = server(name, "127.0.0.11", "web");
+                json_object_set_new(json_object_get(o, "spec"), "description", json_string(pad));
+                StoreOp op = {.type = STORE_OP_APPLY, .object = o};
+                assert_int_equal(store_commit(f->store, &op, 1, false, NULL), 0);
+                store_ops_clear(&op, 1);
+                json_decref(o);
+        }
+        assert_int_equal(drain(open, 1), n); /* kept for it until read */
+        store_watch_free(open);
+        commit_many(f->store, 1, "tick"); /* a commit trims */
+        uint64_t rev = store_revision(f->store);
+        assert_int_equal(store_watch(f->store, rev - 2500, NULL, NULL, &late), -ERANGE);
+        assert_int_equal(store_watch(f->store, rev - STORE_RING_MIN, NULL, NULL, &late), 0);
+        assert_int_equal(drain(late, rev - STORE_RING_MIN + 1), STORE_RING_MIN);
+        store_watch_free(late);
 }
 
 static void test_watcher_behind_the_limit_gets_erange(void **state) {
@@ -1314,6 +1346,7 @@ int main(void) {
                 T(test_kept_tree_writes_match_the_stored_object),
                 T(test_events_say_whether_labels_changed),
                 T(test_a_burst_is_let_go_once_read),
+                T(test_the_resume_window_is_bounded_by_bytes_too),
                 T(test_watcher_behind_the_limit_gets_erange),
                 T(test_schema_is_migrated_and_newer_is_refused),
                 T(test_readers_run_alongside_writers),
