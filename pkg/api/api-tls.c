@@ -144,6 +144,16 @@ static int context_new(const char *cert, const char *key, SSL_CTX **ret, char **
         /* An agent's held poll keeps its connection idle for 25 s: its read
          * and write buffers go back between requests (40 -> 24 KB each). */
         SSL_CTX_set_mode(c, SSL_MODE_RELEASE_BUFFERS);
+        /* ChaCha20-Poly1305 first (TLS 1.3): the agents are often boards
+         * without AES instructions (a Raspberry Pi), where it is the fast
+         * one, and its state is 0.4 KB smaller a connection than AES-GCM's
+         * (4 MB at 10,000 agents). AES-GCM stays for clients without it. */
+        if (SSL_CTX_set_ciphersuites(c, "TLS_CHACHA20_POLY1305_SHA256:TLS_AES_128_GCM_SHA256:"
+                                        "TLS_AES_256_GCM_SHA384") != 1) {
+                *ret_error = xasprintf("cannot set up TLS: %s", openssl_error((char[256]){0}));
+                goto fail;
+        }
+        SSL_CTX_set_options(c, SSL_OP_CIPHER_SERVER_PREFERENCE);
         if (SSL_CTX_use_certificate_chain_file(c, cert) != 1) {
                 *ret_error = xasprintf("cannot use the TLS certificate %s: %s", cert, openssl_error((char[256]){0}));
                 goto fail;
