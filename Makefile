@@ -183,7 +183,7 @@ integration:
 	@$(MAKE) --no-print-directory SAN=1 all
 	cd tests/integration && RPR_BIN_DIR=$(CURDIR)/build/asan/bin \
 	  LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp \
-	  /usr/bin/python3 -m pytest -q -p no:cacheprovider .
+	  /usr/bin/python3 -m pytest -q -p no:cacheprovider --durations=20 .
 
 # The dashboard in Debian's chromium, driven by playwright-core (npm, with
 # its lockfile), against the sanitizer build of rprd.
