@@ -262,11 +262,12 @@ void api_conn_accepted(ApiServer *a, h2o_socket_t *sock) {
 }
 
 /* Thousands of long-lived connections (10,000 agents' poll streams) leave
- * free heap between what they keep: their TLS handshakes' garbage, then
- * the buffers OpenSSL takes and gives back at every answer. glibc keeps
- * those pages; at 10,000 agents 3-6 MB of 200 crept in over minutes.
- * Looked at once a minute; a trim takes milliseconds. */
-#define TRIM_EVERY_USEC (60 * USEC_PER_SEC)
+ * free heap between what they keep: their TLS handshakes' garbage, 10 MB
+ * of holes at 10,000 agents that glibc keeps resident. Looked at every
+ * 10 s; a trim takes a millisecond. (What kept touching those pages again,
+ * OpenSSL's record buffers, are mappings of their own: see rprd's
+ * malloc_setup.) */
+#define TRIM_EVERY_USEC (10 * USEC_PER_SEC)
 #define TRIM_FREE_BYTES ((size_t) 4 << 20)
 
 void api_limits_tick(ApiServer *a) {

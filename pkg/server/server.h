@@ -61,8 +61,9 @@ void server_target_free(ServerTarget *t); /* NULL-safe */
  * cmd->output on that thread, cmd->input reaches the command's stdin,
  * cmd->track is the agent's business (it finds its jobs again itself).
  * A busy agent gets the command when a slot is free, within the command's
- * timeout (none: until canceled); an agent seen offline fails it after the
- * connect timeout (SSH_FAIL_TIMEOUT), as a host that is down. */
+ * timeout (none: until canceled); an agent seen offline fails it at once,
+ * and one that goes offline before it took the command fails it then
+ * (SSH_FAIL_TIMEOUT), as a host that is down. */
 bool server_target_is_agent(const ServerTarget *t);
 
 /* Whether ns/name is a Server of transport agent (false when it is absent
