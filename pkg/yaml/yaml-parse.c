@@ -293,6 +293,11 @@ static int on_scalar(Builder *b, const yaml_event_t *e) {
         Frame *f = top(b);
 
         b->nodes++;
+        /* "\0" in a quoted scalar: every name, command and path is a C
+         * string further on, which would end there; refused, not cut. */
+        if (memchr(e->data.scalar.value, '\0', e->data.scalar.length))
+                return fail(b, &e->start_mark, "%s",
+                            "a string holds a NUL character (\\0), which is not allowed");
         if (wants_key(b)) {
                 f->key = xstrndup((const char *) e->data.scalar.value, e->data.scalar.length);
                 f->key_line = e->start_mark.line + 1;

@@ -134,6 +134,22 @@ static void test_duplicate_key(void **state) {
         parsed_clear(&p);
 }
 
+/* "\0" (a NUL) in a quoted value or key would end the C strings it
+ * becomes (names, commands, paths): refused with its place, never cut. */
+static void test_a_nul_in_a_string_is_refused(void **state) {
+        (void) state;
+        Parsed p = parse("spec:\n  command: \"echo a\\0rm -rf /\"\n");
+        _cleanup_free_ char *msg = first_error(&p);
+        assert_string_equal(msg, "t.yaml:2:12: a string holds a NUL character (\\0), which is not allowed");
+        assert_int_equal(p.n, 0);
+        parsed_clear(&p);
+
+        p = parse("\"a\\0b\": 1\n");
+        _cleanup_free_ char *key = first_error(&p);
+        assert_non_null(strstr(key, "NUL character"));
+        parsed_clear(&p);
+}
+
 static void test_aliases_and_merge(void **state) {
         (void) state;
         Parsed p = parse("base: &b {user: deploy, port: 22}\n"
@@ -223,6 +239,7 @@ int main(void) {
                 cmocka_unit_test(test_positions),
                 cmocka_unit_test(test_syntax_error_has_position),
                 cmocka_unit_test(test_duplicate_key),
+                cmocka_unit_test(test_a_nul_in_a_string_is_refused),
                 cmocka_unit_test(test_aliases_and_merge),
                 cmocka_unit_test(test_billion_laughs_refused),
                 cmocka_unit_test(test_depth_bounded),
