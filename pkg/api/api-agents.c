@@ -364,12 +364,9 @@ static void wait_dispose(void *p) {
         w->c = NULL;
 }
 
-/* Parks w; a second poll of one agent ends the first: it has moved on. */
+/* Parks w. Its agent holds no other poll: api_agent_heartbeat() answered
+ * any held before this one. */
 static void wait_park(struct ApiAgents *st, AgentWait *w) {
-        AgentWait *old = hashmap_get(st->waits, w->key);
-
-        if (old)
-                wait_answer(old);
         hashmap_put(st->waits, w->key, w);
 }
 

@@ -685,8 +685,9 @@ int runner_pass(RunnerController *rc, const json_t *obj, bool deleting, uint64_t
         *ret_requeue = p.retry_at                                  ? p.retry_at - p.now
                        : deleting || p.changed || transitional(&p) ? FAST_USEC
                                                                    : sp.sync_interval_usec;
-        /* Only offline agents are waited for: each look costs a wait for
-         * them, and the Server's becoming Reachable wakes us sooner. */
+        /* Only offline agents are waited for: a look at them finds nothing
+         * new but costs the pass its GitHub calls, and the Server's becoming
+         * Reachable (or being deleted) wakes us sooner. */
         if (deleting && !p.changed && p.for_agent > 0 && p.for_agent == json_array_size(p.instances))
                 *ret_requeue = MAX(*ret_requeue, AGENT_WAIT_USEC);
         if (p.poll_in)
