@@ -48,6 +48,7 @@ struct ApiAgentStream {
         bool in_flight;
         bool closing; /* close once what is queued is written */
         h2o_linklist_t link; /* in ApiAgentStreams.all, once upgraded */
+        char text[]; /* key, ns, server and secret point in here: one allocation an agent */
 };
 
 struct ApiAgentStreams {
@@ -60,12 +61,7 @@ struct ApiAgentStreams {
 static void stream_free(ApiAgentStream *s) {
         buf_free(&s->queued);
         buf_free(&s->sending);
-        free(s->key);
-        free(s->ns);
-        free(s->server);
-        if (s->secret)
-                explicit_bzero(s->secret, strlen(s->secret));
-        free(s->secret);
+        explicit_bzero(s->secret, strlen(s->secret));
         free(s);
 }
 
@@ -293,12 +289,15 @@ void api_agent_stream_upgrade(ApiCall *c) {
                                          "body");
                 return;
         }
-        ApiAgentStream *s = xcalloc(1, sizeof *s);
+        const char *ns = api_agent_caller_ns(c), *server = c->caller.agent;
+        size_t lns = strlen(ns), lserver = strlen(server), lsecret = strlen(secret);
+        ApiAgentStream *s = xcalloc(1, sizeof *s + 2 * (lns + lserver + 2) + lsecret + 1);
         s->api = c->api;
-        s->ns = xstrdup(api_agent_caller_ns(c));
-        s->server = xstrdup(c->caller.agent);
-        s->key = xasprintf("%s/%s", s->ns, s->server);
-        s->secret = xstrdup(secret);
+        s->key = s->text;
+        sprintf(s->key, "%s/%s", ns, server);
+        s->ns = memcpy(s->key + lns + lserver + 2, ns, lns + 1);
+        s->server = memcpy(s->ns + lns + 1, server, lserver + 1);
+        s->secret = memcpy(s->server + lserver + 1, secret, lsecret + 1);
 
         req->res.status = 101;
         req->res.reason = "Switching Protocols";

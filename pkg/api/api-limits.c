@@ -261,14 +261,16 @@ void api_conn_accepted(ApiServer *a, h2o_socket_t *sock) {
         sock->on_close.data = c;
 }
 
-/* Thousands of long-lived connections (10,000 agents' poll streams) leave
- * free heap between what they keep: their TLS handshakes' garbage, 10 MB
- * of holes at 10,000 agents that glibc keeps resident. Looked at every
- * 10 s; a trim takes a millisecond. (What kept touching those pages again,
- * OpenSSL's record buffers, are mappings of their own: see rprd's
- * malloc_setup.) */
-#define TRIM_EVERY_USEC (10 * USEC_PER_SEC)
-#define TRIM_FREE_BYTES ((size_t) 4 << 20)
+/* Thousands of long-lived connections (10,000 agents' poll streams) make
+ * bursts: a poll window's answers come within seconds of each other, and
+ * what they take for a moment grows the heap at its top, where one
+ * allocation that stays pins the free space below it, beyond glibc's own
+ * trimming. Looked at every second, trimmed when over 1 MiB is free: a
+ * trim takes about a millisecond at 10,000 agents. (OpenSSL's record
+ * buffers, taken and given back at every answer, are mappings of their
+ * own: see rprd's malloc_setup.) */
+#define TRIM_EVERY_USEC (1 * USEC_PER_SEC)
+#define TRIM_FREE_BYTES ((size_t) 1 << 20)
 
 void api_limits_tick(ApiServer *a) {
         uint64_t now = now_mono_usec();

@@ -24,16 +24,21 @@
 #define HASH_PREFIX "sha256:"
 #define HASH_HEX_LEN 64
 
+/* One allocation for an agent's entry (a fleet has one per agent): its
+ * names live in text[], and its scope, its own namespace, in own_scope. */
 typedef struct Entry {
         struct Entry *next;
         char hash[HASH_HEX_LEN];
-        char *ns, *name, *expires;
+        const char *ns, *name;
+        char *expires;
         uint64_t expires_usec;
         AuthRole role;
-        char **scope; /* NULL: every namespace */
+        char **scope; /* NULL: every namespace; own_scope or a strv of its own */
+        char *own_scope[2];
         AuthUse use;
-        char *server; /* AUTH_USE_AGENT: the Server it speaks for */
+        const char *server; /* AUTH_USE_AGENT: the Server it speaks for */
         bool single_use;
+        char text[];
 } Entry;
 
 struct AuthTokens {
@@ -55,11 +60,9 @@ static char *name_key(const char *ns, const char *name) {
 static void entry_free(Entry *e) {
         if (!e)
                 return;
-        free(e->ns);
-        free(e->name);
         free(e->expires);
-        free(e->server);
-        auth_strv_free(e->scope);
+        if (e->scope != e->own_scope)
+                auth_strv_free(e->scope);
         free(e);
 }
 
@@ -134,19 +137,21 @@ static Entry *entry_new(const char *text, size_t len) {
         if (json_object_get(meta, "deletionTimestamp"))
                 return NULL;
 
-        Entry *e = xcalloc(1, sizeof *e);
+        bool agent = STREQ(type, "agent");
+        const char *server = agent ? json_str_at(spec, "server") : NULL;
+        size_t lns = strlen(ns) + 1, lname = strlen(name) + 1, lserver = server ? strlen(server) + 1 : 0;
+        Entry *e = xcalloc(1, sizeof *e + lns + lname + lserver);
         memcpy(e->hash, hash + strlen(HASH_PREFIX), HASH_HEX_LEN);
-        e->ns = xstrdup(ns);
-        e->name = xstrdup(name);
-        if (STREQ(type, "agent")) {
+        e->ns = memcpy(e->text, ns, lns);
+        e->name = memcpy(e->text + lns, name, lname);
+        if (agent) {
                 /* An agent's secret confers no role: only its own endpoints. */
-                const char *server = json_str_at(spec, "server");
                 e->use = server ? AUTH_USE_AGENT : AUTH_USE_AGENT_JOIN;
-                e->server = server ? xstrdup(server) : NULL;
+                e->server = server ? memcpy(e->text + lns + lname, server, lserver) : NULL;
                 e->single_use = json_is_true(json_object_get(spec, "singleUse"));
                 e->role = AUTH_ROLE_NONE;
-                e->scope = xcalloc(2, sizeof *e->scope); /* its own namespace alone */
-                e->scope[0] = xstrdup(ns);
+                e->own_scope[0] = (char *) e->ns; /* its own namespace alone */
+                e->scope = e->own_scope;
         } else {
                 e->use = AUTH_USE_API;
                 e->role = auth_role_from_string(json_str_at(spec, "role"));

@@ -24,7 +24,7 @@ struct ServerController {
         size_t n_callbacks;
         /* "ns/name" -> monotonic time of the last attempt, which is finer
          * than status.lastCheckTime's seconds. */
-        json_t *last_attempt;
+        Hashmap *last_attempt; /* id -> the last check's now_mono_usec(), as a pointer */
         json_t *asked; /* ids whose check was asked for (server_check_soon) */
 };
 

@@ -191,7 +191,7 @@ static int check_object(ServerController *s, json_t *obj, SshResult *result, cha
         }
 
         pthread_mutex_lock(&s->lock);
-        json_object_set_new(s->last_attempt, id, json_integer((json_int_t) now_mono_usec()));
+        hashmap_put(s->last_attempt, id, (void *) (uintptr_t) now_mono_usec());
         pthread_mutex_unlock(&s->lock);
         CheckWrite w = {json_int_at(meta, "generation", 0), &spec, &o};
         int wr = status_write(s, ns, name, check_status_fn, &w, &old_phase, &new_phase);
@@ -241,7 +241,7 @@ int server_check_now(ServerController *s, const char *ns, const char *name, SshR
 static void forget(ServerController *s, const char *id) {
         ssh_pool_forget(s->ssh, id);
         pthread_mutex_lock(&s->lock);
-        json_object_del(s->last_attempt, id);
+        hashmap_remove(s->last_attempt, id);
         pthread_mutex_unlock(&s->lock);
 }
 
@@ -257,8 +257,7 @@ static uint64_t due_in(ServerController *s, const char *id, const json_t *status
         if (phase && STREQ(phase, "Inactive"))
                 return 0;
         pthread_mutex_lock(&s->lock);
-        const json_t *mono = json_object_get(s->last_attempt, id);
-        uint64_t last_mono = mono ? (uint64_t) json_integer_value(mono) : 0;
+        uint64_t last_mono = (uint64_t) (uintptr_t) hashmap_get(s->last_attempt, id);
         pthread_mutex_unlock(&s->lock);
         if (last_mono) {
                 now = now_mono_usec();
@@ -342,7 +341,7 @@ int server_controller_new(const ServerOptions *o, ServerController **ret) {
         s->ssh = o->ssh;
         s->connectivity = o->connectivity;
         s->agents = o->agents;
-        s->last_attempt = json_object();
+        s->last_attempt = hashmap_new();
         s->asked = json_object();
         pthread_mutex_init(&s->lock, NULL);
         r = controller_add(o->controller, "Server", reconcile, s);
@@ -357,7 +356,7 @@ int server_controller_new(const ServerOptions *o, ServerController **ret) {
 void server_controller_free(ServerController *s) {
         if (!s)
                 return;
-        json_decref(s->last_attempt);
+        hashmap_free(s->last_attempt);
         json_decref(s->asked);
         free(s->callbacks);
         pthread_mutex_destroy(&s->lock);

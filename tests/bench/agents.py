@@ -14,7 +14,10 @@ Then:
 
   joins          wall time of N joins (AGENTS_JOIN_PARALLEL in flight, 32)
   RSS            rprd idle, with N agents joined (their Servers and
-                 credentials in the store), and with their N polls held;
+                 credentials in the store), and with their N polls held,
+                 in MiB; then sampled twice a second from the second poll
+                 window to the end of the steady state: lowest, median and
+                 highest (the figure, also in decimal MB);
                  with AGENTS_MALLOC_STATS=1 also glibc's malloc_stats() at
                  each phase (through gdb, into rprd's log, printed) and the
                  RSS after malloc_trim(0), which is what fragmentation holds
@@ -94,6 +97,26 @@ class UnixHTTP(http.client.HTTPConnection):
 def rss_mb(pid):
     with open("/proc/%d/status" % pid) as f:
         return int(re.search(r"VmRSS:\s+(\d+)", f.read()).group(1)) / 1024
+
+
+class RssSampler:
+    """rprd's RSS twice a second on a thread of its own, until stop():
+    then the lowest, the median and the highest."""
+
+    def __init__(self, pid):
+        self.pid, self.samples, self.done = pid, [], threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def run(self):
+        while not self.done.wait(0.5):
+            self.samples.append(rss_mb(self.pid))
+
+    def stop(self):
+        self.done.set()
+        self.thread.join()
+        s = sorted(self.samples)
+        return s[0], s[len(s) // 2], s[-1]
 
 
 def cpu_seconds(pid):
@@ -544,7 +567,9 @@ def main():
             N, time.monotonic() - t, open_fds(rprd.pid)))
         rss_held = rss_mb(rprd.pid)
         # Every agent answered once and polling again: what is left is what
-        # a fleet costs as it goes on.
+        # a fleet costs as it goes on. RSS is sampled twice a second from
+        # here to the end of the steady state: its highest is the figure.
+        sampler = RssSampler(rprd.pid)
         time.sleep(WINDOW + 5)
         cpu0, t0 = cpu_seconds(rprd.pid), time.monotonic()
         client0 = sum(s[2] for s in ask_all(pipes, "status"))
@@ -557,10 +582,11 @@ def main():
         cpu = (cpu_seconds(rprd.pid) - cpu0) / (time.monotonic() - t0) * 100
         status = ask_all(pipes, "status")
         client_cpu = (sum(s[2] for s in status) - client0) / (time.monotonic() - t0) * 100
-        rss_steady = rss_mb(rprd.pid)
-        print("RSS            idle %.1f MB; %d joined %.1f MB; their polls held %.1f MB; after %.0f s of "
-              "polling %.1f MB" % (rss_idle, N, rss_joined, rss_held, WINDOW + 5 + STEADY, rss_steady))
-        print("               %.1f KB per agent in all, %.1f KB of it for its held poll" % (
+        rss_low, rss_median, rss_steady = sampler.stop()
+        print("RSS (MiB)      idle %.1f; %d joined %.1f; their polls held %.1f; over %.0f s of polling "
+              "%.1f-%.1f, median %.1f (MB: highest %.1f)" % (rss_idle, N, rss_joined, rss_held, WINDOW + 5 + STEADY,
+                                                            rss_low, rss_steady, rss_median, rss_steady * 1.048576))
+        print("               %.1f KiB per agent in all, %.1f KiB of it for its held poll (at the highest)" % (
             (rss_steady - rss_idle) * 1024 / N, (rss_steady - rss_joined) * 1024 / N))
         print("CPU            rprd %.1f%% of one core over %.0f s of steady state (the client: %.1f%%; %s)"
               % (cpu, STEADY, client_cpu, loadavg()))

@@ -555,6 +555,35 @@ def test_a_command_for_a_stopped_agent_runs_when_it_starts(rprd, agents):
     assert result_of(result["lines"], "late")["exitCode"] == 0
 
 
+def test_held_polls_are_answered_each_at_its_own_deadline(rprd):
+    """Polls held for different lengths (rprd keeps them by length, each
+    in deadline order): a short one parked after a long one still ends
+    first, and a POST poll beside the streams ends at its own."""
+    join_token(rprd)
+    long_ = PollStream(rprd, raw_join(rprd, "edge-long"))
+    short = PollStream(rprd, raw_join(rprd, "edge-short"))
+    start = time.time()
+    long_.send({"version": "0.1.0", "wait": 4})
+    short.send({"version": "0.1.0", "wait": 1})
+    posted = {}
+
+    def post_poll():
+        status, body = https(rprd, "POST", "/api/v1/agents/poll", {"version": "0.1.0", "wait": 2},
+                             token=raw_join(rprd, "edge-post"))
+        posted["at"], posted["status"] = time.time() - start, status
+
+    t = threading.Thread(target=post_poll)
+    t.start()
+    short.recv()
+    short_at = time.time() - start
+    long_.recv()
+    long_at = time.time() - start
+    t.join(30)
+    assert 0.8 <= short_at < long_at, (short_at, long_at)
+    assert posted["status"] == 200 and 1.8 <= posted["at"] < long_at, (posted, long_at)
+    assert 3.8 <= long_at < 8, long_at
+
+
 # ---- the trust boundary ---------------------------------------------------------------------
 
 
