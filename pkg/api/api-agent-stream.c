@@ -334,16 +334,33 @@ void api_agent_streams_tick(ApiServer *a) {
         }
 }
 
+static size_t streams_close(struct ApiAgentStreams *st, size_t max) {
+        size_t n = 0;
+
+        while (n < max && !h2o_linklist_is_empty(&st->all)) {
+                stream_close(H2O_STRUCT_FROM_MEMBER(ApiAgentStream, link, st->all.next), NULL);
+                n++;
+        }
+        return n;
+}
+
+/* The agents reconnect (with backoff) to the next rprd. A few hundred a
+ * turn of the loop: each close writes a TLS close_notify through
+ * OpenSSL's and h2o's buffers, held until the write is done (10,000
+ * streams closed at once took ~60 MiB more for a moment). */
+#define STREAMS_CLOSED_A_TURN 64
+
 void api_agent_streams_end_all(ApiServer *a) {
         struct ApiAgentStreams *st = a->agent_streams;
         size_t n = 0;
 
         if (!st)
                 return;
-        /* The agents reconnect (with backoff) to the next rprd. */
-        while (!h2o_linklist_is_empty(&st->all)) {
-                stream_close(H2O_STRUCT_FROM_MEMBER(ApiAgentStream, link, st->all.next), NULL);
-                n++;
+        for (;;) {
+                n += streams_close(st, STREAMS_CLOSED_A_TURN);
+                if (h2o_linklist_is_empty(&st->all))
+                        break;
+                h2o_evloop_run(a->ctx.loop, 0); /* the closes' writes go, their buffers with them */
         }
         if (n > 0)
                 log_info("closed %zu agent poll stream(s)", n);
@@ -354,7 +371,7 @@ void api_agent_streams_done(ApiServer *a) {
 
         if (!st)
                 return;
-        api_agent_streams_end_all(a);
+        (void) streams_close(st, SIZE_MAX); /* api_agents_end_all has, unless the loop never ran */
         hashmap_free(st->by_key);
         free(st);
         a->agent_streams = NULL;

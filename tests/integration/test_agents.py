@@ -802,6 +802,24 @@ def test_a_stop_closes_the_poll_streams_and_exits_clean(rprd):
     assert "closed 1 agent poll stream(s)" in rprd.stderr()
 
 
+def test_a_stop_closes_a_fleets_poll_streams_a_batch_at_a_time(rprd):
+    """More streams than rprd closes in one turn of its loop (64): every
+    one ends, each after its held poll, and rprd exits clean."""
+    join_token(rprd)
+    streams = []
+    for i in range(150):
+        s = PollStream(rprd, raw_join(rprd, "fleet-%03d" % i))
+        assert s.status == 101
+        s.send({"version": "0.1.0", "wait": 25})
+        streams.append(s)
+    time.sleep(1)
+    start = time.time()
+    rprd.stop()
+    assert all(s.recv() is None for s in streams)
+    assert time.time() - start < 15
+    assert "closed 150 agent poll stream(s)" in rprd.stderr()
+
+
 def test_rpr_agent_polls_over_its_stream_and_falls_back_to_posts_on_an_older_rprd(rprd, agents):
     a = running_agent(rprd, agents)
     a.wait_log("(poll stream)")
