@@ -644,6 +644,7 @@ static void on_tick(h2o_timeout_entry_t *entry) {
                         AgentWait *w = H2O_STRUCT_FROM_MEMBER(AgentWait, due_link, st->due[i].next);
                         if (w->deadline > now)
                                 break;
+                        wait_unpark(w); /* off the list whatever happens next */
                         wait_answer(w);
                 }
         if (++st->ticks % SECOND_TICKS == 0) {
