@@ -348,7 +348,6 @@ static void handle_join(ApiCall *c) {
 
 /* ---- the poll ---------------------------------------------------------------------------- */
 
-/* Answers a held poll (once) with what pkg/agent has for it now. */
 /* Takes w out of the held polls, if it is there. */
 static void wait_unpark(AgentWait *w) {
         if (!w->api->agent_state) /* after api_agents_done: the lists are gone */
@@ -359,14 +358,15 @@ static void wait_unpark(AgentWait *w) {
                 hashmap_remove(w->api->agent_state->waits, w->key);
 }
 
+/* Answers a held poll (once) with what pkg/agent has for it now. */
 static void wait_answer(AgentWait *w) {
         ApiCall *c = TAKE_PTR(w->c);
         ApiAgentStream *s = TAKE_PTR(w->stream);
         json_t *answer = NULL;
 
+        wait_unpark(w);
         if (!c && !s)
                 return;
-        wait_unpark(w);
         (void) agent_poll_again(w->api->agents, w->ns, w->server, &answer);
         if (c) {
                 api_reply_json(c, 200, answer);
@@ -635,18 +635,21 @@ static void on_wake_messages(h2o_multithread_receiver_t *receiver, h2o_linklist_
         }
 }
 
-static void on_tick(h2o_timeout_entry_t *entry) {
-        struct ApiAgents *st = H2O_STRUCT_FROM_MEMBER(struct ApiAgents, tick_entry, entry);
-        uint64_t now = now_mono_usec();
-
+/* Answers every held poll whose deadline is not after until. */
+static void answer_due(struct ApiAgents *st, uint64_t until) {
         for (size_t i = 0; i < WAIT_LISTS; i++)
                 while (!h2o_linklist_is_empty(&st->due[i])) {
                         AgentWait *w = H2O_STRUCT_FROM_MEMBER(AgentWait, due_link, st->due[i].next);
-                        if (w->deadline > now)
+                        if (w->deadline > until)
                                 break;
-                        wait_unpark(w); /* off the list whatever happens next */
-                        wait_answer(w);
+                        wait_answer(w); /* takes it off the list */
                 }
+}
+
+static void on_tick(h2o_timeout_entry_t *entry) {
+        struct ApiAgents *st = H2O_STRUCT_FROM_MEMBER(struct ApiAgents, tick_entry, entry);
+
+        answer_due(st, now_mono_usec());
         if (++st->ticks % SECOND_TICKS == 0) {
                 api_agent_streams_tick(st->api);
                 api_limits_tick(st->api);
@@ -678,32 +681,14 @@ void api_agents_init(ApiServer *a) {
         api_agent_streams_init(a);
 }
 
-typedef struct Due {
-        AgentWait **items;
-        size_t n;
-} Due;
-
-static void answer_all(const char *key, void *value, void *userdata) {
-        Due *d = userdata;
-
-        (void) key;
-        d->items = xrealloc(d->items, (d->n + 1) * sizeof *d->items);
-        d->items[d->n++] = value;
-}
-
 void api_agents_end_all(ApiServer *a) {
-        Due due = {0};
-
         if (!a->agent_state)
                 return;
         /* No wake-up from now: the loop turns only a few more times. */
         agents_set_wake(a->agents, NULL, NULL);
         agents_stop(a->agents);
         api_agent_streams_end_all(a);
-        hashmap_foreach(a->agent_state->waits, answer_all, &due);
-        for (size_t i = 0; i < due.n; i++)
-                wait_answer(due.items[i]);
-        free(due.items);
+        answer_due(a->agent_state, UINT64_MAX); /* every held poll is on a list */
 }
 
 void api_agents_done(ApiServer *a) {
