@@ -652,7 +652,6 @@ static void on_tick(h2o_timeout_entry_t *entry) {
         answer_due(st, now_mono_usec());
         if (++st->ticks % SECOND_TICKS == 0) {
                 api_agent_streams_tick(st->api);
-                api_limits_tick(st->api);
                 agents_tick(st->agents);
         }
         h2o_timeout_link(st->loop, &st->tick, &st->tick_entry);

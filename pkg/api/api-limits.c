@@ -265,19 +265,13 @@ void api_conn_accepted(ApiServer *a, h2o_socket_t *sock) {
  * bursts: a poll window's answers come within seconds of each other, and
  * what they take for a moment grows the heap at its top, where one
  * allocation that stays pins the free space below it, beyond glibc's own
- * trimming. Looked at every second, trimmed when over 1 MiB is free: a
- * trim takes about a millisecond at 10,000 agents. (OpenSSL's record
- * buffers, taken and given back at every answer, are mappings of their
- * own: see rprd's malloc_setup.) */
-#define TRIM_EVERY_USEC (1 * USEC_PER_SEC)
+ * trimming. Looked at every second (api_run), trimmed when over 1 MiB is
+ * free: a trim takes about a millisecond at 10,000 agents. (OpenSSL's
+ * record buffers, taken and given back at every answer, are mappings of
+ * their own: see rprd's malloc_setup.) */
 #define TRIM_FREE_BYTES ((size_t) 1 << 20)
 
-void api_limits_tick(ApiServer *a) {
-        uint64_t now = now_mono_usec();
-
-        if (now - a->last_trim < TRIM_EVERY_USEC)
-                return;
-        a->last_trim = now;
+void api_limits_trim(void) {
         if (mallinfo2().fordblks > TRIM_FREE_BYTES)
                 malloc_trim(0);
 }

@@ -131,7 +131,6 @@ struct ApiServer {
         json_t *streams_by_caller; /* caller key -> streams held */
         unsigned exec_threads, max_exec_threads;
         size_t n_conns, max_conns;
-        uint64_t last_trim; /* monotonic: api_limits_tick looked at the heap */
         h2o_linklist_t conns; /* ApiConn: every accepted socket, to shut at a stop */
         bool accept_paused, accept_pause_logged, limits_ready;
         h2o_timeout_t accept_retry;
@@ -418,8 +417,8 @@ void api_exec_threads_give(ApiServer *a, unsigned n);
 bool api_conn_admit(ApiServer *a);
 /* Counts sock until it closes. */
 void api_conn_accepted(ApiServer *a, h2o_socket_t *sock);
-/* Once a second on the loop (with agents): gives free heap back. */
-void api_limits_tick(ApiServer *a);
+/* Once a second on the loop: gives free heap back. */
+void api_limits_trim(void);
 /* Shuts the socket of every connection, idle ones too: h2o then closes
  * each as on the client's EOF. */
 void api_conns_shutdown(ApiServer *a);

@@ -499,6 +499,7 @@ int api_run(ApiServer *a) {
                         api_watch_reap(a);
                         api_exec_reap(a);
                         api_run_logs_reap(a);
+                        api_limits_trim();
                 }
         }
         api_shutdown(a);
